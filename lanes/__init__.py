@@ -1,0 +1,52 @@
+"""lanes: a shared, lane-aware request budget for marketplace APIs, held in Redis."""
+
+from __future__ import annotations
+
+from lanes.budget import Admission, Budget, Check
+from lanes.config import (
+    Config,
+    EndpointConfig,
+    GroupConfig,
+    MarketConfig,
+    Scope,
+    Window,
+    load_config,
+    parse_config,
+    read_toml,
+)
+from lanes.errors import BudgetTimeout, BudgetUnavailable, ConfigError, LanesError
+from lanes.limiter import BudgetUsage, Limiter
+from lanes.logs import configure_logging, redact_secrets
+from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies, LanePolicy
+from lanes.settings import Settings, load_settings
+from lanes.store import RedisStore
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "Admission",
+    "Budget",
+    "BudgetTimeout",
+    "BudgetUnavailable",
+    "BudgetUsage",
+    "Check",
+    "Config",
+    "ConfigError",
+    "EndpointConfig",
+    "GroupConfig",
+    "Lane",
+    "LanePolicies",
+    "LanePolicy",
+    "LanesError",
+    "Limiter",
+    "MarketConfig",
+    "RedisStore",
+    "Scope",
+    "Settings",
+    "Window",
+    "configure_logging",
+    "load_config",
+    "load_settings",
+    "parse_config",
+    "read_toml",
+    "redact_secrets",
+]

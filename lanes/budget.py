@@ -1,0 +1,127 @@
+"""The budget as an algorithm: which checks a lane's acquire must pass.
+
+Storage-free (like the `limits` library's strategies): `lanes.limiter` runs
+these checks in Redis. A budget is a set of market windows ("at most L
+requests in any trailing P seconds"); a lane with ceiling c may only push the
+total usage of all lanes to c x L. Where c x L is not a whole number (or is
+below one request), the ceiling is also held over the shortest longer span in
+which it is whole, so the lane's long-run rate is still c x L.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from lanes.config import Scope, Window
+
+__all__ = ["Admission", "Budget", "Check"]
+
+# Ceiling spans stay short enough to matter: 0.7 of 1/s is held as 7 per 10 s.
+_MAX_SPAN_MULTIPLE = 20
+_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """No window of `span_us` microseconds may hold more than `cap` requests (all lanes)."""
+
+    cap: int
+    span_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to one acquire.
+
+    `granted`: the request is admitted and may be sent after `wait` seconds
+    (0 when at once; more when a moment ahead was reserved for it). Not granted:
+    nothing was recorded, and asking again sooner than `wait` is pointless.
+    """
+
+    granted: bool
+    wait: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One shared budget: its identity, its windows and its safety margin.
+
+    `name` is `market:endpoint` (app scope) or `market:endpoint:seller` (seller
+    scope); every Redis key of the budget carries it as one Cluster hash tag.
+    """
+
+    name: str
+    windows: tuple[Window, ...]
+    margin_ms: float = 0.0
+    _checks: dict[float, tuple[Check, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise ValueError(f"budget {self.name!r} has no window")
+        if "{" in self.name or "}" in self.name:
+            raise ValueError(f"budget name {self.name!r} may not contain braces")
+
+    @classmethod
+    def for_endpoint(
+        cls,
+        market: str,
+        endpoint: str,
+        windows: tuple[Window, ...],
+        *,
+        scope: Scope = "app",
+        seller: str | None = None,
+        margin_ms: float = 0.0,
+    ) -> Budget:
+        """The budget of `endpoint` (or budget group): one per app, or one per seller."""
+        name = f"{market}:{endpoint}"
+        if scope == "seller":
+            if not seller:
+                raise ValueError(f"budget {name!r} is counted per seller: a seller is needed")
+            name = f"{name}:{seller}"
+        return cls(name=name, windows=windows, margin_ms=margin_ms)
+
+    @property
+    def log_key(self) -> str:
+        return f"lanes:{{{self.name}}}:log"
+
+    @property
+    def cooldown_key(self) -> str:
+        return f"lanes:{{{self.name}}}:cooldown"
+
+    @property
+    def capacity(self) -> int:
+        """The most requests one acquire can ever ask for."""
+        return min(window.limit for window in self.windows)
+
+    def checks(self, ceiling: float) -> tuple[Check, ...]:
+        """The checks an acquire in a lane with this `ceiling` must pass."""
+        cached = self._checks.get(ceiling)
+        if cached is None:
+            margin_us = round(self.margin_ms * 1000)
+            found: list[Check] = []
+            for window in self.windows:
+                found.extend(_window_checks(window.limit, window.seconds, ceiling, margin_us))
+            cached = tuple(dict.fromkeys(found))
+            self._checks[ceiling] = cached
+        return cached
+
+
+def _window_checks(limit: int, seconds: float, ceiling: float, margin_us: int) -> list[Check]:
+    span_us = round(seconds * _US) + margin_us
+    checks = [Check(limit, span_us)]
+    if ceiling >= 1.0:
+        return checks
+    share = Fraction(ceiling).limit_denominator(100) * limit
+    # At every moment the lane stays within its share, rounded up to a whole request...
+    checks.append(Check(min(limit, math.ceil(share)), span_us))
+    if share.denominator == 1:
+        return checks
+    # ...and over the shortest span in which its share is whole, within it exactly.
+    multiple = min(share.denominator, _MAX_SPAN_MULTIPLE)
+    cap = max(1, math.floor(share * multiple))
+    checks.append(Check(cap, round(seconds * multiple * _US) + margin_us))
+    return checks

@@ -1,0 +1,196 @@
+"""The budget's storage: runs `lanes.budget` checks atomically in Redis.
+
+One Lua script call (one round trip) per acquire. Time is the Redis server's
+`TIME`, so any number of workers on any number of machines share one clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from lanes.budget import Admission, Budget
+from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
+
+__all__ = ["BudgetUsage", "Limiter"]
+
+_US = 1_000_000
+# A refused acquire sleeps its exact wait plus up to this much, so that callers
+# refused at one moment do not all come back at one moment.
+_JITTER_S = 0.02
+
+
+def _lua(name: str) -> str:
+    return resources.files("lanes").joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUsage:
+    """A budget's live state: requests in the trailing window and reservations ahead, by lane."""
+
+    name: str
+    in_window: dict[Lane, int]
+    reserved: dict[Lane, int]
+    cooldown: float
+
+
+class Limiter:
+    """Admits requests to shared budgets held in Redis.
+
+    The caller owns the Redis client (see `lanes.store.RedisStore`); every Redis
+    failure is raised as `BudgetUnavailable`: nothing is admitted without Redis.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        policies: LanePolicies = DEFAULT_POLICIES,
+        *,
+        horizon: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._policies = policies
+        self._horizon = horizon
+        self._acquire = client.register_script(_lua("acquire.lua"))
+        self._penalize = client.register_script(_lua("penalize.lua"))
+        self._usage = client.register_script(_lua("usage.lua"))
+        self._keep_us: dict[str, int] = {}
+
+    def _keep(self, budget: Budget) -> int:
+        # Entries matter for as long as the longest span of any lane's checks.
+        keep = self._keep_us.get(budget.name)
+        if keep is None:
+            keep = max(
+                check.span_us
+                for lane in Lane
+                for check in budget.checks(self._policies[lane].ceiling)
+            )
+            self._keep_us[budget.name] = keep
+        return keep
+
+    async def acquire(
+        self,
+        budget: Budget,
+        lane: Lane,
+        cost: int = 1,
+        *,
+        max_wait: float | None = None,
+    ) -> Admission:
+        """Admit `cost` requests in `lane` now, or reserve the earliest moment within `max_wait`.
+
+        Not granted: the answer's `wait` is how long until asking again can succeed.
+        """
+        admission, _members = await self._try(budget, lane, cost, max_wait)
+        return admission
+
+    async def _try(
+        self, budget: Budget, lane: Lane, cost: int, max_wait: float | None
+    ) -> tuple[Admission, list[str]]:
+        if not 1 <= cost <= budget.capacity:
+            raise ValueError(f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}")
+        checks = budget.checks(self._policies[lane].ceiling)
+        horizon = self._horizon if max_wait is None else max(0.0, max_wait)
+        prefix = f"{lane.value}:{secrets.token_hex(6)}"
+        args: list[int | str] = [
+            cost,
+            round(horizon * _US),
+            prefix,
+            self._keep(budget),
+            len(checks),
+        ]
+        for check in checks:
+            args += [check.cap, check.span_us]
+        try:
+            granted, wait_us, _moment = await self._acquire(
+                keys=[budget.log_key, budget.cooldown_key], args=args
+            )
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
+        members = [f"{prefix}:{i}" for i in range(1, cost + 1)] if granted else []
+        return Admission(granted=bool(granted), wait=int(wait_us) / _US), members
+
+    async def wait(
+        self,
+        budget: Budget,
+        lane: Lane,
+        cost: int = 1,
+        *,
+        deadline: float | None = None,
+    ) -> float:
+        """Sleep until `cost` requests are admitted; returns the seconds spent waiting.
+
+        `deadline` is a `time.monotonic()` moment: when admission cannot come
+        before it, `BudgetTimeout` is raised at once (no pointless sleep). A
+        reservation given up by cancellation is handed back to the budget.
+        """
+        started = time.monotonic()
+        while True:
+            max_wait = None if deadline is None else deadline - time.monotonic()
+            if max_wait is not None and max_wait < 0:
+                raise BudgetTimeout(budget.name, 0.0)
+            admission, members = await self._try(budget, lane, cost, max_wait)
+            if admission.granted:
+                await self._sleep_reserved(budget, admission.wait, members)
+                return time.monotonic() - started
+            pause = admission.wait + random.uniform(0, _JITTER_S)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise BudgetTimeout(budget.name, admission.wait)
+            await asyncio.sleep(pause)
+
+    async def _sleep_reserved(self, budget: Budget, seconds: float, members: list[str]) -> None:
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            # Unused reservations would block the budget for nobody's benefit.
+            await self.release(budget, members)
+            raise
+
+    async def release(self, budget: Budget, members: list[str]) -> None:
+        """Hand back reservations that will not be used (best effort)."""
+        if not members:
+            return
+        try:
+            await self._client.zrem(budget.log_key, *members)
+        except (RedisError, OSError):
+            return  # the reservation then only wastes its slot: never unsafe
+
+    async def penalize(self, budget: Budget, seconds: float) -> float:
+        """Pause `budget` for every worker for `seconds` (a 429 from the market)."""
+        try:
+            left_ms = await self._penalize(
+                keys=[budget.cooldown_key], args=[max(1, round(seconds * 1000))]
+            )
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
+        return int(left_ms) / 1000
+
+    async def usage(self, budget: Budget) -> BudgetUsage:
+        """Requests in the budget's first window right now, and reservations ahead, by lane."""
+        span_us = round(budget.windows[0].seconds * _US)
+        try:
+            reply = await self._usage(keys=[budget.log_key, budget.cooldown_key], args=[span_us])
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
+        now, cooldown_ms, *flat = reply
+        in_window: Counter[Lane] = Counter()
+        reserved: Counter[Lane] = Counter()
+        for member, score in zip(flat[::2], flat[1::2], strict=True):
+            lane = Lane(member.decode().split(":", 1)[0])
+            (reserved if float(score) > int(now) else in_window)[lane] += 1
+        return BudgetUsage(
+            name=budget.name,
+            in_window={lane: in_window[lane] for lane in Lane},
+            reserved={lane: reserved[lane] for lane in Lane},
+            cooldown=max(0, int(cooldown_ms)) / 1000,
+        )

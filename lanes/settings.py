@@ -1,0 +1,40 @@
+"""Process settings from `LANES_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lanes.config import describe_validation_error
+from lanes.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Everything a process reads from its environment.
+
+    Market credentials are secrets: `LANES_CREDENTIALS__COUPANG__SECRET_KEY=...`
+    sets `credentials["coupang"]["secret_key"]`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LANES_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    config: Path = Path("lanes.toml")
+    redis_url: str = Field(default="redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    sqs_endpoint_url: str | None = None
+    queue_prefix: str = Field(default="lanes", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+    credentials: dict[str, dict[str, SecretStr]] = {}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a wrong value raises one-line `ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "settings (LANES_*)")) from None

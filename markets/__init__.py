@@ -1,0 +1,1 @@
+"""Market clients, auth schemes, endpoint catalogues, jobs and local simulators."""

@@ -1,0 +1,1 @@
+"""The `lanes` command line and the operator tools."""

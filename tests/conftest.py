@@ -1,0 +1,85 @@
+"""Shared fixtures: a real redis-server and moto's SQS server, each started by the tests.
+
+Tests never touch a Redis or queue they did not start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from lanes import Budget, LanePolicies, Limiter, RedisStore, Window
+from scripts.services import MotoServer, RedisServer
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server on a free port for the whole session."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A connection owner to the test Redis, emptied before each test."""
+    async with RedisStore(redis_server.url) as owned:
+        await owned.client.flushdb()
+        yield owned
+
+
+@pytest.fixture
+def redis_client(store: RedisStore) -> aioredis.Redis:
+    return store.client
+
+
+@pytest.fixture
+def make_limiter(store: RedisStore) -> Callable[..., Limiter]:
+    """Factory: `make_limiter(policies=..., horizon=...)` on the test Redis."""
+
+    def make(policies: LanePolicies | None = None, horizon: float = 30.0) -> Limiter:
+        return Limiter(store.client, policies or LanePolicies(), horizon=horizon)
+
+    return make
+
+
+@pytest.fixture
+def make_budget() -> Callable[..., Budget]:
+    """Factory: `make_budget(limit, seconds, name=..., margin_ms=..., extra=[(l, s)])`."""
+
+    def make(
+        limit: int = 10,
+        seconds: float = 1.0,
+        *,
+        name: str = "acme:orders",
+        margin_ms: float = 0.0,
+        extra: tuple[tuple[int, float], ...] = (),
+    ) -> Budget:
+        windows = (Window(limit=limit, seconds=seconds),) + tuple(
+            Window(limit=each_limit, seconds=each_seconds) for each_limit, each_seconds in extra
+        )
+        return Budget(name=name, windows=windows, margin_ms=margin_ms)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's SQS server over HTTP for the whole session."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sqs_endpoint(moto_server: MotoServer) -> str:
+    return moto_server.url

@@ -1,0 +1,1 @@
+"""The SQS lane dispatcher, its Lambda handler and result sinks."""

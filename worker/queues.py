@@ -1,0 +1,38 @@
+"""Queue names: `{prefix}-{market}-{lane}` and its dead-letter queue `...-dlq`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lanes.policy import Lane
+
+__all__ = ["DLQ_SUFFIX", "QueueName", "lane_of_queue"]
+
+DLQ_SUFFIX = "-dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueName:
+    prefix: str
+    market: str
+    lane: Lane
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}-{self.market}-{self.lane.value}"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.queue}{DLQ_SUFFIX}"
+
+
+def lane_of_queue(name_or_arn: str) -> QueueName:
+    """Parse a lane queue's name (or an ARN ending in it, as Lambda's `eventSourceARN`)."""
+    name = name_or_arn.rsplit(":", 1)[-1]
+    if name.endswith(DLQ_SUFFIX):
+        raise ValueError(f"{name!r} is a dead-letter queue, not a lane queue")
+    head, sep, lane = name.rpartition("-")
+    prefix, sep2, market = head.partition("-")
+    if not (sep and sep2 and prefix and market) or lane not in Lane._value2member_map_:
+        raise ValueError(f"{name!r} is not a lane queue name ({{prefix}}-{{market}}-{{lane}})")
+    return QueueName(prefix=prefix, market=market, lane=Lane(lane))
