@@ -63,8 +63,9 @@ def make_budget() -> Callable[..., Budget]:
         margin_ms: float = 0.0,
         extra: tuple[tuple[int, float], ...] = (),
     ) -> Budget:
-        windows = (Window(limit=limit, seconds=seconds),) + tuple(
-            Window(limit=each_limit, seconds=each_seconds) for each_limit, each_seconds in extra
+        windows = tuple(
+            Window(limit=each_limit, seconds=each_seconds)
+            for each_limit, each_seconds in ((limit, seconds), *extra)
         )
         return Budget(name=name, windows=windows, margin_ms=margin_ms)
 

@@ -13,7 +13,7 @@ __all__ = ["Envelope", "PoisonMessage", "parse_envelope"]
 
 
 class PoisonMessage(ValueError):
-    """A body that can never be processed; the message goes to the dead-letter queue with `reason`."""
+    """A body that can never be processed: it is dead-lettered at once with `reason`."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -40,7 +40,7 @@ def parse_envelope(body: str) -> Envelope:
     """Validate a message body; anything wrong raises `PoisonMessage` with a one-line reason."""
     try:
         raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(raw, dict):
         raise PoisonMessage(f"body is JSON {type(raw).__name__}, not an object")
