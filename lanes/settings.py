@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="lanes", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
     credentials: dict[str, dict[str, SecretStr]] = {}
+    # The worker.
+    concurrency: int = Field(default=32, ge=1, le=1000)
+    visibility_timeout: int = Field(default=120, ge=10, le=43_200)
+    wait_seconds: int = Field(default=20, ge=0, le=20)
+    grace_seconds: float = Field(default=20.0, ge=0)
+    results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
+    idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
 
 
 def load_settings(**overrides: object) -> Settings:

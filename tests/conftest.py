@@ -84,3 +84,7 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture
 def sqs_endpoint(moto_server: MotoServer) -> str:
     return moto_server.url
+
+
+# Each area keeps its own fixtures in a plugin module beside the tests.
+pytest_plugins = ["tests.fixtures_markets", "tests.fixtures_worker", "tests.fixtures_scripts"]

@@ -6,9 +6,23 @@ from dataclasses import dataclass
 
 from lanes.policy import Lane
 
-__all__ = ["DLQ_SUFFIX", "QueueName", "lane_of_queue"]
+__all__ = [
+    "ATTR_ATTEMPTS",
+    "ATTR_ERROR",
+    "ATTR_FAILED_AT",
+    "ATTR_REASON",
+    "DLQ_SUFFIX",
+    "QueueName",
+    "lane_of_queue",
+]
 
 DLQ_SUFFIX = "-dlq"
+
+# String message attributes written on every dead-lettered message.
+ATTR_REASON = "lanes.reason"  # one line: why it was dead-lettered
+ATTR_ATTEMPTS = "lanes.attempts"  # attempts made (a whole number)
+ATTR_ERROR = "lanes.error"  # the last error, one line
+ATTR_FAILED_AT = "lanes.failed_at"  # ISO 8601 UTC
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,3 @@
+"""Fixtures for the markets tests."""
+
+from __future__ import annotations

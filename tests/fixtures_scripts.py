@@ -1,0 +1,3 @@
+"""Fixtures for the scripts tests."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Fixtures for the worker tests."""
+
+from __future__ import annotations
