@@ -3,9 +3,10 @@
 Storage-free (like the `limits` library's strategies): `lanes.limiter` runs
 these checks in Redis. A budget is a set of market windows ("at most L
 requests in any trailing P seconds"); a lane with ceiling c may only push the
-total usage of all lanes to c x L. Where c x L is not a whole number (or is
-below one request), the ceiling is also held over the shortest longer span in
-which it is whole, so the lane's long-run rate is still c x L.
+total usage of all lanes to c x L, rounded down to whole requests so that the
+lanes above always find their room. Where c x L is below one request per
+window, the ceiling is held over the shortest longer span in which it is whole
+(0.7 of 1/s is 7 per 10 s), so the lane's long-run rate is still c x L.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Admission:
 
     granted: bool
     wait: float
+    at: float = 0.0  # the admitted (or earliest possible) moment, Redis time in seconds
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ class Budget:
         return f"lanes:{{{self.name}}}:cooldown"
 
     @property
+    def shortest_seconds(self) -> float:
+        return min(window.seconds for window in self.windows)
+
+    @property
     def capacity(self) -> int:
         """The most requests one acquire can ever ask for."""
         return min(window.limit for window in self.windows)
@@ -116,11 +122,10 @@ def _window_checks(limit: int, seconds: float, ceiling: float, margin_us: int) -
     if ceiling >= 1.0:
         return checks
     share = Fraction(ceiling).limit_denominator(100) * limit
-    # At every moment the lane stays within its share, rounded up to a whole request...
-    checks.append(Check(min(limit, math.ceil(share)), span_us))
-    if share.denominator == 1:
+    whole = math.floor(share)
+    if whole >= 1:
+        checks.append(Check(whole, span_us))
         return checks
-    # ...and over the shortest span in which its share is whole, within it exactly.
     multiple = min(share.denominator, _MAX_SPAN_MULTIPLE)
     cap = max(1, math.floor(share * multiple))
     checks.append(Check(cap, round(seconds * multiple * _US) + margin_us))

@@ -87,7 +87,9 @@ class Limiter:
     ) -> Admission:
         """Admit `cost` requests in `lane` now, or reserve the earliest moment within `max_wait`.
 
-        Not granted: the answer's `wait` is how long until asking again can succeed.
+        Reservations reach at most the limiter's horizon (high) or one window (lanes
+        with a ceiling below 1). Not granted: nothing was recorded, and the answer's
+        `wait` is how long until asking again can succeed.
         """
         admission, _members = await self._try(budget, lane, cost, max_wait)
         return admission
@@ -97,8 +99,15 @@ class Limiter:
     ) -> tuple[Admission, list[str]]:
         if not 1 <= cost <= budget.capacity:
             raise ValueError(f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}")
-        checks = budget.checks(self._policies[lane].ceiling)
-        horizon = self._horizon if max_wait is None else max(0.0, max_wait)
+        ceiling = self._policies[lane].ceiling
+        checks = budget.checks(ceiling)
+        horizon = self._horizon
+        if ceiling < 1.0:
+            # Reservations far ahead would hold windows the paid lane may need (with a
+            # limit of 1/s every reserved second is one high cannot use): one window only.
+            horizon = min(horizon, budget.shortest_seconds)
+        if max_wait is not None:
+            horizon = min(horizon, max(0.0, max_wait))
         prefix = f"{lane.value}:{secrets.token_hex(6)}"
         args: list[int | str] = [
             cost,
@@ -110,13 +119,16 @@ class Limiter:
         for check in checks:
             args += [check.cap, check.span_us]
         try:
-            granted, wait_us, _moment = await self._acquire(
+            granted, wait_us, moment_us = await self._acquire(
                 keys=[budget.log_key, budget.cooldown_key], args=args
             )
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         members = [f"{prefix}:{i}" for i in range(1, cost + 1)] if granted else []
-        return Admission(granted=bool(granted), wait=int(wait_us) / _US), members
+        admission = Admission(
+            granted=bool(granted), wait=int(wait_us) / _US, at=int(moment_us) / _US
+        )
+        return admission, members
 
     async def wait(
         self,

@@ -1,0 +1,162 @@
+"""The Redis-held budget: admission, exact waits, reservations, cooldown, failing closed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from lanes import Budget, BudgetTimeout, BudgetUnavailable, Lane, Limiter, RedisStore
+from scripts.services import RedisServer
+
+MakeLimiter = Callable[..., Limiter]
+MakeBudget = Callable[..., Budget]
+
+
+async def test_admits_up_to_the_limit_then_refuses_with_exact_wait(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """Within a window the limit is admitted at once; the next gets the time until a slot frees."""
+    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    first = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+    for _ in range(4):
+        assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+    refused = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+    assert not refused.granted
+    assert refused.at == pytest.approx(first.at + 1.0, abs=1e-6)
+    assert 0.9 < refused.wait <= 1.0
+
+
+async def test_refusal_records_nothing(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A refused acquire leaves the log as it was."""
+    limiter, budget = make_limiter(), make_budget(2, 1.0)
+    for _ in range(5):
+        await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+    assert await redis_client.zcard(budget.log_key) == 2
+
+
+async def test_reservation_admits_at_a_future_moment(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """Within its horizon, a full budget reserves the earliest moment rather than refusing."""
+    limiter, budget = make_limiter(horizon=5.0), make_budget(2, 0.5)
+    first = await limiter.acquire(budget, Lane.HIGH)
+    await limiter.acquire(budget, Lane.HIGH)
+    third = await limiter.acquire(budget, Lane.HIGH)
+    assert third.granted
+    assert third.at == pytest.approx(first.at + 0.5, abs=1e-6)
+
+
+async def test_wait_sleeps_exactly_and_returns_the_time_waited(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """`wait` returns once admitted, having slept about the reserved time, not polled."""
+    limiter, budget = make_limiter(), make_budget(1, 0.3)
+    await limiter.wait(budget, Lane.HIGH)
+    waited = await limiter.wait(budget, Lane.HIGH)
+    assert 0.25 < waited < 0.6
+
+
+async def test_wait_raises_at_once_when_the_deadline_is_too_near(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A deadline before any possible admission raises BudgetTimeout with the time to retry."""
+    limiter, budget = make_limiter(), make_budget(1, 5.0)
+    await limiter.wait(budget, Lane.HIGH)
+    started = time.monotonic()
+    with pytest.raises(BudgetTimeout) as caught:
+        await limiter.wait(budget, Lane.HIGH, deadline=time.monotonic() + 0.2)
+    assert time.monotonic() - started < 0.15
+    assert caught.value.retry_after > 4
+
+
+async def test_cooldown_pauses_every_lane_for_every_worker(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """After penalize, any limiter on the budget is refused until the cooldown ends."""
+    budget = make_budget(100, 1.0)
+    one, other = make_limiter(), make_limiter()
+    assert await one.penalize(budget, 0.4) == pytest.approx(0.4)
+    refused = await other.acquire(budget, Lane.HIGH)
+    assert not refused.granted
+    assert 0.3 < refused.wait <= 0.4
+    waited = await other.wait(budget, Lane.HIGH)
+    assert 0.3 < waited < 0.8
+
+
+async def test_penalize_keeps_a_longer_cooldown(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A shorter penalty does not cut a longer running cooldown short."""
+    limiter, budget = make_limiter(), make_budget()
+    await limiter.penalize(budget, 5.0)
+    assert await limiter.penalize(budget, 1.0) > 4.0
+    assert (await limiter.usage(budget)).cooldown > 4.0
+
+
+async def test_usage_counts_by_lane(make_limiter: MakeLimiter, make_budget: MakeBudget) -> None:
+    """Usage reports the requests in the window and the reservations ahead, by lane."""
+    limiter, budget = make_limiter(), make_budget(3, 1.0)
+    await limiter.acquire(budget, Lane.LOW)
+    await limiter.acquire(budget, Lane.MEDIUM)
+    await limiter.acquire(budget, Lane.HIGH)
+    await limiter.acquire(budget, Lane.HIGH)
+    usage = await limiter.usage(budget)
+    assert usage.in_window == {Lane.HIGH: 1, Lane.MEDIUM: 1, Lane.LOW: 1}
+    assert usage.reserved == {Lane.HIGH: 1, Lane.MEDIUM: 0, Lane.LOW: 0}
+
+
+async def test_cancelled_reservation_is_handed_back(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A task cancelled while it sleeps towards its reservation frees the reserved slot."""
+    limiter, budget = make_limiter(), make_budget(1, 2.0)
+    await limiter.wait(budget, Lane.HIGH)
+    sleeper = asyncio.create_task(limiter.wait(budget, Lane.HIGH))
+    await asyncio.sleep(0.1)
+    assert await redis_client.zcard(budget.log_key) == 2
+    sleeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeper
+    assert await redis_client.zcard(budget.log_key) == 1
+
+
+async def test_cost_must_fit_the_budget(make_limiter: MakeLimiter, make_budget: MakeBudget) -> None:
+    """Asking for more than the smallest window's limit at once is a programming error."""
+    with pytest.raises(ValueError, match="outside"):
+        await make_limiter().acquire(make_budget(3), Lane.HIGH, cost=4)
+
+
+async def test_budget_keys_expire_on_their_own(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """The log carries a TTL a little longer than its longest span: idle budgets vanish."""
+    limiter, budget = make_limiter(), make_budget(1, 1.0)
+    await limiter.acquire(budget, Lane.LOW)
+    ttl = await redis_client.pttl(budget.log_key)
+    assert 1_000 < ttl <= 12_000  # low's span for 0.7 x 1/s is 10 s
+
+
+async def test_redis_down_fails_closed_then_recovers(make_budget: MakeBudget) -> None:
+    """With Redis gone, acquire raises BudgetUnavailable (nothing admitted); it resumes after."""
+    server = RedisServer()
+    server.start()
+    budget = make_budget(10, 1.0)
+    try:
+        async with RedisStore(server.url, socket_timeout=0.5) as store:
+            limiter = Limiter(store.client)
+            assert (await limiter.acquire(budget, Lane.HIGH)).granted
+            server.stop()
+            with pytest.raises(BudgetUnavailable, match="redis unavailable"):
+                await limiter.acquire(budget, Lane.HIGH)
+            with pytest.raises(BudgetUnavailable):
+                await limiter.wait(budget, Lane.HIGH)
+            server.start()
+            assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    finally:
+        server.stop()
