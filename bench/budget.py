@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import multiprocessing
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -99,20 +98,25 @@ async def _limits_admit(run: Run, client: aioredis.Redis) -> Admit:
     from limits.aio.storage import RedisStorage
     from limits.aio.strategies import MovingWindowRateLimiter
 
-    storage = RedisStorage(run.redis_url.replace("redis://", "async+redis://"), implementation="redispy")
+    storage = RedisStorage(
+        run.redis_url.replace("redis://", "async+redis://"), implementation="redispy"
+    )
     strategy = MovingWindowRateLimiter(storage)
     item = RateLimitItemPerSecond(run.limit)
 
     async def admit(_lane: Lane) -> None:
         while not await strategy.hit(item, "bench"):
             stats = await strategy.get_window_stats(item, "bench")
-            await asyncio.sleep(max(0.001, stats.reset_time - time.time()) + random.uniform(0, _JITTER_S))
+            await asyncio.sleep(
+                max(0.001, stats.reset_time - time.time()) + random.uniform(0, _JITTER_S)
+            )
 
     return admit
 
 
 async def _pyrate_admit(run: Run, client: aioredis.Redis) -> Admit:
-    from pyrate_limiter import Duration, Limiter as PyrateLimiter, Rate, RedisBucket
+    from pyrate_limiter import Duration, Rate, RedisBucket
+    from pyrate_limiter import Limiter as PyrateLimiter
 
     bucket = await RedisBucket.init([Rate(run.limit, Duration.SECOND)], client, "bench")
     limiter = PyrateLimiter(bucket)
@@ -198,7 +202,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(args: argparse.Namespace, contender: str, redis_url: str, market_url: str) -> dict[str, Any]:
+def measure(
+    args: argparse.Namespace, contender: str, redis_url: str, market_url: str
+) -> dict[str, Any]:
     admin = redis.Redis.from_url(redis_url)
     admin.flushall()
     admin.config_resetstat()
@@ -214,7 +220,9 @@ def measure(args: argparse.Namespace, contender: str, redis_url: str, market_url
         market_url=market_url,
         start_at=time.time() + 2.0,
     )
-    with ProcessPoolExecutor(args.processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        args.processes, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         reports = list(pool.map(process_main, [run] * args.processes))
     market = _http(f"{market_url}/stats")
     commands = sum(
@@ -259,7 +267,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--limit", type=int, default=50, help="market limit per second")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=20, help="tasks per process")
@@ -270,7 +280,15 @@ def main() -> None:
 
     port = free_port()
     market = subprocess.Popen(
-        [sys.executable, "-m", "bench.strict_market", "--port", str(port), "--limit", str(args.limit)]
+        [
+            sys.executable,
+            "-m",
+            "bench.strict_market",
+            "--port",
+            str(port),
+            "--limit",
+            str(args.limit),
+        ]
     )
     market_url = f"http://127.0.0.1:{port}"
     try:
@@ -297,14 +315,13 @@ def main() -> None:
                 for row in rows:
                     if row is base:
                         continue
-                    print(
-                        f"  {row['contender']:<12} served x{row['served_ratio'] / base['served_ratio']:.2f}, "
-                        f"commands x{row['commands_per_served'] / base['commands_per_served']:.1f}"
-                    )
+                    served = row["served_ratio"] / base["served_ratio"]
+                    commands = row["commands_per_served"] / base["commands_per_served"]
+                    name = row["contender"]
+                    print(f"  {name:<12} served x{served:.2f}, commands x{commands:.1f}")
     finally:
         market.terminate()
         market.wait()
-    _ = statistics
 
 
 if __name__ == "__main__":

@@ -52,8 +52,6 @@ def test_seller_scope_names_the_seller() -> None:
 
 def test_several_windows_all_checked() -> None:
     """A budget of 10/s and 500/min checks both windows."""
-    budget = Budget(
-        "acme:orders", (Window(limit=10, seconds=1), Window(limit=500, seconds=60))
-    )
+    budget = Budget("acme:orders", (Window(limit=10, seconds=1), Window(limit=500, seconds=60)))
     assert budget.checks(1.0) == (Check(10, 1_000_000), Check(500, 60_000_000))
     assert budget.capacity == 10

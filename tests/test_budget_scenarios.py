@@ -53,7 +53,9 @@ arrivals = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(sequence=arrivals)
 def test_no_trailing_window_ever_exceeds_any_limit(
     redis_server: RedisServer, sequence: list[tuple[int, Lane, int, float | None]]

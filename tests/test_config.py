@@ -1,0 +1,92 @@
+"""The TOML file: validated models and one-line errors naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lanes import Config, ConfigError, Lane, Window, load_config
+
+WriteToml = Callable[[str], Path]
+
+
+@pytest.fixture
+def write_toml(tmp_path: Path) -> WriteToml:
+    """Factory: write TOML text to a file and return its path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "lanes.toml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+ACME = """
+[markets.acme]
+base_url = "https://api.acme.example"
+
+[markets.acme.endpoints.orders]
+method = "GET"
+path = "/api/orders"
+rps = 20
+"""
+
+
+def test_design_example_loads_with_default_lanes(write_toml: WriteToml) -> None:
+    """DESIGN.md's example file loads; lanes it omits keep their defaults."""
+    config = load_config(write_toml("[lanes.low]\nceiling = 0.6\n" + ACME))
+    assert config.lanes[Lane.LOW].ceiling == 0.6
+    assert config.lanes[Lane.LOW].max_attempts == 3
+    assert config.lanes[Lane.MEDIUM].ceiling == 0.8
+    endpoint = config.market("acme").endpoints["orders"]
+    assert endpoint.all_windows() == (Window(limit=20, seconds=1.0),)
+
+
+def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
+    """rps = 0.5 is one request per 2 seconds; extra windows follow the rps window."""
+    config = load_config(
+        write_toml(ACME.replace("rps = 20", "rps = 0.5\nwindows = [{limit = 100, seconds = 60}]"))
+    )
+    assert config.market("acme").endpoints["orders"].all_windows() == (
+        Window(limit=1, seconds=2.0),
+        Window(limit=100, seconds=60.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ACME.replace("rps = 20", "rps = -1"), "markets.acme.endpoints.orders.rps"),
+        (ACME.replace("rps = 20", ""), "needs rps, windows or a budget group"),
+        (ACME.replace('base_url = "https', 'base_url = "ftp'), "markets.acme.base_url"),
+        (ACME + "\n[lanes.low]\nceiling = 2\n", "lanes.low.ceiling"),
+        (ACME.replace('method = "GET"', 'method = "GET"\ncolour = "red"'), "colour"),
+        (ACME.replace("rps = 20", 'group = "missing"'), "unknown budget group"),
+    ],
+)
+def test_wrong_file_gives_one_line_naming_the_field(
+    write_toml: WriteToml, text: str, message: str
+) -> None:
+    """Each mistake is one line that names the file and the field."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_toml(text))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(str(write_toml("").parent))
+
+
+def test_missing_or_broken_file_is_one_line(tmp_path: Path, write_toml: WriteToml) -> None:
+    """A missing file or bad TOML syntax is a one-line ConfigError, not a traceback."""
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write_toml("[markets.acme\n"))
+
+
+def test_unknown_market_names_the_configured_ones() -> None:
+    """Asking for an unconfigured market lists the ones there are."""
+    with pytest.raises(ConfigError, match=r"unknown market .nope.*configured: none"):
+        Config().market("nope")

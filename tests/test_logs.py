@@ -1,0 +1,31 @@
+"""Logs: JSON lines on stdout with secrets redacted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from lanes.logs import REDACTED, configure_logging
+
+
+def test_json_line_with_bound_context_and_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    """A log line is one JSON object; secret-looking keys and SecretStr values are redacted."""
+    configure_logging("info")
+    log = structlog.get_logger().bind(market="acme", lane="high")
+    log.info(
+        "called",
+        client_secret="hunter2",
+        headers={"Authorization": "CEA signature=abc", "Accept": "json"},
+        key=SecretStr("also-secret"),
+    )
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["event"] == "called"
+    assert line["market"] == "acme"
+    assert line["lane"] == "high"
+    assert line["client_secret"] == REDACTED
+    assert line["headers"] == {"Authorization": REDACTED, "Accept": "json"}
+    assert line["key"] == REDACTED
+    assert "hunter2" not in json.dumps(line)
