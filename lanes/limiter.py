@@ -11,12 +11,14 @@ import random
 import secrets
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
@@ -64,6 +66,7 @@ class Limiter:
         self._penalize = client.register_script(_lua("penalize.lua"))
         self._usage = client.register_script(_lua("usage.lua"))
         self._keep_us: dict[str, int] = {}
+        self._batcher = AcquireBatcher(self._submit, self.release)
 
     def _keep(self, budget: Budget) -> int:
         # Entries matter for as long as the longest span of any lane's checks.
@@ -91,14 +94,21 @@ class Limiter:
         with a ceiling below 1). Not granted: nothing was recorded, and the answer's
         `wait` is how long until asking again can succeed.
         """
-        admission, _members = await self._try(budget, lane, cost, max_wait)
-        return admission
+        (grant,) = await self._submit(budget, lane, [cost], max_wait)
+        return grant.admission
 
-    async def _try(
-        self, budget: Budget, lane: Lane, cost: int, max_wait: float | None
-    ) -> tuple[Admission, list[str]]:
-        if not 1 <= cost <= budget.capacity:
-            raise ValueError(f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}")
+    async def _submit(
+        self,
+        budget: Budget,
+        lane: Lane,
+        costs: Sequence[int],
+        max_wait: float | None = None,
+    ) -> list[Grant]:
+        for cost in costs:
+            if not 1 <= cost <= budget.capacity:
+                raise ValueError(
+                    f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}"
+                )
         ceiling = self._policies[lane].ceiling
         checks = budget.checks(ceiling)
         horizon = self._horizon
@@ -109,26 +119,21 @@ class Limiter:
         if max_wait is not None:
             horizon = min(horizon, max(0.0, max_wait))
         prefix = f"{lane.value}:{secrets.token_hex(6)}"
-        args: list[int | str] = [
-            cost,
-            round(horizon * _US),
-            prefix,
-            self._keep(budget),
-            len(checks),
-        ]
+        args: list[int | str] = [round(horizon * _US), prefix, self._keep(budget), len(checks)]
         for check in checks:
             args += [check.cap, check.span_us]
+        args += [len(costs), *costs]
         try:
-            granted, wait_us, moment_us = await self._acquire(
-                keys=[budget.log_key, budget.cooldown_key], args=args
-            )
+            flat = await self._acquire(keys=[budget.log_key, budget.cooldown_key], args=args)
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
-        members = [f"{prefix}:{i}" for i in range(1, cost + 1)] if granted else []
-        admission = Admission(
-            granted=bool(granted), wait=int(wait_us) / _US, at=int(moment_us) / _US
-        )
-        return admission, members
+        grants = []
+        for index, cost in enumerate(costs):
+            granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
+            members = tuple(f"{prefix}:{index + 1}:{unit}" for unit in range(1, cost + 1))
+            admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
+            grants.append(Grant(admission, members if granted else ()))
+        return grants
 
     async def wait(
         self,
@@ -140,25 +145,29 @@ class Limiter:
     ) -> float:
         """Sleep until `cost` requests are admitted; returns the seconds spent waiting.
 
-        `deadline` is a `time.monotonic()` moment: when admission cannot come
-        before it, `BudgetTimeout` is raised at once (no pointless sleep). A
-        reservation given up by cancellation is handed back to the budget.
+        Concurrent waits of this process on one budget and lane share round trips
+        (see `lanes.batcher`). `deadline` is a `time.monotonic()` moment: when
+        admission cannot come before it, `BudgetTimeout` is raised at once (no
+        pointless sleep). A reservation given up by cancellation is handed back.
         """
         started = time.monotonic()
         while True:
-            max_wait = None if deadline is None else deadline - time.monotonic()
-            if max_wait is not None and max_wait < 0:
+            if deadline is not None and time.monotonic() > deadline:
                 raise BudgetTimeout(budget.name, 0.0)
-            admission, members = await self._try(budget, lane, cost, max_wait)
+            grant = await self._batcher.request(budget, lane, cost)
+            admission = grant.admission
             if admission.granted:
-                await self._sleep_reserved(budget, admission.wait, members)
+                if deadline is not None and time.monotonic() + admission.wait > deadline:
+                    await self.release(budget, grant.members)
+                    raise BudgetTimeout(budget.name, admission.wait)
+                await self._sleep_reserved(budget, admission.wait, grant.members)
                 return time.monotonic() - started
             pause = admission.wait + random.uniform(0, _JITTER_S)
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise BudgetTimeout(budget.name, admission.wait)
             await asyncio.sleep(pause)
 
-    async def _sleep_reserved(self, budget: Budget, seconds: float, members: list[str]) -> None:
+    async def _sleep_reserved(self, budget: Budget, seconds: float, members: Sequence[str]) -> None:
         if seconds <= 0:
             return
         try:
@@ -168,7 +177,7 @@ class Limiter:
             await self.release(budget, members)
             raise
 
-    async def release(self, budget: Budget, members: list[str]) -> None:
+    async def release(self, budget: Budget, members: Sequence[str]) -> None:
         """Hand back reservations that will not be used (best effort)."""
         if not members:
             return

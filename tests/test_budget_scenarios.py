@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import multiprocessing
 import subprocess
@@ -22,23 +21,10 @@ from hypothesis import strategies as st
 from bench.budget import Run, process_main
 from lanes import Budget, Lane, Limiter, RedisStore, Window
 from scripts.services import RedisServer, free_port
+from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
 MakeBudget = Callable[..., Budget]
-
-
-def _over_limit_windows(moments: list[float], window: Window) -> int:
-    """How many admitted moments close a trailing window holding more than the limit.
-
-    In whole microseconds, as Redis keeps them: float seconds would blur the edges.
-    """
-    ordered = sorted(round(moment * 1_000_000) for moment in moments)
-    span = round(window.seconds * 1_000_000)
-    return sum(
-        1
-        for index, moment in enumerate(ordered)
-        if index + 1 - bisect.bisect_right(ordered, moment - span) > window.limit
-    )
 
 
 arrivals = st.lists(
@@ -78,7 +64,7 @@ def test_no_trailing_window_ever_exceeds_any_limit(
     admitted = asyncio.run(run())
     assert admitted, "the first arrival is always admitted"
     for window in windows:
-        assert _over_limit_windows(admitted, window) == 0
+        assert over_limit_windows(admitted, window) == 0
 
 
 async def _saturate(

@@ -1,0 +1,93 @@
+"""Coalescing of one process's acquires: one round trip admits every waiting request.
+
+Requests for one (budget, lane) that arrive while a round trip is under way wait
+for the next one, which carries all of them. While the budget is saturated
+(admissions are reservations some way ahead) the next round trip lingers for a
+third of that distance to gather more requests: those requests would wait for
+their moment anyway, and the reservations already granted keep the budget busy
+meanwhile. An idle budget is asked at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from lanes.budget import Admission, Budget
+from lanes.errors import LanesError
+from lanes.policy import Lane
+
+__all__ = ["AcquireBatcher", "Grant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One request's admission and the log entries that hold its reservation."""
+
+    admission: Admission
+    members: tuple[str, ...]
+
+
+Submit = Callable[[Budget, Lane, Sequence[int]], Awaitable[list[Grant]]]
+Release = Callable[[Budget, Sequence[str]], Awaitable[None]]
+
+
+@dataclass
+class _Queue:
+    pending: list[tuple[int, asyncio.Future[Grant]]] = field(default_factory=list)
+    drainer: asyncio.Task[None] | None = None
+    depth: float = 0.0  # how far ahead the last round trip had to reserve, seconds
+
+
+class AcquireBatcher:
+    def __init__(
+        self,
+        submit: Submit,
+        release: Release,
+        *,
+        max_batch: int = 64,
+        max_linger: float = 0.5,
+    ) -> None:
+        self._submit = submit
+        self._release = release
+        self._max_batch = max_batch
+        self._max_linger = max_linger
+        self._queues: dict[tuple[str, Lane], _Queue] = {}
+
+    async def request(self, budget: Budget, lane: Lane, cost: int) -> Grant:
+        """Wait for the round trip that carries this request; its grant is returned."""
+        queue = self._queues.setdefault((budget.name, lane), _Queue())
+        future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        queue.pending.append((cost, future))
+        if queue.drainer is None or queue.drainer.done():
+            queue.drainer = asyncio.create_task(self._drain(queue, budget, lane))
+        return await future
+
+    async def _drain(self, queue: _Queue, budget: Budget, lane: Lane) -> None:
+        while queue.pending:
+            linger = min(self._max_linger, queue.depth / 3)
+            if linger > 0:
+                await asyncio.sleep(linger)
+            batch = [item for item in queue.pending[: self._max_batch] if not item[1].done()]
+            del queue.pending[: self._max_batch]
+            if not batch:
+                continue
+            try:
+                grants = await self._submit(budget, lane, [cost for cost, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except (LanesError, ValueError) as exc:  # every waiter of the batch gets it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            granted = [grant.admission.wait for grant in grants if grant.admission.granted]
+            queue.depth = max(granted, default=0.0)
+            for (_, future), grant in zip(batch, grants, strict=True):
+                if future.done():  # its waiter was cancelled meanwhile
+                    await self._release(budget, grant.members)
+                else:
+                    future.set_result(grant)

@@ -1,0 +1,52 @@
+"""Coalesced acquires: concurrent waits of one process share round trips and keep the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from scripts.services import RedisServer
+from tests.windows import over_limit_windows
+
+MakeLimiter = Callable[..., Limiter]
+MakeBudget = Callable[..., Budget]
+
+
+async def _script_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+async def test_concurrent_waits_share_round_trips_and_keep_the_limit(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """40 waits at once on a 10-per-0.2 s budget take far fewer than 40 script calls,
+    and the reserved moments still never put more than 10 in any 0.2 s."""
+    limiter, budget = make_limiter(), make_budget(10, 0.2)
+    await redis_client.config_resetstat()
+    await asyncio.gather(*(limiter.wait(budget, Lane.HIGH) for _ in range(40)))
+    assert await _script_calls(redis_client) <= 5
+    scored = await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
+    assert len(scored) == 40
+    moments = [score / 1_000_000 for _, score in scored]
+    assert over_limit_windows(moments, Window(limit=10, seconds=0.2)) == 0
+
+
+async def test_batch_error_reaches_every_waiter(make_budget: MakeBudget) -> None:
+    """When Redis is gone, every waiter of the batch gets BudgetUnavailable."""
+    server = RedisServer()
+    server.start()
+    try:
+        async with RedisStore(server.url, socket_timeout=0.5) as store:
+            limiter = Limiter(store.client)
+            server.stop()
+            results = await asyncio.gather(
+                *(limiter.wait(make_budget(), Lane.LOW) for _ in range(5)),
+                return_exceptions=True,
+            )
+    finally:
+        server.stop()
+    assert all(isinstance(result, BudgetUnavailable) for result in results)
