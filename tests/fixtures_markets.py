@@ -1,3 +1,161 @@
-"""Fixtures for the markets tests."""
+"""Fixtures for the markets tests: simulators on loopback, configs, `Markets` factories."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
+from markets import Backoff, Markets
+from markets.catalogue import parse_with_catalogues
+from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
+
+COUPANG_VENDOR = "A00012345"
+COUPANG_KEYS = {"access_key": "test-access-key", "secret_key": "test-secret-key"}
+NAVER_APP = {"client_id": "aaaabbbbcccc", "client_secret": "$2a$04$abcdefghijklmnopqrstuu"}
+FAST = Backoff(initial=0.02, cap=0.1)
+
+
+@dataclass(frozen=True)
+class Running:
+    """A simulator being served: its base URL and its counters/faults."""
+
+    url: str
+    state: SimState
+
+
+@pytest.fixture
+async def exit_stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def start_simulator(exit_stack: AsyncExitStack) -> Callable[[web.Application], Awaitable[Running]]:
+    """Factory: `await start_simulator(coupang_app(...))` serves it until the test ends."""
+
+    async def start(app: web.Application) -> Running:
+        url = await exit_stack.enter_async_context(serve(app))
+        return Running(url, sim_state(app))
+
+    return start
+
+
+@pytest.fixture
+async def coupang_sim(start_simulator: Callable[[web.Application], Awaitable[Running]]) -> Running:
+    """The Coupang simulator with its defaults (10 calls/s per vendor)."""
+    return await start_simulator(coupang_app())
+
+
+@pytest.fixture
+async def naver_sim(start_simulator: Callable[[web.Application], Awaitable[Running]]) -> Running:
+    """The Naver simulator with its defaults (2 rps per API, burst 4)."""
+    return await start_simulator(naver_app())
+
+
+def market_settings(**credentials: dict[str, str]) -> Settings:
+    chosen = credentials or {"coupang": COUPANG_KEYS, "naver": NAVER_APP}
+    return Settings(credentials=chosen)  # type: ignore[arg-type]
+
+
+def markets_config(
+    *, coupang: str | None = None, naver: str | None = None, extra: dict[str, Any] | None = None
+) -> Config:
+    """A config with the catalogue markets pointed at simulators, plus `extra` market tables."""
+    tables: dict[str, Any] = {}
+    if coupang is not None:
+        tables["coupang"] = {"catalogue": "coupang", "base_url": coupang}
+    if naver is not None:
+        tables["naver"] = {"catalogue": "naver", "base_url": f"{naver}/external"}
+    for name, table in (extra or {}).items():
+        tables[name] = {**tables.get(name, {}), **table}
+    return parse_with_catalogues({"markets": tables}, "test")
+
+
+@pytest.fixture
+def make_markets(
+    store: RedisStore, exit_stack: AsyncExitStack
+) -> Callable[..., Awaitable[Markets]]:
+    """Factory: `await make_markets(config, settings=..., policies=..., backoff=...)`; each
+    call is a separate process's `Markets` (own session) on the shared test Redis."""
+
+    async def make(
+        config: Config,
+        *,
+        settings: Settings | None = None,
+        policies: LanePolicies | None = None,
+        backoff: Backoff = FAST,
+    ) -> Markets:
+        limiter = Limiter(store.client, policies or config.lanes)
+        markets = Markets(
+            config, settings or market_settings(), limiter, store.client, backoff=backoff
+        )
+        return await exit_stack.enter_async_context(markets)
+
+    return make
+
+
+@dataclass
+class Scripted:
+    """A test server that answers `/answer` with the queued (status, headers, body) in turn,
+    then 200; `seen` counts requests."""
+
+    url: str
+    answers: list[tuple[int, dict[str, str], Any]]
+    seen: list[str]
+
+
+def _scripted_app(
+    answers: list[tuple[int, dict[str, str], Any]], seen: list[str]
+) -> web.Application:
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        if answers:
+            status, headers, body = answers.pop(0)
+            return web.json_response(body, status=status, headers=headers)
+        return web.json_response({"ok": True, "query": dict(request.query)})
+
+    async def slow(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        await asyncio.sleep(5)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/answer", answer)
+    app.router.add_get("/items/{item}", answer)
+    app.router.add_get("/slow", slow)
+    return app
+
+
+@pytest.fixture
+async def scripted(exit_stack: AsyncExitStack) -> Scripted:
+    answers: list[tuple[int, dict[str, str], Any]] = []
+    seen: list[str] = []
+    url = await exit_stack.enter_async_context(serve(_scripted_app(answers, seen)))
+    return Scripted(url, answers, seen)
+
+
+def acme_config(url: str, *, rps: float = 50, lanes: dict[str, Any] | None = None) -> Config:
+    """A declared market `acme` (no catalogue, no auth) on the scripted server."""
+    table = {
+        "base_url": url,
+        "timeout": 0.5,
+        "options": {"cooldown_seconds": "0.5"},
+        "endpoints": {
+            "answer": {"path": "/answer", "rps": rps},
+            "post": {"method": "POST", "path": "/answer", "rps": rps},
+            "item": {"path": "/items/{item}", "rps": rps},
+            "slow": {"path": "/slow", "rps": rps},
+        },
+    }
+    return parse_with_catalogues({"lanes": lanes or {}, "markets": {"acme": table}}, "test")
+
+
+MakeMarkets = Callable[..., Awaitable[Markets]]
+StartSimulator = Callable[[web.Application], Awaitable[Running]]

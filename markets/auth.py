@@ -1,0 +1,37 @@
+"""What every auth scheme offers the client: headers for one request, and a way to go stale."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from lanes.policy import Lane
+
+__all__ = ["Auth", "NoAuth", "Signer"]
+
+# (method, path as sent, query string as sent without "?") -> headers to add
+Signer = Callable[[str, str, str], dict[str, str]]
+
+
+class Auth(Protocol):
+    async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
+        """Get what signing needs (a token may be fetched here); runs before budget is taken."""
+        ...
+
+    async def invalidate(self) -> bool:
+        """Forget a credential the market refused (401); True when a fresh one may help."""
+        ...
+
+
+def _no_headers(method: str, path: str, query: str) -> dict[str, str]:
+    return {}
+
+
+class NoAuth:
+    """A market that needs no authentication."""
+
+    async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
+        return _no_headers
+
+    async def invalidate(self) -> bool:
+        return False

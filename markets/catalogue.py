@@ -1,0 +1,83 @@
+"""The TOML file with built-in market catalogues expanded.
+
+`catalogue = "coupang"` (or "naver") in a market's table brings in the
+market's real endpoints, budget groups, base URL and auth scheme from the
+package's `<name>.toml`; whatever the user's table says wins, field by field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lanes.config import Config, parse_config, read_toml
+from lanes.errors import ConfigError
+
+__all__ = [
+    "AUTH_SCHEMES",
+    "CATALOGUES",
+    "catalogue",
+    "expand_catalogues",
+    "load_config",
+    "parse_with_catalogues",
+]
+
+CATALOGUES = ("coupang", "naver")
+AUTH_SCHEMES = ("none", "coupang_hmac", "naver_oauth")
+
+
+def catalogue(name: str) -> dict[str, Any]:
+    """The built-in market table `name` as raw TOML data."""
+    if name not in CATALOGUES:
+        known = ", ".join(CATALOGUES)
+        raise ConfigError(f"unknown catalogue {name!r} (built in: {known})")
+    text = resources.files("markets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def expand_catalogues(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """`raw` with every market's catalogue merged under the user's own fields."""
+    markets = raw.get("markets")
+    if not isinstance(markets, dict):
+        return raw
+    expanded: dict[str, Any] = {}
+    for name, table in markets.items():
+        if isinstance(table, dict) and isinstance(table.get("catalogue"), str):
+            try:
+                table = _merge(catalogue(table["catalogue"]), table)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: markets.{name}.catalogue: {exc}") from None
+        expanded[name] = table
+    return {**raw, "markets": expanded}
+
+
+def _check_auth(config: Config, source: str) -> Config:
+    for name, market in config.markets.items():
+        if market.auth not in AUTH_SCHEMES:
+            known = ", ".join(AUTH_SCHEMES)
+            raise ConfigError(
+                f"{source}: markets.{name}.auth: unknown scheme {market.auth!r} (known: {known})"
+            )
+    return config
+
+
+def parse_with_catalogues(raw: dict[str, Any], source: str) -> Config:
+    """Like `lanes.parse_config`, with catalogues expanded and auth schemes checked."""
+    return _check_auth(parse_config(expand_catalogues(raw, source), source), source)
+
+
+def load_config(path: Path) -> Config:
+    """Like `lanes.load_config`, with catalogues expanded; raises one-line `ConfigError`."""
+    return parse_with_catalogues(read_toml(path), str(path))

@@ -1,0 +1,350 @@
+"""One market's HTTP client: budget in the caller's lane, sign, send, sort the answer.
+
+`MarketClient.send` makes one attempt (retries are `markets.retry`'s business):
+it waits for budget (never an attempt; a Redis outage is waited out), signs,
+sends once and sorts the answer into success, `RateLimited` (which cools the
+budget for every worker), `TransientError` or `PermanentError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from lanes.budget import Budget
+from lanes.config import EndpointConfig, MarketConfig
+from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.limiter import Limiter
+from lanes.policy import Lane
+from markets.advertised import Advertised, read_advertised
+from markets.auth import Auth, NoAuth
+from markets.errors import PermanentError, RateLimited, RetryLater, TransientError
+
+__all__ = ["Answer", "Call", "MarketClient", "retry_after_seconds"]
+
+log = structlog.get_logger("markets.client")
+
+_MESSAGE_CHARS = 300
+_REDIS_BACKOFF_S = (0.1, 5.0)  # first and longest pause while Redis is unreachable
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to a named endpoint: path placeholders, query, and a JSON or form body."""
+
+    endpoint: str
+    path: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    json: Any = None
+    form: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def body(self) -> Any:
+        if not self.text:
+            return None
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return self.text
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def build_query(params: Mapping[str, Any]) -> str:
+    """The query string in the given order; None values left out, lists repeated."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((name, _query_value(each)) for each in values)
+    return urlencode(pairs)
+
+
+def _placeholders(template: str) -> list[str]:
+    return [name for _text, name, _spec, _conv in string.Formatter().parse(template) if name]
+
+
+def _one_line(text: str) -> str:
+    line = _SPACES.sub(" ", text).strip()
+    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 1] + "…"
+
+
+def _market_error(body: Any, fallback: str) -> tuple[str | None, str]:
+    """The market's own error code and message, where its body has them."""
+    if isinstance(body, dict):
+        code = body.get("code") or body.get("error")
+        message = body.get("message") or body.get("error_description") or fallback
+        return (str(code) if code is not None else None), _one_line(str(message))
+    return None, _one_line(str(body) if body else fallback)
+
+
+class MarketClient:
+    """Calls one market's endpoints on a session someone else owns (see `markets.Markets`)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: MarketConfig,
+        session: aiohttp.ClientSession,
+        limiter: Limiter,
+        auth: Auth | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.auth: Auth = auth or NoAuth()
+        self._session = session
+        self._limiter = limiter
+        self._budgets: dict[tuple[str, str | None], Budget] = {}
+        self._strikes: dict[str, int] = {}  # consecutive 429s per budget
+        self._advertised: dict[str, Advertised] = {}
+        self._cooldown = float(config.options.get("cooldown_seconds", "1"))
+        self._cooldown_max = float(config.options.get("cooldown_max_seconds", "60"))
+
+    def endpoint(self, name: str) -> EndpointConfig:
+        try:
+            return self.config.endpoints[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.endpoints)) or "none"
+            raise PermanentError(
+                f"unknown endpoint {name!r} (declared: {known})", market=self.name
+            ) from None
+
+    def budget(self, endpoint_name: str, seller: str | None) -> Budget:
+        """The budget that admits `endpoint_name` for `seller` (its group's, where it has one)."""
+        endpoint = self.endpoint(endpoint_name)
+        limits = self.config.groups[endpoint.group] if endpoint.group else endpoint
+        scoped_seller = seller if limits.scope == "seller" else None
+        key = (endpoint.group or endpoint_name, scoped_seller)
+        budget = self._budgets.get(key)
+        if budget is None:
+            if limits.scope == "seller" and not seller:
+                raise PermanentError(
+                    "this endpoint's budget is counted per seller: the message needs a seller",
+                    market=self.name,
+                    endpoint=endpoint_name,
+                )
+            budget = Budget.for_endpoint(
+                self.name,
+                key[0],
+                limits.all_windows(),
+                scope=limits.scope,
+                seller=scoped_seller,
+                margin_ms=self.config.margin_ms,
+            )
+            self._budgets[key] = budget
+        return budget
+
+    def url(self, call: Call, seller: str | None) -> URL:
+        """The full URL, percent-encoded exactly once: what is signed is what is sent."""
+        endpoint = self.endpoint(call.endpoint)
+        values: dict[str, str] = {}
+        for name in _placeholders(endpoint.path):
+            value = call.path.get(name)
+            if value is None and name in ("vendorId", "seller"):
+                value = seller
+            if value is None or value == "":
+                raise PermanentError(
+                    f"path {endpoint.path} needs {name!r}", market=self.name, endpoint=call.endpoint
+                )
+            values[name] = quote(str(value), safe="")
+        path = endpoint.path.format(**values)
+        query = build_query(call.params)
+        text = self.config.base_url.rstrip("/") + path + (f"?{query}" if query else "")
+        return URL(text, encoded=True)
+
+    async def send(
+        self,
+        call: Call,
+        lane: Lane,
+        *,
+        seller: str | None,
+        deadline: float | None = None,
+        authorize: bool = True,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
+        """One attempt; returns the 2xx answer's body (parsed JSON where it is JSON)."""
+        endpoint = self.endpoint(call.endpoint)
+        url = self.url(call, seller)
+        budget = self.budget(call.endpoint, seller)
+        bound = log.bind(market=self.name, endpoint=call.endpoint, lane=lane.value, seller=seller)
+        refreshed = False
+        while True:
+            signer = await self.auth.prepare(seller, lane, deadline) if authorize else None
+            await self._take_budget(budget, lane, deadline, bound)
+            headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+            if on_sent is not None:
+                on_sent()
+            answer = await self._request(endpoint.method, url, headers, call, deadline)
+            if (
+                answer.status == 401
+                and authorize
+                and not refreshed
+                and await self.auth.invalidate()
+            ):
+                refreshed = True
+                bound.info("market.auth_refused_refreshing")
+                continue
+            return await self._sort(answer, call.endpoint, budget, bound)
+
+    async def _take_budget(
+        self, budget: Budget, lane: Lane, deadline: float | None, bound: Any
+    ) -> None:
+        pause = _REDIS_BACKOFF_S[0]
+        while True:
+            try:
+                await self._limiter.wait(budget, lane, deadline=deadline)
+            except BudgetTimeout as exc:
+                raise RetryLater(
+                    exc.retry_after, f"budget {budget.name} has no room before the deadline"
+                ) from exc
+            except BudgetUnavailable as exc:
+                # Fail closed: no request without budget, and no attempt spent on Redis.
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise RetryLater(pause, str(exc)) from exc
+                bound.warning("market.budget_unavailable", error=str(exc), pause=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _REDIS_BACKOFF_S[1])
+            else:
+                return
+
+    async def _request(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        call: Call,
+        deadline: float | None,
+    ) -> Answer:
+        seconds = self.config.timeout
+        if deadline is not None:
+            # Past the deadline a slow answer is still worth its market timeout's tail.
+            seconds = min(seconds, max(deadline - time.monotonic(), 1.0))
+        try:
+            async with self._session.request(
+                method,
+                url,
+                headers=headers,
+                json=call.json if call.form is None else None,
+                data=dict(call.form) if call.form is not None else None,
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as response:
+                text = await response.text()
+                return Answer(response.status, response.headers, text)
+        except TimeoutError as exc:
+            raise TransientError(
+                f"no answer within {seconds:.1f}s", market=self.name, endpoint=call.endpoint
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise TransientError(
+                f"connection failed: {_one_line(str(exc)) or type(exc).__name__}",
+                market=self.name,
+                endpoint=call.endpoint,
+            ) from exc
+
+    async def _sort(self, answer: Answer, endpoint: str, budget: Budget, bound: Any) -> Any:
+        self._observe_limits(answer, endpoint, budget, bound)
+        status = answer.status
+        if 200 <= status < 300:
+            self._strikes.pop(budget.name, None)
+            return answer.body()
+        code, message = _market_error(answer.body(), f"HTTP {status}")
+        if status == 429:
+            asked = retry_after_seconds(answer.headers.get("Retry-After"))
+            pause = asked if asked is not None else self._backoff(budget)
+            try:
+                await self._limiter.penalize(budget, pause)
+            except BudgetUnavailable as exc:
+                bound.warning("market.penalize_failed", error=str(exc))
+            bound.warning("market.rate_limited", code=code, cooldown=pause)
+            raise RateLimited(
+                f"429 {code + ': ' if code else ''}{message}",
+                market=self.name,
+                endpoint=endpoint,
+                retry_after=pause,
+            )
+        if status >= 500 or status == 408:
+            raise TransientError(
+                f"{status} {code + ': ' if code else ''}{message}",
+                market=self.name,
+                endpoint=endpoint,
+                status=status,
+            )
+        raise PermanentError(message, market=self.name, endpoint=endpoint, status=status, code=code)
+
+    def _backoff(self, budget: Budget) -> float:
+        """No Retry-After: cool the budget, longer with each 429 in a row."""
+        strikes = self._strikes.get(budget.name, 0) + 1
+        self._strikes[budget.name] = strikes
+        return min(self._cooldown * 2.0 ** (strikes - 1), self._cooldown_max)
+
+    def _observe_limits(self, answer: Answer, endpoint: str, budget: Budget, bound: Any) -> None:
+        warning = answer.headers.get("X-CAG-Warnings")
+        if warning:
+            bound.warning("market.near_limit", warning=_one_line(warning))
+        advertised = read_advertised(answer.headers)
+        if advertised is None:
+            return
+        bound.debug("market.advertised_limit", remaining=advertised.remaining)
+        previous = self._advertised.get(endpoint)
+        self._advertised[endpoint] = advertised
+        if previous is not None and (previous.rate, previous.limit) == (
+            advertised.rate,
+            advertised.limit,
+        ):
+            return
+        configured = min(window.limit / window.seconds for window in budget.windows)
+        bound.info(
+            "market.advertised_limit",
+            source=advertised.source,
+            rate=advertised.rate,
+            limit=advertised.limit,
+            burst=advertised.burst,
+            configured_rps=configured,
+        )
+        if advertised.rate is not None and configured > advertised.rate * 1.001:
+            bound.warning(
+                "market.configured_above_advertised",
+                configured_rps=configured,
+                advertised_rps=advertised.rate,
+                source=advertised.source,
+            )

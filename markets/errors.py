@@ -1,0 +1,104 @@
+"""How a market call can end badly: transient (retry), permanent (do not), or later."""
+
+from __future__ import annotations
+
+from lanes.errors import LanesError
+
+__all__ = [
+    "AttemptsExhausted",
+    "MarketError",
+    "PermanentError",
+    "RateLimited",
+    "RetryLater",
+    "TransientError",
+]
+
+
+class MarketError(LanesError):
+    """A call to `market` (at `endpoint`, when known) failed."""
+
+    def __init__(self, text: str, *, market: str, endpoint: str | None = None) -> None:
+        where = f"{market}:{endpoint}" if endpoint else market
+        super().__init__(f"{where}: {text}")
+        self.market = market
+        self.endpoint = endpoint
+
+
+class TransientError(MarketError):
+    """Worth retrying: 5xx, a timeout, a lost connection, a 429."""
+
+    def __init__(
+        self, text: str, *, market: str, endpoint: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(text, market=market, endpoint=endpoint)
+        self.status = status
+
+
+class RateLimited(TransientError):
+    """The market answered 429; `retry_after` is what it asked for (None when it said nothing)."""
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        market: str,
+        endpoint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(text, market=market, endpoint=endpoint, status=429)
+        self.retry_after = retry_after
+
+
+class AttemptsExhausted(TransientError):
+    """A lane with `max_attempts` tried that many times; `last_error` is the last failure."""
+
+    def __init__(
+        self,
+        *,
+        market: str,
+        endpoint: str | None,
+        attempts: int,
+        last_error: str,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"gave up after {attempts} attempts: {last_error}",
+            market=market,
+            endpoint=endpoint,
+            status=status,
+        )
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class PermanentError(MarketError):
+    """Retrying cannot help: a 4xx answer, bad credentials, an invalid or unknown request.
+
+    `code` and `message` are the market's own where it gave them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        market: str,
+        endpoint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        head = " ".join(str(part) for part in (status, code) if part is not None)
+        super().__init__(
+            f"{head}: {message}" if head else message, market=market, endpoint=endpoint
+        )
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class RetryLater(LanesError):
+    """The caller's deadline came before success: not a failure, ask again in `retry_after` s."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
+        super().__init__(f"retry later (in {retry_after:.1f}s): {reason}")
+        self.retry_after = retry_after
+        self.reason = reason

@@ -1,0 +1,246 @@
+"""`Markets`: the one entry point the worker uses to run a job against a market."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+from pydantic import SecretStr, ValidationError
+
+from lanes.config import Config, MarketConfig, describe_validation_error
+from lanes.limiter import Limiter
+from lanes.policy import Lane
+from lanes.settings import Settings
+from markets.auth import Auth, NoAuth
+from markets.client import Call, MarketClient
+from markets.coupang_auth import CoupangAuth
+from markets.coupang_jobs import COUPANG_JOBS
+from markets.credentials import Credentials
+from markets.errors import PermanentError
+from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
+from markets.naver_auth import NaverAuth, NaverTokens
+from markets.naver_jobs import NAVER_JOBS
+from markets.request import JobRequest, JobResult
+from markets.retry import Backoff
+
+__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets"]
+
+log = structlog.get_logger("markets")
+
+CATALOGUE_JOBS: dict[str, dict[str, JobSpec]] = {"coupang": COUPANG_JOBS, "naver": NAVER_JOBS}
+JOB_KINDS = ("call", *COUPANG_JOBS)
+
+
+class _Default(Enum):
+    LANE_POLICY = "the lane policy's max_attempts"
+
+
+LANE_POLICY = _Default.LANE_POLICY
+
+
+class Markets:
+    """Market clients on one aiohttp session (owned unless injected), and the jobs they run."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: Settings,
+        limiter: Limiter,
+        redis: aioredis.Redis,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self._settings = settings
+        self._limiter = limiter
+        self._redis = redis
+        self._session = session
+        self._owns_session = session is None
+        self._backoff = backoff or Backoff()
+        self._clients: dict[str, MarketClient] = {}
+        self.tokens: dict[str, NaverTokens] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> Markets:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this object opened it; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    def _market(self, name: str) -> MarketConfig:
+        market = self.config.markets.get(name)
+        if market is None:
+            known = ", ".join(sorted(self.config.markets)) or "none"
+            raise PermanentError(f"unknown market {name!r} (configured: {known})", market=name)
+        return market
+
+    def _credentials(self, name: str) -> Credentials:
+        wanted = name.casefold()
+        found: dict[str, SecretStr] = {}
+        for market, secrets in self._settings.credentials.items():
+            if market.casefold() == wanted:
+                found = dict(secrets)
+        return Credentials(name, found)
+
+    def client(self, name: str) -> MarketClient:
+        """The client of market `name` (made on first use)."""
+        client = self._clients.get(name)
+        if client is None:
+            if self._closed:
+                raise RuntimeError("Markets is closed")
+            market = self._market(name)
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            client = MarketClient(name, market, self._session, self._limiter)
+            client.auth = self._auth(name, market, client)
+            self._clients[name] = client
+        return client
+
+    def _auth(self, name: str, market: MarketConfig, client: MarketClient) -> Auth:
+        credentials = self._credentials(name)
+        if market.auth == "coupang_hmac":
+            return CoupangAuth(credentials)
+        if market.auth == "naver_oauth":
+            token_call = market.options.get("token_endpoint", "token")
+
+            async def fetch(form: dict[str, str], lane: Lane, deadline: float | None) -> Any:
+                request = Call(token_call, form=form)
+                return await client.send(
+                    request, lane, seller=None, deadline=deadline, authorize=False
+                )
+
+            tokens = NaverTokens(
+                name,
+                self._redis,
+                credentials,
+                fetch,
+                token_type=market.options.get("token_type", "SELF"),
+            )
+            self.tokens[name] = tokens
+            return NaverAuth(tokens)
+        if market.auth == "none":
+            return NoAuth()
+        raise PermanentError(f"unknown auth scheme {market.auth!r}", market=name)
+
+    def _spec(self, request: JobRequest) -> JobSpec:
+        market = self._market(request.market)
+        if request.kind == "call":
+            return CALL
+        jobs = CATALOGUE_JOBS.get(market.catalogue or "", {})
+        spec = jobs.get(request.kind)
+        if spec is None:
+            offered = ", ".join(["call", *jobs])
+            raise PermanentError(
+                f"kind {request.kind!r} is not offered by this market (offered: {offered})",
+                market=request.market,
+            )
+        return spec
+
+    def _validate(self, request: JobRequest) -> tuple[JobSpec, Payload]:
+        spec = self._spec(request)
+        try:
+            payload = spec.model.model_validate(request.payload)
+        except ValidationError as exc:
+            raise PermanentError(
+                describe_validation_error(exc, f"{request.kind} payload"), market=request.market
+            ) from None
+        market = self._market(request.market)
+        endpoints = (payload.endpoint,) if isinstance(payload, CallPayload) else spec.endpoints
+        for endpoint in endpoints:
+            config = market.endpoints.get(endpoint)
+            if config is None:
+                known = ", ".join(sorted(market.endpoints)) or "none"
+                raise PermanentError(
+                    f"unknown endpoint {endpoint!r} (declared: {known})", market=request.market
+                )
+            limits = market.groups[config.group] if config.group else config
+            if limits.scope == "seller" and not request.seller:
+                raise PermanentError(
+                    "budget is counted per seller: the message needs a seller",
+                    market=request.market,
+                    endpoint=endpoint,
+                )
+        return spec, payload
+
+    def check(self, request: JobRequest) -> None:
+        """Raise `PermanentError` (one line) for an unknown market, kind or endpoint, or a bad
+        payload. No I/O."""
+        self._validate(request)
+
+    def is_side_effect(self, request: JobRequest) -> bool:
+        """Does the job change something at the market (ship, answer, update, a non-GET call)?
+
+        Never raises: an invalid request answers False (`check` reports it).
+        """
+        market = self.config.markets.get(request.market)
+        if market is None:
+            return False
+        if request.kind == "call":
+            endpoint = market.endpoints.get(str(request.payload.get("endpoint")))
+            return endpoint is not None and endpoint.method != "GET"
+        spec = CATALOGUE_JOBS.get(market.catalogue or "", {}).get(request.kind)
+        return spec is not None and spec.side_effect
+
+    async def run(
+        self,
+        request: JobRequest,
+        lane: Lane,
+        *,
+        deadline: float | None = None,
+        max_attempts: int | Literal[_Default.LANE_POLICY] | None = LANE_POLICY,
+    ) -> JobResult:
+        """Run the job in `lane`; `deadline` is a `time.monotonic()` moment.
+
+        Raises `PermanentError` (never retried), `AttemptsExhausted` (a lane with
+        max_attempts ran out), `RetryLater` (the deadline came first).
+        """
+        spec, payload = self._validate(request)
+        attempts = (
+            self.config.lanes[lane].max_attempts if max_attempts is LANE_POLICY else max_attempts
+        )
+        context = JobContext(
+            client=self.client(request.market),
+            seller=request.seller,
+            lane=lane,
+            deadline=deadline,
+            max_attempts=attempts,
+            backoff=self._backoff,
+        )
+        started = time.monotonic()
+        data = await spec.run(context, payload)
+        log.debug(
+            "market.job_done",
+            market=request.market,
+            kind=request.kind,
+            seller=request.seller,
+            lane=lane.value,
+            message_id=request.id,
+            calls=context.calls,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return JobResult(
+            kind=request.kind,
+            market=request.market,
+            seller=request.seller,
+            data=data,
+            calls=context.calls,
+        )

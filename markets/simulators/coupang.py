@@ -1,0 +1,373 @@
+"""A local Coupang Open API: CEA HMAC checked like the real gateway, a per-vendor limit.
+
+Each vendor may make `rate` calls in any trailing second, across every API; a
+call over it gets 429 and blocks the vendor for `block_seconds` (Coupang blocks
+for minutes). At 90 % of the limit answers carry `X-CAG-Warnings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from markets.coupang_auth import sign
+from markets.simulators.data import coupang_inquiries, coupang_orders, coupang_products
+from markets.simulators.state import STATE, SimState, endpoint_name
+
+__all__ = ["DEFAULT_KEYS", "coupang_app"]
+
+# access key -> (vendorId, secret key)
+DEFAULT_KEYS: Mapping[str, tuple[str, str]] = {"test-access-key": ("A00012345", "test-secret-key")}
+_ORDERS = "/v2/providers/openapi/apis/api/v5/vendors/{vendorId}"
+_V4 = "/v2/providers/openapi/apis/api/v4/vendors/{vendorId}"
+_PRODUCTS = "/v2/providers/seller_api/apis/api/v1/marketplace"
+_HEADER = re.compile(
+    r"^CEA algorithm=HmacSHA256,\s*access-key=([^,\s]+),\s*signed-date=(\d{6}T\d{6}Z),"
+    r"\s*signature=([0-9a-f]{64})$"
+)
+_SIGNATURE_LIFETIME = timedelta(minutes=5)
+_VENDOR = web.RequestKey("vendor", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"code": "ERROR", "message": message, "data": None}, status=status)
+
+
+def _ok(data: Any, **extra: Any) -> web.Response:
+    return web.json_response({"code": 200, "message": "OK", "data": data, **extra})
+
+
+@dataclass
+class _Vendor:
+    secret: str
+    orders: list[dict[str, Any]]
+    inquiries: list[dict[str, Any]]
+    products: dict[int, dict[str, Any]]
+    arrivals: deque[float] = field(default_factory=deque)
+    blocked_until: float = 0.0
+
+
+class _Coupang:
+    def __init__(
+        self,
+        keys: Mapping[str, tuple[str, str]],
+        *,
+        rate: float,
+        block_seconds: float,
+        orders: int,
+        start: datetime,
+        days: int,
+        seed: int,
+    ) -> None:
+        self.keys = dict(keys)
+        self.rate = rate
+        self.block_seconds = block_seconds
+        self.vendors = {
+            vendor: _Vendor(
+                secret=secret,
+                orders=coupang_orders(vendor, orders, start, days, seed),
+                inquiries=coupang_inquiries(vendor, 40, start, seed),
+                products=coupang_products(vendor, 20, seed),
+            )
+            for vendor, secret in keys.values()
+        }
+
+    def authenticate(self, request: web.Request) -> str | web.Response:
+        """The vendorId the request is signed for, or the gateway's 401/403."""
+        match = _HEADER.match(request.headers.get("Authorization", ""))
+        if match is None:
+            return _error(401, "HMAC format is invalid.")
+        access_key, date_text, signature = match.groups()
+        found = self.keys.get(access_key)
+        if found is None:
+            return _error(401, "Invalid access key.")
+        vendor, secret = found
+        try:
+            signed = datetime.strptime(date_text, "%y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return _error(401, "HMAC format is invalid.")
+        if abs(datetime.now(UTC) - signed) > _SIGNATURE_LIFETIME:
+            return _error(401, "Specified signature is expired.")
+        url = request.rel_url
+        expected = sign(secret, date_text, request.method, url.raw_path, url.raw_query_string)
+        if expected != signature:
+            return _error(401, "Invalid signature.")
+        path_vendor = request.match_info.get("vendorId")
+        if path_vendor is not None and path_vendor != vendor:
+            return _error(403, f"vendorId {path_vendor} does not belong to this access key.")
+        return vendor
+
+    def admit(self, vendor: str) -> tuple[bool, bool]:
+        """(admitted, near the limit): a sliding one-second window per vendor."""
+        state = self.vendors[vendor]
+        now = time.monotonic()
+        if now < state.blocked_until:
+            return False, True
+        while state.arrivals and state.arrivals[0] <= now - 1.0:
+            state.arrivals.popleft()
+        if len(state.arrivals) + 1 > self.rate:
+            state.blocked_until = now + self.block_seconds
+            return False, True
+        state.arrivals.append(now)
+        return True, len(state.arrivals) >= 0.9 * self.rate
+
+
+def coupang_app(
+    *,
+    keys: Mapping[str, tuple[str, str]] = DEFAULT_KEYS,
+    rate: float = 10.0,
+    block_seconds: float = 5.0,
+    orders: int = 120,
+    start: datetime | None = None,
+    days: int = 30,
+    seed: int = 1,
+    state: SimState | None = None,
+) -> web.Application:
+    """The simulator; `keys` maps access key -> (vendorId, secret key). Orders are created
+    from `start` (default 30 days ago) over `days` days."""
+    begin = start or datetime.now(UTC) - timedelta(days=days)
+    market = _Coupang(
+        keys,
+        rate=rate,
+        block_seconds=block_seconds,
+        orders=orders,
+        start=begin,
+        days=days,
+        seed=seed,
+    )
+    sim = state or SimState()
+
+    @web.middleware
+    async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = endpoint_name(request)
+        if name == "stats":
+            return await handler(request)
+        sim.arrived[name] += 1
+        response = await _through_gateway(request, handler, name)
+        sim.record(name, response.status)
+        return response
+
+    async def _through_gateway(
+        request: web.Request, handler: Handler, name: str
+    ) -> web.StreamResponse:
+        vendor = market.authenticate(request)
+        if isinstance(vendor, web.Response):
+            return vendor
+        admitted, near = market.admit(vendor)
+        if not admitted:
+            return _error(429, "Too many requests: the vendor is blocked for a while.")
+        if sim.faults.latency > 0:
+            await asyncio.sleep(sim.faults.latency)
+        if sim.faults.should_fail():
+            sim.injected[name] += 1
+            return _error(sim.faults.status, "Internal Server Error")
+        request[_VENDOR] = vendor
+        response = await handler(request)
+        if near:
+            response.headers["X-CAG-Warnings"] = "rate limit warning: 90% of the threshold reached"
+        return response
+
+    def vendor_of(request: web.Request) -> _Vendor:
+        return market.vendors[request[_VENDOR]]
+
+    async def list_orders(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = date.fromisoformat(query["createdAtFrom"])
+            until = date.fromisoformat(query["createdAtTo"])
+            status = query["status"]
+            per_page = int(query.get("maxPerPage", "50"))
+            after = int(query.get("nextToken") or 0)
+        except (KeyError, ValueError) as exc:
+            return _error(400, f"invalid or missing parameter: {exc}")
+        if not 1 <= per_page <= 50:
+            return _error(400, "maxPerPage must be 1..50")
+        matching = [
+            order
+            for order in vendor_of(request).orders
+            if order["status"] == status
+            and since <= date.fromisoformat(order["orderedAt"][:10]) <= until
+            and order["shipmentBoxId"] >= after
+        ]
+        page, rest = matching[:per_page], matching[per_page:]
+        token = str(rest[0]["shipmentBoxId"]) if rest else ""
+        return _ok(page, nextToken=token)
+
+    def find_order(request: web.Request, key: str, value: int) -> list[dict[str, Any]]:
+        return [order for order in vendor_of(request).orders if order[key] == value]
+
+    async def one_order(request: web.Request) -> web.Response:
+        found = find_order(request, "shipmentBoxId", int(request.match_info["shipmentBoxId"]))
+        return _ok(found[0]) if found else _error(400, "shipmentBoxId not found")
+
+    async def order_sheets(request: web.Request) -> web.Response:
+        found = find_order(request, "orderId", int(request.match_info["orderId"]))
+        return _ok(found) if found else _error(400, "orderId not found")
+
+    async def acknowledge(request: web.Request) -> web.Response:
+        body = await request.json()
+        results = []
+        for box in body.get("shipmentBoxIds", [])[:50]:
+            found = find_order(request, "shipmentBoxId", box)
+            if found and found[0]["status"] == "ACCEPT":
+                found[0]["status"] = "INSTRUCT"
+            results.append(
+                {
+                    "shipmentBoxId": box,
+                    "succeed": bool(found),
+                    "resultCode": "OK" if found else "NOT_FOUND",
+                }
+            )
+        return _ok({"responseCode": 0, "responseMessage": "SUCCESS", "responseList": results})
+
+    async def invoices(request: web.Request) -> web.Response:
+        body = await request.json()
+        dtos = body.get("orderSheetInvoiceApplyDtos")
+        if not isinstance(dtos, list) or not dtos:
+            return _error(400, "orderSheetInvoiceApplyDtos is required")
+        results = []
+        for dto in dtos:
+            found = find_order(request, "shipmentBoxId", dto.get("shipmentBoxId"))
+            if found and found[0]["status"] in ("ACCEPT", "INSTRUCT"):
+                found[0].update(
+                    status="DEPARTURE",
+                    invoiceNumber=dto.get("invoiceNumber", ""),
+                    deliveryCompanyName=dto.get("deliveryCompanyCode", ""),
+                )
+                results.append(
+                    {
+                        "shipmentBoxId": dto.get("shipmentBoxId"),
+                        "succeed": True,
+                        "resultCode": "OK",
+                        "retryRequired": False,
+                        "resultMessage": "",
+                    }
+                )
+            else:
+                message = "already shipped" if found else "shipmentBoxId not found"
+                results.append(
+                    {
+                        "shipmentBoxId": dto.get("shipmentBoxId"),
+                        "succeed": False,
+                        "resultCode": "FAIL",
+                        "retryRequired": False,
+                        "resultMessage": message,
+                    }
+                )
+        succeeded = sum(1 for item in results if item["succeed"])
+        code = 0 if succeeded == len(results) else 1 if succeeded else 99
+        return _ok(
+            {
+                "responseCode": code,
+                "responseMessage": "SUCCESS" if code == 0 else "FAILED",
+                "responseList": results,
+            }
+        )
+
+    async def inquiries(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = date.fromisoformat(query["inquiryStartAt"])
+            until = date.fromisoformat(query["inquiryEndAt"])
+            page = int(query.get("pageNum", "1"))
+            size = int(query.get("pageSize", "10"))
+        except (KeyError, ValueError) as exc:
+            return _error(400, f"invalid or missing parameter: {exc}")
+        if (until - since).days > 7:
+            return _error(400, "the inquiry period may be at most 7 days")
+        answered = query.get("answeredType", "ALL")
+        matching = [
+            item
+            for item in vendor_of(request).inquiries
+            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until
+            and (answered == "ALL" or (answered == "ANSWERED") == bool(item["commentDtoList"]))
+        ]
+        content = matching[(page - 1) * size : page * size]
+        pages = max(1, -(-len(matching) // size))
+        pagination = {
+            "currentPage": page,
+            "totalPages": pages,
+            "totalElements": len(matching),
+            "countPerPage": size,
+        }
+        return _ok({"content": content, "pagination": pagination})
+
+    async def reply(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not body.get("content") or not body.get("replyBy"):
+            return _error(400, "content and replyBy are required")
+        inquiry_id = int(request.match_info["inquiryId"])
+        for item in vendor_of(request).inquiries:
+            if item["inquiryId"] == inquiry_id:
+                item["commentDtoList"].append(
+                    {"content": body["content"], "replyBy": body["replyBy"]}
+                )
+                return _ok(None)
+        return _error(400, "inquiry not found")
+
+    async def product(request: web.Request) -> web.Response:
+        found = vendor_of(request).products.get(int(request.match_info["sellerProductId"]))
+        if found is None:
+            return _error(400, "sellerProductId not found")
+        return web.json_response({"code": "SUCCESS", "message": "", "data": found})
+
+    def vendor_item(request: web.Request) -> dict[str, Any] | None:
+        wanted = int(request.match_info["vendorItemId"])
+        for item in vendor_of(request).products.values():
+            for variant in item["items"]:
+                if variant["vendorItemId"] == wanted:
+                    found: dict[str, Any] = variant
+                    return found
+        return None
+
+    async def quantity(request: web.Request) -> web.Response:
+        item = vendor_item(request)
+        if item is None:
+            return _error(400, "vendorItemId not found")
+        item["maximumBuyCount"] = int(request.match_info["quantity"])
+        return web.json_response({"code": "SUCCESS", "message": "재고 변경 완료", "data": None})
+
+    async def price(request: web.Request) -> web.Response:
+        item = vendor_item(request)
+        if item is None:
+            return _error(400, "vendorItemId not found")
+        item["salePrice"] = int(request.match_info["price"])
+        return web.json_response({"code": "SUCCESS", "message": "가격 변경 완료", "data": None})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.snapshot())
+
+    app = web.Application(middlewares=[gateway])
+    app[STATE] = sim
+    routes = app.router
+    routes.add_get(f"{_ORDERS}/ordersheets", list_orders, name="orders")
+    routes.add_get(f"{_ORDERS}/ordersheets/{{shipmentBoxId:\\d+}}", one_order, name="order")
+    routes.add_get(
+        f"{_ORDERS}/{{orderId:\\d+}}/ordersheets", order_sheets, name="order_by_order_id"
+    )
+    routes.add_put(f"{_V4}/ordersheets/acknowledgement", acknowledge, name="acknowledge")
+    routes.add_post(f"{_V4}/orders/invoices", invoices, name="invoices")
+    routes.add_get(f"{_V4}/onlineInquiries", inquiries, name="inquiries")
+    routes.add_post(
+        f"{_V4}/onlineInquiries/{{inquiryId:\\d+}}/replies", reply, name="inquiry_reply"
+    )
+    routes.add_get(f"{_PRODUCTS}/seller-products/{{sellerProductId:\\d+}}", product, name="product")
+    routes.add_put(
+        f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/quantities/{{quantity:\\d+}}",
+        quantity,
+        name="stock",
+    )
+    routes.add_put(
+        f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/prices/{{price:\\d+}}", price, name="price"
+    )
+    routes.add_get("/_sim/stats", stats, name="stats")
+    return app

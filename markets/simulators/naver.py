@@ -1,0 +1,401 @@
+"""A local Naver Commerce API: OAuth2 with bcrypt-signed client credentials, and the
+gateway's token bucket per application and API (rate R, burst 2R).
+
+Every answer carries `GNCP-GW-RateLimit-Replenish-Rate/-Burst-Capacity/-Remaining`;
+an empty bucket answers 429 `GW.RATE_LIMIT`. Routes live under `/external`, so the
+market's base_url is the served URL + "/external".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bcrypt
+from aiohttp import web
+
+from markets.simulators.data import KST, naver_product_orders, naver_products
+from markets.simulators.state import STATE, SimState, endpoint_name
+
+__all__ = ["DEFAULT_APPS", "naver_app"]
+
+# client_id -> client_secret (a bcrypt salt)
+DEFAULT_APPS: Mapping[str, str] = {"aaaabbbbcccc": "$2a$04$abcdefghijklmnopqrstuu"}
+_BASE = "/external"
+_TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
+_SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
+_DAY = timedelta(hours=24)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _gateway_error(status: int, code: str, message: str) -> web.Response:
+    body = {
+        "code": code,
+        "message": message,
+        "timestamp": datetime.now(KST).isoformat(timespec="milliseconds"),
+        "traceId": uuid.uuid4().hex,
+    }
+    return web.json_response(body, status=status)
+
+
+def _ok(data: Any) -> web.Response:
+    return web.json_response(
+        {"timestamp": datetime.now(KST).isoformat(timespec="milliseconds"), "data": data}
+    )
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class _Token:
+    value: str
+    client_id: str
+    expires: float  # time.monotonic()
+
+
+class _Naver:
+    def __init__(
+        self, apps: Mapping[str, str], rate: float, rates: Mapping[str, float], token_ttl: float
+    ) -> None:
+        self.apps = dict(apps)
+        self.rate = rate
+        self.rates = dict(rates)
+        self.token_ttl = token_ttl
+        self.buckets: dict[tuple[str, str], _Bucket] = {}
+        self.tokens: dict[str, _Token] = {}
+        self.by_client: dict[str, _Token] = {}
+
+    def take(self, app: str, endpoint: str) -> tuple[bool, dict[str, str]]:
+        """Take one token from the (app, endpoint) bucket; the headers every answer carries."""
+        rate = self.rates.get(endpoint, self.rate)
+        burst = 2 * rate
+        now = time.monotonic()
+        bucket = self.buckets.setdefault((app, endpoint), _Bucket(burst, now))
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        admitted = bucket.tokens >= 1
+        if admitted:
+            bucket.tokens -= 1
+        headers = {
+            "GNCP-GW-RateLimit-Replenish-Rate": f"{rate:g}",
+            "GNCP-GW-RateLimit-Burst-Capacity": f"{burst:g}",
+            "GNCP-GW-RateLimit-Remaining": str(int(bucket.tokens)),
+        }
+        return admitted, headers
+
+    def app_of(self, request: web.Request) -> str | None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = self.tokens.get(value) if scheme == "Bearer" else None
+        if token is None or token.expires <= time.monotonic():
+            return None
+        return token.client_id
+
+    def issue(self, client_id: str) -> _Token:
+        current = self.by_client.get(client_id)
+        now = time.monotonic()
+        if current is not None and current.expires - now >= _SAME_TOKEN_WHILE:
+            return current
+        token = _Token(secrets.token_urlsafe(24), client_id, now + self.token_ttl)
+        self.tokens[token.value] = token
+        self.by_client[client_id] = token
+        return token
+
+
+def _check_sign(client_id: str, secret: str, timestamp: str, sign: str) -> bool:
+    try:
+        given = base64.b64decode(sign, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = bcrypt.hashpw(f"{client_id}_{timestamp}".encode(), secret.encode())
+    return secrets.compare_digest(given, expected)
+
+
+def naver_app(
+    *,
+    apps: Mapping[str, str] = DEFAULT_APPS,
+    rate: float = 2.0,
+    rates: Mapping[str, float] | None = None,
+    token_ttl: float = 10_800,
+    orders: int = 240,
+    start: datetime | None = None,
+    days: int = 3,
+    seed: int = 1,
+    state: SimState | None = None,
+) -> web.Application:
+    """The simulator; `apps` maps client_id -> client_secret. `rate` is every API's R,
+    `rates` overrides it by endpoint name (the catalogue's names, `token` included).
+    Product orders change from `start` (default `days` days ago) over `days` days."""
+    market = _Naver(apps, rate, rates or {}, token_ttl)
+    begin = start or datetime.now(UTC) - timedelta(days=days)
+    product_orders = naver_product_orders(orders, begin, days, seed)
+    by_id = {item["productOrderId"]: item for item in product_orders}
+    products = naver_products(20, seed)
+    inquiries: dict[int, dict[str, Any]] = {
+        9_000_000 + index: {"inquiryNo": 9_000_000 + index, "title": "배송 문의", "answered": False}
+        for index in range(20)
+    }
+    sim = state or SimState()
+
+    @web.middleware
+    async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = endpoint_name(request)
+        if name == "stats":
+            return await handler(request)
+        sim.arrived[name] += 1
+        response = await _through_gateway(request, handler, name)
+        sim.record(name, response.status)
+        return response
+
+    async def _through_gateway(
+        request: web.Request, handler: Handler, name: str
+    ) -> web.StreamResponse:
+        if name == "token":
+            app_id: str | None = (await request.post()).get("client_id")  # type: ignore[assignment]
+            if not isinstance(app_id, str) or app_id not in market.apps:
+                return _gateway_error(401, "GW.AUTHN", "unknown client_id")
+        else:
+            app_id = market.app_of(request)
+            if app_id is None:
+                return _gateway_error(401, "GW.AUTHN", "인증 토큰이 유효하지 않습니다.")
+        admitted, headers = market.take(app_id, name)
+        if not admitted:
+            response: web.StreamResponse = _gateway_error(
+                429, "GW.RATE_LIMIT", "요청이 많아 일시적으로 사용할 수 없습니다."
+            )
+        else:
+            if sim.faults.latency > 0:
+                await asyncio.sleep(sim.faults.latency)
+            if sim.faults.should_fail():
+                sim.injected[name] += 1
+                response = _gateway_error(sim.faults.status, "GW.PROXY", "upstream failed")
+            else:
+                response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    async def token(request: web.Request) -> web.Response:
+        form = await request.post()
+        fields = {
+            key: str(form.get(key, ""))
+            for key in ("client_id", "timestamp", "client_secret_sign", "grant_type", "type")
+        }
+        if fields["grant_type"] != "client_credentials" or fields["type"] not in ("SELF", "SELLER"):
+            return _gateway_error(
+                400, "BadRequest", "grant_type must be client_credentials and type SELF or SELLER"
+            )
+        try:
+            stamp = int(fields["timestamp"])
+        except ValueError:
+            return _gateway_error(400, "BadRequest", "timestamp must be milliseconds")
+        if abs(time.time() * 1000 - stamp) > _TIMESTAMP_LIFETIME_MS:
+            return _gateway_error(400, "BadRequest", "timestamp is out of its 5-minute validity")
+        secret = market.apps[fields["client_id"]]
+        valid = await asyncio.to_thread(
+            _check_sign,
+            fields["client_id"],
+            secret,
+            fields["timestamp"],
+            fields["client_secret_sign"],
+        )
+        if not valid:
+            return _gateway_error(401, "GW.AUTHN", "client_secret_sign is invalid")
+        issued = market.issue(fields["client_id"])
+        sim.tokens_issued += 1
+        return web.json_response(
+            {
+                "access_token": issued.value,
+                "expires_in": int(issued.expires - time.monotonic()),
+                "token_type": "Bearer",
+            }
+        )
+
+    def parse_time(text: str) -> datetime:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("time without offset")
+        return moment
+
+    async def changed(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = parse_time(query["lastChangedFrom"])
+            until = parse_time(query["lastChangedTo"]) if "lastChangedTo" in query else since + _DAY
+            limit = int(query.get("limitCount", "300"))
+        except (KeyError, ValueError) as exc:
+            return _gateway_error(400, "BadRequest", f"invalid or missing parameter: {exc}")
+        if until - since > _DAY or until <= since:
+            return _gateway_error(
+                400, "BadRequest", "lastChangedTo must be within 24 hours after lastChangedFrom"
+            )
+        if not 1 <= limit <= 300:
+            return _gateway_error(400, "BadRequest", "limitCount must be 1..300")
+        sequence = query.get("moreSequence", "")
+        matching = [
+            (index, item)
+            for index, item in enumerate(product_orders)
+            if since <= item["changed"] < until
+            and (item["changed"] > since or f"{index:020d}" >= sequence)
+        ]
+        page, rest = matching[:limit], matching[limit:]
+        data: dict[str, Any] = {
+            "count": len(page),
+            "lastChangeStatuses": [
+                {
+                    "orderId": item["orderId"],
+                    "productOrderId": item["productOrderId"],
+                    "lastChangedType": "PAYED",
+                    "productOrderStatus": item["productOrderStatus"],
+                    "lastChangedDate": item["changed"].isoformat(timespec="milliseconds"),
+                    "paymentDate": item["order"]["paymentDate"],
+                    "receiverAddressChanged": False,
+                }
+                for _index, item in page
+            ],
+        }
+        if rest:
+            index, item = rest[0]
+            data["more"] = {
+                "moreFrom": item["changed"].isoformat(timespec="milliseconds"),
+                "moreSequence": f"{index:020d}",
+            }
+        return _ok(data)
+
+    async def details(request: web.Request) -> web.Response:
+        body = await request.json()
+        ids = body.get("productOrderIds")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 300:
+            return _gateway_error(400, "BadRequest", "productOrderIds: 1 to 300 ids")
+        found = [
+            {
+                "order": by_id[each]["order"],
+                "productOrder": {
+                    **by_id[each]["productOrder"],
+                    "productOrderStatus": by_id[each]["productOrderStatus"],
+                },
+            }
+            for each in ids
+            if each in by_id
+        ]
+        return _ok(found)
+
+    async def order_ids(request: web.Request) -> web.Response:
+        wanted = request.match_info["orderId"]
+        return _ok([item["productOrderId"] for item in product_orders if item["orderId"] == wanted])
+
+    async def dispatch(request: web.Request) -> web.Response:
+        body = await request.json()
+        items = body.get("dispatchProductOrders")
+        if not isinstance(items, list) or not 1 <= len(items) <= 30:
+            return _gateway_error(400, "BadRequest", "dispatchProductOrders: 1 to 30 items")
+        shipped, failed = [], []
+        for item in items:
+            found = by_id.get(item.get("productOrderId"))
+            if (
+                found is not None
+                and found["productOrderStatus"] == "PAYED"
+                and item.get("trackingNumber")
+            ):
+                found["productOrderStatus"] = "DELIVERING"
+                shipped.append(item["productOrderId"])
+            else:
+                failed.append(
+                    {
+                        "productOrderId": item.get("productOrderId"),
+                        "code": "INVALID_STATUS",
+                        "message": "발송처리할 수 없는 상태입니다.",
+                    }
+                )
+        return _ok({"successProductOrderIds": shipped, "failProductOrderInfos": failed})
+
+    async def list_inquiries(request: web.Request) -> web.Response:
+        page = int(request.query.get("page", "1"))
+        size = int(request.query.get("size", "10"))
+        content = list(inquiries.values())[(page - 1) * size : page * size]
+        return web.json_response(
+            {"content": content, "totalElements": len(inquiries), "page": page, "size": size}
+        )
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.json()
+        found = inquiries.get(int(request.match_info["inquiryNo"]))
+        if found is None:
+            return _gateway_error(404, "NotFound", "inquiry not found")
+        if not body.get("answerComment"):
+            return _gateway_error(400, "BadRequest", "answerComment is required")
+        found.update(answered=True, answer=body["answerComment"])
+        return _ok({"inquiryCommentNo": found["inquiryNo"] * 10})
+
+    async def list_qnas(request: web.Request) -> web.Response:
+        return web.json_response({"contents": [], "totalElements": 0})
+
+    async def answer_qna(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not body.get("commentContent"):
+            return _gateway_error(400, "BadRequest", "commentContent is required")
+        return web.json_response({"questionId": int(request.match_info["questionId"])})
+
+    async def origin_product(request: web.Request) -> web.Response:
+        found = products.get(int(request.match_info["originProductNo"]))
+        if found is None:
+            return _gateway_error(404, "NotFound", "product not found")
+        if request.method == "GET":
+            return web.json_response(found)
+        body = await request.json()
+        if not isinstance(body.get("originProduct"), dict):
+            return _gateway_error(400, "BadRequest", "originProduct is required")
+        found["originProduct"] = body["originProduct"]
+        return web.json_response({"originProductNo": int(request.match_info["originProductNo"])})
+
+    async def channel_product(request: web.Request) -> web.Response:
+        wanted = int(request.match_info["channelProductNo"])
+        for number, found in products.items():
+            if found["smartstoreChannelProduct"]["channelProductNo"] == wanted:
+                if request.method == "GET":
+                    return web.json_response({**found, "originProductNo": number})
+                return web.json_response({"channelProductNo": wanted})
+        return _gateway_error(404, "NotFound", "product not found")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.snapshot())
+
+    app = web.Application(middlewares=[gateway])
+    app[STATE] = sim
+    routes = app.router
+    order_base = f"{_BASE}/v1/pay-order/seller"
+    routes.add_post(f"{_BASE}/v1/oauth2/token", token, name="token")
+    routes.add_get(
+        f"{order_base}/product-orders/last-changed-statuses", changed, name="changed_orders"
+    )
+    routes.add_post(f"{order_base}/product-orders/query", details, name="order_details")
+    routes.add_get(
+        f"{order_base}/orders/{{orderId}}/product-order-ids", order_ids, name="order_product_ids"
+    )
+    routes.add_post(f"{order_base}/product-orders/dispatch", dispatch, name="dispatch")
+    routes.add_get(f"{_BASE}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
+    routes.add_post(
+        f"{_BASE}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
+        answer,
+        name="inquiry_answer",
+    )
+    routes.add_get(f"{_BASE}/v1/contents/qnas", list_qnas, name="qnas")
+    routes.add_put(f"{_BASE}/v1/contents/qnas/{{questionId:\\d+}}", answer_qna, name="qna_answer")
+    origin = f"{_BASE}/v2/products/origin-products/{{originProductNo:\\d+}}"
+    routes.add_get(origin, origin_product, name="origin_product")
+    routes.add_put(origin, origin_product, name="origin_product_update")
+    channel = f"{_BASE}/v2/products/channel-products/{{channelProductNo:\\d+}}"
+    routes.add_get(channel, channel_product, name="channel_product")
+    routes.add_put(channel, channel_product, name="channel_product_update")
+    routes.add_get("/_sim/stats", stats, name="stats")
+    return app

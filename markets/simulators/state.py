@@ -1,0 +1,78 @@
+"""What a simulator counts and which faults it injects; tests read and set it."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["STATE", "Faults", "SimState", "endpoint_name", "sim_state"]
+
+
+@dataclass
+class Faults:
+    """Injected trouble: the next `fail_next` requests fail, then `error_rate` of them;
+    every request waits `latency` seconds first. Change them while the simulator runs."""
+
+    fail_next: int = 0
+    error_rate: float = 0.0
+    latency: float = 0.0
+    status: int = 503
+    seed: int = 7
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def should_fail(self) -> bool:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return True
+        return self.error_rate > 0 and self._random.random() < self.error_rate
+
+
+@dataclass
+class SimState:
+    """Counters by endpoint (the route's name): requests that arrived, were served (2xx),
+    refused with 429, failed by injection; and answers by status."""
+
+    faults: Faults = field(default_factory=Faults)
+    arrived: Counter[str] = field(default_factory=Counter)
+    served: Counter[str] = field(default_factory=Counter)
+    rate_limited: Counter[str] = field(default_factory=Counter)
+    injected: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    tokens_issued: int = 0
+
+    def record(self, endpoint: str, status: int) -> None:
+        self.statuses[status] += 1
+        if 200 <= status < 300:
+            self.served[endpoint] += 1
+        elif status == 429:
+            self.rate_limited[endpoint] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "arrived": dict(self.arrived),
+            "served": dict(self.served),
+            "rate_limited": dict(self.rate_limited),
+            "injected": dict(self.injected),
+            "statuses": {str(code): count for code, count in self.statuses.items()},
+            "tokens_issued": self.tokens_issued,
+        }
+
+
+STATE = web.AppKey("sim_state", SimState)
+
+
+def sim_state(app: web.Application) -> SimState:
+    """The counters and faults of a simulator app."""
+    return app[STATE]
+
+
+def endpoint_name(request: web.Request) -> str:
+    route = request.match_info.route
+    return route.name or request.path

@@ -1,0 +1,216 @@
+"""`lanes status`: queue depths per market and lane, live usage per budget.
+
+App-scope budgets come from the config; seller-scope ones (one per seller)
+are found by scanning Redis for their keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from lanes.budget import Budget
+from lanes.config import Config, MarketConfig
+from lanes.errors import BudgetUnavailable
+from lanes.limiter import Limiter
+from lanes.policy import Lane
+from scripts.table import render_table
+from worker.queues import QueueName
+from worker.sqs import QueueMissing, SqsClient
+
+__all__ = [
+    "BudgetRow",
+    "QueueDepth",
+    "Snapshot",
+    "budgets_of",
+    "queue_depths",
+    "render_snapshot",
+    "snapshot",
+]
+
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """A lane queue's messages by state, and its dead-letter queue's (None: queue missing)."""
+
+    market: str
+    lane: str
+    visible: int | None
+    in_flight: int | None
+    delayed: int | None
+    dead_letter: int | None
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """A budget's first window: requests in it by lane, reservations ahead, cooldown left."""
+
+    budget: str
+    limit: int
+    seconds: float
+    in_window: dict[str, int]
+    reserved: dict[str, int]
+    cooldown: float
+
+    @property
+    def used(self) -> int:
+        return sum(self.in_window.values())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    queues: list[QueueDepth]
+    budgets: list[BudgetRow]
+    budgets_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queues": [asdict(depth) for depth in self.queues],
+            "budgets": [{**asdict(row), "used": row.used} for row in self.budgets],
+            "budgets_error": self.budgets_error,
+        }
+
+
+def _count(attributes: dict[str, str], name: str) -> int:
+    return int(attributes.get(name, "0"))
+
+
+async def _depth(sqs: SqsClient, prefix: str, market: str, lane: Lane) -> QueueDepth:
+    names = QueueName(prefix, market, lane)
+    wanted = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    )
+    try:
+        have = await sqs.attributes(await sqs.queue_url(names.queue), wanted)
+        lane_depth: tuple[int | None, ...] = tuple(_count(have, name) for name in wanted)
+    except QueueMissing:
+        lane_depth = (None, None, None)
+    try:
+        dead = await sqs.attributes(await sqs.queue_url(names.dead_letter), wanted[:1])
+        dead_depth: int | None = _count(dead, wanted[0])
+    except QueueMissing:
+        dead_depth = None
+    visible, in_flight, delayed = lane_depth
+    return QueueDepth(market, lane.value, visible, in_flight, delayed, dead_depth)
+
+
+async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> list[QueueDepth]:
+    return [await _depth(sqs, prefix, market, lane) for market in markets for lane in Lane]
+
+
+async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> list[Budget]:
+    """Every app-scope budget of the market, and every seller-scope one that has keys."""
+    limits = {**market.groups}
+    limits.update({key: value for key, value in market.endpoints.items() if value.group is None})
+    budgets: list[Budget] = []
+    for budget_name, limit in sorted(limits.items()):
+        windows = limit.all_windows()
+        if limit.scope == "app":
+            budgets.append(
+                Budget.for_endpoint(name, budget_name, windows, margin_ms=market.margin_ms)
+            )
+            continue
+        head = f"lanes:{{{name}:{budget_name}:"
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:log"
+        try:
+            keys = [key.decode() async for key in redis.scan_iter(match=pattern, count=1000)]
+        except (RedisError, OSError) as exc:
+            raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
+        for key in sorted(keys):
+            seller = key[len(head) : -len("}:log")]
+            budgets.append(
+                Budget.for_endpoint(
+                    name,
+                    budget_name,
+                    windows,
+                    scope="seller",
+                    seller=seller,
+                    margin_ms=market.margin_ms,
+                )
+            )
+    return budgets
+
+
+async def _budget_rows(
+    redis: aioredis.Redis, limiter: Limiter, config: Config, markets: Iterable[str]
+) -> list[BudgetRow]:
+    rows: list[BudgetRow] = []
+    for market in markets:
+        for budget in await budgets_of(redis, market, config.market(market)):
+            usage = await limiter.usage(budget)
+            rows.append(
+                BudgetRow(
+                    budget=budget.name,
+                    limit=budget.windows[0].limit,
+                    seconds=budget.windows[0].seconds,
+                    in_window={lane.value: usage.in_window[lane] for lane in Lane},
+                    reserved={lane.value: usage.reserved[lane] for lane in Lane},
+                    cooldown=usage.cooldown,
+                )
+            )
+    return rows
+
+
+async def snapshot(
+    sqs: SqsClient,
+    redis: aioredis.Redis,
+    limiter: Limiter,
+    config: Config,
+    *,
+    prefix: str,
+    markets: list[str],
+) -> Snapshot:
+    """Queue depths and budget usage now; Redis being down still shows the queues."""
+    queues = await queue_depths(sqs, prefix, markets)
+    try:
+        budgets = await _budget_rows(redis, limiter, config, markets)
+    except BudgetUnavailable as exc:
+        return Snapshot(queues, [], budgets_error=str(exc))
+    return Snapshot(queues, budgets)
+
+
+def _cell(value: int | None) -> str:
+    return "missing" if value is None else str(value)
+
+
+def render_snapshot(state: Snapshot) -> str:
+    queue_rows = [
+        [q.market, q.lane, _cell(q.visible), _cell(q.in_flight), _cell(q.delayed),
+         _cell(q.dead_letter)]
+        for q in state.queues
+    ]  # fmt: skip
+    parts = [
+        render_table(
+            ["market", "lane", "visible", "in flight", "delayed", "dead-letter"], queue_rows
+        )
+    ]
+    if state.budgets_error:
+        parts.append(f"budgets: {state.budgets_error}")
+    elif state.budgets:
+        budget_rows = [
+            [
+                row.budget,
+                f"{row.used}/{row.limit} per {row.seconds:g}s",
+                *(row.in_window[lane.value] for lane in Lane),
+                sum(row.reserved.values()),
+                f"{row.cooldown:.1f}s" if row.cooldown else "-",
+            ]
+            for row in state.budgets
+        ]
+        parts.append(
+            render_table(
+                ["budget", "used", "high", "medium", "low", "ahead", "cooldown"], budget_rows
+            )
+        )
+    else:
+        parts.append("budgets: none in use")
+    return "\n\n".join(parts)

@@ -1,0 +1,178 @@
+"""The market client: URLs as signed and sent, and every kind of answer sorted right."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+import pytest
+import structlog
+
+from lanes import Lane
+from markets import (
+    AttemptsExhausted,
+    Call,
+    JobRequest,
+    PermanentError,
+    RateLimited,
+    RetryLater,
+    TransientError,
+)
+from markets.client import retry_after_seconds
+from tests.fixtures_markets import MakeMarkets, Scripted, acme_config, markets_config
+
+
+async def _send(markets_client, endpoint: str = "answer", **call: object) -> object:  # type: ignore[no-untyped-def]
+    return await markets_client.send(Call(endpoint, **call), Lane.HIGH, seller="s-1")  # type: ignore[arg-type]
+
+
+async def test_success_returns_the_parsed_body(
+    scripted: Scripted, make_markets: MakeMarkets
+) -> None:
+    """A 2xx answer is success; its JSON body comes back parsed."""
+    markets = await make_markets(acme_config(scripted.url))
+    scripted.answers.append((201, {}, {"created": 1}))
+    assert await _send(markets.client("acme")) == {"created": 1}
+
+
+async def test_query_and_path_are_sent_as_given(
+    scripted: Scripted, make_markets: MakeMarkets
+) -> None:
+    """Params keep their order, None is left out, placeholders are filled and escaped."""
+    markets = await make_markets(acme_config(scripted.url))
+    client = markets.client("acme")
+    await _send(client, "item", path={"item": "a b/c"}, params={"b": 2, "a": None, "c": [1, 2]})
+    assert scripted.seen == ["/items/a%20b%2Fc?b=2&c=1&c=2"]
+
+
+async def test_a_missing_placeholder_is_permanent(
+    scripted: Scripted, make_markets: MakeMarkets
+) -> None:
+    """A path placeholder without a value is a PermanentError before anything is sent."""
+    markets = await make_markets(acme_config(scripted.url))
+    with pytest.raises(PermanentError, match="needs 'item'"):
+        await _send(markets.client("acme"), "item")
+    assert scripted.seen == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+async def test_4xx_is_permanent_with_the_markets_code_and_message(
+    scripted: Scripted, make_markets: MakeMarkets, status: int
+) -> None:
+    """Other 4xx answers are permanent and carry the market's own code and message."""
+    markets = await make_markets(acme_config(scripted.url))
+    scripted.answers.append((status, {}, {"code": "BAD_PARAM", "message": "status is\nrequired"}))
+    with pytest.raises(PermanentError) as raised:
+        await _send(markets.client("acme"))
+    error = raised.value
+    assert (error.status, error.code, error.message) == (status, "BAD_PARAM", "status is required")
+    assert error.market == "acme"
+    assert error.endpoint == "answer"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+async def test_5xx_is_transient(scripted: Scripted, make_markets: MakeMarkets, status: int) -> None:
+    """5xx (and 408) answers are transient, with the status kept."""
+    markets = await make_markets(acme_config(scripted.url))
+    scripted.answers.append((status, {}, {"code": "GW.PROXY", "message": "upstream"}))
+    with pytest.raises(TransientError) as raised:
+        await _send(markets.client("acme"))
+    assert raised.value.status == status
+    assert not isinstance(raised.value, RateLimited)
+
+
+async def test_a_timeout_is_transient(scripted: Scripted, make_markets: MakeMarkets) -> None:
+    """No answer within the market's timeout is transient."""
+    markets = await make_markets(acme_config(scripted.url))
+    with pytest.raises(TransientError, match="no answer within"):
+        await _send(markets.client("acme"), "slow")
+
+
+async def test_a_refused_connection_is_transient(make_markets: MakeMarkets) -> None:
+    """A market that cannot be reached is transient, not permanent."""
+    from scripts.services import free_port
+
+    markets = await make_markets(acme_config(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(TransientError, match="connection failed"):
+        await _send(markets.client("acme"))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("2", 2.0), (None, 0.5)],
+)
+async def test_429_is_rate_limited_and_cools_the_budget(
+    scripted: Scripted, make_markets: MakeMarkets, header: str | None, expected: float
+) -> None:
+    """A 429 is RateLimited and cools the budget for Retry-After (or the market's backoff)."""
+    markets = await make_markets(acme_config(scripted.url))
+    scripted.answers.append((429, {"Retry-After": header} if header else {}, {"code": "SLOW"}))
+    client = markets.client("acme")
+    with pytest.raises(RateLimited) as raised:
+        await _send(client)
+    assert raised.value.retry_after == pytest.approx(expected)
+    usage = await markets._limiter.usage(client.budget("answer", "s-1"))
+    assert 0 < usage.cooldown <= expected
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    """Retry-After may be seconds or an HTTP date; garbage is ignored."""
+    now = time.time()
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(
+        30, abs=1
+    )
+    assert retry_after_seconds(formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+async def test_a_429_cools_the_budget_for_a_second_client(
+    scripted: Scripted, make_markets: MakeMarkets
+) -> None:
+    """After one worker's 429, another worker's call to that budget waits out the cooldown."""
+    config = acme_config(scripted.url)
+    first, second = await make_markets(config), await make_markets(config)
+    scripted.answers.append((429, {"Retry-After": "1"}, {}))
+    request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
+    with pytest.raises(AttemptsExhausted):
+        await first.run(request, Lane.HIGH, max_attempts=1)
+    started = time.monotonic()
+    await second.run(request, Lane.HIGH)
+    assert time.monotonic() - started >= 0.8
+    assert len(scripted.seen) == 2
+
+
+async def test_a_deadline_inside_the_cooldown_is_retry_later(
+    scripted: Scripted, make_markets: MakeMarkets
+) -> None:
+    """A caller whose deadline ends inside a cooldown gets RetryLater, without sending."""
+    config = acme_config(scripted.url)
+    first, second = await make_markets(config), await make_markets(config)
+    scripted.answers.append((429, {"Retry-After": "30"}, {}))
+    request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
+    with pytest.raises(AttemptsExhausted):
+        await first.run(request, Lane.LOW)
+    with pytest.raises(RetryLater) as raised:
+        await second.run(request, Lane.HIGH, deadline=time.monotonic() + 1)
+    assert raised.value.retry_after > 20
+    assert len(scripted.seen) == 1
+
+
+async def test_advertised_limit_above_config_is_warned(
+    naver_sim,
+    make_markets: MakeMarkets,  # type: ignore[no-untyped-def]
+) -> None:
+    """Naver says 2 rps; a config of 5 rps is logged as above what the market advertises."""
+    config = markets_config(
+        naver=naver_sim.url, extra={"naver": {"groups": {"origin_products": {"rps": 5}}}}
+    )
+    markets = await make_markets(config)
+    with structlog.testing.capture_logs() as logs:
+        await markets.run(
+            JobRequest("get_product", "naver", "s", {"origin_product_no": 5000000}), Lane.HIGH
+        )
+    warnings = [e for e in logs if e["event"] == "market.configured_above_advertised"]
+    assert [(w["endpoint"], w["configured_rps"], w["advertised_rps"]) for w in warnings] == [
+        ("origin_product", 5.0, 2.0)
+    ]

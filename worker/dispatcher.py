@@ -1,0 +1,275 @@
+"""The daemon's core: one long-poll task per lane queue, a weighted pick, a slot cap.
+
+Slots. The process runs at most `concurrency` jobs. Each lane queue has a
+floor (`min_slots`): slots the other queues may not take while this one runs
+fewer, so a flood of high work never starves low of every slot. A queue's
+poller receives only as many messages as it could start now (at most 10), so
+messages are never hoarded.
+
+Pick. Received messages wait in their queue's buffer (kept invisible by the
+heartbeat). Whenever a slot is free, a queue below its floor goes first;
+otherwise a smooth weighted round robin over the queues that have messages
+(high 6, medium 3, low 1 by default) picks, so an empty lane simply falls
+through to the next.
+
+Shutdown. `stop` stops receiving and cancels pending polls; buffered
+messages go back at once; in-flight jobs get `grace_seconds` to finish, then
+are cancelled and their messages released with visibility 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+
+from lanes.policy import LanePolicy
+from worker.delivery import Delivery
+from worker.heartbeat import Heartbeat
+from worker.jobs import JobProcessor
+from worker.outcomes import Action, Outcome
+from worker.queues import QueueName
+from worker.settle import Settler
+from worker.sqs import BATCH_ENTRIES, SqsClient, SqsError
+
+__all__ = ["DEFAULT_JOB_SECONDS", "Dispatcher", "LaneSource"]
+
+# How long one delivery may retry or wait in process before it goes back to its queue.
+DEFAULT_JOB_SECONDS = 600.0
+_POLL_BACKOFF_CAP = 30.0
+_log = structlog.get_logger("worker.dispatcher")
+
+
+@dataclass(eq=False)
+class LaneSource:
+    """One lane queue of one market: its policy, buffer and running jobs."""
+
+    queue: QueueName
+    url: str
+    policy: LanePolicy
+    floor: int = 0
+    buffer: deque[Delivery] = field(default_factory=deque)
+    running: int = 0
+    current: int = 0  # smooth weighted round robin state
+
+    @property
+    def weight(self) -> int:
+        return self.policy.weight
+
+
+class Dispatcher:
+    """Drains `sources` until `stop()`; see the module text for the rules."""
+
+    def __init__(
+        self,
+        *,
+        sqs: SqsClient,
+        processor: JobProcessor,
+        settler: Settler,
+        sources: list[LaneSource],
+        concurrency: int,
+        visibility_timeout: int,
+        wait_seconds: int,
+        grace_seconds: float,
+        job_seconds: float = DEFAULT_JOB_SECONDS,
+    ) -> None:
+        self._sqs = sqs
+        self._processor = processor
+        self._settler = settler
+        self.sources = sources
+        self.concurrency = concurrency
+        self._visibility_timeout = visibility_timeout
+        self._wait_seconds = wait_seconds
+        self._grace_seconds = grace_seconds
+        self._job_seconds = job_seconds
+        self.heartbeat = Heartbeat(settler, visibility_timeout)
+        self._changed = asyncio.Condition()
+        self._jobs: dict[asyncio.Task[None], tuple[LaneSource, Delivery]] = {}
+        self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.outcomes: dict[str, int] = {}
+        floors = sum(source.policy.min_slots for source in sources)
+        if floors < concurrency:
+            for source in sources:
+                source.floor = source.policy.min_slots
+        else:
+            _log.warning(
+                "dispatcher.floors_off",
+                concurrency=concurrency,
+                floors=floors,
+                reason="concurrency does not exceed the sum of the lanes' min_slots",
+            )
+
+    # -- slots -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return len(self._jobs)
+
+    def _startable(self, source: LaneSource) -> int:
+        """Jobs `source` could start now: free slots minus other queues' unmet floors."""
+        reserved = sum(
+            max(0, other.floor - other.running) for other in self.sources if other is not source
+        )
+        return self.concurrency - self.running - reserved
+
+    def _room(self, source: LaneSource) -> int:
+        """Messages `source`'s poller may receive now."""
+        return max(0, min(BATCH_ENTRIES, self._startable(source) - len(source.buffer)))
+
+    def _pick(self) -> LaneSource | None:
+        ready = [s for s in self.sources if s.buffer and self._startable(s) > 0]
+        if not ready:
+            return None
+        below_floor = [s for s in ready if s.running < s.floor]
+        if below_floor:
+            return below_floor[0]
+        total = sum(s.weight for s in ready)
+        for source in ready:
+            source.current += source.weight
+        chosen = max(ready, key=lambda s: s.current)  # first of equals: sources run high to low
+        chosen.current -= total
+        return chosen
+
+    # -- running ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the dispatcher to shut down (safe from a signal handler)."""
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Drain until `stop()`, then shut down as the module text says."""
+        _log.info(
+            "worker.started",
+            queues=[s.queue.queue for s in self.sources],
+            concurrency=self.concurrency,
+        )
+        pollers = [asyncio.create_task(self._poll_forever(source)) for source in self.sources]
+        helpers = [
+            asyncio.create_task(self._dispatch_forever()),
+            asyncio.create_task(self.heartbeat.run()),
+        ]
+        try:
+            await self._stopped.wait()
+        finally:
+            _log.info("worker.stopping", running=self.running, grace_seconds=self._grace_seconds)
+            await _cancel_all(pollers)
+            await self._release_buffered()
+            await self._finish_jobs()
+            await _cancel_all(helpers)
+            await self._settler.drain()
+            _log.info("worker.stopped", outcomes=self.outcomes)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _poll_forever(self, source: LaneSource) -> None:
+        failures = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._room(source) > 0)
+                want = self._room(source)
+            try:
+                messages = await self._sqs.receive(
+                    source.url,
+                    max_messages=want,
+                    wait_seconds=self._wait_seconds,
+                    visibility_timeout=self._visibility_timeout,
+                )
+            except SqsError as exc:
+                failures += 1
+                pause = min(_POLL_BACKOFF_CAP, 2.0**failures)
+                _log.warning("poll.failed", queue=source.queue.queue, error=str(exc), pause=pause)
+                await asyncio.sleep(pause)
+                continue
+            failures = 0
+            if not messages:
+                continue
+            for message in messages:
+                delivery = Delivery(message=message, queue=source.queue, url=source.url)
+                self.heartbeat.track(delivery)
+                source.buffer.append(delivery)
+            await self._notify()
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(self._pick_ready)
+                while (source := self._pick()) is not None:
+                    self._start(source, source.buffer.popleft())
+                self._changed.notify_all()
+
+    def _pick_ready(self) -> bool:
+        return any(s.buffer and self._startable(s) > 0 for s in self.sources)
+
+    def _start(self, source: LaneSource, delivery: Delivery) -> None:
+        source.running += 1
+        task = asyncio.create_task(self._job(delivery))
+        self._jobs[task] = (source, delivery)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        source, delivery = self._jobs.pop(task)
+        source.running -= 1
+        self.heartbeat.forget(delivery)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("job.settle_crashed", error=repr(task.exception()))
+        notify = asyncio.get_running_loop().create_task(self._notify())
+        self._background.add(notify)
+        notify.add_done_callback(self._background.discard)
+
+    async def _job(self, delivery: Delivery) -> None:
+        deadline = time.monotonic() + self._job_seconds
+        try:
+            outcome = await self._processor.process(delivery, deadline=deadline)
+        except asyncio.CancelledError:
+            # Shutdown ran past its grace period: the message goes straight back.
+            await self._settle(delivery, Outcome.release("shutdown", 0))
+            raise
+        settling = asyncio.ensure_future(self._settle(delivery, outcome))
+        try:
+            await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            await settling  # a half-done settle would leave a dead letter twice
+            raise
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Carry out `outcome`; a dead letter is deleted only after the DLQ has it."""
+        self.outcomes[outcome.label] = self.outcomes.get(outcome.label, 0) + 1
+        self.heartbeat.forget(delivery)
+        if outcome.action is Action.DELETE:
+            await self._settler.delete(delivery)
+        elif outcome.action is Action.RELEASE:
+            await self._settler.release(delivery, outcome.visibility)
+        elif await self._settler.dead_letter(delivery, outcome):
+            await self._settler.delete(delivery)
+        else:
+            # Could not dead-letter: keep it in its queue and try again later.
+            await self._settler.release(delivery, min(self._visibility_timeout, 60))
+
+    async def _release_buffered(self) -> None:
+        buffered = [delivery for source in self.sources for delivery in source.buffer]
+        for source in self.sources:
+            source.buffer.clear()
+        # Together, so the releases share batch calls.
+        await asyncio.gather(
+            *(self._settle(delivery, Outcome.release("shutdown", 0)) for delivery in buffered)
+        )
+
+    async def _finish_jobs(self) -> None:
+        if not self._jobs:
+            return
+        _, pending = await asyncio.wait(list(self._jobs), timeout=self._grace_seconds)
+        if pending:
+            _log.warning("worker.grace_over", cancelling=len(pending))
+            await _cancel_all(list(pending))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,166 @@
+"""One message's way from body to outcome: envelope, checks, idempotency, job, result.
+
+The daemon and the Lambda handler both call `JobProcessor.process`; it never
+touches the message on SQS, it only says what should happen to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.policy import LanePolicies
+from markets import JobRequest, JobResult, MarketError, Markets, RetryLater
+from worker.delivery import Delivery
+from worker.envelope import Envelope, PoisonMessage, parse_envelope
+from worker.idempotency import Claim, ClaimBusy, IdempotencyGuard
+from worker.outcomes import Outcome, outcome_of_error
+from worker.sinks import ResultSink, SinkError
+
+__all__ = ["JobProcessor", "result_record"]
+
+_log = structlog.get_logger("worker.job")
+# Errors a job ends with on purpose; anything else is a bug, logged with its traceback.
+_EXPECTED = (
+    PoisonMessage,
+    MarketError,
+    RetryLater,
+    BudgetTimeout,
+    BudgetUnavailable,
+    ClaimBusy,
+    SinkError,
+)
+
+
+def result_record(delivery: Delivery, envelope: Envelope, result: JobResult) -> dict[str, Any]:
+    """What the results sink receives for one successful job."""
+    return {
+        "id": envelope.id,
+        "message_id": delivery.message.message_id,
+        "market": result.market,
+        "lane": delivery.queue.lane.value,
+        "kind": result.kind,
+        "seller": result.seller,
+        "calls": result.calls,
+        "data": result.data,
+        "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+class JobProcessor:
+    """Runs one delivery's job and sorts how it ended into an `Outcome`."""
+
+    def __init__(
+        self,
+        *,
+        markets: Markets,
+        policies: LanePolicies,
+        guard: IdempotencyGuard,
+        sink: ResultSink,
+    ) -> None:
+        self._markets = markets
+        self._policies = policies
+        self._guard = guard
+        self._sink = sink
+
+    async def process(self, delivery: Delivery, *, deadline: float | None) -> Outcome:
+        """The outcome for `delivery`; `deadline` (monotonic) bounds retries and budget waits.
+
+        Every log line of the job carries market, lane, message_id, attempt,
+        then kind and seller once the body is read.
+        """
+        queue = delivery.queue
+        message = delivery.message
+        policy = self._policies[queue.lane]
+        started = time.monotonic()
+        with structlog.contextvars.bound_contextvars(
+            market=queue.market,
+            lane=queue.lane.value,
+            message_id=message.message_id,
+            attempt=message.receive_count,
+        ):
+            try:
+                outcome = await self._run(delivery, deadline)
+            except _EXPECTED as exc:
+                outcome = outcome_of_error(
+                    exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
+                )
+            except Exception as exc:  # noqa: BLE001 - a bug must not lose the message: sorted, logged
+                _log.exception("job.crashed")
+                outcome = outcome_of_error(
+                    exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
+                )
+            _log.info(
+                "job.finished",
+                outcome=outcome.label,
+                action=outcome.action.value,
+                seconds=round(time.monotonic() - started, 3),
+                **({"error": outcome.error} if outcome.error else {}),
+            )
+            return outcome
+
+    async def _run(self, delivery: Delivery, deadline: float | None) -> Outcome:
+        envelope = parse_envelope(delivery.message.body)
+        queue = delivery.queue
+        structlog.contextvars.bind_contextvars(kind=envelope.kind, seller=envelope.seller)
+        if envelope.market != queue.market:
+            raise PoisonMessage(
+                f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
+            )
+        request = JobRequest(
+            kind=envelope.kind,
+            market=envelope.market,
+            seller=envelope.seller,
+            payload=dict(envelope.payload),
+            id=envelope.id,
+        )
+        self._markets.check(request)
+        limit = self._policies[queue.lane].max_attempts
+        received = delivery.message.receive_count
+        if limit is not None and received > limit:
+            # Earlier deliveries died without an outcome (crash, kill, timeout): stop the loop.
+            return Outcome.dead_letter(
+                "crash_loop",
+                f"received {received} times, more than max_attempts {limit}, without finishing",
+                attempts=received,
+            )
+        if envelope.id is not None and self._markets.is_side_effect(request):
+            return await self._run_once(delivery, envelope, request, deadline)
+        result = await self._markets.run(request, queue.lane, deadline=deadline)
+        await self._sink.send(result_record(delivery, envelope, result))
+        return Outcome.done()
+
+    async def _run_once(
+        self, delivery: Delivery, envelope: Envelope, request: JobRequest, deadline: float | None
+    ) -> Outcome:
+        """A side-effect job with an id: at most one successful market run per id."""
+        assert envelope.id is not None
+        claim = await self._guard.begin(request.market, envelope.id)
+        if claim.done is not None:
+            await self._sink.send({**claim.done, "duplicate_of": claim.done.get("message_id")})
+            return Outcome.done("duplicate")
+        result = await self._run_claimed(claim, request, delivery, deadline)
+        record = result_record(delivery, envelope, result)
+        try:
+            await self._guard.finish(claim, record)
+        except BudgetUnavailable as exc:
+            # The market has done it: acknowledging beats a second run.
+            _log.warning("idempotency.record_failed", error=str(exc))
+        await self._sink.send(record)
+        return Outcome.done()
+
+    async def _run_claimed(
+        self, claim: Claim, request: JobRequest, delivery: Delivery, deadline: float | None
+    ) -> JobResult:
+        try:
+            async with self._guard.held(claim):
+                return await self._markets.run(request, delivery.queue.lane, deadline=deadline)
+        except (asyncio.CancelledError, Exception):
+            # Not done: let a redelivery claim it at once instead of waiting out the TTL.
+            await self._guard.abandon(claim)
+            raise

@@ -1,0 +1,163 @@
+"""The same job processing as the daemon, as an AWS Lambda on an SQS event source.
+
+Set `ReportBatchItemFailures` on the event source: the handler returns
+`{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}` and only those
+records come back. Outcomes map onto that:
+
+| outcome     | in Lambda |
+|-------------|-----------|
+| delete      | success (Lambda deletes the record) |
+| dead-letter | sent to the lane's dead-letter queue, then success; failure if the send failed |
+| release     | visibility set to the backoff (best effort), then failure |
+| unfinished  | failure: records still running when the time is nearly up |
+
+Connections and the event loop live across warm invocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from lanes.logs import configure_logging
+from lanes.settings import Settings, load_settings
+from markets import load_config
+from worker.delivery import Delivery
+from worker.outcomes import Action
+from worker.queues import lane_of_queue
+from worker.runtime import Runtime
+from worker.sqs import SqsError, SqsMessage
+
+__all__ = ["LambdaContext", "LambdaWorker", "close", "handle_batch", "handler"]
+
+_log = structlog.get_logger("worker.lambda")
+# Time kept back from the invocation's end: settling, returning, and a margin for the runtime.
+_SAFETY_FRACTION = 0.1
+_SAFETY_MIN = 1.0
+_SAFETY_MAX = 5.0
+_SETTLE_SECONDS = 0.5
+
+
+class LambdaContext(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def _message(record: Mapping[str, Any]) -> SqsMessage:
+    attributes = record.get("messageAttributes") or {}
+    return SqsMessage(
+        message_id=record["messageId"],
+        receipt_handle=record["receiptHandle"],
+        body=record["body"],
+        attributes={str(k): str(v) for k, v in (record.get("attributes") or {}).items()},
+        message_attributes={
+            name: value["stringValue"]
+            for name, value in attributes.items()
+            if isinstance(value, Mapping) and value.get("stringValue") is not None
+        },
+    )
+
+
+async def _delivery(runtime: Runtime, record: Mapping[str, Any]) -> Delivery:
+    """The record as a delivery; ValueError/KeyError for a record that is not a lane's."""
+    queue = lane_of_queue(record["eventSourceARN"])
+    url = await runtime.sqs.queue_url(queue.queue)
+    return Delivery(message=_message(record), queue=queue, url=url)
+
+
+async def _settle(runtime: Runtime, delivery: Delivery, deadline: float) -> bool:
+    """Run the record's job and carry out its outcome; True when it counts as a success."""
+    outcome = await runtime.processor.process(delivery, deadline=deadline)
+    if outcome.action is Action.DELETE:
+        return True
+    if outcome.action is Action.DEAD_LETTER:
+        return await runtime.settler.dead_letter(delivery, outcome)
+    await runtime.settler.release(delivery, outcome.visibility)
+    return False
+
+
+async def handle_batch(
+    runtime: Runtime, event: Mapping[str, Any], remaining_ms: Callable[[], int]
+) -> dict[str, list[dict[str, str]]]:
+    """Process an SQS event's records concurrently; the records to redeliver as failures."""
+    started = time.monotonic()
+    remaining = remaining_ms() / 1000
+    safety = min(_SAFETY_MAX, max(_SAFETY_MIN, remaining * _SAFETY_FRACTION))
+    hard_deadline = started + remaining - safety
+    job_deadline = hard_deadline - _SETTLE_SECONDS
+    records = list(event.get("Records") or [])
+    failed: list[str] = []
+    slots = asyncio.Semaphore(runtime.settings.concurrency)
+
+    async def one(record: Mapping[str, Any]) -> bool:
+        async with slots:
+            try:
+                delivery = await _delivery(runtime, record)
+            except (KeyError, ValueError, SqsError) as exc:
+                # Not a lane record (or its queue is unknown): let Lambda's redrive decide.
+                _log.error("lambda.bad_record", error=str(exc), message_id=record.get("messageId"))
+                return False
+            return await _settle(runtime, delivery, job_deadline)
+
+    tasks = {asyncio.create_task(one(record)): record for record in records}
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(0.0, hard_deadline - time.monotonic()))
+    for task, record in tasks.items():
+        if not task.done():
+            task.cancel()
+            failed.append(record["messageId"])
+        elif task.cancelled() or task.exception() is not None or not task.result():
+            failed.append(record["messageId"])
+    unfinished = [task for task in tasks if not task.done()]
+    if unfinished:
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        _log.warning("lambda.out_of_time", unfinished=len(unfinished))
+    await runtime.settler.drain()
+    _log.info(
+        "lambda.batch_done",
+        records=len(records),
+        failed=len(failed),
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+class LambdaWorker:
+    """One event loop and one `Runtime`, kept for the life of the Lambda container."""
+
+    def __init__(self, settings: Settings) -> None:
+        configure_logging(settings.log_level)
+        self.loop = asyncio.new_event_loop()
+        self.runtime = Runtime(settings, load_config(settings.config))
+        self.loop.run_until_complete(self.runtime.open())
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self.loop.run_until_complete(
+            handle_batch(self.runtime, event, context.get_remaining_time_in_millis)
+        )
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.runtime.aclose())
+        self.loop.close()
+
+
+_worker: LambdaWorker | None = None
+
+
+def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The Lambda entry point (`worker.lambda_handler.handler`); settings from `LANES_*`."""
+    global _worker
+    if _worker is None:
+        _worker = LambdaWorker(load_settings())
+    return _worker.handle(event, context)
+
+
+def close() -> None:
+    """Close the cached worker (tests; a Lambda container just ends)."""
+    global _worker
+    if _worker is not None:
+        _worker.close()
+        _worker = None

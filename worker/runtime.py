@@ -1,0 +1,72 @@
+"""Everything a worker process holds open, in one owner: Redis, SQS, markets, the results sink.
+
+The daemon and the Lambda handler both build their job processing from it.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from lanes.config import Config
+from lanes.limiter import Limiter
+from lanes.settings import Settings
+from lanes.store import RedisStore
+from markets import Markets
+from worker.idempotency import IdempotencyGuard
+from worker.jobs import JobProcessor
+from worker.settle import Settler
+from worker.sinks import open_sink
+from worker.sqs import SqsClient
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice."""
+
+    def __init__(self, settings: Settings, config: Config) -> None:
+        self.settings = settings
+        self.config = config
+        self._stack = AsyncExitStack()
+        self.store = RedisStore(settings.redis_url)
+        self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
+        self.limiter = Limiter(self.store.client, config.lanes)
+        self.markets = Markets(config, settings, self.limiter, self.store.client)
+        self.sink = open_sink(settings.results_url, self.sqs)
+        self.guard = IdempotencyGuard(
+            self.store.client,
+            ttl=settings.idempotency_ttl,
+            claim_seconds=settings.visibility_timeout,
+        )
+        self.processor = JobProcessor(
+            markets=self.markets, policies=config.lanes, guard=self.guard, sink=self.sink
+        )
+        self.settler = Settler(self.sqs)
+        self._closed = False
+
+    async def open(self) -> Runtime:
+        # Closed in reverse: the sink before the SQS client it may borrow.
+        self._stack.push_async_callback(self.store.aclose)
+        self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.markets.aclose)
+        self._stack.push_async_callback(self.sink.aclose)
+        self._stack.push_async_callback(self.settler.drain)
+        return self
+
+    async def __aenter__(self) -> Runtime:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._stack.aclose()

@@ -1,0 +1,184 @@
+"""Where job results go (`settings.results_url`): a JSON-lines file, SQS queue or HTTP callback.
+
+Each sink is the one owner of its connection or file: `async with`, `aclose()`
+safe twice. `send` returns once the record is stored or raises `SinkError`
+(`permanent` when retrying cannot help, e.g. the backend refused it with a 4xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from lanes.errors import LanesError
+from worker.sqs import OutgoingMessage, SqsClient, SqsError
+
+__all__ = ["FileSink", "HttpSink", "ResultSink", "SinkError", "SqsSink", "open_sink"]
+
+
+class SinkError(LanesError):
+    """A result could not be stored; `permanent` means a retry would fail the same way."""
+
+    def __init__(self, text: str, *, permanent: bool = False) -> None:
+        super().__init__(text)
+        self.permanent = permanent
+
+
+class _Retryable(SinkError):
+    """A failure worth another try inside `HttpSink.send`."""
+
+
+class ResultSink(Protocol):
+    async def send(self, record: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class _Owner:
+    """`async with` support for the sinks below."""
+
+    async def __aenter__(self) -> _Owner:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class FileSink(_Owner):
+    """Appends one JSON line per result to `path` (the default for local runs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def send(self, record: dict[str, Any]) -> None:
+        async with self._lock:
+            if self._closed:
+                raise SinkError(f"results file {self.path} is closed")
+            try:
+                if self._handle is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._handle = self.path.open("a", encoding="utf-8")
+                self._handle.write(_line(record) + "\n")
+                self._handle.flush()
+            except OSError as exc:
+                raise SinkError(f"cannot write results file {self.path}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            self._closed = True
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+
+class SqsSink(_Owner):
+    """Sends each result as one message to the queue `name` (the SQS client is borrowed)."""
+
+    def __init__(self, sqs: SqsClient, name: str) -> None:
+        self._sqs = sqs
+        self.name = name
+
+    async def send(self, record: dict[str, Any]) -> None:
+        try:
+            url = await self._sqs.queue_url(self.name)
+            await self._sqs.send_batch(url, [OutgoingMessage(body=_line(record))])
+        except SqsError as exc:
+            raise SinkError(f"results queue {self.name}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        return  # the SQS client belongs to whoever made it
+
+
+class HttpSink(_Owner):
+    """POSTs each result as JSON to `url`, retrying 5xx, 408, 429 and network failures."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        attempts: int = 5,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._session = session
+        self._owns_session = session is None
+        self._attempts = attempts
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._closed = False
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise SinkError(f"results callback {self.url} is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _post_once(self, body: str) -> None:
+        try:
+            async with self._client().post(
+                self.url, data=body, headers={"Content-Type": "application/json"}
+            ) as answer:
+                if answer.status < 300:
+                    return
+                text = " ".join((await answer.text())[:200].split())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Retryable(f"results callback {self.url}: {exc or type(exc).__name__}") from exc
+        failure = f"results callback {self.url} answered {answer.status}: {text}"
+        if answer.status >= 500 or answer.status in (408, 429):
+            raise _Retryable(failure)
+        raise SinkError(failure, permanent=True)
+
+    async def send(self, record: dict[str, Any]) -> None:
+        body = _line(record)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._post_once(body)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+
+def open_sink(results_url: str, sqs: SqsClient) -> FileSink | SqsSink | HttpSink:
+    """The sink `results_url` names: `file:PATH`, `sqs:QUEUE` or `http(s)://...`."""
+    if results_url.startswith("file:"):
+        return FileSink(Path(results_url.removeprefix("file:")))
+    if results_url.startswith("sqs:"):
+        return SqsSink(sqs, results_url.removeprefix("sqs:"))
+    return HttpSink(results_url)
