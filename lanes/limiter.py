@@ -1,7 +1,8 @@
 """The budget's storage: runs `lanes.budget` checks atomically in Redis.
 
-One Lua script call (one round trip) per acquire. Time is the Redis server's
-`TIME`, so any number of workers on any number of machines share one clock.
+One Lua script call (one round trip) per acquire, and in `wait` one per batch
+of this process's concurrent requests. Time is the Redis server's `TIME`, so
+any number of workers on any number of machines share one clock.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.limiter import Limiter
 from lanes.policy import Lane
 from markets.advertised import Advertised, read_advertised
-from markets.auth import Auth, NoAuth
+from markets.auth import Auth, NoAuth, Signer
 from markets.errors import PermanentError, RateLimited, RetryLater, TransientError
 
 __all__ = ["Answer", "Call", "MarketClient", "retry_after_seconds"]
@@ -209,8 +209,7 @@ class MarketClient:
         bound = log.bind(market=self.name, endpoint=call.endpoint, lane=lane.value, seller=seller)
         refreshed = False
         while True:
-            signer = await self.auth.prepare(seller, lane, deadline) if authorize else None
-            await self._take_budget(budget, lane, deadline, bound)
+            signer = await self._admit(budget, lane, deadline, seller, authorize, bound)
             headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
             if on_sent is not None:
                 on_sent()
@@ -226,26 +225,34 @@ class MarketClient:
                 continue
             return await self._sort(answer, call.endpoint, budget, bound)
 
-    async def _take_budget(
-        self, budget: Budget, lane: Lane, deadline: float | None, bound: Any
-    ) -> None:
+    async def _admit(
+        self,
+        budget: Budget,
+        lane: Lane,
+        deadline: float | None,
+        seller: str | None,
+        authorize: bool,
+        bound: Any,
+    ) -> Signer | None:
+        """Auth prepared (a token may be fetched) and budget taken; a Redis outage is waited
+        out (fail closed: no request without budget, and no attempt spent on Redis)."""
         pause = _REDIS_BACKOFF_S[0]
         while True:
             try:
+                signer = await self.auth.prepare(seller, lane, deadline) if authorize else None
                 await self._limiter.wait(budget, lane, deadline=deadline)
             except BudgetTimeout as exc:
                 raise RetryLater(
                     exc.retry_after, f"budget {budget.name} has no room before the deadline"
                 ) from exc
             except BudgetUnavailable as exc:
-                # Fail closed: no request without budget, and no attempt spent on Redis.
                 if deadline is not None and time.monotonic() + pause > deadline:
                     raise RetryLater(pause, str(exc)) from exc
                 bound.warning("market.budget_unavailable", error=str(exc), pause=pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _REDIS_BACKOFF_S[1])
             else:
-                return
+                return signer
 
     async def _request(
         self,

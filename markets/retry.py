@@ -51,6 +51,16 @@ async def retry_in_lane(
 ) -> T:
     """Run `attempt` until it succeeds, fails for good, runs out of attempts or of time."""
     exponential = wait_random_exponential(multiplier=backoff.initial, max=backoff.cap)
+    failures: list[str] = []
+
+    async def attempt_noting_failures() -> T:
+        try:
+            return await attempt()
+        except RetryLater as exc:
+            if not failures:
+                raise
+            # Out of time while waiting for budget between retries: say what failed.
+            raise RetryLater(exc.retry_after, f"{exc.reason}; last error: {failures[-1]}") from exc
 
     def pause(state: RetryCallState) -> float:
         return 0.0 if isinstance(_failure(state), RateLimited) else exponential(state)
@@ -76,6 +86,7 @@ async def retry_in_lane(
         raise RetryLater(retry_after, f"deadline reached while retrying: {error}") from error
 
     def before_sleep(state: RetryCallState) -> None:
+        failures.append(str(_failure(state)))
         log.warning(
             "market.retry",
             **context,
@@ -91,5 +102,5 @@ async def retry_in_lane(
         retry_error_callback=give_up,
         before_sleep=before_sleep,
     )
-    result: T = await retrying(attempt)
+    result: T = await retrying(attempt_noting_failures)
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -67,7 +67,7 @@ def _catalogue(market_name: str, market: MarketConfig, table: dict[str, object])
     return catalogue
 
 
-def _body(kind: str, market: str, seller: str, payload: dict[str, object], key: str) -> str:
+def _body(kind: str, market: str, seller: str, payload: Mapping[str, object], key: str) -> str:
     envelope = {
         "kind": kind,
         "market": market,

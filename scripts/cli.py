@@ -12,10 +12,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
@@ -44,7 +44,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[argparse.Namespace, Settings, Config], Awaitable[int]]
+Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, int]]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,9 +11,9 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from worker.sqs import BATCH_ENTRIES, OutgoingMessage, SqsClient
 
@@ -31,7 +31,7 @@ class Progress:
         self._what = what
         self._stream = stream or sys.stderr
         self._started = time.monotonic()
-        self._bar: tqdm[object] | None = None
+        self._bar: Any = None
         if self._stream.isatty():
             self._bar = tqdm(total=total, unit="msg", desc=what, file=self._stream)
         self._step = max(1, total // 10)

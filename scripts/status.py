@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from lanes.budget import Budget
-from lanes.config import Config, MarketConfig
+from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetUnavailable
 from lanes.limiter import Limiter
 from lanes.policy import Lane
@@ -109,7 +109,7 @@ async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> l
 
 async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> list[Budget]:
     """Every app-scope budget of the market, and every seller-scope one that has keys."""
-    limits = {**market.groups}
+    limits: dict[str, GroupConfig | EndpointConfig] = dict(market.groups)
     limits.update({key: value for key, value in market.endpoints.items() if value.group is None})
     budgets: list[Budget] = []
     for budget_name, limit in sorted(limits.items()):

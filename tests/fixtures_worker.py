@@ -124,7 +124,7 @@ class AcmeMarket:
         def serve() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
             loop.run_until_complete(runner.setup())
             loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
             ready.set()
@@ -321,12 +321,12 @@ async def start_worker(store: Any) -> AsyncIterator[Callable[..., Awaitable[Runn
         await worker.runtime.aclose()
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll `check` every 0.1 s until it holds; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Poll `check` every 0.1 s until it holds; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(0.1)
 
 

@@ -29,8 +29,8 @@ import structlog
 from lanes.policy import LanePolicy
 from worker.delivery import Delivery
 from worker.heartbeat import Heartbeat
-from worker.jobs import JobProcessor
 from worker.outcomes import Action, Outcome
+from worker.processing import JobProcessor
 from worker.queues import QueueName
 from worker.settle import Settler
 from worker.sqs import BATCH_ENTRIES, SqsClient, SqsError
@@ -107,7 +107,7 @@ class Dispatcher:
 
     @property
     def running(self) -> int:
-        return len(self._jobs)
+        return sum(source.running for source in self.sources)
 
     def _startable(self, source: LaneSource) -> int:
         """Jobs `source` could start now: free slots minus other queues' unmet floors."""
@@ -256,9 +256,11 @@ class Dispatcher:
         for source in self.sources:
             source.buffer.clear()
         # Together, so the releases share batch calls.
-        await asyncio.gather(
-            *(self._settle(delivery, Outcome.release("shutdown", 0)) for delivery in buffered)
-        )
+        await asyncio.gather(*(self._release_unstarted(delivery) for delivery in buffered))
+
+    async def _release_unstarted(self, delivery: Delivery) -> None:
+        await self._processor.note_free_release(delivery)
+        await self._settle(delivery, Outcome.release("shutdown", 0))
 
     async def _finish_jobs(self) -> None:
         if not self._jobs:

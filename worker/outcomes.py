@@ -28,6 +28,7 @@ from worker.idempotency import ClaimBusy
 from worker.sinks import SinkError
 
 __all__ = [
+    "FREE_RELEASES",
     "MAX_VISIBILITY",
     "Action",
     "Outcome",
@@ -38,6 +39,8 @@ __all__ = [
 MAX_VISIBILITY = 43_200  # SQS's ceiling: 12 hours
 _BACKOFF_BASE = 2.0
 _BACKOFF_CAP = 900.0
+# Releases that spent no attempt: a wait for budget or a claim, Redis down, a shutdown.
+FREE_RELEASES = frozenset({"retry_later", "claim_busy", "redis_unavailable", "shutdown"})
 
 
 class Action(StrEnum):

@@ -17,6 +17,7 @@ from lanes.settings import Settings
 from worker.dispatcher import DEFAULT_JOB_SECONDS, Dispatcher, LaneSource
 from worker.queues import QueueName
 from worker.runtime import Runtime
+from worker.sqs import QueueMissing
 
 __all__ = ["EXIT_OK", "EXIT_STARTUP", "build_dispatcher", "main", "run_worker"]
 
@@ -40,8 +41,11 @@ async def _sources(runtime: Runtime, names: list[str]) -> list[LaneSource]:
     for lane in Lane:
         for name in names:
             queue = QueueName(runtime.settings.queue_prefix, name, lane)
-            url = await runtime.sqs.queue_url(queue.queue)
-            await runtime.sqs.queue_url(queue.dead_letter)
+            try:
+                url = await runtime.sqs.queue_url(queue.queue)
+                await runtime.sqs.queue_url(queue.dead_letter)
+            except QueueMissing as exc:
+                raise QueueMissing(f"{exc} (run `lanes provision`)") from exc
             sources.append(LaneSource(queue=queue, url=url, policy=runtime.config.lanes[lane]))
     return sources
 

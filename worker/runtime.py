@@ -14,7 +14,8 @@ from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
 from worker.idempotency import IdempotencyGuard
-from worker.jobs import JobProcessor
+from worker.ledger import ReleaseLedger
+from worker.processing import JobProcessor
 from worker.settle import Settler
 from worker.sinks import open_sink
 from worker.sqs import SqsClient
@@ -40,7 +41,11 @@ class Runtime:
             claim_seconds=settings.visibility_timeout,
         )
         self.processor = JobProcessor(
-            markets=self.markets, policies=config.lanes, guard=self.guard, sink=self.sink
+            markets=self.markets,
+            policies=config.lanes,
+            guard=self.guard,
+            ledger=ReleaseLedger(self.store.client, ttl=settings.idempotency_ttl),
+            sink=self.sink,
         )
         self.settler = Settler(self.sqs)
         self._closed = False

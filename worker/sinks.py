@@ -159,7 +159,7 @@ class HttpSink(_Owner):
         body = _line(record)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             retry=retry_if_exception_type(_Retryable),
             reraise=True,
         )

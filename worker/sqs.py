@@ -33,7 +33,15 @@ if TYPE_CHECKING:
         SendMessageBatchRequestEntryTypeDef,
     )
 
-__all__ = ["OutgoingMessage", "QueueMissing", "SqsClient", "SqsError", "SqsMessage"]
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_ENTRIES",
+    "OutgoingMessage",
+    "QueueMissing",
+    "SqsClient",
+    "SqsError",
+    "SqsMessage",
+]
 
 BATCH_ENTRIES = 10
 BATCH_BYTES = 1024 * 1024

@@ -19,12 +19,13 @@ from markets import JobRequest, JobResult, MarketError, Markets, RetryLater
 from worker.delivery import Delivery
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
 from worker.idempotency import Claim, ClaimBusy, IdempotencyGuard
-from worker.outcomes import Outcome, outcome_of_error
+from worker.ledger import ReleaseLedger
+from worker.outcomes import FREE_RELEASES, Action, Outcome, outcome_of_error
 from worker.sinks import ResultSink, SinkError
 
 __all__ = ["JobProcessor", "result_record"]
 
-_log = structlog.get_logger("worker.job")
+_log = structlog.get_logger("worker.processing")
 # Errors a job ends with on purpose; anything else is a bug, logged with its traceback.
 _EXPECTED = (
     PoisonMessage,
@@ -61,12 +62,18 @@ class JobProcessor:
         markets: Markets,
         policies: LanePolicies,
         guard: IdempotencyGuard,
+        ledger: ReleaseLedger,
         sink: ResultSink,
     ) -> None:
         self._markets = markets
         self._policies = policies
         self._guard = guard
+        self._ledger = ledger
         self._sink = sink
+
+    async def note_free_release(self, delivery: Delivery) -> None:
+        """`delivery` goes back without having spent an attempt (e.g. released at shutdown)."""
+        await self._ledger.note(delivery)
 
     async def process(self, delivery: Delivery, *, deadline: float | None) -> Outcome:
         """The outcome for `delivery`; `deadline` (monotonic) bounds retries and budget waits.
@@ -86,6 +93,10 @@ class JobProcessor:
         ):
             try:
                 outcome = await self._run(delivery, deadline)
+            except asyncio.CancelledError:
+                # Shutdown past its grace period or Lambda out of time: the caller releases it.
+                _log.warning("job.cancelled", seconds=round(time.monotonic() - started, 3))
+                raise
             except _EXPECTED as exc:
                 outcome = outcome_of_error(
                     exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
@@ -95,6 +106,8 @@ class JobProcessor:
                 outcome = outcome_of_error(
                     exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
                 )
+            if outcome.action is Action.RELEASE and outcome.label in FREE_RELEASES:
+                await self._ledger.note(delivery)
             _log.info(
                 "job.finished",
                 outcome=outcome.label,
@@ -120,20 +133,31 @@ class JobProcessor:
             id=envelope.id,
         )
         self._markets.check(request)
-        limit = self._policies[queue.lane].max_attempts
-        received = delivery.message.receive_count
-        if limit is not None and received > limit:
-            # Earlier deliveries died without an outcome (crash, kill, timeout): stop the loop.
-            return Outcome.dead_letter(
-                "crash_loop",
-                f"received {received} times, more than max_attempts {limit}, without finishing",
-                attempts=received,
-            )
+        crash_loop = await self._crash_loop(delivery)
+        if crash_loop is not None:
+            return crash_loop
         if envelope.id is not None and self._markets.is_side_effect(request):
             return await self._run_once(delivery, envelope, request, deadline)
         result = await self._markets.run(request, queue.lane, deadline=deadline)
         await self._sink.send(result_record(delivery, envelope, result))
         return Outcome.done()
+
+    async def _crash_loop(self, delivery: Delivery) -> Outcome | None:
+        """Dead-letter a lane-with-max_attempts message whose earlier deliveries all died
+        without an outcome (crash, kill, Lambda timeout), instead of running it again."""
+        limit = self._policies[delivery.queue.lane].max_attempts
+        received = delivery.message.receive_count
+        if limit is None or received <= limit:
+            return None
+        free = await self._ledger.free_receives(delivery)
+        if free is None or received - free <= limit:
+            return None  # waits, not attempts (or Redis cannot tell: run it)
+        return Outcome.dead_letter(
+            "crash_loop",
+            f"received {received} times ({received - free} attempts, more than max_attempts "
+            f"{limit}) without finishing",
+            attempts=received - free,
+        )
 
     async def _run_once(
         self, delivery: Delivery, envelope: Envelope, request: JobRequest, deadline: float | None

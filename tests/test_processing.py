@@ -1,4 +1,4 @@
-"""worker.jobs: one delivery's way from body to outcome, with the real markets and Redis."""
+"""worker.processing: one delivery's way from body to outcome, with the real markets and Redis."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ async def test_success_writes_the_result(runtime: Runtime, lanes: Lanes, acme: A
     outcome = await runtime.processor.process(delivery, deadline=None)
     assert outcome.action is Action.DELETE
     (record,) = results(runtime.settings)
-    assert record["id"] == "j-1" and record["lane"] == "medium" and record["calls"] == 1
+    assert record["id"] == "j-1"
+    assert record["lane"] == "medium"
+    assert record["calls"] == 1
     assert record["data"]["echo"] == {"status": "200"}
 
 
@@ -131,3 +133,19 @@ async def test_failed_side_effect_frees_its_claim(
     assert (await runtime.processor.process(failing, deadline=None)).action is Action.DEAD_LETTER
     (again,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-2")])
     assert (await runtime.processor.process(again, deadline=None)).label == "done"
+
+
+async def test_waits_do_not_count_towards_the_crash_loop_guard(
+    runtime: Runtime, lanes: Lanes, acme: AcmeMarket
+) -> None:
+    """A low message released three times without spending an attempt (waiting for budget,
+    shutdown) still runs on its fourth receive."""
+    await lanes.send(Lane.LOW, [job(key="patient")])
+    for _ in range(3):
+        (waited,) = await receive_deliveries(lanes, Lane.LOW, 1)
+        await runtime.processor.note_free_release(waited)
+        await lanes.sqs.change_visibility_batch(waited.url, [(waited.receipt, 0)])
+    (delivery,) = await receive_deliveries(lanes, Lane.LOW, 1)
+    assert delivery.message.receive_count == 4
+    assert (await runtime.processor.process(delivery, deadline=None)).label == "done"
+    assert len(acme.calls()) == 1

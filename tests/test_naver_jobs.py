@@ -1,0 +1,127 @@
+"""The Naver Commerce job kinds against the Naver simulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lanes import Lane
+from markets import JobRequest, Markets, PermanentError
+from markets.simulators import naver_app
+from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, markets_config
+
+START = datetime(2025, 7, 1, tzinfo=UTC)
+FAST_NAVER = {
+    "naver": {
+        "endpoints": {
+            name: {"rps": 20}
+            for name in ("changed_orders", "order_details", "order_product_ids", "dispatch")
+        }
+        | {"inquiry_answer": {"rps": 20}, "qna_answer": {"rps": 20}},
+        "groups": {"origin_products": {"rps": 20}, "channel_products": {"rps": 20}},
+    }
+}
+
+
+@pytest.fixture
+async def sim(start_simulator: StartSimulator) -> Running:
+    """250 product orders over 2 days from 2025-07-01, three per change moment."""
+    return await start_simulator(naver_app(rate=20, orders=250, start=START, days=2))
+
+
+@pytest.fixture
+async def markets(sim: Running, make_markets: MakeMarkets) -> Markets:
+    return await make_markets(markets_config(naver=sim.url, extra=FAST_NAVER))
+
+
+def job(kind: str, **payload: object) -> JobRequest:
+    return JobRequest(kind, "naver", "seller-1", dict(payload))
+
+
+async def test_collect_orders_follows_more_pages_exactly_once(
+    sim: Running, markets: Markets
+) -> None:
+    """Pages of 7 (moreFrom + moreSequence through ties), over 24-hour spans: each once."""
+    request = job(
+        "collect_orders",
+        since=(START - timedelta(hours=1)).isoformat(),
+        until=(START + timedelta(days=3)).isoformat(),
+        limit_count=7,
+    )
+    result = await markets.run(request, Lane.MEDIUM)
+    ids = [status["productOrderId"] for status in result.data["statuses"]]
+    assert sorted(ids) == [f"2025{i:012d}1" for i in range(250)]
+    assert result.data["count"] == 250
+    assert sim.state.served["changed_orders"] > 250 // 7
+    details = result.data["orders"]
+    assert sorted(item["productOrder"]["productOrderId"] for item in details) == sorted(ids)
+    assert sim.state.served["order_details"] == 1
+
+
+async def test_collect_order_by_order_id(markets: Markets) -> None:
+    """An order's product order ids, then their details."""
+    result = await markets.run(job("collect_order", order_id="2025000000000003"), Lane.LOW)
+    found = [item["productOrder"]["productOrderId"] for item in result.data["orders"]]
+    assert found == ["202500000000000" + "61", "202500000000000" + "71"]
+    assert result.calls == 2
+
+
+async def test_ship_order_dispatches(markets: Markets) -> None:
+    """Dispatch marks the product order delivering; a second dispatch fails permanently."""
+    dispatch = {
+        "product_order_id": "20250000000000011",
+        "delivery_company_code": "CJGLS",
+        "tracking_number": "123456789012",
+    }
+    request = job("ship_order", dispatches=[dispatch])
+    result = await markets.run(request, Lane.HIGH)
+    assert result.data == {"shipped": ["20250000000000011"], "failed": []}
+    with pytest.raises(PermanentError) as raised:
+        await markets.run(request, Lane.HIGH)
+    assert raised.value.code == "INVALID_STATUS"
+
+
+async def test_answer_inquiry_and_qna(markets: Markets) -> None:
+    """A customer inquiry and a product question are both answered."""
+    inquiry = await markets.run(job("answer_inquiry", inquiry_no=9_000_001, answer="네"), Lane.HIGH)
+    assert inquiry.data["answer"]["data"]["inquiryCommentNo"] == 90_000_010
+    qna = await markets.run(job("answer_inquiry", question_id=77, answer="네"), Lane.HIGH)
+    assert qna.data["answer"] == {"questionId": 77}
+
+
+async def test_update_product_reads_and_writes_back(markets: Markets) -> None:
+    """Price and stock are changed on the origin product, the rest kept."""
+    before = await markets.run(job("get_product", origin_product_no=5_000_003), Lane.LOW)
+    result = await markets.run(
+        job("update_product", origin_product_no=5_000_003, price=12_300, stock=4), Lane.LOW
+    )
+    assert result.calls == 2
+    after = await markets.run(job("get_product", origin_product_no=5_000_003), Lane.LOW)
+    origin = after.data["product"]["originProduct"]
+    assert (origin["salePrice"], origin["stockQuantity"]) == (12_300, 4)
+    assert origin["name"] == before.data["product"]["originProduct"]["name"]
+
+
+async def test_get_channel_product(markets: Markets) -> None:
+    """A channel product is found by its own number."""
+    result = await markets.run(job("get_product", channel_product_no=8_000_002), Lane.LOW)
+    assert result.data["product"]["originProductNo"] == 5_000_002
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "message"),
+    [
+        ("collect_orders", {"since": "2025-07-01T00:00:00"}, "timezone"),
+        ("collect_orders", {"since": "2025-07-01T00:00:00Z", "limit_count": 301}, "300"),
+        ("collect_order", {}, "exactly one"),
+        ("ship_order", {"dispatches": []}, "at least 1"),
+        ("update_product", {"origin_product_no": 1}, "price, stock or both"),
+    ],
+)
+async def test_invalid_payloads_are_permanent(
+    markets: Markets, kind: str, payload: dict[str, object], message: str
+) -> None:
+    """Each kind's payload is validated before anything is sent."""
+    with pytest.raises(PermanentError, match=message):
+        await markets.run(job(kind, **payload), Lane.LOW)

@@ -1,0 +1,98 @@
+"""worker.sinks: JSON-lines file, SQS results queue and HTTP callback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from worker.sinks import FileSink, HttpSink, SinkError, SqsSink, open_sink
+from worker.sqs import SqsClient
+
+
+@pytest.fixture
+async def callback() -> AsyncIterator[tuple[str, list[dict[str, object]], list[int]]]:
+    """A results backend: answers the statuses queued in `plan` (then 200), records bodies."""
+    received: list[dict[str, object]] = []
+    plan: list[int] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        status = plan.pop(0) if plan else 200
+        if status == 200:
+            received.append(await request.json())
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/results", accept)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/results", received, plan
+    await runner.cleanup()
+
+
+async def test_file_sink_appends_json_lines(tmp_path: Path) -> None:
+    """Each result is one JSON line, appended; closing twice is harmless."""
+    path = tmp_path / "out" / "results.jsonl"
+    async with FileSink(path) as sink:
+        await sink.send({"n": 1, "text": "한글"})
+        await sink.send({"n": 2})
+        await sink.aclose()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["n"] for line in lines] == [1, 2]
+
+
+async def test_sqs_sink_sends_one_message_per_result(
+    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]]
+) -> None:
+    """`sqs:NAME` sends each result as a JSON message to that queue."""
+    url = await make_queue("results-sink-test")
+    sink = open_sink("sqs:results-sink-test", sqs)
+    assert isinstance(sink, SqsSink)
+    await sink.send({"id": "r1"})
+    (message,) = await sqs.receive(url, max_messages=10, wait_seconds=1)
+    assert json.loads(message.body) == {"id": "r1"}
+
+
+async def test_sqs_sink_missing_queue_is_a_sink_error(sqs: SqsClient) -> None:
+    """A results queue that does not exist fails the send as a (retryable) SinkError."""
+    with pytest.raises(SinkError) as failure:
+        await SqsSink(sqs, "no-such-results").send({"id": 1})
+    assert not failure.value.permanent
+
+
+async def test_http_sink_retries_server_errors(
+    callback: tuple[str, list[dict[str, object]], list[int]],
+) -> None:
+    """5xx and 429 answers are retried until the backend takes the result."""
+    url, received, plan = callback
+    plan.extend([503, 429])
+    async with HttpSink(url) as sink:
+        await sink.send({"id": "x"})
+    assert received == [{"id": "x"}]
+
+
+async def test_http_sink_refusal_is_permanent(
+    callback: tuple[str, list[dict[str, object]], list[int]],
+) -> None:
+    """A 4xx refusal is not retried and says so (the message is dead-lettered)."""
+    url, received, plan = callback
+    plan.append(422)
+    async with HttpSink(url) as sink:
+        with pytest.raises(SinkError) as failure:
+            await sink.send({"id": "y"})
+    assert failure.value.permanent
+    assert received == []
+
+
+async def test_http_sink_gives_up_after_its_attempts() -> None:
+    """An unreachable backend fails with a retryable SinkError after the set attempts."""
+    async with HttpSink("http://127.0.0.1:9/results", attempts=2) as sink:
+        with pytest.raises(SinkError) as failure:
+            await sink.send({"id": "z"})
+    assert not failure.value.permanent

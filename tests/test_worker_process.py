@@ -1,0 +1,139 @@
+"""The worker as its own process (`python -m worker`): SIGTERM and SIGKILL lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lanes.policy import Lane
+from lanes.settings import Settings
+from tests.fixtures_worker import (
+    AcmeMarket,
+    Lanes,
+    RunningWorker,
+    acme_config,
+    acme_toml,
+    job,
+    results,
+    wait_until,
+)
+
+StartWorker = Callable[..., Awaitable[RunningWorker]]
+Spawn = Callable[[Settings], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
+    """Factory: start `python -m worker` with `settings` as LANES_* variables."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn(settings: Settings) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        for name, value in settings.model_dump(exclude={"credentials"}).items():
+            if value is not None:
+                env[f"LANES_{name.upper()}"] = str(value)
+        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_sigterm_releases_everything_within_the_grace_period(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM mid-run: the process exits within the grace period (plus the release calls),
+    and every message is done or visible in its queue again, none left in flight."""
+    grace = 1.0
+    settings = make_settings(
+        config=acme_toml(acme, tmp_path / "lanes.toml"), grace_seconds=grace, concurrency=4
+    )
+    await lanes.send(Lane.MEDIUM, [job(id=f"m{n}", key=f"m{n}", sleep=4) for n in range(12)])
+    await lanes.send(Lane.HIGH, [job(id=f"h{n}", key=f"h{n}") for n in range(3)])
+    process = spawn_worker(settings)
+
+    async def busy() -> bool:
+        return len(acme.calls()) >= 5
+
+    await wait_until(busy)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(process.wait, 30)
+    took = time.monotonic() - signalled
+    assert code == 0
+    assert took < grace + 3.0
+    visible, in_flight = await lanes.depth(Lane.MEDIUM)
+    assert in_flight == 0
+    done = {record["id"] for record in results(settings)}
+    assert {f"h{n}" for n in range(3)} <= done
+    medium_done = len(done) - 3
+    assert visible + medium_done == 12
+    assert len(await lanes.take_all(Lane.MEDIUM)) + medium_done == 12
+
+
+async def test_sigkill_loses_nothing(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    start_worker: StartWorker,
+    tmp_path: Path,
+) -> None:
+    """A worker killed with SIGKILL mid-job: its messages come back after the visibility
+    timeout and a second worker finishes every one of them."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"), concurrency=4)
+    keys = [f"k{n}" for n in range(8)]
+    await lanes.send(Lane.HIGH, [job(id=key, key=key, sleep=2) for key in keys])
+    process = spawn_worker(settings)
+
+    async def busy() -> bool:
+        return len(acme.calls()) >= 2
+
+    await wait_until(busy)
+    process.kill()
+    await asyncio.to_thread(process.wait, 10)
+    worker = await start_worker(settings, acme_config(acme))
+
+    async def all_done() -> bool:
+        return {record["id"] for record in results(settings)} == set(keys)
+
+    await wait_until(all_done, within=40)
+    await worker.stop()
+    assert await lanes.take_all(Lane.HIGH, dead=True) == []
+
+
+def test_missing_queues_fail_with_one_line(
+    acme: AcmeMarket, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Queues that were never provisioned: exit 2 with one line naming the queue, no traceback."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"), queue_prefix="nope")
+    env = dict(os.environ)
+    for name in ("config", "redis_url", "sqs_endpoint_url", "queue_prefix"):
+        env[f"LANES_{name.upper()}"] = str(getattr(settings, name))
+    done = subprocess.run(
+        [sys.executable, "-m", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "lanes worker: SQS queue 'nope-acme-high' does not exist (run `lanes provision`)"
+    ]
