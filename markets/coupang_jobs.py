@@ -16,7 +16,6 @@ __all__ = ["COUPANG_JOBS"]
 OrderStatus = Literal[
     "ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"
 ]
-_SHIPPING_FAILED = 99
 
 
 class CollectOrders(Payload):
@@ -121,18 +120,32 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
     }
     answer = await context.call("invoices", json=body)
     data = expect_dict(answer, market, "invoices", "data")
-    results = expect_list(data, market, "invoices", "responseList")
-    shipped = [item.get("shipmentBoxId") for item in results if item.get("succeed")]
-    failed = [item for item in results if not item.get("succeed")]
-    if data.get("responseCode") == _SHIPPING_FAILED:
-        reason = failed[0].get("resultMessage") if failed else data.get("responseMessage")
+    invoices = {invoice.shipment_box_id: invoice for invoice in payload.invoices}
+    shipped: list[Any] = []
+    failed: list[Any] = []
+    for item in expect_list(data, market, "invoices", "responseList"):
+        box = item.get("shipmentBoxId")
+        if item.get("succeed") or await _already_shipped(context, invoices.get(box)):
+            shipped.append(box)
+        else:
+            failed.append(item)
+    if failed and not shipped:
         raise PermanentError(
-            f"invoice upload failed: {reason}",
+            f"invoice upload failed: {failed[0].get('resultMessage')}",
             market=market,
             endpoint="invoices",
-            code=str(failed[0].get("resultCode")) if failed else None,
+            code=str(failed[0].get("resultCode")),
         )
     return {"response_code": data.get("responseCode"), "shipped": shipped, "failed": failed}
+
+
+async def _already_shipped(context: JobContext, invoice: Invoice | None) -> bool:
+    """Did an earlier attempt (whose answer was lost) upload this very invoice?"""
+    if invoice is None:
+        return False
+    answer = await context.call("order", path={"shipmentBoxId": invoice.shipment_box_id})
+    order = answer.get("data") if isinstance(answer, dict) else None
+    return isinstance(order, dict) and order.get("invoiceNumber") == invoice.invoice_number
 
 
 class AnswerInquiry(Payload):
@@ -190,7 +203,7 @@ COUPANG_JOBS: dict[str, JobSpec] = {
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order", "order_by_order_id"), side_effect=False
     ),
-    "ship_order": JobSpec(ShipOrder, ship_order, ("invoices",), side_effect=True),
+    "ship_order": JobSpec(ShipOrder, ship_order, ("invoices", "order"), side_effect=True),
     "answer_inquiry": JobSpec(AnswerInquiry, answer_inquiry, ("inquiry_reply",), side_effect=True),
     "get_product": JobSpec(GetProduct, get_product, ("product",), side_effect=False),
     "update_product": JobSpec(UpdateProduct, update_product, ("price", "stock"), side_effect=True),

@@ -35,7 +35,8 @@ class TransientError(MarketError):
 
 
 class RateLimited(TransientError):
-    """The market answered 429; `retry_after` is what it asked for (None when it said nothing)."""
+    """The market answered 429; `retry_after` is the cooldown put on the budget (the market's
+    Retry-After, or the market's backoff when it sent none)."""
 
     def __init__(
         self,

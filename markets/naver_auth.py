@@ -155,7 +155,9 @@ class NaverTokens:
                 "token answer lacks access_token/expires_in", market=self._market, endpoint="token"
             ) from None
         self.fetched += 1
-        lifetime_ms = max(1_000, round((expires_in - REFRESH_BEFORE_S) * 1000))
+        # Refresh inside the last 30 minutes (or half of a short-lived token's life).
+        margin = min(REFRESH_BEFORE_S, expires_in / 2)
+        lifetime_ms = max(1_000, round((expires_in - margin) * 1000))
         await self._redis_call(self._redis.set(key, token, px=lifetime_ms))
         self._held = _Held(token, time.monotonic() + lifetime_ms / 1000)
         log.info("naver.token_refreshed", market=self._market, expires_in=expires_in)

@@ -152,6 +152,11 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
     data = expect_dict(answer, market, "dispatch", "data")
     shipped = expect_list(data, market, "dispatch", "successProductOrderIds")
     failed = expect_list(data, market, "dispatch", "failProductOrderInfos")
+    if failed:
+        tracking = {item.product_order_id: item.tracking_number for item in payload.dispatches}
+        done = await _already_dispatched(context, tracking, failed)
+        shipped = [*shipped, *done]
+        failed = [item for item in failed if item.get("productOrderId") not in done]
     if failed and not shipped:
         first = failed[0] if isinstance(failed[0], dict) else {}
         raise PermanentError(
@@ -161,6 +166,24 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
             code=first.get("code"),
         )
     return {"shipped": shipped, "failed": failed}
+
+
+async def _already_dispatched(
+    context: JobContext, tracking: dict[str, str], failed: list[Any]
+) -> list[str]:
+    """The failed ids that an earlier attempt (whose answer was lost) already dispatched
+    with the same tracking number."""
+    ids = [str(item.get("productOrderId")) for item in failed if isinstance(item, dict)]
+    done = []
+    for detail in await _details(context, ids):
+        order = detail.get("productOrder") or {}
+        delivery = detail.get("delivery") or {}
+        number = str(order.get("productOrderId"))
+        if delivery.get("trackingNumber") and delivery.get("trackingNumber") == tracking.get(
+            number
+        ):
+            done.append(number)
+    return done
 
 
 class AnswerInquiry(Payload):
@@ -256,7 +279,7 @@ NAVER_JOBS: dict[str, JobSpec] = {
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order_product_ids", "order_details"), side_effect=False
     ),
-    "ship_order": JobSpec(ShipOrder, ship_order, ("dispatch",), side_effect=True),
+    "ship_order": JobSpec(ShipOrder, ship_order, ("dispatch", "order_details"), side_effect=True),
     "answer_inquiry": JobSpec(
         AnswerInquiry, answer_inquiry, ("inquiry_answer", "qna_answer"), side_effect=True
     ),

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +29,7 @@ from lanes.policy import Lane
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from scripts.backfill import id_jobs, window_jobs
+from scripts.demo import run_demo
 from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
@@ -36,6 +38,7 @@ from scripts.status import render_snapshot, snapshot
 from scripts.table import render_table
 from scripts.validate import JobValidator
 from worker.queues import QueueName
+from worker.runner import main as worker_main
 from worker.sqs import QueueMissing, SqsClient
 
 __all__ = ["build_parser", "main"]
@@ -216,6 +219,8 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
             )
             if clear:
                 print("\x1b[2J\x1b[H", end="")
+            elif args.watch is not None and not args.json:
+                print(f"\n{datetime.now(UTC):%H:%M:%S} UTC")
             print(json.dumps(state.as_json()) if args.json else render_snapshot(state), flush=True)
             if args.watch is None:
                 return 0
@@ -224,11 +229,7 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
 
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     configure_logging(settings.log_level)
-    raise LanesError("the worker daemon is not available in this build yet")
-
-
-async def _demo(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    raise LanesError("the demo is not available in this build yet")
+    return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
 
 
 # --- the parser -----------------------------------------------------------------------
@@ -237,7 +238,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, config: Config) ->
 def _command(
     commands: argparse._SubParsersAction[_Parser],
     name: str,
-    run: Command,
+    run: Command | None,
     summary: str,
     examples: str,
 ) -> _Parser:
@@ -367,7 +368,7 @@ def build_parser() -> _Parser:
     _command(
         commands,
         "demo",
-        _demo,
+        None,
         "Run the whole system on this machine (own Redis, moto SQS, market simulators).",
         "  lanes demo\n  make demo\n",
     )
@@ -383,8 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
     try:
         args = build_parser().parse_args(argv)
+        if args.run is None:  # the demo makes its own settings and services
+            return run_demo()
         settings = load_settings()
-        config = markets.load_config(settings.config) if args.run is not _demo else Config()
+        config = markets.load_config(settings.config)
         run: Command = args.run
         return asyncio.run(run(args, settings, config))
     except (UsageError, ConfigError) as exc:

@@ -19,7 +19,7 @@ from typing import TextIO
 from lanes.policy import Lane
 from scripts.backfill import Numbered
 from scripts.inputs import UsageError
-from scripts.sending import Progress, send_stream
+from scripts.sending import Progress, group_id, send_stream
 from scripts.validate import BadJob, JobValidator
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, QueueMissing, SqsClient
@@ -85,7 +85,9 @@ def _outgoing(
 ) -> Iterator[OutgoingMessage]:
     for _, body in source():
         envelope = validator.check_body(body)
-        yield OutgoingMessage(body=envelope.body(), group_id=envelope.seller if group_ids else None)
+        yield OutgoingMessage(
+            body=envelope.body(), group_id=group_id(envelope.seller) if group_ids else None
+        )
 
 
 async def enqueue(

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from scripts.sending import group_id
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
 from worker.sqs import BATCH_ENTRIES, OutgoingMessage, SqsClient, SqsMessage
 
@@ -79,7 +80,8 @@ class DeadLetter:
             for name, value in self.message.message_attributes.items()
             if name not in _DEAD_LETTER_ATTRIBUTES
         }
-        group = self.seller or self.message.attributes.get("MessageGroupId")
+        group = group_id(self.seller) if self.seller else None
+        group = group or self.message.attributes.get("MessageGroupId")
         return OutgoingMessage(body=self.message.body, attributes=kept, group_id=group)
 
 

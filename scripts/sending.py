@@ -7,6 +7,8 @@ is sent in bounded memory.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -17,9 +19,19 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from worker.sqs import BATCH_ENTRIES, OutgoingMessage, SqsClient
 
-__all__ = ["Progress", "send_stream"]
+__all__ = ["Progress", "group_id", "send_stream"]
 
 IN_FLIGHT = 8
+# SQS takes 1-128 ASCII letters, digits and punctuation as a MessageGroupId.
+_GROUP_ID = re.compile(r"^[!-~]{1,128}$")
+
+
+def group_id(seller: str) -> str:
+    """The seller as a MessageGroupId (fair queues: one seller's backlog does not delay the
+    others); a seller name SQS would refuse is replaced by a stable hash of it."""
+    if _GROUP_ID.match(seller):
+        return seller
+    return "h-" + hashlib.sha256(seller.encode()).hexdigest()[:40]
 
 
 class Progress:

@@ -61,7 +61,7 @@ async def naver_sim(start_simulator: Callable[[web.Application], Awaitable[Runni
 
 def market_settings(**credentials: dict[str, str]) -> Settings:
     chosen = credentials or {"coupang": COUPANG_KEYS, "naver": NAVER_APP}
-    return Settings(credentials=chosen)  # type: ignore[arg-type]
+    return Settings(credentials=chosen)
 
 
 def markets_config(
@@ -123,7 +123,7 @@ def _scripted_app(
 
     async def slow(request: web.Request) -> web.Response:
         seen.append(request.path_qs)
-        await asyncio.sleep(5)
+        await asyncio.sleep(1.5)
         return web.json_response({"ok": True})
 
     app = web.Application()

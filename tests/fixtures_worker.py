@@ -151,7 +151,9 @@ def acme() -> Iterator[AcmeMarket]:
     market.stop()
 
 
-def acme_config(market: AcmeMarket, *, rps: int | None = None, **lanes: Any) -> Config:
+def acme_config(
+    market: AcmeMarket, *, rps: int | None = None, timeout: float = 5.0, **lanes: Any
+) -> Config:
     """The lanes config declaring market "acme" with a GET `orders` and a POST `ship`."""
     limit = rps or market.rps
     raw = {
@@ -159,7 +161,7 @@ def acme_config(market: AcmeMarket, *, rps: int | None = None, **lanes: Any) -> 
         "markets": {
             "acme": {
                 "base_url": market.url,
-                "timeout": 5.0,
+                "timeout": timeout,
                 "endpoints": {
                     "orders": {"method": "GET", "path": "/orders", "rps": limit},
                     "ship": {"method": "POST", "path": "/ship", "rps": limit},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from email.utils import formatdate
+from typing import Any
 
 import pytest
 import structlog
@@ -13,17 +14,25 @@ from markets import (
     AttemptsExhausted,
     Call,
     JobRequest,
+    MarketClient,
     PermanentError,
     RateLimited,
     RetryLater,
     TransientError,
 )
 from markets.client import retry_after_seconds
-from tests.fixtures_markets import MakeMarkets, Scripted, acme_config, markets_config
+from tests.fixtures_markets import MakeMarkets, Running, Scripted, acme_config, markets_config
 
 
-async def _send(markets_client, endpoint: str = "answer", **call: object) -> object:  # type: ignore[no-untyped-def]
-    return await markets_client.send(Call(endpoint, **call), Lane.HIGH, seller="s-1")  # type: ignore[arg-type]
+async def _send(
+    client: MarketClient,
+    endpoint: str = "answer",
+    *,
+    path: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    call = Call(endpoint, path=path or {}, params=params or {})
+    return await client.send(call, Lane.HIGH, seller="s-1")
 
 
 async def test_success_returns_the_parsed_body(
@@ -160,8 +169,7 @@ async def test_a_deadline_inside_the_cooldown_is_retry_later(
 
 
 async def test_advertised_limit_above_config_is_warned(
-    naver_sim,
-    make_markets: MakeMarkets,  # type: ignore[no-untyped-def]
+    naver_sim: Running, make_markets: MakeMarkets
 ) -> None:
     """Naver says 2 rps; a config of 5 rps is logged as above what the market advertises."""
     config = markets_config(

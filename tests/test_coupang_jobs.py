@@ -68,7 +68,8 @@ async def test_collect_order_by_box_and_by_order_id(markets: Markets) -> None:
 
 
 async def test_ship_order_uploads_the_invoice(markets: Markets) -> None:
-    """An invoice upload marks the box shipped; shipping it again fails permanently."""
+    """An invoice upload marks the box shipped; sending it again (a retry whose first answer
+    was lost) is still success; another invoice for the box fails permanently."""
     invoice = {
         "shipment_box_id": 600_000_001,
         "order_id": 25_000_000_001,
@@ -82,8 +83,11 @@ async def test_ship_order_uploads_the_invoice(markets: Markets) -> None:
     assert result.data == {"response_code": 0, "shipped": [600_000_001], "failed": []}
     collected = await markets.run(job("collect_order", shipment_box_id=600_000_001), Lane.LOW)
     assert collected.data["order"]["status"] == "DEPARTURE"
+    again = await markets.run(request, Lane.HIGH)
+    assert again.data["shipped"] == [600_000_001]
+    other = job("ship_order", invoices=[{**invoice, "invoice_number": "999"}])
     with pytest.raises(PermanentError, match="already shipped"):
-        await markets.run(request, Lane.HIGH)
+        await markets.run(other, Lane.HIGH)
 
 
 async def test_answer_inquiry(markets: Markets) -> None:

@@ -167,3 +167,47 @@ async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
     assert acme.violations == 0
     for lane in Lane:
         assert await lanes.take_all(lane, dead=True) == []
+
+
+async def test_duplicate_ship_messages_call_the_market_once(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """Four copies of one ship message (same producer id), some processed at once: the market
+    is called once and every copy is acknowledged."""
+    settings = make_settings()
+    await lanes.send(Lane.HIGH, [job("ship", id="ship-9", order="o-9", sleep=0.3)] * 4)
+    worker = await start_worker(settings, acme_config(acme))
+
+    async def acknowledged() -> bool:
+        outcomes = worker.dispatcher.outcomes
+        return outcomes.get("done", 0) + outcomes.get("duplicate", 0) == 4
+
+    await wait_until(acknowledged)
+    await worker.stop()
+    assert len(acme.calls("/ship")) == 1
+    assert worker.dispatcher.outcomes["done"] == 1
+    assert await lanes.depth(Lane.HIGH) == (0, 0)
+
+
+async def test_a_job_longer_than_the_visibility_timeout_runs_once(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """A 12 s job under a 10 s visibility timeout: the heartbeat keeps its message hidden, so
+    it is not delivered (and run) a second time."""
+    settings = make_settings()
+    await lanes.send(Lane.MEDIUM, [job(id="long", key="long", sleep=12)])
+    worker = await start_worker(settings, acme_config(acme, timeout=30))
+
+    async def finished() -> bool:
+        return len(results(settings)) == 1
+
+    await wait_until(finished, within=40)
+    await worker.stop()
+    assert len(acme.calls()) == 1
+    assert worker.dispatcher.outcomes == {"done": 1}

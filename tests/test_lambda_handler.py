@@ -97,6 +97,9 @@ async def test_unfinished_records_fail_before_time_runs_out(
     answer = await handle_batch(runtime, event, context.get_remaining_time_in_millis)
     assert answer == {"batchItemFailures": [{"itemIdentifier": ids[1]}]}
     assert context.get_remaining_time_in_millis() > 0
+    # Released for a redelivery in seconds, not left invisible for the visibility timeout.
+    (back,) = await lanes.sqs.receive(lanes.url(Lane.MEDIUM), max_messages=10, wait_seconds=5)
+    assert back.message_id == ids[1]
 
 
 def test_handler_entry_point_reads_settings_from_the_environment(
@@ -108,6 +111,9 @@ def test_handler_entry_point_reads_settings_from_the_environment(
 ) -> None:
     """`handler(event, context)` builds its worker from LANES_* once and answers a batch."""
     settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
+    # structlog caches loggers on first use: set up for pytest's captured stdout of this test,
+    # they would write to a closed file in later tests.
+    monkeypatch.setattr(lambda_handler, "configure_logging", lambda level: None)
     for name in ("config", "redis_url", "sqs_endpoint_url", "queue_prefix", "results_url"):
         monkeypatch.setenv(f"LANES_{name.upper()}", str(getattr(settings, name)))
 
@@ -130,3 +136,28 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     finally:
         lambda_handler.close()
     assert [record["data"]["echo"] for record in results(settings)] == [{"key": "x"}]
+
+
+async def test_a_job_that_overruns_is_cancelled_and_released(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job that ignores its deadline is cancelled at the hard deadline, reported as failed
+    and put straight back in its queue (visibility 0)."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+
+    async def stuck(delivery: object, *, deadline: float | None) -> object:
+        await asyncio.sleep(60)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(runtime.processor, "process", stuck)
+    event, ids = await _event(lanes, Lane.HIGH, [job(key="stuck")])
+    context = FakeContext(2.5)
+    answer = await handle_batch(runtime, event, context.get_remaining_time_in_millis)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": ids[0]}]}
+    assert context.get_remaining_time_in_millis() > 0
+    (back,) = await lanes.take_all(Lane.HIGH)
+    assert back.message_id == ids[0]

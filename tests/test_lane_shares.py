@@ -61,7 +61,6 @@ async def _check_shares(sim: Running, workers: list[Markets], request: JobReques
     assert alone[Lane.LOW] + alone[Lane.MEDIUM] <= 0.8 * capacity + SLACK
     assert alone[Lane.LOW] + alone[Lane.MEDIUM] >= 0.65 * capacity
     together = await _phase(workers, request, list(Lane))
-    print("SHARES", dict(alone), dict(together), dict(sim.state.statuses))
     assert together[Lane.HIGH] >= 0.2 * capacity - SLACK
     assert together[Lane.LOW] <= 0.7 * capacity + SLACK
     assert together[Lane.LOW] + together[Lane.MEDIUM] <= 0.8 * capacity + SLACK

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import structlog
 from pydantic import SecretStr
 
 from lanes.logs import REDACTED, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _default_logging_after() -> Iterator[None]:
+    """configure_logging binds the captured stdout, closed after the test: undo it, or every
+    logger first used later (cached on first use) writes to a closed file."""
+    yield
+    structlog.reset_defaults()
 
 
 def test_json_line_with_bound_context_and_no_secret(capsys: pytest.CaptureFixture[str]) -> None:

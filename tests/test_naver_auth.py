@@ -94,3 +94,23 @@ async def test_missing_credentials_are_permanent_and_name_the_variable(
     with pytest.raises(PermanentError, match="LANES_CREDENTIALS__NAVER__CLIENT_SECRET"):
         await markets.run(JobRequest("get_product", "naver", "s", PRODUCT), Lane.HIGH)
     assert sum(naver_sim.state.arrived.values()) == 0
+
+
+async def test_an_ageing_token_is_refreshed_once_and_takes_budget(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """A token near its end is replaced by one fetch for all callers; each fetch is admitted
+    by the token endpoint's own budget."""
+    sim = await start_simulator(naver_app(token_ttl=3, rate=20))
+    config = markets_config(
+        naver=sim.url, extra={"naver": {"groups": {"origin_products": {"rps": 20}}}}
+    )
+    markets = await make_markets(config)
+    request = JobRequest("get_product", "naver", "seller-1", PRODUCT)
+    await markets.run(request, Lane.HIGH)
+    await asyncio.sleep(1.7)  # past half of the 3-second life: time to refresh
+    await asyncio.gather(*(markets.run(request, Lane.HIGH) for _ in range(6)))
+    assert sim.state.tokens_issued == 2
+    budget = markets.client("naver").budget("token", None)
+    usage = await markets._limiter.usage(budget)
+    assert usage.in_window[Lane.HIGH] >= 1

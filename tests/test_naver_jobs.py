@@ -68,7 +68,8 @@ async def test_collect_order_by_order_id(markets: Markets) -> None:
 
 
 async def test_ship_order_dispatches(markets: Markets) -> None:
-    """Dispatch marks the product order delivering; a second dispatch fails permanently."""
+    """Dispatch marks the product order delivering; the same dispatch again (a retry whose
+    answer was lost) is success; another tracking number fails permanently."""
     dispatch = {
         "product_order_id": "20250000000000011",
         "delivery_company_code": "CJGLS",
@@ -77,8 +78,11 @@ async def test_ship_order_dispatches(markets: Markets) -> None:
     request = job("ship_order", dispatches=[dispatch])
     result = await markets.run(request, Lane.HIGH)
     assert result.data == {"shipped": ["20250000000000011"], "failed": []}
+    again = await markets.run(request, Lane.HIGH)
+    assert again.data == {"shipped": ["20250000000000011"], "failed": []}
+    other = job("ship_order", dispatches=[{**dispatch, "tracking_number": "999"}])
     with pytest.raises(PermanentError) as raised:
-        await markets.run(request, Lane.HIGH)
+        await markets.run(other, Lane.HIGH)
     assert raised.value.code == "INVALID_STATUS"
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lanes import Lane
+from lanes import Lane, LanePolicies
 from markets import AttemptsExhausted, JobRequest, PermanentError, RetryLater
 from scripts.services import RedisServer
 from tests.fixtures_markets import (
@@ -55,9 +55,7 @@ async def test_max_attempts_comes_from_the_lane_policy(
 ) -> None:
     """`[lanes.low] max_attempts = 5` in the TOML makes low try five times."""
     config = markets_config(coupang=coupang_sim.url).model_copy(
-        update={
-            "lanes": __import__("lanes").LanePolicies.model_validate({"low": {"max_attempts": 5}})
-        }
+        update={"lanes": LanePolicies.model_validate({"low": {"max_attempts": 5}})}
     )
     markets = await make_markets(config)
     coupang_sim.state.faults.error_rate = 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from worker.sinks import FileSink, HttpSink, SinkError, SqsSink, open_sink
 from worker.sqs import SqsClient
@@ -22,7 +23,7 @@ async def callback() -> AsyncIterator[tuple[str, list[dict[str, object]], list[i
     async def accept(request: web.Request) -> web.Response:
         status = plan.pop(0) if plan else 200
         if status == 200:
-            received.append(await request.json())
+            received.append({**await request.json(), "auth": request.headers.get("Authorization")})
         return web.Response(status=status)
 
     app = web.Application()
@@ -69,12 +70,12 @@ async def test_sqs_sink_missing_queue_is_a_sink_error(sqs: SqsClient) -> None:
 async def test_http_sink_retries_server_errors(
     callback: tuple[str, list[dict[str, object]], list[int]],
 ) -> None:
-    """5xx and 429 answers are retried until the backend takes the result."""
+    """5xx and 429 answers are retried until the backend takes the result (with its token)."""
     url, received, plan = callback
     plan.extend([503, 429])
-    async with HttpSink(url) as sink:
+    async with HttpSink(url, token=SecretStr("s3cret")) as sink:
         await sink.send({"id": "x"})
-    assert received == [{"id": "x"}]
+    assert received == [{"id": "x", "auth": "Bearer s3cret"}]
 
 
 async def test_http_sink_refusal_is_permanent(

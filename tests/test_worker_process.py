@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,13 @@ async def test_sigterm_releases_everything_within_the_grace_period(
     medium_done = len(done) - 3
     assert visible + medium_done == 12
     assert len(await lanes.take_all(Lane.MEDIUM)) + medium_done == 12
+    # Logs are JSON lines; each job's lines carry its whole context.
+    lines = [json.loads(line) for line in (tmp_path / "worker-0.log").read_text().splitlines()]
+    finished = [line for line in lines if line["event"] == "job.finished"]
+    assert len(finished) >= 3
+    for line in finished:
+        assert {"market", "lane", "kind", "seller", "message_id", "attempt", "outcome"} <= set(line)
+    assert lines[-1]["event"] == "worker.stopped"
 
 
 async def test_sigkill_loses_nothing(

@@ -66,11 +66,13 @@ class Heartbeat:
                 _log.warning("visibility heartbeat failed", queue=url, error=str(exc))
                 continue
             for delivery in deliveries:
+                if delivery not in self._extended_at:
+                    continue  # settled meanwhile: its receipt may be gone, and that is fine
                 if delivery.receipt in failed:
                     _log.warning(
                         "visibility heartbeat lost a message; it may run twice",
                         message_id=delivery.message.message_id,
                     )
                     self.forget(delivery)
-                elif delivery in self._extended_at:
+                else:
                     self._extended_at[delivery] = now

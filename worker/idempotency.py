@@ -24,6 +24,7 @@ from lanes.errors import BudgetUnavailable, LanesError
 
 __all__ = ["Claim", "ClaimBusy", "IdempotencyGuard"]
 
+_BUSY_RETRY_CAP = 3.0
 _RUN = b"run:"
 _DONE = b"done:"
 # Compare-and-set on our own claim: never touch another worker's claim or a done record.
@@ -87,7 +88,8 @@ class IdempotencyGuard:
         if value.startswith(_DONE):
             recorded: dict[str, Any] = json.loads(value[len(_DONE) :])
             return Claim(key=key, done=recorded)
-        raise ClaimBusy(key, max(1.0, held_ms / 1000))
+        # The holder usually finishes well before its claim would lapse: look again soon.
+        raise ClaimBusy(key, min(_BUSY_RETRY_CAP, max(1.0, held_ms / 1000)))
 
     async def finish(self, claim: Claim, result: dict[str, Any]) -> None:
         """Record the done result (replaces the claim)."""

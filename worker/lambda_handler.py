@@ -9,7 +9,7 @@ records come back. Outcomes map onto that:
 | delete      | success (Lambda deletes the record) |
 | dead-letter | sent to the lane's dead-letter queue, then success; failure if the send failed |
 | release     | visibility set to the backoff (best effort), then failure |
-| unfinished  | failure: records still running when the time is nearly up |
+| unfinished  | released with visibility 0, failure: records still running when time is nearly up |
 
 Connections and the event loop live across warm invocations.
 """
@@ -100,7 +100,12 @@ async def handle_batch(
                 # Not a lane record (or its queue is unknown): let Lambda's redrive decide.
                 _log.error("lambda.bad_record", error=str(exc), message_id=record.get("messageId"))
                 return False
-            return await _settle(runtime, delivery, job_deadline)
+            try:
+                return await _settle(runtime, delivery, job_deadline)
+            except asyncio.CancelledError:
+                # Out of time: back at once, not after the queue's (long) visibility timeout.
+                await runtime.settler.release(delivery, 0)
+                raise
 
     tasks = {asyncio.create_task(one(record)): record for record in records}
     if tasks:
@@ -110,11 +115,13 @@ async def handle_batch(
             task.cancel()
             failed.append(record["messageId"])
         elif task.cancelled() or task.exception() is not None or not task.result():
+            if not task.cancelled() and task.exception() is not None:
+                _log.error("lambda.record_crashed", error=repr(task.exception()))
             failed.append(record["messageId"])
     unfinished = [task for task in tasks if not task.done()]
     if unfinished:
-        await asyncio.gather(*unfinished, return_exceptions=True)
         _log.warning("lambda.out_of_time", unfinished=len(unfinished))
+        await asyncio.wait(unfinished, timeout=_SETTLE_SECONDS)
     await runtime.settler.drain()
     _log.info(
         "lambda.batch_done",

@@ -115,6 +115,8 @@ class JobProcessor:
                 seconds=round(time.monotonic() - started, 3),
                 **({"error": outcome.error} if outcome.error else {}),
             )
+            # Bound once the body was read; not for the caller's next line.
+            structlog.contextvars.unbind_contextvars("kind", "seller")
             return outcome
 
     async def _run(self, delivery: Delivery, deadline: float | None) -> Outcome:

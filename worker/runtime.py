@@ -34,7 +34,11 @@ class Runtime:
         self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
         self.limiter = Limiter(self.store.client, config.lanes)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
-        self.sink = open_sink(settings.results_url, self.sqs)
+        self.sink = open_sink(
+            settings.results_url,
+            self.sqs,
+            token=settings.credentials.get("results", {}).get("token"),
+        )
         self.guard = IdempotencyGuard(
             self.store.client,
             ttl=settings.idempotency_ttl,

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 
 import aiohttp
+from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -116,17 +117,24 @@ class SqsSink(_Owner):
 
 
 class HttpSink(_Owner):
-    """POSTs each result as JSON to `url`, retrying 5xx, 408, 429 and network failures."""
+    """POSTs each result as JSON to `url`, retrying 5xx, 408, 429 and network failures.
+
+    With a `token`, each request carries `Authorization: Bearer <token>`.
+    """
 
     def __init__(
         self,
         url: str,
         *,
+        token: SecretStr | None = None,
         session: aiohttp.ClientSession | None = None,
         attempts: int = 5,
         timeout: float = 10.0,
     ) -> None:
         self.url = url
+        self._headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._session = session
         self._owns_session = session is None
         self._attempts = attempts
@@ -142,9 +150,7 @@ class HttpSink(_Owner):
 
     async def _post_once(self, body: str) -> None:
         try:
-            async with self._client().post(
-                self.url, data=body, headers={"Content-Type": "application/json"}
-            ) as answer:
+            async with self._client().post(self.url, data=body, headers=self._headers) as answer:
                 if answer.status < 300:
                     return
                 text = " ".join((await answer.text())[:200].split())
@@ -175,10 +181,13 @@ class HttpSink(_Owner):
             await self._session.close()
 
 
-def open_sink(results_url: str, sqs: SqsClient) -> FileSink | SqsSink | HttpSink:
-    """The sink `results_url` names: `file:PATH`, `sqs:QUEUE` or `http(s)://...`."""
+def open_sink(
+    results_url: str, sqs: SqsClient, *, token: SecretStr | None = None
+) -> FileSink | SqsSink | HttpSink:
+    """The sink `results_url` names: `file:PATH`, `sqs:QUEUE` or `http(s)://...` (with an
+    optional bearer `token`, from `LANES_CREDENTIALS__RESULTS__TOKEN`)."""
     if results_url.startswith("file:"):
         return FileSink(Path(results_url.removeprefix("file:")))
     if results_url.startswith("sqs:"):
         return SqsSink(sqs, results_url.removeprefix("sqs:"))
-    return HttpSink(results_url)
+    return HttpSink(results_url, token=token)

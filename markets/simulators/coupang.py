@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from markets.coupang_auth import sign
 from markets.simulators.data import coupang_inquiries, coupang_orders, coupang_products
-from markets.simulators.state import STATE, SimState, endpoint_name
+from markets.simulators.state import Handler, SimState, simulator_app
 
 __all__ = ["DEFAULT_KEYS", "coupang_app"]
 
@@ -35,7 +35,6 @@ _HEADER = re.compile(
 )
 _SIGNATURE_LIFETIME = timedelta(minutes=5)
 _VENDOR = web.RequestKey("vendor", str)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -145,16 +144,6 @@ def coupang_app(
         seed=seed,
     )
     sim = state or SimState()
-
-    @web.middleware
-    async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
-        name = endpoint_name(request)
-        if name == "stats":
-            return await handler(request)
-        sim.arrived[name] += 1
-        response = await _through_gateway(request, handler, name)
-        sim.record(name, response.status)
-        return response
 
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str
@@ -329,25 +318,17 @@ def coupang_app(
                     return found
         return None
 
-    async def quantity(request: web.Request) -> web.Response:
-        item = vendor_item(request)
-        if item is None:
-            return _error(400, "vendorItemId not found")
-        item["maximumBuyCount"] = int(request.match_info["quantity"])
-        return web.json_response({"code": "SUCCESS", "message": "재고 변경 완료", "data": None})
+    def item_setter(field: str, param: str, message: str) -> Handler:
+        async def set_field(request: web.Request) -> web.Response:
+            item = vendor_item(request)
+            if item is None:
+                return _error(400, "vendorItemId not found")
+            item[field] = int(request.match_info[param])
+            return web.json_response({"code": "SUCCESS", "message": message, "data": None})
 
-    async def price(request: web.Request) -> web.Response:
-        item = vendor_item(request)
-        if item is None:
-            return _error(400, "vendorItemId not found")
-        item["salePrice"] = int(request.match_info["price"])
-        return web.json_response({"code": "SUCCESS", "message": "가격 변경 완료", "data": None})
+        return set_field
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(sim.snapshot())
-
-    app = web.Application(middlewares=[gateway])
-    app[STATE] = sim
+    app = simulator_app(sim, _through_gateway)
     routes = app.router
     routes.add_get(f"{_ORDERS}/ordersheets", list_orders, name="orders")
     routes.add_get(f"{_ORDERS}/ordersheets/{{shipmentBoxId:\\d+}}", one_order, name="order")
@@ -363,11 +344,12 @@ def coupang_app(
     routes.add_get(f"{_PRODUCTS}/seller-products/{{sellerProductId:\\d+}}", product, name="product")
     routes.add_put(
         f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/quantities/{{quantity:\\d+}}",
-        quantity,
+        item_setter("maximumBuyCount", "quantity", "재고 변경 완료"),
         name="stock",
     )
     routes.add_put(
-        f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/prices/{{price:\\d+}}", price, name="price"
+        f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/prices/{{price:\\d+}}",
+        item_setter("salePrice", "price", "가격 변경 완료"),
+        name="price",
     )
-    routes.add_get("/_sim/stats", stats, name="stats")
     return app

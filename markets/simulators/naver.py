@@ -14,7 +14,7 @@ import binascii
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ import bcrypt
 from aiohttp import web
 
 from markets.simulators.data import KST, naver_product_orders, naver_products
-from markets.simulators.state import STATE, SimState, endpoint_name
+from markets.simulators.state import Handler, SimState, simulator_app
 
 __all__ = ["DEFAULT_APPS", "naver_app"]
 
@@ -33,7 +33,6 @@ _BASE = "/external"
 _TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
 _SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
 _DAY = timedelta(hours=24)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _gateway_error(status: int, code: str, message: str) -> web.Response:
@@ -147,16 +146,6 @@ def naver_app(
         for index in range(20)
     }
     sim = state or SimState()
-
-    @web.middleware
-    async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
-        name = endpoint_name(request)
-        if name == "stats":
-            return await handler(request)
-        sim.arrived[name] += 1
-        response = await _through_gateway(request, handler, name)
-        sim.record(name, response.status)
-        return response
 
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str
@@ -284,6 +273,7 @@ def naver_app(
                     **by_id[each]["productOrder"],
                     "productOrderStatus": by_id[each]["productOrderStatus"],
                 },
+                "delivery": by_id[each].get("delivery"),
             }
             for each in ids
             if each in by_id
@@ -308,6 +298,12 @@ def naver_app(
                 and item.get("trackingNumber")
             ):
                 found["productOrderStatus"] = "DELIVERING"
+                found["delivery"] = {
+                    "deliveryMethod": item.get("deliveryMethod"),
+                    "deliveryCompany": item.get("deliveryCompanyCode"),
+                    "trackingNumber": item["trackingNumber"],
+                    "sendDate": item.get("dispatchDate"),
+                }
                 shipped.append(item["productOrderId"])
             else:
                 failed.append(
@@ -367,11 +363,7 @@ def naver_app(
                 return web.json_response({"channelProductNo": wanted})
         return _gateway_error(404, "NotFound", "product not found")
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(sim.snapshot())
-
-    app = web.Application(middlewares=[gateway])
-    app[STATE] = sim
+    app = simulator_app(sim, _through_gateway)
     routes = app.router
     order_base = f"{_BASE}/v1/pay-order/seller"
     routes.add_post(f"{_BASE}/v1/oauth2/token", token, name="token")
@@ -397,5 +389,4 @@ def naver_app(
     channel = f"{_BASE}/v2/products/channel-products/{{channelProductNo:\\d+}}"
     routes.add_get(channel, channel_product, name="channel_product")
     routes.add_put(channel, channel_product, name="channel_product_update")
-    routes.add_get("/_sim/stats", stats, name="stats")
     return app

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["STATE", "Faults", "SimState", "endpoint_name", "sim_state"]
+__all__ = ["STATE", "Faults", "Gateway", "Handler", "SimState", "sim_state", "simulator_app"]
 
 
 @dataclass
@@ -73,6 +74,29 @@ def sim_state(app: web.Application) -> SimState:
     return app[STATE]
 
 
-def endpoint_name(request: web.Request) -> str:
-    route = request.match_info.route
-    return route.name or request.path
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (request, handler, endpoint name) -> the answer after the market's gateway checks
+Gateway = Callable[[web.Request, Handler, str], Awaitable[web.StreamResponse]]
+_STATS = "stats"
+
+
+def simulator_app(sim: SimState, gateway: Gateway) -> web.Application:
+    """An app whose every request passes `gateway` and is counted; `GET /_sim/stats` reports."""
+
+    @web.middleware
+    async def counting(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = request.match_info.route.name or request.path
+        if name == _STATS:
+            return await handler(request)
+        sim.arrived[name] += 1
+        response = await gateway(request, handler, name)
+        sim.record(name, response.status)
+        return response
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(sim.snapshot())
+
+    app = web.Application(middlewares=[counting])
+    app[STATE] = sim
+    app.router.add_get("/_sim/stats", stats, name=_STATS)
+    return app

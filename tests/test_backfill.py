@@ -1,0 +1,101 @@
+"""Backfill windows and ids: within each market's longest window, stable, Korean time."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lanes.config import MarketConfig
+from markets.catalogue import parse_with_catalogues
+from scripts.backfill import ORDER_WINDOWS, id_jobs, window_jobs
+from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
+from scripts.sending import group_id
+
+
+def _market(catalogue: str | None) -> MarketConfig:
+    table: dict[str, object] = {"base_url": "http://127.0.0.1:9"}
+    if catalogue:
+        table["catalogue"] = catalogue
+    else:
+        table["endpoints"] = {"orders": {"path": "/orders", "rps": 1}}
+    return parse_with_catalogues({"markets": {"m": table}}, "test").market("m")
+
+
+def _payloads(jobs: object) -> list[dict[str, str]]:
+    return [json.loads(body)["payload"] for _, body in jobs]  # type: ignore[attr-defined]
+
+
+def test_naver_windows_are_capped_at_24_hours_in_korean_time() -> None:
+    """A 2-day step becomes 24 h; a naive day starts at midnight KST; `--until` day included."""
+    jobs = window_jobs(
+        "naver", _market("naver"), "S1", date(2025, 1, 1), date(2025, 1, 2), timedelta(days=2)
+    )
+    assert _payloads(jobs) == [
+        {"since": "2025-01-01T00:00:00+09:00", "until": "2025-01-02T00:00:00+09:00"},
+        {"since": "2025-01-02T00:00:00+09:00", "until": "2025-01-03T00:00:00+09:00"},
+    ]
+    assert ORDER_WINDOWS["naver"].longest == timedelta(hours=24)
+
+
+def test_coupang_takes_whole_days() -> None:
+    """Coupang windows are days (both ends included); a 12-hour step is refused."""
+    market = _market("coupang")
+    payloads = _payloads(
+        window_jobs("coupang", market, "A1", date(2025, 1, 30), date(2025, 2, 2), None)
+    )
+    assert [p["since"] for p in payloads] == [
+        "2025-01-30",
+        "2025-01-31",
+        "2025-02-01",
+        "2025-02-02",
+    ]
+    assert all(p["since"] == p["until"] for p in payloads)
+    with pytest.raises(UsageError, match="whole days"):
+        list(window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2),
+                         timedelta(hours=12)))  # fmt: skip
+
+
+def test_a_market_without_catalogue_has_no_backfill() -> None:
+    """Backfill needs to know the market's order query: a plain market is refused clearly."""
+    with pytest.raises(UsageError, match="built-in catalogue"):
+        list(window_jobs("m", _market(None), "S", date(2025, 1, 1), date(2025, 1, 2), None))
+
+
+def test_ids_file_jobs_fill_the_catalogue_field_and_skip_blank_lines(tmp_path: Path) -> None:
+    """Coupang ids are shipment boxes, Naver's are order ids; ids are stable per order."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("101\n\n102\n")
+    coupang = list(id_jobs("coupang", _market("coupang"), "A1", ids))
+    naver = list(id_jobs("naver", _market("naver"), "S1", ids))
+    assert [where for where, _ in coupang] == [f"{ids}:1", f"{ids}:3"]
+    assert _payloads(coupang) == [{"shipment_box_id": "101"}, {"shipment_box_id": "102"}]
+    assert _payloads(naver)[0] == {"order_id": "101"}
+    again = list(id_jobs("coupang", _market("coupang"), "A1", ids))
+    assert again == coupang
+
+
+def test_durations_and_dates_parse_or_say_what_is_wrong() -> None:
+    """`12h`, `1d`, `90s`; a date or an ISO moment; anything else is a one-line UsageError."""
+    assert parse_duration("12h") == timedelta(hours=12)
+    assert parse_duration("1.5d") == timedelta(hours=36)
+    assert parse_day_or_moment("2025-01-01") == date(2025, 1, 1)
+    assert parse_day_or_moment("2025-01-01T09:00:00+09:00") == datetime.fromisoformat(
+        "2025-01-01T09:00:00+09:00"
+    )
+    for bad in ("soon", "0s", "5 weeks"):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
+    with pytest.raises(UsageError, match="bad date"):
+        parse_day_or_moment("yesterday")
+
+
+def test_group_ids_are_the_seller_or_a_stable_hash() -> None:
+    """A seller SQS accepts as MessageGroupId is used as is; others become a stable hash."""
+    assert group_id("A00012345") == "A00012345"
+    hashed = group_id("판매자 1")
+    assert hashed == group_id("판매자 1") != group_id("판매자 2")
+    assert hashed.isascii()
+    assert len(hashed) <= 128

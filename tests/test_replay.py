@@ -1,0 +1,159 @@
+"""`lanes replay`: moves exactly the filtered dead letters back, and loses none if killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from tests.fixtures_scripts import CliRun, LanesEnv
+from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
+from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
+
+
+def _dead_letter(kind: str, seller: str, number: int, reason: str) -> OutgoingMessage:
+    body = {"kind": kind, "market": "coupang", "seller": seller, "payload": {"n": number},
+            "id": f"{kind}-{number}"}  # fmt: skip
+    attributes = {
+        ATTR_REASON: reason,
+        ATTR_ATTEMPTS: "3",
+        ATTR_ERROR: reason,
+        ATTR_FAILED_AT: "2025-01-01T00:00:00+00:00",
+        "trace": f"t{number}",
+    }
+    return OutgoingMessage(body=json.dumps(body), attributes=attributes)
+
+
+def _provision_and_seed(
+    env: LanesEnv, run_cli: Callable[..., CliRun], messages: list[OutgoingMessage]
+) -> None:
+    assert run_cli("provision", "--market", "coupang").code == 0
+    asyncio.run(_seed(env, messages))
+
+
+async def _seed(env: LanesEnv, messages: list[OutgoingMessage]) -> None:
+    async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
+        url = await sqs.queue_url(env.queue("coupang", "low", dead_letter=True))
+        await sqs.send_batch(url, messages)
+
+
+async def _everything(env: LanesEnv, queue: str) -> list[SqsMessage]:
+    """All messages of `queue` (received, then made visible again)."""
+    async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
+        url = await sqs.queue_url(queue)
+        found: dict[str, SqsMessage] = {}
+        for _ in range(3):  # moto may answer a receive with fewer than are there
+            while batch := await sqs.receive(
+                url, max_messages=10, wait_seconds=0, visibility_timeout=30
+            ):
+                found.update((message.message_id, message) for message in batch)
+        await sqs.change_visibility_batch(url, [(m.receipt_handle, 0) for m in found.values()])
+    return list(found.values())
+
+
+def _ids(messages: list[SqsMessage]) -> Counter[str]:
+    return Counter(json.loads(message.body)["id"] for message in messages)
+
+
+def _mix() -> list[OutgoingMessage]:
+    return (
+        [
+            _dead_letter("collect_order", "A1", number, "low lane gave up after 3 attempts")
+            for number in range(12)
+        ]
+        + [
+            _dead_letter("ship_order", "A1", number, "permanent error: 400 bad invoice")
+            for number in range(12, 20)
+        ]
+        + [_dead_letter("collect_order", "B2", number, "timeout") for number in range(20, 25)]
+    )
+
+
+def test_replay_moves_exactly_the_filtered_ones(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
+) -> None:
+    """`--kind collect_order --seller A1` moves those 12; the other 13 stay dead-lettered."""
+    _provision_and_seed(lanes_env, run_cli, _mix())
+    result = run_cli(
+        "replay", "--market", "coupang", "--lane", "low", "--kind", "collect_order",
+        "--seller", "A1", "--visibility", "20",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "moved 12 of 25 examined" in result.out
+    moved = asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low")))
+    left = asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low", dead_letter=True)))
+    assert _ids(moved) == Counter({f"collect_order-{n}": 1 for n in range(12)})
+    assert sorted(_ids(left)) == sorted(
+        [f"ship_order-{n}" for n in range(12, 20)] + [f"collect_order-{n}" for n in range(20, 25)]
+    )
+    # The producer's attributes stay; ours go, so attempts start over.
+    assert moved[0].message_attributes["trace"].startswith("t")
+    assert not {ATTR_REASON, ATTR_ATTEMPTS, ATTR_ERROR} & set(moved[0].message_attributes)
+    assert all(message.receive_count == 1 for message in moved)
+
+
+def test_dry_run_lists_and_moves_nothing(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
+) -> None:
+    """A dry run with `--reason` lists kind, seller, reason, attempts and age; nothing moves."""
+    _provision_and_seed(lanes_env, run_cli, _mix())
+    result = run_cli(
+        "replay", "--market", "coupang", "--lane", "low", "--reason", "BAD INVOICE", "--dry-run",
+        "--older-than", "1d",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    header = result.out.splitlines()[0].split()
+    assert header == ["kind", "seller", "reason", "attempts", "age"]
+    assert result.out.count("ship_order") == 8
+    assert "would move 8 of 25 examined" in result.out
+    assert asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low"))) == []
+    left = asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low", dead_letter=True)))
+    assert len(left) == 25
+    none_newer = run_cli(
+        "replay", "--market", "coupang", "--lane", "low", "--newer-than", "1h", "--dry-run"
+    )
+    assert "would move 0 of 25" in none_newer.out
+
+
+def test_max_bounds_the_replay(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
+    """`--max 5` moves five and leaves the rest."""
+    _provision_and_seed(lanes_env, run_cli, _mix())
+    result = run_cli("replay", "--market", "coupang", "--lane", "low", "--max", "5")
+    assert "moved 5 of" in result.out
+    assert len(asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low")))) == 5
+
+
+def test_a_killed_replay_loses_nothing(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
+    """Killed (SIGKILL) midway, every message is in the lane queue or the dead-letter queue."""
+    messages = [_dead_letter("collect_order", "A1", n, "timeout") for n in range(60)]
+    _provision_and_seed(lanes_env, run_cli, messages)
+    replaying = subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", "replay", "--market", "coupang", "--lane", "low",
+         "--rate", "10", "--visibility", "3"],
+        env=lanes_env.subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lane = lanes_env.queue("coupang", "low")
+    dead = lanes_env.queue("coupang", "low", dead_letter=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not asyncio.run(_depth(lanes_env, lane)):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    replaying.kill()
+    replaying.wait()
+    time.sleep(3.5)  # the held messages' visibility runs out
+    moved = _ids(asyncio.run(_everything(lanes_env, lane)))
+    left = _ids(asyncio.run(_everything(lanes_env, dead)))
+    assert 0 < sum(moved.values()) < 60, "the kill should land midway"
+    assert set(moved) | set(left) == {f"collect_order-{n}" for n in range(60)}
+
+
+async def _depth(env: LanesEnv, queue: str) -> int:
+    async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
+        attributes = await sqs.attributes(await sqs.queue_url(queue))
+    return int(attributes["ApproximateNumberOfMessages"])

@@ -1,0 +1,60 @@
+"""`lanes status`: the queue depths and budget usage a test created, as JSON and as a table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from lanes import Budget, Lane, Limiter, RedisStore, Window
+from tests.fixtures_scripts import CliRun, LanesEnv
+from worker.sqs import OutgoingMessage, SqsClient
+
+
+async def _load(env: LanesEnv) -> None:
+    """3 messages in coupang/high (1 in flight), 2 dead letters in coupang/low; budget use."""
+    async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
+        high = await sqs.queue_url(env.queue("coupang", "high"))
+        await sqs.send_batch(high, [OutgoingMessage(body="{}") for _ in range(3)])
+        await sqs.receive(high, max_messages=1, wait_seconds=0, visibility_timeout=60)
+        dead = await sqs.queue_url(env.queue("coupang", "low", dead_letter=True))
+        await sqs.send_batch(dead, [OutgoingMessage(body="{}") for _ in range(2)])
+    async with RedisStore(env.redis_url) as store:
+        await store.client.flushdb()
+        limiter = Limiter(store.client)
+        vendor = Budget.for_endpoint(
+            "coupang", "vendor", (Window(limit=5, seconds=1),), scope="seller", seller="A1"
+        )
+        for lane in (Lane.HIGH, Lane.LOW, Lane.LOW):
+            assert (await limiter.acquire(vendor, lane)).granted
+        changed = Budget.for_endpoint("naver", "changed_orders", (Window(limit=2, seconds=1),))
+        assert (await limiter.acquire(changed, Lane.MEDIUM)).granted
+        await limiter.penalize(changed, 30)
+
+
+def test_status_shows_depths_and_budget_usage(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
+) -> None:
+    """Depths per lane, the seller budget found by scan, usage by lane and the cooldown."""
+    assert run_cli("provision").code == 0
+    asyncio.run(_load(lanes_env))
+    result = run_cli("status", "--json")
+    assert result.code == 0, result.err
+    state = json.loads(result.out)
+    queues = {(q["market"], q["lane"]): q for q in state["queues"]}
+    assert queues["coupang", "high"]["visible"] == 2
+    assert queues["coupang", "high"]["in_flight"] == 1
+    assert queues["coupang", "low"]["dead_letter"] == 2
+    assert queues["naver", "medium"]["visible"] == 0
+    budgets = {row["budget"]: row for row in state["budgets"]}
+    vendor = budgets["coupang:vendor:A1"]
+    assert vendor["in_window"] == {"high": 1, "medium": 0, "low": 2}
+    assert (vendor["used"], vendor["limit"]) == (3, 5)
+    changed = budgets["naver:changed_orders"]
+    assert changed["in_window"]["medium"] == 1
+    assert 25 < changed["cooldown"] <= 30
+    assert "naver:dispatch" in budgets  # app budgets are listed even when idle
+    table = run_cli("status", "--market", "coupang").out
+    assert "coupang:vendor:A1" in table
+    assert "3/5 per 1s" in table
+    assert "naver" not in table
