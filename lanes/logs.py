@@ -42,6 +42,10 @@ def redact_secrets(
     return event_dict
 
 
+def _stdout_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stdout)
+
+
 def configure_logging(level: str = "info") -> None:
     """JSON lines on stdout with ISO timestamps; call once per process."""
     structlog.configure(
@@ -56,6 +60,8 @@ def configure_logging(level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        # Resolved per logger, not cached: stdout is whatever it is when a line is
+        # written (a redirected or replaced stream is never written after closing).
+        logger_factory=_stdout_logger,
+        cache_logger_on_first_use=False,
     )
