@@ -19,11 +19,13 @@ from lanes.limiter import BudgetUsage, Limiter
 from lanes.logs import configure_logging, redact_secrets
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies, LanePolicy
 from lanes.settings import Settings, load_settings
+from lanes.resource import AsyncResource
 from lanes.store import RedisStore
 
 __all__ = [
     "DEFAULT_POLICIES",
     "Admission",
+    "AsyncResource",
     "Budget",
     "BudgetTimeout",
     "BudgetUnavailable",

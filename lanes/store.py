@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import redis.asyncio as aioredis
+
+from lanes.resource import AsyncResource
 
 __all__ = ["RedisStore"]
 
 
-class RedisStore:
+class RedisStore(AsyncResource):
     """Owns a `redis.asyncio.Redis` client; budgets, token caches and idempotency keys share it.
 
     Short socket timeouts: a budget must fail closed fast, not hang, when Redis is gone.
@@ -24,22 +24,6 @@ class RedisStore:
             health_check_interval=15,
             decode_responses=False,
         )
-        self._closed = False
 
-    async def __aenter__(self) -> RedisStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the pool; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
         await self.client.aclose()

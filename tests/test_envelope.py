@@ -1,4 +1,4 @@
-"""The message envelope: DESIGN.md's format, and poison bodies with a reason."""
+"""The message envelope: docs/DESIGN.md's format, and poison bodies with a reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from worker.envelope import Envelope, PoisonMessage, parse_envelope
 
 
 def test_design_example_parses() -> None:
-    """The example message of DESIGN.md is a valid envelope."""
+    """The example message of docs/DESIGN.md is a valid envelope."""
     envelope = parse_envelope(
         '{"kind": "call", "market": "acme", "seller": "s-1",'
         ' "payload": {"endpoint": "orders", "params": {"status": "NEW"}}}'

@@ -9,7 +9,7 @@ from worker.queues import QueueName, lane_of_queue
 
 
 def test_names_follow_the_contract() -> None:
-    """Lane queue and dead-letter queue names are as DESIGN.md says."""
+    """Lane queue and dead-letter queue names are as docs/DESIGN.md says."""
     name = QueueName("lanes", "coupang", Lane.HIGH)
     assert name.queue == "lanes-coupang-high"
     assert name.dead_letter == "lanes-coupang-high-dlq"

@@ -10,7 +10,7 @@ from lanes import ConfigError, load_settings
 
 
 def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unset variables give DESIGN.md's defaults."""
+    """Unset variables give docs/DESIGN.md's defaults."""
     for name in ("LANES_CONFIG", "LANES_REDIS_URL", "LANES_SQS_ENDPOINT_URL", "LANES_QUEUE_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()

@@ -1,4 +1,4 @@
-"""The message envelope: one JSON object per SQS message body (DESIGN.md, Messages)."""
+"""The message envelope: one JSON object per SQS message body (docs/DESIGN.md, Messages)."""
 
 from __future__ import annotations
 

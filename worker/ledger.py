@@ -2,7 +2,7 @@
 
 SQS counts every receive (`ApproximateReceiveCount`), including those that
 ended in a wait for budget (`RetryLater`), a busy claim or a shutdown release.
-Waiting never counts as a failed attempt (DESIGN.md rule 4), so each such
+Waiting never counts as a failed attempt (docs/DESIGN.md rule 12), so each such
 release is noted here and subtracted before a low message is called a crash loop.
 """
 

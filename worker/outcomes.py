@@ -1,6 +1,6 @@
 """How a message's job ended, sorted explicitly into what happens to the message.
 
-One table for the daemon and the Lambda handler (DESIGN.md rules 6 and 7):
+One table for the daemon and the Lambda handler (docs/DESIGN.md rules 6 and 7):
 
 | what happened                         | action      |
 |---------------------------------------|-------------|
