@@ -80,6 +80,8 @@ class EndpointConfig(_Limits):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     path: str = Field(min_length=1)
     group: str | None = None
+    # Seconds to wait for this endpoint's answer; unset means the market's `timeout`.
+    timeout: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _has_limit(self) -> EndpointConfig:

@@ -18,8 +18,9 @@ class Auth(Protocol):
         """Get what signing needs (a token may be fetched here); runs before budget is taken."""
         ...
 
-    async def invalidate(self) -> bool:
-        """Forget a credential the market refused (401); True when a fresh one may help."""
+    async def invalidate(self, seller: str | None) -> bool:
+        """Forget `seller`'s credential the market refused (401); True when a fresh one
+        may help."""
         ...
 
 
@@ -33,5 +34,5 @@ class NoAuth:
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
         return _no_headers
 
-    async def invalidate(self) -> bool:
+    async def invalidate(self, seller: str | None) -> bool:
         return False

@@ -7,34 +7,15 @@ package's `<name>.toml`; whatever the user's table says wins, field by field.
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lanes.config import Config, parse_config, read_toml
 from lanes.errors import ConfigError
+from markets.credentials import check_spec
+from markets.registry import AUTH_SCHEMES, built_in
 
-__all__ = [
-    "AUTH_SCHEMES",
-    "CATALOGUES",
-    "catalogue",
-    "expand_catalogues",
-    "load_config",
-    "parse_with_catalogues",
-]
-
-CATALOGUES = ("coupang", "naver")
-AUTH_SCHEMES = ("none", "coupang_hmac", "naver_oauth")
-
-
-def catalogue(name: str) -> dict[str, Any]:
-    """The built-in market table `name` as raw TOML data."""
-    if name not in CATALOGUES:
-        known = ", ".join(CATALOGUES)
-        raise ConfigError(f"unknown catalogue {name!r} (built in: {known})")
-    text = resources.files("markets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+__all__ = ["expand_catalogues", "load_config", "parse_with_catalogues"]
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +37,7 @@ def expand_catalogues(raw: dict[str, Any], source: str) -> dict[str, Any]:
     for name, table in markets.items():
         if isinstance(table, dict) and isinstance(table.get("catalogue"), str):
             try:
-                table = _merge(catalogue(table["catalogue"]), table)
+                table = _merge(built_in(table["catalogue"]).catalogue(), table)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: markets.{name}.catalogue: {exc}") from None
         expanded[name] = table
@@ -70,14 +51,19 @@ def _check_auth(config: Config, source: str) -> Config:
             raise ConfigError(
                 f"{source}: markets.{name}.auth: unknown scheme {market.auth!r} (known: {known})"
             )
+        try:
+            check_spec(market.options.get("credentials", "env"))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: markets.{name}.options.{exc}") from None
     return config
 
 
 def parse_with_catalogues(raw: dict[str, Any], source: str) -> Config:
-    """Like `lanes.parse_config`, with catalogues expanded and auth schemes checked."""
+    """`lanes.parse_config` with catalogues expanded and auth schemes checked."""
     return _check_auth(parse_config(expand_catalogues(raw, source), source), source)
 
 
 def load_config(path: Path) -> Config:
-    """Like `lanes.load_config`, with catalogues expanded; raises one-line `ConfigError`."""
+    """The one loader of the TOML file: read, catalogues expanded, checked; raises a one-line
+    `ConfigError`."""
     return parse_with_catalogues(read_toml(path), str(path))

@@ -13,7 +13,7 @@ import json
 import re
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -24,15 +24,15 @@ import structlog
 from yarl import URL
 
 from lanes.budget import Budget
-from lanes.config import EndpointConfig, MarketConfig
+from lanes.config import EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.limiter import Limiter
 from lanes.policy import Lane
 from markets.advertised import Advertised, read_advertised
 from markets.auth import Auth, NoAuth, Signer
-from markets.errors import PermanentError, RateLimited, RetryLater, TransientError
+from markets.errors import NotSent, PermanentError, RateLimited, RetryLater, TransientError
 
-__all__ = ["Answer", "Call", "MarketClient", "retry_after_seconds"]
+__all__ = ["Answer", "Call", "MarketClient", "endpoint_limits", "retry_after_seconds"]
 
 log = structlog.get_logger("markets.client")
 
@@ -118,6 +118,33 @@ def _market_error(body: Any, fallback: str) -> tuple[str | None, str]:
     return None, _one_line(str(body) if body else fallback)
 
 
+def endpoint_limits(
+    market_name: str,
+    market: MarketConfig,
+    endpoint_name: str,
+    seller: str | None,
+    *,
+    need_seller: bool = True,
+) -> tuple[EndpointConfig, EndpointConfig | GroupConfig]:
+    """The endpoint and the limits that admit it (its group's, where it has one); a
+    `PermanentError` for an unknown endpoint, or a per-seller budget and no seller. No I/O:
+    the job validation and the client share this one check."""
+    endpoint = market.endpoints.get(endpoint_name)
+    if endpoint is None:
+        known = ", ".join(sorted(market.endpoints)) or "none"
+        raise PermanentError(
+            f"unknown endpoint {endpoint_name!r} (declared: {known})", market=market_name
+        )
+    limits = market.groups[endpoint.group] if endpoint.group else endpoint
+    if need_seller and limits.scope == "seller" and not seller:
+        raise PermanentError(
+            "this endpoint's budget is counted per seller: the message needs a seller",
+            market=market_name,
+            endpoint=endpoint_name,
+        )
+    return endpoint, limits
+
+
 class MarketClient:
     """Calls one market's endpoints on a session someone else owns (see `markets.Markets`)."""
 
@@ -141,28 +168,15 @@ class MarketClient:
         self._cooldown_max = float(config.options.get("cooldown_max_seconds", "60"))
 
     def endpoint(self, name: str) -> EndpointConfig:
-        try:
-            return self.config.endpoints[name]
-        except KeyError:
-            known = ", ".join(sorted(self.config.endpoints)) or "none"
-            raise PermanentError(
-                f"unknown endpoint {name!r} (declared: {known})", market=self.name
-            ) from None
+        return endpoint_limits(self.name, self.config, name, None, need_seller=False)[0]
 
     def budget(self, endpoint_name: str, seller: str | None) -> Budget:
         """The budget that admits `endpoint_name` for `seller` (its group's, where it has one)."""
-        endpoint = self.endpoint(endpoint_name)
-        limits = self.config.groups[endpoint.group] if endpoint.group else endpoint
+        endpoint, limits = endpoint_limits(self.name, self.config, endpoint_name, seller)
         scoped_seller = seller if limits.scope == "seller" else None
         key = (endpoint.group or endpoint_name, scoped_seller)
         budget = self._budgets.get(key)
         if budget is None:
-            if limits.scope == "seller" and not seller:
-                raise PermanentError(
-                    "this endpoint's budget is counted per seller: the message needs a seller",
-                    market=self.name,
-                    endpoint=endpoint_name,
-                )
             budget = Budget.for_endpoint(
                 self.name,
                 key[0],
@@ -199,39 +213,54 @@ class MarketClient:
         *,
         seller: str | None,
         deadline: float | None = None,
-        authorize: bool = True,
         on_sent: Callable[[], None] | None = None,
     ) -> Any:
-        """One attempt; returns the 2xx answer's body (parsed JSON where it is JSON)."""
+        """One attempt signed for `seller`; returns the 2xx answer's body (parsed JSON where
+        it is JSON). A 401 is tried once more with a fresh credential where the auth has one."""
+
+        async def prepare() -> Signer:
+            return await self.auth.prepare(seller, lane, deadline)
+
+        try:
+            return await self._exchange(call, lane, seller, deadline, on_sent, prepare)
+        except PermanentError as exc:
+            if exc.status != 401 or not await self.auth.invalidate(seller):
+                raise
+            log.info("market.auth_refused_refreshing", market=self.name, endpoint=call.endpoint)
+            return await self._exchange(call, lane, seller, deadline, on_sent, prepare)
+
+    async def send_unsigned(self, call: Call, lane: Lane, *, deadline: float | None = None) -> Any:
+        """One attempt without the market's auth, in the endpoint's own budget: the call that
+        fetches the auth itself (Naver's token)."""
+        return await self._exchange(call, lane, None, deadline, None, None)
+
+    async def _exchange(
+        self,
+        call: Call,
+        lane: Lane,
+        seller: str | None,
+        deadline: float | None,
+        on_sent: Callable[[], None] | None,
+        prepare: Callable[[], Awaitable[Signer]] | None,
+    ) -> Any:
         endpoint = self.endpoint(call.endpoint)
         url = self.url(call, seller)
         budget = self.budget(call.endpoint, seller)
         bound = log.bind(market=self.name, endpoint=call.endpoint, lane=lane.value, seller=seller)
-        refreshed = False
-        while True:
-            signer = await self._admit(budget, lane, deadline, seller, authorize, bound)
-            headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
-            if on_sent is not None:
-                on_sent()
-            answer = await self._request(endpoint.method, url, headers, call, deadline)
-            if (
-                answer.status == 401
-                and authorize
-                and not refreshed
-                and await self.auth.invalidate()
-            ):
-                refreshed = True
-                bound.info("market.auth_refused_refreshing")
-                continue
-            return await self._sort(answer, call.endpoint, budget, bound)
+        signer = await self._admit(budget, lane, deadline, prepare, bound)
+        headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+        if on_sent is not None:
+            on_sent()
+        timeout = endpoint.timeout or self.config.timeout
+        answer = await self._request(endpoint.method, url, headers, call, deadline, timeout)
+        return await self._sort(answer, call.endpoint, budget, bound)
 
     async def _admit(
         self,
         budget: Budget,
         lane: Lane,
         deadline: float | None,
-        seller: str | None,
-        authorize: bool,
+        prepare: Callable[[], Awaitable[Signer]] | None,
         bound: Any,
     ) -> Signer | None:
         """Auth prepared (a token may be fetched) and budget taken; a Redis outage is waited
@@ -239,7 +268,7 @@ class MarketClient:
         pause = _REDIS_BACKOFF_S[0]
         while True:
             try:
-                signer = await self.auth.prepare(seller, lane, deadline) if authorize else None
+                signer = await prepare() if prepare is not None else None
                 await self._limiter.wait(budget, lane, deadline=deadline)
             except BudgetTimeout as exc:
                 raise RetryLater(
@@ -261,8 +290,8 @@ class MarketClient:
         headers: dict[str, str],
         call: Call,
         deadline: float | None,
+        seconds: float,
     ) -> Answer:
-        seconds = self.config.timeout
         if deadline is not None:
             # Past the deadline a slow answer is still worth its market timeout's tail.
             seconds = min(seconds, max(deadline - time.monotonic(), 1.0))
@@ -280,6 +309,13 @@ class MarketClient:
         except TimeoutError as exc:
             raise TransientError(
                 f"no answer within {seconds:.1f}s", market=self.name, endpoint=call.endpoint
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # No connection was made: the market never saw this request.
+            raise NotSent(
+                f"cannot connect: {_one_line(str(exc)) or type(exc).__name__}",
+                market=self.name,
+                endpoint=call.endpoint,
             ) from exc
         except aiohttp.ClientError as exc:
             raise TransientError(

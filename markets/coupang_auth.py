@@ -48,8 +48,8 @@ class CoupangAuth:
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
         # Looked up before budget is taken: missing keys fail without spending any.
-        access_key = self._credentials.get("access_key", seller).get_secret_value()
-        secret_key = self._credentials.get("secret_key", seller).get_secret_value()
+        access_key = (await self._credentials.get("access_key", seller)).get_secret_value()
+        secret_key = (await self._credentials.get("secret_key", seller)).get_secret_value()
 
         def signer(method: str, path: str, query: str) -> dict[str, str]:
             date = signed_date(self._clock())
@@ -61,6 +61,6 @@ class CoupangAuth:
 
         return signer
 
-    async def invalidate(self) -> bool:
+    async def invalidate(self, seller: str | None) -> bool:
         """A signature cannot go stale the way a token does: a 401 is final."""
         return False

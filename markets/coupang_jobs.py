@@ -2,64 +2,108 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, Literal
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
 from markets.answers import expect_dict, expect_list
+from markets.client import Call
+from markets.effects import Batch, Verdict, run_batch
 from markets.errors import PermanentError
 from markets.jobs import JobContext, JobSpec, Payload
+from markets.market import OrderShape
+from markets.paging import day_windows, mark_collected, pages, since_last
 
-__all__ = ["COUPANG_JOBS"]
+__all__ = ["COUPANG_JOBS", "KST", "ORDERS", "ORDER_STATUSES", "coupang_day"]
 
 OrderStatus = Literal[
     "ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"
 ]
+ORDER_STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
+FINAL_STATUSES = frozenset({"FINAL_DELIVERY"})
+KST = timezone(timedelta(hours=9))
+ORDERS = OrderShape(
+    # ordersheets answers for at most 31 days (createdAtFrom..createdAtTo) per query.
+    max_span=timedelta(days=31),
+    whole_days=True,
+    order_key="shipmentBoxId",
+    id_field="shipment_box_id",
+    statuses=ORDER_STATUSES,
+    settle=timedelta(0),  # queried by creation day: nothing to wait for
+    # The scheduler's run just after midnight still reads yesterday once more.
+    overlap=timedelta(days=1),
+)
+# onlineInquiries answers for at most 7 days per query.
+_INQUIRY_SPAN = timedelta(days=7)
+# The reply to an inquiry that already has one is refused with this message. [?]
+_ALREADY_ANSWERED = ("already answered", "이미 답변")
+
+
+def coupang_day(day: date) -> str:
+    """The v5 ordersheets date: `yyyy-mm-dd+09:00` (the day in Korean time)."""
+    return f"{day.isoformat()}+09:00"
 
 
 class CollectOrders(Payload):
-    """Every order sheet created from `since` to `until` (days) in `status`, all pages."""
+    """Every order sheet created from `since` to `until` (days, both included) in each of
+    `statuses`, every page, each order once. Without `since`: since the seller's last
+    collection (its watermark, minus the overlap) through today."""
 
-    since: date
-    until: date
-    status: OrderStatus = "ACCEPT"
+    since: date | None = None
+    until: date | None = None
+    statuses: tuple[OrderStatus, ...] = Field(default=ORDER_STATUSES, min_length=1)
     max_per_page: int = Field(default=50, ge=1, le=50)
 
     @model_validator(mode="after")
     def _ordered(self) -> CollectOrders:
-        if self.until < self.since:
+        if self.since is not None and self.until is not None and self.until < self.since:
             raise ValueError("until is before since")
+        if self.since is None and self.until is not None:
+            raise ValueError("until needs since")
         return self
+
+
+def _next_token(market: str, endpoint: str) -> Callable[[Any], dict[str, Any] | None]:
+    def following(answer: Any) -> dict[str, Any] | None:
+        token = expect_dict(answer, market, endpoint).get("nextToken")
+        return {"nextToken": token} if token else None
+
+    return following
 
 
 async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[str, Any]:
     market = context.client.name
+    moment: datetime | None = None
+    if payload.since is None:
+        start, moment = await since_last(context, "orders", ORDERS)
+        first, last = start.astimezone(KST).date(), moment.astimezone(KST).date()
+    else:
+        first, last = payload.since, payload.until or datetime.now(KST).date()
     orders: dict[Any, Any] = {}
-    tokens: set[str] = set()
-    pages = 0
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {
-            "createdAtFrom": payload.since.isoformat(),
-            "createdAtTo": payload.until.isoformat(),
-            "maxPerPage": payload.max_per_page,
-            "status": payload.status,
-            "nextToken": token,
-        }
-        answer = await context.call("orders", params=params)
-        pages += 1
-        for order in expect_list(answer, market, "orders", "data"):
-            orders[order.get("shipmentBoxId")] = order
-        token = expect_dict(answer, market, "orders").get("nextToken") or None
-        if token is None:
-            break
-        if token in tokens:
-            raise PermanentError(
-                "the market repeated a nextToken", market=market, endpoint="orders"
-            )
-        tokens.add(token)
-    return {"orders": list(orders.values()), "count": len(orders), "pages": pages}
+    pages_read = 0
+    for since, until in day_windows(first, last, ORDERS.max_span):
+        for status in payload.statuses:
+            params = {
+                "createdAtFrom": coupang_day(since),
+                "createdAtTo": coupang_day(until),
+                "maxPerPage": payload.max_per_page,
+                "status": status,
+            }
+            async for answer in pages(context, "orders", params, _next_token(market, "orders")):
+                pages_read += 1
+                for order in expect_list(answer, market, "orders", "data"):
+                    orders[order.get(ORDERS.order_key)] = order
+    if moment is not None:
+        await mark_collected(context, "orders", moment)
+    return {
+        "orders": list(orders.values()),
+        "count": len(orders),
+        "pages": pages_read,
+        "since": first.isoformat(),
+        "until": last.isoformat(),
+    }
 
 
 class CollectOrder(Payload):
@@ -95,15 +139,14 @@ class Invoice(Payload):
 
 
 class ShipOrder(Payload):
-    """Upload invoices (tracking numbers) for up to 50 shipment boxes."""
+    """Upload invoices (tracking numbers) for up to 50 shipment boxes; each box once."""
 
     invoices: list[Invoice] = Field(min_length=1, max_length=50)
 
 
-async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
-    market = context.client.name
+def _invoice_request(seller: str, invoices: list[Invoice]) -> Call:
     body = {
-        "vendorId": context.seller,
+        "vendorId": seller,
         "orderSheetInvoiceApplyDtos": [
             {
                 "shipmentBoxId": invoice.shipment_box_id,
@@ -115,37 +158,49 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
                 "preSplitShipped": invoice.pre_split_shipped,
                 "estimatedShippingDate": invoice.estimated_shipping_date,
             }
-            for invoice in payload.invoices
+            for invoice in invoices
         ],
     }
-    answer = await context.call("invoices", json=body)
-    data = expect_dict(answer, market, "invoices", "data")
-    invoices = {invoice.shipment_box_id: invoice for invoice in payload.invoices}
-    shipped: list[Any] = []
-    failed: list[Any] = []
-    for item in expect_list(data, market, "invoices", "responseList"):
-        box = item.get("shipmentBoxId")
-        if item.get("succeed") or await _already_shipped(context, invoices.get(box)):
-            shipped.append(box)
-        else:
-            failed.append(item)
-    if failed and not shipped:
-        raise PermanentError(
-            f"invoice upload failed: {failed[0].get('resultMessage')}",
-            market=market,
-            endpoint="invoices",
-            code=str(failed[0].get("resultCode")),
-        )
-    return {"response_code": data.get("responseCode"), "shipped": shipped, "failed": failed}
+    return Call("invoices", json=body)
 
 
-async def _already_shipped(context: JobContext, invoice: Invoice | None) -> bool:
-    """Did an earlier attempt (whose answer was lost) upload this very invoice?"""
-    if invoice is None:
-        return False
-    answer = await context.call("order", path={"shipmentBoxId": invoice.shipment_box_id})
-    order = answer.get("data") if isinstance(answer, dict) else None
-    return isinstance(order, dict) and order.get("invoiceNumber") == invoice.invoice_number
+def _sort_invoices(market: str) -> Callable[[Any], list[tuple[str, Verdict, str]]]:
+    def sort(answer: Any) -> list[tuple[str, Verdict, str]]:
+        data = expect_dict(answer, market, "invoices", "data")
+        verdicts = []
+        for item in expect_list(data, market, "invoices", "responseList"):
+            box = str(item.get("shipmentBoxId"))
+            if item.get("succeed"):
+                verdicts.append((box, Verdict.DONE, ""))
+            elif item.get("retryRequired"):
+                verdicts.append((box, Verdict.RETRY, str(item.get("resultMessage"))))
+            else:
+                reason = f"{item.get('resultCode')}: {item.get('resultMessage')}"
+                verdicts.append((box, Verdict.REFUSED, reason))
+        return verdicts
+
+    return sort
+
+
+async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
+    async def uploaded(invoices: list[Invoice]) -> set[str]:
+        """The boxes that already carry our invoice number (an earlier attempt landed)."""
+        found = set()
+        for invoice in invoices:
+            answer = await context.call("order", path={"shipmentBoxId": invoice.shipment_box_id})
+            order = answer.get("data") if isinstance(answer, dict) else None
+            if isinstance(order, dict) and order.get("invoiceNumber") == invoice.invoice_number:
+                found.add(str(invoice.shipment_box_id))
+        return found
+
+    batch = Batch(
+        endpoint="invoices",
+        items={str(invoice.shipment_box_id): invoice for invoice in payload.invoices},
+        request=lambda invoices: _invoice_request(context.seller, invoices),
+        sort=_sort_invoices(context.client.name),
+        check=uploaded,
+    )
+    return {"shipped": await run_batch(context, batch)}
 
 
 class AnswerInquiry(Payload):
@@ -156,10 +211,94 @@ class AnswerInquiry(Payload):
     reply_by: str = Field(min_length=1)
 
 
+def _already_answered(error: PermanentError) -> bool:
+    return any(text in error.message for text in _ALREADY_ANSWERED)
+
+
 async def answer_inquiry(context: JobContext, payload: AnswerInquiry) -> dict[str, Any]:
+    # Coupang refuses a second reply, so after a lost answer the reply is sent again and
+    # "already answered" means the first one landed.
     body = {"content": payload.content, "vendorId": context.seller, "replyBy": payload.reply_by}
-    answer = await context.call("inquiry_reply", path={"inquiryId": payload.inquiry_id}, json=body)
+    request = Call("inquiry_reply", path={"inquiryId": payload.inquiry_id}, json=body)
+    answer = await context.effect(request, landed=None, already=_already_answered)
     return {"inquiry_id": payload.inquiry_id, "answer": answer}
+
+
+class CollectInquiries(Payload):
+    """Customer inquiries from `since` to `until` (days), in 7-day queries, every page."""
+
+    since: date
+    until: date
+    answered: Literal["ALL", "ANSWERED", "NOANSWER"] = "ALL"
+    page_size: int = Field(default=50, ge=1, le=50)
+
+
+async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
+    market = context.client.name
+
+    def following(answer: Any) -> dict[str, Any] | None:
+        data = expect_dict(answer, market, "inquiries", "data")
+        paging = expect_dict(data, market, "inquiries", "pagination")
+        page, total = int(paging.get("currentPage", 1)), int(paging.get("totalPages", 1))
+        return {"pageNum": page + 1} if page < total else None
+
+    found: dict[Any, Any] = {}
+    for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
+        params = {
+            "inquiryStartAt": since.isoformat(),
+            "inquiryEndAt": until.isoformat(),
+            "answeredType": payload.answered,
+            "pageSize": payload.page_size,
+            "pageNum": 1,
+        }
+        async for answer in pages(context, "inquiries", params, following):
+            data = expect_dict(answer, market, "inquiries", "data")
+            for item in expect_list(data, market, "inquiries", "content"):
+                found[item.get("inquiryId")] = item
+    return {"inquiries": list(found.values()), "count": len(found)}
+
+
+class CollectClaims(Payload):
+    """Cancel and return requests created from `since` to `until` (days), every page."""
+
+    since: date
+    until: date
+    claim_types: tuple[Literal["CANCEL", "RETURN"], ...] = ("CANCEL", "RETURN")
+
+
+async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[str, Any]:
+    market = context.client.name
+    found: dict[Any, Any] = {}
+    for since, until in day_windows(payload.since, payload.until, ORDERS.max_span):
+        for claim_type in payload.claim_types:
+            params = {
+                "createdAtFrom": since.isoformat(),
+                "createdAtTo": until.isoformat(),
+                "cancelType": claim_type,
+                "maxPerPage": 50,
+            }
+            following = _next_token(market, "claims")
+            async for answer in pages(context, "claims", params, following):
+                for claim in expect_list(answer, market, "claims", "data"):
+                    found[claim.get("receiptId")] = claim
+    return {"claims": list(found.values()), "count": len(found)}
+
+
+class RepollOrders(Payload):
+    """Read again orders collected but not yet final; says which still are not."""
+
+    shipment_box_ids: list[int] = Field(min_length=1, max_length=50)
+
+
+async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str, Any]:
+    orders = []
+    for box in payload.shipment_box_ids:
+        answer = await context.call("order", path={"shipmentBoxId": box})
+        orders.append(expect_dict(answer, context.client.name, "order", "data"))
+    unfinished = [
+        order.get(ORDERS.order_key) for order in orders if order.get("status") not in FINAL_STATUSES
+    ]
+    return {"orders": orders, "unfinished": unfinished}
 
 
 class GetProduct(Payload):
@@ -200,6 +339,11 @@ async def update_product(context: JobContext, payload: UpdateProduct) -> dict[st
 
 COUPANG_JOBS: dict[str, JobSpec] = {
     "collect_orders": JobSpec(CollectOrders, collect_orders, ("orders",), side_effect=False),
+    "collect_inquiries": JobSpec(
+        CollectInquiries, collect_inquiries, ("inquiries",), side_effect=False
+    ),
+    "collect_claims": JobSpec(CollectClaims, collect_claims, ("claims",), side_effect=False),
+    "repoll_orders": JobSpec(RepollOrders, repoll_orders, ("order",), side_effect=False),
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order", "order_by_order_id"), side_effect=False
     ),

@@ -1,38 +1,217 @@
-"""Market credentials from settings, market-wide or per seller.
+"""Market credentials per seller, from a pluggable source.
 
-`settings.credentials[market][name]` holds a market-wide secret
-(`LANES_CREDENTIALS__COUPANG__SECRET_KEY`). A seller may have its own:
-`<seller>.<name>` or `<seller>_<name>` (`LANES_CREDENTIALS__COUPANG__A00012345_SECRET_KEY`),
-which wins over the market-wide one. Keys are matched without regard to case,
-because environment variables arrive lower-cased.
+A market's table chooses where its secrets live with `options.credentials`:
+
+- `"env"` (default): the settings, `LANES_CREDENTIALS__<MARKET>__<NAME>` for the
+  market-wide value and `..__<SELLER>_<NAME>` (or `<seller>.<name>`) for one seller's;
+- `"file:<path>"`: a JSON or TOML file `{market: {name: value, seller: {name: value}}}`;
+- `"secretsmanager:<prefix>"` / `"ssm:<prefix>"`: AWS Secrets Manager or SSM
+  Parameter Store, one JSON object of name -> value per seller, named
+  `<prefix><market>/<seller>` (and `<prefix><market>` for the market-wide one), so a
+  platform with thousands of sellers keeps them out of the environment.
+
+A seller's own value wins over the market-wide one. A missing credential is a
+`PermanentError` naming the market, the seller and the credential, never a value.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
+import aioboto3
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from markets.errors import PermanentError
+from lanes.errors import ConfigError
+from markets.errors import PermanentError, TransientError
 
-__all__ = ["Credentials"]
+__all__ = [
+    "AwsSource",
+    "CredentialSource",
+    "Credentials",
+    "FileSource",
+    "SettingsSource",
+    "check_spec",
+    "credential_source",
+]
+
+Secrets = Mapping[str, SecretStr]
+_AWS_TTL_S = 300.0  # how long a fetched secret is reused before asking AWS again
+_AWS_MISSING = {"ResourceNotFoundException", "ParameterNotFound"}
+_AWS_SERVICES = ("secretsmanager", "ssm")
+
+
+class CredentialSource(Protocol):
+    """Where secrets live; `seller=None` asks for the market-wide ones."""
+
+    where: str  # for error messages: how to set a missing credential
+
+    async def secrets(self, market: str, seller: str | None) -> Secrets: ...
+
+
+def _folded(values: Mapping[str, Any]) -> dict[str, SecretStr]:
+    return {
+        key.casefold(): value if isinstance(value, SecretStr) else SecretStr(str(value))
+        for key, value in values.items()
+        if not isinstance(value, Mapping)
+    }
+
+
+class SettingsSource:
+    """The settings' `credentials` (environment variables); keys match without case."""
+
+    where = "the environment (LANES_CREDENTIALS__<MARKET>__[<SELLER>_]<NAME>)"
+
+    def __init__(self, credentials: Mapping[str, Mapping[str, SecretStr]]) -> None:
+        self._markets = {
+            market.casefold(): _folded(values) for market, values in credentials.items()
+        }
+
+    async def secrets(self, market: str, seller: str | None) -> Secrets:
+        found = self._markets.get(market.casefold(), {})
+        if seller is None:
+            return found
+        prefixes = (f"{seller}.".casefold(), f"{seller}_".casefold())
+        return {
+            key[len(prefix) :]: value
+            for key, value in found.items()
+            for prefix in prefixes
+            if key.startswith(prefix)
+        }
+
+
+class FileSource:
+    """A JSON or TOML file, read once: market tables, each seller a sub-table."""
+
+    def __init__(self, path: Path) -> None:
+        self.where = f"the credentials file {path}"
+        try:
+            text = path.read_bytes()
+            raw = tomllib.loads(text.decode()) if path.suffix == ".toml" else json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read credentials: {type(exc).__name__}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: credentials must be an object of markets")
+        self._markets = {
+            str(market).casefold(): table
+            for market, table in raw.items()
+            if isinstance(table, dict)
+        }
+
+    async def secrets(self, market: str, seller: str | None) -> Secrets:
+        table = self._markets.get(market.casefold(), {})
+        if seller is not None:
+            table = next(
+                (value for key, value in table.items() if key.casefold() == seller.casefold()), {}
+            )
+            if not isinstance(table, Mapping):
+                return {}
+        return _folded(table)
+
+
+class AwsSource:
+    """AWS Secrets Manager (`service="secretsmanager"`) or SSM Parameter Store (`"ssm"`):
+    each secret a JSON object; fetched secrets are reused for a few minutes per process."""
+
+    def __init__(self, service: str, prefix: str, endpoint_url: str | None = None) -> None:
+        self.where = f"{service} as {prefix}<market>/<seller>"
+        self._service = service
+        self._prefix = prefix
+        self._endpoint_url = endpoint_url
+        self._session = aioboto3.Session()
+        self._cache: dict[str, tuple[float, Secrets]] = {}
+
+    async def secrets(self, market: str, seller: str | None) -> Secrets:
+        name = f"{self._prefix}{market}" + (f"/{seller}" if seller is not None else "")
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        text = await self._fetch(name, market)
+        try:
+            values = json.loads(text) if text is not None else {}
+        except ValueError:
+            raise PermanentError(f"secret {name} is not a JSON object", market=market) from None
+        found = _folded(values) if isinstance(values, dict) else {}
+        self._cache[name] = (time.monotonic() + _AWS_TTL_S, found)
+        return found
+
+    async def _fetch(self, name: str, market: str) -> str | None:
+        try:
+            async with self._session.client(
+                self._service, endpoint_url=self._endpoint_url
+            ) as client:
+                if self._service == "ssm":
+                    answer = await client.get_parameter(Name=name, WithDecryption=True)
+                    return str(answer["Parameter"]["Value"])
+                answer = await client.get_secret_value(SecretId=name)
+                return str(answer["SecretString"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _AWS_MISSING:
+                return None
+            raise TransientError(
+                f"{self._service} refused reading {name}: {type(exc).__name__}", market=market
+            ) from exc
+        except BotoCoreError as exc:
+            raise TransientError(
+                f"{self._service} unreachable: {type(exc).__name__}", market=market
+            ) from exc
+
+
+def check_spec(spec: str) -> tuple[str, str]:
+    """(kind, rest) of an `options.credentials` value; a wrong one is a one-line
+    `ConfigError`."""
+    kind, _, rest = spec.partition(":")
+    if (kind == "env" and not rest) or (kind == "file" and rest) or kind in _AWS_SERVICES:
+        return kind, rest
+    raise ConfigError(
+        f"credentials: {spec!r} is not a source: use env, file:<path>, secretsmanager:<prefix> "
+        "or ssm:<prefix> (add @<endpoint url> for a local AWS)"
+    )
+
+
+def credential_source(
+    spec: str, settings_credentials: Mapping[str, Mapping[str, SecretStr]]
+) -> CredentialSource:
+    """The source `options.credentials` names."""
+    kind, rest = check_spec(spec)
+    if kind == "env":
+        return SettingsSource(settings_credentials)
+    if kind == "file":
+        return FileSource(Path(rest))
+    prefix, _, endpoint = rest.partition("@")
+    return AwsSource(kind, prefix, endpoint or None)
 
 
 class Credentials:
-    """Looks up one market's secrets; a missing one is a `PermanentError` naming the variable."""
+    """One market's secrets; `get` raises a `PermanentError` naming what is missing."""
 
-    def __init__(self, market: str, secrets: Mapping[str, SecretStr]) -> None:
+    def __init__(self, market: str, source: CredentialSource) -> None:
         self._market = market
-        self._secrets = {key.casefold(): value for key, value in secrets.items()}
+        self._source = source
 
-    def get(self, name: str, seller: str | None = None) -> SecretStr:
-        candidates = [f"{seller}.{name}", f"{seller}_{name}"] if seller else []
-        for key in [*candidates, name]:
-            found = self._secrets.get(key.casefold())
+    async def get(self, name: str, seller: str | None = None, *, shared: bool = True) -> SecretStr:
+        """The seller's own `name`, else (when `shared`) the market-wide one."""
+        wanted = name.casefold()
+        if seller:
+            found = (await self._source.secrets(self._market, seller)).get(wanted)
             if found is not None:
                 return found
-        variable = f"LANES_CREDENTIALS__{self._market.upper()}__{name.upper()}"
+        if shared or not seller:
+            found = (await self._source.secrets(self._market, None)).get(wanted)
+            if found is not None:
+                return found
+        whose = f"seller {seller!r}" if seller else "the market"
         raise PermanentError(
-            f"no credential {name!r} for market {self._market!r} (set {variable})",
+            f"no credential {name!r} for {whose} of market {self._market!r} "
+            f"(set it in {self._source.where})",
             market=self._market,
         )
+
+    async def optional(self, name: str, seller: str) -> SecretStr | None:
+        """The seller's own `name`, or None."""
+        return (await self._source.secrets(self._market, seller)).get(name.casefold())

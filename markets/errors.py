@@ -7,6 +7,9 @@ from lanes.errors import LanesError
 __all__ = [
     "AttemptsExhausted",
     "MarketError",
+    "NotSent",
+    "OutcomeUnknown",
+    "PartialFailure",
     "PermanentError",
     "RateLimited",
     "RetryLater",
@@ -32,6 +35,10 @@ class TransientError(MarketError):
     ) -> None:
         super().__init__(text, market=market, endpoint=endpoint)
         self.status = status
+
+
+class NotSent(TransientError):
+    """The request never reached the market (no connection): repeating it cannot do twice."""
 
 
 class RateLimited(TransientError):
@@ -94,6 +101,29 @@ class PermanentError(MarketError):
         self.status = status
         self.code = code
         self.message = message
+
+
+class OutcomeUnknown(PermanentError):
+    """A side effect's request may or may not have landed and the market cannot tell us:
+    never re-posted blindly, it stops for a person (docs/DESIGN.md rule 11)."""
+
+
+class PartialFailure(PermanentError):
+    """Some items of a side effect were done, the rest refused for good (listed per item);
+    `done` and `failed` (item id -> the market's reason) go to the dead letter's reason."""
+
+    def __init__(
+        self, *, market: str, endpoint: str, done: list[str], failed: dict[str, str]
+    ) -> None:
+        listed = "; ".join(f"{item}: {reason}" for item, reason in failed.items())
+        done_text = ", ".join(done) if done else "none"
+        super().__init__(
+            f"{len(failed)} item(s) failed: {listed} (done: {done_text})",
+            market=market,
+            endpoint=endpoint,
+        )
+        self.done = done
+        self.failed = failed
 
 
 class RetryLater(LanesError):

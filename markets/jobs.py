@@ -1,28 +1,53 @@
 """What a job is: a payload model, a coroutine, whether it changes anything; and `call`.
 
-A job talks to its market only through `JobContext.call`, which takes budget in
-the job's lane and retries each request by the lane's policy.
+A job talks to its market only through `JobContext` (`call`, `effect`), which takes
+budget in the job's lane and retries each request by the lane's policy; a side
+effect whose answer was lost is checked, never re-posted blindly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lanes.policy import Lane
 from markets.client import Call, MarketClient
+from markets.errors import NotSent, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from markets.retry import Backoff, retry_in_lane
+from markets.watermark import Watermarks
 
-__all__ = ["CALL", "CallPayload", "JobContext", "JobSpec", "Payload"]
+__all__ = [
+    "CALL",
+    "NOT_LANDED",
+    "CallPayload",
+    "JobContext",
+    "JobSpec",
+    "Landed",
+    "Payload",
+    "maybe_landed",
+]
+
+T = TypeVar("T")
 
 
 class Payload(BaseModel):
     """Base of every job payload: unknown fields are an error, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# What `landed` answers when the earlier request did not land: send it again.
+NOT_LANDED: Any = object()
+Landed = Callable[[], Awaitable[Any]]
+
+
+def maybe_landed(error: TransientError) -> bool:
+    """Could the market have acted on a request that ended in `error`? A 429, a 408 and
+    a refused connection say no; a timeout, a dropped connection or a 5xx cannot say."""
+    return not isinstance(error, RateLimited | NotSent) and error.status != 408
 
 
 @dataclass
@@ -35,27 +60,14 @@ class JobContext:
     deadline: float | None
     max_attempts: int | None
     backoff: Backoff
+    watermarks: Watermarks | None = None
     calls: int = 0
 
     def _sent(self) -> None:
         self.calls += 1
 
-    async def call(
-        self,
-        endpoint: str,
-        *,
-        path: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> Any:
-        """One request with the lane's retries; returns the 2xx answer's body."""
-        request = Call(endpoint, path=path or {}, params=params or {}, json=json)
-
-        async def attempt() -> Any:
-            return await self.client.send(
-                request, self.lane, seller=self.seller, deadline=self.deadline, on_sent=self._sent
-            )
-
+    async def attempts(self, attempt: Callable[[], Awaitable[T]], endpoint: str) -> T:
+        """Run `attempt` with the lane's retries (a `TransientError` is tried again)."""
         context = {
             "market": self.client.name,
             "endpoint": endpoint,
@@ -69,6 +81,70 @@ class JobContext:
             backoff=self.backoff,
             context=context,
         )
+
+    async def send(self, request: Call) -> Any:
+        """One attempt, no retry."""
+        return await self.client.send(
+            request, self.lane, seller=self.seller, deadline=self.deadline, on_sent=self._sent
+        )
+
+    async def call(
+        self,
+        endpoint: str,
+        *,
+        path: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One request with the lane's retries; returns the 2xx answer's body. For reads and
+        idempotent writes (PUT): a side effect that must not happen twice uses `effect`."""
+        request = Call(endpoint, path=path or {}, params=params or {}, json=json)
+        return await self.attempts(lambda: self.send(request), endpoint)
+
+    async def effect(
+        self,
+        request: Call | Callable[[], Call],
+        *,
+        landed: Landed | None,
+        already: Callable[[PermanentError], bool] | None = None,
+    ) -> Any:
+        """A side effect that survives a retry (docs/DESIGN.md rule 11).
+
+        After an attempt whose answer was lost, `landed()` checks whether it reached the
+        market: its result is the job's answer, `NOT_LANDED` sends the request again, and it
+        raises `OutcomeUnknown` where the market cannot tell. With no `landed`, a request is
+        sent again only where the market refuses a duplicate and `already` recognises that
+        refusal (then counted as done); with neither, a lost answer is `OutcomeUnknown`.
+        `request` may be built anew for each attempt (what is left to do).
+        """
+        uncertain = False
+        build = request if callable(request) else lambda: request
+
+        async def attempt() -> Any:
+            nonlocal uncertain
+            if uncertain:
+                if landed is not None:
+                    found = await landed()
+                    if found is not NOT_LANDED:
+                        return found
+                elif already is None:
+                    raise OutcomeUnknown(
+                        "the answer was lost and the market cannot tell whether it was done; "
+                        "not sent again",
+                        market=self.client.name,
+                        endpoint=build().endpoint,
+                    )
+            try:
+                return await self.send(build())
+            except TransientError as exc:
+                uncertain = uncertain or maybe_landed(exc)
+                raise
+            except PermanentError as exc:
+                if uncertain and already is not None and already(exc):
+                    return {"already_done": True, "market_said": exc.message}
+                raise
+
+        return await self.attempts(attempt, build().endpoint)
 
 
 @dataclass(frozen=True)
@@ -92,6 +168,12 @@ class CallPayload(Payload):
 
 
 async def _call(context: JobContext, payload: CallPayload) -> Any:
+    if context.client.endpoint(payload.endpoint).method == "POST":
+        # A POST is not idempotent and nothing here can check what landed.
+        request = Call(
+            payload.endpoint, path=payload.path, params=payload.params, json=payload.body
+        )
+        return await context.effect(request, landed=None)
     return await context.call(
         payload.endpoint, path=payload.path, params=payload.params, json=payload.body
     )

@@ -1,6 +1,8 @@
-"""Naver Commerce OAuth2 (client_credentials), one token shared by every worker.
+"""Naver Commerce OAuth2 (client_credentials), each token shared by every worker.
 
-The token (valid 3 hours) lives in Redis. A worker that finds it missing or
+A solution app serving many sellers asks one token per seller account
+(`type=SELLER` with `account_id`); a single-seller app asks its own (`type=SELF`).
+Each token (valid 3 hours) lives in Redis under (app, account). A worker that finds it missing or
 close to expiry takes a Redis lock (SET NX PX) and fetches a new one; the
 others wait for it to appear. Each process also keeps it in memory until its
 Redis lifetime ends, so a call costs no Redis round trip for the token.
@@ -60,7 +62,9 @@ class _Held:
 
 
 class NaverTokens:
-    """The shared token of one Naver app: Redis cache, refresh lock, in-process copy."""
+    """The tokens of one Naver app: one per seller account (`type=SELLER`, the solution-app
+    model) or one for the app itself (`type=SELF`); Redis cache per (app, account),
+    refresh lock, in-process copy."""
 
     def __init__(
         self,
@@ -71,42 +75,57 @@ class NaverTokens:
         *,
         token_type: str = "SELF",
     ) -> None:
+        if token_type not in ("SELF", "SELLER"):
+            raise PermanentError(f"token_type {token_type!r}: SELF or SELLER", market=market)
         self._market = market
         self._redis = redis
         self._credentials = credentials
         self._fetch = fetch
         self._token_type = token_type
-        self._held: _Held | None = None
-        self._local = asyncio.Lock()
+        self._held: dict[str, _Held] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self.fetched = 0  # tokens this process fetched from the market
 
-    def _keys(self) -> tuple[str, str]:
-        client_id = self._credentials.get("client_id").get_secret_value()
-        base = f"lanes:token:{self._market}:{client_id}"
+    async def account(self, seller: str | None) -> str:
+        """The account a seller's token is for: its `account_id` credential (else the seller
+        itself) under SELLER; "" (the app's own) under SELF."""
+        if self._token_type == "SELF":
+            return ""
+        if not seller:
+            raise PermanentError(
+                "type=SELLER tokens need the message's seller", market=self._market
+            )
+        own = await self._credentials.optional("account_id", seller)
+        return own.get_secret_value() if own is not None else seller
+
+    async def _keys(self, account: str) -> tuple[str, str]:
+        client_id = (await self._credentials.get("client_id")).get_secret_value()
+        base = f"lanes:token:{self._market}:{client_id}" + (f":{account}" if account else "")
         return base, f"{base}:lock"
 
-    async def token(self, lane: Lane, deadline: float | None) -> str:
-        held = self._held
+    async def token(self, lane: Lane, deadline: float | None, seller: str | None = None) -> str:
+        account = await self.account(seller)
+        held = self._held.get(account)
         if held is not None and time.monotonic() < held.fresh_until:
             return held.token
-        # One coroutine per process goes to Redis; the rest reuse its answer.
-        async with self._local:
-            held = self._held
+        # One coroutine per process and account goes to Redis; the rest reuse its answer.
+        async with self._locks.setdefault(account, asyncio.Lock()):
+            held = self._held.get(account)
             if held is not None and time.monotonic() < held.fresh_until:
                 return held.token
-            return await self._shared(lane, deadline)
+            return await self._shared(account, lane, deadline)
 
-    async def _shared(self, lane: Lane, deadline: float | None) -> str:
-        key, lock = self._keys()
+    async def _shared(self, account: str, lane: Lane, deadline: float | None) -> str:
+        key, lock = await self._keys(account)
         pause = 0.05
         while True:
-            cached = await self._cached(key)
+            cached = await self._cached(account, key)
             if cached is not None:
                 return cached
             owner = secrets.token_hex(8)
             if await self._redis_call(self._redis.set(lock, owner, nx=True, px=LOCK_MS)):
                 try:
-                    return await self._refresh(key, lane, deadline)
+                    return await self._refresh(account, key, lane, deadline)
                 finally:
                     await self._redis_call(self._redis.eval(_UNLOCK, 1, lock, owner))
             if deadline is not None and time.monotonic() + pause > deadline:
@@ -114,7 +133,7 @@ class NaverTokens:
             await asyncio.sleep(pause + random.uniform(0, pause))
             pause = min(pause * 2, 1.0)
 
-    async def _cached(self, key: str) -> str | None:
+    async def _cached(self, account: str, key: str) -> str | None:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(key)
             pipe.pttl(key)
@@ -122,16 +141,16 @@ class NaverTokens:
         if value is None or pttl <= 0:
             return None
         token = bytes(value).decode()
-        self._held = _Held(token, time.monotonic() + pttl / 1000)
+        self._held[account] = _Held(token, time.monotonic() + pttl / 1000)
         return token
 
-    async def _refresh(self, key: str, lane: Lane, deadline: float | None) -> str:
+    async def _refresh(self, account: str, key: str, lane: Lane, deadline: float | None) -> str:
         # Another worker may have refreshed between our look and our lock.
-        cached = await self._cached(key)
+        cached = await self._cached(account, key)
         if cached is not None:
             return cached
-        client_id = self._credentials.get("client_id").get_secret_value()
-        secret = self._credentials.get("client_secret").get_secret_value()
+        client_id = (await self._credentials.get("client_id")).get_secret_value()
+        secret = (await self._credentials.get("client_secret")).get_secret_value()
         timestamp = int(time.time() * 1000) - CLOCK_SKEW_MS
         try:
             sign = await asyncio.to_thread(client_secret_sign, client_id, secret, timestamp)
@@ -146,6 +165,8 @@ class NaverTokens:
             "grant_type": "client_credentials",
             "type": self._token_type,
         }
+        if account:
+            form["account_id"] = account
         answer = await self._fetch(form, lane, deadline)
         try:
             token = str(answer["access_token"])
@@ -159,15 +180,18 @@ class NaverTokens:
         margin = min(REFRESH_BEFORE_S, expires_in / 2)
         lifetime_ms = max(1_000, round((expires_in - margin) * 1000))
         await self._redis_call(self._redis.set(key, token, px=lifetime_ms))
-        self._held = _Held(token, time.monotonic() + lifetime_ms / 1000)
+        self._held[account] = _Held(token, time.monotonic() + lifetime_ms / 1000)
         log.info("naver.token_refreshed", market=self._market, expires_in=expires_in)
         return token
 
-    async def forget(self, token: str) -> None:
-        """Drop `token` here and in Redis (only if Redis still holds that very token)."""
-        self._held = None
-        key, _lock = self._keys()
-        await self._redis_call(self._redis.eval(_UNLOCK, 1, key, token))
+    async def forget(self, seller: str | None) -> None:
+        """Drop the seller's token here and in Redis (only if Redis still holds that very
+        token: another worker may already have replaced it)."""
+        account = await self.account(seller)
+        held = self._held.pop(account, None)
+        if held is not None:
+            key, _lock = await self._keys(account)
+            await self._redis_call(self._redis.eval(_UNLOCK, 1, key, held.token))
 
     async def _redis_call(self, pending: Awaitable[Any]) -> Any:
         try:
@@ -179,15 +203,13 @@ class NaverTokens:
 
 
 class NaverAuth:
-    """`Authorization: Bearer <token>` from the shared token."""
+    """`Authorization: Bearer <token>` from the seller's (or the app's) token."""
 
     def __init__(self, tokens: NaverTokens) -> None:
         self._tokens = tokens
-        self._last: str | None = None
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
-        token = await self._tokens.token(lane, deadline)
-        self._last = token
+        token = await self._tokens.token(lane, deadline, seller)
         headers = {"Authorization": f"Bearer {token}"}
 
         def signer(method: str, path: str, query: str) -> dict[str, str]:
@@ -195,8 +217,7 @@ class NaverAuth:
 
         return signer
 
-    async def invalidate(self) -> bool:
+    async def invalidate(self, seller: str | None) -> bool:
         """A 401 may mean the token was revoked: fetch a new one once."""
-        if self._last is not None:
-            await self._tokens.forget(self._last)
+        await self._tokens.forget(seller)
         return True

@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
 from markets.answers import expect_dict, expect_list
-from markets.errors import PermanentError
-from markets.jobs import JobContext, JobSpec, Payload
+from markets.client import Call
+from markets.effects import Batch, Verdict, run_batch
+from markets.errors import OutcomeUnknown
+from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload
+from markets.market import OrderShape
+from markets.paging import mark_collected, pages, settled_now, since_last, windows
 
-__all__ = ["KST", "NAVER_JOBS", "naver_time"]
+__all__ = ["KST", "NAVER_JOBS", "ORDERS", "naver_time"]
 
 KST = timezone(timedelta(hours=9))
-# last-changed-statuses answers for at most 24 hours from lastChangedFrom.
-_MAX_SPAN = timedelta(hours=24)
 _DETAILS_PER_CALL = 300
+FINAL_STATUSES = frozenset(
+    {"PURCHASE_DECIDED", "EXCHANGED", "CANCELED", "RETURNED", "CANCELED_BY_NOPAYMENT"}
+)
+CLAIM_CHANGES = (
+    "CLAIM_REQUESTED",
+    "CLAIM_REJECTED",
+    "CLAIM_HOLDBACK_RELEASED",
+    "COLLECT_DONE",
+    "CLAIM_COMPLETED",
+)
+ORDERS = OrderShape(
+    # last-changed-statuses answers for at most 24 hours from lastChangedFrom.
+    max_span=timedelta(hours=24),
+    whole_days=False,
+    order_key="productOrderId",
+    id_field="order_id",
+    # Every change is read; `statuses` narrows the result, none means all.
+    statuses=(),
+    # The change index lags its writes: a window stops a minute behind now.
+    settle=timedelta(minutes=1),
+    # An order that changed while its window was paged is read again next time.
+    overlap=timedelta(minutes=10),
+)
+# Failed dispatch items worth posting again (not published: the gateway's transient ones). [?]
+_RETRYABLE_DISPATCH = frozenset({"SYSTEM_ERROR", "TEMPORARY_ERROR", "GW.TIMEOUT"})
+# How far back an inquiry is looked for when checking an answer that may have landed.
+_INQUIRY_LOOKBACK = timedelta(days=90)
 
 
 def naver_time(moment: datetime) -> str:
@@ -29,16 +59,21 @@ def _to_millis(moment: datetime) -> datetime:
 
 
 class CollectOrders(Payload):
-    """Every product order changed from `since` to `until` (default now), with its details."""
+    """Every product order changed from `since` to `until` (default: the settled now), each
+    once, with its details. Without `since`: since the seller's last collection (its
+    watermark, minus the overlap). `statuses` keeps only those product order statuses."""
 
-    since: AwareDatetime
+    since: AwareDatetime | None = None
     until: AwareDatetime | None = None
+    statuses: tuple[str, ...] = ()
     limit_count: int = Field(default=300, ge=1, le=300)
     details: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> CollectOrders:
-        if self.until is not None and self.until <= self.since:
+        if self.since is None and self.until is not None:
+            raise ValueError("until needs since")
+        if self.since is not None and self.until is not None and self.until <= self.since:
             raise ValueError("until is not after since")
         return self
 
@@ -52,47 +87,97 @@ async def _details(context: JobContext, ids: list[str]) -> list[Any]:
     return found
 
 
-async def _changed(context: JobContext, start: datetime, end: datetime, limit: int) -> list[Any]:
-    """Every status change in [start, end) (at most 24 hours), following `more` pages."""
-    market = context.client.name
-    changes: list[Any] = []
-    cursor: tuple[str, str | None] = (naver_time(start), None)
-    seen: set[tuple[str, str | None]] = set()
-    while True:
-        params = {
-            "lastChangedFrom": cursor[0],
-            "lastChangedTo": naver_time(end),
-            "limitCount": limit,
-            "moreSequence": cursor[1],
-        }
-        answer = await context.call("changed_orders", params=params)
-        data = expect_dict(answer, market, "changed_orders", "data")
-        changes.extend(expect_list(data, market, "changed_orders", "lastChangeStatuses"))
-        more = data.get("more")
+def _more(market: str) -> Callable[[Any], dict[str, Any] | None]:
+    def following(answer: Any) -> dict[str, Any] | None:
+        more = expect_dict(answer, market, "changed_orders", "data").get("more")
         if not isinstance(more, dict) or not more.get("moreFrom"):
-            return changes
-        seen.add(cursor)
-        cursor = (str(more["moreFrom"]), str(more.get("moreSequence") or "") or None)
-        if cursor in seen:
-            raise PermanentError(
-                "the market repeated a page", market=market, endpoint="changed_orders"
-            )
+            return None
+        return {"lastChangedFrom": more["moreFrom"], "moreSequence": more.get("moreSequence")}
+
+    return following
+
+
+async def _changes(
+    context: JobContext,
+    what: str,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    change_types: tuple[str, ...] = (),
+) -> dict[Any, Any]:
+    """Every change in the window (24-hour queries, every page), the last per product order;
+    without `since`, the seller's incremental window of `what`, moved on once read."""
+    market = context.client.name
+    if since is None:
+        since, until = await since_last(context, what, ORDERS)
+        incremental = True
+    else:
+        until = until or settled_now(context, ORDERS)
+        incremental = False
+    # Naver's times are in milliseconds: cut ours to match, so no span is empty once sent.
+    start, end = _to_millis(since), _to_millis(until)
+    changes: dict[Any, Any] = {}
+    for low, high in windows(start, end, ORDERS.max_span):
+        for change_type in change_types or (None,):
+            params = {
+                "lastChangedFrom": naver_time(low),
+                "lastChangedTo": naver_time(high),
+                "limitCount": limit,
+                "lastChangedType": change_type,
+            }
+            async for answer in pages(context, "changed_orders", params, _more(market)):
+                data = expect_dict(answer, market, "changed_orders", "data")
+                for change in expect_list(data, market, "changed_orders", "lastChangeStatuses"):
+                    changes[change.get(ORDERS.order_key)] = change
+    if incremental:
+        await mark_collected(context, what, until)
+    return changes
 
 
 async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[str, Any]:
-    # Naver's times are in milliseconds: cut ours to match, so no span is empty once sent.
-    until = _to_millis(payload.until or datetime.now(UTC))
-    statuses: dict[Any, Any] = {}
-    start = _to_millis(payload.since)
-    while start < until:
-        end = min(start + _MAX_SPAN, until)
-        for change in await _changed(context, start, end, payload.limit_count):
-            statuses[change.get("productOrderId")] = change
-        start = end
-    result: dict[str, Any] = {"statuses": list(statuses.values()), "count": len(statuses)}
-    if payload.details and statuses:
-        result["orders"] = await _details(context, [str(key) for key in statuses])
+    changes = await _changes(context, "orders", payload.since, payload.until, payload.limit_count)
+    if payload.statuses:
+        wanted = set(payload.statuses)
+        changes = {
+            key: change
+            for key, change in changes.items()
+            if change.get("productOrderStatus") in wanted
+        }
+    result: dict[str, Any] = {"statuses": list(changes.values()), "count": len(changes)}
+    if payload.details and changes:
+        result["orders"] = await _details(context, [str(key) for key in changes])
     return result
+
+
+class CollectClaims(Payload):
+    """Cancel, return and exchange changes from `since` to `until` (or since the last run)."""
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    limit_count: int = Field(default=300, ge=1, le=300)
+
+
+async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[str, Any]:
+    changes = await _changes(
+        context, "claims", payload.since, payload.until, payload.limit_count, CLAIM_CHANGES
+    )
+    return {"claims": list(changes.values()), "count": len(changes)}
+
+
+class RepollOrders(Payload):
+    """Read again product orders collected but not yet final; says which still are not."""
+
+    product_order_ids: list[str] = Field(min_length=1, max_length=300)
+
+
+async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str, Any]:
+    orders = await _details(context, payload.product_order_ids)
+    unfinished = [
+        order.get("productOrder", {}).get(ORDERS.order_key)
+        for order in orders
+        if order.get("productOrder", {}).get("productOrderStatus") not in FINAL_STATUSES
+    ]
+    return {"orders": orders, "unfinished": unfinished}
 
 
 class CollectOrder(Payload):
@@ -128,14 +213,12 @@ class Dispatch(Payload):
 
 
 class ShipOrder(Payload):
-    """Dispatch up to 30 product orders."""
+    """Dispatch up to 30 product orders; each once."""
 
     dispatches: list[Dispatch] = Field(min_length=1, max_length=30)
 
 
-async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
-    market = context.client.name
-    now = datetime.now(UTC)
+def _dispatch_request(dispatches: list[Dispatch], now: datetime) -> Call:
     body = {
         "dispatchProductOrders": [
             {
@@ -145,45 +228,53 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
                 "trackingNumber": item.tracking_number,
                 "dispatchDate": naver_time(item.dispatch_date or now),
             }
-            for item in payload.dispatches
+            for item in dispatches
         ]
     }
-    answer = await context.call("dispatch", json=body)
-    data = expect_dict(answer, market, "dispatch", "data")
-    shipped = expect_list(data, market, "dispatch", "successProductOrderIds")
-    failed = expect_list(data, market, "dispatch", "failProductOrderInfos")
-    if failed:
-        tracking = {item.product_order_id: item.tracking_number for item in payload.dispatches}
-        done = await _already_dispatched(context, tracking, failed)
-        shipped = [*shipped, *done]
-        failed = [item for item in failed if item.get("productOrderId") not in done]
-    if failed and not shipped:
-        first = failed[0] if isinstance(failed[0], dict) else {}
-        raise PermanentError(
-            f"dispatch failed: {first.get('message', 'no reason given')}",
-            market=market,
-            endpoint="dispatch",
-            code=first.get("code"),
-        )
-    return {"shipped": shipped, "failed": failed}
+    return Call("dispatch", json=body)
 
 
-async def _already_dispatched(
-    context: JobContext, tracking: dict[str, str], failed: list[Any]
-) -> list[str]:
-    """The failed ids that an earlier attempt (whose answer was lost) already dispatched
-    with the same tracking number."""
-    ids = [str(item.get("productOrderId")) for item in failed if isinstance(item, dict)]
-    done = []
-    for detail in await _details(context, ids):
-        order = detail.get("productOrder") or {}
-        delivery = detail.get("delivery") or {}
-        number = str(order.get("productOrderId"))
-        if delivery.get("trackingNumber") and delivery.get("trackingNumber") == tracking.get(
-            number
-        ):
-            done.append(number)
-    return done
+def _sort_dispatch(market: str) -> Callable[[Any], list[tuple[str, Verdict, str]]]:
+    def sort(answer: Any) -> list[tuple[str, Verdict, str]]:
+        data = expect_dict(answer, market, "dispatch", "data")
+        verdicts = [
+            (str(each), Verdict.DONE, "")
+            for each in expect_list(data, market, "dispatch", "successProductOrderIds")
+        ]
+        for item in expect_list(data, market, "dispatch", "failProductOrderInfos"):
+            item = item if isinstance(item, dict) else {}
+            code = str(item.get("code"))
+            verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
+            verdicts.append(
+                (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
+            )
+        return verdicts
+
+    return sort
+
+
+async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
+    now = datetime.now(UTC)
+
+    async def dispatched(items: list[Dispatch]) -> set[str]:
+        """The product orders that already carry our tracking number."""
+        tracking = {item.product_order_id: item.tracking_number for item in items}
+        found = set()
+        for detail in await _details(context, list(tracking)) if tracking else []:
+            number = str((detail.get("productOrder") or {}).get("productOrderId"))
+            sent = (detail.get("delivery") or {}).get("trackingNumber")
+            if sent and sent == tracking.get(number):
+                found.add(number)
+        return found
+
+    batch = Batch(
+        endpoint="dispatch",
+        items={item.product_order_id: item for item in payload.dispatches},
+        request=lambda items: _dispatch_request(items, now),
+        sort=_sort_dispatch(context.client.name),
+        check=dispatched,
+    )
+    return {"shipped": await run_batch(context, batch)}
 
 
 class AnswerInquiry(Payload):
@@ -200,20 +291,86 @@ class AnswerInquiry(Payload):
         return self
 
 
+def _inquiry_pages(market: str) -> Callable[[Any], dict[str, Any] | None]:
+    def following(answer: Any) -> dict[str, Any] | None:
+        data = expect_dict(answer, market, "inquiries")
+        page, size = int(data.get("page", 1)), int(data.get("size", 1))
+        return {"page": page + 1} if page * size < int(data.get("totalElements", 0)) else None
+
+    return following
+
+
+async def _find_inquiry(context: JobContext, inquiry_no: int, **filters: Any) -> Any:
+    """The inquiry `inquiry_no` as the market lists it, or None."""
+    market = context.client.name
+    today = datetime.now(KST).date()
+    params = {
+        "startSearchDate": (today - _INQUIRY_LOOKBACK).isoformat(),
+        "endSearchDate": today.isoformat(),
+        "page": 1,
+        "size": 100,
+        **filters,
+    }
+    async for answer in pages(context, "inquiries", params, _inquiry_pages(market)):
+        for item in expect_list(answer, market, "inquiries", "content"):
+            if isinstance(item, dict) and item.get("inquiryNo") == inquiry_no:
+                return item
+    return None
+
+
 async def answer_inquiry(context: JobContext, payload: AnswerInquiry) -> dict[str, Any]:
-    if payload.inquiry_no is not None:
-        answer = await context.call(
-            "inquiry_answer",
-            path={"inquiryNo": payload.inquiry_no},
-            json={"answerComment": payload.answer},
-        )
-    else:
+    if payload.question_id is not None:
+        # A PUT sets the answer: sending it again changes nothing.
         answer = await context.call(
             "qna_answer",
             path={"questionId": payload.question_id},
             json={"commentContent": payload.answer},
         )
-    return {"answer": answer}
+        return {"answer": answer}
+    inquiry_no = payload.inquiry_no
+    assert inquiry_no is not None  # the payload gives exactly one of the two
+
+    async def landed() -> Any:
+        # Naver takes a second answer as another comment: look before answering again.
+        found = await _find_inquiry(context, inquiry_no, answered="true")
+        if found is None or not found.get("answered"):
+            return NOT_LANDED
+        if found.get("answerContent") == payload.answer:
+            return {"already_done": True}
+        raise OutcomeUnknown(
+            "the inquiry has another answer than ours; not answered again",
+            market=context.client.name,
+            endpoint="inquiry_answer",
+        )
+
+    request = Call(
+        "inquiry_answer", path={"inquiryNo": inquiry_no}, json={"answerComment": payload.answer}
+    )
+    return {"answer": await context.effect(request, landed=landed)}
+
+
+class CollectInquiries(Payload):
+    """Customer inquiries from `since` to `until` (days), every page, each once."""
+
+    since: date
+    until: date
+    answered: bool | None = None
+
+
+async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
+    market = context.client.name
+    params = {
+        "startSearchDate": payload.since.isoformat(),
+        "endSearchDate": payload.until.isoformat(),
+        "answered": None if payload.answered is None else str(payload.answered).lower(),
+        "page": 1,
+        "size": 100,
+    }
+    found: dict[Any, Any] = {}
+    async for answer in pages(context, "inquiries", params, _inquiry_pages(market)):
+        for item in expect_list(answer, market, "inquiries", "content"):
+            found[item.get("inquiryNo")] = item
+    return {"inquiries": list(found.values()), "count": len(found)}
 
 
 class GetProduct(Payload):
@@ -276,12 +433,22 @@ NAVER_JOBS: dict[str, JobSpec] = {
     "collect_orders": JobSpec(
         CollectOrders, collect_orders, ("changed_orders", "order_details"), side_effect=False
     ),
+    "collect_claims": JobSpec(
+        CollectClaims, collect_claims, ("changed_orders",), side_effect=False
+    ),
+    "collect_inquiries": JobSpec(
+        CollectInquiries, collect_inquiries, ("inquiries",), side_effect=False
+    ),
+    "repoll_orders": JobSpec(RepollOrders, repoll_orders, ("order_details",), side_effect=False),
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order_product_ids", "order_details"), side_effect=False
     ),
     "ship_order": JobSpec(ShipOrder, ship_order, ("dispatch", "order_details"), side_effect=True),
     "answer_inquiry": JobSpec(
-        AnswerInquiry, answer_inquiry, ("inquiry_answer", "qna_answer"), side_effect=True
+        AnswerInquiry,
+        answer_inquiry,
+        ("inquiry_answer", "qna_answer", "inquiries"),
+        side_effect=True,
     ),
     "get_product": JobSpec(
         GetProduct, get_product, ("origin_product", "channel_product"), side_effect=False

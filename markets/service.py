@@ -5,35 +5,32 @@ from __future__ import annotations
 import time
 from enum import Enum
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from lanes.config import Config, MarketConfig, describe_validation_error
+from lanes.errors import ConfigError
 from lanes.limiter import Limiter
 from lanes.policy import Lane
 from lanes.settings import Settings
-from markets.auth import Auth, NoAuth
-from markets.client import Call, MarketClient
-from markets.coupang_auth import CoupangAuth
-from markets.coupang_jobs import COUPANG_JOBS
-from markets.credentials import Credentials
+from markets.auth import Auth
+from markets.client import MarketClient, endpoint_limits
+from markets.credentials import Credentials, credential_source
 from markets.errors import PermanentError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
-from markets.naver_auth import NaverAuth, NaverTokens
-from markets.naver_jobs import NAVER_JOBS
+from markets.market import AuthSetup
+from markets.registry import AUTH_SCHEMES, JOB_KINDS, MARKETS
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
+from markets.watermark import Watermarks
 
 __all__ = ["JOB_KINDS", "LANE_POLICY", "Markets"]
 
 log = structlog.get_logger("markets")
-
-CATALOGUE_JOBS: dict[str, dict[str, JobSpec]] = {"coupang": COUPANG_JOBS, "naver": NAVER_JOBS}
-JOB_KINDS = ("call", *COUPANG_JOBS)
 
 
 class _Default(Enum):
@@ -64,7 +61,7 @@ class Markets:
         self._owns_session = session is None
         self._backoff = backoff or Backoff()
         self._clients: dict[str, MarketClient] = {}
-        self.tokens: dict[str, NaverTokens] = {}
+        self._watermarks = Watermarks(redis)
         self._closed = False
 
     async def __aenter__(self) -> Markets:
@@ -93,13 +90,18 @@ class Markets:
             raise PermanentError(f"unknown market {name!r} (configured: {known})", market=name)
         return market
 
-    def _credentials(self, name: str) -> Credentials:
+    def _credentials(self, name: str, market: MarketConfig) -> Credentials:
         wanted = name.casefold()
-        found: dict[str, SecretStr] = {}
-        for market, secrets in self._settings.credentials.items():
-            if market.casefold() == wanted:
-                found = dict(secrets)
-        return Credentials(name, found)
+        found = {
+            key: secrets
+            for key, secrets in self._settings.credentials.items()
+            if key.casefold() == wanted
+        }
+        try:
+            source = credential_source(market.options.get("credentials", "env"), found)
+        except ConfigError as exc:
+            raise PermanentError(str(exc), market=name) from None
+        return Credentials(name, source)
 
     def client(self, name: str) -> MarketClient:
         """The client of market `name` (made on first use)."""
@@ -116,36 +118,18 @@ class Markets:
         return client
 
     def _auth(self, name: str, market: MarketConfig, client: MarketClient) -> Auth:
-        credentials = self._credentials(name)
-        if market.auth == "coupang_hmac":
-            return CoupangAuth(credentials)
-        if market.auth == "naver_oauth":
-            token_call = market.options.get("token_endpoint", "token")
-
-            async def fetch(form: dict[str, str], lane: Lane, deadline: float | None) -> Any:
-                request = Call(token_call, form=form)
-                return await client.send(
-                    request, lane, seller=None, deadline=deadline, authorize=False
-                )
-
-            tokens = NaverTokens(
-                name,
-                self._redis,
-                credentials,
-                fetch,
-                token_type=market.options.get("token_type", "SELF"),
-            )
-            self.tokens[name] = tokens
-            return NaverAuth(tokens)
-        if market.auth == "none":
-            return NoAuth()
-        raise PermanentError(f"unknown auth scheme {market.auth!r}", market=name)
+        factory = AUTH_SCHEMES.get(market.auth)
+        if factory is None:
+            raise PermanentError(f"unknown auth scheme {market.auth!r}", market=name)
+        setup = AuthSetup(name, market, self._credentials(name, market), self._redis, client)
+        return factory(setup)
 
     def _spec(self, request: JobRequest) -> JobSpec:
         market = self._market(request.market)
         if request.kind == "call":
             return CALL
-        jobs = CATALOGUE_JOBS.get(market.catalogue or "", {})
+        built_in = MARKETS.get(market.catalogue or "")
+        jobs = built_in.jobs if built_in is not None else {}
         spec = jobs.get(request.kind)
         if spec is None:
             offered = ", ".join(["call", *jobs])
@@ -166,19 +150,7 @@ class Markets:
         market = self._market(request.market)
         endpoints = (payload.endpoint,) if isinstance(payload, CallPayload) else spec.endpoints
         for endpoint in endpoints:
-            config = market.endpoints.get(endpoint)
-            if config is None:
-                known = ", ".join(sorted(market.endpoints)) or "none"
-                raise PermanentError(
-                    f"unknown endpoint {endpoint!r} (declared: {known})", market=request.market
-                )
-            limits = market.groups[config.group] if config.group else config
-            if limits.scope == "seller" and not request.seller:
-                raise PermanentError(
-                    "budget is counted per seller: the message needs a seller",
-                    market=request.market,
-                    endpoint=endpoint,
-                )
+            endpoint_limits(request.market, market, endpoint, request.seller)
         return spec, payload
 
     def check(self, request: JobRequest) -> None:
@@ -197,7 +169,8 @@ class Markets:
         if request.kind == "call":
             endpoint = market.endpoints.get(str(request.payload.get("endpoint")))
             return endpoint is not None and endpoint.method != "GET"
-        spec = CATALOGUE_JOBS.get(market.catalogue or "", {}).get(request.kind)
+        built_in = MARKETS.get(market.catalogue or "")
+        spec = built_in.jobs.get(request.kind) if built_in is not None else None
         return spec is not None and spec.side_effect
 
     async def run(
@@ -224,6 +197,7 @@ class Markets:
             deadline=deadline,
             max_attempts=attempts,
             backoff=self._backoff,
+            watermarks=self._watermarks,
         )
         started = time.monotonic()
         data = await spec.run(context, payload)

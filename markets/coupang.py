@@ -1,0 +1,22 @@
+"""Coupang Open API (WING) as a built-in market: `catalogue = "coupang"`.
+
+Signed per vendor with CEA HMAC; the message's seller is the vendorId.
+"""
+
+from __future__ import annotations
+
+from markets.auth import Auth
+from markets.coupang_auth import CoupangAuth
+from markets.coupang_jobs import COUPANG_JOBS, ORDERS
+from markets.market import AuthSetup, Market
+
+__all__ = ["MARKET"]
+
+
+def _auth(setup: AuthSetup) -> Auth:
+    return CoupangAuth(setup.credentials)
+
+
+MARKET = Market(
+    name="coupang", auth_scheme="coupang_hmac", make_auth=_auth, jobs=COUPANG_JOBS, orders=ORDERS
+)

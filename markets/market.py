@@ -1,0 +1,79 @@
+"""What a market brings: its TOML catalogue, its auth, its job kinds and its order shape.
+
+Each market module (`markets/coupang.py`, `markets/naver.py`) builds one `Market`;
+`markets/registry.py` lists them. Adding a market is one new module (plus its
+`<name>.toml`) and one line in the registry.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from lanes.config import MarketConfig
+from markets.auth import Auth
+from markets.client import MarketClient
+from markets.credentials import Credentials
+from markets.jobs import JobSpec
+
+__all__ = ["AuthFactory", "AuthSetup", "Market", "OrderShape"]
+
+
+@dataclass(frozen=True)
+class OrderShape:
+    """How a market's order collection takes a window, so that every order comes once.
+
+    `max_span`: the longest window one query accepts; `whole_days`: the window is in
+    days (both ends included) rather than moments; `order_key`: the field that
+    identifies an order in `collect_orders` results (de-duplication); `id_field`: the
+    `collect_order` payload field one order id fills; `statuses`: what is collected
+    by default (every active status); `settle`: how far behind now a window stops
+    (the market's index lags its writes); `overlap`: how far before the last
+    watermark an incremental window starts (an order that changed while paged is
+    read again).
+    """
+
+    max_span: timedelta
+    whole_days: bool
+    order_key: str
+    id_field: str
+    statuses: tuple[str, ...]
+    settle: timedelta
+    overlap: timedelta
+
+
+@dataclass(frozen=True)
+class AuthSetup:
+    """What an auth factory may use: the market's name and table, its credentials, Redis
+    (shared caches) and its client (a token call goes through its budget)."""
+
+    name: str
+    config: MarketConfig
+    credentials: Credentials
+    redis: aioredis.Redis
+    client: MarketClient
+
+
+AuthFactory = Callable[[AuthSetup], Auth]
+
+
+@dataclass(frozen=True)
+class Market:
+    """One built-in market: `catalogue = "<name>"` in a TOML table brings it in."""
+
+    name: str
+    auth_scheme: str  # the catalogue's `auth`; any market table may name it
+    make_auth: AuthFactory
+    jobs: Mapping[str, JobSpec]
+    orders: OrderShape
+
+    def catalogue(self) -> dict[str, Any]:
+        """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""
+        path = resources.files("markets").joinpath(f"{self.name}.toml")
+        return tomllib.loads(path.read_text(encoding="utf-8"))

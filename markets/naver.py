@@ -1,0 +1,41 @@
+"""Naver Commerce API as a built-in market: `catalogue = "naver"`.
+
+OAuth2 tokens per seller account (`options.token_type = "SELLER"`) or for the
+app itself (`"SELF"`); the token call takes its own endpoint's budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lanes.policy import Lane
+from markets.auth import Auth
+from markets.client import Call
+from markets.market import AuthSetup, Market
+from markets.naver_auth import NaverAuth, NaverTokens
+from markets.naver_jobs import NAVER_JOBS, ORDERS
+
+__all__ = ["MARKET"]
+
+
+def _auth(setup: AuthSetup) -> Auth:
+    token_call = setup.config.options.get("token_endpoint", "token")
+
+    async def fetch(form: dict[str, str], lane: Lane, deadline: float | None) -> Any:
+        return await setup.client.send_unsigned(
+            Call(token_call, form=form), lane, deadline=deadline
+        )
+
+    tokens = NaverTokens(
+        setup.name,
+        setup.redis,
+        setup.credentials,
+        fetch,
+        token_type=setup.config.options.get("token_type", "SELF"),
+    )
+    return NaverAuth(tokens)
+
+
+MARKET = Market(
+    name="naver", auth_scheme="naver_oauth", make_auth=_auth, jobs=NAVER_JOBS, orders=ORDERS
+)

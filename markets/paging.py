@@ -1,0 +1,107 @@
+"""What every collection shares: windows of at most a market's span, the page loop,
+and the incremental window from the seller's watermark."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from markets.errors import PermanentError
+from markets.jobs import JobContext
+from markets.market import OrderShape
+
+__all__ = [
+    "day_windows",
+    "mark_collected",
+    "pages",
+    "settled_now",
+    "since_last",
+    "windows",
+]
+
+_DAY = timedelta(days=1)
+_FIRST_LOOKBACK = timedelta(days=1)
+
+
+def windows(start: datetime, end: datetime, span: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive half-open windows of at most `span`."""
+    while start < end:
+        stop = min(start + span, end)
+        yield start, stop
+        start = stop
+
+
+def day_windows(first: date, last: date, span: timedelta) -> Iterator[tuple[date, date]]:
+    """The days `first` through `last` (both included) in runs of at most `span` days."""
+    days = max(1, span // _DAY)
+    while first <= last:
+        stop = min(first + timedelta(days=days - 1), last)
+        yield first, stop
+        first = stop + _DAY
+
+
+async def pages(
+    context: JobContext,
+    endpoint: str,
+    params: Mapping[str, Any],
+    next_page: Callable[[Any], Mapping[str, Any] | None],
+    *,
+    path: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Any]:
+    """Each answer of a paged query: `next_page(answer)` gives the parameters that move to
+    the next page (None on the last); a page asked twice is the market's error."""
+    cursor: Mapping[str, Any] = {}
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    while True:
+        answer = await context.call(endpoint, path=path, params={**params, **cursor})
+        yield answer
+        following = next_page(answer)
+        if not following:
+            return
+        mark = tuple(sorted((key, str(value)) for key, value in following.items()))
+        if mark in seen:
+            raise PermanentError(
+                "the market repeated a page", market=context.client.name, endpoint=endpoint
+            )
+        seen.add(mark)
+        cursor = following
+
+
+def _option_span(context: JobContext, option: str, default: timedelta) -> timedelta:
+    value = context.client.config.options.get(option)
+    if value is None:
+        return default
+    try:
+        return timedelta(seconds=float(value))
+    except (ValueError, OverflowError):
+        raise PermanentError(
+            f"options.{option} must be seconds, not {value!r}", market=context.client.name
+        ) from None
+
+
+def settled_now(context: JobContext, shape: OrderShape) -> datetime:
+    """Now minus the market's settling lag (`options.settle_seconds` overrides it)."""
+    return datetime.now(UTC) - _option_span(context, "settle_seconds", shape.settle)
+
+
+async def since_last(
+    context: JobContext, what: str, shape: OrderShape
+) -> tuple[datetime, datetime]:
+    """The incremental window of `what`: from the seller's watermark minus the overlap
+    (`options.overlap_seconds`; a first run reads one day back) to the settled now."""
+    if context.watermarks is None:
+        raise PermanentError(
+            "collection since the last run needs the watermark store", market=context.client.name
+        )
+    until = settled_now(context, shape)
+    mark = await context.watermarks.get(context.client.name, context.seller, what)
+    if mark is None:
+        return until - _FIRST_LOOKBACK, until
+    return mark - _option_span(context, "overlap_seconds", shape.overlap), until
+
+
+async def mark_collected(context: JobContext, what: str, until: datetime) -> None:
+    """Move the seller's watermark of `what` to `until` (never back)."""
+    if context.watermarks is not None:
+        await context.watermarks.advance(context.client.name, context.seller, what, until)
