@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aioboto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
 from lanes.errors import ConfigError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 from importlib import resources
 from typing import Any
 
@@ -22,7 +22,9 @@ from markets.client import MarketClient
 from markets.credentials import Credentials
 from markets.jobs import JobSpec
 
-__all__ = ["AuthFactory", "AuthSetup", "Market", "OrderShape"]
+__all__ = ["KST", "AuthFactory", "AuthSetup", "Market", "OrderShape"]
+
+KST = timezone(timedelta(hours=9))  # both markets' own time
 
 
 @dataclass(frozen=True)

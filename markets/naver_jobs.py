@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -13,12 +13,11 @@ from markets.client import Call
 from markets.effects import Batch, Verdict, run_batch
 from markets.errors import OutcomeUnknown
 from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload
-from markets.market import OrderShape
+from markets.market import KST, OrderShape
 from markets.paging import mark_collected, pages, settled_now, since_last, windows
 
 __all__ = ["KST", "NAVER_JOBS", "ORDERS", "naver_time"]
 
-KST = timezone(timedelta(hours=9))
 _DETAILS_PER_CALL = 300
 FINAL_STATUSES = frozenset(
     {"PURCHASE_DECIDED", "EXCHANGED", "CANCELED", "RETURNED", "CANCELED_BY_NOPAYMENT"}

@@ -1,54 +1,30 @@
 """Backfill jobs generated from a date range or a file of order ids.
 
-A backfill is split into the windows a market's order query accepts, and
-every job gets a producer `id` derived from what it asks for, so running the
-same backfill twice sends jobs the worker recognises as already done.
+A backfill follows the same rules as the market's `collect_orders`: windows of at
+most the market's longest span (Coupang 31 days, Naver 24 hours; `markets/registry.py`
+holds each market's order shape), every active status unless `statuses` names
+some, and every job gets a producer `id` derived from what it asks for, so running
+the same backfill twice sends jobs the worker recognises as already done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from lanes.config import MarketConfig
-from markets.naver_jobs import KST
+from markets.market import KST, Market
+from markets.paging import day_windows, windows
+from markets.registry import MARKETS
 from scripts.inputs import UsageError
 
-__all__ = [
-    "ORDER_ID_FIELDS",
-    "ORDER_WINDOWS",
-    "Numbered",
-    "OrderWindows",
-    "id_jobs",
-    "producer_id",
-    "window_jobs",
-]
+__all__ = ["Numbered", "id_jobs", "producer_id", "window_jobs"]
 
 # (where, body): a message body and where it came from, for error messages.
 Numbered = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class OrderWindows:
-    """How a catalogue's `collect_orders` takes its range: the longest window, and its unit."""
-
-    longest: timedelta
-    whole_days: bool  # the payload takes days (both ends included) rather than moments
-
-
-# The one place for each market's longest order query window.
-ORDER_WINDOWS: dict[str, OrderWindows] = {
-    # Coupang's ordersheets query by creation day: one day per job.
-    "coupang": OrderWindows(timedelta(days=1), whole_days=True),
-    # Naver's last-changed-statuses answers at most 24 hours per query.
-    "naver": OrderWindows(timedelta(hours=24), whole_days=False),
-}
-# The `collect_order` payload field an id from an ids file fills.
-ORDER_ID_FIELDS: dict[str, str] = {"coupang": "shipment_box_id", "naver": "order_id"}
 
 
 def producer_id(*parts: str) -> str:
@@ -56,15 +32,15 @@ def producer_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def _catalogue(market_name: str, market: MarketConfig, table: dict[str, object]) -> str:
-    catalogue = market.catalogue or ""
-    if catalogue not in table:
-        known = ", ".join(sorted(table))
+def _built_in(market_name: str, market: MarketConfig) -> Market:
+    found = MARKETS.get(market.catalogue or "")
+    if found is None:
+        known = ", ".join(sorted(MARKETS))
         raise UsageError(
             f"backfill needs a market with a built-in catalogue ({known}); "
-            f"market {market_name!r} has {catalogue or 'none'}"
+            f"market {market_name!r} has {market.catalogue or 'none'}"
         )
-    return catalogue
+    return found
 
 
 def _body(kind: str, market: str, seller: str, payload: Mapping[str, object], key: str) -> str:
@@ -97,47 +73,39 @@ def window_jobs(
     since: date | datetime,
     until: date | datetime,
     step: timedelta | None,
+    statuses: Sequence[str] = (),
 ) -> Iterator[Numbered]:
     """One `collect_orders` per window from `since` through `until`, each at most `step`
-    long and never longer than the market accepts."""
-    shape = ORDER_WINDOWS[_catalogue(market_name, market, dict(ORDER_WINDOWS))]
-    step = min(step or shape.longest, shape.longest)
+    long and never longer than the market accepts; `statuses` (default: every active
+    one) go into each job."""
+    shape = _built_in(market_name, market).orders
+    step = min(step or shape.max_span, shape.max_span)
+    extra: dict[str, object] = {"statuses": list(statuses)} if statuses else {}
+    tag = ",".join(statuses)
     if shape.whole_days:
         if step % timedelta(days=1):
             raise UsageError(f"market {market_name!r} takes whole days: use a --step like 1d")
-        yield from _day_windows(market_name, seller, _day(since), _day(until), step.days)
-    else:
-        start, end = _moment(since, end=False), _moment(until, end=True)
-        yield from _moment_windows(market_name, seller, start, end, step)
-
-
-def _day_windows(
-    market: str, seller: str, first: date, last: date, days: int
-) -> Iterator[Numbered]:
-    if last < first:
-        raise UsageError(f"--until {last} is before --since {first}")
-    day = first
-    while day <= last:
-        end = min(day + timedelta(days=days - 1), last)
-        payload = {"since": day.isoformat(), "until": end.isoformat()}
-        yield f"window {day}..{end}", _body("collect_orders", market, seller, payload, str(day))
-        day = end + timedelta(days=1)
-
-
-def _moment_windows(
-    market: str, seller: str, start: datetime, end: datetime, step: timedelta
-) -> Iterator[Numbered]:
+        first, last = _day(since), _day(until)
+        if last < first:
+            raise UsageError(f"--until {last} is before --since {first}")
+        for low, high in day_windows(first, last, step):
+            payload = {"since": low.isoformat(), "until": high.isoformat(), **extra}
+            key = f"{low}/{high}/{tag}"
+            yield (
+                f"window {low}..{high}",
+                _body("collect_orders", market_name, seller, payload, key),
+            )
+        return
+    start, end = _moment(since, end=False), _moment(until, end=True)
     if end <= start:
         raise UsageError(f"--until {end.isoformat()} is not after --since {start.isoformat()}")
-    while start < end:
-        stop = min(start + step, end)
-        payload = {"since": start.isoformat(), "until": stop.isoformat()}
-        key = f"{start.isoformat()}/{stop.isoformat()}"
+    for low_moment, high_moment in windows(start, end, step):
+        payload = {"since": low_moment.isoformat(), "until": high_moment.isoformat(), **extra}
+        key = f"{payload['since']}/{payload['until']}/{tag}"
         yield (
             f"window {payload['since']}..{payload['until']}",
-            _body("collect_orders", market, seller, payload, key),
+            _body("collect_orders", market_name, seller, payload, key),
         )
-        start = stop
 
 
 def id_jobs(
@@ -148,7 +116,7 @@ def id_jobs(
     id_field: str | None = None,
 ) -> Iterator[Numbered]:
     """One `collect_order` per non-blank line of `ids_file`."""
-    field = id_field or ORDER_ID_FIELDS[_catalogue(market_name, market, dict(ORDER_ID_FIELDS))]
+    field = id_field or _built_in(market_name, market).orders.id_field
     try:
         with ids_file.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, start=1):

@@ -1,8 +1,11 @@
 """A local Coupang Open API: CEA HMAC checked like the real gateway, a per-vendor limit.
 
 Each vendor may make `rate` calls in any trailing second, across every API; a
-call over it gets 429 and blocks the vendor for `block_seconds` (Coupang blocks
-for minutes). At 90 % of the limit answers carry `X-CAG-Warnings`.
+call over it gets 429 and blocks the vendor for `block_seconds`, doubled with
+each further violation (Coupang blocks for minutes, longer for repeat abuse).
+At 90 % of the limit answers carry `X-CAG-Warnings`. As strict as the market:
+ordersheets need v5 dates (`yyyy-mm-dd+09:00`), at most 31 days and a status;
+a second reply to an inquiry is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,7 +22,14 @@ from typing import Any
 from aiohttp import web
 
 from markets.coupang_auth import sign
-from markets.simulators.data import coupang_inquiries, coupang_orders, coupang_products
+from markets.simulators.data import (
+    COUPANG_STATUSES,
+    DEFAULT_COUPANG_CYCLE,
+    coupang_claims,
+    coupang_inquiries,
+    coupang_orders,
+    coupang_products,
+)
 from markets.simulators.state import Handler, SimState, simulator_app
 
 __all__ = ["DEFAULT_KEYS", "coupang_app"]
@@ -35,6 +45,8 @@ _HEADER = re.compile(
 )
 _SIGNATURE_LIFETIME = timedelta(minutes=5)
 _VENDOR = web.RequestKey("vendor", str)
+_V5_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})\+09:00$")
+_MAX_DAYS = 31
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -51,8 +63,10 @@ class _Vendor:
     orders: list[dict[str, Any]]
     inquiries: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
+    claims: list[dict[str, Any]]
     arrivals: deque[float] = field(default_factory=deque)
     blocked_until: float = 0.0
+    violations: int = 0
 
 
 class _Coupang:
@@ -66,19 +80,21 @@ class _Coupang:
         start: datetime,
         days: int,
         seed: int,
+        cycle: tuple[str, ...],
     ) -> None:
         self.keys = dict(keys)
         self.rate = rate
         self.block_seconds = block_seconds
-        self.vendors = {
-            vendor: _Vendor(
+        self.vendors = {}
+        for vendor, secret in keys.values():
+            sheets = coupang_orders(vendor, orders, start, days, seed, cycle)
+            self.vendors[vendor] = _Vendor(
                 secret=secret,
-                orders=coupang_orders(vendor, orders, start, days, seed),
+                orders=sheets,
                 inquiries=coupang_inquiries(vendor, 40, start, seed),
                 products=coupang_products(vendor, 20, seed),
+                claims=coupang_claims(sheets),
             )
-            for vendor, secret in keys.values()
-        }
 
     def authenticate(self, request: web.Request) -> str | web.Response:
         """The vendorId the request is signed for, or the gateway's 401/403."""
@@ -114,7 +130,9 @@ class _Coupang:
         while state.arrivals and state.arrivals[0] <= now - 1.0:
             state.arrivals.popleft()
         if len(state.arrivals) + 1 > self.rate:
-            state.blocked_until = now + self.block_seconds
+            # Each violation blocks longer than the last.
+            state.violations += 1
+            state.blocked_until = now + self.block_seconds * 2 ** (state.violations - 1)
             return False, True
         state.arrivals.append(now)
         return True, len(state.arrivals) >= 0.9 * self.rate
@@ -129,10 +147,12 @@ def coupang_app(
     start: datetime | None = None,
     days: int = 30,
     seed: int = 1,
+    statuses: Sequence[str] = DEFAULT_COUPANG_CYCLE,
     state: SimState | None = None,
 ) -> web.Application:
     """The simulator; `keys` maps access key -> (vendorId, secret key). Orders are created
-    from `start` (default 30 days ago) over `days` days."""
+    from `start` (default 30 days ago) over `days` days, their statuses going round
+    `statuses` (`COUPANG_STATUSES` for orders in every status)."""
     begin = start or datetime.now(UTC) - timedelta(days=days)
     market = _Coupang(
         keys,
@@ -142,6 +162,7 @@ def coupang_app(
         start=begin,
         days=days,
         seed=seed,
+        cycle=tuple(statuses),
     )
     sim = state or SimState()
 
@@ -168,18 +189,28 @@ def coupang_app(
     def vendor_of(request: web.Request) -> _Vendor:
         return market.vendors[request[_VENDOR]]
 
+    def v5_day(query: Mapping[str, str], name: str) -> date:
+        found = _V5_DAY.match(query.get(name, ""))
+        if found is None:
+            raise ValueError(f"{name} must be yyyy-mm-dd+09:00")
+        return date.fromisoformat(found.group(1))
+
     async def list_orders(request: web.Request) -> web.Response:
         query = request.query
         try:
-            since = date.fromisoformat(query["createdAtFrom"])
-            until = date.fromisoformat(query["createdAtTo"])
+            since = v5_day(query, "createdAtFrom")
+            until = v5_day(query, "createdAtTo")
             status = query["status"]
             per_page = int(query.get("maxPerPage", "50"))
             after = int(query.get("nextToken") or 0)
         except (KeyError, ValueError) as exc:
             return _error(400, f"invalid or missing parameter: {exc}")
+        if status not in COUPANG_STATUSES:
+            return _error(400, f"status {status} is not an order status")
         if not 1 <= per_page <= 50:
             return _error(400, "maxPerPage must be 1..50")
+        if until < since or (until - since).days + 1 > _MAX_DAYS:
+            return _error(400, f"the search period may be at most {_MAX_DAYS} days")
         matching = [
             order
             for order in vendor_of(request).orders
@@ -189,7 +220,35 @@ def coupang_app(
         ]
         page, rest = matching[:per_page], matching[per_page:]
         token = str(rest[0]["shipmentBoxId"]) if rest else ""
+        # An order not yet served moves on (the seller's staff works while we page).
+        for order in rest[: sim.faults.change_while_paging]:
+            sim.faults.change_while_paging -= 1
+            following = COUPANG_STATUSES.index(order["status"]) + 1
+            order["status"] = COUPANG_STATUSES[min(following, len(COUPANG_STATUSES) - 1)]
+        await sim.faults.page_served(len(page))
         return _ok(page, nextToken=token)
+
+    async def claims(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            since = date.fromisoformat(query["createdAtFrom"])
+            until = date.fromisoformat(query["createdAtTo"])
+            cancel_type = query["cancelType"]
+            per_page = int(query.get("maxPerPage", "50"))
+            after = int(query.get("nextToken") or 0)
+        except (KeyError, ValueError) as exc:
+            return _error(400, f"invalid or missing parameter: {exc}")
+        if until < since or (until - since).days + 1 > _MAX_DAYS:
+            return _error(400, f"the search period may be at most {_MAX_DAYS} days")
+        matching = [
+            claim
+            for claim in vendor_of(request).claims
+            if claim["cancelType"] == cancel_type
+            and since <= date.fromisoformat(claim["createdAt"][:10]) <= until
+            and claim["receiptId"] >= after
+        ]
+        page, rest = matching[:per_page], matching[per_page:]
+        return _ok(page, nextToken=str(rest[0]["receiptId"]) if rest else "")
 
     def find_order(request: web.Request, key: str, value: int) -> list[dict[str, Any]]:
         return [order for order in vendor_of(request).orders if order[key] == value]
@@ -226,7 +285,18 @@ def coupang_app(
         results = []
         for dto in dtos:
             found = find_order(request, "shipmentBoxId", dto.get("shipmentBoxId"))
-            if found and found[0]["status"] in ("ACCEPT", "INSTRUCT"):
+            if sim.faults.fails_once(str(dto.get("shipmentBoxId"))):
+                results.append(
+                    {
+                        "shipmentBoxId": dto.get("shipmentBoxId"),
+                        "succeed": False,
+                        "resultCode": "FAIL",
+                        "retryRequired": True,
+                        "resultMessage": "temporarily unavailable, retry",
+                    }
+                )
+            elif found and found[0]["status"] in ("ACCEPT", "INSTRUCT"):
+                sim.effects[f"invoice:{dto.get('shipmentBoxId')}"] += 1
                 found[0].update(
                     status="DEPARTURE",
                     invoiceNumber=dto.get("invoiceNumber", ""),
@@ -297,6 +367,9 @@ def coupang_app(
         inquiry_id = int(request.match_info["inquiryId"])
         for item in vendor_of(request).inquiries:
             if item["inquiryId"] == inquiry_id:
+                if item["commentDtoList"]:
+                    return _error(400, "이미 답변이 등록된 문의입니다 (already answered)")
+                sim.effects[f"reply:{inquiry_id}"] += 1
                 item["commentDtoList"].append(
                     {"content": body["content"], "replyBy": body["replyBy"]}
                 )
@@ -338,6 +411,7 @@ def coupang_app(
     routes.add_put(f"{_V4}/ordersheets/acknowledgement", acknowledge, name="acknowledge")
     routes.add_post(f"{_V4}/orders/invoices", invoices, name="invoices")
     routes.add_get(f"{_V4}/onlineInquiries", inquiries, name="inquiries")
+    routes.add_get(f"{_V4}/returnRequests", claims, name="claims")
     routes.add_post(
         f"{_V4}/onlineInquiries/{{inquiryId:\\d+}}/replies", reply, name="inquiry_reply"
     )

@@ -7,6 +7,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
+    "COUPANG_STATUSES",
+    "DEFAULT_COUPANG_CYCLE",
+    "coupang_claims",
     "coupang_inquiries",
     "coupang_orders",
     "coupang_products",
@@ -32,10 +35,28 @@ def _local(moment: datetime) -> str:
     return moment.astimezone(KST).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+COUPANG_STATUSES = (
+    "ACCEPT",
+    "INSTRUCT",
+    "DEPARTURE",
+    "DELIVERING",
+    "FINAL_DELIVERY",
+    "NONE_TRACKING",
+)
+# Four of five new orders are accepted, one is already being prepared.
+DEFAULT_COUPANG_CYCLE = ("INSTRUCT", "ACCEPT", "ACCEPT", "ACCEPT", "ACCEPT")
+
+
 def coupang_orders(
-    vendor: str, count: int, start: datetime, days: int, seed: int
+    vendor: str,
+    count: int,
+    start: datetime,
+    days: int,
+    seed: int,
+    cycle: tuple[str, ...] = DEFAULT_COUPANG_CYCLE,
 ) -> list[dict[str, Any]]:
-    """`count` order sheets spread over `days` days from `start`, oldest first."""
+    """`count` order sheets spread over `days` days from `start`, oldest first; their
+    statuses go round `cycle`."""
     rng = random.Random(f"{seed}:{vendor}")
     step = timedelta(days=days) / max(count, 1)
     orders = []
@@ -50,7 +71,7 @@ def coupang_orders(
                 "orderId": 25_000_000_000 + index,
                 "orderedAt": _local(ordered),
                 "paidAt": _local(ordered + timedelta(seconds=30)),
-                "status": "ACCEPT" if index % 5 else "INSTRUCT",
+                "status": cycle[index % len(cycle)],
                 "orderer": {"name": _masked(name), "email": "", "safeNumber": "0502-1234-5678"},
                 "receiver": {
                     "name": _masked(rng.choice(_NAMES)),
@@ -76,6 +97,20 @@ def coupang_orders(
             }
         )
     return orders
+
+
+def coupang_claims(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cancel or return request for every seventh order."""
+    return [
+        {
+            "receiptId": 40_000_000 + index,
+            "orderId": order["orderId"],
+            "cancelType": "RETURN" if index % 2 else "CANCEL",
+            "receiptStatus": "RETURNS_UNCHECKED",
+            "createdAt": order["paidAt"],
+        }
+        for index, order in enumerate(orders[::7])
+    ]
 
 
 def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> list[dict[str, Any]]:
@@ -135,6 +170,8 @@ def naver_product_orders(count: int, start: datetime, days: int, seed: int) -> l
                 "orderId": order_id,
                 "changed": changed,
                 "productOrderStatus": "PAYED",
+                # one in ten has a cancel request as its last change
+                "changedType": "CLAIM_REQUESTED" if index % 10 == 9 else "PAYED",
                 "order": {
                     "orderId": order_id,
                     "orderDate": changed.isoformat(timespec="milliseconds"),

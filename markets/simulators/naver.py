@@ -1,6 +1,11 @@
 """A local Naver Commerce API: OAuth2 with bcrypt-signed client credentials, and the
 gateway's token bucket per application and API (rate R, burst 2R).
 
+Tokens are per (app, type, account): `type=SELLER` needs an `account_id`, and
+every call is counted under its token's account (`SimState.accounts`). As strict
+as the market: times in `yyyy-MM-ddTHH:mm:ss.SSS+09:00`, at most 24 hours per
+changed-orders query, 429 `GW.QUOTA_LIMIT` once the app's quota is spent.
+
 Every answer carries `GNCP-GW-RateLimit-Replenish-Rate/-Burst-Capacity/-Remaining`;
 an empty bucket answers 429 `GW.RATE_LIMIT`. Routes live under `/external`, so the
 market's base_url is the served URL + "/external".
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import secrets
 import time
 import uuid
@@ -33,6 +39,7 @@ _BASE = "/external"
 _TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
 _SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
 _DAY = timedelta(hours=24)
+_NAVER_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
 
 
 def _gateway_error(status: int, code: str, message: str) -> web.Response:
@@ -61,6 +68,7 @@ class _Bucket:
 class _Token:
     value: str
     client_id: str
+    account: str  # "SELF" for the app's own token, else the seller's account_id
     expires: float  # time.monotonic()
 
 
@@ -74,7 +82,7 @@ class _Naver:
         self.token_ttl = token_ttl
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.tokens: dict[str, _Token] = {}
-        self.by_client: dict[str, _Token] = {}
+        self.by_account: dict[tuple[str, str], _Token] = {}
 
     def take(self, app: str, endpoint: str) -> tuple[bool, dict[str, str]]:
         """Take one token from the (app, endpoint) bucket; the headers every answer carries."""
@@ -94,21 +102,21 @@ class _Naver:
         }
         return admitted, headers
 
-    def app_of(self, request: web.Request) -> str | None:
+    def token_of(self, request: web.Request) -> _Token | None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         token = self.tokens.get(value) if scheme == "Bearer" else None
         if token is None or token.expires <= time.monotonic():
             return None
-        return token.client_id
+        return token
 
-    def issue(self, client_id: str) -> _Token:
-        current = self.by_client.get(client_id)
+    def issue(self, client_id: str, account: str) -> _Token:
+        current = self.by_account.get((client_id, account))
         now = time.monotonic()
         if current is not None and current.expires - now >= _SAME_TOKEN_WHILE:
             return current
-        token = _Token(secrets.token_urlsafe(24), client_id, now + self.token_ttl)
+        token = _Token(secrets.token_urlsafe(24), client_id, account, now + self.token_ttl)
         self.tokens[token.value] = token
-        self.by_client[client_id] = token
+        self.by_account[(client_id, account)] = token
         return token
 
 
@@ -155,9 +163,17 @@ def naver_app(
             if not isinstance(app_id, str) or app_id not in market.apps:
                 return _gateway_error(401, "GW.AUTHN", "unknown client_id")
         else:
-            app_id = market.app_of(request)
-            if app_id is None:
+            held = market.token_of(request)
+            if held is None:
                 return _gateway_error(401, "GW.AUTHN", "인증 토큰이 유효하지 않습니다.")
+            app_id = held.client_id
+            sim.accounts[held.account] += 1
+        if sim.faults.quota_left is not None:
+            if sim.faults.quota_left <= 0:
+                quota = _gateway_error(429, "GW.QUOTA_LIMIT", "할당량을 모두 사용했습니다.")
+                quota.headers.update({"GNCP-GW-Quota-Limit": "0", "GNCP-GW-Quota-Remaining": "0"})
+                return quota
+            sim.faults.quota_left -= 1
         admitted, headers = market.take(app_id, name)
         if not admitted:
             response: web.StreamResponse = _gateway_error(
@@ -178,7 +194,14 @@ def naver_app(
         form = await request.post()
         fields = {
             key: str(form.get(key, ""))
-            for key in ("client_id", "timestamp", "client_secret_sign", "grant_type", "type")
+            for key in (
+                "client_id",
+                "timestamp",
+                "client_secret_sign",
+                "grant_type",
+                "type",
+                "account_id",
+            )
         }
         if fields["grant_type"] != "client_credentials" or fields["type"] not in ("SELF", "SELLER"):
             return _gateway_error(
@@ -200,7 +223,10 @@ def naver_app(
         )
         if not valid:
             return _gateway_error(401, "GW.AUTHN", "client_secret_sign is invalid")
-        issued = market.issue(fields["client_id"])
+        if fields["type"] == "SELLER" and not fields["account_id"]:
+            return _gateway_error(400, "BadRequest", "type=SELLER needs account_id")
+        account = fields["account_id"] if fields["type"] == "SELLER" else "SELF"
+        issued = market.issue(fields["client_id"], account)
         sim.tokens_issued += 1
         return web.json_response(
             {
@@ -211,10 +237,9 @@ def naver_app(
         )
 
     def parse_time(text: str) -> datetime:
-        moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            raise ValueError("time without offset")
-        return moment
+        if not _NAVER_TIME.match(text):
+            raise ValueError(f"{text!r} is not yyyy-MM-ddTHH:mm:ss.SSS+09:00")
+        return datetime.fromisoformat(text)
 
     async def changed(request: web.Request) -> web.Response:
         query = request.query
@@ -231,12 +256,17 @@ def naver_app(
         if not 1 <= limit <= 300:
             return _gateway_error(400, "BadRequest", "limitCount must be 1..300")
         sequence = query.get("moreSequence", "")
-        matching = [
-            (index, item)
-            for index, item in enumerate(product_orders)
-            if since <= item["changed"] < until
-            and (item["changed"] > since or f"{index:020d}" >= sequence)
-        ]
+        wanted_type = query.get("lastChangedType")
+        matching = sorted(
+            (
+                (index, item)
+                for index, item in enumerate(product_orders)
+                if since <= item["changed"] < until
+                and (item["changed"] > since or f"{index:020d}" >= sequence)
+                and (wanted_type is None or item.get("changedType", "PAYED") == wanted_type)
+            ),
+            key=lambda pair: (pair[1]["changed"], pair[0]),
+        )
         page, rest = matching[:limit], matching[limit:]
         data: dict[str, Any] = {
             "count": len(page),
@@ -244,7 +274,7 @@ def naver_app(
                 {
                     "orderId": item["orderId"],
                     "productOrderId": item["productOrderId"],
-                    "lastChangedType": "PAYED",
+                    "lastChangedType": item.get("changedType", "PAYED"),
                     "productOrderStatus": item["productOrderStatus"],
                     "lastChangedDate": item["changed"].isoformat(timespec="milliseconds"),
                     "paymentDate": item["order"]["paymentDate"],
@@ -259,6 +289,13 @@ def naver_app(
                 "moreFrom": item["changed"].isoformat(timespec="milliseconds"),
                 "moreSequence": f"{index:020d}",
             }
+        # A product order not yet served changes now (the buyer confirms while we page).
+        for _index, item in rest[-sim.faults.change_while_paging :] if rest else []:
+            if sim.faults.change_while_paging <= 0:
+                break
+            sim.faults.change_while_paging -= 1
+            item.update(changed=datetime.now(KST), productOrderStatus="PURCHASE_DECIDED")
+        await sim.faults.page_served(len(page))
         return _ok(data)
 
     async def details(request: web.Request) -> web.Response:
@@ -292,11 +329,20 @@ def naver_app(
         shipped, failed = [], []
         for item in items:
             found = by_id.get(item.get("productOrderId"))
-            if (
+            if sim.faults.fails_once(str(item.get("productOrderId"))):
+                failed.append(
+                    {
+                        "productOrderId": item.get("productOrderId"),
+                        "code": "TEMPORARY_ERROR",
+                        "message": "일시적인 오류입니다. 다시 시도해 주세요.",
+                    }
+                )
+            elif (
                 found is not None
                 and found["productOrderStatus"] == "PAYED"
                 and item.get("trackingNumber")
             ):
+                sim.effects[f"dispatch:{item['productOrderId']}"] += 1
                 found["productOrderStatus"] = "DELIVERING"
                 found["delivery"] = {
                     "deliveryMethod": item.get("deliveryMethod"),
@@ -318,9 +364,15 @@ def naver_app(
     async def list_inquiries(request: web.Request) -> web.Response:
         page = int(request.query.get("page", "1"))
         size = int(request.query.get("size", "10"))
-        content = list(inquiries.values())[(page - 1) * size : page * size]
+        answered = request.query.get("answered")
+        matching = [
+            item
+            for item in inquiries.values()
+            if answered is None or item["answered"] == (answered == "true")
+        ]
+        content = matching[(page - 1) * size : page * size]
         return web.json_response(
-            {"content": content, "totalElements": len(inquiries), "page": page, "size": size}
+            {"content": content, "totalElements": len(matching), "page": page, "size": size}
         )
 
     async def answer(request: web.Request) -> web.Response:
@@ -330,7 +382,9 @@ def naver_app(
             return _gateway_error(404, "NotFound", "inquiry not found")
         if not body.get("answerComment"):
             return _gateway_error(400, "BadRequest", "answerComment is required")
-        found.update(answered=True, answer=body["answerComment"])
+        # Naver takes every answer as another comment: nothing stops a second one.
+        sim.effects[f"answer:{found['inquiryNo']}"] += 1
+        found.update(answered=True, answerContent=body["answerComment"])
         return _ok({"inquiryCommentNo": found["inquiryNo"] * 10})
 
     async def list_qnas(request: web.Request) -> web.Response:

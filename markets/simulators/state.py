@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -15,14 +16,29 @@ __all__ = ["STATE", "Faults", "Gateway", "Handler", "SimState", "sim_state", "si
 
 @dataclass
 class Faults:
-    """Injected trouble: the next `fail_next` requests fail, then `error_rate` of them;
-    every request waits `latency` seconds first. Change them while the simulator runs."""
+    """Injected trouble; change it while the simulator runs.
+
+    The next `fail_next` requests fail, then `error_rate` of them; every request waits
+    `latency` seconds first. `lose_answer[endpoint]` requests to that endpoint are carried
+    out and their answer then held `lost_answer_delay` seconds (the client times out
+    although the market acted). Pages of `big_page` items or more wait `big_page_delay`.
+    `change_while_paging` orders change status (and their change time) while a query is
+    paged. Items in `retry_once` fail once with the market's "retry" answer. `quota_left`
+    (when not None) is how many calls the app's quota still allows.
+    """
 
     fail_next: int = 0
     error_rate: float = 0.0
     latency: float = 0.0
     status: int = 503
     seed: int = 7
+    lose_answer: Counter[str] = field(default_factory=Counter)
+    lost_answer_delay: float = 2.0
+    big_page: int = 50
+    big_page_delay: float = 0.0
+    change_while_paging: int = 0
+    retry_once: set[str] = field(default_factory=set)
+    quota_left: int | None = None
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -33,6 +49,17 @@ class Faults:
             self.fail_next -= 1
             return True
         return self.error_rate > 0 and self._random.random() < self.error_rate
+
+    async def page_served(self, items: int) -> None:
+        """Hold a big page as long as a real market takes to build it."""
+        if items >= self.big_page and self.big_page_delay > 0:
+            await asyncio.sleep(self.big_page_delay)
+
+    def fails_once(self, item: str) -> bool:
+        if item in self.retry_once:
+            self.retry_once.discard(item)
+            return True
+        return False
 
 
 @dataclass
@@ -47,6 +74,10 @@ class SimState:
     injected: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     tokens_issued: int = 0
+    # calls per account (Naver: the token's account, "SELF" for the app's own)
+    accounts: Counter[str] = field(default_factory=Counter)
+    # side effects carried out, by what they did ("reply:3000001", "invoice:600000001")
+    effects: Counter[str] = field(default_factory=Counter)
 
     def record(self, endpoint: str, status: int) -> None:
         self.statuses[status] += 1
@@ -63,6 +94,8 @@ class SimState:
             "injected": dict(self.injected),
             "statuses": {str(code): count for code, count in self.statuses.items()},
             "tokens_issued": self.tokens_issued,
+            "accounts": dict(self.accounts),
+            "effects": dict(self.effects),
         }
 
 
@@ -91,6 +124,9 @@ def simulator_app(sim: SimState, gateway: Gateway) -> web.Application:
         sim.arrived[name] += 1
         response = await gateway(request, handler, name)
         sim.record(name, response.status)
+        if sim.faults.lose_answer[name] > 0:
+            sim.faults.lose_answer[name] -= 1
+            await asyncio.sleep(sim.faults.lost_answer_delay)
         return response
 
     async def stats(request: web.Request) -> web.Response:
