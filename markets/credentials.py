@@ -49,7 +49,9 @@ _AWS_SERVICES = ("secretsmanager", "ssm")
 class CredentialSource(Protocol):
     """Where secrets live; `seller=None` asks for the market-wide ones."""
 
-    where: str  # for error messages: how to set a missing credential
+    def where(self, market: str, seller: str | None, name: str) -> str:
+        """Where a missing credential is to be set, for the error message."""
+        ...
 
     async def secrets(self, market: str, seller: str | None) -> Secrets: ...
 
@@ -65,7 +67,9 @@ def _folded(values: Mapping[str, Any]) -> dict[str, SecretStr]:
 class SettingsSource:
     """The settings' `credentials` (environment variables); keys match without case."""
 
-    where = "the environment (LANES_CREDENTIALS__<MARKET>__[<SELLER>_]<NAME>)"
+    def where(self, market: str, seller: str | None, name: str) -> str:
+        own = f"{seller}_".upper() if seller else ""
+        return f"LANES_CREDENTIALS__{market.upper()}__{own}{name.upper()}"
 
     def __init__(self, credentials: Mapping[str, Mapping[str, SecretStr]]) -> None:
         self._markets = {
@@ -89,7 +93,7 @@ class FileSource:
     """A JSON or TOML file, read once: market tables, each seller a sub-table."""
 
     def __init__(self, path: Path) -> None:
-        self.where = f"the credentials file {path}"
+        self._path = path
         try:
             text = path.read_bytes()
             raw = tomllib.loads(text.decode()) if path.suffix == ".toml" else json.loads(text)
@@ -102,6 +106,9 @@ class FileSource:
             for market, table in raw.items()
             if isinstance(table, dict)
         }
+
+    def where(self, market: str, seller: str | None, name: str) -> str:
+        return f"{self._path}, table {market}" + (f".{seller}" if seller else "")
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         table = self._markets.get(market.casefold(), {})
@@ -119,15 +126,20 @@ class AwsSource:
     each secret a JSON object; fetched secrets are reused for a few minutes per process."""
 
     def __init__(self, service: str, prefix: str, endpoint_url: str | None = None) -> None:
-        self.where = f"{service} as {prefix}<market>/<seller>"
         self._service = service
         self._prefix = prefix
         self._endpoint_url = endpoint_url
         self._session = aioboto3.Session()
         self._cache: dict[str, tuple[float, Secrets]] = {}
 
+    def _name(self, market: str, seller: str | None) -> str:
+        return f"{self._prefix}{market}" + (f"/{seller}" if seller is not None else "")
+
+    def where(self, market: str, seller: str | None, name: str) -> str:
+        return f"{self._service} {self._name(market, seller)}"
+
     async def secrets(self, market: str, seller: str | None) -> Secrets:
-        name = f"{self._prefix}{market}" + (f"/{seller}" if seller is not None else "")
+        name = self._name(market, seller)
         cached = self._cache.get(name)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -206,10 +218,9 @@ class Credentials:
             if found is not None:
                 return found
         whose = f"seller {seller!r}" if seller else "the market"
+        where = self._source.where(self._market, seller if not shared else None, name)
         raise PermanentError(
-            f"no credential {name!r} for {whose} of market {self._market!r} "
-            f"(set it in {self._source.where})",
-            market=self._market,
+            f"no credential {name!r} for {whose} (set {where})", market=self._market
         )
 
     async def optional(self, name: str, seller: str) -> SecretStr | None:

@@ -206,10 +206,10 @@ class NaverAuth:
     """`Authorization: Bearer <token>` from the seller's (or the app's) token."""
 
     def __init__(self, tokens: NaverTokens) -> None:
-        self._tokens = tokens
+        self.tokens = tokens
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
-        token = await self._tokens.token(lane, deadline, seller)
+        token = await self.tokens.token(lane, deadline, seller)
         headers = {"Authorization": f"Bearer {token}"}
 
         def signer(method: str, path: str, query: str) -> dict[str, str]:
@@ -219,5 +219,5 @@ class NaverAuth:
 
     async def invalidate(self, seller: str | None) -> bool:
         """A 401 may mean the token was revoked: fetch a new one once."""
-        await self._tokens.forget(seller)
+        await self.tokens.forget(seller)
         return True

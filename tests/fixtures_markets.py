@@ -14,6 +14,7 @@ from aiohttp import web
 from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
 from markets import Backoff, Markets
 from markets.catalogue import parse_with_catalogues
+from markets.naver_auth import NaverAuth, NaverTokens
 from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
 
 COUPANG_VENDOR = "A00012345"
@@ -159,3 +160,10 @@ def acme_config(url: str, *, rps: float = 50, lanes: dict[str, Any] | None = Non
 
 MakeMarkets = Callable[..., Awaitable[Markets]]
 StartSimulator = Callable[[web.Application], Awaitable[Running]]
+
+
+def naver_tokens(markets: Markets, name: str = "naver") -> NaverTokens:
+    """The token cache behind market `name`'s Naver auth."""
+    auth = markets.client(name).auth
+    assert isinstance(auth, NaverAuth)
+    return auth.tokens

@@ -10,7 +10,8 @@ import pytest
 
 from lanes.config import MarketConfig
 from markets.catalogue import parse_with_catalogues
-from scripts.backfill import ORDER_WINDOWS, id_jobs, window_jobs
+from markets.registry import MARKETS
+from scripts.backfill import id_jobs, window_jobs
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.sending import group_id
 
@@ -37,25 +38,42 @@ def test_naver_windows_are_capped_at_24_hours_in_korean_time() -> None:
         {"since": "2025-01-01T00:00:00+09:00", "until": "2025-01-02T00:00:00+09:00"},
         {"since": "2025-01-02T00:00:00+09:00", "until": "2025-01-03T00:00:00+09:00"},
     ]
-    assert ORDER_WINDOWS["naver"].longest == timedelta(hours=24)
+    assert MARKETS["naver"].orders.max_span == timedelta(hours=24)
 
 
-def test_coupang_takes_whole_days() -> None:
-    """Coupang windows are days (both ends included); a 12-hour step is refused."""
+def test_coupang_takes_whole_days_in_windows_of_at_most_31() -> None:
+    """Coupang windows are days (both ends included), 31 at most by default, shorter with a
+    step; a 12-hour step is refused."""
     market = _market("coupang")
     payloads = _payloads(
-        window_jobs("coupang", market, "A1", date(2025, 1, 30), date(2025, 2, 2), None)
+        window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 3, 1), None)
     )
-    assert [p["since"] for p in payloads] == [
-        "2025-01-30",
-        "2025-01-31",
-        "2025-02-01",
-        "2025-02-02",
+    assert [(p["since"], p["until"]) for p in payloads] == [
+        ("2025-01-01", "2025-01-31"),
+        ("2025-02-01", "2025-03-01"),
     ]
-    assert all(p["since"] == p["until"] for p in payloads)
+    daily = _payloads(
+        window_jobs("coupang", market, "A1", date(2025, 1, 30), date(2025, 2, 1), timedelta(days=1))
+    )
+    assert [p["since"] for p in daily] == ["2025-01-30", "2025-01-31", "2025-02-01"]
+    assert all(p["since"] == p["until"] for p in daily)
     with pytest.raises(UsageError, match="whole days"):
         list(window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2),
                          timedelta(hours=12)))  # fmt: skip
+
+
+def test_statuses_go_into_every_window_and_into_the_id() -> None:
+    """`statuses` narrows each job; the same window with other statuses is another job."""
+    market = _market("coupang")
+    every = list(window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2), None))
+    some = list(
+        window_jobs(
+            "coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2), None, ["INSTRUCT"]
+        )
+    )
+    assert "statuses" not in _payloads(every)[0]
+    assert _payloads(some)[0]["statuses"] == ["INSTRUCT"]
+    assert json.loads(every[0][1])["id"] != json.loads(some[0][1])["id"]
 
 
 def test_a_market_without_catalogue_has_no_backfill() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from lanes import ConfigError, Window
 from markets import load_config
-from markets.catalogue import catalogue
+from markets.registry import MARKETS
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -49,8 +49,8 @@ windows = [{limit = 100, seconds = 60}]
 
 def test_both_catalogues_parse() -> None:
     """Every built-in catalogue is a valid market table."""
-    for name in ("coupang", "naver"):
-        assert catalogue(name)["endpoints"]
+    for market in MARKETS.values():
+        assert market.catalogue()["endpoints"]
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,19 @@ def test_mistakes_are_one_line_config_errors(tmp_path: Path, text: str, message:
     with pytest.raises(ConfigError, match=message) as raised:
         load_config(_write(tmp_path, text))
     assert "\n" not in str(raised.value)
+
+
+def test_endpoint_timeouts_come_from_the_catalogue(tmp_path: Path) -> None:
+    """Order pages wait longer than the market's default timeout; others use the default."""
+    config = load_config(_write(tmp_path, '[markets.c]\ncatalogue = "coupang"\n'))
+    market = config.markets["c"]
+    assert market.endpoints["orders"].timeout == 30.0
+    assert market.endpoints["product"].timeout is None
+    assert market.timeout == 10.0
+
+
+def test_a_wrong_credentials_source_is_refused_at_load(tmp_path: Path) -> None:
+    """`options.credentials` names a known source, checked when the file loads."""
+    text = '[markets.c]\ncatalogue = "coupang"\n[markets.c.options]\ncredentials = "vault:x"\n'
+    with pytest.raises(ConfigError, match="markets.c.options.credentials"):
+        load_config(_write(tmp_path, text))

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from lanes import Lane
 from markets import JobRequest, PermanentError
 from markets.coupang_auth import CoupangAuth, authorization, sign, signed_date
-from markets.credentials import Credentials
+from markets.credentials import Credentials, SettingsSource
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     MakeMarkets,
@@ -43,7 +43,9 @@ async def test_header_is_the_exact_cea_format() -> None:
     """The header, built at a fixed clock, is byte-for-byte the documented one."""
     credentials = Credentials(
         "coupang",
-        {"access_key": SecretStr("AK"), "secret_key": SecretStr("test-secret-key")},
+        SettingsSource(
+            {"coupang": {"access_key": SecretStr("AK"), "secret_key": SecretStr("test-secret-key")}}
+        ),
     )
     auth = CoupangAuth(credentials, clock=lambda: datetime(2024, 1, 1, 9, 30, 5, tzinfo=UTC))
     signer = await auth.prepare(COUPANG_VENDOR, Lane.HIGH, None)
@@ -69,7 +71,8 @@ async def test_simulator_accepts_both_header_spacings(coupang_sim: Running, sepa
     """The simulator checks the signature like Coupang, with or without spaces after commas."""
     date_text = signed_date(datetime.now(UTC))
     today = date.today().isoformat()
-    query = f"createdAtFrom={today}&createdAtTo={today}&maxPerPage=50&status=ACCEPT"
+    day = f"{today}%2B09:00"  # v5: yyyy-mm-dd+09:00, the + percent-encoded
+    query = f"createdAtFrom={day}&createdAtTo={day}&maxPerPage=50&status=ACCEPT"
     signature = sign("test-secret-key", date_text, "GET", VECTOR_PATH, query)
     header = separator.join(
         [

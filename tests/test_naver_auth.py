@@ -16,6 +16,7 @@ from tests.fixtures_markets import (
     StartSimulator,
     market_settings,
     markets_config,
+    naver_tokens,
 )
 
 PRODUCT = {"origin_product_no": 5000000}
@@ -41,7 +42,7 @@ async def test_token_is_fetched_once_by_many_concurrent_workers(
     request = JobRequest("get_product", "naver", "seller-1", PRODUCT)
     await asyncio.gather(*(each.run(request, Lane.HIGH) for each in workers for _ in range(8)))
     assert naver_sim.state.arrived["token"] == 1
-    assert sum(each.tokens["naver"].fetched for each in workers) == 1
+    assert sum(naver_tokens(each).fetched for each in workers) == 1
     assert naver_sim.state.served["origin_product"] == 32
     assert await store.client.pttl("lanes:token:naver:aaaabbbbcccc") > 0
 
@@ -56,7 +57,7 @@ async def test_a_new_process_reuses_the_cached_token(
     later = await make_markets(config)
     await later.run(request, Lane.HIGH)
     assert naver_sim.state.arrived["token"] == 1
-    assert later.tokens["naver"].fetched == 0
+    assert naver_tokens(later).fetched == 0
 
 
 async def test_a_refused_token_is_replaced_once(

@@ -17,6 +17,7 @@ from tests.fixtures_markets import (
     MakeMarkets,
     StartSimulator,
     markets_config,
+    naver_tokens,
 )
 
 PRODUCT_PATH = "/v2/providers/seller_api/apis/api/v1/marketplace/seller-products/1000001"
@@ -36,7 +37,7 @@ async def test_naver_bucket_refuses_past_its_burst_with_the_gateway_body(
     markets = await make_markets(markets_config(naver=sim.url))
     request = JobRequest("get_product", "naver", "s", {"origin_product_no": 5_000_001})
     await markets.run(request, Lane.HIGH)  # fetches the token; the bucket is now 3
-    header = f"Bearer {await markets.tokens['naver'].token(Lane.HIGH, None)}"
+    header = f"Bearer {await naver_tokens(markets).token(Lane.HIGH, None)}"
     url = f"{sim.url}/external/v2/products/origin-products/5000001"
     async with aiohttp.ClientSession(headers={"Authorization": header}) as session:
 
