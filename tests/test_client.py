@@ -21,6 +21,7 @@ from markets import (
     TransientError,
 )
 from markets.client import retry_after_seconds
+from markets.errors import NotSent
 from tests.fixtures_markets import MakeMarkets, Running, Scripted, acme_config, markets_config
 
 
@@ -102,7 +103,7 @@ async def test_a_refused_connection_is_transient(make_markets: MakeMarkets) -> N
     from scripts.services import free_port
 
     markets = await make_markets(acme_config(f"http://127.0.0.1:{free_port()}"))
-    with pytest.raises(TransientError, match="connection failed"):
+    with pytest.raises(NotSent, match="cannot connect"):
         await _send(markets.client("acme"))
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
+from markets.errors import PartialFailure
 from markets.simulators import coupang_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
@@ -39,20 +40,24 @@ def job(kind: str, **payload: object) -> JobRequest:
 async def test_collect_orders_follows_every_page_exactly_once(
     sim: Running, markets: Markets
 ) -> None:
-    """Pages of 7 via nextToken: every ACCEPT order of the window once, none twice."""
+    """Pages of 7 via nextToken, every status by default: every order of the window once
+    (the old default of ACCEPT alone missed the INSTRUCT ones)."""
     request = job("collect_orders", since="2025-06-30", until="2025-07-12", max_per_page=7)
     result = await markets.run(request, Lane.MEDIUM)
     ids = [order["shipmentBoxId"] for order in result.data["orders"]]
-    accepted = [i for i in range(137) if i % 5]  # the simulator's ACCEPT orders
-    assert sorted(ids) == [600_000_000 + i for i in accepted]
+    assert sorted(ids) == [600_000_000 + i for i in range(137)]
     assert len(ids) == len(set(ids)) == result.data["count"]
-    assert result.data["pages"] == result.calls == -(-len(accepted) // 7)
+    accepted, instructed = 137 - 28, 28  # the simulator's ACCEPT and INSTRUCT orders
+    pages = -(-accepted // 7) + -(-instructed // 7) + 4  # 4 statuses with no order: 1 page
+    assert result.data["pages"] == result.calls == pages
     assert sim.state.served["orders"] == result.calls
 
 
 async def test_collect_orders_keeps_to_its_dates(markets: Markets) -> None:
     """Only orders created within the window's days are collected."""
-    request = job("collect_orders", since="2025-07-03", until="2025-07-03", status="INSTRUCT")
+    request = job(
+        "collect_orders", since="2025-07-03", until="2025-07-03", statuses=["INSTRUCT"]
+    )
     result = await markets.run(request, Lane.MEDIUM)
     assert result.data["count"] > 0
     assert {order["orderedAt"][:10] for order in result.data["orders"]} == {"2025-07-03"}
@@ -80,13 +85,13 @@ async def test_ship_order_uploads_the_invoice(markets: Markets) -> None:
     request = job("ship_order", invoices=[invoice])
     assert markets.is_side_effect(request)
     result = await markets.run(request, Lane.HIGH)
-    assert result.data == {"response_code": 0, "shipped": [600_000_001], "failed": []}
+    assert result.data == {"shipped": ["600000001"]}
     collected = await markets.run(job("collect_order", shipment_box_id=600_000_001), Lane.LOW)
     assert collected.data["order"]["status"] == "DEPARTURE"
     again = await markets.run(request, Lane.HIGH)
-    assert again.data["shipped"] == [600_000_001]
+    assert again.data["shipped"] == ["600000001"]
     other = job("ship_order", invoices=[{**invoice, "invoice_number": "999"}])
-    with pytest.raises(PermanentError, match="already shipped"):
+    with pytest.raises(PartialFailure, match="600000001: FAIL: already shipped"):
         await markets.run(other, Lane.HIGH)
 
 
@@ -126,7 +131,8 @@ async def test_generic_call_on_a_catalogue_endpoint(markets: Markets) -> None:
     ("payload", "message"),
     [
         ({"since": "2025-07-02", "until": "2025-07-01"}, "until is before since"),
-        ({"since": "2025-07-02"}, "until: Field required"),
+        ({"until": "2025-07-02"}, "until needs since"),
+        ({"since": "2025-07-01", "statuses": ["SHIPPED"]}, "statuses.0"),
         ({"since": "yesterday", "until": "2025-07-01"}, "since"),
         ({"since": "2025-07-01", "until": "2025-07-01", "pages": 3}, "pages: Extra inputs"),
     ],

@@ -8,6 +8,7 @@ import pytest
 
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
+from markets.errors import PartialFailure
 from markets.simulators import naver_app
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, markets_config
 
@@ -77,13 +78,13 @@ async def test_ship_order_dispatches(markets: Markets) -> None:
     }
     request = job("ship_order", dispatches=[dispatch])
     result = await markets.run(request, Lane.HIGH)
-    assert result.data == {"shipped": ["20250000000000011"], "failed": []}
+    assert result.data == {"shipped": ["20250000000000011"]}
     again = await markets.run(request, Lane.HIGH)
-    assert again.data == {"shipped": ["20250000000000011"], "failed": []}
+    assert again.data == {"shipped": ["20250000000000011"]}
     other = job("ship_order", dispatches=[{**dispatch, "tracking_number": "999"}])
-    with pytest.raises(PermanentError) as raised:
+    with pytest.raises(PartialFailure, match="20250000000000011: INVALID_STATUS") as raised:
         await markets.run(other, Lane.HIGH)
-    assert raised.value.code == "INVALID_STATUS"
+    assert raised.value.done == []
 
 
 async def test_answer_inquiry_and_qna(markets: Markets) -> None:
