@@ -186,7 +186,12 @@ async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
         """The boxes that already carry our invoice number (an earlier attempt landed)."""
         found = set()
         for invoice in invoices:
-            answer = await context.call("order", path={"shipmentBoxId": invoice.shipment_box_id})
+            try:
+                answer = await context.call(
+                    "order", path={"shipmentBoxId": invoice.shipment_box_id}
+                )
+            except PermanentError:
+                continue  # no such box: certainly not ours
             order = answer.get("data") if isinstance(answer, dict) else None
             if isinstance(order, dict) and order.get("invoiceNumber") == invoice.invoice_number:
                 found.add(str(invoice.shipment_box_id))

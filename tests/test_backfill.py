@@ -67,9 +67,7 @@ def test_statuses_go_into_every_window_and_into_the_id() -> None:
     market = _market("coupang")
     every = list(window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2), None))
     some = list(
-        window_jobs(
-            "coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2), None, ["INSTRUCT"]
-        )
+        window_jobs("coupang", market, "A1", date(2025, 1, 1), date(2025, 1, 2), None, ["INSTRUCT"])
     )
     assert "statuses" not in _payloads(every)[0]
     assert _payloads(some)[0]["statuses"] == ["INSTRUCT"]

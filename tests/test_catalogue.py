@@ -80,5 +80,5 @@ def test_endpoint_timeouts_come_from_the_catalogue(tmp_path: Path) -> None:
 def test_a_wrong_credentials_source_is_refused_at_load(tmp_path: Path) -> None:
     """`options.credentials` names a known source, checked when the file loads."""
     text = '[markets.c]\ncatalogue = "coupang"\n[markets.c.options]\ncredentials = "vault:x"\n'
-    with pytest.raises(ConfigError, match="markets.c.options.credentials"):
+    with pytest.raises(ConfigError, match=r"markets\.c\.options\.credentials"):
         load_config(_write(tmp_path, text))

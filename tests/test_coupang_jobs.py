@@ -55,9 +55,7 @@ async def test_collect_orders_follows_every_page_exactly_once(
 
 async def test_collect_orders_keeps_to_its_dates(markets: Markets) -> None:
     """Only orders created within the window's days are collected."""
-    request = job(
-        "collect_orders", since="2025-07-03", until="2025-07-03", statuses=["INSTRUCT"]
-    )
+    request = job("collect_orders", since="2025-07-03", until="2025-07-03", statuses=["INSTRUCT"])
     result = await markets.run(request, Lane.MEDIUM)
     assert result.data["count"] > 0
     assert {order["orderedAt"][:10] for order in result.data["orders"]} == {"2025-07-03"}

@@ -34,7 +34,8 @@ async def test_seller_keys_win_then_market_wide_ones() -> None:
 
 async def test_a_missing_credential_names_the_seller_and_where_to_set_it() -> None:
     """Missing: a PermanentError naming the seller, the credential and the source."""
-    with pytest.raises(PermanentError, match="'client_id' for seller 's-1'.*LANES_CREDENTIALS__NAVER__CLIENT_ID"):
+    expected = r"'client_id' for seller 's-1' \(set LANES_CREDENTIALS__NAVER__CLIENT_ID\)"
+    with pytest.raises(PermanentError, match=expected):
         await Credentials("naver", SettingsSource({})).get("client_id", "s-1")
 
 
@@ -83,9 +84,7 @@ async def test_aws_secrets_by_name_per_seller(moto_server: MotoServer, service: 
     async with aioboto3.Session().client(service, endpoint_url=moto_server.url) as client:
         for name, value in values.items():
             if service == "ssm":
-                await client.put_parameter(
-                    Name=name, Value=json.dumps(value), Type="SecureString"
-                )
+                await client.put_parameter(Name=name, Value=json.dumps(value), Type="SecureString")
             else:
                 await client.create_secret(Name=name, SecretString=json.dumps(value))
     source = credential_source(f"{service}:{prefix}@{moto_server.url}", {})

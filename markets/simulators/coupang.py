@@ -284,6 +284,7 @@ def coupang_app(
             return _error(400, "orderSheetInvoiceApplyDtos is required")
         results = []
         for dto in dtos:
+            sim.items_posted[str(dto.get("shipmentBoxId"))] += 1
             found = find_order(request, "shipmentBoxId", dto.get("shipmentBoxId"))
             if sim.faults.fails_once(str(dto.get("shipmentBoxId"))):
                 results.append(

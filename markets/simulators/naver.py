@@ -328,6 +328,7 @@ def naver_app(
             return _gateway_error(400, "BadRequest", "dispatchProductOrders: 1 to 30 items")
         shipped, failed = [], []
         for item in items:
+            sim.items_posted[str(item.get("productOrderId"))] += 1
             found = by_id.get(item.get("productOrderId"))
             if sim.faults.fails_once(str(item.get("productOrderId"))):
                 failed.append(

@@ -78,6 +78,8 @@ class SimState:
     accounts: Counter[str] = field(default_factory=Counter)
     # side effects carried out, by what they did ("reply:3000001", "invoice:600000001")
     effects: Counter[str] = field(default_factory=Counter)
+    # how often each item of a batch (an invoice's box, a dispatch's product order) was posted
+    items_posted: Counter[str] = field(default_factory=Counter)
 
     def record(self, endpoint: str, status: int) -> None:
         self.statuses[status] += 1
@@ -96,6 +98,7 @@ class SimState:
             "tokens_issued": self.tokens_issued,
             "accounts": dict(self.accounts),
             "effects": dict(self.effects),
+            "items_posted": dict(self.items_posted),
         }
 
 
