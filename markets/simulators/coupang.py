@@ -81,8 +81,10 @@ class _Coupang:
         days: int,
         seed: int,
         cycle: tuple[str, ...],
+        blocks: list[float],
     ) -> None:
         self.keys = dict(keys)
+        self.blocks = blocks
         self.rate = rate
         self.block_seconds = block_seconds
         self.vendors = {}
@@ -132,7 +134,9 @@ class _Coupang:
         if len(state.arrivals) + 1 > self.rate:
             # Each violation blocks longer than the last.
             state.violations += 1
-            state.blocked_until = now + self.block_seconds * 2 ** (state.violations - 1)
+            block = self.block_seconds * 2 ** (state.violations - 1)
+            self.blocks.append(block)
+            state.blocked_until = now + block
             return False, True
         state.arrivals.append(now)
         return True, len(state.arrivals) >= 0.9 * self.rate
@@ -154,6 +158,7 @@ def coupang_app(
     from `start` (default 30 days ago) over `days` days, their statuses going round
     `statuses` (`COUPANG_STATUSES` for orders in every status)."""
     begin = start or datetime.now(UTC) - timedelta(days=days)
+    sim = state or SimState()
     market = _Coupang(
         keys,
         rate=rate,
@@ -163,8 +168,8 @@ def coupang_app(
         days=days,
         seed=seed,
         cycle=tuple(statuses),
+        blocks=sim.blocks,
     )
-    sim = state or SimState()
 
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str

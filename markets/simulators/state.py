@@ -78,6 +78,8 @@ class SimState:
     accounts: Counter[str] = field(default_factory=Counter)
     # side effects carried out, by what they did ("reply:3000001", "invoice:600000001")
     effects: Counter[str] = field(default_factory=Counter)
+    # each block a market put on a vendor, in seconds (Coupang's grow with each violation)
+    blocks: list[float] = field(default_factory=list)
     # how often each item of a batch (an invoice's box, a dispatch's product order) was posted
     items_posted: Counter[str] = field(default_factory=Counter)
 
@@ -99,6 +101,7 @@ class SimState:
             "accounts": dict(self.accounts),
             "effects": dict(self.effects),
             "items_posted": dict(self.items_posted),
+            "blocks": list(self.blocks),
         }
 
 
