@@ -10,7 +10,6 @@ from lanes.config import (
     MarketConfig,
     Scope,
     Window,
-    load_config,
     parse_config,
     read_toml,
 )
@@ -18,8 +17,8 @@ from lanes.errors import BudgetTimeout, BudgetUnavailable, ConfigError, LanesErr
 from lanes.limiter import BudgetUsage, Limiter
 from lanes.logs import configure_logging, redact_secrets
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies, LanePolicy
-from lanes.settings import Settings, load_settings
 from lanes.resource import AsyncResource
+from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 
 __all__ = [
@@ -46,7 +45,6 @@ __all__ = [
     "Settings",
     "Window",
     "configure_logging",
-    "load_config",
     "load_settings",
     "parse_config",
     "read_toml",

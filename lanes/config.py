@@ -24,7 +24,6 @@ __all__ = [
     "Scope",
     "Window",
     "describe_validation_error",
-    "load_config",
     "parse_config",
     "read_toml",
 ]
@@ -159,6 +158,3 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
 
-
-def load_config(path: Path) -> Config:
-    return parse_config(read_toml(path), str(path))

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import bcrypt
@@ -43,10 +44,7 @@ REFRESH_BEFORE_S = 30 * 60 - 60
 LOCK_MS = 15_000
 # The token's timestamp is checked against Naver's clock: stay a little behind it.
 CLOCK_SKEW_MS = 3_000
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_COMPARE_DELETE = resources.files("markets").joinpath("compare_delete.lua").read_text("utf-8")
 
 
 def client_secret_sign(client_id: str, client_secret: str, timestamp_ms: int) -> str:
@@ -79,6 +77,7 @@ class NaverTokens:
             raise PermanentError(f"token_type {token_type!r}: SELF or SELLER", market=market)
         self._market = market
         self._redis = redis
+        self._compare_delete = redis.register_script(_COMPARE_DELETE)
         self._credentials = credentials
         self._fetch = fetch
         self._token_type = token_type
@@ -127,7 +126,7 @@ class NaverTokens:
                 try:
                     return await self._refresh(account, key, lane, deadline)
                 finally:
-                    await self._redis_call(self._redis.eval(_UNLOCK, 1, lock, owner))
+                    await self._redis_call(self._compare_delete(keys=[lock], args=[owner]))
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise RetryLater(pause, f"{self._market}: waiting for another worker's token")
             await asyncio.sleep(pause + random.uniform(0, pause))
@@ -191,7 +190,7 @@ class NaverTokens:
         held = self._held.pop(account, None)
         if held is not None:
             key, _lock = await self._keys(account)
-            await self._redis_call(self._redis.eval(_UNLOCK, 1, key, held.token))
+            await self._redis_call(self._compare_delete(keys=[key], args=[held.token]))
 
     async def _redis_call(self, pending: Awaitable[Any]) -> Any:
         try:

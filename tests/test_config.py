@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lanes import Config, ConfigError, Lane, Window, load_config
+from lanes import Config, ConfigError, Lane, Window
+from markets import load_config
 
 WriteToml = Callable[[str], Path]
 
