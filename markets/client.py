@@ -310,16 +310,12 @@ class MarketClient:
             raise TransientError(
                 f"no answer within {seconds:.1f}s", market=self.name, endpoint=call.endpoint
             ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            # No connection was made: the market never saw this request.
-            raise NotSent(
-                f"cannot connect: {_one_line(str(exc)) or type(exc).__name__}",
-                market=self.name,
-                endpoint=call.endpoint,
-            ) from exc
         except aiohttp.ClientError as exc:
-            raise TransientError(
-                f"connection failed: {_one_line(str(exc)) or type(exc).__name__}",
+            # No connection made: the market never saw it (NotSent); else it may have.
+            refused = isinstance(exc, aiohttp.ClientConnectorError)
+            raise (NotSent if refused else TransientError)(
+                f"{'cannot connect' if refused else 'connection failed'}: "
+                f"{_one_line(str(exc)) or type(exc).__name__}",
                 market=self.name,
                 endpoint=call.endpoint,
             ) from exc

@@ -81,31 +81,24 @@ def window_jobs(
     shape = _built_in(market_name, market).orders
     step = min(step or shape.max_span, shape.max_span)
     extra: dict[str, object] = {"statuses": list(statuses)} if statuses else {}
-    tag = ",".join(statuses)
+    spans: Iterator[tuple[date, date]] | Iterator[tuple[datetime, datetime]]
     if shape.whole_days:
         if step % timedelta(days=1):
             raise UsageError(f"market {market_name!r} takes whole days: use a --step like 1d")
         first, last = _day(since), _day(until)
         if last < first:
             raise UsageError(f"--until {last} is before --since {first}")
-        for low, high in day_windows(first, last, step):
-            payload = {"since": low.isoformat(), "until": high.isoformat(), **extra}
-            key = f"{low}/{high}/{tag}"
-            yield (
-                f"window {low}..{high}",
-                _body("collect_orders", market_name, seller, payload, key),
-            )
-        return
-    start, end = _moment(since, end=False), _moment(until, end=True)
-    if end <= start:
-        raise UsageError(f"--until {end.isoformat()} is not after --since {start.isoformat()}")
-    for low_moment, high_moment in windows(start, end, step):
-        payload = {"since": low_moment.isoformat(), "until": high_moment.isoformat(), **extra}
-        key = f"{payload['since']}/{payload['until']}/{tag}"
-        yield (
-            f"window {payload['since']}..{payload['until']}",
-            _body("collect_orders", market_name, seller, payload, key),
-        )
+        spans = day_windows(first, last, step)
+    else:
+        start, end = _moment(since, end=False), _moment(until, end=True)
+        if end <= start:
+            raise UsageError(f"--until {end.isoformat()} is not after --since {start.isoformat()}")
+        spans = windows(start, end, step)
+    for low, high in spans:
+        payload = {"since": low.isoformat(), "until": high.isoformat(), **extra}
+        key = f"{payload['since']}/{payload['until']}/{','.join(statuses)}"
+        where = f"window {payload['since']}..{payload['until']}"
+        yield where, _body("collect_orders", market_name, seller, payload, key)
 
 
 def id_jobs(

@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -200,31 +200,49 @@ def coupang_app(
             raise ValueError(f"{name} must be yyyy-mm-dd+09:00")
         return date.fromisoformat(found.group(1))
 
-    async def list_orders(request: web.Request) -> web.Response:
+    def plain_day(query: Mapping[str, str], name: str) -> date:
+        return date.fromisoformat(query[name])
+
+    def token_page(
+        request: web.Request,
+        rows: list[dict[str, Any]],
+        day: Callable[[Mapping[str, str], str], date],
+        fields: tuple[str, str, str],
+        choice: str,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str] | web.Response:
+        """A created-at window's rows whose `fields` = (choice field, day field, token field)
+        match the query: (page, rest, next token), or the market's 400."""
+        chosen, day_field, key = fields
         query = request.query
         try:
-            since = v5_day(query, "createdAtFrom")
-            until = v5_day(query, "createdAtTo")
-            status = query["status"]
+            since, until = day(query, "createdAtFrom"), day(query, "createdAtTo")
+            wanted = query[choice]
             per_page = int(query.get("maxPerPage", "50"))
             after = int(query.get("nextToken") or 0)
         except (KeyError, ValueError) as exc:
             return _error(400, f"invalid or missing parameter: {exc}")
-        if status not in COUPANG_STATUSES:
-            return _error(400, f"status {status} is not an order status")
         if not 1 <= per_page <= 50:
             return _error(400, "maxPerPage must be 1..50")
         if until < since or (until - since).days + 1 > _MAX_DAYS:
             return _error(400, f"the search period may be at most {_MAX_DAYS} days")
         matching = [
-            order
-            for order in vendor_of(request).orders
-            if order["status"] == status
-            and since <= date.fromisoformat(order["orderedAt"][:10]) <= until
-            and order["shipmentBoxId"] >= after
+            row
+            for row in rows
+            if row[chosen] == wanted
+            and since <= date.fromisoformat(row[day_field][:10]) <= until
+            and row[key] >= after
         ]
         page, rest = matching[:per_page], matching[per_page:]
-        token = str(rest[0]["shipmentBoxId"]) if rest else ""
+        return page, rest, str(rest[0][key]) if rest else ""
+
+    async def list_orders(request: web.Request) -> web.Response:
+        if request.query.get("status") not in COUPANG_STATUSES:
+            return _error(400, f"status {request.query.get('status')} is not an order status")
+        fields = ("status", "orderedAt", "shipmentBoxId")
+        found = token_page(request, vendor_of(request).orders, v5_day, fields, "status")
+        if isinstance(found, web.Response):
+            return found
+        page, rest, token = found
         # An order not yet served moves on (the seller's staff works while we page).
         for order in rest[: sim.faults.change_while_paging]:
             sim.faults.change_while_paging -= 1
@@ -234,26 +252,12 @@ def coupang_app(
         return _ok(page, nextToken=token)
 
     async def claims(request: web.Request) -> web.Response:
-        query = request.query
-        try:
-            since = date.fromisoformat(query["createdAtFrom"])
-            until = date.fromisoformat(query["createdAtTo"])
-            cancel_type = query["cancelType"]
-            per_page = int(query.get("maxPerPage", "50"))
-            after = int(query.get("nextToken") or 0)
-        except (KeyError, ValueError) as exc:
-            return _error(400, f"invalid or missing parameter: {exc}")
-        if until < since or (until - since).days + 1 > _MAX_DAYS:
-            return _error(400, f"the search period may be at most {_MAX_DAYS} days")
-        matching = [
-            claim
-            for claim in vendor_of(request).claims
-            if claim["cancelType"] == cancel_type
-            and since <= date.fromisoformat(claim["createdAt"][:10]) <= until
-            and claim["receiptId"] >= after
-        ]
-        page, rest = matching[:per_page], matching[per_page:]
-        return _ok(page, nextToken=str(rest[0]["receiptId"]) if rest else "")
+        fields = ("cancelType", "createdAt", "receiptId")
+        found = token_page(request, vendor_of(request).claims, plain_day, fields, "cancelType")
+        if isinstance(found, web.Response):
+            return found
+        page, _rest, token = found
+        return _ok(page, nextToken=token)
 
     def find_order(request: web.Request, key: str, value: int) -> list[dict[str, Any]]:
         return [order for order in vendor_of(request).orders if order[key] == value]
