@@ -125,7 +125,8 @@ def test_dry_run_prints_and_sends_nothing(
     assert run_cli("provision", "--market", "coupang").code == 0
     result = run_cli(
         "enqueue", "--market", "coupang", "--lane", "low", "--kind", "collect_orders",
-        "--seller", "A1", "--since", "2025-01-01", "--until", "2025-06-30", "--dry-run",
+        "--seller", "A1", "--since", "2025-01-01", "--until", "2025-06-30", "--step", "1d",
+        "--dry-run",
     )  # fmt: skip
     assert result.code == 0, result.err
     jobs = [json.loads(line) for line in result.out.splitlines()]
