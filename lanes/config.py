@@ -157,4 +157,3 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
-
