@@ -115,3 +115,21 @@ async def test_an_ageing_token_is_refreshed_once_and_takes_budget(
     budget = markets.client("naver").budget("token", None)
     usage = await markets._limiter.usage(budget)
     assert usage.in_window[Lane.HIGH] >= 1
+
+
+async def test_seller_tokens_are_cached_per_account_for_every_process(
+    naver_sim: Running, make_markets: MakeMarkets
+) -> None:
+    """type=SELLER: one token per account in Redis; a second process reuses each one."""
+    config = markets_config(
+        naver=naver_sim.url, extra={"naver": {"options": {"token_type": "SELLER"}}}
+    )
+    first = await make_markets(config)
+    for seller in ("s-1", "s-2"):
+        await first.run(JobRequest("get_product", "naver", seller, PRODUCT), Lane.HIGH)
+    later = await make_markets(config)
+    for seller in ("s-1", "s-2"):
+        await later.run(JobRequest("get_product", "naver", seller, PRODUCT), Lane.HIGH)
+    assert naver_sim.state.tokens_issued == 2
+    assert naver_tokens(later).fetched == 0
+    assert set(naver_sim.state.accounts) == {"s-1", "s-2"}
