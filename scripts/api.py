@@ -214,20 +214,15 @@ async def _collect(
         await runtime.records.write(failed)
         return JSONResponse(failed.model_dump(exclude_none=True), status_code=502)
     else:
-        done = Collected(
-            **record.model_dump(exclude={"state"}),
-            state=JobState.DONE,
-            result=result.data,
-            calls=result.calls,
-        )
-        await runtime.records.write(JobRecord.model_validate(done.model_dump()))
+        done = record.model_copy(update={"state": JobState.DONE, "result": result.data})
+        await runtime.records.write(done)
+        collected = Collected(**done.model_dump(), calls=result.calls)
         log.info("api.collected", market=market, kind=kind, lane=lane.value,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
-        return JSONResponse(done.model_dump(exclude_none=True))
+        return JSONResponse(collected.model_dump(exclude_none=True))
     accepted = await send_jobs(runtime.sender, lane, [envelope])
     queued = CollectQueued(
-        **record.model_dump(exclude={"state"}),
-        state=JobState.QUEUED,
+        **record.model_copy(update={"state": JobState.QUEUED}).model_dump(),
         message_id=accepted.jobs[0].message_id,
         retry_after=retry_after,
     )

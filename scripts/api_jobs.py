@@ -87,8 +87,11 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def _field(reason: str) -> str | None:
-    """The job field a validation reason names (the reasons are one line, see above)."""
+def _field(reason: str, market: str | None) -> str | None:
+    """The job field a validation reason names (the reasons are one line, see above; a
+    market's own check starts with `market[:endpoint]: `)."""
+    if market is not None:
+        reason = re.sub(rf"^{re.escape(market)}(:[^ :]+)?: ", "", reason)
     found = _WHERE.match(reason)
     if found is not None:
         where = found["where"]
@@ -132,7 +135,9 @@ def check_jobs(jobs: Sequence[Any], validators: Mapping[str, JobValidator]) -> l
             envelopes.append(_check_one(job, validators))
         except BadJob as exc:
             reason = str(exc)
-            problems.append(JobProblem(index=index, field=_field(reason), reason=reason))
+            market = job.get("market") if isinstance(job, dict) else None
+            field = _field(reason, market if isinstance(market, str) else None)
+            problems.append(JobProblem(index=index, field=field, reason=reason))
     if problems:
         raise Refused(problems)
     return envelopes
