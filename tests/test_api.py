@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +109,9 @@ def make_client(exit_stack: AsyncExitStack) -> MakeClient:
         await exit_stack.enter_async_context(app.router.lifespan_context(app))
         headers = {"X-API-Key": key} if key else {}
         transport = httpx.ASGITransport(app=app)
-        client = httpx.AsyncClient(transport=transport, base_url="http://lanes.test", headers=headers)
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://lanes.test", headers=headers
+        )
         return await exit_stack.enter_async_context(client)
 
     return make
@@ -486,8 +488,10 @@ def test_the_same_app_answers_as_a_lambda_behind_api_gateway(
     answer = api.handler(event, None)
     assert answer["statusCode"] == 200, answer
     assert {q["market"] for q in json.loads(answer["body"])["queues"]} == {"coupang"}
-    context = {**event["requestContext"], "http": {**event["requestContext"]["http"],
-                                                   "path": "/healthz"}}
+    context = {
+        **event["requestContext"],
+        "http": {**event["requestContext"]["http"], "path": "/healthz"},
+    }
     health = api.handler({**event, "rawPath": "/healthz", "rawQueryString": "",
                           "headers": {"host": "lanes.example"}, "requestContext": context},
                          None)  # fmt: skip
