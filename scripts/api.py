@@ -210,19 +210,22 @@ async def _collect(
     except (TimeoutError, TransientError):
         pass  # past the bound, or out of attempts: the worker takes it from here
     except PermanentError as exc:
-        failed = record.model_copy(update={"state": JobState.FAILED, "reason": str(exc)})
-        await runtime.records.write(failed)
+        (failed,) = await runtime.records.write(
+            record.model_copy(update={"state": JobState.FAILED, "reason": str(exc)})
+        )
         return JSONResponse(failed.model_dump(exclude_none=True), status_code=502)
     else:
-        done = record.model_copy(update={"state": JobState.DONE, "result": result.data})
-        await runtime.records.write(done)
+        (done,) = await runtime.records.write(
+            record.model_copy(update={"state": JobState.DONE, "result": result.data})
+        )
         collected = Collected(**done.model_dump(), calls=result.calls)
         log.info("api.collected", market=market, kind=kind, lane=lane.value,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
         return JSONResponse(collected.model_dump(exclude_none=True))
     accepted = await send_jobs(runtime.sender, lane, [envelope])
     queued = CollectQueued(
-        **record.model_copy(update={"state": JobState.QUEUED}).model_dump(),
+        **record.model_dump(exclude={"state", "updated_at"}),
+        state=JobState.QUEUED,
         message_id=accepted.jobs[0].message_id,
         retry_after=retry_after,
     )

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable
@@ -23,6 +23,10 @@ from worker.sinks import ResultSink
 __all__ = ["DEFAULT_RECORD_TTL", "JobRecord", "JobRecords", "JobState", "TrackingSink"]
 
 DEFAULT_RECORD_TTL = 24 * 3600
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class JobState(StrEnum):
@@ -44,7 +48,7 @@ class JobRecord(BaseModel):
     seller: str
     result: Any = None
     reason: str | None = None
-    updated_at: str = ""
+    updated_at: str = Field(default_factory=_now)
 
 
 class JobRecords:
@@ -58,18 +62,19 @@ class JobRecords:
     def key(job_id: str) -> str:
         return f"lanes:job:{job_id}"
 
-    async def write(self, *records: JobRecord) -> None:
-        """Store each record (stamped now), in one round trip."""
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    async def write(self, *records: JobRecord) -> list[JobRecord]:
+        """Store each record stamped now, in one round trip; returns the stamped records."""
+        stamp = _now()
+        stamped = [record.model_copy(update={"updated_at": stamp}) for record in records]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for record in records:
-                    value = record.model_copy(update={"updated_at": stamp})
-                    pipe.set(self.key(record.id), value.model_dump_json(exclude_none=True))
-                    pipe.expire(self.key(record.id), self._ttl)
+                for record in stamped:
+                    value = record.model_dump_json(exclude_none=True)
+                    pipe.set(self.key(record.id), value, ex=self._ttl)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
+        return stamped
 
     async def get(self, job_id: str) -> JobRecord | None:
         try:
