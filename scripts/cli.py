@@ -239,6 +239,8 @@ async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> 
             app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
         )
     )
+    where = f"http://{args.host}:{args.port}"
+    print(f"lanes api: serving {where} (OpenAPI page at {where}/docs)", file=sys.stderr)
     await server.serve()
     return 0
 
