@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
@@ -181,10 +182,10 @@ async def submit_jobs(
 
 
 async def _collect(
-    runtime: ApiRuntime, kind: str, market: str, seller: str, payload: dict[str, Any],
-    lane: Lane, wait: float,
-) -> JSONResponse:  # fmt: skip
+    runtime: ApiRuntime, kind: str, target: Collect, payload: dict[str, Any]
+) -> JSONResponse:
     """Run the job now through the budget in `lane`; past `wait`, enqueue it (202)."""
+    market, seller, lane, wait = target.market, target.seller, target.lane, target.wait
     if market not in runtime.validators:
         raise HTTPException(404, f"unknown market {market!r}")
     job_id = new_job_id()
@@ -241,34 +242,36 @@ IdField = Annotated[
 ]
 
 
+@dataclass
+class Collect:
+    """What a per-order or per-product collection names besides the id (path and query)."""
+
+    market: Annotated[str, Path()]
+    seller: Annotated[str, Path()]
+    lane: LaneQuery = Lane.HIGH
+    wait: Wait = DEFAULT_WAIT
+    field: IdField = None
+
+
+CollectParams = Annotated[Collect, Depends()]
+
+
 async def collect_order(
-    runtime: Runtime,
-    market: Annotated[str, Path()],
-    seller: Annotated[str, Path()],
-    order_id: Annotated[str, Path()],
-    lane: LaneQuery = Lane.HIGH,
-    wait: Wait = DEFAULT_WAIT,
-    field: IdField = None,
+    runtime: Runtime, target: CollectParams, order_id: Annotated[str, Path()]
 ) -> JSONResponse:
     """`collect_order` now through the shared budget; 202 with the job id past `wait`."""
-    payload = {field or "order_id": order_id}
-    return await _collect(runtime, "collect_order", market, seller, payload, lane, wait)
+    payload = {target.field or "order_id": order_id}
+    return await _collect(runtime, "collect_order", target, payload)
 
 
 async def collect_product(
-    runtime: Runtime,
-    market: Annotated[str, Path()],
-    seller: Annotated[str, Path()],
-    product_id: Annotated[str, Path()],
-    lane: LaneQuery = Lane.HIGH,
-    wait: Wait = DEFAULT_WAIT,
-    field: IdField = None,
+    runtime: Runtime, target: CollectParams, product_id: Annotated[str, Path()]
 ) -> JSONResponse:
     """`get_product` now through the shared budget; 202 with the job id past `wait`."""
-    known = runtime.config.markets.get(market)
+    known = runtime.config.markets.get(target.market)
     catalogue = (known.catalogue if known else None) or ""
-    payload = {field or PRODUCT_ID_FIELDS.get(catalogue, "product_id"): product_id}
-    return await _collect(runtime, "get_product", market, seller, payload, lane, wait)
+    payload = {target.field or PRODUCT_ID_FIELDS.get(catalogue, "product_id"): product_id}
+    return await _collect(runtime, "get_product", target, payload)
 
 
 async def job_status(runtime: Runtime, job_id: Annotated[str, Path()]) -> JobRecord:
