@@ -416,6 +416,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _lambda is None:
         settings = load_settings()
         configure_logging(settings.log_level)
-        _lambda = Mangum(create_app(settings, markets.load_config(settings.config)))
+        config = markets.load_config(settings.config)
+        app = create_app(settings, config)
+        # Opened once per container, not per invocation (Mangum would run the lifespan
+        # on every call): connections open on first use and live as long as the container.
+        app.state.runtime = ApiRuntime(settings, config)
+        _lambda = Mangum(app, lifespan="off")
     answer: dict[str, Any] = _lambda(event, context)
     return answer
