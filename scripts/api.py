@@ -161,7 +161,7 @@ async def submit_jobs(
     batch = jobs if isinstance(jobs, list) else [jobs]
     try:
         envelopes = check_jobs(batch, runtime.validators)
-        key = idempotency_key(idempotency, [envelope for envelope in envelopes])
+        key = idempotency_key(idempotency, batch)
     except Refused as exc:
         refused = JobsRefused(detail=str(exc), errors=exc.problems)
         return JSONResponse(refused.model_dump(), status_code=422)

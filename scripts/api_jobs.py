@@ -143,15 +143,15 @@ def check_jobs(jobs: Sequence[Any], validators: Mapping[str, JobValidator]) -> l
     return envelopes
 
 
-def idempotency_key(header: str | None, envelopes: Sequence[Envelope]) -> str | None:
+def idempotency_key(header: str | None, jobs: Sequence[Any]) -> str | None:
     """The request's key: the `Idempotency-Key` header, else the jobs' own ids when every job
-    brought one; None when neither (each request is then new)."""
+    (as sent, checked) brought one; None when neither (each request is then new)."""
     if header is not None:
         if not _KEY.match(header):
             raise BadRequest("Idempotency-Key must be 1-200 printable ASCII characters")
         return f"key:{header}"
-    if all(envelope.id is not None for envelope in envelopes):
-        ids = "\x1f".join(f"{envelope.market}:{envelope.id}" for envelope in envelopes)
+    if all(job.get("id") is not None for job in jobs):
+        ids = "\x1f".join(f"{job['market']}:{job['id']}" for job in jobs)
         return "ids:" + hashlib.sha256(ids.encode()).hexdigest()
     return None
 

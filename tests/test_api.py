@@ -235,6 +235,17 @@ async def test_the_jobs_own_id_makes_a_repeat_harmless(
     assert await api_env.depth("coupang", Lane.HIGH) == 1
 
 
+async def test_without_key_or_ids_each_request_is_new(
+    api_env: ApiEnv, client: httpx.AsyncClient, store: RedisStore
+) -> None:
+    """No header and a job without `id`: sent each time, and nothing kept for it."""
+    for _ in range(2):
+        answer = await client.post("/v1/jobs", params={"lane": "high"}, json=coupang_job(8))
+        assert answer.status_code == 202
+    assert await api_env.depth("coupang", Lane.HIGH) == 2
+    assert [key async for key in store.client.scan_iter(match="lanes:idem:*")] == []
+
+
 # --- per-order collection ---------------------------------------------------------------
 
 
