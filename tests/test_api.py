@@ -329,6 +329,30 @@ async def test_collect_with_a_bad_id_is_422_and_an_unknown_market_404(
     assert unknown.status_code == 404
 
 
+async def test_a_market_refusal_is_502_and_the_job_failed(client: httpx.AsyncClient) -> None:
+    """An order the market does not know: a permanent error, recorded as failed with the
+    market's reason (nothing queued: a retry would fail the same way)."""
+    answer = await client.post(
+        f"/v1/markets/coupang/sellers/{COUPANG_VENDOR}/orders/999/collect",
+        params={"field": "shipment_box_id"},
+    )
+    assert answer.status_code == 502, answer.text
+    assert answer.json()["state"] == "failed"
+    assert "not found" in answer.json()["reason"]
+    record = await client.get(f"/v1/jobs/{answer.json()['id']}")
+    assert record.json()["state"] == "failed"
+
+
+async def test_missing_queues_are_503_naming_the_fix(
+    api_env: ApiEnv, make_client: MakeClient
+) -> None:
+    unprovisioned = api_env.settings.model_copy(update={"queue_prefix": "nowhere"})
+    client = await make_client(ApiEnv(unprovisioned, api_env.config, api_env.sqs))
+    answer = await client.post("/v1/jobs", params={"lane": "low"}, json=coupang_job(1))
+    assert answer.status_code == 503
+    assert "lanes provision" in answer.json()["detail"]
+
+
 async def test_a_slow_market_past_wait_is_queued_and_holds_no_budget(
     api_env: ApiEnv, client: httpx.AsyncClient, coupang_sim: Running, store: RedisStore
 ) -> None:
