@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from scripts.job_records import JobRecord
@@ -64,7 +62,3 @@ class CollectQueued(JobRecord):
 
     message_id: str
     retry_after: float | None = None
-
-
-def problem(detail: str) -> dict[str, Any]:
-    return Problem(detail=detail).model_dump()
