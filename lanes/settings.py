@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lanes.config import describe_validation_error
 from lanes.errors import ConfigError
@@ -37,6 +39,18 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(default=20.0, ge=0)
     results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
     idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    # The HTTP API (`lanes api`): `LANES_API_KEYS` is comma-separated or a JSON list.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)  # a JSONDecodeError is a ValueError: one-line error
+            return [key.strip() for key in text.split(",") if key.strip()]
+        return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import uvicorn
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
 import markets
@@ -28,6 +29,7 @@ from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
+from scripts.api import create_app
 from scripts.backfill import id_jobs, window_jobs
 from scripts.demo import run_demo
 from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
@@ -227,6 +229,43 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
             await asyncio.sleep(args.watch)
 
 
+async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    if args.insecure_local and args.host not in _LOOPBACK:
+        raise UsageError(f"--insecure-local serves only this machine, not --host {args.host}")
+    app = create_app(settings, config, insecure_local=args.insecure_local)
+    configure_logging(settings.log_level)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
+        )
+    )
+    where = f"http://{args.host}:{args.port}"
+    print(f"lanes api: serving {where} (OpenAPI page at {where}/docs)", file=sys.stderr)
+    await server.serve()
+    return 0
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    parser = _command(
+        commands,
+        "api",
+        _api,
+        "Serve the HTTP API (jobs, per-order collection, job status, health).",
+        "  LANES_API_KEYS=change-me lanes api --host 127.0.0.1 --port 8080\n"
+        "  lanes api --insecure-local    # no keys: this machine only\n"
+        "\nThe OpenAPI page is at /docs. Keys: LANES_API_KEYS (comma-separated or a JSON\n"
+        "list), sent as X-API-Key or Authorization: Bearer.\n",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    parser.add_argument("--port", type=_positive_int, default=8080, help="default 8080")
+    parser.add_argument(
+        "--insecure-local", action="store_true", help="serve without API keys (loopback only)"
+    )
+
+
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     configure_logging(settings.log_level)
     return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
@@ -365,6 +404,7 @@ def build_parser() -> _Parser:
     status_parser.add_argument("--json", action="store_true", help="one JSON object per refresh")
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
+    _add_api_command(commands)
     _command(
         commands,
         "demo",

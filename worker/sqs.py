@@ -299,21 +299,24 @@ class SqsClient:
             answer = await client.receive_message(**request)
         return [SqsMessage.from_response(raw) for raw in answer.get("Messages", [])]
 
-    async def send_batch(self, url: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Send all `messages`; returns only when every one was accepted.
+    async def send_batch(self, url: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Send all `messages`; returns their message ids (in order) once every one was accepted.
 
         Entries the service failed on its side are sent again; a sender-fault
         entry (our mistake, e.g. too large) raises `SqsError` naming it.
         """
         queue = _queue_of(url)
+        ids: list[str] = []
         for chunk in _send_chunks(messages):
             pending = {f"m{index}": message for index, message in enumerate(chunk)}
+            sent: dict[str, str] = {}
             for round_ in range(_RESEND_ROUNDS):
                 async with self._calling("SendMessageBatch", queue) as client:
                     answer = await client.send_message_batch(
                         QueueUrl=url,
                         Entries=[message.entry(key) for key, message in pending.items()],
                     )
+                sent.update((ok["Id"], ok["MessageId"]) for ok in answer.get("Successful", []))
                 failed = answer.get("Failed", [])
                 for entry in failed:
                     if entry.get("SenderFault"):
@@ -330,6 +333,8 @@ class SqsClient:
                     f"SQS kept failing {len(pending)} message(s) for {queue!r} "
                     f"after {_RESEND_ROUNDS} rounds"
                 )
+            ids.extend(sent[f"m{index}"] for index in range(len(chunk)))
+        return ids
 
     async def delete_batch(self, url: str, receipts: Sequence[str]) -> list[str]:
         """Delete by receipt handle; returns the handles that failed (gone counts as failed)."""
