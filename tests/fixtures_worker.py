@@ -28,10 +28,8 @@ from lanes.config import Config, parse_config
 from lanes.policy import Lane
 from lanes.settings import Settings
 from scripts.services import MotoServer, RedisServer, free_port
-from worker.delivery import Delivery
-from worker.dispatcher import Dispatcher
-from worker.queues import QueueName
-from worker.runner import build_dispatcher
+from worker.daemon import Dispatcher, build_dispatcher
+from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 

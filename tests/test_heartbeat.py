@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from lanes.policy import Lane
-from worker.delivery import Delivery
 from worker.heartbeat import Heartbeat
-from worker.queues import QueueName
-from worker.settle import Settler
+from worker.outcomes import Settler
+from worker.queues import Delivery, QueueName
 from worker.sqs import OutgoingMessage, SqsClient
 
 

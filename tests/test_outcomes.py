@@ -10,7 +10,7 @@ from markets import AttemptsExhausted, PermanentError, RateLimited, RetryLater, 
 from worker.envelope import PoisonMessage
 from worker.idempotency import ClaimBusy
 from worker.outcomes import MAX_VISIBILITY, Action, Outcome, backoff_seconds, outcome_of_error
-from worker.sinks import SinkError
+from worker.sinks import SinkError, SinkRefused
 
 
 def _sort(exc: Exception, lane: Lane = Lane.HIGH, received: int = 1) -> Outcome:
@@ -67,7 +67,7 @@ def test_redis_down_and_rate_limits_release() -> None:
 
 def test_sink_refusal_dead_letters_and_sink_failure_releases() -> None:
     """A results backend that refuses (4xx) dead-letters; one that is down releases."""
-    assert _sort(SinkError("400", permanent=True)).action is Action.DEAD_LETTER
+    assert _sort(SinkRefused("400")).action is Action.DEAD_LETTER
     assert _sort(SinkError("503")).action is Action.RELEASE
 
 

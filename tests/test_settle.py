@@ -6,10 +6,15 @@ import asyncio
 
 from lanes.policy import Lane
 from tests.fixtures_worker import Lanes, deliver, job
-from worker.delivery import Delivery
-from worker.outcomes import Outcome
-from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON, QueueName
-from worker.settle import Settler, dead_letter_message
+from worker.outcomes import Outcome, Settler, dead_letter_message
+from worker.queues import (
+    ATTR_ATTEMPTS,
+    ATTR_ERROR,
+    ATTR_FAILED_AT,
+    ATTR_REASON,
+    Delivery,
+    QueueName,
+)
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
 

@@ -1,15 +1,23 @@
-"""The message envelope: one JSON object per SQS message body (docs/DESIGN.md, Messages)."""
+"""The message envelope (docs/DESIGN.md, Messages) and the job prepared from it.
+
+A body is parsed and validated once, without I/O, into a `PreparedJob`; the
+processor then only runs it. Anything wrong is a `PoisonMessage` with a
+one-line reason (dead-lettered at once, docs/DESIGN.md rule 7).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lanes.config import describe_validation_error
+from markets import JobRequest, Markets
+from worker.queues import QueueName
 
-__all__ = ["Envelope", "PoisonMessage", "parse_envelope"]
+__all__ = ["Envelope", "PoisonMessage", "PreparedJob", "parse_envelope", "prepare"]
 
 
 class PoisonMessage(ValueError):
@@ -48,3 +56,31 @@ def parse_envelope(body: str) -> Envelope:
         return Envelope.model_validate(raw)
     except ValidationError as exc:
         raise PoisonMessage(describe_validation_error(exc, "message")) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A message's job, validated: what the market runs, and whether it changes anything."""
+
+    envelope: Envelope
+    request: JobRequest
+    side_effect: bool
+
+
+def prepare(body: str, queue: QueueName, markets: Markets) -> PreparedJob:
+    """Parse and validate `body` from `queue` (no I/O); `PoisonMessage` or the market's
+    `PermanentError` when it can never run."""
+    envelope = parse_envelope(body)
+    if envelope.market != queue.market:
+        raise PoisonMessage(
+            f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
+        )
+    request = JobRequest(
+        kind=envelope.kind,
+        market=envelope.market,
+        seller=envelope.seller,
+        payload=dict(envelope.payload),
+        id=envelope.id,
+    )
+    markets.check(request)
+    return PreparedJob(envelope, request, markets.is_side_effect(request))

@@ -26,9 +26,7 @@ import structlog
 from lanes.logs import configure_logging
 from lanes.settings import Settings, load_settings
 from markets import load_config
-from worker.delivery import Delivery
-from worker.outcomes import Action
-from worker.queues import lane_of_queue
+from worker.queues import Delivery, lane_of_queue
 from worker.runtime import Runtime
 from worker.sqs import SqsError, SqsMessage
 
@@ -68,17 +66,6 @@ async def _delivery(runtime: Runtime, record: Mapping[str, Any]) -> Delivery:
     return Delivery(message=_message(record), queue=queue, url=url)
 
 
-async def _settle(runtime: Runtime, delivery: Delivery, deadline: float) -> bool:
-    """Run the record's job and carry out its outcome; True when it counts as a success."""
-    outcome = await runtime.processor.process(delivery, deadline=deadline)
-    if outcome.action is Action.DELETE:
-        return True
-    if outcome.action is Action.DEAD_LETTER:
-        return await runtime.settler.dead_letter(delivery, outcome)
-    await runtime.settler.release(delivery, outcome.visibility)
-    return False
-
-
 async def handle_batch(
     runtime: Runtime, event: Mapping[str, Any], remaining_ms: Callable[[], int]
 ) -> dict[str, list[dict[str, str]]]:
@@ -101,7 +88,8 @@ async def handle_batch(
                 _log.error("lambda.bad_record", error=str(exc), message_id=record.get("messageId"))
                 return False
             try:
-                return await _settle(runtime, delivery, job_deadline)
+                outcome = await runtime.processor.process(delivery, deadline=job_deadline)
+                return await runtime.settler.settle(delivery, outcome)
             except asyncio.CancelledError:
                 # Out of time: back at once, not after the queue's (long) visibility timeout.
                 await runtime.settler.release(delivery, 0)
@@ -138,7 +126,7 @@ class LambdaWorker:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
         self.loop = asyncio.new_event_loop()
-        self.runtime = Runtime(settings, load_config(settings.config))
+        self.runtime = Runtime(settings, load_config(settings.config), lambda_mode=True)
         self.loop.run_until_complete(self.runtime.open())
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:

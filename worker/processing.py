@@ -1,7 +1,8 @@
-"""One message's way from body to outcome: envelope, checks, idempotency, job, result.
+"""One message's way from body to outcome: prepared job, attempts, idempotency, market, result.
 
 The daemon and the Lambda handler both call `JobProcessor.process`; it never
-touches the message on SQS, it only says what should happen to it.
+touches the message on SQS, it only says what should happen to it
+(`worker.outcomes` carries that out).
 """
 
 from __future__ import annotations
@@ -13,35 +14,25 @@ from typing import Any
 
 import structlog
 
-from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.errors import BudgetUnavailable
 from lanes.policy import LanePolicies
-from markets import JobRequest, JobResult, MarketError, Markets, RetryLater
-from worker.delivery import Delivery
-from worker.envelope import Envelope, PoisonMessage, parse_envelope
-from worker.idempotency import Claim, ClaimBusy, IdempotencyGuard
-from worker.ledger import ReleaseLedger
-from worker.outcomes import FREE_RELEASES, Action, Outcome, outcome_of_error
-from worker.sinks import ResultSink, SinkError
+from markets import JobResult, Markets
+from worker.envelope import PreparedJob, prepare
+from worker.idempotency import Claim, IdempotencyGuard
+from worker.outcomes import FREE_RELEASES, Action, Outcome, outcome_of_error, rule_of
+from worker.queues import Delivery
+from worker.sinks import ResultSink
+from worker.tracking import ReleaseLedger
 
 __all__ = ["JobProcessor", "result_record"]
 
 _log = structlog.get_logger("worker.processing")
-# Errors a job ends with on purpose; anything else is a bug, logged with its traceback.
-_EXPECTED = (
-    PoisonMessage,
-    MarketError,
-    RetryLater,
-    BudgetTimeout,
-    BudgetUnavailable,
-    ClaimBusy,
-    SinkError,
-)
 
 
-def result_record(delivery: Delivery, envelope: Envelope, result: JobResult) -> dict[str, Any]:
+def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> dict[str, Any]:
     """What the results sink receives for one successful job."""
     return {
-        "id": envelope.id,
+        "id": job.envelope.id,
         "message_id": delivery.message.message_id,
         "market": result.market,
         "lane": delivery.queue.lane.value,
@@ -97,12 +88,9 @@ class JobProcessor:
                 # Shutdown past its grace period or Lambda out of time: the caller releases it.
                 _log.warning("job.cancelled", seconds=round(time.monotonic() - started, 3))
                 raise
-            except _EXPECTED as exc:
-                outcome = outcome_of_error(
-                    exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
-                )
-            except Exception as exc:  # noqa: BLE001 - a bug must not lose the message: sorted, logged
-                _log.exception("job.crashed")
+            except Exception as exc:  # noqa: BLE001 - every ending is sorted by the table; a bug is logged
+                if rule_of(exc).label == "crashed":
+                    _log.exception("job.crashed")
                 outcome = outcome_of_error(
                     exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
                 )
@@ -120,28 +108,15 @@ class JobProcessor:
             return outcome
 
     async def _run(self, delivery: Delivery, deadline: float | None) -> Outcome:
-        envelope = parse_envelope(delivery.message.body)
-        queue = delivery.queue
-        structlog.contextvars.bind_contextvars(kind=envelope.kind, seller=envelope.seller)
-        if envelope.market != queue.market:
-            raise PoisonMessage(
-                f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
-            )
-        request = JobRequest(
-            kind=envelope.kind,
-            market=envelope.market,
-            seller=envelope.seller,
-            payload=dict(envelope.payload),
-            id=envelope.id,
-        )
-        self._markets.check(request)
+        job = prepare(delivery.message.body, delivery.queue, self._markets)
+        structlog.contextvars.bind_contextvars(kind=job.request.kind, seller=job.request.seller)
         crash_loop = await self._crash_loop(delivery)
         if crash_loop is not None:
             return crash_loop
-        if envelope.id is not None and self._markets.is_side_effect(request):
-            return await self._run_once(delivery, envelope, request, deadline)
-        result = await self._markets.run(request, queue.lane, deadline=deadline)
-        await self._sink.send(result_record(delivery, envelope, result))
+        if job.envelope.id is not None and job.side_effect:
+            return await self._run_once(delivery, job, deadline)
+        result = await self._markets.run(job.request, delivery.queue.lane, deadline=deadline)
+        await self._sink.send(result_record(delivery, job, result))
         return Outcome.done()
 
     async def _crash_loop(self, delivery: Delivery) -> Outcome | None:
@@ -162,16 +137,16 @@ class JobProcessor:
         )
 
     async def _run_once(
-        self, delivery: Delivery, envelope: Envelope, request: JobRequest, deadline: float | None
+        self, delivery: Delivery, job: PreparedJob, deadline: float | None
     ) -> Outcome:
         """A side-effect job with an id: at most one successful market run per id."""
-        assert envelope.id is not None
-        claim = await self._guard.begin(request.market, envelope.id)
+        assert job.envelope.id is not None
+        claim = await self._guard.begin(job.request.market, job.envelope.id)
         if claim.done is not None:
             await self._sink.send({**claim.done, "duplicate_of": claim.done.get("message_id")})
             return Outcome.done("duplicate")
-        result = await self._run_claimed(claim, request, delivery, deadline)
-        record = result_record(delivery, envelope, result)
+        result = await self._run_claimed(claim, job, delivery, deadline)
+        record = result_record(delivery, job, result)
         try:
             await self._guard.finish(claim, record)
         except BudgetUnavailable as exc:
@@ -181,11 +156,11 @@ class JobProcessor:
         return Outcome.done()
 
     async def _run_claimed(
-        self, claim: Claim, request: JobRequest, delivery: Delivery, deadline: float | None
+        self, claim: Claim, job: PreparedJob, delivery: Delivery, deadline: float | None
     ) -> JobResult:
         try:
             async with self._guard.held(claim):
-                return await self._markets.run(request, delivery.queue.lane, deadline=deadline)
+                return await self._markets.run(job.request, delivery.queue.lane, deadline=deadline)
         except (asyncio.CancelledError, Exception):
             # Not done: let a redelivery claim it at once instead of waiting out the TTL.
             await self._guard.abandon(claim)

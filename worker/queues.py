@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanes.policy import Lane
+from worker.sqs import SqsMessage
 
 __all__ = [
     "ATTR_ATTEMPTS",
@@ -12,6 +13,7 @@ __all__ = [
     "ATTR_FAILED_AT",
     "ATTR_REASON",
     "DLQ_SUFFIX",
+    "Delivery",
     "QueueName",
     "lane_of_queue",
 ]
@@ -50,3 +52,16 @@ def lane_of_queue(name_or_arn: str) -> QueueName:
     if not (sep and sep2 and prefix and market) or lane not in Lane._value2member_map_:
         raise ValueError(f"{name!r} is not a lane queue name ({{prefix}}-{{market}}-{{lane}})")
     return QueueName(prefix=prefix, market=market, lane=Lane(lane))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Delivery:
+    """`message` as received from `queue` (whose URL is `url`); hashed by identity."""
+
+    message: SqsMessage
+    queue: QueueName
+    url: str
+
+    @property
+    def receipt(self) -> str:
+        return self.message.receipt_handle

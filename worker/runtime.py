@@ -6,27 +6,31 @@ The daemon and the Lambda handler both build their job processing from it.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from types import TracebackType
+from typing import Self
 
 from lanes.config import Config
 from lanes.limiter import Limiter
+from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
 from worker.idempotency import IdempotencyGuard
-from worker.ledger import ReleaseLedger
+from worker.outcomes import Settler
 from worker.processing import JobProcessor
-from worker.settle import Settler
 from worker.sinks import open_sink
 from worker.sqs import SqsClient
+from worker.tracking import ReleaseLedger
 
 __all__ = ["Runtime"]
 
 
-class Runtime:
-    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice."""
+class Runtime(AsyncResource):
+    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice.
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    `lambda_mode` settles the Lambda event source's way (it deletes what succeeded).
+    """
+
+    def __init__(self, settings: Settings, config: Config, *, lambda_mode: bool = False) -> None:
         self.settings = settings
         self.config = config
         self._stack = AsyncExitStack()
@@ -51,10 +55,9 @@ class Runtime:
             ledger=ReleaseLedger(self.store.client, ttl=settings.idempotency_ttl),
             sink=self.sink,
         )
-        self.settler = Settler(self.sqs)
-        self._closed = False
+        self.settler = Settler(self.sqs, deletes_done=not lambda_mode)
 
-    async def open(self) -> Runtime:
+    async def open(self) -> Self:
         # Closed in reverse: the sink before the SQS client it may borrow.
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
@@ -63,19 +66,8 @@ class Runtime:
         self._stack.push_async_callback(self.settler.drain)
         return self
 
-    async def __aenter__(self) -> Runtime:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
         await self._stack.aclose()

@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from worker.delivery import Delivery
+from worker.queues import Delivery
 
 __all__ = ["ReleaseLedger"]
 
-_log = structlog.get_logger("worker.ledger")
+_log = structlog.get_logger("worker.tracking")
 
 
 class ReleaseLedger:

@@ -1,4 +1,8 @@
-"""The daemon's core: one long-poll task per lane queue, a weighted pick, a slot cap.
+"""The daemon: one long-poll task per lane queue, a weighted pick, a slot cap; its entry point.
+
+`lanes worker` and `python -m worker` both run `serve` (exit 0 after a clean
+shutdown, 2 for a start-up mistake such as a bad setting, an unknown market or a
+missing queue, 1 for a failure while running), one line on stderr, no traceback.
 
 Slots. The process runs at most `concurrency` jobs. Each lane queue has a
 floor (`min_slots`): slots the other queues may not take while this one runs
@@ -19,28 +23,49 @@ are cancelled and their messages released with visibility 0.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import signal
+import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from lanes.policy import LanePolicy
-from worker.delivery import Delivery
+from lanes.config import Config
+from lanes.errors import ConfigError, LanesError
+from lanes.logs import configure_logging
+from lanes.policy import Lane, LanePolicy
+from lanes.settings import Settings, load_settings
+from markets import load_config
 from worker.heartbeat import Heartbeat
-from worker.outcomes import Action, Outcome
+from worker.outcomes import Outcome, Settler
 from worker.processing import JobProcessor
-from worker.queues import QueueName
-from worker.settle import Settler
-from worker.sqs import BATCH_ENTRIES, SqsClient, SqsError
+from worker.queues import Delivery, QueueName
+from worker.runtime import Runtime
+from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError
 
-__all__ = ["DEFAULT_JOB_SECONDS", "Dispatcher", "LaneSource"]
+__all__ = [
+    "DEFAULT_JOB_SECONDS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_STARTUP",
+    "Dispatcher",
+    "LaneSource",
+    "build_dispatcher",
+    "main",
+    "serve",
+]
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # SQS or Redis failed while running
+EXIT_STARTUP = 2  # bad settings, unknown market, missing queue: one line on stderr
 # How long one delivery may retry or wait in process before it goes back to its queue.
 DEFAULT_JOB_SECONDS = 600.0
 _POLL_BACKOFF_CAP = 30.0
-_log = structlog.get_logger("worker.dispatcher")
+_log = structlog.get_logger("worker.daemon")
 
 
 @dataclass(eq=False)
@@ -90,7 +115,6 @@ class Dispatcher:
         self._jobs: dict[asyncio.Task[None], tuple[LaneSource, Delivery]] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
-        self.outcomes: dict[str, int] = {}
         floors = sum(source.policy.min_slots for source in sources)
         if floors < concurrency:
             for source in sources:
@@ -102,6 +126,11 @@ class Dispatcher:
                 floors=floors,
                 reason="concurrency does not exceed the sum of the lanes' min_slots",
             )
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Messages settled so far, by outcome label."""
+        return self._settler.counts
 
     # -- slots -----------------------------------------------------------------------------
 
@@ -161,7 +190,7 @@ class Dispatcher:
             await self._finish_jobs()
             await _cancel_all(helpers)
             await self._settler.drain()
-            _log.info("worker.stopped", outcomes=self.outcomes)
+            _log.info("worker.stopped", outcomes=self._settler.counts)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -238,18 +267,8 @@ class Dispatcher:
             raise
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
-        """Carry out `outcome`; a dead letter is deleted only after the DLQ has it."""
-        self.outcomes[outcome.label] = self.outcomes.get(outcome.label, 0) + 1
         self.heartbeat.forget(delivery)
-        if outcome.action is Action.DELETE:
-            await self._settler.delete(delivery)
-        elif outcome.action is Action.RELEASE:
-            await self._settler.release(delivery, outcome.visibility)
-        elif await self._settler.dead_letter(delivery, outcome):
-            await self._settler.delete(delivery)
-        else:
-            # Could not dead-letter: keep it in its queue and try again later.
-            await self._settler.release(delivery, min(self._visibility_timeout, 60))
+        await self._settler.settle(delivery, outcome)
 
     async def _release_buffered(self) -> None:
         buffered = [delivery for source in self.sources for delivery in source.buffer]
@@ -275,3 +294,95 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _market_names(config: Config, wanted: Sequence[str] | None) -> list[str]:
+    names = list(wanted) if wanted else sorted(config.markets)
+    if not names:
+        raise ConfigError("no markets configured: add a [markets.NAME] table")
+    for name in names:
+        config.market(name)  # raises one-line ConfigError for an unknown market
+    return names
+
+
+async def _sources(runtime: Runtime, names: list[str]) -> list[LaneSource]:
+    """The lane queues, high to low per market; each queue and its dead-letter queue must exist."""
+    sources = []
+    for lane in Lane:
+        for name in names:
+            queue = QueueName(runtime.settings.queue_prefix, name, lane)
+            try:
+                url = await runtime.sqs.queue_url(queue.queue)
+                await runtime.sqs.queue_url(queue.dead_letter)
+            except QueueMissing as exc:
+                raise ConfigError(f"{exc} (run `lanes provision`)") from exc
+            sources.append(LaneSource(queue=queue, url=url, policy=runtime.config.lanes[lane]))
+    return sources
+
+
+async def build_dispatcher(
+    runtime: Runtime,
+    *,
+    markets: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    job_seconds: float = DEFAULT_JOB_SECONDS,
+) -> Dispatcher:
+    """A dispatcher over the lane queues of `markets` (all configured markets by default)."""
+    settings = runtime.settings
+    return Dispatcher(
+        sqs=runtime.sqs,
+        processor=runtime.processor,
+        settler=runtime.settler,
+        sources=await _sources(runtime, _market_names(runtime.config, markets)),
+        concurrency=concurrency or settings.concurrency,
+        visibility_timeout=settings.visibility_timeout,
+        wait_seconds=settings.wait_seconds,
+        grace_seconds=settings.grace_seconds,
+        job_seconds=job_seconds,
+    )
+
+
+async def serve(
+    settings: Settings,
+    config: Config,
+    *,
+    markets: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    job_seconds: float = DEFAULT_JOB_SECONDS,
+) -> int:
+    """Drain the lane queues of `markets` (all configured by default) until a signal."""
+    _market_names(config, markets)  # an unknown market fails before anything opens
+    async with Runtime(settings, config) as runtime:
+        dispatcher = await build_dispatcher(
+            runtime, markets=markets, concurrency=concurrency, job_seconds=job_seconds
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, dispatcher.stop)
+        try:
+            await dispatcher.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m worker [--market M ...] [--concurrency N]`: `lanes worker`'s twin."""
+    parser = argparse.ArgumentParser(prog="python -m worker", description="the lanes daemon")
+    parser.add_argument("--market", action="append", help="a market to drain (repeatable)")
+    parser.add_argument("--concurrency", type=int, help="jobs at once (LANES_CONCURRENCY)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        config = load_config(settings.config)
+        configure_logging(settings.log_level)
+        return asyncio.run(
+            serve(settings, config, markets=args.market, concurrency=args.concurrency)
+        )
+    except ConfigError as exc:
+        print(f"lanes worker: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except LanesError as exc:
+        print(f"lanes worker: {exc}", file=sys.stderr)
+        return EXIT_FAILED
