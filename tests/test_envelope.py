@@ -41,3 +41,34 @@ def test_poison_bodies_carry_a_one_line_reason(body: str, reason: str) -> None:
         parse_envelope(body)
     assert reason in caught.value.reason
     assert "\n" not in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            '{"kind": "call", "market": "acme", "seller": "s", "payload": {"n": 1'
+            + "9" * 5000
+            + "}}",
+            "not usable JSON",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            '{"kind": "call", "market": "acme", "seller": "s", "payload": '
+            + '{"a": ' * 5000
+            + "1"
+            + "}" * 5000
+            + "}",
+            "nested too deeply",
+        ),
+        ('{"kind": "call", "market": "acme", "seller": "s{1}"}', "seller"),
+        ('{"kind": "call", "market": "acme", "seller": "a\\nb"}', "seller"),
+    ],
+)
+def test_hostile_bodies_are_poison_not_crashes(body: str, reason: str) -> None:
+    """Issue 12 (5): a huge integer, deep nesting and a seller with braces (which would break a
+    per-seller budget's hash tag) are PoisonMessage with a reason, never another error."""
+    with pytest.raises(PoisonMessage) as caught:
+        parse_envelope(body)
+    assert reason in caught.value.reason
+    assert "\n" not in caught.value.reason

@@ -35,7 +35,8 @@ class Envelope(BaseModel):
 
     kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     market: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    seller: str = Field(min_length=1, max_length=128)
+    # Braces would break a per-seller budget's Redis hash tag; control characters a log line.
+    seller: str = Field(min_length=1, max_length=128, pattern=r"^[^{}\x00-\x1f\x7f]+$")
     payload: dict[str, Any] = {}
     id: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -50,12 +51,22 @@ def parse_envelope(body: str) -> Envelope:
         raw = json.loads(body)
     except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise PoisonMessage(f"body is not usable JSON: {_first_line(exc)}") from None
+    except RecursionError:
+        raise PoisonMessage("body is nested too deeply") from None
     if not isinstance(raw, dict):
         raise PoisonMessage(f"body is JSON {type(raw).__name__}, not an object")
     try:
         return Envelope.model_validate(raw)
     except ValidationError as exc:
         raise PoisonMessage(describe_validation_error(exc, "message")) from None
+    except RecursionError:
+        raise PoisonMessage("body is nested too deeply") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,5 +93,8 @@ def prepare(body: str, queue: QueueName, markets: Markets) -> PreparedJob:
         payload=dict(envelope.payload),
         id=envelope.id,
     )
-    markets.check(request)
+    try:
+        markets.check(request)
+    except RecursionError:
+        raise PoisonMessage("payload is nested too deeply") from None
     return PreparedJob(envelope, request, markets.is_side_effect(request))

@@ -61,7 +61,11 @@ def _message(record: Mapping[str, Any]) -> SqsMessage:
 
 async def _delivery(runtime: Runtime, record: Mapping[str, Any]) -> Delivery:
     """The record as a delivery; ValueError/KeyError for a record that is not a lane's."""
-    queue = lane_of_queue(record["eventSourceARN"])
+    queue = lane_of_queue(
+        record["eventSourceARN"],
+        prefix=runtime.settings.queue_prefix,
+        markets=runtime.config.markets,
+    )
     url = await runtime.sqs.queue_url(queue.queue)
     return Delivery(message=_message(record), queue=queue, url=url)
 

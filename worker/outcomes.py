@@ -30,6 +30,7 @@ from enum import StrEnum
 import structlog
 
 from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.logs import redact_urls
 from lanes.policy import Lane, LanePolicy
 from markets.errors import AttemptsExhausted, PermanentError, RetryLater, TransientError
 from worker.envelope import PoisonMessage
@@ -202,7 +203,8 @@ def outcome_of_error(
 
 
 def _clip(text: str) -> str:
-    one_line = " ".join(text.split())
+    """One line, no credentials (docs/DESIGN.md rule 8), within SQS's attribute room."""
+    one_line = redact_urls(" ".join(text.split()))
     return one_line[:_MAX_ATTRIBUTE_TEXT]
 
 
