@@ -211,3 +211,45 @@ async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     await worker.stop()
     assert len(acme.calls()) == 1
     assert worker.dispatcher.outcomes == {"done": 1}
+
+
+async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """Issue 12 (11): stop() does not abandon a long poll in flight (its endpoint would hand
+    it the next message, invisible with no one holding it); the poll finishes and what it
+    got is released at once, so a message sent during shutdown is visible right after."""
+    settings = make_settings(wait_seconds=3)
+    worker = await start_worker(settings, acme_config(acme))
+    await asyncio.sleep(0.5)  # the pollers are now inside their long polls
+    worker.dispatcher.stop()
+    await lanes.send(Lane.HIGH, [job(key="late")])
+    await worker.task
+    assert [m.body for m in await lanes.take_all(Lane.HIGH)] == [job(key="late")]
+    assert acme.calls() == []
+
+
+async def test_short_polls_do_not_spin_an_idle_worker(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """Issue 12 (9): with LANES_WAIT_SECONDS=0 an idle worker pauses between empty polls
+    instead of asking SQS in a tight loop (it spun at 46 % CPU)."""
+    worker = await start_worker(make_settings(wait_seconds=0), acme_config(acme))
+    receives = 0
+    receive = worker.runtime.sqs.receive
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal receives
+        receives += 1
+        return await receive(*args, **kwargs)
+
+    worker.runtime.sqs.receive = counting  # type: ignore[method-assign]
+    await asyncio.sleep(2.0)
+    await worker.stop()
+    assert receives <= 3 * 4  # three lane pollers, about one empty poll a second each

@@ -65,6 +65,10 @@ EXIT_STARTUP = 2  # bad settings, unknown market, missing queue: one line on std
 # How long one delivery may retry or wait in process before it goes back to its queue.
 DEFAULT_JOB_SECONDS = 600.0
 _POLL_BACKOFF_CAP = 30.0
+# Beyond a long poll's wait: how long shutdown waits for a receive in flight to answer.
+_POLL_SLACK = 5.0
+# An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
+_IDLE_PAUSE = 1.0
 _log = structlog.get_logger("worker.daemon")
 
 
@@ -185,7 +189,13 @@ class Dispatcher:
             await self._stopped.wait()
         finally:
             _log.info("worker.stopping", running=self.running, grace_seconds=self._grace_seconds)
-            await _cancel_all(pollers)
+            self._stopped.set()
+            await self._notify()
+            # A receive in flight is never abandoned (its endpoint would still hand it the
+            # next message, invisible with no one holding it): it finishes, and what it got
+            # goes straight back. Bounded, in case the endpoint hangs.
+            _, hanging = await asyncio.wait(pollers, timeout=self._wait_seconds + _POLL_SLACK)
+            await _cancel_all(list(hanging))
             await self._release_buffered()
             await self._finish_jobs()
             await _cancel_all(helpers)
@@ -196,12 +206,23 @@ class Dispatcher:
         async with self._changed:
             self._changed.notify_all()
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the dispatcher stops meanwhile."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        except TimeoutError:
+            return
+
     async def _poll_forever(self, source: LaneSource) -> None:
         failures = 0
-        while True:
+        while not self._stopped.is_set():
             async with self._changed:
-                await self._changed.wait_for(lambda: self._room(source) > 0)
+                await self._changed.wait_for(
+                    lambda: self._room(source) > 0 or self._stopped.is_set()
+                )
                 want = self._room(source)
+            if self._stopped.is_set():
+                return
             try:
                 messages = await self._sqs.receive(
                     source.url,
@@ -213,11 +234,19 @@ class Dispatcher:
                 failures += 1
                 pause = min(_POLL_BACKOFF_CAP, 2.0**failures)
                 _log.warning("poll.failed", queue=source.queue.queue, error=str(exc), pause=pause)
-                await asyncio.sleep(pause)
+                await self._pause(pause)
                 continue
             failures = 0
             if not messages:
+                if self._wait_seconds < _IDLE_PAUSE:
+                    await self._pause(_IDLE_PAUSE)  # short polls must not spin an idle worker
                 continue
+            if self._stopped.is_set():
+                received = [
+                    Delivery(message=m, queue=source.queue, url=source.url) for m in messages
+                ]
+                await asyncio.gather(*(self._release_unstarted(d) for d in received))
+                return
             for message in messages:
                 delivery = Delivery(message=message, queue=source.queue, url=source.url)
                 self.heartbeat.track(delivery)
