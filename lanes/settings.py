@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(default=20.0, ge=0)
     results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
     idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    # Base of the backoff between a low job's attempts across deliveries (doubling, 15 min cap).
+    retry_backoff: float = Field(default=60.0, gt=0, le=900)
+    # The daemon's /metrics and /healthz port (0: off) and address.
+    metrics_port: int = Field(default=0, ge=0, le=65_535)
+    metrics_host: str = "0.0.0.0"  # a container's probes come from outside
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -33,7 +33,7 @@ async def test_mixed_load_drains_with_nothing_lost(
 ) -> None:
     """A mixed load in every lane (successes, 5xx that pass on retry, 400s, a low message that
     always fails) ends with each message done or dead-lettered with its reason, none lost."""
-    settings = make_settings()
+    settings = make_settings(retry_backoff=0.5)
     config = acme_config(acme)
     fates: dict[str, str] = {}
     for lane in Lane:

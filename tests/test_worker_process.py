@@ -95,7 +95,7 @@ async def test_sigterm_releases_everything_within_the_grace_period(
     finished = [line for line in lines if line["event"] == "job.finished"]
     assert len(finished) >= 3
     for line in finished:
-        assert {"market", "lane", "kind", "seller", "message_id", "attempt", "outcome"} <= set(line)
+        assert {"market", "lane", "kind", "seller", "message_id", "receive", "outcome"} <= set(line)
     assert lines[-1]["event"] == "worker.stopped"
 
 

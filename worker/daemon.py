@@ -307,7 +307,6 @@ class Dispatcher:
         await asyncio.gather(*(self._release_unstarted(delivery) for delivery in buffered))
 
     async def _release_unstarted(self, delivery: Delivery) -> None:
-        await self._processor.note_free_release(delivery)
         await self._settle(delivery, Outcome.release("shutdown", 0))
 
     async def _finish_jobs(self) -> None:

@@ -11,18 +11,23 @@ records come back. Outcomes map onto that:
 | release     | visibility set to the backoff (best effort), then failure |
 | unfinished  | released with visibility 0, failure: records still running when time is nearly up |
 
-Connections and the event loop live across warm invocations.
+Connections and the event loop live across warm invocations. After each batch
+the handler prints the batch's metrics as CloudWatch Embedded Metric Format
+lines (`worker.metrics`); log lines carry Powertools' `function_request_id`,
+`cold_start` and `xray_trace_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import structlog
 
+from lanes.config import Config
 from lanes.logs import configure_logging
 from lanes.settings import Settings, load_settings
 from markets import load_config
@@ -115,6 +120,8 @@ async def handle_batch(
         _log.warning("lambda.out_of_time", unfinished=len(unfinished))
         await asyncio.wait(unfinished, timeout=_SETTLE_SECONDS)
     await runtime.settler.drain()
+    for line in runtime.metrics.emf_lines():
+        print(line, flush=True)  # CloudWatch Embedded Metric Format: one JSON line each
     _log.info(
         "lambda.batch_done",
         records=len(records),
@@ -124,19 +131,33 @@ async def handle_batch(
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
+async def _open_runtime(settings: Settings, config: Config) -> Runtime:
+    """The runtime, made inside the loop that will use it (its HTTP session binds to it)."""
+    return await Runtime(settings, config, lambda_mode=True).open()
+
+
 class LambdaWorker:
     """One event loop and one `Runtime`, kept for the life of the Lambda container."""
 
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
         self.loop = asyncio.new_event_loop()
-        self.runtime = Runtime(settings, load_config(settings.config), lambda_mode=True)
-        self.loop.run_until_complete(self.runtime.open())
+        config = load_config(settings.config)
+        self.runtime = self.loop.run_until_complete(_open_runtime(settings, config))
+        self._cold = True
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self.loop.run_until_complete(
-            handle_batch(self.runtime, event, context.get_remaining_time_in_millis)
-        )
+        # Powertools' log keys, so Logs Insights queries work as users know them.
+        keys = {
+            "function_request_id": getattr(context, "aws_request_id", None),
+            "cold_start": self._cold,
+            "xray_trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
+        }
+        self._cold = False
+        with structlog.contextvars.bound_contextvars(**keys):
+            return self.loop.run_until_complete(
+                handle_batch(self.runtime, event, context.get_remaining_time_in_millis)
+            )
 
     def close(self) -> None:
         self.loop.run_until_complete(self.runtime.aclose())

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
@@ -34,12 +35,15 @@ from lanes.logs import redact_urls
 from lanes.policy import Lane, LanePolicy
 from markets.errors import AttemptsExhausted, PermanentError, RetryLater, TransientError
 from worker.envelope import PoisonMessage
-from worker.idempotency import ClaimBusy
+from worker.idempotency import ClaimBusy, ClaimLost
+from worker.metrics import Metrics
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON, Delivery
 from worker.sinks import SinkError, SinkRefused
 from worker.sqs import Coalescer, OutgoingMessage, SqsClient, SqsError
+from worker.tracking import JobTracker
 
 __all__ = [
+    "ATTEMPT_BACKOFF",
     "ERRORS",
     "FREE_RELEASES",
     "MAX_VISIBILITY",
@@ -56,6 +60,9 @@ __all__ = [
 MAX_VISIBILITY = 43_200  # SQS's ceiling: 12 hours
 _BACKOFF_BASE = 2.0
 _BACKOFF_CAP = 900.0
+# A lane with max_attempts spreads its attempts over minutes (docs/DESIGN.md rule 12):
+# 30-60 s after the first failure, 60-120 s after the second, ...
+ATTEMPT_BACKOFF = 60.0
 _MAX_ATTRIBUTES = 10
 _MAX_ATTRIBUTE_TEXT = 1000
 # A dead letter that could not be sent stays in its queue and is tried again this much later.
@@ -93,16 +100,17 @@ class Rule:
         return isinstance(exc, self.error)
 
 
-# Order matters: the first matching row wins (AttemptsExhausted is a TransientError,
-# SinkRefused a SinkError). Anything unmatched is a bug, handled as transient.
+# Order matters: the first matching row wins (SinkRefused is a SinkError). A row may
+# name a class defined elsewhere that need not exist yet ("QuotaExhausted" of markets).
+# Anything unmatched is a bug, handled as transient.
 ERRORS: tuple[Rule, ...] = (
     Rule(PoisonMessage, "poison", Sort.PERMANENT, "poison message"),
     Rule("OutcomeUnknown", "outcome_unknown", Sort.UNKNOWN, "outcome unknown"),
     Rule(PermanentError, "permanent", Sort.PERMANENT, "permanent error"),
     Rule(SinkRefused, "sink_refused", Sort.PERMANENT, "results sink refused"),
-    Rule(AttemptsExhausted, "exhausted", Sort.TRANSIENT),
     Rule("QuotaExhausted", "quota", Sort.WAIT),
     Rule(ClaimBusy, "claim_busy", Sort.WAIT),
+    Rule(ClaimLost, "claim_lost", Sort.WAIT),
     Rule(RetryLater, "retry_later", Sort.WAIT),
     Rule(BudgetTimeout, "retry_later", Sort.WAIT),
     Rule(BudgetUnavailable, "redis_unavailable", Sort.WAIT),
@@ -124,6 +132,11 @@ class Outcome:
     error: str = ""
     attempts: int = 0
     visibility: int = 0
+    # Filled in by the processor once the body was read: for status records and metrics.
+    job_id: str | None = None
+    kind: str = ""
+    seller: str = ""
+    result: dict[str, Any] | None = None
 
     @classmethod
     def done(cls, label: str = "done") -> Outcome:
@@ -141,9 +154,9 @@ class Outcome:
         return cls(Action.RELEASE, label, error=error, visibility=visibility)
 
 
-def backoff_seconds(receive_count: int) -> float:
-    """Exponential with full jitter on the upper half: 2, 4, 8 ... s, capped at 15 minutes."""
-    ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** max(0, receive_count - 1))
+def backoff_seconds(attempts: int, base: float = _BACKOFF_BASE) -> float:
+    """Exponential with full jitter on the upper half: `base` x 1, 2, 4 ..., capped at 15 min."""
+    ceiling = min(_BACKOFF_CAP, base * 2 ** max(0, attempts - 1))
     jittered: float = ceiling / 2 + random.uniform(0, ceiling / 2)
     return jittered
 
@@ -169,34 +182,37 @@ def _wait_of(exc: BaseException) -> float:
 
 
 def outcome_of_error(
-    exc: BaseException, *, lane: Lane, policy: LanePolicy, receive_count: int
+    exc: BaseException,
+    *,
+    lane: Lane,
+    policy: LanePolicy,
+    attempts: int,
+    retry_backoff: float = ATTEMPT_BACKOFF,
 ) -> Outcome:
-    """Sort a job's error by the table `ERRORS`."""
+    """Sort a job's error by the table `ERRORS`; `attempts` is what the message has spent
+    (counted by lanes for a lane with max_attempts, else its receives). A lane with
+    max_attempts waits `retry_backoff` x 1, 2, 4 ... s between attempts."""
     rule = rule_of(exc)
     text = _one_line(exc)
     if rule.sort is Sort.PERMANENT or rule.sort is Sort.UNKNOWN:
         detail = exc.reason if isinstance(exc, PoisonMessage) else text
-        attempts = 0 if isinstance(exc, PoisonMessage) else receive_count
-        return Outcome.dead_letter(rule.label, f"{rule.reason}: {detail}", attempts=attempts)
+        spent = 0 if isinstance(exc, PoisonMessage) else attempts
+        return Outcome.dead_letter(rule.label, f"{rule.reason}: {detail}", attempts=spent)
     if rule.sort is Sort.WAIT:
         # Waiting is not failing: the message comes back when the wait is over.
         return Outcome.release(rule.label, _wait_of(exc), error=text)
-    if isinstance(exc, AttemptsExhausted):
-        return Outcome.dead_letter(
-            rule.label,
-            f"{lane.value} lane gave up after {exc.attempts} attempts",
-            error=exc.last_error,
-            attempts=exc.attempts,
-        )
+    error = exc.last_error if isinstance(exc, AttemptsExhausted) else text
     limit = policy.max_attempts
-    if lane is Lane.LOW and limit is not None and receive_count >= limit:
+    if limit is None:
+        return Outcome.release(rule.label, backoff_seconds(attempts), error=error)
+    if attempts >= limit:
         return Outcome.dead_letter(
             "exhausted",
-            f"{lane.value} lane gave up after {receive_count} receives",
-            error=text,
-            attempts=receive_count,
+            f"{lane.value} lane gave up after {attempts} attempts",
+            error=error,
+            attempts=attempts,
         )
-    return Outcome.release(rule.label, backoff_seconds(receive_count), error=text)
+    return Outcome.release(rule.label, backoff_seconds(attempts, retry_backoff), error=error)
 
 
 # -- carrying an outcome out ---------------------------------------------------------------
@@ -241,9 +257,19 @@ class Settler:
     the handler reports done, so `settle` only dead-letters and releases.
     """
 
-    def __init__(self, sqs: SqsClient, *, linger: float = 0.05, deletes_done: bool = True) -> None:
+    def __init__(
+        self,
+        sqs: SqsClient,
+        *,
+        linger: float = 0.05,
+        deletes_done: bool = True,
+        tracker: JobTracker | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._sqs = sqs
         self._deletes_done = deletes_done
+        self._tracker = tracker
+        self._metrics = metrics
         self._deletes: Coalescer[str] = Coalescer(sqs.delete_batch, _same, linger)
         self._visibility: Coalescer[tuple[str, int]] = Coalescer(
             sqs.change_visibility_batch, _receipt, linger
@@ -257,6 +283,15 @@ class Settler:
         could not be sent stays in its queue and comes back later.
         """
         self.counts[outcome.label] = self.counts.get(outcome.label, 0) + 1
+        if self._metrics is not None:
+            free = outcome.label in FREE_RELEASES
+            self._metrics.settled(delivery.queue, outcome.action.value, outcome.label, free=free)
+        finished = await self._carry_out(delivery, outcome)
+        if self._tracker is not None and outcome.job_id is not None:
+            await self._track(self._tracker, delivery, outcome, finished)
+        return finished
+
+    async def _carry_out(self, delivery: Delivery, outcome: Outcome) -> bool:
         if outcome.action is Action.RELEASE:
             await self.release(delivery, outcome.visibility)
             return False
@@ -266,6 +301,37 @@ class Settler:
         if self._deletes_done:
             await self.delete(delivery)
         return True
+
+    @staticmethod
+    async def _track(
+        tracker: JobTracker, delivery: Delivery, outcome: Outcome, finished: bool
+    ) -> None:
+        assert outcome.job_id is not None
+        fields: dict[str, Any] = {
+            "market": delivery.queue.market,
+            "lane": delivery.queue.lane.value,
+            "kind": outcome.kind,
+            "seller": outcome.seller,
+            "message_id": delivery.message.message_id,
+            "attempts": outcome.attempts,
+        }
+        if outcome.action is Action.DELETE:
+            await tracker.update(outcome.job_id, "done", **fields, result=outcome.result)
+        elif outcome.action is Action.DEAD_LETTER and finished:
+            reason, error = redact_urls(outcome.reason), redact_urls(outcome.error)
+            await tracker.update(
+                outcome.job_id, "dead_lettered", **fields, reason=reason, error=error
+            )
+        elif outcome.label in FREE_RELEASES:
+            await tracker.update(outcome.job_id, "queued", **fields, waiting=outcome.label)
+        else:
+            await tracker.update(
+                outcome.job_id,
+                "failed",
+                **fields,
+                error=redact_urls(outcome.error),
+                retry_in=outcome.visibility,
+            )
 
     async def delete(self, delivery: Delivery) -> bool:
         """Delete; False (logged) when SQS no longer knows the receipt or the call failed."""

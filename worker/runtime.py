@@ -8,6 +8,8 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Self
 
+import aiohttp
+
 from lanes.config import Config
 from lanes.limiter import Limiter
 from lanes.resource import AsyncResource
@@ -15,13 +17,17 @@ from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
 from worker.idempotency import IdempotencyGuard
+from worker.metrics import Metrics
 from worker.outcomes import Settler
 from worker.processing import JobProcessor
 from worker.sinks import open_sink
 from worker.sqs import SqsClient
-from worker.tracking import ReleaseLedger
+from worker.tracking import Attempts, JobTracker
 
-__all__ = ["Runtime"]
+# Status records outlive their job by a day (the HTTP API's "job status").
+TRACK_TTL = 86_400
+
+__all__ = ["TRACK_TTL", "Runtime"]
 
 
 class Runtime(AsyncResource):
@@ -37,30 +43,45 @@ class Runtime(AsyncResource):
         self.store = RedisStore(settings.redis_url)
         self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
         self.limiter = Limiter(self.store.client, config.lanes)
-        self.markets = Markets(config, settings, self.limiter, self.store.client)
-        self.sink = open_sink(
-            settings.results_url,
-            self.sqs,
-            token=settings.credentials.get("results", {}).get("token"),
-        )
+        self.metrics = Metrics()
         self.guard = IdempotencyGuard(
             self.store.client,
             ttl=settings.idempotency_ttl,
             claim_seconds=settings.visibility_timeout,
         )
+        # The markets' session carries the hooks that mark a side effect "posting" and
+        # measure budget waits and 429s.
+        self.session = aiohttp.ClientSession(
+            trace_configs=[self.guard.trace_config(), self.metrics.trace_config()]
+        )
+        self.markets = Markets(
+            config, settings, self.limiter, self.store.client, session=self.session
+        )
+        self.sink = open_sink(
+            settings.results_url,
+            self.sqs,
+            token=settings.credentials.get("results", {}).get("token"),
+        )
+        self.tracker = JobTracker(self.store.client, ttl=TRACK_TTL)
         self.processor = JobProcessor(
             markets=self.markets,
             policies=config.lanes,
             guard=self.guard,
-            ledger=ReleaseLedger(self.store.client, ttl=settings.idempotency_ttl),
+            attempts=Attempts(self.store.client, ttl=settings.idempotency_ttl),
+            tracker=self.tracker,
             sink=self.sink,
+            metrics=self.metrics,
+            retry_backoff=settings.retry_backoff,
         )
-        self.settler = Settler(self.sqs, deletes_done=not lambda_mode)
+        self.settler = Settler(
+            self.sqs, deletes_done=not lambda_mode, tracker=self.tracker, metrics=self.metrics
+        )
 
     async def open(self) -> Self:
         # Closed in reverse: the sink before the SQS client it may borrow.
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.session.close)
         self._stack.push_async_callback(self.markets.aclose)
         self._stack.push_async_callback(self.sink.aclose)
         self._stack.push_async_callback(self.settler.drain)
