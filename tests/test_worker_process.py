@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
+from scripts.services import free_port
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
@@ -145,3 +147,47 @@ def test_missing_queues_fail_with_one_line(
     assert done.stderr.strip().splitlines() == [
         "lanes worker: SQS queue 'nope-acme-high' does not exist (run `lanes provision`)"
     ]
+
+
+async def test_metrics_of_a_running_worker_show_the_per_lane_series(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    tmp_path: Path,
+) -> None:
+    """Issue 11: `curl /metrics` on a running worker shows the series per market and lane
+    (done, dead-lettered, enqueue-to-start, budget wait, queue depth), and `/healthz` is ok."""
+    port = free_port()
+    settings = make_settings(
+        config=acme_toml(acme, tmp_path / "lanes.toml"),
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+    )
+    await lanes.send(Lane.HIGH, [job(key="a"), job(key="b")])
+    await lanes.send(Lane.LOW, [job(key="c", status="400")])
+    process = spawn_worker(settings)
+    base = f"http://127.0.0.1:{port}"
+
+    async def scraped() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as got:
+                text = await got.text()
+        except aiohttp.ClientError:
+            return False
+        return 'lanes_jobs_total{lane="low",market="acme",outcome="dead_lettered"} 1.0' in text
+
+    await wait_until(scraped)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics") as got:
+            text = await got.text()
+        async with session.get(f"{base}/healthz") as health:
+            assert health.status == 200
+            assert (await health.json())["status"] == "ok"
+    assert 'lanes_jobs_total{lane="high",market="acme",outcome="done"} 2.0' in text
+    assert 'lanes_job_failures_total{error="permanent",lane="low",market="acme"} 1.0' in text
+    assert 'lanes_enqueue_to_start_seconds_count{lane="high",market="acme"} 2.0' in text
+    assert 'lanes_budget_wait_seconds_count{lane="high",market="acme"} 2.0' in text
+    assert 'lanes_queue_depth{lane="medium",market="acme",state="visible"}' in text
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 30) == 0

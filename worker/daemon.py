@@ -30,7 +30,9 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -41,6 +43,7 @@ from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings, load_settings
 from markets import load_config
 from worker.heartbeat import Heartbeat
+from worker.metrics import Metrics, MetricsServer
 from worker.outcomes import Outcome, Settler
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
@@ -69,6 +72,9 @@ _POLL_BACKOFF_CAP = 30.0
 _POLL_SLACK = 5.0
 # An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
 _IDLE_PAUSE = 1.0
+# Queue depth for the metrics, asked this often.
+_DEPTH_PERIOD = 15.0
+_DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 _log = structlog.get_logger("worker.daemon")
 
 
@@ -104,7 +110,9 @@ class Dispatcher:
         wait_seconds: int,
         grace_seconds: float,
         job_seconds: float = DEFAULT_JOB_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._sqs = sqs
         self._processor = processor
         self._settler = settler
@@ -185,6 +193,8 @@ class Dispatcher:
             asyncio.create_task(self._dispatch_forever()),
             asyncio.create_task(self.heartbeat.run()),
         ]
+        if self._metrics is not None:
+            helpers.append(asyncio.create_task(self._measure_queues(self._metrics)))
         try:
             await self._stopped.wait()
         finally:
@@ -205,6 +215,26 @@ class Dispatcher:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+    def health(self) -> dict[str, Any]:
+        """What `/healthz` answers: ok until the dispatcher stops."""
+        return {
+            "status": "stopping" if self._stopped.is_set() else "ok",
+            "running": self.running,
+            "held": self.heartbeat.held,
+        }
+
+    async def _measure_queues(self, metrics: Metrics) -> None:
+        while True:
+            for source in self.sources:
+                try:
+                    found = await self._sqs.attributes(source.url, _DEPTH_ATTRIBUTES)
+                except SqsError as exc:
+                    _log.warning("metrics.depth_failed", queue=source.queue.queue, error=str(exc))
+                    continue
+                visible, in_flight = (int(found.get(name, 0)) for name in _DEPTH_ATTRIBUTES)
+                metrics.depth(source.queue, visible, in_flight)
+            await asyncio.sleep(_DEPTH_PERIOD)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less if the dispatcher stops meanwhile."""
@@ -237,6 +267,8 @@ class Dispatcher:
                 await self._pause(pause)
                 continue
             failures = 0
+            if self._metrics is not None:
+                self._metrics.received(source.queue, messages)
             if not messages:
                 if self._wait_seconds < _IDLE_PAUSE:
                     await self._pause(_IDLE_PAUSE)  # short polls must not spin an idle worker
@@ -367,6 +399,7 @@ async def build_dispatcher(
         wait_seconds=settings.wait_seconds,
         grace_seconds=settings.grace_seconds,
         job_seconds=job_seconds,
+        metrics=runtime.metrics,
     )
 
 
@@ -388,7 +421,17 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, dispatcher.stop)
         try:
-            await dispatcher.run()
+            async with AsyncExitStack() as stack:
+                if settings.metrics_port:
+                    server = MetricsServer(
+                        runtime.metrics,
+                        host=settings.metrics_host,
+                        port=settings.metrics_port,
+                        health=dispatcher.health,
+                    )
+                    stack.push_async_callback(server.aclose)
+                    await server.start()
+                await dispatcher.run()
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)

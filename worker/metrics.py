@@ -23,7 +23,7 @@ import contextvars
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,12 +31,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
+from lanes.resource import AsyncResource
 from worker.queues import QueueName
 from worker.sqs import SqsMessage
 
-__all__ = ["EMF_NAMESPACE", "Metrics"]
+__all__ = ["EMF_NAMESPACE", "Metrics", "MetricsServer"]
 
 EMF_NAMESPACE = "lanes"
 _WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -208,3 +217,40 @@ class Metrics:
             lines.append(json.dumps(document, separators=(",", ":")))
         self._emf.clear()
         return lines
+
+
+class MetricsServer(AsyncResource):
+    """`/metrics` (Prometheus text) and `/healthz` (200 while `health()` says ok, else 503)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int,
+        health: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        self._metrics = metrics
+        self._host = host
+        self._port = port
+        self._health = health
+        app = web.Application()
+        app.router.add_get("/metrics", self._scrape)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    async def start(self) -> MetricsServer:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        return self
+
+    async def _scrape(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        state = dict(self._health())
+        return web.json_response(state, status=200 if state.get("status") == "ok" else 503)
+
+    async def _close(self) -> None:
+        await self._runner.cleanup()
