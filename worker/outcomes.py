@@ -149,9 +149,9 @@ class Outcome:
         )
 
     @classmethod
-    def release(cls, label: str, seconds: float, *, error: str = "") -> Outcome:
+    def release(cls, label: str, seconds: float, *, error: str = "", attempts: int = 0) -> Outcome:
         visibility = max(0, min(MAX_VISIBILITY, math.ceil(seconds)))
-        return cls(Action.RELEASE, label, error=error, visibility=visibility)
+        return cls(Action.RELEASE, label, error=error, attempts=attempts, visibility=visibility)
 
 
 def backoff_seconds(attempts: int, base: float = _BACKOFF_BASE) -> float:
@@ -204,7 +204,9 @@ def outcome_of_error(
     error = exc.last_error if isinstance(exc, AttemptsExhausted) else text
     limit = policy.max_attempts
     if limit is None:
-        return Outcome.release(rule.label, backoff_seconds(attempts), error=error)
+        return Outcome.release(
+            rule.label, backoff_seconds(attempts), error=error, attempts=attempts
+        )
     if attempts >= limit:
         return Outcome.dead_letter(
             "exhausted",
