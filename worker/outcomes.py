@@ -214,7 +214,9 @@ def outcome_of_error(
             error=error,
             attempts=attempts,
         )
-    return Outcome.release(rule.label, backoff_seconds(attempts, retry_backoff), error=error)
+    return Outcome.release(
+        rule.label, backoff_seconds(attempts, retry_backoff), error=error, attempts=attempts
+    )
 
 
 # -- carrying an outcome out ---------------------------------------------------------------
