@@ -215,3 +215,22 @@ async def test_sink_outage_keeps_the_result_and_never_reruns_the_job(
     assert len(acme.calls()) == 1
     (record,) = results(settings)
     assert record["message_id"] == delivery.message.message_id
+
+
+async def test_a_timed_out_post_is_never_sent_again_and_stops_for_a_person(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+) -> None:
+    """Issue 12 (3): a ship whose POST timed out (the market may have acted) is not retried in
+    the same delivery nor by a redelivery: it is dead-lettered "outcome unknown", one POST."""
+    runtime = await make_runtime(make_settings(), acme_config(acme, timeout=0.5))
+    (delivery,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-t", sleep=2)])
+    outcome = await runtime.processor.process(delivery, deadline=time.monotonic() + 30)
+    assert outcome.action is Action.DEAD_LETTER
+    assert outcome.reason.startswith("outcome unknown")
+    (again,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-t", sleep=2)])
+    repeat = await runtime.processor.process(again, deadline=time.monotonic() + 30)
+    assert repeat.reason.startswith("outcome unknown")
+    assert len(acme.calls("/ship")) == 1

@@ -101,6 +101,7 @@ class IdempotencyGuard:
         self._posting = redis.register_script(_script("posting.lua"))
         self._refresh = redis.register_script(_script("refresh.lua"))
         self._abandon = redis.register_script(_script("abandon.lua"))
+        self._drop_lease = redis.register_script(_script("drop_lease.lua"))
 
     @staticmethod
     def key(market: str, seller: str, kind: str, job_id: str) -> str:
@@ -151,6 +152,14 @@ class IdempotencyGuard:
         """Drop our claim (the market surely did not act); best effort: the lease lapses."""
         try:
             await self._abandon(keys=[claim.key, claim.lease], args=[claim.token])
+        except RedisError:
+            return
+
+    async def give_up(self, claim: Claim) -> None:
+        """Stop holding a claim whose outcome is unknown: the record stays "posting", so the
+        next delivery stops for a person at once. Best effort (the lease lapses anyway)."""
+        try:
+            await self._drop_lease(keys=[claim.lease], args=[claim.token])
         except RedisError:
             return
 

@@ -217,7 +217,10 @@ class JobProcessor:
                 if not claim.uncertain:
                     await self._guard.abandon(claim)  # surely not done: free it at once
                     raise
-                if isinstance(exc, asyncio.CancelledError | OutcomeUnknown):
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                await self._guard.give_up(claim)
+                if isinstance(exc, OutcomeUnknown):
                     raise
                 raise OutcomeUnknown(f"a request may have landed before: {exc}") from exc
             record = result_record(delivery, job, result)
