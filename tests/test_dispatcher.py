@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from lanes.policy import Lane
 from lanes.settings import Settings
 from scripts.services import RedisServer
@@ -25,6 +27,7 @@ from worker.queues import ATTR_ATTEMPTS, ATTR_FAILED_AT, ATTR_REASON
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
+@pytest.mark.slow
 async def test_mixed_load_drains_with_nothing_lost(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -130,6 +133,7 @@ async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     assert acme.violations == 0
 
 
+@pytest.mark.slow
 async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -192,6 +196,7 @@ async def test_duplicate_ship_messages_call_the_market_once(
     assert await lanes.depth(Lane.HIGH) == (0, 0)
 
 
+@pytest.mark.slow
 async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     acme: AcmeMarket,
     lanes: Lanes,

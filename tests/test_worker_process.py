@@ -29,6 +29,7 @@ from tests.fixtures_worker import (
     results,
     wait_until,
 )
+from worker.queues import ATTR_REASON
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 Spawn = Callable[[Settings], subprocess.Popen[bytes]]
@@ -101,6 +102,7 @@ async def test_sigterm_releases_everything_within_the_grace_period(
     assert lines[-1]["event"] == "worker.stopped"
 
 
+@pytest.mark.slow
 async def test_sigkill_loses_nothing(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -191,3 +193,41 @@ async def test_metrics_of_a_running_worker_show_the_per_lane_series(
     assert 'lanes_queue_depth{lane="medium",market="acme",state="visible"}' in text
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    start_worker: StartWorker,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 (3), rule 11: a worker killed while its ship POST is at the market: the next
+    worker does not post again (the claim says "posting" and its holder is gone); it
+    dead-letters the message with reason "outcome unknown" for a person. One POST."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
+    await lanes.send(Lane.HIGH, [job("ship", id="ship-k", order="o", sleep=3)])
+    process = spawn_worker(settings)
+
+    async def posted() -> bool:
+        return len(acme.calls("/ship")) == 1
+
+    await wait_until(posted)
+    process.kill()
+    await asyncio.to_thread(process.wait, 10)
+    worker = await start_worker(settings, acme_config(acme))
+    dead: list[str] = []
+
+    async def dead_lettered() -> bool:
+        dead.extend(
+            m.message_attributes[ATTR_REASON] for m in await lanes.take_all(Lane.HIGH, dead=True)
+        )
+        return bool(dead)
+
+    await wait_until(dead_lettered, within=40)
+    await worker.stop()
+    assert dead[0].startswith("outcome unknown")
+    assert len(acme.calls("/ship")) == 1
+    assert results(settings) == []
