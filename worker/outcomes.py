@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,13 +172,16 @@ def rule_of(exc: BaseException) -> Rule:
 
 
 def _wait_of(exc: BaseException) -> float:
-    """How long a waiting error asks to wait: `retry_after` seconds, else until `reset_at`."""
+    """How long a waiting error asks to wait: `retry_after` seconds, else until `reset_at`
+    (a datetime, or a Unix time in seconds)."""
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float) and math.isfinite(retry_after):
         return max(0.0, float(retry_after))
     reset_at = getattr(exc, "reset_at", None)
     if isinstance(reset_at, datetime):
         return max(0.0, (reset_at - datetime.now(UTC)).total_seconds())
+    if isinstance(reset_at, int | float) and math.isfinite(reset_at):
+        return max(0.0, reset_at - time.time())
     return backoff_seconds(1)
 
 

@@ -149,9 +149,10 @@ class JobProcessor:
             outcome = await self._attempt(delivery, job, deadline, kept)
             if deadline is None or outcome.label not in FREE_RELEASES:
                 return outcome
-            pause = min(_HOLD_CAP, max(1.0, float(outcome.visibility)))
-            if time.monotonic() + pause >= deadline:
-                return outcome
+            wait = max(1.0, float(outcome.visibility))
+            if time.monotonic() + wait >= deadline:
+                return outcome  # a wait longer than the time left: released for the wait
+            pause = min(_HOLD_CAP, wait)
             _log.info("job.waiting", outcome=outcome.label, pause=pause, error=outcome.error)
             self.metrics.waited(delivery.queue, outcome.label)
             await asyncio.sleep(pause)
