@@ -231,3 +231,22 @@ async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
     assert dead[0].startswith("outcome unknown")
     assert len(acme.calls("/ship")) == 1
     assert results(settings) == []
+
+
+def test_an_unreachable_redis_fails_at_start_up_with_one_line(
+    acme: AcmeMarket, lanes: Lanes, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Issue 11: Redis that does not answer is a start-up error: exit 2, one line naming it
+    (its password redacted), no traceback, no job dead-lettered."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
+    env = dict(os.environ)
+    for name in ("config", "sqs_endpoint_url", "queue_prefix"):
+        env[f"LANES_{name.upper()}"] = str(getattr(settings, name))
+    env["LANES_REDIS_URL"] = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("lanes worker: Redis at redis://[redacted]@127.0.0.1:")
+    assert "hunter2" not in done.stderr

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from lanes.config import Config
 from lanes.errors import ConfigError, LanesError
-from lanes.logs import configure_logging
+from lanes.logs import configure_logging, redact_urls
 from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings, load_settings
 from markets import load_config
@@ -403,6 +404,15 @@ async def build_dispatcher(
     )
 
 
+async def _check_redis(runtime: Runtime) -> None:
+    """Start-up check: Redis answers (else one line and exit 2, not a worker that waits)."""
+    try:
+        await runtime.store.client.ping()
+    except RedisError as exc:
+        where = redact_urls(runtime.settings.redis_url)
+        raise ConfigError(f"Redis at {where} does not answer: {exc}") from exc
+
+
 async def serve(
     settings: Settings,
     config: Config,
@@ -414,6 +424,7 @@ async def serve(
     """Drain the lane queues of `markets` (all configured by default) until a signal."""
     _market_names(config, markets)  # an unknown market fails before anything opens
     async with Runtime(settings, config) as runtime:
+        await _check_redis(runtime)
         dispatcher = await build_dispatcher(
             runtime, markets=markets, concurrency=concurrency, job_seconds=job_seconds
         )
@@ -430,7 +441,12 @@ async def serve(
                         health=dispatcher.health,
                     )
                     stack.push_async_callback(server.aclose)
-                    await server.start()
+                    try:
+                        await server.start()
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"cannot serve metrics on port {settings.metrics_port}: {exc}"
+                        ) from exc
                 await dispatcher.run()
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
