@@ -29,6 +29,7 @@ class FakeContext:
     """Lambda's context object: only the remaining time matters to the handler."""
 
     seconds: float
+    aws_request_id: str = "req-1"
 
     def __post_init__(self) -> None:
         self._ends = time.monotonic() + self.seconds
@@ -109,8 +110,10 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     make_settings: Callable[..., Settings],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`handler(event, context)` builds its worker from LANES_* once and answers a batch."""
+    """`handler(event, context)` builds its worker from LANES_* once and answers a batch; its
+    log lines carry Powertools' keys (function_request_id, cold_start, xray_trace_id)."""
     settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
     # structlog caches loggers on first use: set up for pytest's captured stdout of this test,
     # they would write to a closed file in later tests.
@@ -137,6 +140,12 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     finally:
         lambda_handler.close()
     assert [record["data"]["echo"] for record in results(settings)] == [{"key": "x"}]
+    batches = [line for line in capsys.readouterr().out.splitlines() if "lambda.batch_done" in line]
+    assert len(batches) == 2
+    assert "function_request_id" in batches[0]
+    assert "req-1" in batches[0]
+    assert "cold_start=True" in batches[0] or '"cold_start": true' in batches[0]
+    assert "cold_start=False" in batches[1] or '"cold_start": false' in batches[1]
 
 
 async def test_a_job_that_overruns_is_cancelled_and_released(
