@@ -145,6 +145,7 @@ class JobProcessor:
     ) -> Outcome:
         """Attempt the job; wait out in process every wait that ends before `deadline`."""
         kept: list[dict[str, Any]] = []  # a result the sink has not taken yet
+        holds = 0
         while True:
             outcome = await self._attempt(delivery, job, deadline, kept)
             if deadline is None or outcome.label not in FREE_RELEASES:
@@ -152,7 +153,9 @@ class JobProcessor:
             wait = max(1.0, float(outcome.visibility))
             if time.monotonic() + wait >= deadline:
                 return outcome  # a wait longer than the time left: released for the wait
-            pause = min(_HOLD_CAP, wait)
+            # A wait that keeps coming back (Redis down) is asked about less and less often.
+            pause = min(_HOLD_CAP, max(wait, 2.0**holds))
+            holds += 1
             _log.info("job.waiting", outcome=outcome.label, pause=pause, error=outcome.error)
             self.metrics.waited(delivery.queue, outcome.label)
             await asyncio.sleep(pause)
