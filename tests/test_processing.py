@@ -234,3 +234,26 @@ async def test_a_timed_out_post_is_never_sent_again_and_stops_for_a_person(
     repeat = await runtime.processor.process(again, deadline=time.monotonic() + 30)
     assert repeat.reason.startswith("outcome unknown")
     assert len(acme.calls("/ship")) == 1
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+async def test_hostile_bodies_dead_letter_with_a_reason_in_every_lane(
+    runtime: Runtime, lanes: Lanes, acme: AcmeMarket, lane: Lane
+) -> None:
+    """Issue 12 (5): a 5000-digit integer, deep nesting and a seller with braces are
+    dead-lettered at once with a reason in every lane (they looped as `crashed` in high and
+    medium), and no call is made."""
+    hostile = [
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": {"n": 1' + "0" * 5000 + "}}",
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": '
+        + '{"a": ' * 3000
+        + "1"
+        + "}" * 3000
+        + "}",
+        '{"kind": "call", "market": "acme", "seller": "s{1}", "payload": {"endpoint": "orders"}}',
+    ]
+    for delivery in await deliver(lanes, lane, hostile):
+        outcome = await runtime.processor.process(delivery, deadline=None)
+        assert (outcome.action, outcome.label) == (Action.DEAD_LETTER, "poison")
+        assert outcome.reason.startswith("poison message: ")
+    assert acme.calls() == []
