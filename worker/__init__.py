@@ -10,8 +10,9 @@ Where things live:
 | `envelope`        | the message body and the job prepared from it (no I/O) |
 | `processing`      | running a prepared job: attempts, idempotency, market, result |
 | `outcomes`        | what happens when a job ends or fails: error table, delete, release, DLQ |
-| `idempotency`     | side-effect claims (at most once per id) |
-| `tracking`        | per-job records in Redis |
+| `idempotency`     | side-effect claims: claimed, posting, done (at most once per id) |
+| `tracking`        | per-job status records and attempt counts in Redis |
+| `metrics`         | Prometheus series, `/metrics` and `/healthz`, EMF lines for Lambda |
 | `heartbeat`       | keeping held messages invisible |
 | `queues`          | queue names, a received message with its queue, dead-letter attributes |
 | `sqs`             | the SQS client and batching |

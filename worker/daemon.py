@@ -16,9 +16,13 @@ otherwise a smooth weighted round robin over the queues that have messages
 (high 6, medium 3, low 1 by default) picks, so an empty lane simply falls
 through to the next.
 
-Shutdown. `stop` stops receiving and cancels pending polls; buffered
-messages go back at once; in-flight jobs get `grace_seconds` to finish, then
-are cancelled and their messages released with visibility 0.
+Shutdown. `stop` stops receiving; a receive in flight is let finish (never
+abandoned: its endpoint would hand it the next message) and what it got goes
+back at once, as do buffered messages; in-flight jobs get `grace_seconds` to
+finish, then are cancelled and their messages released with visibility 0.
+
+Metrics. With `LANES_METRICS_PORT` set, `serve` also answers `/metrics` and
+`/healthz` (`worker.metrics`).
 """
 
 from __future__ import annotations
