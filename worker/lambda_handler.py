@@ -31,6 +31,7 @@ from lanes.config import Config
 from lanes.logs import configure_logging
 from lanes.settings import Settings, load_settings
 from markets import load_config
+from worker.outcomes import Outcome
 from worker.queues import Delivery, lane_of_queue
 from worker.runtime import Runtime
 from worker.sqs import SqsError, SqsMessage
@@ -101,7 +102,7 @@ async def handle_batch(
                 return await runtime.settler.settle(delivery, outcome)
             except asyncio.CancelledError:
                 # Out of time: back at once, not after the queue's (long) visibility timeout.
-                await runtime.settler.release(delivery, 0)
+                await runtime.settler.settle(delivery, Outcome.release("out_of_time", 0))
                 raise
 
     tasks = {asyncio.create_task(one(record)): record for record in records}

@@ -119,8 +119,10 @@ ERRORS: tuple[Rule, ...] = (
     Rule(TransientError, "transient", Sort.TRANSIENT),
 )
 _UNMATCHED = Rule(Exception, "crashed", Sort.TRANSIENT)
-# Releases that spent no attempt: every wait, and a release at shutdown.
-FREE_RELEASES = frozenset({rule.label for rule in ERRORS if rule.sort is Sort.WAIT} | {"shutdown"})
+# Releases that spent no attempt: every wait, a release at shutdown or when Lambda's time is up.
+FREE_RELEASES = frozenset(
+    {rule.label for rule in ERRORS if rule.sort is Sort.WAIT} | {"shutdown", "out_of_time"}
+)
 
 
 @dataclass(frozen=True, slots=True)
