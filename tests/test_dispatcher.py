@@ -101,6 +101,7 @@ async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
     assert worker.dispatcher.outcomes == {"poison": 2, "done": 1}
 
 
+@pytest.mark.slow
 async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -218,6 +219,7 @@ async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     assert worker.dispatcher.outcomes == {"done": 1}
 
 
+@pytest.mark.slow
 async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released(
     acme: AcmeMarket,
     lanes: Lanes,

@@ -167,6 +167,7 @@ async def test_waits_spend_no_attempt_and_no_receive(
     assert len(acme.calls()) == 1
 
 
+@pytest.mark.slow
 async def test_redis_outage_is_waited_out_holding_the_message(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -217,6 +218,7 @@ async def test_sink_outage_keeps_the_result_and_never_reruns_the_job(
     assert record["message_id"] == delivery.message.message_id
 
 
+@pytest.mark.slow
 async def test_a_timed_out_post_is_never_sent_again_and_stops_for_a_person(
     acme: AcmeMarket,
     lanes: Lanes,

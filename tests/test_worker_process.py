@@ -59,6 +59,7 @@ def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
             process.wait()
 
 
+@pytest.mark.slow
 async def test_sigterm_releases_everything_within_the_grace_period(
     acme: AcmeMarket,
     lanes: Lanes,
