@@ -11,13 +11,31 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-__all__ = ["REDACTED", "configure_logging", "redact_secrets"]
+__all__ = ["REDACTED", "configure_logging", "redact_secrets", "redact_urls"]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"secret|password|token|authorization|signature|sign|api_?key", re.I)
+# Credentials inside URLs (docs/DESIGN.md rule 8): `scheme://user:password@host` and
+# secret-looking query parameters (`?token=...`, `&api_key=...`).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+_URL_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:[^=&\s]*(?:secret|password|passwd|token|signature|sig|api_?key|"
+    r"access_?key|auth)[^=&\s]*)=)[^&\s#\"']*",
+    re.I,
+)
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the userinfo and secret query values of any URL in it replaced."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
+    return _URL_SECRET_PARAM.sub(rf"\g<name>{REDACTED}", text)
 
 
 def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_urls(value)
     if isinstance(value, SecretStr):
         return REDACTED
     if isinstance(value, Mapping):

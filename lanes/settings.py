@@ -51,6 +51,11 @@ class Settings(BaseSettings):
                 return json.loads(text)  # a JSONDecodeError is a ValueError: one-line error
             return [key.strip() for key in text.split(",") if key.strip()]
         return value
+    # Base of the backoff between a low job's attempts across deliveries (doubling, 15 min cap).
+    retry_backoff: float = Field(default=60.0, gt=0, le=900)
+    # The daemon's /metrics and /healthz port (0: off) and address.
+    metrics_port: int = Field(default=0, ge=0, le=65_535)
+    metrics_host: str = "0.0.0.0"  # a container's probes come from outside
 
 
 def load_settings(**overrides: object) -> Settings:

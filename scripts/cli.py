@@ -39,8 +39,8 @@ from scripts.replay import ReplayFilter, replay
 from scripts.status import render_snapshot, snapshot
 from scripts.table import render_table
 from scripts.validate import JobValidator
+from worker.daemon import serve as worker_main
 from worker.queues import QueueName
-from worker.runner import main as worker_main
 from worker.sqs import QueueMissing, SqsClient
 
 __all__ = ["build_parser", "main"]

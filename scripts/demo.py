@@ -36,8 +36,8 @@ from scripts.provision import provision
 from scripts.services import RedisServer, _ChildServer
 from scripts.status import queue_depths
 from scripts.table import render_table
+from worker.daemon import build_dispatcher
 from worker.queues import ATTR_REASON, QueueName
-from worker.runner import build_dispatcher
 from worker.runtime import Runtime
 from worker.sqs import OutgoingMessage, SqsClient
 

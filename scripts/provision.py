@@ -46,9 +46,11 @@ class QueueReport:
 
 
 def max_receive_count(max_attempts: int | None) -> int:
-    if max_attempts is None:
-        return REDRIVE_UNTIL_SUCCESS
-    return min(REDRIVE_UNTIL_SUCCESS, max_attempts + REDRIVE_MARGIN)
+    """Every lane: the worker counts attempts itself and dead-letters with a reason; waits
+    (Redis down, budget, a sink) may be released many times and must never be redriven
+    without one (docs/DESIGN.md rule 12). `max_attempts` is kept for callers."""
+    del max_attempts
+    return REDRIVE_UNTIL_SUCCESS
 
 
 def lane_attributes(

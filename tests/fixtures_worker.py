@@ -28,10 +28,9 @@ from lanes.config import Config, parse_config
 from lanes.policy import Lane
 from lanes.settings import Settings
 from scripts.services import MotoServer, RedisServer, free_port
-from worker.delivery import Delivery
-from worker.dispatcher import Dispatcher
-from worker.queues import QueueName
-from worker.runner import build_dispatcher
+from worker.daemon import Dispatcher, build_dispatcher
+from worker.envelope import Envelope
+from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
@@ -186,16 +185,9 @@ def acme_toml(market: AcmeMarket, path: Path, *, rps: int | None = None) -> Path
 def job(
     endpoint: str = "orders", *, id: str | None = None, seller: str = "s-1", **params: Any
 ) -> str:
-    """A `call` message body for acme."""
-    body: dict[str, Any] = {
-        "kind": "call",
-        "market": "acme",
-        "seller": seller,
-        "payload": {"endpoint": endpoint, "params": params},
-    }
-    if id is not None:
-        body["id"] = id
-    return json.dumps(body)
+    """A `call` message body for acme (built by `Envelope.body()`, as producers do)."""
+    payload = {"endpoint": endpoint, "params": params}
+    return Envelope(kind="call", market="acme", seller=seller, payload=payload, id=id).body()
 
 
 # -- lane queues -----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from lanes.policy import Lane
 from lanes.settings import Settings
 from scripts.services import RedisServer
@@ -25,6 +27,7 @@ from worker.queues import ATTR_ATTEMPTS, ATTR_FAILED_AT, ATTR_REASON
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
+@pytest.mark.slow
 async def test_mixed_load_drains_with_nothing_lost(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -33,7 +36,7 @@ async def test_mixed_load_drains_with_nothing_lost(
 ) -> None:
     """A mixed load in every lane (successes, 5xx that pass on retry, 400s, a low message that
     always fails) ends with each message done or dead-lettered with its reason, none lost."""
-    settings = make_settings()
+    settings = make_settings(retry_backoff=0.5)
     config = acme_config(acme)
     fates: dict[str, str] = {}
     for lane in Lane:
@@ -98,6 +101,7 @@ async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
     assert worker.dispatcher.outcomes == {"poison": 2, "done": 1}
 
 
+@pytest.mark.slow
 async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -130,6 +134,7 @@ async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     assert acme.violations == 0
 
 
+@pytest.mark.slow
 async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -192,6 +197,7 @@ async def test_duplicate_ship_messages_call_the_market_once(
     assert await lanes.depth(Lane.HIGH) == (0, 0)
 
 
+@pytest.mark.slow
 async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -211,3 +217,46 @@ async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     await worker.stop()
     assert len(acme.calls()) == 1
     assert worker.dispatcher.outcomes == {"done": 1}
+
+
+@pytest.mark.slow
+async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """Issue 12 (11): stop() does not abandon a long poll in flight (its endpoint would hand
+    it the next message, invisible with no one holding it); the poll finishes and what it
+    got is released at once, so a message sent during shutdown is visible right after."""
+    settings = make_settings(wait_seconds=3)
+    worker = await start_worker(settings, acme_config(acme))
+    await asyncio.sleep(0.5)  # the pollers are now inside their long polls
+    worker.dispatcher.stop()
+    await lanes.send(Lane.HIGH, [job(key="late")])
+    await worker.task
+    assert [m.body for m in await lanes.take_all(Lane.HIGH)] == [job(key="late")]
+    assert acme.calls() == []
+
+
+async def test_short_polls_do_not_spin_an_idle_worker(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """Issue 12 (9): with LANES_WAIT_SECONDS=0 an idle worker pauses between empty polls
+    instead of asking SQS in a tight loop (it spun at 46 % CPU)."""
+    worker = await start_worker(make_settings(wait_seconds=0), acme_config(acme))
+    receives = 0
+    receive = worker.runtime.sqs.receive
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal receives
+        receives += 1
+        return await receive(*args, **kwargs)
+
+    worker.runtime.sqs.receive = counting  # type: ignore[method-assign]
+    await asyncio.sleep(2.0)
+    await worker.stop()
+    assert receives <= 3 * 4  # three lane pollers, about one empty poll a second each

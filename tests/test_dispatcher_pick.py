@@ -6,11 +6,10 @@ from collections import Counter
 from typing import Any, cast
 
 from lanes.policy import Lane, LanePolicies
-from worker.delivery import Delivery
-from worker.dispatcher import Dispatcher, LaneSource
+from worker.daemon import Dispatcher, LaneSource
+from worker.outcomes import Settler
 from worker.processing import JobProcessor
-from worker.queues import QueueName
-from worker.settle import Settler
+from worker.queues import Delivery, QueueName
 from worker.sqs import SqsClient, SqsMessage
 
 

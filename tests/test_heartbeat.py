@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from lanes.policy import Lane
-from worker.delivery import Delivery
 from worker.heartbeat import Heartbeat
-from worker.queues import QueueName
-from worker.settle import Settler
+from worker.outcomes import Settler
+from worker.queues import Delivery, QueueName
 from worker.sqs import OutgoingMessage, SqsClient
 
 
+@pytest.mark.slow
 async def test_held_message_stays_invisible_and_returns_once_forgotten(
     sqs: SqsClient, make_queue: Callable[..., Awaitable[str]]
 ) -> None:

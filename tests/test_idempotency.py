@@ -1,58 +1,143 @@
-"""worker.idempotency: claims and done records in the test Redis."""
+"""worker.idempotency: stated claims (claimed, posting, done) in the test Redis, and the
+trace hook that marks "posting" just before a request of a claimed job leaves."""
 
 from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from lanes.errors import BudgetUnavailable
-from worker.idempotency import ClaimBusy, IdempotencyGuard
+from tests.fixtures_worker import AcmeMarket
+from worker.idempotency import ClaimBusy, ClaimLost, IdempotencyGuard, OutcomeUnknown
+
+SHIP = ("acme", "s-1", "ship_order")
 
 
 async def test_claim_then_done_then_duplicate(redis_client: aioredis.Redis) -> None:
     """The first delivery claims; while it runs a second is busy; after finish it sees done."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
-    claim = await guard.begin("acme", "ship-1")
-    assert claim.token is not None
+    claim = await guard.begin(*SHIP, "ship-1")
     assert claim.done is None
     with pytest.raises(ClaimBusy) as busy:
-        await guard.begin("acme", "ship-1")
+        await guard.begin(*SHIP, "ship-1")
     assert 1.0 <= busy.value.retry_after <= 3.0
     await guard.finish(claim, {"data": {"ok": True}})
-    again = await guard.begin("acme", "ship-1")
+    again = await guard.begin(*SHIP, "ship-1")
     assert again.done == {"data": {"ok": True}}
-    assert 0 < await redis_client.ttl(IdempotencyGuard.key("acme", "ship-1")) <= 60
+    assert 0 < await redis_client.ttl(IdempotencyGuard.key(*SHIP, "ship-1")) <= 60
+
+
+def test_the_key_covers_market_seller_kind_and_id() -> None:
+    """Issue 12 (3): the same id for another seller, kind or market is another job; free text
+    (braces) never escapes the market's hash tag."""
+    keys = {
+        IdempotencyGuard.key("acme", "s-1", "ship_order", "1"),
+        IdempotencyGuard.key("acme", "s-2", "ship_order", "1"),
+        IdempotencyGuard.key("acme", "s-1", "answer_inquiry", "1"),
+        IdempotencyGuard.key("naver", "s-1", "ship_order", "1"),
+    }
+    assert len(keys) == 4
+    assert IdempotencyGuard.key("acme", "{x}", "k", "{y}").count("{") == 1
 
 
 async def test_abandon_frees_only_our_claim(redis_client: aioredis.Redis) -> None:
     """Abandoning frees the claim for the next delivery; a done record is never abandoned."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
-    claim = await guard.begin("acme", "a")
+    claim = await guard.begin(*SHIP, "a")
     await guard.abandon(claim)
-    retaken = await guard.begin("acme", "a")
+    retaken = await guard.begin(*SHIP, "a")
     await guard.finish(retaken, {"x": 1})
     await guard.abandon(claim)
-    assert (await guard.begin("acme", "a")).done == {"x": 1}
+    assert (await guard.begin(*SHIP, "a")).done == {"x": 1}
 
 
-async def test_held_claim_outlives_its_ttl(redis_client: aioredis.Redis) -> None:
-    """While `held`, the claim is refreshed: a job longer than the claim TTL stays exclusive."""
+async def test_held_claim_outlives_its_lease(redis_client: aioredis.Redis) -> None:
+    """While `held`, the lease is refreshed: a job longer than the lease stays exclusive."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=1)
-    claim = await guard.begin("acme", "long")
+    claim = await guard.begin(*SHIP, "long")
     async with guard.held(claim):
         await asyncio.sleep(1.5)
         with pytest.raises(ClaimBusy):
-            await guard.begin("acme", "long")
+            await guard.begin(*SHIP, "long")
+
+
+async def test_a_holder_that_died_before_posting_is_simply_replaced(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A claim whose holder died while still waiting (nothing sent) is taken over once its
+    lease lapses: no person is needed."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=1)
+    await guard.begin(*SHIP, "waited")
+    await redis_client.delete(IdempotencyGuard.key(*SHIP, "waited") + ":lease")
+    assert (await guard.begin(*SHIP, "waited")).done is None
+
+
+async def test_posting_marked_by_the_hook_makes_a_dead_holder_an_unknown_outcome(
+    redis_client: aioredis.Redis, acme: AcmeMarket
+) -> None:
+    """Issue 12 (3): the hook marks the claim "posting" before the POST leaves; if the holder
+    then dies (SIGKILL: its lease lapses), the next delivery gets OutcomeUnknown, never a
+    second POST."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=1)
+    claim = await guard.begin(*SHIP, "killed")
+    session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
+    async with session, guard.held(claim), session.post(f"{acme.url}/ship", json={}) as answer:
+        assert answer.status == 200
+    assert claim.landed
+    raw = await redis_client.get(IdempotencyGuard.key(*SHIP, "killed"))
+    assert raw is not None
+    assert raw.startswith(b"posting:")
+    await redis_client.delete(IdempotencyGuard.key(*SHIP, "killed") + ":lease")
+    with pytest.raises(OutcomeUnknown):
+        await guard.begin(*SHIP, "killed")
+
+
+async def test_a_request_without_answer_is_never_sent_again(
+    redis_client: aioredis.Redis, acme: AcmeMarket
+) -> None:
+    """Issue 12 (3): after a client timeout on a POST, a retry in the same delivery is refused
+    by the hook (OutcomeUnknown): the market sees one POST."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
+    claim = await guard.begin(*SHIP, "timeout")
+    timeout = aiohttp.ClientTimeout(total=0.2)
+    session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
+    async with session, guard.held(claim):
+        with pytest.raises(TimeoutError):
+            async with session.post(f"{acme.url}/ship?sleep=1", timeout=timeout):
+                pass
+        with pytest.raises(OutcomeUnknown):
+            async with session.post(f"{acme.url}/ship", timeout=timeout):
+                pass
+    assert claim.uncertain
+    assert len(acme.calls("/ship")) == 1
+
+
+async def test_a_claim_lost_before_posting_stops_the_request(
+    redis_client: aioredis.Redis, acme: AcmeMarket
+) -> None:
+    """Issue 12 (3): Redis lost the claim (a restart) before anything was sent: the request
+    does not leave (ClaimLost, a wait), so no side effect happens without its record."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
+    claim = await guard.begin(*SHIP, "lost")
+    await redis_client.delete(claim.key, claim.lease)
+    session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
+    async with session, guard.held(claim):
+        with pytest.raises(ClaimLost):
+            async with session.post(f"{acme.url}/ship"):
+                pass
+    assert acme.calls() == []
+    assert not claim.uncertain
 
 
 async def test_redis_down_is_budget_unavailable() -> None:
-    """An unreachable Redis fails closed as BudgetUnavailable (the message comes back later)."""
+    """An unreachable Redis fails closed as BudgetUnavailable (the message waits)."""
     client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
     guard = IdempotencyGuard(client, ttl=60, claim_seconds=5)
     try:
         with pytest.raises(BudgetUnavailable):
-            await guard.begin("acme", "x")
+            await guard.begin(*SHIP, "x")
     finally:
         await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class FakeContext:
     """Lambda's context object: only the remaining time matters to the handler."""
 
     seconds: float
+    aws_request_id: str = "req-1"
 
     def __post_init__(self) -> None:
         self._ends = time.monotonic() + self.seconds
@@ -108,8 +110,10 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     make_settings: Callable[..., Settings],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`handler(event, context)` builds its worker from LANES_* once and answers a batch."""
+    """`handler(event, context)` builds its worker from LANES_* once and answers a batch; its
+    log lines carry Powertools' keys (function_request_id, cold_start, xray_trace_id)."""
     settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
     # structlog caches loggers on first use: set up for pytest's captured stdout of this test,
     # they would write to a closed file in later tests.
@@ -136,6 +140,12 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     finally:
         lambda_handler.close()
     assert [record["data"]["echo"] for record in results(settings)] == [{"key": "x"}]
+    batches = [line for line in capsys.readouterr().out.splitlines() if "lambda.batch_done" in line]
+    assert len(batches) == 2
+    assert "function_request_id" in batches[0]
+    assert "req-1" in batches[0]
+    assert "cold_start=True" in batches[0] or '"cold_start": true' in batches[0]
+    assert "cold_start=False" in batches[1] or '"cold_start": false' in batches[1]
 
 
 async def test_a_job_that_overruns_is_cancelled_and_released(
@@ -161,3 +171,31 @@ async def test_a_job_that_overruns_is_cancelled_and_released(
     assert context.get_remaining_time_in_millis() > 0
     (back,) = await lanes.take_all(Lane.HIGH)
     assert back.message_id == ids[0]
+
+
+async def test_a_hyphenated_prefix_is_parsed_and_metrics_are_printed_as_emf(
+    acme: AcmeMarket,
+    sqs: SqsClient,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12 (4): under prefix `shop-prod-...` the record's queue is read as market acme
+    (it was read as market `prod-...` and every record dead-lettered as poison). Issue 11:
+    the batch's counts are printed as one CloudWatch EMF line per market and lane."""
+    prefix = f"shop-prod-{time.monotonic_ns() % 10**8}"
+    hyphenated = Lanes(sqs=sqs, prefix=prefix)
+    for dead in (False, True):
+        name = hyphenated.name(Lane.HIGH, dead=dead)
+        hyphenated.urls[name] = await sqs.create_queue(name, {"VisibilityTimeout": "10"})
+    runtime = await make_runtime(make_settings(queue_prefix=prefix), acme_config(acme))
+    event, _ids = await _event(hyphenated, Lane.HIGH, [job(key="a"), job(key="b")])
+    capsys.readouterr()
+    answer = await handle_batch(runtime, event, FakeContext(5.0).get_remaining_time_in_millis)
+    assert answer == {"batchItemFailures": []}
+    assert len(results(runtime.settings)) == 2
+    assert await hyphenated.take_all(Lane.HIGH, dead=True) == []
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (line,) = emf
+    assert (line["market"], line["lane"], line["Jobs_done"]) == ("acme", "high", 2)
+    assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["market", "lane"]]

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from lanes.logs import REDACTED, configure_logging
+from lanes.logs import REDACTED, configure_logging, redact_secrets
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +38,20 @@ def test_json_line_with_bound_context_and_no_secret(capsys: pytest.CaptureFixtur
     assert line["headers"] == {"Authorization": REDACTED, "Accept": "json"}
     assert line["key"] == REDACTED
     assert "hunter2" not in json.dumps(line)
+
+
+def test_credentials_inside_urls_are_redacted_in_every_value() -> None:
+    """Issue 12 (8): userinfo and secret query parameters of any URL in any value (the event
+    text included) are redacted; the rest of the URL stays readable."""
+    line = redact_secrets(
+        None,
+        "info",
+        {
+            "event": "posting to https://bob:hunter2@sink.example/r?token=s3cret",
+            "error": ["redis://:pw@localhost:6379/0 refused", {"url": "http://h/p?api_key=k1"}],
+        },
+    )
+    text = str(line)
+    for secret in ("hunter2", "s3cret", ":pw@", "k1"):
+        assert secret not in text
+    assert "sink.example/r?token=[redacted]" in text

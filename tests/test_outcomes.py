@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from lanes.errors import BudgetTimeout, BudgetUnavailable
@@ -10,11 +12,11 @@ from markets import AttemptsExhausted, PermanentError, RateLimited, RetryLater, 
 from worker.envelope import PoisonMessage
 from worker.idempotency import ClaimBusy
 from worker.outcomes import MAX_VISIBILITY, Action, Outcome, backoff_seconds, outcome_of_error
-from worker.sinks import SinkError
+from worker.sinks import SinkError, SinkRefused
 
 
 def _sort(exc: Exception, lane: Lane = Lane.HIGH, received: int = 1) -> Outcome:
-    return outcome_of_error(exc, lane=lane, policy=DEFAULT_POLICIES[lane], receive_count=received)
+    return outcome_of_error(exc, lane=lane, policy=DEFAULT_POLICIES[lane], attempts=received)
 
 
 @pytest.mark.parametrize("lane", list(Lane))
@@ -42,21 +44,48 @@ def test_waiting_releases_with_the_wait_and_never_dead_letters(exc: Exception) -
     assert outcome.visibility == 8
 
 
-def test_low_transient_dead_letters_only_past_max_attempts() -> None:
-    """A transient error that escaped: low releases with backoff until max_attempts receives."""
+def test_low_transient_dead_letters_only_at_max_attempts_spread_over_minutes() -> None:
+    """Issue 12 (12): a failed low attempt comes back after minutes of backoff (not
+    milliseconds), and only the max_attempts-th attempt (counted by lanes) dead-letters."""
     error = TransientError("503", market="acme", status=503)
-    assert _sort(error, Lane.LOW, received=2).action is Action.RELEASE
+    first, second = _sort(error, Lane.LOW, received=1), _sort(error, Lane.LOW, received=2)
+    assert (first.action, second.action) == (Action.RELEASE, Action.RELEASE)
+    assert 30 <= first.visibility <= 60
+    assert 60 <= second.visibility <= 120
     last = _sort(error, Lane.LOW, received=3)
     assert last.action is Action.DEAD_LETTER
     assert last.attempts == 3
+    assert last.reason == "low lane gave up after 3 attempts"
     assert _sort(error, Lane.HIGH, received=300).action is Action.RELEASE
 
 
-def test_attempts_exhausted_carries_attempts_and_last_error() -> None:
-    """AttemptsExhausted (a TransientError) dead-letters with its attempts and last error."""
-    exc = AttemptsExhausted(market="acme", endpoint="orders", attempts=3, last_error="HTTP 503")
-    outcome = _sort(exc, Lane.LOW)
+def test_attempts_exhausted_is_one_failed_attempt_with_its_last_error() -> None:
+    """AttemptsExhausted (one attempt of a delivery) counts like any failed attempt and
+    carries the market's last error."""
+    exc = AttemptsExhausted(market="acme", endpoint="orders", attempts=1, last_error="HTTP 503")
+    assert _sort(exc, Lane.LOW, received=1).action is Action.RELEASE
+    outcome = _sort(exc, Lane.LOW, received=3)
     assert (outcome.action, outcome.attempts, outcome.error) == (Action.DEAD_LETTER, 3, "HTTP 503")
+
+
+def test_unknown_outcome_and_quota_by_name() -> None:
+    """Rows naming classes by name: any error class called OutcomeUnknown dead-letters with
+    reason "outcome unknown"; QuotaExhausted waits until its reset time."""
+
+    class OutcomeUnknown(Exception):
+        pass
+
+    class QuotaExhausted(Exception):
+        def __init__(self) -> None:
+            super().__init__("daily quota used up")
+            self.reset_at = datetime.now(UTC) + timedelta(hours=2)
+
+    unknown = _sort(OutcomeUnknown("timeout after the POST left"), Lane.HIGH)
+    assert unknown.action is Action.DEAD_LETTER
+    assert unknown.reason.startswith("outcome unknown: ")
+    quota = _sort(QuotaExhausted(), Lane.LOW, received=5)
+    assert (quota.action, quota.label) == (Action.RELEASE, "quota")
+    assert 7100 <= quota.visibility <= 7200
 
 
 def test_redis_down_and_rate_limits_release() -> None:
@@ -67,12 +96,12 @@ def test_redis_down_and_rate_limits_release() -> None:
 
 def test_sink_refusal_dead_letters_and_sink_failure_releases() -> None:
     """A results backend that refuses (4xx) dead-letters; one that is down releases."""
-    assert _sort(SinkError("400", permanent=True)).action is Action.DEAD_LETTER
+    assert _sort(SinkRefused("400")).action is Action.DEAD_LETTER
     assert _sort(SinkError("503")).action is Action.RELEASE
 
 
 def test_unexpected_error_is_released_not_lost() -> None:
-    """A bug (any other exception) is handled like a transient error, never dropped."""
+    """A bug (any other exception) is handled like a failed attempt, never dropped."""
     assert _sort(KeyError("x"), Lane.HIGH).label == "crashed"
     assert _sort(KeyError("x"), Lane.LOW, received=3).action is Action.DEAD_LETTER
 

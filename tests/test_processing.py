@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
+from scripts.services import RedisServer
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
@@ -20,6 +23,7 @@ from tests.fixtures_worker import (
     results,
 )
 from worker.outcomes import Action
+from worker.queues import Delivery
 from worker.runtime import Runtime
 
 MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
@@ -79,32 +83,45 @@ async def test_high_transient_failure_at_deadline_is_released_not_dead(
     assert len(acme.calls()) >= 2
 
 
-async def test_low_gives_up_after_max_attempts(
+async def _redeliver(lanes: Lanes, lane: Lane) -> Delivery:
+    """The next delivery of the lane's one message, after releasing the previous one."""
+    (delivery,) = await receive_deliveries(lanes, lane, 1)
+    return delivery
+
+
+async def test_low_makes_one_attempt_per_delivery_and_gives_up_after_max_attempts(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:
-    """Low stops after max_attempts (3) transient failures and dead-letters with the last error."""
-    (delivery,) = await deliver(lanes, Lane.LOW, [job(status="503")])
-    outcome = await runtime.processor.process(delivery, deadline=None)
-    assert outcome.action is Action.DEAD_LETTER
-    assert outcome.attempts == 3
-    assert "503" in outcome.error
+    """Issue 12 (12): low makes one attempt per delivery, released with minutes of backoff
+    between them (not milliseconds), counted by lanes; the third failure dead-letters with
+    the last error."""
+    await lanes.send(Lane.LOW, [job(status="503")])
+    for attempt in (1, 2):
+        delivery = await _redeliver(lanes, Lane.LOW)
+        outcome = await runtime.processor.process(delivery, deadline=None)
+        assert (outcome.action, outcome.label) == (Action.RELEASE, "transient")
+        assert outcome.visibility >= 30 * attempt
+        assert len(acme.calls()) == attempt
+        await lanes.sqs.change_visibility_batch(delivery.url, [(delivery.receipt, 0)])
+    last = await runtime.processor.process(await _redeliver(lanes, Lane.LOW), deadline=None)
+    assert last.action is Action.DEAD_LETTER
+    assert last.attempts == 3
+    assert "503" in last.error
     assert len(acme.calls()) == 3
 
 
-async def test_low_crash_loop_is_dead_lettered_without_running(
+async def test_low_deliveries_that_died_are_counted_and_stopped(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:
-    """A low message received more often than max_attempts is dead-lettered without a call."""
+    """A low message whose deliveries all died mid-attempt (crash, kill, Lambda timeout) is
+    dead-lettered with a reason once lanes' own count passes max_attempts, without a call."""
     await lanes.send(Lane.LOW, [job()])
-    url = lanes.url(Lane.LOW)
-    for _ in range(3):  # three deliveries that "crashed": received and never settled
-        (message,) = await lanes.sqs.receive(url, max_messages=1, wait_seconds=1)
-        await lanes.sqs.change_visibility_batch(url, [(message.receipt_handle, 0)])
-    (delivery,) = await receive_deliveries(lanes, Lane.LOW, 1)
-    assert delivery.message.receive_count == 4
-    outcome = await runtime.processor.process(delivery, deadline=None)
+    (first,) = await receive_deliveries(lanes, Lane.LOW, 1)
+    for _ in range(3):  # three attempts that "crashed": counted, never settled
+        await runtime.processor._attempts.spend(first)
+    outcome = await runtime.processor.process(first, deadline=None)
     assert outcome.action is Action.DEAD_LETTER
-    assert outcome.label == "crash_loop"
+    assert "3 attempts spent" in outcome.reason
     assert acme.calls() == []
 
 
@@ -128,24 +145,117 @@ async def test_duplicate_side_effect_calls_the_market_once(
 async def test_failed_side_effect_frees_its_claim(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:
-    """A ship that failed releases its claim, so the redelivery runs at once (not 'busy')."""
+    """A ship the market answered 503 (surely not done) frees its claim, so the redelivery
+    runs at once (not 'busy', not 'unknown')."""
     (failing,) = await deliver(lanes, Lane.LOW, [job("ship", id="ship-2", status="503")])
-    assert (await runtime.processor.process(failing, deadline=None)).action is Action.DEAD_LETTER
+    assert (await runtime.processor.process(failing, deadline=None)).label == "transient"
     (again,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-2")])
     assert (await runtime.processor.process(again, deadline=None)).label == "done"
 
 
-async def test_waits_do_not_count_towards_the_crash_loop_guard(
+async def test_waits_spend_no_attempt_and_no_receive(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:
-    """A low message released three times without spending an attempt (waiting for budget,
-    shutdown) still runs on its fourth receive."""
+    """Issue 12 (1): waits released at the deadline (here: Redis down for the attempt count)
+    refund their attempt; a low message that waited five times still runs."""
     await lanes.send(Lane.LOW, [job(key="patient")])
-    for _ in range(3):
-        (waited,) = await receive_deliveries(lanes, Lane.LOW, 1)
-        await runtime.processor.note_free_release(waited)
-        await lanes.sqs.change_visibility_batch(waited.url, [(waited.receipt, 0)])
     (delivery,) = await receive_deliveries(lanes, Lane.LOW, 1)
-    assert delivery.message.receive_count == 4
+    for _ in range(5):
+        await runtime.processor._attempts.spend(delivery)
+        await runtime.processor._attempts.refund(delivery)
     assert (await runtime.processor.process(delivery, deadline=None)).label == "done"
     assert len(acme.calls()) == 1
+
+
+@pytest.mark.slow
+async def test_redis_outage_is_waited_out_holding_the_message(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+    redis_server: RedisServer,
+) -> None:
+    """Issue 12 (1): with Redis down, a low side-effect job waits in process (one delivery, no
+    receive spent, no attempt) and runs once Redis is back: done, not dead-lettered."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+    (delivery,) = await deliver(lanes, Lane.LOW, [job("ship", id="ship-r", order="o")])
+    redis_server.stop()
+    loop = asyncio.get_running_loop()
+    processing = asyncio.create_task(
+        runtime.processor.process(delivery, deadline=time.monotonic() + 120)
+    )
+    await asyncio.sleep(2.5)
+    assert not processing.done()
+    await loop.run_in_executor(None, redis_server.start)
+    outcome = await processing
+    assert (outcome.action, outcome.label) == (Action.DELETE, "done")
+    assert len(acme.calls("/ship")) == 1
+
+
+async def test_sink_outage_keeps_the_result_and_never_reruns_the_job(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 (7): the market job ran once; the sink (a directory, not a file) refuses the
+    write; the delivery is released as a wait and its redelivery only writes the kept
+    result, once the sink works: one market call, no attempt spent, no dead letter."""
+    sink_path = tmp_path / "results.jsonl"
+    sink_path.mkdir()
+    settings = make_settings(results_url=f"file:{sink_path}")
+    runtime = await make_runtime(settings, acme_config(acme))
+    (delivery,) = await deliver(lanes, Lane.LOW, [job(key="once")])
+    first = await runtime.processor.process(delivery, deadline=None)
+    assert (first.action, first.label) == (Action.RELEASE, "sink_unavailable")
+    sink_path.rmdir()
+    await lanes.sqs.change_visibility_batch(delivery.url, [(delivery.receipt, 0)])
+    again = await runtime.processor.process(await _redeliver(lanes, Lane.LOW), deadline=None)
+    assert (again.action, again.label) == (Action.DELETE, "result_resent")
+    assert len(acme.calls()) == 1
+    (record,) = results(settings)
+    assert record["message_id"] == delivery.message.message_id
+
+
+@pytest.mark.slow
+async def test_a_timed_out_post_is_never_sent_again_and_stops_for_a_person(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+) -> None:
+    """Issue 12 (3): a ship whose POST timed out (the market may have acted) is not retried in
+    the same delivery nor by a redelivery: it is dead-lettered "outcome unknown", one POST."""
+    runtime = await make_runtime(make_settings(), acme_config(acme, timeout=0.5))
+    (delivery,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-t", sleep=2)])
+    outcome = await runtime.processor.process(delivery, deadline=time.monotonic() + 30)
+    assert outcome.action is Action.DEAD_LETTER
+    assert outcome.reason.startswith("outcome unknown")
+    (again,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-t", sleep=2)])
+    repeat = await runtime.processor.process(again, deadline=time.monotonic() + 30)
+    assert repeat.reason.startswith("outcome unknown")
+    assert len(acme.calls("/ship")) == 1
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+async def test_hostile_bodies_dead_letter_with_a_reason_in_every_lane(
+    runtime: Runtime, lanes: Lanes, acme: AcmeMarket, lane: Lane
+) -> None:
+    """Issue 12 (5): a 5000-digit integer, deep nesting and a seller with braces are
+    dead-lettered at once with a reason in every lane (they looped as `crashed` in high and
+    medium), and no call is made."""
+    hostile = [
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": {"n": 1' + "0" * 5000 + "}}",
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": '
+        + '{"a": ' * 3000
+        + "1"
+        + "}" * 3000
+        + "}",
+        '{"kind": "call", "market": "acme", "seller": "s{1}", "payload": {"endpoint": "orders"}}',
+    ]
+    for delivery in await deliver(lanes, lane, hostile):
+        outcome = await runtime.processor.process(delivery, deadline=None)
+        assert (outcome.action, outcome.label) == (Action.DEAD_LETTER, "poison")
+        assert outcome.reason.startswith("poison message: ")
+    assert acme.calls() == []

@@ -6,10 +6,15 @@ import asyncio
 
 from lanes.policy import Lane
 from tests.fixtures_worker import Lanes, deliver, job
-from worker.delivery import Delivery
-from worker.outcomes import Outcome
-from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON, QueueName
-from worker.settle import Settler, dead_letter_message
+from worker.outcomes import Outcome, Settler, dead_letter_message
+from worker.queues import (
+    ATTR_ATTEMPTS,
+    ATTR_ERROR,
+    ATTR_FAILED_AT,
+    ATTR_REASON,
+    Delivery,
+    QueueName,
+)
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
 
@@ -78,3 +83,15 @@ async def test_dead_letter_to_a_missing_queue_reports_failure(sqs: SqsClient) ->
         message=message, queue=QueueName("nosuch", "acme", Lane.LOW), url="http://x/q"
     )
     assert not await Settler(sqs).dead_letter(delivery, Outcome.dead_letter("p", "r", attempts=0))
+
+
+def test_dead_letter_attributes_carry_no_url_credentials() -> None:
+    """Issue 12 (8): a results URL's user:password and ?token= never reach a DLQ attribute."""
+    message = SqsMessage(message_id="m", receipt_handle="r", body="{}")
+    delivery = Delivery(message=message, queue=QueueName("p", "acme", Lane.LOW), url="u")
+    error = "results callback https://bob:hunter2@sink.example/r?token=s3cret&x=1 answered 503"
+    out = dead_letter_message(delivery, Outcome.dead_letter("x", error, attempts=1))
+    text = " ".join(out.attributes.values())
+    assert "hunter2" not in text
+    assert "s3cret" not in text
+    assert "sink.example/r?token=[redacted]&x=1" in text

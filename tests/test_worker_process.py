@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
+from scripts.services import free_port
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
@@ -27,6 +29,7 @@ from tests.fixtures_worker import (
     results,
     wait_until,
 )
+from worker.queues import ATTR_REASON
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 Spawn = Callable[[Settings], subprocess.Popen[bytes]]
@@ -56,6 +59,7 @@ def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
             process.wait()
 
 
+@pytest.mark.slow
 async def test_sigterm_releases_everything_within_the_grace_period(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -95,10 +99,11 @@ async def test_sigterm_releases_everything_within_the_grace_period(
     finished = [line for line in lines if line["event"] == "job.finished"]
     assert len(finished) >= 3
     for line in finished:
-        assert {"market", "lane", "kind", "seller", "message_id", "attempt", "outcome"} <= set(line)
+        assert {"market", "lane", "kind", "seller", "message_id", "receive", "outcome"} <= set(line)
     assert lines[-1]["event"] == "worker.stopped"
 
 
+@pytest.mark.slow
 async def test_sigkill_loses_nothing(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -145,3 +150,104 @@ def test_missing_queues_fail_with_one_line(
     assert done.stderr.strip().splitlines() == [
         "lanes worker: SQS queue 'nope-acme-high' does not exist (run `lanes provision`)"
     ]
+
+
+async def test_metrics_of_a_running_worker_show_the_per_lane_series(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    tmp_path: Path,
+) -> None:
+    """Issue 11: `curl /metrics` on a running worker shows the series per market and lane
+    (done, dead-lettered, enqueue-to-start, budget wait, queue depth), and `/healthz` is ok."""
+    port = free_port()
+    settings = make_settings(
+        config=acme_toml(acme, tmp_path / "lanes.toml"),
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+    )
+    await lanes.send(Lane.HIGH, [job(key="a"), job(key="b")])
+    await lanes.send(Lane.LOW, [job(key="c", status="400")])
+    process = spawn_worker(settings)
+    base = f"http://127.0.0.1:{port}"
+
+    async def scraped() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as got:
+                text = await got.text()
+        except aiohttp.ClientError:
+            return False
+        return 'lanes_jobs_total{lane="low",market="acme",outcome="dead_lettered"} 1.0' in text
+
+    await wait_until(scraped)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics") as got:
+            text = await got.text()
+        async with session.get(f"{base}/healthz") as health:
+            assert health.status == 200
+            assert (await health.json())["status"] == "ok"
+    assert 'lanes_jobs_total{lane="high",market="acme",outcome="done"} 2.0' in text
+    assert 'lanes_job_failures_total{error="permanent",lane="low",market="acme"} 1.0' in text
+    assert 'lanes_enqueue_to_start_seconds_count{lane="high",market="acme"} 2.0' in text
+    assert 'lanes_budget_wait_seconds_count{lane="high",market="acme"} 2.0' in text
+    assert 'lanes_queue_depth{lane="medium",market="acme",state="visible"}' in text
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    spawn_worker: Spawn,
+    start_worker: StartWorker,
+    tmp_path: Path,
+) -> None:
+    """Issue 12 (3), rule 11: a worker killed while its ship POST is at the market: the next
+    worker does not post again (the claim says "posting" and its holder is gone); it
+    dead-letters the message with reason "outcome unknown" for a person. One POST."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
+    await lanes.send(Lane.HIGH, [job("ship", id="ship-k", order="o", sleep=3)])
+    process = spawn_worker(settings)
+
+    async def posted() -> bool:
+        return len(acme.calls("/ship")) == 1
+
+    await wait_until(posted)
+    process.kill()
+    await asyncio.to_thread(process.wait, 10)
+    worker = await start_worker(settings, acme_config(acme))
+    dead: list[str] = []
+
+    async def dead_lettered() -> bool:
+        dead.extend(
+            m.message_attributes[ATTR_REASON] for m in await lanes.take_all(Lane.HIGH, dead=True)
+        )
+        return bool(dead)
+
+    await wait_until(dead_lettered, within=40)
+    await worker.stop()
+    assert dead[0].startswith("outcome unknown")
+    assert len(acme.calls("/ship")) == 1
+    assert results(settings) == []
+
+
+def test_an_unreachable_redis_fails_at_start_up_with_one_line(
+    acme: AcmeMarket, lanes: Lanes, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Issue 11: Redis that does not answer is a start-up error: exit 2, one line naming it
+    (its password redacted), no traceback, no job dead-lettered."""
+    settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
+    env = dict(os.environ)
+    for name in ("config", "sqs_endpoint_url", "queue_prefix"):
+        env[f"LANES_{name.upper()}"] = str(getattr(settings, name))
+    env["LANES_REDIS_URL"] = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("lanes worker: Redis at redis://[redacted]@127.0.0.1:")
+    assert "hunter2" not in done.stderr

@@ -1,72 +1,62 @@
-"""The SQS lane dispatcher, its Lambda handler and result sinks."""
+"""The SQS lane daemon, its Lambda handler, and how a message's job ends.
+
+Where things live:
+
+| module            | owns |
+|-------------------|------|
+| `daemon`          | the long-running worker: pollers, pick, slots, shutdown, entry point |
+| `lambda_handler`  | the same processing as an AWS Lambda on an SQS event source |
+| `runtime`         | every connection a worker process holds (Redis, SQS, markets, sink) |
+| `envelope`        | the message body and the job prepared from it (no I/O) |
+| `processing`      | running a prepared job: attempts, idempotency, market, result |
+| `outcomes`        | what happens when a job ends or fails: error table, delete, release, DLQ |
+| `idempotency`     | side-effect claims: claimed, posting, done (at most once per id) |
+| `tracking`        | per-job status records and attempt counts in Redis |
+| `metrics`         | Prometheus series, `/metrics` and `/healthz`, EMF lines for Lambda |
+| `heartbeat`       | keeping held messages invisible |
+| `queues`          | queue names, a received message with its queue, dead-letter attributes |
+| `sqs`             | the SQS client and batching |
+| `sinks`           | where results go |
+"""
 
 from __future__ import annotations
 
-from worker.delivery import Delivery
-from worker.dispatcher import DEFAULT_JOB_SECONDS, Dispatcher, LaneSource
-from worker.envelope import Envelope, PoisonMessage, parse_envelope
-from worker.heartbeat import Heartbeat
-from worker.idempotency import Claim, ClaimBusy, IdempotencyGuard
-from worker.ledger import ReleaseLedger
-from worker.outcomes import Action, Outcome, backoff_seconds, outcome_of_error
-from worker.processing import JobProcessor, result_record
-from worker.queues import (
-    ATTR_ATTEMPTS,
-    ATTR_ERROR,
-    ATTR_FAILED_AT,
-    ATTR_REASON,
-    DLQ_SUFFIX,
-    QueueName,
-    lane_of_queue,
-)
-from worker.runner import EXIT_OK, EXIT_STARTUP, build_dispatcher, run_worker
+from worker.daemon import DEFAULT_JOB_SECONDS, Dispatcher, LaneSource, build_dispatcher, serve
+from worker.envelope import Envelope, PoisonMessage, PreparedJob, parse_envelope, prepare
+from worker.outcomes import ERRORS, Action, Outcome, Settler, outcome_of_error
+from worker.processing import JobProcessor
+from worker.queues import ATTR_REASON, Delivery, QueueName, lane_of_queue
 from worker.runtime import Runtime
-from worker.settle import Settler, dead_letter_message
-from worker.sinks import FileSink, HttpSink, ResultSink, SinkError, SqsSink, open_sink
+from worker.sinks import SinkError, open_sink
 from worker.sqs import OutgoingMessage, QueueMissing, SqsClient, SqsError, SqsMessage
 
 __all__ = [
-    "ATTR_ATTEMPTS",
-    "ATTR_ERROR",
-    "ATTR_FAILED_AT",
     "ATTR_REASON",
     "DEFAULT_JOB_SECONDS",
-    "DLQ_SUFFIX",
-    "EXIT_OK",
-    "EXIT_STARTUP",
+    "ERRORS",
     "Action",
-    "Claim",
-    "ClaimBusy",
     "Delivery",
     "Dispatcher",
     "Envelope",
-    "FileSink",
-    "Heartbeat",
-    "HttpSink",
-    "IdempotencyGuard",
     "JobProcessor",
     "LaneSource",
     "Outcome",
     "OutgoingMessage",
     "PoisonMessage",
+    "PreparedJob",
     "QueueMissing",
     "QueueName",
-    "ReleaseLedger",
-    "ResultSink",
     "Runtime",
     "Settler",
     "SinkError",
     "SqsClient",
     "SqsError",
     "SqsMessage",
-    "SqsSink",
-    "backoff_seconds",
     "build_dispatcher",
-    "dead_letter_message",
     "lane_of_queue",
     "open_sink",
     "outcome_of_error",
     "parse_envelope",
-    "result_record",
-    "run_worker",
+    "prepare",
+    "serve",
 ]

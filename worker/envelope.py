@@ -1,15 +1,23 @@
-"""The message envelope: one JSON object per SQS message body (docs/DESIGN.md, Messages)."""
+"""The message envelope (docs/DESIGN.md, Messages) and the job prepared from it.
+
+A body is parsed and validated once, without I/O, into a `PreparedJob`; the
+processor then only runs it. Anything wrong is a `PoisonMessage` with a
+one-line reason (dead-lettered at once, docs/DESIGN.md rule 7).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lanes.config import describe_validation_error
+from markets import JobRequest, Markets
+from worker.queues import QueueName
 
-__all__ = ["Envelope", "PoisonMessage", "parse_envelope"]
+__all__ = ["Envelope", "PoisonMessage", "PreparedJob", "parse_envelope", "prepare"]
 
 
 class PoisonMessage(ValueError):
@@ -27,7 +35,8 @@ class Envelope(BaseModel):
 
     kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     market: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    seller: str = Field(min_length=1, max_length=128)
+    # Braces would break a per-seller budget's Redis hash tag; control characters a log line.
+    seller: str = Field(min_length=1, max_length=128, pattern=r"^[^{}\x00-\x1f\x7f]+$")
     payload: dict[str, Any] = {}
     id: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -42,9 +51,50 @@ def parse_envelope(body: str) -> Envelope:
         raw = json.loads(body)
     except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise PoisonMessage(f"body is not usable JSON: {_first_line(exc)}") from None
+    except RecursionError:
+        raise PoisonMessage("body is nested too deeply") from None
     if not isinstance(raw, dict):
         raise PoisonMessage(f"body is JSON {type(raw).__name__}, not an object")
     try:
         return Envelope.model_validate(raw)
     except ValidationError as exc:
         raise PoisonMessage(describe_validation_error(exc, "message")) from None
+    except RecursionError:
+        raise PoisonMessage("body is nested too deeply") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A message's job, validated: what the market runs, and whether it changes anything."""
+
+    envelope: Envelope
+    request: JobRequest
+    side_effect: bool
+
+
+def prepare(body: str, queue: QueueName, markets: Markets) -> PreparedJob:
+    """Parse and validate `body` from `queue` (no I/O); `PoisonMessage` or the market's
+    `PermanentError` when it can never run."""
+    envelope = parse_envelope(body)
+    if envelope.market != queue.market:
+        raise PoisonMessage(
+            f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
+        )
+    request = JobRequest(
+        kind=envelope.kind,
+        market=envelope.market,
+        seller=envelope.seller,
+        payload=dict(envelope.payload),
+        id=envelope.id,
+    )
+    try:
+        markets.check(request)
+    except RecursionError:
+        raise PoisonMessage("payload is nested too deeply") from None
+    return PreparedJob(envelope, request, markets.is_side_effect(request))

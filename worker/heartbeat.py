@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import structlog
 
-from worker.delivery import Delivery
-from worker.settle import Settler
+from worker.outcomes import Settler
+from worker.queues import Delivery
 from worker.sqs import SqsError
 
 __all__ = ["Heartbeat"]

@@ -1,45 +1,56 @@
-"""The producer's `id` guards side-effect jobs (ship, answer) against a second run.
+"""At most one side effect per job id (docs/DESIGN.md rule 11), across timeouts, kills and
+Redis restarts.
 
-One Redis key per (market, id): `run:<token>` while a worker holds the claim
-(short TTL, refreshed while the job runs), `done:<json>` once the job
-succeeded (TTL `idempotency_ttl`). A redelivery that finds `done` is
-acknowledged with the recorded result; one that finds a live claim comes back
-later, so two concurrent deliveries never both call the market.
+One record per (market, seller, kind, id), stated: `claimed` (a worker holds
+it, nothing sent yet) → `posting` (a request of the job has left) → `done`
+(with the result). The holder keeps a short lease alive while it runs. A
+delivery that finds:
+
+- `done`: acknowledges with the recorded result (a duplicate);
+- a live lease: comes back later (`ClaimBusy`, a wait);
+- `posting` with no lease (the holder crashed mid-post, or timed out): the
+  market may or may not have acted, so the job stops for a person
+  (`OutcomeUnknown`, dead-lettered with that reason), never re-posted blindly.
+
+"posting" is marked by an aiohttp trace hook just before a request of a
+claimed job leaves, so a job that was still waiting for budget when it died
+is simply claimed again. The same hook refuses a second request after one that
+got no answer (a timeout), and a claim lost before posting (Redis restarted
+empty) is noticed there and waited out (`ClaimLost`) instead of posting
+without a record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable, LanesError
 
-__all__ = ["Claim", "ClaimBusy", "IdempotencyGuard"]
+__all__ = ["Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard", "OutcomeUnknown"]
 
 _BUSY_RETRY_CAP = 3.0
-_RUN = b"run:"
-_DONE = b"done:"
-# Compare-and-set on our own claim: never touch another worker's claim or a done record.
-_REFRESH = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_ABANDON = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+_LOST_RETRY = 1.0
+_log = structlog.get_logger("worker.idempotency")
+_holding: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("lanes_claim", default=None)
+
+
+def _script(name: str) -> str:
+    return resources.files("worker").joinpath(name).read_text(encoding="utf-8")
 
 
 class ClaimBusy(LanesError):
@@ -50,13 +61,33 @@ class ClaimBusy(LanesError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True, slots=True)
+class ClaimLost(LanesError):
+    """Our claim vanished before anything was sent (Redis lost it): claim again shortly."""
+
+    retry_after = _LOST_RETRY
+
+
+class OutcomeUnknown(LanesError):
+    """A side effect may or may not have happened at the market: a person must look."""
+
+
+@dataclass(eq=False)
 class Claim:
-    """The result of `begin`: either a recorded result (`done`) or our claim token."""
+    """`begin`'s answer: a recorded result (`done`), or our claim and what its requests did."""
 
     key: str
-    token: bytes | None = None
+    lease: str
+    token: str = ""
     done: dict[str, Any] | None = None
+    posting: bool = False
+    in_flight: int = 0
+    landed: bool = False  # a changing request was answered 2xx
+    unanswered: bool = False  # a request left and got no answer (timeout, lost connection)
+
+    @property
+    def uncertain(self) -> bool:
+        """May the market have acted on a request of ours?"""
+        return self.landed or self.unanswered or self.in_flight > 0
 
 
 class IdempotencyGuard:
@@ -65,63 +96,152 @@ class IdempotencyGuard:
     def __init__(self, redis: aioredis.Redis, *, ttl: int, claim_seconds: float) -> None:
         self._redis = redis
         self._ttl = ttl
-        self._claim_ms = max(1000, int(claim_seconds * 1000))
+        self._lease_ms = max(1000, int(claim_seconds * 1000))
+        self._claim = redis.register_script(_script("claim.lua"))
+        self._posting = redis.register_script(_script("posting.lua"))
+        self._refresh = redis.register_script(_script("refresh.lua"))
+        self._abandon = redis.register_script(_script("abandon.lua"))
+        self._drop_lease = redis.register_script(_script("drop_lease.lua"))
 
     @staticmethod
-    def key(market: str, job_id: str) -> str:
-        return f"lanes:idem:{{{market}}}:{job_id}"
+    def key(market: str, seller: str, kind: str, job_id: str) -> str:
+        """The record's key: market, seller, kind and id (hashed: free text never breaks the
+        `{market}` hash tag)."""
+        digest = hashlib.sha256("\x1f".join((seller, kind, job_id)).encode()).hexdigest()[:40]
+        return f"lanes:idem:{{{market}}}:{digest}"
 
-    async def begin(self, market: str, job_id: str) -> Claim:
-        """Claim the job, or return its recorded result; raises `ClaimBusy` if held elsewhere."""
-        key = self.key(market, job_id)
-        token = _RUN + secrets.token_hex(8).encode()
+    async def begin(self, market: str, seller: str, kind: str, job_id: str) -> Claim:
+        """Claim the job, or return its recorded result.
+
+        Raises `ClaimBusy` (held elsewhere), `OutcomeUnknown` (an earlier holder was
+        posting and is gone) or `BudgetUnavailable` (Redis down).
+        """
+        key = self.key(market, seller, kind, job_id)
+        claim = Claim(key=key, lease=f"{key}:lease", token=secrets.token_hex(8))
         try:
-            if await self._redis.set(key, token, nx=True, px=self._claim_ms):
-                return Claim(key=key, token=token)
-            raw = await self._redis.get(key)
-            value = raw.encode() if isinstance(raw, str) else raw
-            held_ms = await self._redis.pttl(key) if value is not None else 0
+            state, detail = await self._claim(
+                keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, self._ttl]
+            )
         except RedisError as exc:
             raise BudgetUnavailable(f"idempotency store unreachable: {exc}") from exc
-        if value is None:  # it expired between the two calls: take it on the next round
-            raise ClaimBusy(key, 0.5)
-        if value.startswith(_DONE):
-            recorded: dict[str, Any] = json.loads(value[len(_DONE) :])
-            return Claim(key=key, done=recorded)
-        # The holder usually finishes well before its claim would lapse: look again soon.
-        raise ClaimBusy(key, min(_BUSY_RETRY_CAP, max(1.0, held_ms / 1000)))
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if state == "done":
+            claim.done = json.loads(detail)
+            return claim
+        if state == "busy":
+            # The holder usually finishes well before its lease would lapse: look again soon.
+            raise ClaimBusy(key, min(_BUSY_RETRY_CAP, max(1.0, int(detail) / 1000)))
+        if state == "unknown":
+            raise OutcomeUnknown(
+                f"job {job_id} was being posted by a worker that stopped before the answer"
+            )
+        return claim
 
     async def finish(self, claim: Claim, result: dict[str, Any]) -> None:
-        """Record the done result (replaces the claim)."""
-        payload = _DONE + json.dumps(result, separators=(",", ":"), default=str).encode()
+        """Record the done result (replaces the claim, whoever holds it now)."""
+        payload = "done:" + json.dumps(result, separators=(",", ":"), default=str)
         try:
-            await self._redis.set(claim.key, payload, ex=self._ttl)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(claim.key, payload, ex=self._ttl)
+                pipe.delete(claim.lease)
+                await pipe.execute()
         except RedisError as exc:
             raise BudgetUnavailable(f"idempotency store unreachable: {exc}") from exc
 
     async def abandon(self, claim: Claim) -> None:
-        """Drop our claim so a redelivery may run the job; best effort (it expires anyway)."""
-        if claim.token is None:
-            return
+        """Drop our claim (the market surely did not act); best effort: the lease lapses."""
         try:
-            await self._redis.eval(_ABANDON, 1, claim.key, claim.token)
+            await self._abandon(keys=[claim.key, claim.lease], args=[claim.token])
         except RedisError:
-            return  # the claim's TTL frees it
+            return
+
+    async def give_up(self, claim: Claim) -> None:
+        """Stop holding a claim whose outcome is unknown: the record stays "posting", so the
+        next delivery stops for a person at once. Best effort (the lease lapses anyway)."""
+        try:
+            await self._drop_lease(keys=[claim.lease], args=[claim.token])
+        except RedisError:
+            return
 
     @asynccontextmanager
     async def held(self, claim: Claim) -> AsyncIterator[None]:
-        """Keep our claim alive while the body runs (the job may outlast one claim TTL)."""
+        """Run the body as the claim's holder: the lease is kept alive, and requests the body
+        sends are watched by the trace hook (`trace_config`)."""
+        reset = _holding.set(claim)
         refresher = asyncio.create_task(self._refresh_forever(claim))
         try:
             yield
         finally:
+            _holding.reset(reset)
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
     async def _refresh_forever(self, claim: Claim) -> None:
         while True:
-            await asyncio.sleep(self._claim_ms / 3000)
+            await asyncio.sleep(self._lease_ms / 3000)
             try:
-                await self._redis.eval(_REFRESH, 1, claim.key, claim.token or b"", self._claim_ms)
+                ours = await self._refresh(
+                    keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms]
+                )
             except RedisError:
-                continue  # Redis is back soon or the claim lapses; the job itself goes on
+                continue  # Redis is back soon; the job itself goes on
+            if not ours:
+                _log.warning("idempotency.claim_lost", posting=claim.posting)
+
+    # -- the trace hook: what the job's requests did ----------------------------------------
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """Hooks for the markets' HTTP session: mark `posting` before a claimed job's request
+        leaves, and note how each request ended."""
+        config = aiohttp.TraceConfig()
+        config.on_request_start.append(self._request_start)
+        config.on_request_end.append(self._request_end)
+        config.on_request_exception.append(self._request_exception)
+        return config
+
+    async def _request_start(
+        self, _session: aiohttp.ClientSession, _ctx: SimpleNamespace, _params: Any
+    ) -> None:
+        claim = _holding.get()
+        if claim is None:
+            return
+        if claim.unanswered:
+            # A request of this job got no answer: sending again could do it twice.
+            raise OutcomeUnknown("an earlier request of this job got no answer")
+        if not claim.posting:
+            try:
+                ours = await self._posting(
+                    keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, self._ttl]
+                )
+            except RedisError as exc:
+                raise BudgetUnavailable(f"idempotency store unreachable: {exc}") from exc
+            if not ours:
+                raise ClaimLost(f"claim {claim.key} was lost before posting")
+            claim.posting = True
+        claim.in_flight += 1
+
+    async def _request_end(
+        self,
+        _session: aiohttp.ClientSession,
+        _ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        claim = _holding.get()
+        if claim is None:
+            return
+        claim.in_flight = max(0, claim.in_flight - 1)
+        if params.method != "GET" and 200 <= params.response.status < 300:
+            claim.landed = True
+
+    async def _request_exception(
+        self,
+        _session: aiohttp.ClientSession,
+        _ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestExceptionParams,
+    ) -> None:
+        claim = _holding.get()
+        if claim is None or isinstance(params.exception, LanesError):
+            return  # our own refusal above: nothing left
+        claim.in_flight = max(0, claim.in_flight - 1)
+        if not isinstance(params.exception, aiohttp.ClientConnectorError):
+            claim.unanswered = True  # sent, and no answer: the market may have acted

@@ -11,24 +11,28 @@ records come back. Outcomes map onto that:
 | release     | visibility set to the backoff (best effort), then failure |
 | unfinished  | released with visibility 0, failure: records still running when time is nearly up |
 
-Connections and the event loop live across warm invocations.
+Connections and the event loop live across warm invocations. After each batch
+the handler prints the batch's metrics as CloudWatch Embedded Metric Format
+lines (`worker.metrics`); log lines carry Powertools' `function_request_id`,
+`cold_start` and `xray_trace_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import structlog
 
+from lanes.config import Config
 from lanes.logs import configure_logging
 from lanes.settings import Settings, load_settings
 from markets import load_config
-from worker.delivery import Delivery
-from worker.outcomes import Action
-from worker.queues import lane_of_queue
+from worker.outcomes import Outcome
+from worker.queues import Delivery, lane_of_queue
 from worker.runtime import Runtime
 from worker.sqs import SqsError, SqsMessage
 
@@ -63,20 +67,13 @@ def _message(record: Mapping[str, Any]) -> SqsMessage:
 
 async def _delivery(runtime: Runtime, record: Mapping[str, Any]) -> Delivery:
     """The record as a delivery; ValueError/KeyError for a record that is not a lane's."""
-    queue = lane_of_queue(record["eventSourceARN"])
+    queue = lane_of_queue(
+        record["eventSourceARN"],
+        prefix=runtime.settings.queue_prefix,
+        markets=runtime.config.markets,
+    )
     url = await runtime.sqs.queue_url(queue.queue)
     return Delivery(message=_message(record), queue=queue, url=url)
-
-
-async def _settle(runtime: Runtime, delivery: Delivery, deadline: float) -> bool:
-    """Run the record's job and carry out its outcome; True when it counts as a success."""
-    outcome = await runtime.processor.process(delivery, deadline=deadline)
-    if outcome.action is Action.DELETE:
-        return True
-    if outcome.action is Action.DEAD_LETTER:
-        return await runtime.settler.dead_letter(delivery, outcome)
-    await runtime.settler.release(delivery, outcome.visibility)
-    return False
 
 
 async def handle_batch(
@@ -101,10 +98,11 @@ async def handle_batch(
                 _log.error("lambda.bad_record", error=str(exc), message_id=record.get("messageId"))
                 return False
             try:
-                return await _settle(runtime, delivery, job_deadline)
+                outcome = await runtime.processor.process(delivery, deadline=job_deadline)
+                return await runtime.settler.settle(delivery, outcome)
             except asyncio.CancelledError:
                 # Out of time: back at once, not after the queue's (long) visibility timeout.
-                await runtime.settler.release(delivery, 0)
+                await runtime.settler.settle(delivery, Outcome.release("out_of_time", 0))
                 raise
 
     tasks = {asyncio.create_task(one(record)): record for record in records}
@@ -123,6 +121,8 @@ async def handle_batch(
         _log.warning("lambda.out_of_time", unfinished=len(unfinished))
         await asyncio.wait(unfinished, timeout=_SETTLE_SECONDS)
     await runtime.settler.drain()
+    for line in runtime.metrics.emf_lines():
+        print(line, flush=True)  # CloudWatch Embedded Metric Format: one JSON line each
     _log.info(
         "lambda.batch_done",
         records=len(records),
@@ -132,19 +132,33 @@ async def handle_batch(
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
+async def _open_runtime(settings: Settings, config: Config) -> Runtime:
+    """The runtime, made inside the loop that will use it (its HTTP session binds to it)."""
+    return await Runtime(settings, config, lambda_mode=True).open()
+
+
 class LambdaWorker:
     """One event loop and one `Runtime`, kept for the life of the Lambda container."""
 
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
         self.loop = asyncio.new_event_loop()
-        self.runtime = Runtime(settings, load_config(settings.config))
-        self.loop.run_until_complete(self.runtime.open())
+        config = load_config(settings.config)
+        self.runtime = self.loop.run_until_complete(_open_runtime(settings, config))
+        self._cold = True
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self.loop.run_until_complete(
-            handle_batch(self.runtime, event, context.get_remaining_time_in_millis)
-        )
+        # Powertools' log keys, so Logs Insights queries work as users know them.
+        keys = {
+            "function_request_id": getattr(context, "aws_request_id", None),
+            "cold_start": self._cold,
+            "xray_trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
+        }
+        self._cold = False
+        with structlog.contextvars.bound_contextvars(**keys):
+            return self.loop.run_until_complete(
+                handle_batch(self.runtime, event, context.get_remaining_time_in_millis)
+            )
 
     def close(self) -> None:
         self.loop.run_until_complete(self.runtime.aclose())

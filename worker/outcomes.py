@@ -1,52 +1,128 @@
-"""How a message's job ended, sorted explicitly into what happens to the message.
+"""What happens when a job ends: the one table from error to outcome, and carrying it out.
 
-One table for the daemon and the Lambda handler (docs/DESIGN.md rules 6 and 7):
+Both the daemon and the Lambda handler end every message here
+(docs/DESIGN.md rules 6, 7, 11 and 12). `outcome_of_error` sorts an error by
+the table `ERRORS` (first matching row wins; a row names an error class, or
+its name for classes defined elsewhere that may not exist yet), and
+`Settler.settle` carries the outcome out on SQS:
 
-| what happened                         | action      |
-|---------------------------------------|-------------|
-| success, or a duplicate already done  | delete      |
-| poison body, permanent market error   | dead-letter |
-| low lane out of attempts / receives   | dead-letter |
-| RetryLater, Redis down, claim busy    | release (visibility = retry_after) |
-| results sink refused it (HTTP 4xx)    | dead-letter; failed to store (5xx) releases |
-| transient error the process gave up on| release (backoff); low dead-letters past max_attempts |
-| an unexpected error (a bug)           | like a transient error, logged with its traceback |
+| sort      | what happened                                | action                           |
+|-----------|----------------------------------------------|----------------------------------|
+| done      | success, or a duplicate already done         | delete                           |
+| permanent | poison body, 4xx, unknown kind, sink refused | dead-letter at once, any lane    |
+| unknown   | a side effect that may or may not have landed| dead-letter for a person         |
+| wait      | budget, cooldown, Redis, claim, sink, quota  | release after it; no attempt     |
+| transient | 5xx, timeout, connection, a bug              | backoff; low dead-letters past N |
+
+Dead-lettering writes to the lane's dead-letter queue first, with the reason
+as message attributes; only a confirmed send lets the original go.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
+
+import structlog
 
 from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.logs import redact_urls
 from lanes.policy import Lane, LanePolicy
 from markets.errors import AttemptsExhausted, PermanentError, RetryLater, TransientError
 from worker.envelope import PoisonMessage
-from worker.idempotency import ClaimBusy
-from worker.sinks import SinkError
+from worker.idempotency import ClaimBusy, ClaimLost
+from worker.metrics import Metrics
+from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON, Delivery
+from worker.sinks import SinkError, SinkRefused
+from worker.sqs import Coalescer, OutgoingMessage, SqsClient, SqsError
+from worker.tracking import JobTracker
 
 __all__ = [
+    "ATTEMPT_BACKOFF",
+    "ERRORS",
     "FREE_RELEASES",
     "MAX_VISIBILITY",
     "Action",
     "Outcome",
+    "Rule",
+    "Settler",
+    "Sort",
     "backoff_seconds",
+    "dead_letter_message",
     "outcome_of_error",
 ]
 
 MAX_VISIBILITY = 43_200  # SQS's ceiling: 12 hours
 _BACKOFF_BASE = 2.0
 _BACKOFF_CAP = 900.0
-# Releases that spent no attempt: a wait for budget or a claim, Redis down, a shutdown.
-FREE_RELEASES = frozenset({"retry_later", "claim_busy", "redis_unavailable", "shutdown"})
+# A lane with max_attempts spreads its attempts over minutes (docs/DESIGN.md rule 12):
+# 30-60 s after the first failure, 60-120 s after the second, ...
+ATTEMPT_BACKOFF = 60.0
+_MAX_ATTRIBUTES = 10
+_MAX_ATTRIBUTE_TEXT = 1000
+# A dead letter that could not be sent stays in its queue and is tried again this much later.
+_DEAD_LETTER_RETRY = 60
+_log = structlog.get_logger("worker.outcomes")
 
 
 class Action(StrEnum):
     DELETE = "delete"
     RELEASE = "release"
     DEAD_LETTER = "dead_letter"
+
+
+class Sort(StrEnum):
+    """How an error is handled (the table's middle column)."""
+
+    PERMANENT = "permanent"
+    UNKNOWN = "unknown"
+    WAIT = "wait"
+    TRANSIENT = "transient"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row: errors of class `error` (or of a class so named) end as `label`, by `sort`."""
+
+    error: type[BaseException] | str
+    label: str
+    sort: Sort
+    reason: str = ""
+
+    def matches(self, exc: BaseException) -> bool:
+        if isinstance(self.error, str):
+            return any(cls.__name__ == self.error for cls in type(exc).__mro__)
+        return isinstance(exc, self.error)
+
+
+# Order matters: the first matching row wins (SinkRefused is a SinkError). A row may
+# name a class defined elsewhere that need not exist yet ("QuotaExhausted" of markets).
+# Anything unmatched is a bug, handled as transient.
+ERRORS: tuple[Rule, ...] = (
+    Rule(PoisonMessage, "poison", Sort.PERMANENT, "poison message"),
+    Rule("OutcomeUnknown", "outcome_unknown", Sort.UNKNOWN, "outcome unknown"),
+    Rule(PermanentError, "permanent", Sort.PERMANENT, "permanent error"),
+    Rule(SinkRefused, "sink_refused", Sort.PERMANENT, "results sink refused"),
+    Rule("QuotaExhausted", "quota", Sort.WAIT),
+    Rule(ClaimBusy, "claim_busy", Sort.WAIT),
+    Rule(ClaimLost, "claim_lost", Sort.WAIT),
+    Rule(RetryLater, "retry_later", Sort.WAIT),
+    Rule(BudgetTimeout, "retry_later", Sort.WAIT),
+    Rule(BudgetUnavailable, "redis_unavailable", Sort.WAIT),
+    Rule(SinkError, "sink_unavailable", Sort.WAIT),
+    Rule(TransientError, "transient", Sort.TRANSIENT),
+)
+_UNMATCHED = Rule(Exception, "crashed", Sort.TRANSIENT)
+# Releases that spent no attempt: every wait, a release at shutdown or when Lambda's time is up.
+FREE_RELEASES = frozenset(
+    {rule.label for rule in ERRORS if rule.sort is Sort.WAIT} | {"shutdown", "out_of_time"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +135,11 @@ class Outcome:
     error: str = ""
     attempts: int = 0
     visibility: int = 0
+    # Filled in by the processor once the body was read: for status records and metrics.
+    job_id: str | None = None
+    kind: str = ""
+    seller: str = ""
+    result: dict[str, Any] | None = None
 
     @classmethod
     def done(cls, label: str = "done") -> Outcome:
@@ -71,14 +152,14 @@ class Outcome:
         )
 
     @classmethod
-    def release(cls, label: str, seconds: float, *, error: str = "") -> Outcome:
+    def release(cls, label: str, seconds: float, *, error: str = "", attempts: int = 0) -> Outcome:
         visibility = max(0, min(MAX_VISIBILITY, math.ceil(seconds)))
-        return cls(Action.RELEASE, label, error=error, visibility=visibility)
+        return cls(Action.RELEASE, label, error=error, attempts=attempts, visibility=visibility)
 
 
-def backoff_seconds(receive_count: int) -> float:
-    """Exponential with full jitter on the upper half: 2, 4, 8 ... s, capped at 15 minutes."""
-    ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** max(0, receive_count - 1))
+def backoff_seconds(attempts: int, base: float = _BACKOFF_BASE) -> float:
+    """Exponential with full jitter on the upper half: `base` x 1, 2, 4 ..., capped at 15 min."""
+    ceiling = min(_BACKOFF_CAP, base * 2 ** max(0, attempts - 1))
     jittered: float = ceiling / 2 + random.uniform(0, ceiling / 2)
     return jittered
 
@@ -87,41 +168,216 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def rule_of(exc: BaseException) -> Rule:
+    """The table row for `exc` (a bug's row when none matches)."""
+    return next((rule for rule in ERRORS if rule.matches(exc)), _UNMATCHED)
+
+
+def _wait_of(exc: BaseException) -> float:
+    """How long a waiting error asks to wait: `retry_after` seconds, else until `reset_at`
+    (a datetime, or a Unix time in seconds)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after):
+        return max(0.0, float(retry_after))
+    reset_at = getattr(exc, "reset_at", None)
+    if isinstance(reset_at, datetime):
+        return max(0.0, (reset_at - datetime.now(UTC)).total_seconds())
+    if isinstance(reset_at, int | float) and math.isfinite(reset_at):
+        return max(0.0, reset_at - time.time())
+    return backoff_seconds(1)
+
+
 def outcome_of_error(
-    exc: Exception, *, lane: Lane, policy: LanePolicy, receive_count: int
+    exc: BaseException,
+    *,
+    lane: Lane,
+    policy: LanePolicy,
+    attempts: int,
+    retry_backoff: float = ATTEMPT_BACKOFF,
 ) -> Outcome:
-    """Sort a job's error; order matters (AttemptsExhausted is a TransientError)."""
+    """Sort a job's error by the table `ERRORS`; `attempts` is what the message has spent
+    (counted by lanes for a lane with max_attempts, else its receives). A lane with
+    max_attempts waits `retry_backoff` x 1, 2, 4 ... s between attempts."""
+    rule = rule_of(exc)
     text = _one_line(exc)
-    if isinstance(exc, PoisonMessage):
-        return Outcome.dead_letter("poison", f"poison message: {exc.reason}", attempts=0)
-    if isinstance(exc, PermanentError):
-        return Outcome.dead_letter("permanent", f"permanent error: {text}", attempts=receive_count)
-    if isinstance(exc, AttemptsExhausted):
-        return Outcome.dead_letter(
-            "exhausted",
-            f"{lane.value} lane gave up after {exc.attempts} attempts",
-            error=exc.last_error,
-            attempts=exc.attempts,
-        )
-    if isinstance(exc, SinkError) and exc.permanent:
-        return Outcome.dead_letter(
-            "sink_refused", f"results sink refused: {text}", attempts=receive_count
-        )
-    if isinstance(exc, ClaimBusy):
-        return Outcome.release("claim_busy", exc.retry_after, error=text)
-    if isinstance(exc, RetryLater | BudgetTimeout):
+    if rule.sort is Sort.PERMANENT or rule.sort is Sort.UNKNOWN:
+        detail = exc.reason if isinstance(exc, PoisonMessage) else text
+        spent = 0 if isinstance(exc, PoisonMessage) else attempts
+        return Outcome.dead_letter(rule.label, f"{rule.reason}: {detail}", attempts=spent)
+    if rule.sort is Sort.WAIT:
         # Waiting is not failing: the message comes back when the wait is over.
-        return Outcome.release("retry_later", exc.retry_after, error=text)
-    if isinstance(exc, BudgetUnavailable):
-        # Redis is down: no call was made, so no attempt was spent.
-        return Outcome.release("redis_unavailable", backoff_seconds(1), error=text)
-    label = "transient" if isinstance(exc, TransientError) else "crashed"
+        return Outcome.release(rule.label, _wait_of(exc), error=text)
+    error = exc.last_error if isinstance(exc, AttemptsExhausted) else text
     limit = policy.max_attempts
-    if lane is Lane.LOW and limit is not None and receive_count >= limit:
+    if limit is None:
+        return Outcome.release(
+            rule.label, backoff_seconds(attempts), error=error, attempts=attempts
+        )
+    if attempts >= limit:
         return Outcome.dead_letter(
             "exhausted",
-            f"{lane.value} lane gave up after {receive_count} receives",
-            error=text,
-            attempts=receive_count,
+            f"{lane.value} lane gave up after {attempts} attempts",
+            error=error,
+            attempts=attempts,
         )
-    return Outcome.release(label, backoff_seconds(receive_count), error=text)
+    return Outcome.release(
+        rule.label, backoff_seconds(attempts, retry_backoff), error=error, attempts=attempts
+    )
+
+
+# -- carrying an outcome out ---------------------------------------------------------------
+
+
+def _clip(text: str) -> str:
+    """One line, no credentials (docs/DESIGN.md rule 8), within SQS's attribute room."""
+    one_line = redact_urls(" ".join(text.split()))
+    return one_line[:_MAX_ATTRIBUTE_TEXT]
+
+
+def dead_letter_message(delivery: Delivery, outcome: Outcome) -> OutgoingMessage:
+    """The original body and attributes plus why, how often and when it failed."""
+    ours = {
+        ATTR_REASON: _clip(outcome.reason) or outcome.label,
+        ATTR_ATTEMPTS: str(outcome.attempts),
+        ATTR_ERROR: _clip(outcome.error or outcome.reason) or outcome.label,
+        ATTR_FAILED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    # SQS allows 10 message attributes: ours win, the producer's keep what room is left.
+    theirs = {
+        name: value
+        for name, value in sorted(delivery.message.message_attributes.items())
+        if name not in ours
+    }
+    kept = dict(list(theirs.items())[: _MAX_ATTRIBUTES - len(ours)])
+    return OutgoingMessage(body=delivery.message.body, attributes={**kept, **ours})
+
+
+def _receipt(item: tuple[str, int]) -> str:
+    return item[0]
+
+
+def _same(receipt: str) -> str:
+    return receipt
+
+
+class Settler:
+    """Carries outcomes out on SQS; the SQS client is borrowed, not owned.
+
+    `deletes_done=False` is the Lambda event source's way: it deletes the records
+    the handler reports done, so `settle` only dead-letters and releases.
+    """
+
+    def __init__(
+        self,
+        sqs: SqsClient,
+        *,
+        linger: float = 0.05,
+        deletes_done: bool = True,
+        tracker: JobTracker | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._sqs = sqs
+        self._deletes_done = deletes_done
+        self._tracker = tracker
+        self._metrics = metrics
+        self._deletes: Coalescer[str] = Coalescer(sqs.delete_batch, _same, linger)
+        self._visibility: Coalescer[tuple[str, int]] = Coalescer(
+            sqs.change_visibility_batch, _receipt, linger
+        )
+        self.counts: dict[str, int] = {}
+
+    async def settle(self, delivery: Delivery, outcome: Outcome) -> bool:
+        """Carry out `outcome`; True when the message is finished with (done or dead-lettered).
+
+        A dead letter is deleted only after the dead-letter queue has it; one that
+        could not be sent stays in its queue and comes back later.
+        """
+        self.counts[outcome.label] = self.counts.get(outcome.label, 0) + 1
+        if self._metrics is not None:
+            free = outcome.label in FREE_RELEASES
+            self._metrics.settled(delivery.queue, outcome.action.value, outcome.label, free=free)
+        finished = await self._carry_out(delivery, outcome)
+        if self._tracker is not None and outcome.job_id is not None:
+            await self._track(self._tracker, delivery, outcome, finished)
+        return finished
+
+    async def _carry_out(self, delivery: Delivery, outcome: Outcome) -> bool:
+        if outcome.action is Action.RELEASE:
+            await self.release(delivery, outcome.visibility)
+            return False
+        if outcome.action is Action.DEAD_LETTER and not await self.dead_letter(delivery, outcome):
+            await self.release(delivery, _DEAD_LETTER_RETRY)
+            return False
+        if self._deletes_done:
+            await self.delete(delivery)
+        return True
+
+    @staticmethod
+    async def _track(
+        tracker: JobTracker, delivery: Delivery, outcome: Outcome, finished: bool
+    ) -> None:
+        assert outcome.job_id is not None
+        fields: dict[str, Any] = {
+            "market": delivery.queue.market,
+            "lane": delivery.queue.lane.value,
+            "kind": outcome.kind,
+            "seller": outcome.seller,
+            "message_id": delivery.message.message_id,
+            "attempts": outcome.attempts,
+        }
+        if outcome.action is Action.DELETE:
+            await tracker.update(outcome.job_id, "done", **fields, result=outcome.result)
+        elif outcome.action is Action.DEAD_LETTER and finished:
+            reason, error = redact_urls(outcome.reason), redact_urls(outcome.error)
+            await tracker.update(
+                outcome.job_id, "dead_lettered", **fields, reason=reason, error=error
+            )
+        elif outcome.label in FREE_RELEASES:
+            await tracker.update(outcome.job_id, "queued", **fields, waiting=outcome.label)
+        else:
+            await tracker.update(
+                outcome.job_id,
+                "failed",
+                **fields,
+                error=redact_urls(outcome.error),
+                retry_in=outcome.visibility,
+            )
+
+    async def delete(self, delivery: Delivery) -> bool:
+        """Delete; False (logged) when SQS no longer knows the receipt or the call failed."""
+        try:
+            if await self._deletes.submit(delivery.url, delivery.receipt):
+                return True
+            _log.warning("delete failed: receipt expired, the message may run again")
+        except SqsError as exc:
+            _log.warning("delete failed, the message may run again", error=str(exc))
+        return False
+
+    async def release(self, delivery: Delivery, seconds: int) -> bool:
+        """Make the message visible again in `seconds` (0 = now); False (logged) on failure."""
+        try:
+            if await self._visibility.submit(delivery.url, (delivery.receipt, seconds)):
+                return True
+            _log.warning("release failed: receipt expired, the message returns on its own")
+        except SqsError as exc:
+            _log.warning("release failed, the message returns on its own", error=str(exc))
+        return False
+
+    async def extend(self, url: str, items: Sequence[tuple[str, int]]) -> list[str]:
+        """Extend many messages' visibility at once (the heartbeat); returns failed receipts."""
+        return await self._sqs.change_visibility_batch(url, items)
+
+    async def dead_letter(self, delivery: Delivery, outcome: Outcome) -> bool:
+        """Send the message to its lane's dead-letter queue; True only once SQS accepted it."""
+        try:
+            url = await self._sqs.queue_url(delivery.queue.dead_letter)
+            await self._sqs.send_batch(url, [dead_letter_message(delivery, outcome)])
+        except SqsError as exc:
+            _log.error("dead-letter send failed, the message stays in its queue", error=str(exc))
+            return False
+        return True
+
+    async def drain(self) -> None:
+        """Flush pending deletes and releases (at shutdown)."""
+        await self._deletes.drain()
+        await self._visibility.drain()

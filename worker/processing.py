@@ -1,47 +1,52 @@
-"""One message's way from body to outcome: envelope, checks, idempotency, job, result.
+"""One message's way from body to outcome: prepared job, attempts, idempotency, market, result.
 
 The daemon and the Lambda handler both call `JobProcessor.process`; it never
-touches the message on SQS, it only says what should happen to it.
+touches the message on SQS, it only says what should happen to it
+(`worker.outcomes` sorts errors and carries the outcome out).
+
+Waiting costs no attempt (docs/DESIGN.md rule 12): a wait (Redis, a claim, the
+results sink, a cooldown) that ends before the delivery's deadline is waited out
+here while the heartbeat keeps the message invisible, so it spends no SQS
+receive; past the deadline the message is released for the wait, its attempt
+refunded. A lane with `max_attempts` (low) makes one attempt per delivery and
+spreads its attempts over minutes of backoff across deliveries, counted by
+lanes (`worker.tracking.Attempts`), not by SQS receives. A finished job whose
+result the sink could not take keeps its result, so only the sink write is
+retried, never the market job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.errors import BudgetUnavailable
 from lanes.policy import LanePolicies
-from markets import JobRequest, JobResult, MarketError, Markets, RetryLater
-from worker.delivery import Delivery
-from worker.envelope import Envelope, PoisonMessage, parse_envelope
-from worker.idempotency import Claim, ClaimBusy, IdempotencyGuard
-from worker.ledger import ReleaseLedger
-from worker.outcomes import FREE_RELEASES, Action, Outcome, outcome_of_error
+from markets import JobResult, Markets
+from worker.envelope import PreparedJob, prepare
+from worker.idempotency import IdempotencyGuard, OutcomeUnknown
+from worker.metrics import Metrics
+from worker.outcomes import ATTEMPT_BACKOFF, FREE_RELEASES, Outcome, Sort, outcome_of_error, rule_of
+from worker.queues import Delivery
 from worker.sinks import ResultSink, SinkError
+from worker.tracking import Attempts, JobTracker
 
 __all__ = ["JobProcessor", "result_record"]
 
 _log = structlog.get_logger("worker.processing")
-# Errors a job ends with on purpose; anything else is a bug, logged with its traceback.
-_EXPECTED = (
-    PoisonMessage,
-    MarketError,
-    RetryLater,
-    BudgetTimeout,
-    BudgetUnavailable,
-    ClaimBusy,
-    SinkError,
-)
+# Longest single in-process wait before looking again (Redis, a claim, the sink).
+_HOLD_CAP = 30.0
 
 
-def result_record(delivery: Delivery, envelope: Envelope, result: JobResult) -> dict[str, Any]:
+def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> dict[str, Any]:
     """What the results sink receives for one successful job."""
     return {
-        "id": envelope.id,
+        "id": job.envelope.id,
         "message_id": delivery.message.message_id,
         "market": result.market,
         "lane": delivery.queue.lane.value,
@@ -62,52 +67,57 @@ class JobProcessor:
         markets: Markets,
         policies: LanePolicies,
         guard: IdempotencyGuard,
-        ledger: ReleaseLedger,
+        attempts: Attempts,
+        tracker: JobTracker,
         sink: ResultSink,
+        metrics: Metrics,
+        retry_backoff: float = ATTEMPT_BACKOFF,
     ) -> None:
+        self._retry_backoff = retry_backoff
+        self.metrics = metrics
         self._markets = markets
         self._policies = policies
         self._guard = guard
-        self._ledger = ledger
+        self._attempts = attempts
+        self._tracker = tracker
         self._sink = sink
 
-    async def note_free_release(self, delivery: Delivery) -> None:
-        """`delivery` goes back without having spent an attempt (e.g. released at shutdown)."""
-        await self._ledger.note(delivery)
-
     async def process(self, delivery: Delivery, *, deadline: float | None) -> Outcome:
-        """The outcome for `delivery`; `deadline` (monotonic) bounds retries and budget waits.
+        """The outcome for `delivery`; `deadline` (monotonic) bounds retries and waits.
 
-        Every log line of the job carries market, lane, message_id, attempt,
+        Every log line of the job carries market, lane, message_id, receive,
         then kind and seller once the body is read.
         """
         queue = delivery.queue
         message = delivery.message
-        policy = self._policies[queue.lane]
         started = time.monotonic()
         with structlog.contextvars.bound_contextvars(
             market=queue.market,
             lane=queue.lane.value,
             message_id=message.message_id,
-            attempt=message.receive_count,
+            receive=message.receive_count,
         ):
             try:
-                outcome = await self._run(delivery, deadline)
-            except asyncio.CancelledError:
-                # Shutdown past its grace period or Lambda out of time: the caller releases it.
-                _log.warning("job.cancelled", seconds=round(time.monotonic() - started, 3))
-                raise
-            except _EXPECTED as exc:
-                outcome = outcome_of_error(
-                    exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
+                job = prepare(message.body, queue, self._markets)
+            except Exception as exc:  # noqa: BLE001 - sorted by the table (poison, permanent)
+                outcome = self._sorted(delivery, exc, attempts=0)
+            else:
+                structlog.contextvars.bind_contextvars(
+                    kind=job.request.kind, seller=job.request.seller
                 )
-            except Exception as exc:  # noqa: BLE001 - a bug must not lose the message: sorted, logged
-                _log.exception("job.crashed")
-                outcome = outcome_of_error(
-                    exc, lane=queue.lane, policy=policy, receive_count=message.receive_count
+                try:
+                    with self.metrics.job(queue, message):
+                        outcome = await self._holding(delivery, job, deadline)
+                except asyncio.CancelledError:
+                    # Shutdown past its grace period or Lambda out of time: the caller releases.
+                    _log.warning("job.cancelled", seconds=round(time.monotonic() - started, 3))
+                    raise
+                outcome = replace(
+                    outcome,
+                    job_id=job.envelope.id or message.message_id,
+                    kind=job.request.kind,
+                    seller=job.request.seller,
                 )
-            if outcome.action is Action.RELEASE and outcome.label in FREE_RELEASES:
-                await self._ledger.note(delivery)
             _log.info(
                 "job.finished",
                 outcome=outcome.label,
@@ -115,78 +125,160 @@ class JobProcessor:
                 seconds=round(time.monotonic() - started, 3),
                 **({"error": outcome.error} if outcome.error else {}),
             )
-            # Bound once the body was read; not for the caller's next line.
             structlog.contextvars.unbind_contextvars("kind", "seller")
             return outcome
 
-    async def _run(self, delivery: Delivery, deadline: float | None) -> Outcome:
-        envelope = parse_envelope(delivery.message.body)
-        queue = delivery.queue
-        structlog.contextvars.bind_contextvars(kind=envelope.kind, seller=envelope.seller)
-        if envelope.market != queue.market:
-            raise PoisonMessage(
-                f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
-            )
-        request = JobRequest(
-            kind=envelope.kind,
-            market=envelope.market,
-            seller=envelope.seller,
-            payload=dict(envelope.payload),
-            id=envelope.id,
-        )
-        self._markets.check(request)
-        crash_loop = await self._crash_loop(delivery)
-        if crash_loop is not None:
-            return crash_loop
-        if envelope.id is not None and self._markets.is_side_effect(request):
-            return await self._run_once(delivery, envelope, request, deadline)
-        result = await self._markets.run(request, queue.lane, deadline=deadline)
-        await self._sink.send(result_record(delivery, envelope, result))
-        return Outcome.done()
-
-    async def _crash_loop(self, delivery: Delivery) -> Outcome | None:
-        """Dead-letter a lane-with-max_attempts message whose earlier deliveries all died
-        without an outcome (crash, kill, Lambda timeout), instead of running it again."""
-        limit = self._policies[delivery.queue.lane].max_attempts
-        received = delivery.message.receive_count
-        if limit is None or received <= limit:
-            return None
-        free = await self._ledger.free_receives(delivery)
-        if free is None or received - free <= limit:
-            return None  # waits, not attempts (or Redis cannot tell: run it)
-        return Outcome.dead_letter(
-            "crash_loop",
-            f"received {received} times ({received - free} attempts, more than max_attempts "
-            f"{limit}) without finishing",
-            attempts=received - free,
+    def _sorted(self, delivery: Delivery, exc: BaseException, *, attempts: int) -> Outcome:
+        if rule_of(exc).label == "crashed":
+            _log.error("job.crashed", exc_info=exc)
+        lane = delivery.queue.lane
+        return outcome_of_error(
+            exc,
+            lane=lane,
+            policy=self._policies[lane],
+            attempts=attempts,
+            retry_backoff=self._retry_backoff,
         )
 
-    async def _run_once(
-        self, delivery: Delivery, envelope: Envelope, request: JobRequest, deadline: float | None
+    async def _holding(
+        self, delivery: Delivery, job: PreparedJob, deadline: float | None
     ) -> Outcome:
-        """A side-effect job with an id: at most one successful market run per id."""
-        assert envelope.id is not None
-        claim = await self._guard.begin(request.market, envelope.id)
-        if claim.done is not None:
-            await self._sink.send({**claim.done, "duplicate_of": claim.done.get("message_id")})
-            return Outcome.done("duplicate")
-        result = await self._run_claimed(claim, request, delivery, deadline)
-        record = result_record(delivery, envelope, result)
-        try:
-            await self._guard.finish(claim, record)
-        except BudgetUnavailable as exc:
-            # The market has done it: acknowledging beats a second run.
-            _log.warning("idempotency.record_failed", error=str(exc))
-        await self._sink.send(record)
-        return Outcome.done()
+        """Attempt the job; wait out in process every wait that ends before `deadline`."""
+        kept: list[dict[str, Any]] = []  # a result the sink has not taken yet
+        holds = 0
+        while True:
+            outcome = await self._attempt(delivery, job, deadline, kept)
+            if deadline is None or outcome.label not in FREE_RELEASES:
+                return outcome
+            wait = max(1.0, float(outcome.visibility))
+            if time.monotonic() + wait >= deadline:
+                return outcome  # a wait longer than the time left: released for the wait
+            # A wait that keeps coming back (Redis down) is asked about less and less often.
+            pause = min(_HOLD_CAP, max(wait, 2.0**holds))
+            holds += 1
+            _log.info("job.waiting", outcome=outcome.label, pause=pause, error=outcome.error)
+            self.metrics.waited(delivery.queue, outcome.label)
+            await asyncio.sleep(pause)
 
-    async def _run_claimed(
-        self, claim: Claim, request: JobRequest, delivery: Delivery, deadline: float | None
-    ) -> JobResult:
+    async def _attempt(
+        self,
+        delivery: Delivery,
+        job: PreparedJob,
+        deadline: float | None,
+        kept: list[dict[str, Any]],
+    ) -> Outcome:
+        lane = delivery.queue.lane
+        limit = self._policies[lane].max_attempts
+        attempts = delivery.message.receive_count
+        counted = False
         try:
-            async with self._guard.held(claim):
-                return await self._markets.run(request, delivery.queue.lane, deadline=deadline)
-        except (asyncio.CancelledError, Exception):
-            # Not done: let a redelivery claim it at once instead of waiting out the TTL.
-            await self._guard.abandon(claim)
+            if kept or delivery.message.receive_count > 1:
+                resent = await self._resend_kept(delivery, kept)
+                if resent is not None:
+                    return resent
+            if limit is not None:
+                attempts = await self._attempts.spend(delivery)
+                counted = True
+                if attempts > limit:
+                    return Outcome.dead_letter(
+                        "exhausted",
+                        f"{lane.value} lane gave up: {attempts - 1} attempts spent "
+                        f"(max_attempts {limit}) without finishing",
+                        attempts=attempts - 1,
+                    )
+            await self._track(delivery, job, "running", attempts=attempts)
+            return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
+        except Exception as exc:  # noqa: BLE001 - every ending is sorted by the table
+            outcome = self._sorted(delivery, exc, attempts=attempts)
+            if counted and outcome.label in FREE_RELEASES:
+                await self._attempts.refund(delivery)
+            return outcome
+        except asyncio.CancelledError:
+            if counted:
+                await self._attempts.refund(delivery)  # shutdown: not this message's failure
             raise
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        job: PreparedJob,
+        deadline: float | None,
+        kept: list[dict[str, Any]],
+        *,
+        one_attempt: bool,
+    ) -> Outcome:
+        if job.envelope.id is not None and job.side_effect:
+            claim = await self._guard.begin(
+                job.request.market, job.request.seller, job.request.kind, job.envelope.id
+            )
+            if claim.done is not None:
+                await self._sink.send({**claim.done, "duplicate_of": claim.done.get("message_id")})
+                return replace(Outcome.done("duplicate"), result=claim.done)
+            try:
+                async with self._guard.held(claim):
+                    result = await self._market(delivery, job, deadline, one_attempt)
+            except (Exception, asyncio.CancelledError) as exc:
+                if not claim.uncertain:
+                    await self._guard.abandon(claim)  # surely not done: free it at once
+                    raise
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                await self._guard.give_up(claim)
+                if isinstance(exc, OutcomeUnknown):
+                    raise
+                raise OutcomeUnknown(f"a request may have landed before: {exc}") from exc
+            record = result_record(delivery, job, result)
+            try:
+                await self._guard.finish(claim, record)
+            except BudgetUnavailable as exc:
+                # The market has done it: acknowledging beats a second run.
+                _log.warning("idempotency.record_failed", error=str(exc))
+        else:
+            result = await self._market(delivery, job, deadline, one_attempt)
+            record = result_record(delivery, job, result)
+        return await self._deliver(delivery, record, kept)
+
+    async def _market(
+        self, delivery: Delivery, job: PreparedJob, deadline: float | None, one_attempt: bool
+    ) -> JobResult:
+        lane = delivery.queue.lane
+        if one_attempt:
+            return await self._markets.run(job.request, lane, deadline=deadline, max_attempts=1)
+        return await self._markets.run(job.request, lane, deadline=deadline)
+
+    async def _deliver(
+        self, delivery: Delivery, record: dict[str, Any], kept: list[dict[str, Any]]
+    ) -> Outcome:
+        """Hand the result to the sink; if it cannot take it now, keep it (in process and in
+        Redis) so that only the sink write is tried again."""
+        try:
+            await self._sink.send(record)
+        except SinkError as exc:
+            if rule_of(exc).sort is Sort.WAIT:
+                kept[:] = [record]
+                try:
+                    await self._attempts.keep_result(delivery, record)
+                except BudgetUnavailable as lost:
+                    _log.warning("result.keep_failed", error=str(lost))
+            raise
+        return replace(Outcome.done(), result=record)
+
+    async def _resend_kept(self, delivery: Delivery, kept: list[dict[str, Any]]) -> Outcome | None:
+        record = kept[0] if kept else await self._attempts.kept_result(delivery)
+        if record is None:
+            return None
+        outcome = await self._deliver(delivery, record, kept)
+        await self._attempts.forget_result(delivery)
+        return replace(outcome, label="result_resent")
+
+    async def _track(self, delivery: Delivery, job: PreparedJob, state: str, **fields: Any) -> None:
+        await self._tracker.update(
+            job.envelope.id or delivery.message.message_id,
+            state,
+            market=job.request.market,
+            lane=delivery.queue.lane.value,
+            kind=job.request.kind,
+            seller=job.request.seller,
+            message_id=delivery.message.message_id,
+            **fields,
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from lanes.policy import Lane
+from worker.sqs import SqsMessage
 
 __all__ = [
     "ATTR_ATTEMPTS",
@@ -12,6 +14,7 @@ __all__ = [
     "ATTR_FAILED_AT",
     "ATTR_REASON",
     "DLQ_SUFFIX",
+    "Delivery",
     "QueueName",
     "lane_of_queue",
 ]
@@ -40,13 +43,35 @@ class QueueName:
         return f"{self.queue}{DLQ_SUFFIX}"
 
 
-def lane_of_queue(name_or_arn: str) -> QueueName:
-    """Parse a lane queue's name (or an ARN ending in it, as Lambda's `eventSourceARN`)."""
+def lane_of_queue(
+    name_or_arn: str, *, prefix: str, markets: Collection[str] | None = None
+) -> QueueName:
+    """Parse a lane queue's name (or an ARN ending in it, as Lambda's `eventSourceARN`).
+
+    Parsed against the configured `prefix` (which may hold hyphens, `shop-prod`)
+    and, when given, the known `markets`: never by splitting on the first '-'.
+    """
     name = name_or_arn.rsplit(":", 1)[-1]
     if name.endswith(DLQ_SUFFIX):
         raise ValueError(f"{name!r} is a dead-letter queue, not a lane queue")
     head, sep, lane = name.rpartition("-")
-    prefix, sep2, market = head.partition("-")
-    if not (sep and sep2 and prefix and market) or lane not in Lane._value2member_map_:
-        raise ValueError(f"{name!r} is not a lane queue name ({{prefix}}-{{market}}-{{lane}})")
+    market = head.removeprefix(f"{prefix}-") if head.startswith(f"{prefix}-") else ""
+    if not (sep and market) or lane not in Lane._value2member_map_:
+        raise ValueError(f"{name!r} is not a lane queue name ({prefix}-{{market}}-{{lane}})")
+    if markets is not None and market not in markets:
+        known = ", ".join(sorted(markets)) or "none"
+        raise ValueError(f"queue {name!r} names market {market!r}, not configured ({known})")
     return QueueName(prefix=prefix, market=market, lane=Lane(lane))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Delivery:
+    """`message` as received from `queue` (whose URL is `url`); hashed by identity."""
+
+    message: SqsMessage
+    queue: QueueName
+    url: str
+
+    @property
+    def receipt(self) -> str:
+        return self.message.receipt_handle

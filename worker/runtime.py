@@ -6,76 +6,89 @@ The daemon and the Lambda handler both build their job processing from it.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from types import TracebackType
+from typing import Self
+
+import aiohttp
 
 from lanes.config import Config
 from lanes.limiter import Limiter
+from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
 from worker.idempotency import IdempotencyGuard
-from worker.ledger import ReleaseLedger
+from worker.metrics import Metrics
+from worker.outcomes import Settler
 from worker.processing import JobProcessor
-from worker.settle import Settler
 from worker.sinks import open_sink
 from worker.sqs import SqsClient
+from worker.tracking import Attempts, JobTracker
 
-__all__ = ["Runtime"]
+# Status records outlive their job by a day (the HTTP API's "job status").
+TRACK_TTL = 86_400
+
+__all__ = ["TRACK_TTL", "Runtime"]
 
 
-class Runtime:
-    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice."""
+class Runtime(AsyncResource):
+    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice.
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    `lambda_mode` settles the Lambda event source's way (it deletes what succeeded).
+    """
+
+    def __init__(self, settings: Settings, config: Config, *, lambda_mode: bool = False) -> None:
         self.settings = settings
         self.config = config
         self._stack = AsyncExitStack()
         self.store = RedisStore(settings.redis_url)
         self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
         self.limiter = Limiter(self.store.client, config.lanes)
-        self.markets = Markets(config, settings, self.limiter, self.store.client)
-        self.sink = open_sink(
-            settings.results_url,
-            self.sqs,
-            token=settings.credentials.get("results", {}).get("token"),
-        )
+        self.metrics = Metrics()
         self.guard = IdempotencyGuard(
             self.store.client,
             ttl=settings.idempotency_ttl,
             claim_seconds=settings.visibility_timeout,
         )
+        # The markets' session carries the hooks that mark a side effect "posting" and
+        # measure budget waits and 429s.
+        self.session = aiohttp.ClientSession(
+            trace_configs=[self.guard.trace_config(), self.metrics.trace_config()]
+        )
+        self.markets = Markets(
+            config, settings, self.limiter, self.store.client, session=self.session
+        )
+        self.sink = open_sink(
+            settings.results_url,
+            self.sqs,
+            token=settings.credentials.get("results", {}).get("token"),
+        )
+        self.tracker = JobTracker(self.store.client, ttl=TRACK_TTL)
         self.processor = JobProcessor(
             markets=self.markets,
             policies=config.lanes,
             guard=self.guard,
-            ledger=ReleaseLedger(self.store.client, ttl=settings.idempotency_ttl),
+            attempts=Attempts(self.store.client, ttl=settings.idempotency_ttl),
+            tracker=self.tracker,
             sink=self.sink,
+            metrics=self.metrics,
+            retry_backoff=settings.retry_backoff,
         )
-        self.settler = Settler(self.sqs)
-        self._closed = False
+        self.settler = Settler(
+            self.sqs, deletes_done=not lambda_mode, tracker=self.tracker, metrics=self.metrics
+        )
 
-    async def open(self) -> Runtime:
+    async def open(self) -> Self:
         # Closed in reverse: the sink before the SQS client it may borrow.
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.session.close)
         self._stack.push_async_callback(self.markets.aclose)
         self._stack.push_async_callback(self.sink.aclose)
         self._stack.push_async_callback(self.settler.drain)
         return self
 
-    async def __aenter__(self) -> Runtime:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
         await self._stack.aclose()

@@ -2,7 +2,7 @@
 
 Each sink is the one owner of its connection or file: `async with`, `aclose()`
 safe twice. `send` returns once the record is stored or raises `SinkError`
-(`permanent` when retrying cannot help, e.g. the backend refused it with a 4xx).
+(`SinkRefused` when retrying cannot help, e.g. the backend refused it with a 4xx).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Protocol
 
 import aiohttp
@@ -23,17 +22,22 @@ from tenacity import (
 )
 
 from lanes.errors import LanesError
+from lanes.resource import AsyncResource
 from worker.sqs import OutgoingMessage, SqsClient, SqsError
 
-__all__ = ["FileSink", "HttpSink", "ResultSink", "SinkError", "SqsSink", "open_sink"]
+__all__ = ["FileSink", "HttpSink", "ResultSink", "SinkError", "SinkRefused", "SqsSink", "open_sink"]
 
 
 class SinkError(LanesError):
-    """A result could not be stored; `permanent` means a retry would fail the same way."""
+    """A result could not be stored now; a later try may succeed."""
 
-    def __init__(self, text: str, *, permanent: bool = False) -> None:
-        super().__init__(text)
-        self.permanent = permanent
+    permanent = False
+
+
+class SinkRefused(SinkError):
+    """The backend refused the result: a retry would fail the same way."""
+
+    permanent = True
 
 
 class _Retryable(SinkError):
@@ -50,32 +54,13 @@ def _line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-class _Owner:
-    """`async with` support for the sinks below."""
-
-    async def __aenter__(self) -> _Owner:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-
-class FileSink(_Owner):
+class FileSink(AsyncResource):
     """Appends one JSON line per result to `path` (the default for local runs)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handle: IO[str] | None = None
         self._lock = asyncio.Lock()
-        self._closed = False
 
     async def send(self, record: dict[str, Any]) -> None:
         async with self._lock:
@@ -92,13 +77,15 @@ class FileSink(_Owner):
 
     async def aclose(self) -> None:
         async with self._lock:
-            self._closed = True
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            await super().aclose()
+
+    async def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
-class SqsSink(_Owner):
+class SqsSink(AsyncResource):
     """Sends each result as one message to the queue `name` (the SQS client is borrowed)."""
 
     def __init__(self, sqs: SqsClient, name: str) -> None:
@@ -112,11 +99,11 @@ class SqsSink(_Owner):
         except SqsError as exc:
             raise SinkError(f"results queue {self.name}: {exc}") from exc
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         return  # the SQS client belongs to whoever made it
 
 
-class HttpSink(_Owner):
+class HttpSink(AsyncResource):
     """POSTs each result as JSON to `url`, retrying 5xx, 408, 429 and network failures.
 
     With a `token`, each request carries `Authorization: Bearer <token>`.
@@ -139,7 +126,6 @@ class HttpSink(_Owner):
         self._owns_session = session is None
         self._attempts = attempts
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._closed = False
 
     def _client(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -159,7 +145,7 @@ class HttpSink(_Owner):
         failure = f"results callback {self.url} answered {answer.status}: {text}"
         if answer.status >= 500 or answer.status in (408, 429):
             raise _Retryable(failure)
-        raise SinkError(failure, permanent=True)
+        raise SinkRefused(failure)
 
     async def send(self, record: dict[str, Any]) -> None:
         body = _line(record)
@@ -173,10 +159,7 @@ class HttpSink(_Owner):
             with attempt:
                 await self._post_once(body)
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
 

@@ -8,12 +8,11 @@ caller never mistakes a partial batch for a whole one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import aioboto3
 import aiohttp
@@ -21,6 +20,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from lanes.errors import LanesError
+from lanes.resource import AsyncResource
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_BYTES",
     "BATCH_ENTRIES",
+    "Coalescer",
     "OutgoingMessage",
     "QueueMissing",
     "SqsClient",
@@ -43,6 +44,7 @@ __all__ = [
     "SqsMessage",
 ]
 
+Item = TypeVar("Item")
 BATCH_ENTRIES = 10
 BATCH_BYTES = 1024 * 1024
 # Entries a batch reports failed through no fault of ours are sent again this often.
@@ -153,7 +155,7 @@ def _send_chunks(messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingM
         yield chunk
 
 
-class SqsClient:
+class SqsClient(AsyncResource):
     """Owns one aioboto3 SQS client; `async with` or `aclose()` (safe twice).
 
     The client opens on first use, so a caller may also just call methods and
@@ -166,26 +168,13 @@ class SqsClient:
         self._stack = AsyncExitStack()
         self._client: SQSClient | None = None
         self._opening = asyncio.Lock()
-        self._closed = False
         self._urls: dict[str, str] = {}
 
-    async def __aenter__(self) -> SqsClient:
+    async def __aenter__(self) -> Self:
         await self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client and its connection pool; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
         self._client = None
         await self._stack.aclose()
 
@@ -364,3 +353,62 @@ class SqsClient:
                 answer = await client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
             failed.extend(chunk[int(entry["Id"][1:])][0] for entry in answer.get("Failed", []))
         return failed
+
+
+class Coalescer(Generic[Item]):
+    """Coalesces single calls into one batch call per queue (at most 10, `linger` seconds).
+
+    `call(url, items)` returns the receipts that failed; each submitter learns its own.
+    """
+
+    def __init__(
+        self,
+        call: Callable[[str, Sequence[Item]], Awaitable[list[str]]],
+        receipt_of: Callable[[Item], str],
+        linger: float,
+    ) -> None:
+        self._call = call
+        self._receipt_of = receipt_of
+        self._linger = linger
+        self._pending: dict[str, list[tuple[Item, asyncio.Future[bool]]]] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def submit(self, url: str, item: Item) -> bool:
+        """True once the call succeeded for `item`; False if SQS reported it failed."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue = self._pending.setdefault(url, [])
+        queue.append((item, future))
+        if len(queue) >= BATCH_ENTRIES:
+            self._start_flush(url, 0.0)
+        elif len(queue) == 1:
+            self._start_flush(url, self._linger)
+        return await asyncio.shield(future)
+
+    def _start_flush(self, url: str, delay: float) -> None:
+        task = asyncio.create_task(self._flush(url, delay))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, url: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        batch = self._pending.pop(url, [])[:]
+        if not batch:
+            return
+        try:
+            failed = set(await self._call(url, [item for item, _ in batch]))
+        except SqsError as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for item, future in batch:
+            if not future.done():
+                future.set_result(self._receipt_of(item) not in failed)
+
+    async def drain(self) -> None:
+        """Flush whatever is pending now (at shutdown)."""
+        for url in list(self._pending):
+            self._start_flush(url, 0.0)
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)

@@ -1,0 +1,69 @@
+"""worker.tracking: job status records (`lanes:job:{id}`) written as a message's job ends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from lanes.policy import Lane
+from lanes.settings import Settings
+from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, deliver, job
+from worker.runtime import TRACK_TTL, Runtime
+from worker.tracking import job_key
+
+MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
+
+
+async def test_status_records_follow_the_job_to_done_and_dead_letter(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+    redis_client: aioredis.Redis,
+) -> None:
+    """A done job's record holds its result; a dead-lettered one its reason; a job without an
+    id is recorded under its message id; every record expires after TRACK_TTL."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+    good, bad, anonymous = await deliver(
+        lanes, Lane.HIGH, [job(id="j-ok"), job(id="j-bad", status="400"), job(key="anon")]
+    )
+    for delivery in (good, bad, anonymous):
+        outcome = await runtime.processor.process(delivery, deadline=None)
+        await runtime.settler.settle(delivery, outcome)
+    done = await runtime.tracker.get("j-ok")
+    assert done is not None
+    assert (done["state"], done["market"], done["lane"], done["kind"]) == (
+        "done",
+        "acme",
+        "high",
+        "call",
+    )
+    assert done["result"]["data"]["ok"] is True
+    dead = await runtime.tracker.get("j-bad")
+    assert dead is not None
+    assert dead["state"] == "dead_lettered"
+    assert dead["reason"].startswith("permanent error")
+    raw = await redis_client.get(job_key(anonymous.message.message_id))
+    assert raw is not None
+    assert json.loads(raw)["state"] == "done"
+    assert 0 < await redis_client.ttl(job_key("j-ok")) <= TRACK_TTL
+
+
+async def test_a_failed_attempt_is_recorded_with_its_retry(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+) -> None:
+    """A low attempt that failed is `failed` with the error and when it runs again."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+    (delivery,) = await deliver(lanes, Lane.LOW, [job(id="j-503", status="503")])
+    outcome = await runtime.processor.process(delivery, deadline=None)
+    await runtime.settler.settle(delivery, outcome)
+    record = await runtime.tracker.get("j-503")
+    assert record is not None
+    assert (record["state"], record["attempts"]) == ("failed", 1)
+    assert "503" in record["error"]
+    assert record["retry_in"] >= 30

@@ -1,0 +1,479 @@
+"""The daemon: one long-poll task per lane queue, a weighted pick, a slot cap; its entry point.
+
+`lanes worker` and `python -m worker` both run `serve` (exit 0 after a clean
+shutdown, 2 for a start-up mistake such as a bad setting, an unknown market or a
+missing queue, 1 for a failure while running), one line on stderr, no traceback.
+
+Slots. The process runs at most `concurrency` jobs. Each lane queue has a
+floor (`min_slots`): slots the other queues may not take while this one runs
+fewer, so a flood of high work never starves low of every slot. A queue's
+poller receives only as many messages as it could start now (at most 10), so
+messages are never hoarded.
+
+Pick. Received messages wait in their queue's buffer (kept invisible by the
+heartbeat). Whenever a slot is free, a queue below its floor goes first;
+otherwise a smooth weighted round robin over the queues that have messages
+(high 6, medium 3, low 1 by default) picks, so an empty lane simply falls
+through to the next.
+
+Shutdown. `stop` stops receiving; a receive in flight is let finish (never
+abandoned: its endpoint would hand it the next message) and what it got goes
+back at once, as do buffered messages; in-flight jobs get `grace_seconds` to
+finish, then are cancelled and their messages released with visibility 0.
+
+Metrics. With `LANES_METRICS_PORT` set, `serve` also answers `/metrics` and
+`/healthz` (`worker.metrics`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from lanes.config import Config
+from lanes.errors import ConfigError, LanesError
+from lanes.logs import configure_logging, redact_urls
+from lanes.policy import Lane, LanePolicy
+from lanes.settings import Settings, load_settings
+from markets import load_config
+from worker.heartbeat import Heartbeat
+from worker.metrics import Metrics, MetricsServer
+from worker.outcomes import Outcome, Settler
+from worker.processing import JobProcessor
+from worker.queues import Delivery, QueueName
+from worker.runtime import Runtime
+from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError
+
+__all__ = [
+    "DEFAULT_JOB_SECONDS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_STARTUP",
+    "Dispatcher",
+    "LaneSource",
+    "build_dispatcher",
+    "main",
+    "serve",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # SQS or Redis failed while running
+EXIT_STARTUP = 2  # bad settings, unknown market, missing queue: one line on stderr
+# How long one delivery may retry or wait in process before it goes back to its queue.
+DEFAULT_JOB_SECONDS = 600.0
+_POLL_BACKOFF_CAP = 30.0
+# Beyond a long poll's wait: how long shutdown waits for a receive in flight to answer.
+_POLL_SLACK = 5.0
+# An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
+_IDLE_PAUSE = 1.0
+# Queue depth for the metrics, asked this often.
+_DEPTH_PERIOD = 15.0
+_DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+_log = structlog.get_logger("worker.daemon")
+
+
+@dataclass(eq=False)
+class LaneSource:
+    """One lane queue of one market: its policy, buffer and running jobs."""
+
+    queue: QueueName
+    url: str
+    policy: LanePolicy
+    floor: int = 0
+    buffer: deque[Delivery] = field(default_factory=deque)
+    running: int = 0
+    current: int = 0  # smooth weighted round robin state
+
+    @property
+    def weight(self) -> int:
+        return self.policy.weight
+
+
+class Dispatcher:
+    """Drains `sources` until `stop()`; see the module text for the rules."""
+
+    def __init__(
+        self,
+        *,
+        sqs: SqsClient,
+        processor: JobProcessor,
+        settler: Settler,
+        sources: list[LaneSource],
+        concurrency: int,
+        visibility_timeout: int,
+        wait_seconds: int,
+        grace_seconds: float,
+        job_seconds: float = DEFAULT_JOB_SECONDS,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._sqs = sqs
+        self._processor = processor
+        self._settler = settler
+        self.sources = sources
+        self.concurrency = concurrency
+        self._visibility_timeout = visibility_timeout
+        self._wait_seconds = wait_seconds
+        self._grace_seconds = grace_seconds
+        self._job_seconds = job_seconds
+        self.heartbeat = Heartbeat(settler, visibility_timeout)
+        self._changed = asyncio.Condition()
+        self._jobs: dict[asyncio.Task[None], tuple[LaneSource, Delivery]] = {}
+        self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        floors = sum(source.policy.min_slots for source in sources)
+        if floors < concurrency:
+            for source in sources:
+                source.floor = source.policy.min_slots
+        else:
+            _log.warning(
+                "dispatcher.floors_off",
+                concurrency=concurrency,
+                floors=floors,
+                reason="concurrency does not exceed the sum of the lanes' min_slots",
+            )
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Messages settled so far, by outcome label."""
+        return self._settler.counts
+
+    # -- slots -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return sum(source.running for source in self.sources)
+
+    def _startable(self, source: LaneSource) -> int:
+        """Jobs `source` could start now: free slots minus other queues' unmet floors."""
+        reserved = sum(
+            max(0, other.floor - other.running) for other in self.sources if other is not source
+        )
+        return self.concurrency - self.running - reserved
+
+    def _room(self, source: LaneSource) -> int:
+        """Messages `source`'s poller may receive now."""
+        return max(0, min(BATCH_ENTRIES, self._startable(source) - len(source.buffer)))
+
+    def _pick(self) -> LaneSource | None:
+        ready = [s for s in self.sources if s.buffer and self._startable(s) > 0]
+        if not ready:
+            return None
+        below_floor = [s for s in ready if s.running < s.floor]
+        if below_floor:
+            return below_floor[0]
+        total = sum(s.weight for s in ready)
+        for source in ready:
+            source.current += source.weight
+        chosen = max(ready, key=lambda s: s.current)  # first of equals: sources run high to low
+        chosen.current -= total
+        return chosen
+
+    # -- running ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the dispatcher to shut down (safe from a signal handler)."""
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Drain until `stop()`, then shut down as the module text says."""
+        _log.info(
+            "worker.started",
+            queues=[s.queue.queue for s in self.sources],
+            concurrency=self.concurrency,
+        )
+        pollers = [asyncio.create_task(self._poll_forever(source)) for source in self.sources]
+        helpers = [
+            asyncio.create_task(self._dispatch_forever()),
+            asyncio.create_task(self.heartbeat.run()),
+        ]
+        if self._metrics is not None:
+            helpers.append(asyncio.create_task(self._measure_queues(self._metrics)))
+        try:
+            await self._stopped.wait()
+        finally:
+            _log.info("worker.stopping", running=self.running, grace_seconds=self._grace_seconds)
+            self._stopped.set()
+            await self._notify()
+            # A receive in flight is never abandoned (its endpoint would still hand it the
+            # next message, invisible with no one holding it): it finishes, and what it got
+            # goes straight back. Bounded, in case the endpoint hangs.
+            _, hanging = await asyncio.wait(pollers, timeout=self._wait_seconds + _POLL_SLACK)
+            await _cancel_all(list(hanging))
+            await self._release_buffered()
+            await self._finish_jobs()
+            await _cancel_all(helpers)
+            await self._settler.drain()
+            _log.info("worker.stopped", outcomes=self._settler.counts)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def health(self) -> dict[str, Any]:
+        """What `/healthz` answers: ok until the dispatcher stops."""
+        return {
+            "status": "stopping" if self._stopped.is_set() else "ok",
+            "running": self.running,
+            "held": self.heartbeat.held,
+        }
+
+    async def _measure_queues(self, metrics: Metrics) -> None:
+        while True:
+            for source in self.sources:
+                try:
+                    found = await self._sqs.attributes(source.url, _DEPTH_ATTRIBUTES)
+                except SqsError as exc:
+                    _log.warning("metrics.depth_failed", queue=source.queue.queue, error=str(exc))
+                    continue
+                visible, in_flight = (int(found.get(name, 0)) for name in _DEPTH_ATTRIBUTES)
+                metrics.depth(source.queue, visible, in_flight)
+            await asyncio.sleep(_DEPTH_PERIOD)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the dispatcher stops meanwhile."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        except TimeoutError:
+            return
+
+    async def _poll_forever(self, source: LaneSource) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self._room(source) > 0 or self._stopped.is_set()
+                )
+                want = self._room(source)
+            if self._stopped.is_set():
+                return
+            try:
+                messages = await self._sqs.receive(
+                    source.url,
+                    max_messages=want,
+                    wait_seconds=self._wait_seconds,
+                    visibility_timeout=self._visibility_timeout,
+                )
+            except SqsError as exc:
+                failures += 1
+                pause = min(_POLL_BACKOFF_CAP, 2.0**failures)
+                _log.warning("poll.failed", queue=source.queue.queue, error=str(exc), pause=pause)
+                await self._pause(pause)
+                continue
+            failures = 0
+            if self._metrics is not None:
+                self._metrics.received(source.queue, messages)
+            if not messages:
+                if self._wait_seconds < _IDLE_PAUSE:
+                    await self._pause(_IDLE_PAUSE)  # short polls must not spin an idle worker
+                continue
+            if self._stopped.is_set():
+                received = [
+                    Delivery(message=m, queue=source.queue, url=source.url) for m in messages
+                ]
+                await asyncio.gather(*(self._release_unstarted(d) for d in received))
+                return
+            for message in messages:
+                delivery = Delivery(message=message, queue=source.queue, url=source.url)
+                self.heartbeat.track(delivery)
+                source.buffer.append(delivery)
+            await self._notify()
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(self._pick_ready)
+                while (source := self._pick()) is not None:
+                    self._start(source, source.buffer.popleft())
+                self._changed.notify_all()
+
+    def _pick_ready(self) -> bool:
+        return any(s.buffer and self._startable(s) > 0 for s in self.sources)
+
+    def _start(self, source: LaneSource, delivery: Delivery) -> None:
+        source.running += 1
+        task = asyncio.create_task(self._job(delivery))
+        self._jobs[task] = (source, delivery)
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        source, delivery = self._jobs.pop(task)
+        source.running -= 1
+        self.heartbeat.forget(delivery)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("job.settle_crashed", error=repr(task.exception()))
+        notify = asyncio.get_running_loop().create_task(self._notify())
+        self._background.add(notify)
+        notify.add_done_callback(self._background.discard)
+
+    async def _job(self, delivery: Delivery) -> None:
+        deadline = time.monotonic() + self._job_seconds
+        try:
+            outcome = await self._processor.process(delivery, deadline=deadline)
+        except asyncio.CancelledError:
+            # Shutdown ran past its grace period: the message goes straight back.
+            await self._settle(delivery, Outcome.release("shutdown", 0))
+            raise
+        settling = asyncio.ensure_future(self._settle(delivery, outcome))
+        try:
+            await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            await settling  # a half-done settle would leave a dead letter twice
+            raise
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        self.heartbeat.forget(delivery)
+        await self._settler.settle(delivery, outcome)
+
+    async def _release_buffered(self) -> None:
+        buffered = [delivery for source in self.sources for delivery in source.buffer]
+        for source in self.sources:
+            source.buffer.clear()
+        # Together, so the releases share batch calls.
+        await asyncio.gather(*(self._release_unstarted(delivery) for delivery in buffered))
+
+    async def _release_unstarted(self, delivery: Delivery) -> None:
+        await self._settle(delivery, Outcome.release("shutdown", 0))
+
+    async def _finish_jobs(self) -> None:
+        if not self._jobs:
+            return
+        _, pending = await asyncio.wait(list(self._jobs), timeout=self._grace_seconds)
+        if pending:
+            _log.warning("worker.grace_over", cancelling=len(pending))
+            await _cancel_all(list(pending))
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _market_names(config: Config, wanted: Sequence[str] | None) -> list[str]:
+    names = list(wanted) if wanted else sorted(config.markets)
+    if not names:
+        raise ConfigError("no markets configured: add a [markets.NAME] table")
+    for name in names:
+        config.market(name)  # raises one-line ConfigError for an unknown market
+    return names
+
+
+async def _sources(runtime: Runtime, names: list[str]) -> list[LaneSource]:
+    """The lane queues, high to low per market; each queue and its dead-letter queue must exist."""
+    sources = []
+    for lane in Lane:
+        for name in names:
+            queue = QueueName(runtime.settings.queue_prefix, name, lane)
+            try:
+                url = await runtime.sqs.queue_url(queue.queue)
+                await runtime.sqs.queue_url(queue.dead_letter)
+            except QueueMissing as exc:
+                raise ConfigError(f"{exc} (run `lanes provision`)") from exc
+            sources.append(LaneSource(queue=queue, url=url, policy=runtime.config.lanes[lane]))
+    return sources
+
+
+async def build_dispatcher(
+    runtime: Runtime,
+    *,
+    markets: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    job_seconds: float = DEFAULT_JOB_SECONDS,
+) -> Dispatcher:
+    """A dispatcher over the lane queues of `markets` (all configured markets by default)."""
+    settings = runtime.settings
+    return Dispatcher(
+        sqs=runtime.sqs,
+        processor=runtime.processor,
+        settler=runtime.settler,
+        sources=await _sources(runtime, _market_names(runtime.config, markets)),
+        concurrency=concurrency or settings.concurrency,
+        visibility_timeout=settings.visibility_timeout,
+        wait_seconds=settings.wait_seconds,
+        grace_seconds=settings.grace_seconds,
+        job_seconds=job_seconds,
+        metrics=runtime.metrics,
+    )
+
+
+async def _check_redis(runtime: Runtime) -> None:
+    """Start-up check: Redis answers (else one line and exit 2, not a worker that waits)."""
+    try:
+        await runtime.store.client.ping()
+    except RedisError as exc:
+        where = redact_urls(runtime.settings.redis_url)
+        raise ConfigError(f"Redis at {where} does not answer: {exc}") from exc
+
+
+async def serve(
+    settings: Settings,
+    config: Config,
+    *,
+    markets: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    job_seconds: float = DEFAULT_JOB_SECONDS,
+) -> int:
+    """Drain the lane queues of `markets` (all configured by default) until a signal."""
+    _market_names(config, markets)  # an unknown market fails before anything opens
+    async with Runtime(settings, config) as runtime:
+        await _check_redis(runtime)
+        dispatcher = await build_dispatcher(
+            runtime, markets=markets, concurrency=concurrency, job_seconds=job_seconds
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, dispatcher.stop)
+        try:
+            async with AsyncExitStack() as stack:
+                if settings.metrics_port:
+                    server = MetricsServer(
+                        runtime.metrics,
+                        host=settings.metrics_host,
+                        port=settings.metrics_port,
+                        health=dispatcher.health,
+                    )
+                    stack.push_async_callback(server.aclose)
+                    try:
+                        await server.start()
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"cannot serve metrics on port {settings.metrics_port}: {exc}"
+                        ) from exc
+                await dispatcher.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m worker [--market M ...] [--concurrency N]`: `lanes worker`'s twin."""
+    parser = argparse.ArgumentParser(prog="python -m worker", description="the lanes daemon")
+    parser.add_argument("--market", action="append", help="a market to drain (repeatable)")
+    parser.add_argument("--concurrency", type=int, help="jobs at once (LANES_CONCURRENCY)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        config = load_config(settings.config)
+        configure_logging(settings.log_level)
+        return asyncio.run(
+            serve(settings, config, markets=args.market, concurrency=args.concurrency)
+        )
+    except ConfigError as exc:
+        print(f"lanes worker: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except LanesError as exc:
+        print(f"lanes worker: {exc}", file=sys.stderr)
+        return EXIT_FAILED

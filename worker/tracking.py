@@ -1,0 +1,137 @@
+"""What lanes records in Redis about each job: its status, its attempts, a result kept back.
+
+- **Status** (`JobTracker`), for the HTTP API and operators: one JSON record per
+  job at `lanes:job:{id}` (the producer's `id`, else the SQS message id), kept
+  `ttl` seconds after its last change:
+
+  ```json
+  {"id": "ship-1", "state": "done", "market": "acme", "lane": "high",
+   "kind": "call", "seller": "s-1", "message_id": "…", "attempts": 1,
+   "updated_at": "2026-11-26T16:00:00.123+00:00", "result": {...}}
+  ```
+
+  `state` is `queued` (sent, or back in its queue after a wait), `running`,
+  `done` (with `result`, the record the results sink got), `failed` (an attempt
+  failed; it runs again after `retry_in` s, with `error`) or `dead_lettered`
+  (with `reason` and `error`).
+- **Attempts** (`Attempts`): the attempts a message has spent, counted by lanes
+  and not by SQS receives, so waits (budget, Redis, a claim, a sink) never
+  count (docs/DESIGN.md rule 12) and a message whose deliveries keep dying is
+  still stopped after its lane's `max_attempts`.
+- **Kept results**: a finished job whose result the sink could not take is kept
+  here, so its redelivery sends the result instead of running the job again.
+
+Writes are best effort where losing one only costs a status line; the attempt
+count and kept results raise `BudgetUnavailable` (Redis down is a wait).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from lanes.errors import BudgetUnavailable
+from worker.queues import Delivery
+
+__all__ = ["STATES", "Attempts", "JobTracker", "job_key"]
+
+STATES = ("queued", "running", "done", "failed", "dead_lettered")
+_log = structlog.get_logger("worker.tracking")
+
+
+def job_key(job_id: str) -> str:
+    """The Redis key of job `job_id`'s status record."""
+    return f"lanes:job:{job_id}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class JobTracker:
+    """Writes status records; `get` reads one back (the API's way)."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl: int) -> None:
+        self._redis = redis
+        self._ttl = ttl
+
+    async def update(self, job_id: str, state: str, **fields: Any) -> None:
+        """Record `job_id` as `state` with `fields`; a Redis failure is logged, not raised."""
+        record = {
+            "id": job_id,
+            "state": state,
+            **fields,
+            "updated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        try:
+            await self._redis.set(job_key(job_id), _dumps(record), ex=self._ttl)
+        except RedisError as exc:
+            _log.warning("tracking.write_failed", error=str(exc))
+
+    async def get(self, job_id: str) -> dict[str, Any] | None:
+        """The record of `job_id`, or None when there is none (or it expired)."""
+        raw = await self._redis.get(job_key(job_id))
+        if raw is None:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        return record
+
+
+class Attempts:
+    """Per message: attempts spent (a Redis counter) and a result kept for its sink."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl: int) -> None:
+        self._redis = redis
+        self._ttl = ttl
+
+    @staticmethod
+    def _key(delivery: Delivery, what: str) -> str:
+        return f"lanes:{what}:{{{delivery.queue.queue}}}:{delivery.message.message_id}"
+
+    async def spend(self, delivery: Delivery) -> int:
+        """Count one attempt of `delivery` (before it runs); the attempts spent, this one too."""
+        key = self._key(delivery, "attempts")
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self._ttl)
+                count, _ = await pipe.execute()
+        except RedisError as exc:
+            raise BudgetUnavailable(f"attempt count unreachable: {exc}") from exc
+        return int(count)
+
+    async def refund(self, delivery: Delivery) -> None:
+        """The attempt just counted ended in a wait: it was not spent. Best effort."""
+        try:
+            await self._redis.decr(self._key(delivery, "attempts"))
+        except RedisError as exc:
+            _log.warning("tracking.refund_failed", error=str(exc))
+
+    async def keep_result(self, delivery: Delivery, record: dict[str, Any]) -> None:
+        """Keep a finished job's result until the sink takes it."""
+        try:
+            await self._redis.set(self._key(delivery, "result"), _dumps(record), ex=self._ttl)
+        except RedisError as exc:
+            raise BudgetUnavailable(f"result store unreachable: {exc}") from exc
+
+    async def kept_result(self, delivery: Delivery) -> dict[str, Any] | None:
+        """The result kept for `delivery`, if an earlier delivery finished the job."""
+        try:
+            raw = await self._redis.get(self._key(delivery, "result"))
+        except RedisError as exc:
+            raise BudgetUnavailable(f"result store unreachable: {exc}") from exc
+        if raw is None:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        return record
+
+    async def forget_result(self, delivery: Delivery) -> None:
+        try:
+            await self._redis.delete(self._key(delivery, "result"))
+        except RedisError as exc:
+            _log.warning("tracking.forget_failed", error=str(exc))
