@@ -50,15 +50,18 @@ from scripts.api_jobs import (
 from scripts.api_models import (
     Collected,
     CollectQueued,
+    JobRecord,
     JobsAccepted,
     JobsRefused,
+    JobState,
     Problem,
 )
-from scripts.job_records import JobRecord, JobRecords, JobState
 from scripts.status import snapshot
 from scripts.validate import JobValidator
 from worker.idempotency import IdempotencyGuard
+from worker.runtime import TRACK_TTL
 from worker.sqs import QueueMissing, SqsClient, SqsError
+from worker.tracking import JobTracker
 
 __all__ = ["DEFAULT_WAIT", "MAX_WAIT", "ApiRuntime", "create_app", "handler"]
 
@@ -94,7 +97,7 @@ class ApiRuntime(AsyncResource):
         self.guard = IdempotencyGuard(
             self.store.client, ttl=settings.idempotency_ttl, claim_seconds=_CLAIM_SECONDS
         )
-        self.records = JobRecords(self.store.client)
+        self.records = JobTracker(self.store.client, ttl=TRACK_TTL)
         self.sender = Sender(self.sqs, settings.queue_prefix, self.records)
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
@@ -104,6 +107,13 @@ class ApiRuntime(AsyncResource):
 
     async def _close(self) -> None:
         await self._stack.aclose()
+
+
+async def _store(runtime: ApiRuntime, record: JobRecord) -> JobRecord:
+    """Write `record` as the job's status (the worker's format); the record as stored."""
+    fields = record.model_dump(mode="json", exclude_none=True)
+    (stored,) = await runtime.records.update_many([fields])
+    return JobRecord.model_validate(stored)
 
 
 def _runtime(request: Request) -> ApiRuntime:
@@ -211,21 +221,24 @@ async def _collect(
     except (TimeoutError, TransientError):
         pass  # past the bound, or out of attempts: the worker takes it from here
     except PermanentError as exc:
-        (failed,) = await runtime.records.write(
-            record.model_copy(update={"state": JobState.FAILED, "reason": str(exc)})
+        failed = await _store(
+            runtime, record.model_copy(update={"state": JobState.FAILED, "reason": str(exc)})
         )
         return JSONResponse(failed.model_dump(exclude_none=True), status_code=502)
     else:
-        (done,) = await runtime.records.write(
-            record.model_copy(update={"state": JobState.DONE, "result": result.data})
+        done = await _store(
+            runtime,
+            record.model_copy(
+                update={"state": JobState.DONE, "result": result.data, "calls": result.calls}
+            ),
         )
-        collected = Collected(**done.model_dump(), calls=result.calls)
+        collected = Collected(**done.model_dump())
         log.info("api.collected", market=market, kind=kind, lane=lane.value,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
         return JSONResponse(collected.model_dump(exclude_none=True))
     accepted = await send_jobs(runtime.sender, lane, [envelope])
     queued = CollectQueued(
-        **record.model_dump(exclude={"state", "updated_at"}),
+        **record.model_dump(exclude={"state", "updated_at", "message_id"}),
         state=JobState.QUEUED,
         message_id=accepted.jobs[0].message_id,
         retry_after=retry_after,
@@ -279,7 +292,7 @@ async def job_status(runtime: Runtime, job_id: Annotated[str, Path()]) -> JobRec
     record = await runtime.records.get(job_id)
     if record is None:
         raise HTTPException(404, f"no job {job_id!r} (unknown, or its record expired)")
-    return record
+    return JobRecord.model_validate(record)
 
 
 async def status(

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lanes.policy import Lane
-from scripts.api_models import JobProblem, JobsAccepted, SentJob
-from scripts.job_records import JobRecord, JobRecords, JobState
+from scripts.api_models import JobProblem, JobsAccepted, JobState, SentJob
 from scripts.sending import group_id
 from scripts.validate import BadJob, JobValidator
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
 from worker.idempotency import ClaimBusy, IdempotencyGuard
 from worker.queues import QueueName
 from worker.sqs import BATCH_BYTES, OutgoingMessage, SqsClient
+from worker.tracking import JobTracker
 
 __all__ = [
     "MAX_JOBS",
@@ -162,7 +162,7 @@ class Sender:
 
     sqs: SqsClient
     prefix: str
-    records: JobRecords
+    records: JobTracker
 
 
 async def send_jobs(sender: Sender, lane: Lane, envelopes: Sequence[Envelope]) -> JobsAccepted:
@@ -191,18 +191,17 @@ async def send_jobs(sender: Sender, lane: Lane, envelopes: Sequence[Envelope]) -
             sent[index] = SentJob(
                 index=index, id=envelope.id, market=market, queue=queue, message_id=message_id
             )
-    await sender.records.write(
-        *(
-            JobRecord(
-                id=job.id,
-                state=JobState.QUEUED,
-                market=job.market,
-                lane=lane.value,
-                kind=envelopes[job.index].kind,
-                seller=envelopes[job.index].seller,
-            )
-            for job in sent.values()
-        )
+    await sender.records.update_many(
+        {
+            "id": job.id,
+            "state": JobState.QUEUED.value,
+            "market": job.market,
+            "lane": lane.value,
+            "kind": envelopes[job.index].kind,
+            "seller": envelopes[job.index].seller,
+            "message_id": job.message_id,
+        }
+        for job in sent.values()
     )
     jobs = [sent[index] for index in range(len(envelopes))]
     return JobsAccepted(lane=lane.value, count=len(jobs), jobs=jobs)
@@ -230,7 +229,7 @@ async def send_once(
     started = time.monotonic()
     while True:
         try:
-            claim = await guard.begin(_NAMESPACE, key)
+            claim = await guard.begin(_NAMESPACE, "-", "jobs", key)
             break
         except ClaimBusy as busy:
             if time.monotonic() - started > _BUSY_WAIT_S:

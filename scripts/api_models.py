@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from enum import StrEnum
+from typing import Any
 
-from scripts.job_records import JobRecord
+from pydantic import BaseModel
 
 __all__ = [
     "CollectQueued",
     "Collected",
     "JobProblem",
+    "JobRecord",
+    "JobState",
     "JobsAccepted",
     "JobsRefused",
     "Problem",
     "SentJob",
 ]
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class JobRecord(BaseModel):
+    """A job's latest known state, as `worker.tracking.JobTracker` stores it: `result` when
+    done, `error` and `retry_in` after a failed attempt, `reason` when dead-lettered."""
+
+    id: str
+    state: JobState
+    market: str | None = None
+    lane: str | None = None
+    kind: str | None = None
+    seller: str | None = None
+    message_id: str | None = None
+    attempts: int | None = None
+    result: Any = None
+    calls: int | None = None
+    error: str | None = None
+    reason: str | None = None
+    retry_in: float | None = None
+    waiting: str | None = None
+    updated_at: str | None = None
 
 
 class SentJob(BaseModel):

@@ -21,7 +21,6 @@ from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
 from scripts import api
 from scripts.api import create_app
-from scripts.job_records import JobRecords, TrackingSink
 from scripts.provision import provision
 from scripts.services import RedisServer, free_port
 from tests.fixtures_markets import (
@@ -34,10 +33,8 @@ from tests.fixtures_markets import (
 )
 from tests.fixtures_scripts import CliRun, LanesEnv
 from tests.fixtures_worker import wait_until
-from worker.ledger import ReleaseLedger
-from worker.processing import JobProcessor
+from worker.daemon import build_dispatcher
 from worker.queues import QueueName
-from worker.runner import build_dispatcher
 from worker.runtime import Runtime
 from worker.sqs import SqsClient
 
@@ -373,17 +370,9 @@ async def test_a_slow_market_past_wait_is_queued_and_holds_no_budget(
     assert sum(usage.reserved.values()) == 0
 
 
-async def _worker_with_records(settings: Settings, config: Config) -> tuple[Runtime, Any]:
-    """A real dispatcher whose results sink also marks jobs done (`TrackingSink`): the hook
-    the worker's own job tracker replaces."""
+async def _worker(settings: Settings, config: Config) -> tuple[Runtime, Any]:
+    """A real dispatcher in this event loop; its job tracker writes the status records."""
     runtime = await Runtime(settings, config).open()
-    runtime.processor = JobProcessor(
-        markets=runtime.markets,
-        policies=config.lanes,
-        guard=runtime.guard,
-        ledger=ReleaseLedger(runtime.store.client, ttl=settings.idempotency_ttl),
-        sink=TrackingSink(runtime.sink, JobRecords(runtime.store.client)),
-    )
     dispatcher = await build_dispatcher(runtime, markets=["coupang"])
     return runtime, dispatcher
 
@@ -410,7 +399,7 @@ async def test_collect_past_its_wait_is_queued_then_done(
     assert queued["retry_after"] > 1  # the budget said when there is room
     assert (await client.get(f"/v1/jobs/{queued['id']}")).json()["state"] == "queued"
 
-    runtime, dispatcher = await _worker_with_records(api_env.settings, api_env.config)
+    runtime, dispatcher = await _worker(api_env.settings, api_env.config)
     running = asyncio.create_task(dispatcher.run())
     try:
 

@@ -326,7 +326,11 @@ class Settler:
             "attempts": outcome.attempts,
         }
         if outcome.action is Action.DELETE:
-            await tracker.update(outcome.job_id, "done", **fields, result=outcome.result)
+            # The job's answer as the API's own collections give it: the market data.
+            done = outcome.result or {}
+            await tracker.update(
+                outcome.job_id, "done", **fields, result=done.get("data"), calls=done.get("calls")
+            )
         elif outcome.action is Action.DEAD_LETTER and finished:
             reason, error = redact_urls(outcome.reason), redact_urls(outcome.error)
             await tracker.update(

@@ -7,11 +7,11 @@
   ```json
   {"id": "ship-1", "state": "done", "market": "acme", "lane": "high",
    "kind": "call", "seller": "s-1", "message_id": "…", "attempts": 1,
-   "updated_at": "2026-11-26T16:00:00.123+00:00", "result": {...}}
+   "updated_at": "2026-11-26T16:00:00.123+00:00", "result": {...}, "calls": 1}
   ```
 
   `state` is `queued` (sent, or back in its queue after a wait), `running`,
-  `done` (with `result`, the record the results sink got), `failed` (an attempt
+  `done` (with `result`, the market data the job returned, and its `calls`), `failed` (an attempt
   failed; it runs again after `retry_in` s, with `error`) or `dead_lettered`
   (with `reason` and `error`).
 - **Attempts** (`Attempts`): the attempts a message has spent, counted by lanes
@@ -28,6 +28,7 @@ count and kept results raise `BudgetUnavailable` (Redis down is a wait).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,22 +61,37 @@ class JobTracker:
         self._redis = redis
         self._ttl = ttl
 
-    async def update(self, job_id: str, state: str, **fields: Any) -> None:
+    async def update(self, job_id: str, state: str, **fields: Any) -> dict[str, Any]:
         """Record `job_id` as `state` with `fields`; a Redis failure is logged, not raised."""
-        record = {
-            "id": job_id,
-            "state": state,
-            **fields,
-            "updated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        }
+        (record,) = await self.update_many([{"id": job_id, "state": state, **fields}])
+        return record
+
+    async def update_many(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store each record (`id` and `state` included) stamped now, in one round trip.
+
+        Best effort: a lost status line costs less than failing the job it describes.
+        Returns the records as stored.
+        """
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        stamped = [{**record, "updated_at": stamp} for record in records]
         try:
-            await self._redis.set(job_key(job_id), _dumps(record), ex=self._ttl)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for record in stamped:
+                    pipe.set(job_key(str(record["id"])), _dumps(record), ex=self._ttl)
+                await pipe.execute()
         except RedisError as exc:
             _log.warning("tracking.write_failed", error=str(exc))
+        return stamped
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
-        """The record of `job_id`, or None when there is none (or it expired)."""
-        raw = await self._redis.get(job_key(job_id))
+        """The record of `job_id`, or None when there is none (or it expired).
+
+        Raises `BudgetUnavailable` when Redis cannot be read.
+        """
+        try:
+            raw = await self._redis.get(job_key(job_id))
+        except RedisError as exc:
+            raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
         if raw is None:
             return None
         record: dict[str, Any] = json.loads(raw)
