@@ -40,7 +40,7 @@ async def test_status_records_follow_the_job_to_done_and_dead_letter(
         "high",
         "call",
     )
-    assert done["result"]["data"]["ok"] is True
+    assert done["result"]["ok"] is True
     dead = await runtime.tracker.get("j-bad")
     assert dead is not None
     assert dead["state"] == "dead_lettered"
