@@ -29,7 +29,7 @@ from lanes.policy import Lane
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from scripts.backfill import id_jobs, window_jobs
-from scripts.demo import run_demo
+from scripts.demo import DemoOptions, run_demo
 from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
@@ -365,13 +365,43 @@ def build_parser() -> _Parser:
     status_parser.add_argument("--json", action="store_true", help="one JSON object per refresh")
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
-    _command(
+    demo = _command(
         commands,
         "demo",
         None,
-        "Run the whole system on this machine (own Redis, moto SQS, market simulators).",
-        "  lanes demo\n  make demo\n",
+        "Run the whole system on this machine (own Redis, moto SQS, market simulators): "
+        "a burst with lanes, then the same burst in one FIFO queue.",
+        "  lanes demo\n  lanes demo --duration 30 --sellers 100 --workers 2\n"
+        "  lanes demo --mode lambda --duration 30\n  make demo\n",
     )
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="length of the burst (default 60)",
+    )
+    demo.add_argument(
+        "--sellers",
+        type=_positive_int,
+        default=150,
+        metavar="N",
+        help="sellers in the scheduled collection (default 150)",
+    )
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="worker processes (lambda: the event sources' concurrency; default 3)",
+    )
+    demo.add_argument(
+        "--mode",
+        choices=["daemon", "lambda"],
+        default="daemon",
+        help="lanes worker processes, or the Lambda handler behind the emulator",
+    )
+    demo.add_argument("--no-compare", action="store_true", help="skip the run without lanes")
     return parser
 
 
@@ -385,7 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.run is None:  # the demo makes its own settings and services
-            return run_demo()
+            return run_demo(
+                DemoOptions(
+                    duration=args.duration,
+                    sellers=args.sellers,
+                    workers=args.workers,
+                    mode=args.mode,
+                    compare=not args.no_compare,
+                )
+            )
         settings = load_settings()
         config = markets.load_config(settings.config)
         run: Command = args.run

@@ -36,7 +36,8 @@ def with_arrival_log(app: web.Application) -> web.Application:
         arrived = time.time()  # wall clock: the demo compares it with its own enqueue times
         response = await handler(request)
         name = request.match_info.route.name or request.path
-        arrivals.append([arrived, name, response.status])
+        if name != "stats":  # the simulator's own counters, not a market request
+            arrivals.append([arrived, name, response.status])
         return response
 
     app.middlewares.insert(0, log_arrival)

@@ -77,7 +77,9 @@ class InvocationContext:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.aws_request_id = request_id
-        self.invoked_function_arn = f"arn:aws:lambda:{_REGION}:000000000000:function:{function_name}"
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{_REGION}:000000000000:function:{function_name}"
+        )
         self.memory_limit_in_mb = 512
         self._deadline = time.monotonic() + timeout_ms / 1000
 

@@ -22,6 +22,7 @@ from scripts.services import MotoServer, RedisServer
 from tests.fixtures_worker import AcmeMarket, Lanes, acme_toml, job, wait_until
 from worker.sqs import SqsMessage
 
+
 def _message(number: int) -> SqsMessage:
     return SqsMessage(
         message_id=f"m-{number}",
@@ -144,9 +145,7 @@ async def test_reported_failures_come_back_and_successes_do_not(
         lanes.sqs, [source], environment=environment, timeout_seconds=3
     ) as emulator:
         running = asyncio.create_task(emulator.run())
-        await wait_until(
-            lambda: _async(emulator.stats.records[source.queue] >= 4), within=60
-        )
+        await wait_until(lambda: _async(emulator.stats.records[source.queue] >= 4), within=60)
         emulator.stop()
         await running
     assert _done_ids(tmp_path) == {"good-1", "good-2"}
