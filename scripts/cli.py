@@ -30,6 +30,7 @@ from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from scripts.backfill import id_jobs, window_jobs
 from scripts.demo import DemoOptions, run_demo
+from scripts.devservices import run_services
 from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
@@ -402,6 +403,16 @@ def build_parser() -> _Parser:
         help="lanes worker processes, or the Lambda handler behind the emulator",
     )
     demo.add_argument("--no-compare", action="store_true", help="skip the run without lanes")
+    services = _command(
+        commands,
+        "services",
+        None,
+        "Start Redis, moto SQS and the Coupang and Naver simulators for running lanes by "
+        "hand; prints the export lines; Ctrl-C stops them.",
+        "  lanes services\n  lanes services --coupang-port 9081 --naver-port 9082\n",
+    )
+    services.add_argument("--coupang-port", type=_positive_int, default=8081, metavar="PORT")
+    services.add_argument("--naver-port", type=_positive_int, default=8082, metavar="PORT")
     return parser
 
 
@@ -412,8 +423,11 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "coupang_port", None) is not None:  # `services`: no settings needed
+            return run_services(args.coupang_port, args.naver_port)
         if args.run is None:  # the demo makes its own settings and services
             return run_demo(
                 DemoOptions(
@@ -435,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LanesError as exc:
         return _fail(str(exc), EXIT_RUNTIME)
     except KeyboardInterrupt:
+        if getattr(args, "watch", None) is not None:
+            return 0  # Ctrl-C is how `status --watch` ends: quietly
         return _fail("interrupted", EXIT_INTERRUPTED)
 
 
