@@ -50,12 +50,16 @@ def write_chart(path: Path, runs: list[RunTally]) -> Path:
                 )
                 bottom = [a + b for a, b in zip(bottom, counts, strict=False)]
             limit = LIMITS[market]
-            axis.axhline(limit, color="black", linewidth=1.2, label=f"limit {limit:g}/s")
+            axis.axhline(limit, color="black", linewidth=1.2, label="limit")
             for lane, style in ((Lane.MEDIUM, "--"), (Lane.LOW, ":")):
-                ceiling = policies[lane].ceiling * limit
-                axis.axhline(ceiling, color=_COLOURS[lane], linestyle=style, linewidth=1,
-                             label=f"{lane.value} ceiling {ceiling:g}/s")  # fmt: skip
-            axis.set_title(f"{market}, {run.name}", fontsize=10)
+                ceiling = policies[lane].ceiling
+                axis.axhline(ceiling * limit, color=_COLOURS[lane], linestyle=style, linewidth=1,
+                             label=f"{lane.value} ceiling ({ceiling:.0%})")  # fmt: skip
+            high = run.sent_moments(market, Lane.HIGH)
+            if high:
+                axis.axvspan(min(high), max(high), color="grey", alpha=0.15,
+                             label="high jobs enqueued")  # fmt: skip
+            axis.set_title(f"{market}, {run.name} (limit {limit:g}/s)", fontsize=10)
             axis.set_xlabel("seconds")
             axis.set_ylabel("requests/s at the market")
             axis.set_ylim(0, limit * 1.25)

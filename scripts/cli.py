@@ -378,16 +378,16 @@ def build_parser() -> _Parser:
     demo.add_argument(
         "--duration",
         type=_positive_float,
-        default=60.0,
+        default=30.0,
         metavar="SECONDS",
-        help="length of the burst (default 60)",
+        help="length of the burst (default 30)",
     )
     demo.add_argument(
         "--sellers",
         type=_positive_int,
-        default=150,
+        default=100,
         metavar="N",
-        help="sellers in the scheduled collection (default 150)",
+        help="sellers in the scheduled collection (default 100)",
     )
     demo.add_argument(
         "--workers",

@@ -152,10 +152,10 @@ def _coupang(duration: float, sellers: int, now: datetime) -> list[Planned]:
 
 def _naver(duration: float, sellers: int, now: datetime) -> list[Planned]:
     limit = LIMITS["naver"]
-    low = [
+    low = [  # fewer than Coupang's: Naver's collection costs two calls per seller
         _body("get_product", "naver", "naver-seller-1",
               {"origin_product_no": 5_000_000 + n % _PRODUCTS}, f"product-{n}")
-        for n in range(int(0.45 * limit * duration))
+        for n in range(int(0.3 * limit * duration))
     ]  # fmt: skip
     since = (now - timedelta(days=1)).isoformat(timespec="seconds")
     medium = [

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from lanes.policy import Lane
 from scripts.demo_load import LIMITS, ROUTE_LANES, Planned
 
-__all__ = ["CHECK_SECONDS", "LaneFigures", "RunTally", "peak_in_window"]
+__all__ = ["CHECK_SECONDS", "SHARE_TOLERANCE", "LaneFigures", "RunTally", "peak_in_window"]
 
-CHECK_SECONDS = 5.0
+CHECK_SECONDS = 10.0
+SHARE_TOLERANCE = 0.05  # of the limit: arrival jitter at the busiest window's two ends
 
 
 def peak_in_window(moments: list[float], seconds: float = 1.0) -> int:
@@ -65,6 +66,8 @@ class RunTally:
     done_at: dict[str, float] = field(default_factory=dict)
     dead: dict[str, str] = field(default_factory=dict)  # id -> reason
     left: set[str] = field(default_factory=set)
+    # (market, queue's lane) -> messages still invisible in it when the run ended
+    hidden: Counter[tuple[str, Lane]] = field(default_factory=Counter)
     # market -> [(wall-clock time, lane or None, status)]
     arrivals: dict[str, list[tuple[float, Lane | None, int]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -75,6 +78,14 @@ class RunTally:
         routes = ROUTE_LANES[market]
         for moment, route, status in entries:
             self.arrivals[market].append((float(moment), routes.get(route), int(status)))
+
+    def sent_moments(self, market: str, lane: Lane) -> list[float]:
+        """When the lane's messages were sent, in seconds from the start."""
+        return [
+            at - self.started
+            for job_id, at in self.sent_at.items()
+            if (self.jobs[job_id].market, self.jobs[job_id].lane) == (market, lane)
+        ]
 
     def lane_moments(self, market: str, lanes: set[Lane]) -> list[float]:
         return [moment for moment, lane, _ in self.arrivals[market] if lane in lanes]
@@ -130,8 +141,10 @@ class RunTally:
             sent=len(sent),
             done=len(done),
             dead=len(dead),
-            left=len(left),
-            lost=len(sent) - len(done) - len(dead) - len(left),
+            left=len(left) + self.hidden[(market, lane)],
+            lost=max(
+                0, len(sent) - len(done) - len(dead) - len(left) - self.hidden[(market, lane)]
+            ),
             wait_p50=_percentile(waits, 0.50),
             wait_p95=_percentile(waits, 0.95),
             share=share,
@@ -139,28 +152,24 @@ class RunTally:
             rate_limited=self.rate_limited(market, lane),
         )
 
-    def ceiling_checks(self, market: str) -> list[tuple[str, int, int]]:
-        """(lanes, most requests in any 5 s, allowed) for low, low+medium and all lanes:
-        docs/DESIGN.md rule 2 (ceilings on the total). Five seconds, because the moment a
-        request reaches a simulator on a busy machine is late by a varying fraction of a
-        second; the limit itself, per second, is the simulators' to check (429s)."""
-        limit = LIMITS[market] * CHECK_SECONDS
-        checks = (
-            ("low", {Lane.LOW}, 0.7),
-            ("low+medium", {Lane.LOW, Lane.MEDIUM}, 0.8),
-            ("all lanes", set(Lane), 1.0),
-        )
+    def ceiling_checks(self, market: str) -> list[tuple[str, float, float]]:
+        """(lanes, share of the limit in their busiest CHECK_SECONDS, ceiling) for low,
+        low+medium and all lanes: docs/DESIGN.md rule 2, ceilings on the total. Measured
+        over several seconds because a request reaches a simulator on a busy host late by
+        a varying fraction of a second; the limit per second is the simulators' to check
+        (they answer 429), and holds within SHARE_TOLERANCE."""
+        capacity = LIMITS[market] * CHECK_SECONDS
+        checks = (("low", {Lane.LOW}, 0.7), ("low+medium", {Lane.LOW, Lane.MEDIUM}, 0.8),
+                  ("all lanes", set(Lane), 1.0))  # fmt: skip
         return [
-            (
-                label,
-                peak_in_window(self.lane_moments(market, lanes), CHECK_SECONDS),
-                math.floor(share * limit),
-            )
-            for label, lanes, share in checks
-        ]
+            (label, peak_in_window(self.lane_moments(market, lanes), CHECK_SECONDS) / capacity,
+             ceiling)
+            for label, lanes, ceiling in checks
+        ]  # fmt: skip
 
     def totals(self) -> Counter[str]:
-        """Messages by how they ended, all markets together."""
+        """Messages by how they ended, all markets together; messages still invisible in a
+        queue when the run ended count as left there, not lost."""
         found: Counter[str] = Counter()
         for job_id in self.sent_at:
             if job_id in self.done_at:
@@ -171,4 +180,7 @@ class RunTally:
                 found["left"] += 1
             else:
                 found["lost"] += 1
+        hidden = min(found["lost"], sum(self.hidden.values()))
+        found["left"] += hidden
+        found["lost"] -= hidden
         return found

@@ -14,7 +14,8 @@ that raises, or answers something else, fails the whole batch, as on AWS. Each
 source runs at most `max_concurrency` invocations at once (ScalingConfig).
 
 Worker processes are spawned (a fresh interpreter, like a Lambda container) and
-kept warm: the handler's connections live across invocations in each of them.
+kept warm: the handler's connections live across invocations in each of them;
+`niceness` lowers their CPU priority (the demo keeps its simulators ahead of them).
 Unlike AWS, an invocation that overruns its timeout is not killed; it is counted.
 """
 
@@ -121,11 +122,13 @@ def sqs_event(messages: list[SqsMessage], queue_arn: str) -> dict[str, Any]:
 _handler: Callable[[Mapping[str, Any], InvocationContext], Any] | None = None
 
 
-def _start_worker(handler_path: str, environment: Mapping[str, str]) -> None:
+def _start_worker(handler_path: str, environment: Mapping[str, str], niceness: int) -> None:
     """Worker process set-up: the function's environment, then the handler imported once.
     `{pid}` in a value becomes the process id (e.g. one results file per process)."""
     global _handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the emulator decides when workers stop
+    if niceness:
+        os.nice(niceness)
     pid = str(os.getpid())
     os.environ.update({key: value.replace("{pid}", pid) for key, value in environment.items()})
     module, _, name = handler_path.rpartition(".")
@@ -176,6 +179,7 @@ class LambdaEmulator(AsyncResource):
         function_name: str = "lanes-worker",
         handler: str = DEFAULT_HANDLER,
         wait_seconds: int = 1,
+        niceness: int = 0,
     ) -> None:
         self._sqs = sqs
         self._sources = sources
@@ -190,7 +194,7 @@ class LambdaEmulator(AsyncResource):
             max_workers=max(1, size),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(handler, dict(environment)),
+            initargs=(handler, dict(environment), niceness),
         )
 
     def stop(self) -> None:
