@@ -57,7 +57,7 @@ def write_chart(path: Path, runs: list[RunTally]) -> Path:
                              label=f"{lane.value} ceiling ({ceiling:.0%})")  # fmt: skip
             high = run.sent_moments(market, Lane.HIGH)
             if high:
-                axis.axvspan(min(high), max(high), color="grey", alpha=0.15,
+                axis.axvspan(min(high), max(high), color="grey", alpha=0.15, zorder=0,
                              label="high jobs enqueued")  # fmt: skip
             axis.set_title(f"{market}, {run.name} (limit {limit:g}/s)", fontsize=10)
             axis.set_xlabel("seconds")

@@ -340,17 +340,18 @@ async def _play(
             await _warm_up(sqs, urls, results, options.workers)
             view = LiveView(tally, out)
             producer = asyncio.create_task(_produce(sqs, urls, plan, tally))
+            view.start()
             try:
-                with view:
-                    while time.monotonic() < deadline:
-                        await asyncio.sleep(_TICK)
-                        await _arrivals(session, services, tally)
-                        results.read(tally.done_at)
-                        view.refresh()
-                        if producer.done() and await _queued(sqs, urls) == 0:
-                            break
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(_TICK)
+                    await _arrivals(session, services, tally)
+                    results.read(tally.done_at)
+                    view.refresh()
+                    if producer.done() and await _queued(sqs, urls) == 0:
+                        break
                 producer.result()
             finally:
+                view.stop()
                 producer.cancel()
         results.read(tally.done_at)
         async with aiohttp.ClientSession() as session:

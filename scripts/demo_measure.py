@@ -51,7 +51,6 @@ class LaneFigures:
     wait_p50: float | None
     wait_p95: float | None
     share: float  # of the limit, averaged over the seconds the lane sent requests
-    peak: int  # most requests in any trailing second
     rate_limited: int
 
 
@@ -148,7 +147,6 @@ class RunTally:
             wait_p50=_percentile(waits, 0.50),
             wait_p95=_percentile(waits, 0.95),
             share=share,
-            peak=peak_in_window(moments),
             rate_limited=self.rate_limited(market, lane),
         )
 

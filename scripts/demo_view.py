@@ -7,7 +7,6 @@ a CI log) it is one plain line every few seconds.
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
@@ -36,7 +35,7 @@ def _bar(rate: float, ceiling: float, limit: float) -> str:
 
 
 class LiveView:
-    """`with view:` then `view.refresh()` after each measurement."""
+    """`start()`, `refresh()` after each measurement, `stop()` (also when interrupted)."""
 
     def __init__(self, tally: RunTally, out: TextIO) -> None:
         self._tally = tally
@@ -46,17 +45,11 @@ class LiveView:
         if out.isatty():
             self._live = Live(console=Console(file=out), auto_refresh=False, transient=False)
 
-    def __enter__(self) -> LiveView:
+    def start(self) -> None:
         if self._live is not None:
             self._live.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         if self._live is not None:
             self._live.stop()
 
@@ -112,7 +105,7 @@ def _row(market: str, lane: Lane, figures: LaneFigures, fifo: LaneFigures | None
     row = [
         market, lane.value, str(figures.sent), str(figures.done), str(figures.dead),
         str(figures.lost), _seconds(figures.wait_p50), _seconds(figures.wait_p95),
-        f"{figures.share:.0%}", f"{figures.peak}/{LIMITS[market]:g}", str(figures.rate_limited),
+        f"{figures.share:.0%}", str(figures.rate_limited),
     ]  # fmt: skip
     if fifo is not None:
         row += [str(fifo.done), _seconds(fifo.wait_p50), _seconds(fifo.wait_p95)]
@@ -124,7 +117,7 @@ def render_summary(runs: list[RunTally], out: TextIO) -> bool:
     lanes_run = runs[0]
     fifo = runs[1] if len(runs) > 1 else None
     headers = ["market", "lane", "jobs", "done", "DLQ", "lost", "wait p50", "wait p95",
-               "share", "peak/s", "429s"]  # fmt: skip
+               "share", "429s"]  # fmt: skip
     if fifo is not None:
         headers += ["FIFO done", "FIFO p50", "FIFO p95"]
     rows = [
@@ -136,8 +129,8 @@ def render_summary(runs: list[RunTally], out: TextIO) -> bool:
     print(
         "\nwith lanes"
         + (" (FIFO: the same burst in one queue per market, same limit)" if fifo else "")
-        + "; wait = enqueue to done; share = mean req/s while the lane sent / limit;"
-        " peak = most requests in any 1 s at the market",
+        + "; wait = enqueue to done; share = the lane's mean req/s at the market while it"
+        " sent, of the limit",
         file=out,
     )
     print(render_table(headers, rows), file=out)

@@ -71,14 +71,21 @@ def test_the_context_counts_down() -> None:
     assert InvocationContext("fn", "req-2", 0).get_remaining_time_in_millis() == 0
 
 
-def _environment(
-    tmp_path: Path, acme: AcmeMarket, lanes: Lanes, redis: RedisServer, moto: MotoServer
+@pytest.fixture
+def environment(
+    tmp_path: Path,
+    acme: AcmeMarket,
+    lanes: Lanes,
+    redis_server: RedisServer,
+    moto_server: MotoServer,
 ) -> dict[str, str]:
+    """The function's `LANES_*` settings: market acme, the test Redis and moto, results in
+    one file per worker process under tmp_path."""
     config = acme_toml(acme, tmp_path / "lanes.toml")
     return {
         "LANES_CONFIG": str(config),
-        "LANES_REDIS_URL": redis.url,
-        "LANES_SQS_ENDPOINT_URL": moto.url,
+        "LANES_REDIS_URL": redis_server.url,
+        "LANES_SQS_ENDPOINT_URL": moto_server.url,
         "LANES_QUEUE_PREFIX": lanes.prefix,
         "LANES_RESULTS_URL": f"file:{tmp_path}/results-{{pid}}.jsonl",
         "LANES_LOG_LEVEL": "error",
@@ -97,11 +104,7 @@ def _done_ids(tmp_path: Path) -> set[str]:
 
 @pytest.mark.slow
 async def test_batches_run_through_the_handler_and_are_deleted(
-    tmp_path: Path,
-    acme: AcmeMarket,
-    lanes: Lanes,
-    redis_server: RedisServer,
-    moto_server: MotoServer,
+    tmp_path: Path, acme: AcmeMarket, lanes: Lanes, environment: dict[str, str]
 ) -> None:
     """Messages in two lanes reach the market through the handler in worker processes,
     in batches of at most the batch size; every one is done and deleted."""
@@ -111,7 +114,6 @@ async def test_batches_run_through_the_handler_and_are_deleted(
         EventSource(lanes.name(Lane.HIGH), batch_size=5, max_concurrency=2),
         EventSource(lanes.name(Lane.LOW), batch_size=10, batching_window=0.5, max_concurrency=1),
     ]
-    environment = _environment(tmp_path, acme, lanes, redis_server, moto_server)
     async with LambdaEmulator(lanes.sqs, sources, environment=environment) as emulator:
         running = asyncio.create_task(emulator.run())
         await wait_until(lambda: _async(len(_done_ids(tmp_path)) == 17), within=60)
@@ -130,16 +132,11 @@ async def test_batches_run_through_the_handler_and_are_deleted(
 
 @pytest.mark.slow
 async def test_reported_failures_come_back_and_successes_do_not(
-    tmp_path: Path,
-    acme: AcmeMarket,
-    lanes: Lanes,
-    redis_server: RedisServer,
-    moto_server: MotoServer,
+    tmp_path: Path, lanes: Lanes, environment: dict[str, str]
 ) -> None:
     """A record the handler reports in batchItemFailures (a market down past the invocation's
     time) stays in its queue and is delivered again; its batch mates are deleted."""
     await lanes.send(Lane.MEDIUM, [job(id="good-1"), job(status=503, id="down"), job(id="good-2")])
-    environment = _environment(tmp_path, acme, lanes, redis_server, moto_server)
     source = EventSource(lanes.name(Lane.MEDIUM), batch_size=10, max_concurrency=1)
     async with LambdaEmulator(
         lanes.sqs, [source], environment=environment, timeout_seconds=3
@@ -155,9 +152,7 @@ async def test_reported_failures_come_back_and_successes_do_not(
 
 
 @pytest.mark.slow
-async def test_a_raising_handler_fails_the_whole_batch(
-    tmp_path: Path, lanes: Lanes, moto_server: MotoServer
-) -> None:
+async def test_a_raising_handler_fails_the_whole_batch(lanes: Lanes) -> None:
     """A handler that raises deletes nothing: every record of the batch comes back."""
     await lanes.send(Lane.LOW, [job(id=f"r-{n}") for n in range(3)])
     source = EventSource(lanes.name(Lane.LOW), batch_size=10, max_concurrency=1)
