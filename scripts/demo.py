@@ -45,7 +45,7 @@ from scripts.demo_load import (
     MARKETS,
     Planned,
     config_text,
-    credentials,
+    credential_variables,
     plan_burst,
 )
 from scripts.demo_measure import RunTally
@@ -111,10 +111,8 @@ def _environment(services: _Services, prefix: str, results: str) -> dict[str, st
         "LANES_VISIBILITY_TIMEOUT": str(_VISIBILITY),
         "LANES_CONCURRENCY": str(_WORKER_CONCURRENCY),
         **_AWS,
+        **credential_variables(),
     }
-    for market, names in credentials().items():
-        for name, value in names.items():
-            values[f"LANES_CREDENTIALS__{market.upper()}__{name.upper()}"] = value
     return values
 
 

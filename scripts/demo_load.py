@@ -32,7 +32,7 @@ __all__ = [
     "ROUTE_LANES",
     "Planned",
     "config_text",
-    "credentials",
+    "credential_variables",
     "plan_burst",
 ]
 
@@ -92,11 +92,16 @@ def config_text(base_urls: Mapping[str, str]) -> str:
     )
 
 
-def credentials() -> dict[str, dict[str, str]]:
-    """The simulators' test credentials, as `settings.credentials` takes them."""
-    return {
+def credential_variables() -> dict[str, str]:
+    """The simulators' test credentials as `LANES_CREDENTIALS__<MARKET>__<NAME>` variables."""
+    names = {
         "coupang": {"access_key": COUPANG_ACCESS, "secret_key": _COUPANG_SECRET},
         "naver": {"client_id": _NAVER_ID, "client_secret": _NAVER_SECRET},
+    }
+    return {
+        f"LANES_CREDENTIALS__{market.upper()}__{name.upper()}": value
+        for market, values in names.items()
+        for name, value in values.items()
     }
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from scripts.demo_load import credentials
+from scripts.demo_load import credential_variables
 from scripts.moto_server import QuickMotoServer
 from scripts.services import RedisServer, SimulatorServer
 
@@ -30,10 +30,8 @@ def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
+        **credential_variables(),
     }
-    for market, names in credentials().items():
-        for name, value in names.items():
-            values[f"LANES_CREDENTIALS__{market.upper()}__{name.upper()}"] = value
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
