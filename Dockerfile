@@ -14,12 +14,14 @@ RUN pip install --no-cache-dir --prefix=/install .
 
 FROM public.ecr.aws/lambda/python:3.11 AS lambda
 COPY --from=build /install/lib/python3.11/site-packages ${LAMBDA_TASK_ROOT}
+COPY deploy/lanes.toml ${LAMBDA_TASK_ROOT}/lanes.toml
 ENV PYTHONUNBUFFERED=1 LANES_CONFIG=/var/task/lanes.toml
 CMD ["worker.lambda_handler.handler"]
 
 FROM python:3.11-slim AS daemon
 RUN useradd --create-home --uid 10001 lanes
 COPY --from=build /install /usr/local
+COPY deploy/lanes.toml /etc/lanes/lanes.toml
 USER lanes
 WORKDIR /home/lanes
 ENV PYTHONUNBUFFERED=1 LANES_CONFIG=/etc/lanes/lanes.toml

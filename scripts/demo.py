@@ -61,8 +61,8 @@ from worker.sqs import OutgoingMessage, SqsClient
 __all__ = ["DemoOptions", "run_demo"]
 
 Mode = Literal["daemon", "lambda"]
-_VISIBILITY = 60  # >= 6x the emulated function's timeout
-_FUNCTION_TIMEOUT = 10.0
+_VISIBILITY = 180  # >= 6x the emulated function's timeout
+_FUNCTION_TIMEOUT = 30.0
 _WORKER_CONCURRENCY = 16
 _GRACE = 5
 _TICK = 0.5

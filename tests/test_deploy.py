@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import markets
 from lanes.policy import Lane, LanePolicies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +118,17 @@ def test_dockerfile_has_a_daemon_and_a_lambda_target() -> None:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert 'CMD ["worker.lambda_handler.handler"]' in text
     assert 'ENTRYPOINT ["lanes"]' in text
+
+
+def test_the_baked_config_loads_and_matches_the_template() -> None:
+    """deploy/lanes.toml is copied into both images, loads, and its low max_attempts is the
+    one the template's low redrive count (+10) assumes."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY deploy/lanes.toml ${LAMBDA_TASK_ROOT}/lanes.toml" in text
+    assert "COPY deploy/lanes.toml /etc/lanes/lanes.toml" in text
+    config = markets.load_config(ROOT / "deploy" / "lanes.toml")
+    assert sorted(config.markets) == ["coupang", "naver"]
+    assert config.lanes[Lane.LOW].max_attempts == LanePolicies()[Lane.LOW].max_attempts
 
 
 def test_the_entry_points_import() -> None:
