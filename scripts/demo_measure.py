@@ -96,6 +96,16 @@ class RunTally:
             if status == 429 and (lane is None or each is lane)
         )
 
+    def first_refusal(self, market: str) -> tuple[float, int] | None:
+        """When the market first answered 429 (seconds into the run), and how many requests
+        it had received in the second before: what to look at when the limit broke."""
+        arrivals = sorted(self.arrivals[market])
+        refused = next((moment for moment, _, status in arrivals if status == 429), None)
+        if refused is None:
+            return None
+        before = sum(1 for moment, _, _ in arrivals if refused - 1.0 < moment <= refused)
+        return refused - self.started, before
+
     def per_second(self, market: str, lane: Lane, until: float) -> list[int]:
         """Requests of `lane` that reached `market` in each second since the start."""
         bins = [0] * max(1, math.ceil(until - self.started))

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from lanes.policy import Lane, LanePolicies
-from scripts.demo_load import LIMITS, MARKETS
+from scripts.demo_load import LIMITS, MARKET_RATES, MARKETS
 from scripts.demo_measure import CHECK_SECONDS, SHARE_TOLERANCE, LaneFigures, RunTally
 from scripts.table import render_table
 
@@ -162,6 +162,15 @@ def render_summary(runs: list[RunTally], out: TextIO) -> bool:
             f"{high_left} high job(s) not done",
             file=out,
         )
+        for market in MARKETS:
+            refusal = run.first_refusal(market)
+            if refusal is not None:
+                print(
+                    f"  {market}: first 429 {refusal[0]:.1f}s into the run, after "
+                    f"{refusal[1]} requests in the second before it (the limit counts "
+                    f"{MARKET_RATES[market]:g})",
+                    file=out,
+                )
         # Nothing lost and no 429 in either run; every high job done is what lanes promise.
         ok &= totals["lost"] == 0 and limited == 0 and (high_left == 0 or run is not lanes_run)
     if fifo is not None:

@@ -4,7 +4,7 @@ What AWS Lambda's SQS event source mapping does, on moto (or any SQS endpoint):
 one poller per lane queue long-polls it, gathers up to `batch_size` messages
 (waiting at most `batching_window` seconds for a fuller batch), and invokes the
 handler (`worker.lambda_handler.handler` by default) in a worker process with an
-SQS-shaped event (the record fields of /work/shared/AWS.md: messageId,
+SQS-shaped event (the record fields AWS documents: messageId,
 receiptHandle, body, attributes, messageAttributes, eventSourceARN, awsRegion)
 and a context that has `get_remaining_time_in_millis`, `aws_request_id` and
 `function_name`. With `ReportBatchItemFailures`, the records the handler names in
@@ -204,7 +204,9 @@ class LambdaEmulator(AsyncResource):
     async def run(self) -> None:
         """Poll every source until `stop()`, then wait for the running invocations."""
         try:
-            await asyncio.gather(*(self._poll(source) for source in self._sources))
+            async with asyncio.TaskGroup() as pollers:  # one failing poller stops them all
+                for source in self._sources:
+                    pollers.create_task(self._poll(source))
         finally:
             if self._running:
                 await asyncio.wait(self._running)
