@@ -112,6 +112,47 @@ def _row(market: str, lane: Lane, figures: LaneFigures, fifo: LaneFigures | None
     return row
 
 
+def _ceilings_held(run: RunTally, out: TextIO) -> bool:
+    print(
+        f"\nlane ceilings (docs/DESIGN.md rule 2): share of the limit at the market in the "
+        f"busiest {CHECK_SECONDS:g} s, against the ceiling (+{SHARE_TOLERANCE:.0%} for arrival "
+        f"jitter):",
+        file=out,
+    )
+    ok = True
+    for market in MARKETS:
+        checks = run.ceiling_checks(market)
+        held = all(share <= ceiling + SHARE_TOLERANCE for _, share, ceiling in checks)
+        ok &= held
+        text = ", ".join(
+            f"{label} {share:.0%} of {ceiling:.0%}" for label, share, ceiling in checks
+        )
+        print(f"  {market}: {text}: {'held' if held else 'BROKEN'}", file=out)
+    return ok
+
+
+def _run_held(run: RunTally, lanes_run: RunTally, out: TextIO) -> bool:
+    """Nothing lost and no 429 in either run; every high job done is what lanes promise."""
+    totals = run.totals()
+    limited = sum(run.rate_limited(market) for market in MARKETS)
+    high = [run.figures(market, Lane.HIGH) for market in MARKETS]
+    high_left = sum(figures.sent - figures.done for figures in high)
+    print(
+        f"{run.name}: {totals['done']} done, {totals['dead']} dead-lettered, "
+        f"{totals['left']} left in a queue, {totals['lost']} lost, {limited} answers of 429, "
+        f"{high_left} high job(s) not done",
+        file=out,
+    )
+    for market in MARKETS:
+        refusal = run.first_refusal(market)
+        if refusal is not None:
+            seconds, before = refusal
+            print(f"  {market}: first 429 {seconds:.1f}s into the run, after {before} requests "
+                  f"in the second before it (the market allows {MARKET_RATES[market]:g})",
+                  file=out)  # fmt: skip
+    return totals["lost"] == 0 and limited == 0 and (high_left == 0 or run is not lanes_run)
+
+
 def render_summary(runs: list[RunTally], out: TextIO) -> bool:
     """The per market and lane table, the ceiling checks and the verdict; True when it held."""
     lanes_run = runs[0]
@@ -134,45 +175,9 @@ def render_summary(runs: list[RunTally], out: TextIO) -> bool:
         file=out,
     )
     print(render_table(headers, rows), file=out)
-    ok = True
-    print(
-        f"\nlane ceilings (docs/DESIGN.md rule 2): share of the limit at the market in the "
-        f"busiest {CHECK_SECONDS:g} s, against the ceiling (+{SHARE_TOLERANCE:.0%} for arrival "
-        f"jitter):",
-        file=out,
-    )
-    for market in MARKETS:
-        checks = lanes_run.ceiling_checks(market)
-        held = all(share <= ceiling + SHARE_TOLERANCE for _, share, ceiling in checks)
-        ok &= held
-        text = ", ".join(
-            f"{label} {share:.0%} of {ceiling:.0%}" for label, share, ceiling in checks
-        )
-        print(f"  {market}: {text}: {'held' if held else 'BROKEN'}", file=out)
+    ok = _ceilings_held(lanes_run, out)
     for run in runs:
-        totals = run.totals()
-        limited = sum(run.rate_limited(market) for market in MARKETS)
-        high_left = sum(
-            run.figures(market, Lane.HIGH).sent - run.figures(market, Lane.HIGH).done
-            for market in MARKETS
-        )
-        print(
-            f"{run.name}: {totals['done']} done, {totals['dead']} dead-lettered, "
-            f"{totals['left']} left in a queue, {totals['lost']} lost, {limited} answers of 429, "
-            f"{high_left} high job(s) not done",
-            file=out,
-        )
-        for market in MARKETS:
-            refusal = run.first_refusal(market)
-            if refusal is not None:
-                print(
-                    f"  {market}: first 429 {refusal[0]:.1f}s into the run, after "
-                    f"{refusal[1]} requests in the second before it (the limit counts "
-                    f"{MARKET_RATES[market]:g})",
-                    file=out,
-                )
-        # Nothing lost and no 429 in either run; every high job done is what lanes promise.
-        ok &= totals["lost"] == 0 and limited == 0 and (high_left == 0 or run is not lanes_run)
+        ok &= _run_held(run, lanes_run, out)
     if fifo is not None:
         for market in MARKETS:
             mine = lanes_run.figures(market, Lane.HIGH).wait_p95
