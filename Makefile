@@ -27,5 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.budget
 
+# Everything the build, the tests and the demo leave in the working tree.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -f results.jsonl lanes-demo.png lanes-demo-lambda.png
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -31,7 +31,8 @@ from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from scripts.api import create_app
 from scripts.backfill import id_jobs, window_jobs
-from scripts.demo import run_demo
+from scripts.demo import DemoOptions, run_demo
+from scripts.devservices import run_services
 from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
@@ -405,13 +406,53 @@ def build_parser() -> _Parser:
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
     _add_api_command(commands)
-    _command(
+    demo = _command(
         commands,
         "demo",
         None,
-        "Run the whole system on this machine (own Redis, moto SQS, market simulators).",
-        "  lanes demo\n  make demo\n",
+        "Run the whole system on this machine (own Redis, moto SQS, market simulators): "
+        "a burst with lanes, then the same burst in one FIFO queue.",
+        "  lanes demo\n  lanes demo --duration 30 --sellers 100 --workers 2\n"
+        "  lanes demo --mode lambda --duration 30\n  make demo\n",
     )
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="length of the burst (default 30)",
+    )
+    demo.add_argument(
+        "--sellers",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="sellers in the scheduled collection (default 100)",
+    )
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="worker processes (lambda: the event sources' concurrency; default 3)",
+    )
+    demo.add_argument(
+        "--mode",
+        choices=["daemon", "lambda"],
+        default="daemon",
+        help="lanes worker processes, or the Lambda handler behind the emulator",
+    )
+    demo.add_argument("--no-compare", action="store_true", help="skip the run without lanes")
+    services = _command(
+        commands,
+        "services",
+        None,
+        "Start Redis, moto SQS and the Coupang and Naver simulators for running lanes by "
+        "hand; prints the export lines; Ctrl-C stops them.",
+        "  lanes services\n  lanes services --coupang-port 9081 --naver-port 9082\n",
+    )
+    services.add_argument("--coupang-port", type=_positive_int, default=8081, metavar="PORT")
+    services.add_argument("--naver-port", type=_positive_int, default=8082, metavar="PORT")
     return parser
 
 
@@ -422,10 +463,21 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
+    args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "coupang_port", None) is not None:  # `services`: no settings needed
+            return run_services(args.coupang_port, args.naver_port)
         if args.run is None:  # the demo makes its own settings and services
-            return run_demo()
+            return run_demo(
+                DemoOptions(
+                    duration=args.duration,
+                    sellers=args.sellers,
+                    workers=args.workers,
+                    mode=args.mode,
+                    compare=not args.no_compare,
+                )
+            )
         settings = load_settings()
         config = markets.load_config(settings.config)
         run: Command = args.run
@@ -437,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LanesError as exc:
         return _fail(str(exc), EXIT_RUNTIME)
     except KeyboardInterrupt:
+        if getattr(args, "watch", None) is not None:
+            return 0  # Ctrl-C is how `status --watch` ends: quietly
         return _fail("interrupted", EXIT_INTERRUPTED)
 
 

@@ -1,313 +1,407 @@
 """`lanes demo`: the whole system on one machine, with no AWS account and no Redis.
 
-Starts its own Redis, moto's SQS server and the Coupang and Naver simulators
-(each a child process on a free port), provisions the queues, enqueues a
-mixed load in every lane (a low-lane backfill burst, scheduled collection in
-medium, shipping and inquiry answers in high, one malformed message), runs
-the worker in this process until the lanes are drained, and prints a summary.
+Plays the burst of `scripts.demo_load` twice against the Coupang and Naver
+simulators, each time with a fresh Redis and fresh simulators, on one moto SQS
+server, all child processes this command starts and stops:
+
+1. with lanes: three lane queues per market, `--workers` worker processes
+   (`lanes worker`, or with `--mode lambda` the handler behind the local event
+   source emulator) sharing each market's budget in Redis;
+2. without lanes: every message in one queue per market, the same limit.
+
+While it runs, a live table shows requests per second by lane at each market
+against the lane's ceiling and the limit; at the end, a summary per market and
+lane beside the run without lanes, and a PNG chart in the working directory.
+Exit 0 when no market answered 429, no message was lost, every high message was
+done and the lane ceilings held (docs/DESIGN.md rules 1, 2 and 6).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import statistics
+import shutil
+import signal
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Literal, TextIO
+
+import aiohttp
 
 import markets
-from lanes.config import Config
-from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings
-from markets.simulators import DEFAULT_APPS, DEFAULT_KEYS
-from scripts.backfill import producer_id, window_jobs
+from scripts.chart import write_chart
+from scripts.demo_load import (
+    COUPANG_VENDOR,
+    LIMITS,
+    MARKET_RATES,
+    MARKETS,
+    Planned,
+    config_text,
+    credential_variables,
+    plan_burst,
+)
+from scripts.demo_measure import RunTally
+from scripts.demo_sim import ARRIVALS_PATH
+from scripts.demo_view import LiveView, render_summary
+from scripts.lambda_emulator import EventSource, LambdaEmulator
 from scripts.moto_server import QuickMotoServer
 from scripts.provision import provision
-from scripts.services import RedisServer, _ChildServer
-from scripts.status import queue_depths
-from scripts.table import render_table
-from worker.daemon import build_dispatcher
-from worker.queues import ATTR_REASON, QueueName
-from worker.runtime import Runtime
+from scripts.services import RedisServer, SimulatorServer
+from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, SqsClient
 
-__all__ = ["DemoOutcome", "SimulatorServer", "run_demo"]
+__all__ = ["DemoOptions", "run_demo"]
 
-PREFIX = "demo"
-COUPANG_RATE = 10.0  # the simulator's per-vendor calls/s; the catalogue budgets 5/s
-NAVER_RATE = 2.0
-MAX_SECONDS = 60.0
-_COUPANG_ACCESS, (_COUPANG_VENDOR, _COUPANG_SECRET) = next(iter(DEFAULT_KEYS.items()))
-_NAVER_ID, _NAVER_SECRET = next(iter(DEFAULT_APPS.items()))
-_NAVER_SELLER = "naver-seller-1"
+Mode = Literal["daemon", "lambda"]
+_VISIBILITY = 180  # >= 6x the emulated function's timeout
+_FUNCTION_TIMEOUT = 30.0
+_WORKER_CONCURRENCY = 16
+_GRACE = 5
+_TICK = 0.5
+# Workers run at a lower CPU priority than the simulators: a simulator stands for a market
+# on its own machine, and a starved one would stamp requests late, in bunches.
+_WORKER_NICENESS = 10
+_AWS = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
-class SimulatorServer(_ChildServer):
-    """`python -m markets.simulators MARKET` in its own process (its clock unslowed by ours)."""
-
-    def __init__(self, market: str, rate: float) -> None:
-        super().__init__()
-        self.market = market
-        self.rate = rate
-        self.name = f"{market} simulator"
+@dataclass(frozen=True)
+class DemoOptions:
+    duration: float = 30.0
+    sellers: int = 100
+    workers: int = 3
+    mode: Mode = "daemon"
+    compare: bool = True  # also play the burst without lanes
 
     @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.root + ("/external" if self.market == "naver" else "")
-
-    def _command(self) -> list[str]:
-        return [sys.executable, "-m", "markets.simulators", self.market,
-                "--port", str(self.port), "--rate", str(self.rate)]  # fmt: skip
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.root}/_sim/stats", timeout=2) as answer:
-            found: dict[str, Any] = json.load(answer)
-            return found
-
-    def _ready(self) -> bool:
-        try:
-            self.stats()
-        except (urllib.error.URLError, OSError):
-            return False
-        return True
+    def chart_name(self) -> str:
+        return "lanes-demo.png" if self.mode == "daemon" else "lanes-demo-lambda.png"
 
 
-def _config_text(coupang: SimulatorServer, naver: SimulatorServer) -> str:
-    return (
-        f'[markets.coupang]\ncatalogue = "coupang"\nbase_url = "{coupang.base_url}"\n\n'
-        f'[markets.naver]\ncatalogue = "naver"\nbase_url = "{naver.base_url}"\n'
-    )
+@dataclass(frozen=True)
+class _Services:
+    redis_url: str
+    sqs_url: str
+    simulators: Mapping[str, str]  # market -> root URL
+    config: Path
 
 
-def _job(kind: str, market: str, seller: str, payload: dict[str, Any], key: str) -> str:
-    body = {"kind": kind, "market": market, "seller": seller, "payload": payload,
-            "id": producer_id(market, kind, seller, key)}  # fmt: skip
-    return json.dumps(body)
-
-
-def _load(config: Config) -> dict[tuple[str, Lane], list[str]]:
-    """The demo's jobs by (market, lane): message bodies."""
-    today = datetime.now(UTC).date()
-    coupang, naver = config.market("coupang"), config.market("naver")
-    low_coupang = [
-        body
-        for _, body in window_jobs(
-            "coupang", coupang, _COUPANG_VENDOR, today - timedelta(days=29), today, None
-        )
-    ] + [
-        _job("collect_order", "coupang", _COUPANG_VENDOR, {"shipment_box_id": 600_000_000 + n},
-             f"box-{n}")
-        for n in range(40)
-    ]  # fmt: skip
-    low_naver = [
-        body
-        for _, body in window_jobs(
-            "naver", naver, _NAVER_SELLER, today - timedelta(days=2), today, timedelta(hours=6)
-        )
-    ]
-    since = (today - timedelta(days=1)).isoformat()
-    medium_coupang = [
-        _job("collect_orders", "coupang", _COUPANG_VENDOR,
-             {"since": since, "until": today.isoformat()}, f"scheduled-{n}")
-        for n in range(5)
-    ]  # fmt: skip
-    medium_naver = [
-        _job("collect_orders", "naver", _NAVER_SELLER,
-             {"since": f"{since}T00:00:00+09:00"}, f"scheduled-{n}")
-        for n in range(3)
-    ]  # fmt: skip
-    high_coupang = [
-        _job("ship_order", "coupang", _COUPANG_VENDOR, {"invoices": [{
-            "shipment_box_id": 600_000_000 + n, "order_id": 25_000_000_000 + n,
-            "vendor_item_id": 1, "delivery_company_code": "CJGLS",
-            "invoice_number": f"5000{n:06d}"}]}, f"ship-{n}")
-        for n in range(1, 25) if n % 5  # the simulator's shippable (ACCEPT) boxes
-    ] + [
-        _job("answer_inquiry", "coupang", _COUPANG_VENDOR,
-             {"inquiry_id": 3_000_000 + n, "content": "Shipped today.", "reply_by": "demo"},
-             f"answer-{n}")
-        for n in range(10)
-    ]  # fmt: skip
-    high_naver = [
-        _job("answer_inquiry", "naver", _NAVER_SELLER,
-             {"inquiry_no": 9_000_000 + n, "answer": "Shipped today."}, f"answer-{n}")
-        for n in range(5)
-    ]  # fmt: skip
-    return {
-        ("coupang", Lane.LOW): low_coupang,
-        ("naver", Lane.LOW): low_naver,
-        ("coupang", Lane.MEDIUM): medium_coupang,
-        ("naver", Lane.MEDIUM): medium_naver,
-        ("coupang", Lane.HIGH): high_coupang,
-        ("naver", Lane.HIGH): high_naver,
+def _environment(services: _Services, prefix: str, results: str) -> dict[str, str]:
+    """The worker's settings, as `LANES_*` variables."""
+    values = {
+        "LANES_CONFIG": str(services.config),
+        "LANES_REDIS_URL": services.redis_url,
+        "LANES_SQS_ENDPOINT_URL": services.sqs_url,
+        "LANES_QUEUE_PREFIX": prefix,
+        "LANES_RESULTS_URL": f"file:{results}",
+        "LANES_LOG_LEVEL": "error",
+        "LANES_WAIT_SECONDS": "1",
+        "LANES_GRACE_SECONDS": str(_GRACE),
+        "LANES_VISIBILITY_TIMEOUT": str(_VISIBILITY),
+        "LANES_CONCURRENCY": str(_WORKER_CONCURRENCY),
+        **_AWS,
+        **credential_variables(),
     }
+    return values
 
 
-@dataclass
-class DemoOutcome:
-    served: Counter[str]
-    rate_limited: int
-    high_latencies: list[float]
-    dead_letters: list[tuple[str, str, str]]
-    left: int
-    results: Path
-    seconds: float
-    sent_at: dict[str, float]
+class _Results:
+    """Reads the workers' results files as they grow: job id -> moment it was done."""
 
-    @property
-    def ok(self) -> bool:
-        return self.rate_limited == 0 and self.left == 0
+    def __init__(self, folder: Path, pattern: str) -> None:
+        self._folder = folder
+        self._pattern = pattern
+        self._offsets: dict[Path, int] = {}
 
-
-async def _enqueue_all(
-    sqs: SqsClient, settings: Settings, config: Config
-) -> tuple[dict[str, float], int]:
-    """Send the load (the malformed message last); returns high jobs' send times by id."""
-    sent_at: dict[str, float] = {}
-    count = 0
-    for (market, lane), bodies in _load(config).items():
-        url = await sqs.queue_url(QueueName(settings.queue_prefix, market, lane).queue)
-        await sqs.send_batch(url, [OutgoingMessage(body=body) for body in bodies])
-        count += len(bodies)
-        if lane is Lane.HIGH:
-            now = time.time()
-            sent_at.update((json.loads(body)["id"], now) for body in bodies)
-    poison = await sqs.queue_url(QueueName(settings.queue_prefix, "coupang", Lane.LOW).queue)
-    await sqs.send_batch(poison, [OutgoingMessage(body='{"kind": "collect_orders", "oops"')])
-    return sent_at, count + 1
+    def read(self, done: dict[str, float]) -> None:
+        for path in self._folder.glob(self._pattern):
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self._offsets[path] = offset + len(complete)
+            for line in complete.splitlines():
+                record = json.loads(line)
+                finished = datetime.fromisoformat(record["finished_at"]).timestamp()
+                done.setdefault(str(record["id"]), finished)
 
 
-async def _drained(sqs: SqsClient, settings: Settings, names: list[str]) -> int:
-    depths = await queue_depths(sqs, settings.queue_prefix, names)
-    return sum((depth.visible or 0) + (depth.in_flight or 0) for depth in depths)
+@contextlib.asynccontextmanager
+async def _daemon_workers(
+    count: int, environment: Mapping[str, str], logs: Path
+) -> AsyncIterator[None]:
+    """`count` `lanes worker` processes; SIGTERM at the end (they release what they hold)."""
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        for index in range(count):
+            with (logs / f"worker-{index}.log").open("wb") as log:
+                processes.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "scripts.cli", "worker",
+                        env={**os.environ, **environment, "LANES_RESULTS_URL":
+                             environment["LANES_RESULTS_URL"].replace("{pid}", str(index))},
+                        stdout=log, stderr=log, start_new_session=True,
+                        preexec_fn=lambda: os.nice(_WORKER_NICENESS),
+                    )
+                )  # fmt: skip
+        yield
+        for process in processes:
+            if process.returncode is not None:
+                raise RuntimeError(f"a worker exited early with {process.returncode}")
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), _GRACE + 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
-async def _dead_letters(sqs: SqsClient, settings: Settings) -> list[tuple[str, str, str]]:
-    found: list[tuple[str, str, str]] = []
-    for market in ("coupang", "naver"):
+@contextlib.asynccontextmanager
+async def _lambda_workers(
+    options: DemoOptions, sqs: SqsClient, prefix: str, environment: Mapping[str, str], fifo: bool
+) -> AsyncIterator[None]:
+    """The handler behind one emulated event source per lane queue."""
+    per_lane = max(1, round(options.workers / len(Lane)))
+    sources = [
+        EventSource(
+            QueueName(prefix, market, lane).queue,
+            batch_size=10,
+            batching_window=0.0 if lane is Lane.HIGH else 0.5,
+            max_concurrency=per_lane * (len(Lane) if fifo else 1),
+        )
+        for market in MARKETS
+        for lane in ((Lane.HIGH,) if fifo else tuple(Lane))
+    ]
+    async with LambdaEmulator(
+        sqs,
+        sources,
+        environment=environment,
+        timeout_seconds=_FUNCTION_TIMEOUT,
+        niceness=_WORKER_NICENESS,
+    ) as emulator:
+        running = asyncio.create_task(emulator.run())
+        try:
+            yield
+        finally:
+            emulator.stop()
+            await running
+
+
+async def _produce(
+    sqs: SqsClient, urls: Mapping[tuple[str, Lane], str], plan: list[Planned], tally: RunTally
+) -> None:
+    """Send each message at its moment (batches of what is due)."""
+    tally.started = time.time()
+    pending = list(plan)
+    while pending:
+        now = time.time() - tally.started
+        due = [job for job in pending if job.at <= now]
+        pending = pending[len(due) :]
+        by_queue: dict[str, list[Planned]] = {}
+        for job in due:
+            by_queue.setdefault(urls[(job.market, job.lane)], []).append(job)
+        for url, jobs in by_queue.items():
+            await sqs.send_batch(url, [OutgoingMessage(body=job.body) for job in jobs])
+            sent = time.time()
+            tally.sent_at.update((job.id, sent) for job in jobs)
+        if pending:
+            await asyncio.sleep(max(0.0, min(0.2, pending[0].at - (time.time() - tally.started))))
+
+
+async def _warm_up(
+    sqs: SqsClient, urls: Mapping[tuple[str, Lane], str], results: _Results, workers: int
+) -> None:
+    """Start the clock once workers answer: a few cheap reads (routes no lane claims)."""
+    today = datetime.now().date().isoformat()
+    params = {
+        "coupang": {"inquiryStartAt": today, "inquiryEndAt": today},
+        "naver": {"page": 1},
+    }
+    ids = set()
+    for market in MARKETS:
+        bodies = []
+        for number in range(2 * workers):
+            job_id = f"warm-up-{market}-{number}"
+            ids.add(job_id)
+            payload = {"endpoint": "inquiries", "params": params[market]}
+            body = {"kind": "call", "market": market, "seller": COUPANG_VENDOR, "id": job_id}
+            bodies.append(json.dumps({**body, "payload": payload}))
+        await sqs.send_batch(urls[(market, Lane.HIGH)], [OutgoingMessage(body=b) for b in bodies])
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + 120
+    while not ids <= done.keys():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers did not start within 120 s")
+        await asyncio.sleep(_TICK)
+        results.read(done)
+
+
+async def _arrivals(session: aiohttp.ClientSession, services: _Services, tally: RunTally) -> None:
+    for market, root in services.simulators.items():
+        after = len(tally.arrivals[market])
+        async with session.get(f"{root}{ARRIVALS_PATH}", params={"after": str(after)}) as answer:
+            tally.add_arrivals(market, await answer.json())
+
+
+async def _take_all(sqs: SqsClient, url: str) -> list[tuple[str, str]]:
+    """(job id, dead-letter reason) of every message left in a queue."""
+    found: list[tuple[str, str]] = []
+    while True:
+        got = await sqs.receive(url, max_messages=10, wait_seconds=0, visibility_timeout=120)
+        if not got:
+            return found
+        for message in got:
+            try:
+                job_id = str(json.loads(message.body).get("id"))
+            except (ValueError, AttributeError):
+                job_id = "?"
+            found.append((job_id, message.message_attributes.get("lanes.reason", "")))
+
+
+async def _settle_queues(sqs: SqsClient, prefix: str, tally: RunTally) -> None:
+    """Where the messages not done are: visible in a lane queue (by id), invisible in one
+    (a count: released with a backoff), or dead-lettered (by id, with the reason)."""
+    for market in MARKETS:
         for lane in Lane:
-            url = await sqs.queue_url(QueueName(settings.queue_prefix, market, lane).dead_letter)
-            for message in await sqs.receive(url, max_messages=10, wait_seconds=0):
-                reason = message.message_attributes.get(ATTR_REASON, "?")
-                found.append((market, lane.value, reason))
-    return found
+            names = QueueName(prefix, market, lane)
+            url = await sqs.queue_url(names.queue)
+            taken = await _take_all(sqs, url)
+            tally.left.update(job_id for job_id, _ in taken)
+            counts = await sqs.attributes(
+                url, ("ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+            )
+            # less the ones _take_all itself just made invisible
+            tally.hidden[(market, lane)] = max(0, sum(map(int, counts.values())) - len(taken))
+            for job_id, reason in await _take_all(sqs, await sqs.queue_url(names.dead_letter)):
+                tally.dead[job_id] = reason or "unknown"
 
 
-async def _run(settings: Settings, config: Config, out: TextIO) -> DemoOutcome:
-    names = ["coupang", "naver"]
-    async with SqsClient(endpoint_url=settings.sqs_endpoint_url) as sqs:
+async def _queued(sqs: SqsClient, urls: Mapping[tuple[str, Lane], str]) -> int:
+    total = 0
+    for url in set(urls.values()):
+        attributes = await sqs.attributes(
+            url, ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+        )
+        total += sum(int(value) for value in attributes.values())
+    return total
+
+
+async def _play(
+    name: str, prefix: str, options: DemoOptions, services: _Services, work: Path, out: TextIO
+) -> RunTally:
+    """One run of the burst; with `prefix` "fifo", every message goes to one queue per market."""
+    fifo = name == "without lanes"
+    config = markets.load_config(services.config)
+    tally = RunTally(name)
+    plan = plan_burst(options.duration, options.sellers)
+    tally.jobs = {job.id: job for job in plan}
+    environment = _environment(services, prefix, str(work / f"{prefix}-results-{{pid}}.jsonl"))
+    results = _Results(work, f"{prefix}-results-*.jsonl")
+    async with SqsClient(endpoint_url=services.sqs_url, region="us-east-1") as sqs:
         await provision(
             sqs,
-            prefix=settings.queue_prefix,
-            markets=names,
+            prefix=prefix,
+            markets=list(MARKETS),
             policies=config.lanes,
-            visibility_timeout=settings.visibility_timeout,
+            visibility_timeout=_VISIBILITY,
         )
-        sent_at, count = await _enqueue_all(sqs, settings, config)
-        print(f"enqueued {count} jobs in 6 lane queues; running the worker ...", file=out)
-        started = time.monotonic()
-        async with Runtime(settings, config) as runtime:
-            dispatcher = await build_dispatcher(runtime, concurrency=16)
-            running = asyncio.create_task(dispatcher.run())
-            left = count
-            while time.monotonic() - started < MAX_SECONDS and not running.done():
-                await asyncio.sleep(1.0)
-                left = await _drained(sqs, settings, names)
-                print(f"  {time.monotonic() - started:4.0f}s: {left} job(s) left", file=out)
-                if left == 0:
-                    break
-            dispatcher.stop()
-            await running
-        seconds = time.monotonic() - started
-        dead = await _dead_letters(sqs, settings)
-    results = Path(settings.results_url.removeprefix("file:"))
-    return DemoOutcome(Counter(), 0, [], dead, left, results, seconds, sent_at)
-
-
-def _tally(outcome: DemoOutcome) -> None:
-    """Jobs done per lane and the high lane's latencies, from the results file."""
-    if not outcome.results.exists():
-        return
-    for line in outcome.results.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        outcome.served[f"{record['market']}/{record['lane']}"] += 1
-        sent = outcome.sent_at.get(record["id"])
-        if sent is not None:
-            finished = datetime.fromisoformat(record["finished_at"]).timestamp()
-            outcome.high_latencies.append(finished - sent)
-
-
-def _summary(outcome: DemoOutcome, stats: dict[str, dict[str, Any]], out: TextIO) -> None:
-    rows = [[lane, count] for lane, count in sorted(outcome.served.items())]
-    print("\n" + render_table(["market/lane", "jobs done"], rows), file=out)
-    sim_rows = [
-        [market, sum(s["served"].values()), sum(s["rate_limited"].values())]
-        for market, s in stats.items()
-    ]
-    print("\n" + render_table(["simulator", "requests served", "429 answers"], sim_rows), file=out)
-    if outcome.high_latencies:
-        lat = sorted(outcome.high_latencies)
-        print(
-            f"\nhigh lane latency (enqueue to done): median {statistics.median(lat):.2f}s, "
-            f"max {lat[-1]:.2f}s over {len(lat)} jobs",
-            file=out,
+        urls = {
+            (market, lane): await sqs.queue_url(
+                QueueName(prefix, market, Lane.HIGH if fifo else lane).queue
+            )
+            for market in MARKETS
+            for lane in Lane
+        }
+        workers = (
+            _daemon_workers(options.workers, environment, work)
+            if options.mode == "daemon"
+            else _lambda_workers(options, sqs, prefix, environment, fifo)
         )
-    print(f"\ndead-lettered: {len(outcome.dead_letters)}", file=out)
-    for market, lane, reason in outcome.dead_letters:
-        print(f"  {market}/{lane}: {reason}", file=out)
-    print(f"\nresults: {outcome.results}", file=out)
-    print(f"took {outcome.seconds:.0f}s; jobs left in the lane queues: {outcome.left}", file=out)
+        deadline = time.monotonic() + 3 * options.duration + 60
+        async with aiohttp.ClientSession() as session, workers:
+            await _warm_up(sqs, urls, results, options.workers)
+            view = LiveView(tally, out)
+            producer = asyncio.create_task(_produce(sqs, urls, plan, tally))
+            view.start()
+            try:
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(_TICK)
+                    await _arrivals(session, services, tally)
+                    results.read(tally.done_at)
+                    view.refresh()
+                    if producer.done() and await _queued(sqs, urls) == 0:
+                        break
+                producer.result()
+            finally:
+                view.stop()
+                producer.cancel()
+        results.read(tally.done_at)
+        async with aiohttp.ClientSession() as session:
+            await _arrivals(session, services, tally)
+        await _settle_queues(sqs, prefix, tally)
+    return tally
 
 
-def run_demo(out: TextIO | None = None) -> int:
-    """Run the demo; 0 when every lane drained and the simulators answered no 429."""
+def _run_once(
+    name: str, prefix: str, options: DemoOptions, sqs_url: str, work: Path, out: TextIO
+) -> RunTally:
+    """Fresh Redis and simulators for one run (a shipped order stays shipped)."""
+    simulators = {
+        market: SimulatorServer(market, MARKET_RATES[market], module="scripts.demo_sim")
+        for market in MARKETS
+    }
+    with RedisServer() as redis, simulators["coupang"], simulators["naver"]:
+        config = work / f"{prefix}.toml"
+        config.write_text(
+            config_text({market: sim.base_url for market, sim in simulators.items()}),
+            encoding="utf-8",
+        )
+        services = _Services(
+            redis.url, sqs_url, {market: sim.root for market, sim in simulators.items()}, config
+        )
+        print(f"\n== {name}: {options.workers} worker(s), mode {options.mode}", file=out)
+        return asyncio.run(_play(name, prefix, options, services, work, out))
+
+
+def run_demo(options: DemoOptions | None = None, out: TextIO | None = None) -> int:
+    """Run the demo; 0 when it showed what it must (see the module's docstring)."""
+    options = options or DemoOptions()
     out = out or sys.stdout
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    for key, value in _AWS.items():
+        os.environ.setdefault(key, value)
     work = Path(tempfile.mkdtemp(prefix="lanes-demo-"))
-    coupang = SimulatorServer("coupang", COUPANG_RATE)
-    naver = SimulatorServer("naver", NAVER_RATE)
-    print(f"lanes demo: starting redis, moto and the simulators (files in {work})", file=out)
-    redis, moto = RedisServer(), QuickMotoServer()
-    with redis, moto, coupang, naver:
-        config_path = work / "demo.toml"
-        config_path.write_text(_config_text(coupang, naver), encoding="utf-8")
-        settings = load_settings(
-            config=config_path,
-            redis_url=redis.url,
-            sqs_endpoint_url=moto.url,
-            queue_prefix=PREFIX,
-            results_url=f"file:{work / 'results.jsonl'}",
-            log_level="error",
-            wait_seconds=1,
-            grace_seconds=5,
-            visibility_timeout=30,
-            credentials={
-                "coupang": {"access_key": _COUPANG_ACCESS, "secret_key": _COUPANG_SECRET},
-                "naver": {"client_id": _NAVER_ID, "client_secret": _NAVER_SECRET},
-            },
-        )
-        config = markets.load_config(config_path)
-        configure_logging(settings.log_level)  # JSON lines, errors only: the summary is the output
-        print(f"config: {config_path}", file=out)
-        outcome = asyncio.run(_run(settings, config, out))
-        stats = {"coupang": coupang.stats(), "naver": naver.stats()}
-    _tally(outcome)
-    outcome.rate_limited = sum(sum(s["rate_limited"].values()) for s in stats.values())
-    _summary(outcome, stats, out)
-    return 0 if outcome.ok else 1
+    print(
+        f"lanes demo: {options.duration:g} s burst, {options.sellers} sellers, "
+        f"budgets {LIMITS['coupang']:g}/s at Coupang (one vendor; the simulator blocks over "
+        f"{MARKET_RATES['coupang']:g}/s) and {LIMITS['naver']:g}/s at Naver (one app); "
+        f"starting moto, Redis and the simulators",
+        file=out,
+    )
+    try:
+        with QuickMotoServer() as moto:
+            runs = [_run_once("with lanes", "demo", options, moto.url, work, out)]
+            if options.compare:
+                runs.append(_run_once("without lanes", "fifo", options, moto.url, work, out))
+        chart = Path.cwd() / options.chart_name
+        write_chart(chart, runs)
+        ok = render_summary(runs, out)
+        print(f"\nchart: {chart}", file=out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1

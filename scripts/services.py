@@ -6,6 +6,7 @@ stops: never a Redis or queue someone else runs.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -16,10 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Self
 
 from lanes.errors import LanesError
 
-__all__ = ["MotoServer", "RedisServer", "free_port", "redis_server_binary"]
+__all__ = ["MotoServer", "RedisServer", "SimulatorServer", "free_port", "redis_server_binary"]
 
 
 def free_port() -> int:
@@ -68,10 +70,18 @@ class _ChildServer:
         raise NotImplementedError
 
     def start(self, timeout: float = 20.0) -> None:
+        # Its own session: a Ctrl-C at the terminal reaches only us, and we stop it in order.
         self._process = subprocess.Popen(
-            self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self._command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        _wait_until(self._ready, f"{self.name} on port {self.port}", timeout)
+        try:
+            _wait_until(self._ready, f"{self.name} on port {self.port}", timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._process is None:
@@ -84,7 +94,7 @@ class _ChildServer:
             self._process.wait()
         self._process = None
 
-    def __enter__(self) -> _ChildServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -104,11 +114,21 @@ class RedisServer(_ChildServer):
 
     def __init__(self, port: int | None = None) -> None:
         super().__init__(port)
-        self._dir = Path(tempfile.mkdtemp(prefix="lanes-redis-"))
+        self._dir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="lanes-redis-"))
+        super().start(timeout)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
     def _command(self) -> list[str]:
         return [
@@ -147,3 +167,48 @@ class MotoServer(_ChildServer):
                 return True
         except (urllib.error.URLError, OSError):
             return False
+
+
+class SimulatorServer(_ChildServer):
+    """A market simulator in its own process (its clock unslowed by the load it measures):
+    `python -m markets.simulators`, or another module taking the same arguments."""
+
+    def __init__(
+        self,
+        market: str,
+        rate: float,
+        *,
+        module: str = "markets.simulators",
+        port: int | None = None,
+    ) -> None:
+        super().__init__(port)
+        self.market = market
+        self.rate = rate
+        self.module = module
+        self.name = f"{market} simulator"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The market's `base_url` (Naver's API lives under `/external`)."""
+        return self.root + ("/external" if self.market == "naver" else "")
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, self.market,
+                "--port", str(self.port), "--rate", f"{self.rate:g}"]  # fmt: skip
+
+    def stats(self) -> dict[str, Any]:
+        """The simulator's counters (`GET /_sim/stats`)."""
+        with urllib.request.urlopen(f"{self.root}/_sim/stats", timeout=2) as answer:
+            found: dict[str, Any] = json.load(answer)
+            return found
+
+    def _ready(self) -> bool:
+        try:
+            self.stats()
+        except (urllib.error.URLError, OSError):
+            return False
+        return True

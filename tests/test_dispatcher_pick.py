@@ -1,4 +1,4 @@
-"""worker.dispatcher's slot rules and weighted pick, without queues (pure bookkeeping)."""
+"""worker.daemon's slot rules and weighted pick, without queues (pure bookkeeping)."""
 
 from __future__ import annotations
 

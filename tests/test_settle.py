@@ -1,4 +1,4 @@
-"""worker.settle: batched deletes and releases, and dead letters with their reason."""
+"""worker.outcomes.Settler: batched deletes and releases, and dead letters with their reason."""
 
 from __future__ import annotations
 
