@@ -7,12 +7,24 @@
 -- Every check (cap, span) demands that no window of `span` microseconds holds
 -- more than `cap` entries, counting every lane. The caller's lane decides the
 -- checks: the market's windows, and the lane's ceilings as smaller caps.
--- The requests of a batch are placed one after another, in order.
 --
--- KEYS[1]  the log (sorted set)              KEYS[2]  the cooldown (string, PX)
+-- Cost does not grow with the log (docs/DESIGN.md rule 4): "exact" checks (the
+-- shortest window's) read only the entries of their own span and ahead, which
+-- the cap bounds; longer windows are checked by rank lookups (O(log n)): t is
+-- allowed when at most cap - cost entries lie after t - span. That counts the
+-- reservations after t too, so it can only refuse more than needed, never less.
+--
+-- The state hash holds what every worker must share: the cooldown after a 429,
+-- a quota pause, an advertised lower limit, and `known`, the moment since when
+-- this budget's past is known. When the hash is missing and Redis started less
+-- than a window ago, Redis lost its data: the unknown past before its start
+-- counts as full windows (docs/DESIGN.md rule 10).
+--
+-- KEYS[1]  the log (sorted set)              KEYS[2]  the state (hash)
 -- ARGV[1]  horizon: longest reservation (us) ARGV[2]  member prefix "lane:token"
 -- ARGV[3]  longest span of any lane's check (us)
--- ARGV[4]  number of checks C, then cap_1, span_1 (us), ..., cap_C, span_C (us)
+-- ARGV[4]  prune stale entries now (1 or 0)  ARGV[5]  restart guard (1 or 0)
+-- ARGV[6]  number of checks C, then cap_1, span_1 (us), exact_1 (1/0), ...
 -- then     number of requests R, then cost_1, ..., cost_R (requests each)
 --
 -- Returns, per request, {granted (1 or 0), wait (us), moment (us)}, flattened:
@@ -22,44 +34,76 @@
 local horizon = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local longest = tonumber(ARGV[3])
-local checks = tonumber(ARGV[4])
-local requests = tonumber(ARGV[5 + 2 * checks])
+local checks = tonumber(ARGV[6])
+local requests = tonumber(ARGV[7 + 3 * checks])
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
+local state = {}
+local flat_state = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat_state, 2 do
+  state[flat_state[i]] = flat_state[i + 1]
+end
+
+local known = tonumber(state['known'] or '')
+if known == nil then
+  known = 0
+  if ARGV[5] == '1' then
+    local info = redis.call('INFO', 'server')
+    local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
+    if uptime < longest then
+      -- The latest moment Redis can have started: its past before that is unknown.
+      known = now - uptime
+    end
+  end
+  redis.call('HSET', KEYS[2], 'known', known)
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+end
+
 local result = {}
-local cooldown = redis.call('PTTL', KEYS[2])
-if cooldown > 0 then
+local paused = math.max(tonumber(state['cool_until'] or '0'), tonumber(state['quota_until'] or '0'))
+if paused > now then
   for r = 1, requests do
     result[#result + 1] = 0
-    result[#result + 1] = cooldown * 1000
+    result[#result + 1] = paused - now
     result[#result + 1] = now
   end
   return result
 end
 
--- Entries older than every lane's longest span can no longer share a window
--- with `now`: they are dropped in bulk, not on every call.
-local flat = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local scores = {}
-local stale = 0
-for i = 2, #flat, 2 do
-  local score = tonumber(flat[i])
-  if score < now - longest then
-    stale = stale + 1
-  else
-    scores[#scores + 1] = score
+-- An advertised lower limit scales every cap (never up) until it expires.
+local scale = 1
+if tonumber(state['adv_until'] or '0') > now then
+  scale = math.min(1, tonumber(state['adv_ppm']) / 1000000)
+end
+
+local caps, spans, exact = {}, {}, {}
+local exact_span = 0
+for c = 1, checks do
+  caps[c] = math.max(1, math.floor(tonumber(ARGV[4 + 3 * c]) * scale))
+  spans[c] = tonumber(ARGV[5 + 3 * c])
+  exact[c] = ARGV[6 + 3 * c] == '1'
+  if exact[c] and spans[c] > exact_span then
+    exact_span = spans[c]
   end
 end
-if stale >= 32 then
+
+if ARGV[4] == '1' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - longest))
+end
+
+-- Entries older than every exact span can share no exact window with now.
+local scores = {}
+local flat = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - exact_span), '+inf', 'WITHSCORES')
+for i = 2, #flat, 2 do
+  scores[#scores + 1] = tonumber(flat[i])
 end
 
 -- The earliest t >= from at which `cost` more entries keep every window of
 -- `span` within `cap`. Windows of more than `allowed` entries are the
 -- intervals [s[i + allowed], s[i] + span); t must keep [t, t + span) clear of them.
-local function earliest(from, cap, span, cost)
+local function earliest_exact(from, cap, span, cost)
   local allowed = cap - cost
   local t = from
   for i = 1, #scores - allowed do
@@ -75,12 +119,50 @@ local function earliest(from, cap, span, cost)
   return t
 end
 
+-- Long windows: t is allowed once at most cap - cost entries lie after t - span,
+-- that is once the (cap - cost + 1)-th newest entry has left the span.
+local function earliest_ranked(from, cap, cost)
+  local k = cap - cost
+  if k < 0 then
+    return math.huge
+  end
+  local nth = redis.call('ZRANGE', KEYS[1], -(k + 1), -(k + 1), 'WITHSCORES')
+  if #nth == 0 then
+    return from
+  end
+  return tonumber(nth[2])
+end
+
+-- A long window with room for the whole batch (one ZCOUNT) needs no rank lookups.
+local total = 0
+for r = 1, requests do
+  total = total + tonumber(ARGV[7 + 3 * checks + r])
+end
+local roomy = {}
+for c = 1, checks do
+  if not exact[c] then
+    local count = redis.call('ZCOUNT', KEYS[1], '(' .. (now - spans[c]), '+inf')
+    roomy[c] = count + total <= caps[c]
+  end
+end
+
 local function place(cost)
   local t = now
+  for c = 1, checks do
+    -- Windows reaching back before `known` count as full.
+    if known + spans[c] > t then
+      t = known + spans[c]
+    end
+  end
   repeat
     local moved = t
-    for c = 0, checks - 1 do
-      local at = earliest(t, tonumber(ARGV[5 + 2 * c]), tonumber(ARGV[6 + 2 * c]), cost)
+    for c = 1, checks do
+      local at = moved
+      if exact[c] then
+        at = earliest_exact(t, caps[c], spans[c], cost)
+      elseif not roomy[c] then
+        at = math.max(t, earliest_ranked(t, caps[c], cost) + spans[c])
+      end
       if at > moved then
         moved = at
       end
@@ -92,24 +174,46 @@ local function place(cost)
 end
 
 local added = {}
+local granted = false
+local newest = scores[#scores] or now
 for r = 1, requests do
-  local cost = tonumber(ARGV[5 + 2 * checks + r])
+  local cost = tonumber(ARGV[7 + 3 * checks + r])
   local t = place(cost)
   local wait = t - now
   if wait > horizon then
+    -- An hour at most: a cap that can never be met (an advertised limit below
+    -- the cost) must still give a finite answer.
+    t = math.min(t, now + horizon + 3600000000)
     result[#result + 1] = 0
-    result[#result + 1] = wait - horizon
+    result[#result + 1] = t - now - horizon
   else
     -- Keep `scores` sorted so that the next request of the batch sees this one.
     local at = #scores + 1
     while at > 1 and scores[at - 1] > t do
       at = at - 1
     end
+    local members = {}
     for unit = 1, cost do
       table.insert(scores, at, t)
-      added[#added + 1] = t
-      added[#added + 1] = prefix .. ':' .. r .. ':' .. unit
+      members[#members + 1] = t
+      members[#members + 1] = prefix .. ':' .. r .. ':' .. unit
     end
+    if t > newest then
+      newest = t
+    end
+    local ranked = false
+    for c = 1, checks do
+      ranked = ranked or (not exact[c] and not roomy[c])
+    end
+    if ranked then
+      -- Rank lookups read the sorted set itself: it must hold this batch's entries.
+      redis.call('ZADD', KEYS[1], unpack(members))
+    else
+      for i = 1, #members do
+        added[#added + 1] = members[i]
+      end
+    end
+    granted = true
     result[#result + 1] = 1
     result[#result + 1] = wait
   end
@@ -118,9 +222,10 @@ end
 
 if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
+end
+if granted then
   -- The log forgets itself once its newest entry (perhaps an earlier caller's
   -- reservation) has left every window.
-  local newest = scores[#scores]
   redis.call('PEXPIRE', KEYS[1], math.ceil((newest - now + longest) / 1000) + 1000)
 end
 return result

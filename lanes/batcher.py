@@ -6,6 +6,10 @@ for the next one, which carries all of them. While the budget is saturated
 third of that distance to gather more requests: those requests would wait for
 their moment anyway, and the reservations already granted keep the budget busy
 meanwhile. An idle budget is asked at once.
+
+The batcher never leaves a waiter hanging: whatever a round trip raises reaches
+every waiter of its batch (and anything unexpected is logged), and a drainer
+that stops for any reason fails the requests still queued.
 """
 
 from __future__ import annotations
@@ -14,19 +18,25 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from lanes.budget import Admission, Budget
 from lanes.errors import LanesError
 from lanes.policy import Lane
 
 __all__ = ["AcquireBatcher", "Grant"]
 
+log = structlog.get_logger("lanes.batcher")
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One request's admission and the log entries that hold its reservation."""
+    """One request's admission, the log entries that hold its reservation, and `due`:
+    the admitted moment on this process's `time.monotonic()` clock (read safely early)."""
 
     admission: Admission
     members: tuple[str, ...]
+    due: float = 0.0
 
 
 Submit = Callable[[Budget, Lane, Sequence[int]], Awaitable[list[Grant]]]
@@ -65,6 +75,15 @@ class AcquireBatcher:
         return await future
 
     async def _drain(self, queue: _Queue, budget: Budget, lane: Lane) -> None:
+        try:
+            await self._drain_batches(queue, budget, lane)
+        except asyncio.CancelledError:
+            for _, future in queue.pending:
+                future.cancel()
+            queue.pending.clear()
+            raise
+
+    async def _drain_batches(self, queue: _Queue, budget: Budget, lane: Lane) -> None:
         while queue.pending:
             linger = min(self._max_linger, queue.depth / 3)
             if linger > 0:
@@ -74,20 +93,33 @@ class AcquireBatcher:
             if not batch:
                 continue
             try:
-                grants = await self._submit(budget, lane, [cost for cost, _ in batch])
+                await self._run_batch(queue, budget, lane, batch)
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()
                 raise
-            except (LanesError, ValueError) as exc:  # every waiter of the batch gets it
+            except Exception as exc:  # every waiter of the batch gets it: none hangs
+                if not isinstance(exc, LanesError | ValueError):
+                    log.error(
+                        "budget.acquire_failed", budget=budget.name, lane=lane.value,
+                        error=repr(exc), exc_info=exc,
+                    )  # fmt: skip
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
-                continue
-            granted = [grant.admission.wait for grant in grants if grant.admission.granted]
-            queue.depth = max(granted, default=0.0)
-            for (_, future), grant in zip(batch, grants, strict=True):
-                if future.done():  # its waiter was cancelled meanwhile
-                    await self._release(budget, grant.members)
-                else:
-                    future.set_result(grant)
+
+    async def _run_batch(
+        self,
+        queue: _Queue,
+        budget: Budget,
+        lane: Lane,
+        batch: list[tuple[int, asyncio.Future[Grant]]],
+    ) -> None:
+        grants = await self._submit(budget, lane, [cost for cost, _ in batch])
+        granted = [grant.admission.wait for grant in grants if grant.admission.granted]
+        queue.depth = max(granted, default=0.0)
+        for (_, future), grant in zip(batch, grants, strict=True):
+            if future.done():  # its waiter was cancelled meanwhile
+                await self._release(budget, grant.members)
+            else:
+                future.set_result(grant)
