@@ -18,8 +18,8 @@ from lanes.errors import BudgetTimeout, BudgetUnavailable, ConfigError, LanesErr
 from lanes.limiter import BudgetUsage, Limiter
 from lanes.logs import configure_logging, redact_secrets
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies, LanePolicy
-from lanes.settings import Settings, load_settings
 from lanes.resource import AsyncResource
+from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 
 __all__ = [

@@ -100,10 +100,7 @@ class AcquireBatcher:
                 raise
             except Exception as exc:  # every waiter of the batch gets it: none hangs
                 if not isinstance(exc, LanesError | ValueError):
-                    log.error(
-                        "budget.acquire_failed", budget=budget.name, lane=lane.value,
-                        error=repr(exc), exc_info=exc,
-                    )  # fmt: skip
+                    log.exception("budget.acquire_failed", budget=budget.name, lane=lane.value)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -70,9 +70,13 @@ class Lateness:
             log.warning("budget.lateness_not_shared", error=str(exc))
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def read_lateness(client: aioredis.Redis) -> dict[str, int]:
     """The shared counts (`lanes status`), bucket labels first, then sent and given back."""
     raw = await client.hgetall(LATENESS_KEY)
-    found = {key.decode(): int(value) for key, value in raw.items()}
+    found = {_text(key): int(value) for key, value in raw.items()}
     order = [*bucket_labels(), "sent", "given_back"]
     return {name: found[name] for name in order if name in found}

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 import structlog
+from redis.exceptions import RedisError
 
 from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
@@ -252,19 +251,24 @@ class Limiter(AsyncResource):
             if deadline is not None and grant.due > deadline:
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
-            if admission.wait > 0:
-                self.watch.start()
-            await self._sleep_reserved(budget, grant.due - time.monotonic(), grant.members)
-            late = time.monotonic() - grant.due
-            on_time = late <= tolerance
-            self.lateness.record(late, on_time=on_time)
-            if not on_time:
-                log.info("budget.late_given_back", budget=budget.name, late=round(late, 4))
-                await self.release(budget, grant.members)
-                continue
-            if admission.wait > 0 and await self._paused_since(budget, admission.at):
-                await self.release(budget, grant.members)
-                continue
+            reserved = admission.wait > 0
+            if reserved:
+                self.watch.enter()
+            try:
+                await self._sleep_reserved(budget, grant.due - time.monotonic(), grant.members)
+                late = time.monotonic() - grant.due
+                on_time = late <= tolerance
+                self.lateness.record(late, on_time=on_time)
+                if not on_time:
+                    log.info("budget.late_given_back", budget=budget.name, late=round(late, 4))
+                    await self.release(budget, grant.members)
+                    continue
+                if reserved and await self._paused_since(budget, admission.at):
+                    await self.release(budget, grant.members)
+                    continue
+            finally:
+                if reserved:
+                    self.watch.leave()
             return Ticket(budget, grant.members, admission.at, grant.due + tolerance)
 
     async def wait(

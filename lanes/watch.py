@@ -1,10 +1,11 @@
 """Every process learns of a budget's pause (429 cooldown, quota) the moment it is set.
 
 `lanes/pause.lua` publishes "name<TAB>ms left" on one channel; each limiter
-keeps one subscription and a local map of pauses, so that a caller waking from
-a reservation checks the pause without a Redis command (docs/DESIGN.md rule 5).
-While the subscription is not confirmed live, `live` is False and the caller
-asks Redis instead.
+keeps a local map of pauses, so that a caller waking from a reservation checks
+the pause without a Redis command (docs/DESIGN.md rule 5). The subscription is
+held only while some caller of this process sleeps on a reservation (`enter`,
+`leave`): no task outlives the work. While it is not confirmed live, `live` is
+False and the caller asks Redis instead.
 """
 
 from __future__ import annotations
@@ -32,14 +33,25 @@ class PauseWatch:
         self._until: dict[str, float] = {}  # budget name -> time.monotonic() when it ends
         self._task: asyncio.Task[None] | None = None
         self._live = False
+        self._sleepers = 0
 
     @property
     def live(self) -> bool:
         return self._live and self._task is not None and not self._task.done()
 
-    def start(self) -> None:
+    def enter(self) -> None:
+        """A caller sleeps on a reservation: subscribe if not yet."""
+        self._sleepers += 1
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def leave(self) -> None:
+        """That caller woke and confirmed; the last one ends the subscription."""
+        self._sleepers -= 1
+        if self._sleepers == 0 and self._task is not None:
+            self._live = False
+            self._task.cancel()
+            self._task = None
 
     def note(self, name: str, seconds: float) -> None:
         """`name` is paused for `seconds` from now (this process's own 429, or a message)."""
@@ -72,12 +84,12 @@ class PauseWatch:
             finally:
                 self._live = False
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
-        if self._task is None:
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await task
