@@ -26,8 +26,9 @@
 -- ARGV[4]  prune stale entries now (1 or 0)  ARGV[5]  restart guard (1 or 0)
 -- ARGV[6]  number of checks C, then cap_1, span_1 (us), exact_1 (1/0), ...
 -- then     number of requests R, then cost_1, ..., cost_R (requests each)
+-- then     number of entries G to give back first, then their members
 --
--- Returns, per request, {granted (1 or 0), wait (us), moment (us)}, flattened:
+-- Returns Redis `now` (us), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "prefix:r:1".."prefix:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
 
@@ -61,7 +62,13 @@ if known == nil then
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
 
-local result = {}
+local gives = tonumber(ARGV[8 + 3 * checks + requests])
+if gives > 0 then
+  local first = 9 + 3 * checks + requests
+  redis.call('ZREM', KEYS[1], unpack(ARGV, first, first + gives - 1))
+end
+
+local result = {now}
 local paused = math.max(tonumber(state['cool_until'] or '0'), tonumber(state['quota_until'] or '0'))
 if paused > now then
   for r = 1, requests do
@@ -223,9 +230,12 @@ end
 if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
 end
-if granted then
-  -- The log forgets itself once its newest entry (perhaps an earlier caller's
-  -- reservation) has left every window.
-  redis.call('PEXPIRE', KEYS[1], math.ceil((newest - now + longest) / 1000) + 1000)
+-- The log forgets itself once its newest entry (perhaps an earlier caller's
+-- reservation) has left every window. Its expiry is set with 5 s to spare and
+-- noted in the state, so that most calls need not set it again.
+if granted and newest + longest > tonumber(state['log_until'] or '0') then
+  local ends = newest + longest + 5000000
+  redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000))
+  redis.call('HSET', KEYS[2], 'log_until', ends)
 end
 return result

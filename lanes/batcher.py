@@ -31,15 +31,18 @@ log = structlog.get_logger("lanes.batcher")
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One request's admission, the log entries that hold its reservation, and `due`:
-    the admitted moment on this process's `time.monotonic()` clock (read safely early)."""
+    """One request's admission, the log entries that hold its reservation, and its
+    admitted moment on this process's `time.monotonic()` clock: surely reached at
+    `due`, and not before `earliest` (see `lanes.clock`)."""
 
     admission: Admission
     members: tuple[str, ...]
     due: float = 0.0
+    earliest: float = 0.0
 
 
-Submit = Callable[[Budget, Lane, Sequence[int]], Awaitable[list[Grant]]]
+# (budget, lane, costs, entries to give back first) -> one grant per cost
+Submit = Callable[[Budget, Lane, Sequence[int], Sequence[str]], Awaitable[list[Grant]]]
 Release = Callable[[Budget, Sequence[str]], Awaitable[None]]
 
 
@@ -48,6 +51,7 @@ class _Queue:
     pending: list[tuple[int, asyncio.Future[Grant]]] = field(default_factory=list)
     drainer: asyncio.Task[None] | None = None
     depth: float = 0.0  # how far ahead the last round trip had to reserve, seconds
+    give_back: list[str] = field(default_factory=list)  # removed by the next round trip
 
 
 class AcquireBatcher:
@@ -65,10 +69,18 @@ class AcquireBatcher:
         self._max_linger = max_linger
         self._queues: dict[tuple[str, Lane], _Queue] = {}
 
-    async def request(self, budget: Budget, lane: Lane, cost: int) -> Grant:
-        """Wait for the round trip that carries this request; its grant is returned."""
+    async def request(
+        self, budget: Budget, lane: Lane, cost: int, give_back: Sequence[str] = ()
+    ) -> Grant:
+        """Wait for the round trip that carries this request; its grant is returned.
+
+        `give_back`: entries of an earlier grant this caller could not use (it woke too
+        late); the round trip removes them before placing, at no extra command, and
+        goes at once rather than lingering.
+        """
         queue = self._queues.setdefault((budget.name, lane), _Queue())
         future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        queue.give_back.extend(give_back)
         queue.pending.append((cost, future))
         if queue.drainer is None or queue.drainer.done():
             queue.drainer = asyncio.create_task(self._drain(queue, budget, lane))
@@ -85,7 +97,7 @@ class AcquireBatcher:
 
     async def _drain_batches(self, queue: _Queue, budget: Budget, lane: Lane) -> None:
         while queue.pending:
-            linger = min(self._max_linger, queue.depth / 3)
+            linger = 0.0 if queue.give_back else min(self._max_linger, queue.depth / 3)
             if linger > 0:
                 await asyncio.sleep(linger)
             batch = [item for item in queue.pending[: self._max_batch] if not item[1].done()]
@@ -112,7 +124,8 @@ class AcquireBatcher:
         lane: Lane,
         batch: list[tuple[int, asyncio.Future[Grant]]],
     ) -> None:
-        grants = await self._submit(budget, lane, [cost for cost, _ in batch])
+        give_back, queue.give_back = queue.give_back, []
+        grants = await self._submit(budget, lane, [cost for cost, _ in batch], give_back)
         granted = [grant.admission.wait for grant in grants if grant.admission.granted]
         queue.depth = max(granted, default=0.0)
         for (_, future), grant in zip(batch, grants, strict=True):

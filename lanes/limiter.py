@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
+from lanes.clock import ClockBounds
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.lateness import Lateness
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
@@ -130,6 +131,7 @@ class Limiter(AsyncResource):
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
         self.lateness = Lateness()
+        self.clock = ClockBounds()
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -167,7 +169,7 @@ class Limiter(AsyncResource):
         with a ceiling below 1). Not granted: nothing was recorded, and the answer's
         `wait` is how long until asking again can succeed.
         """
-        (grant,) = await self._submit(budget, lane, [cost], max_wait)
+        (grant,) = await self._submit(budget, lane, [cost], max_wait=max_wait)
         return grant.admission
 
     async def _submit(
@@ -175,6 +177,8 @@ class Limiter(AsyncResource):
         budget: Budget,
         lane: Lane,
         costs: Sequence[int],
+        give_back: Sequence[str] = (),
+        *,
         max_wait: float | None = None,
     ) -> list[Grant]:
         for cost in costs:
@@ -203,20 +207,29 @@ class Limiter(AsyncResource):
         ]
         for check in checks:
             args += [check.cap, check.span_us, int(check.exact)]
-        args += [len(costs), *costs]
+        args += [len(costs), *costs, len(give_back), *give_back]
         started = time.monotonic()
         try:
-            flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
+            now_us, *flat = await self._acquire(
+                keys=[budget.log_key, budget.state_key], args=args
+            )
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
+        self.clock.sample(started, time.monotonic(), int(now_us) / _US)
+        low, high = self.clock.bounds()
         grants = []
         for index, cost in enumerate(costs):
             granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
             members = tuple(f"{prefix}:{index + 1}:{unit}" for unit in range(1, cost + 1))
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
-            # The moment lies at least `wait` after the call left: a safe local reading.
-            due = started + admission.wait
-            grants.append(Grant(admission, members if granted else (), due))
+            grants.append(
+                Grant(
+                    admission,
+                    members if granted else (),
+                    due=admission.at + high,
+                    earliest=admission.at + low,
+                )
+            )
         return grants
 
     async def admit(
@@ -235,12 +248,14 @@ class Limiter(AsyncResource):
         pointless sleep). A reservation given up by cancellation is handed back.
         """
         tolerance = self.tolerance(budget)
+        unused: tuple[str, ...] = ()
         while True:
             if self.lateness.due():
                 await self.lateness.flush(self._client)
             if deadline is not None and time.monotonic() > deadline:
                 raise BudgetTimeout(budget.name, 0.0)
-            grant = await self._batcher.request(budget, lane, cost)
+            grant = await self._batcher.request(budget, lane, cost, unused)
+            unused = ()
             admission = grant.admission
             if not admission.granted:
                 pause = admission.wait + random.uniform(0, _JITTER_S)
@@ -256,12 +271,13 @@ class Limiter(AsyncResource):
                 self.watch.enter()
             try:
                 await self._sleep_reserved(budget, grant.due - time.monotonic(), grant.members)
-                late = time.monotonic() - grant.due
+                late = time.monotonic() - grant.earliest
                 on_time = late <= tolerance
                 self.lateness.record(late, on_time=on_time)
                 if not on_time:
-                    log.info("budget.late_given_back", budget=budget.name, late=round(late, 4))
-                    await self.release(budget, grant.members)
+                    # Given back by the next round trip, which asks again for this caller.
+                    log.debug("budget.late_given_back", budget=budget.name, late=round(late, 4))
+                    unused = grant.members
                     continue
                 if reserved and await self._paused_since(budget, admission.at):
                     await self.release(budget, grant.members)
@@ -269,7 +285,7 @@ class Limiter(AsyncResource):
             finally:
                 if reserved:
                     self.watch.leave()
-            return Ticket(budget, grant.members, admission.at, grant.due + tolerance)
+            return Ticket(budget, grant.members, admission.at, grant.earliest + tolerance)
 
     async def wait(
         self,

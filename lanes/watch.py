@@ -22,6 +22,9 @@ __all__ = ["CHANNEL", "PauseWatch"]
 
 CHANNEL = "lanes:pauses"
 _RETRY_S = 1.0
+# The subscription outlives the last sleeper by this much, so that a busy
+# budget does not subscribe again at every lull.
+_LINGER_S = 1.0
 log = structlog.get_logger("lanes.watch")
 
 
@@ -34,6 +37,7 @@ class PauseWatch:
         self._task: asyncio.Task[None] | None = None
         self._live = False
         self._sleepers = 0
+        self._stop: asyncio.TimerHandle | None = None
 
     @property
     def live(self) -> bool:
@@ -42,12 +46,20 @@ class PauseWatch:
     def enter(self) -> None:
         """A caller sleeps on a reservation: subscribe if not yet."""
         self._sleepers += 1
+        if self._stop is not None:
+            self._stop.cancel()
+            self._stop = None
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def leave(self) -> None:
         """That caller woke and confirmed; the last one ends the subscription."""
         self._sleepers -= 1
+        if self._sleepers == 0 and self._task is not None:
+            self._stop = asyncio.get_running_loop().call_later(_LINGER_S, self._end)
+
+    def _end(self) -> None:
+        self._stop = None
         if self._sleepers == 0 and self._task is not None:
             self._live = False
             self._task.cancel()
@@ -87,6 +99,9 @@ class PauseWatch:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
+        if self._stop is not None:
+            self._stop.cancel()
+            self._stop = None
         task, self._task = self._task, None
         if task is None:
             return
