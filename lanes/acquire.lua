@@ -128,7 +128,7 @@ end
 
 -- Long windows: t is allowed once at most cap - cost entries lie after t - span,
 -- that is once the (cap - cost + 1)-th newest entry has left the span.
-local function earliest_ranked(from, cap, cost)
+local function earliest_ranked(from, cap, span, cost)
   local k = cap - cost
   if k < 0 then
     return math.huge
@@ -137,7 +137,7 @@ local function earliest_ranked(from, cap, cost)
   if #nth == 0 then
     return from
   end
-  return tonumber(nth[2])
+  return math.max(from, tonumber(nth[2]) + span)
 end
 
 -- A long window with room for the whole batch (one ZCOUNT) needs no rank lookups.
@@ -168,7 +168,7 @@ local function place(cost)
       if exact[c] then
         at = earliest_exact(t, caps[c], spans[c], cost)
       elseif not roomy[c] then
-        at = math.max(t, earliest_ranked(t, caps[c], cost) + spans[c])
+        at = earliest_ranked(t, caps[c], spans[c], cost)
       end
       if at > moved then
         moved = at
