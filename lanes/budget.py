@@ -71,6 +71,8 @@ class Budget:
             raise ValueError(f"budget {self.name!r} has no window")
         if "{" in self.name or "}" in self.name:
             raise ValueError(f"budget name {self.name!r} may not contain braces")
+        if not math.isfinite(self.margin_ms) or self.margin_ms < 0:
+            raise ValueError(f"budget {self.name!r}: margin_ms must be finite and >= 0")
 
     @classmethod
     def for_endpoint(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
+import structlog
 
-from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes.batcher import AcquireBatcher, Grant
 from scripts.services import RedisServer
 from tests.windows import over_limit_windows
 
@@ -50,3 +52,38 @@ async def test_batch_error_reaches_every_waiter(make_budget: MakeBudget) -> None
     finally:
         server.stop()
     assert all(isinstance(result, BudgetUnavailable) for result in results)
+
+
+async def test_unexpected_error_reaches_every_waiter_and_is_logged(
+    make_budget: MakeBudget,
+) -> None:
+    """Whatever a round trip raises (here a bug: RuntimeError) reaches every waiter of the
+    batch, none is left pending, and the error is logged; the next batch works again."""
+    calls = 0
+
+    async def submit(
+        budget: Budget, lane: Lane, costs: Sequence[int], give_back: Sequence[str]
+    ) -> list[Grant]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return [Grant(Admission(True, 0.0, 0.0), ()) for _ in costs]
+
+    async def release(budget: Budget, members: Sequence[str]) -> None:
+        return None
+
+    batcher = AcquireBatcher(submit, release)
+    budget = make_budget()
+    with structlog.testing.capture_logs() as logs:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(batcher.request(budget, Lane.HIGH, 1) for _ in range(5)),
+                return_exceptions=True,
+            ),
+            timeout=10,
+        )
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert [entry["event"] for entry in logs] == ["budget.acquire_failed"]
+    grant = await asyncio.wait_for(batcher.request(budget, Lane.HIGH, 1), timeout=10)
+    assert grant.admission.granted
