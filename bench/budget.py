@@ -49,7 +49,7 @@ import aiohttp
 import redis
 import redis.asyncio as aioredis
 
-from lanes import Budget, Lane, Limiter, Window
+from lanes import Budget, Lane, Limiter, Window, configure_logging
 from lanes.config import EndpointConfig, MarketConfig
 from markets.client import Call, MarketClient
 from markets.errors import RateLimited
@@ -78,6 +78,8 @@ class Run:
     start_at: float
     budget_limit: int = 0  # the budget's limit when not the market's (a storm)
     storm: bool = False
+    tolerance_ms: float | None = None  # None: the limiter's default share of the margin
+    cooldown_s: float = 1.0  # the market's `cooldown_seconds` in a storm
 
 
 @dataclass
@@ -91,6 +93,7 @@ class ProcessReport:
     cooldowns_began: list[float] = field(default_factory=list)
     cooldowns: list[float] = field(default_factory=list)
     lateness: dict[str, int] = field(default_factory=dict)
+    widths_ms: list[float] = field(default_factory=list)  # of the Redis clock bounds
 
 
 def _instrument_redis(report: ProcessReport) -> None:
@@ -116,15 +119,21 @@ def _budget(run: Run) -> Budget:
     return Budget("bench:call", (Window(limit=limit, seconds=1.0),), margin_ms=run.margin_ms)
 
 
+def _tolerance(run: Run) -> float | None:
+    return None if run.tolerance_ms is None else run.tolerance_ms / 1000
+
+
 async def _lanes_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
-    limiter = Limiter(client)
+    limiter = Limiter(client, tolerance=_tolerance(run))
     budget = _budget(run)
 
     async def admit(lane: Lane) -> None:
         while True:
             ticket = await limiter.admit(budget, lane)
-            if ticket.on_time():  # checked last, right before the send
+            if ticket.may_send():  # checked last, right before the send
                 report.lateness = dict(limiter.lateness.counts)
+                low, high = limiter.clock.bounds()
+                report.widths_ms.append((high - low) * 1000)
                 return
             await limiter.release(budget, ticket.members)
 
@@ -235,10 +244,13 @@ async def _storm_task(
     config = MarketConfig(
         base_url=run.market_url,
         margin_ms=run.margin_ms,
-        options={"cooldown_seconds": "1", "cooldown_max_seconds": f"{_STORM_MAX_S:g}"},
+        options={
+            "cooldown_seconds": f"{run.cooldown_s:g}",
+            "cooldown_max_seconds": f"{_STORM_MAX_S:g}",
+        },
         endpoints={"call": EndpointConfig(path="/call", rps=run.budget_limit)},
     )
-    limiter = Limiter(client)
+    limiter = Limiter(client, tolerance=_tolerance(run))
     market = MarketClient("bench", config, http, limiter)
 
     async def task(_index: int) -> None:
@@ -272,6 +284,7 @@ async def _storm_task(
 
 
 def process_main(run: Run) -> ProcessReport:
+    configure_logging("error")  # a log line per event would cost the CPU being measured
     return asyncio.run(_process(run))
 
 
@@ -314,7 +327,7 @@ def run_processes(run: Run) -> list[ProcessReport]:
 
 def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: str,
             market_url: str, *, limit: int, processes: int, budget_limit: int = 0,
-            storm: bool = False) -> dict[str, Any]:  # fmt: skip
+            storm: bool = False, cooldown_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
     admin = redis.Redis.from_url(redis_url)
     admin.flushall()
     admin.config_resetstat()
@@ -331,6 +344,8 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
         start_at=0.0,
         budget_limit=budget_limit,
         storm=storm,
+        tolerance_ms=args.tolerance_ms,
+        cooldown_s=cooldown_s,
     )
     reports = run_processes(run)
     market = _http(f"{market_url}/stats")
@@ -353,6 +368,7 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
         "round_trips_per_served": round_trips / served if served else float("nan"),
         "given_back": lateness.get("given_back", 0),
         "lateness": dict(lateness),
+        "clock_width_ms": _percentile([w for r in reports for w in r.widths_ms], 0.5),
     }
     if storm:
         row.update(_storm_figures(reports, _http(f"{market_url}/log")))
@@ -361,11 +377,12 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
 
 def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> dict[str, Any]:
     """Per cooldown (from the first 429 of a burst to the next 2xx): 429s after the first,
-    those sent after the budget's cooldown began, and the time until served again."""
+    requests in flight when the first came, those sent after the budget's cooldown
+    began, and the time until served again."""
     calls = sorted(call for report in reports for call in report.calls)
     began = sorted(moment for report in reports for moment in report.cooldowns_began)
     ordered = sorted((moment, int(status)) for moment, status in answers)
-    after_first = into_cooldown = bursts = 0
+    after_first = into_cooldown = bursts = in_flight = 0
     recoveries: list[float] = []
     index = 0
     while index < len(ordered):
@@ -381,6 +398,7 @@ def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> 
         recovered = ordered[index][0] if index < len(ordered) else float("nan")
         recoveries.append(recovered - first)
         start = next((b for b in began if b >= first - 0.001), float("inf"))
+        in_flight += sum(1 for sent, answered, _ in calls if sent < first <= answered)
         for sent, answered, code in calls:
             if code == 429 and first < answered <= recovered + 0.001:
                 after_first += 1
@@ -390,6 +408,7 @@ def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> 
     return {
         "bursts": bursts,
         "after_first": after_first,
+        "in_flight": in_flight,
         "into_cooldown": into_cooldown,
         "recovery_s": max(recoveries, default=float("nan")),
         "longest_cooldown_s": max(cooldowns, default=0.0),
@@ -445,56 +464,76 @@ def cost_rows(redis_url: str, sizes: list[int]) -> list[dict[str, Any]]:
 
 async def _cost_rows(redis_url: str, sizes: list[int]) -> list[dict[str, Any]]:
     """A budget of 1000/s plus a 60 s window whose log already holds `size` entries
-    (spread over the past minute, as if filled from empty): Redis time per admission."""
+    (spread over the past minute, as if filled from empty). With room in the long
+    window: Redis microseconds per admitted request (INFO commandstats, the script's
+    time) while 64 callers are admitted; with the long window full: per refused call
+    (its rank lookups)."""
     rows = []
     client = aioredis.Redis.from_url(redis_url)
     for size in sizes:
-        for room, label in ((30_000, "room"), (300, "nearly full")):
-            await client.flushall()
+        for room in (30_000, 0):
             budget = Budget(
                 "bench:cost",
                 (Window(limit=1000, seconds=1.0), Window(limit=size + room, seconds=60.0)),
             )
-            seconds, micros = await client.time()
-            now = seconds + micros / 1e6
-            async with client.pipeline(transaction=False) as pipe:
-                for start in range(0, size, 10_000):
-                    chunk = range(start, min(size, start + 10_000))
-                    pipe.zadd(
-                        budget.log_key,
-                        {f"old:{i}": round((now - 58.0 + 56.0 * i / size) * 1e6) for i in chunk},
-                    )
-                await pipe.execute()
+            await _fill(client, budget, size)
             limiter = Limiter(client, restart_guard=False)
             await client.config_resetstat()
-            counts = await asyncio.gather(*(_admit_for(limiter, budget, 1.5) for _ in range(8)))
-            admitted = sum(counts)
+            if room:
+                counts = await asyncio.gather(
+                    *(_admit_for(limiter, budget, 1.5) for _ in range(64))
+                )
+                admitted = sum(counts)
+            else:
+                admitted = await _refused_for(limiter, budget, 1.5)
             stats = await client.info("commandstats")
             script = stats.get("cmdstat_evalsha", {"usec": 0, "calls": 0})
             rows.append({
                 "scenario": "cost",
-                "contender": f"log {size:>6} ({label})",
+                "contender": f"log {size:>6}, " + ("room" if room else "full"),
                 "limit": 1000,
-                "admitted": admitted,
-                "usec_per_admitted": script["usec"] / admitted if admitted else float("nan"),
-                "usec_per_call": script["usec"] / script["calls"] if script["calls"] else 0.0,
+                "usec_per_admitted" if room else "usec_per_refused":
+                    script["usec"] / admitted if admitted else float("nan"),
             })  # fmt: skip
             await limiter.aclose()
     await client.aclose()
     return rows
 
 
+async def _fill(client: aioredis.Redis, budget: Budget, size: int) -> None:
+    """`size` entries spread over the 58 s before now (outside the 1 s window)."""
+    await client.flushall()
+    seconds, micros = await client.time()
+    now = int(seconds) + int(micros) / 1e6
+    async with client.pipeline(transaction=False) as pipe:
+        for start in range(0, size, 10_000):
+            chunk = range(start, min(size, start + 10_000))
+            pipe.zadd(
+                budget.log_key,
+                {f"old:{i}": round((now - 58.0 + 56.0 * i / size) * 1e6) for i in chunk},
+            )
+        await pipe.execute()
+
+
 async def _admit_for(limiter: Limiter, budget: Budget, seconds: float) -> int:
-    """Acquire as fast as admitted for `seconds`; the number admitted."""
+    """Be admitted (batched, with reservations) for `seconds`; the number admitted."""
     admitted = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        admission = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
-        if admission.granted:
-            admitted += 1
-        else:
-            await asyncio.sleep(min(admission.wait, 0.05))
+        await limiter.admit(budget, Lane.HIGH)
+        admitted += 1
     return admitted
+
+
+async def _refused_for(limiter: Limiter, budget: Budget, seconds: float) -> int:
+    """Ask a full budget once per millisecond for `seconds`; the number of calls."""
+    calls = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+        calls += 1
+        await asyncio.sleep(0.001)
+    return calls
 
 
 def _cell(row: dict[str, Any], name: str, spec: str) -> str:
@@ -514,10 +553,12 @@ _COLUMNS = (
     ("trips/served", "round_trips_per_served", ">12", ".2f"),
     ("late", "given_back", ">5", "d"),
     ("429 after 1st", "after_first", ">13", "d"),
+    ("in flight", "in_flight", ">9", "d"),
     ("into cooldown", "into_cooldown", ">13", "d"),
     ("recovery s", "recovery_s", ">10", ".2f"),
     ("max cool s", "longest_cooldown_s", ">10", ".1f"),
     ("us/admitted", "usec_per_admitted", ">11", ".1f"),
+    ("us/refused", "usec_per_refused", ">10", ".1f"),
 )
 
 
@@ -541,10 +582,17 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20, help="tasks per process")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each run")
     parser.add_argument("--margin-ms", type=float, default=25.0, help="lanes safety margin")
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=None,
+        help="lateness tolerance (default 60%% of margin)",
+    )
     parser.add_argument("--hogs", type=int, default=4, help="busy processes in `hogs`")
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
     args = parser.parse_args()
+    configure_logging("error")
 
     rows: list[dict[str, Any]] = []
     print(
@@ -568,8 +616,10 @@ def main() -> None:
         if "storm" in args.scenario:
             for retry_after, name in ((True, "storm"), (False, "storm-backoff")):
                 with market_process(50, cooldown=_STORM_COOLDOWN_S, retry_after=retry_after) as url:
+                    # Without Retry-After the market's catalogue knows its cooldown.
                     row = measure(args, "storm", "lanes-high", server.url, url, limit=50,
-                                  processes=4, budget_limit=100, storm=True)  # fmt: skip
+                                  processes=4, budget_limit=100, storm=True,
+                                  cooldown_s=_STORM_COOLDOWN_S)  # fmt: skip
                     row["contender"] = f"{name} (budget 2x)"
                     rows.append(row)
                 print(f"  {name}: done", flush=True)

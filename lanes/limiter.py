@@ -84,16 +84,21 @@ class Cooldown:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """An admitted request: it may leave its process until `send_by` (time.monotonic())."""
+    """An admitted request: it may leave its process until `send_by` (time.monotonic()),
+    unless its budget was paused meanwhile (as far as `watch` knows)."""
 
     budget: Budget
     members: tuple[str, ...]
     at: float  # the admitted moment, Redis time in seconds
     send_by: float
+    watch: PauseWatch | None = None
 
-    def on_time(self) -> bool:
-        """Check right before sending: past `send_by` the request must not go."""
-        return time.monotonic() <= self.send_by
+    def may_send(self) -> bool:
+        """Check last, right before sending (no Redis command): not late past the
+        tolerance, and no pause of the budget known to this process."""
+        if time.monotonic() > self.send_by:
+            return False
+        return self.watch is None or self.watch.paused(self.budget.name) == 0
 
 
 class Limiter(AsyncResource):
@@ -210,9 +215,7 @@ class Limiter(AsyncResource):
         args += [len(costs), *costs, len(give_back), *give_back]
         started = time.monotonic()
         try:
-            now_us, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key], args=args
-            )
+            now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
@@ -240,7 +243,7 @@ class Limiter(AsyncResource):
         *,
         deadline: float | None = None,
     ) -> Ticket:
-        """Sleep until `cost` requests are admitted and confirmed; check `on_time()` last.
+        """Sleep until `cost` requests are admitted and confirmed; check `may_send()` last.
 
         Concurrent admits of this process on one budget and lane share round trips
         (see `lanes.batcher`). `deadline` is a `time.monotonic()` moment: when
@@ -285,7 +288,9 @@ class Limiter(AsyncResource):
             finally:
                 if reserved:
                     self.watch.leave()
-            return Ticket(budget, grant.members, admission.at, grant.earliest + tolerance)
+            return Ticket(
+                budget, grant.members, admission.at, grant.earliest + tolerance, self.watch
+            )
 
     async def wait(
         self,

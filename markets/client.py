@@ -191,7 +191,7 @@ class MarketClient:
         while True:
             signer, ticket = await self._admit(budget, lane, deadline, seller, authorize, bound)
             headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
-            if not ticket.on_time():
+            if not ticket.may_send():
                 # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
                 await self._limiter.release(budget, ticket.members)
                 continue

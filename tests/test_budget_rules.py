@@ -53,18 +53,18 @@ async def test_caller_woken_past_its_tolerance_gives_back_and_asks_again(
         member for member, _ in await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
     }
     assert reserved[0][0] not in members
-    assert ticket.on_time()
+    assert ticket.may_send()
 
 
-async def test_ticket_is_not_on_time_once_its_tolerance_passed(
+async def test_ticket_may_not_send_once_its_tolerance_passed(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
     """The last check before sending fails once the loop stalled past the tolerance."""
     limiter, budget = make_limiter(tolerance=0.02), make_budget(5, 1.0)
     ticket = await limiter.admit(budget, Lane.HIGH)
-    assert ticket.on_time()
+    assert ticket.may_send()
     _block_the_loop(0.05)
-    assert not ticket.on_time()
+    assert not ticket.may_send()
 
 
 async def test_default_tolerance_is_part_of_the_margin(make_budget: MakeBudget) -> None:
@@ -73,6 +73,17 @@ async def test_default_tolerance_is_part_of_the_margin(make_budget: MakeBudget) 
     limiter = Limiter(aioredis.Redis())
     assert limiter.tolerance(make_budget(margin_ms=25)) == pytest.approx(0.015)
     assert limiter.tolerance(make_budget(margin_ms=0)) == float("inf")
+
+
+async def test_ticket_may_not_send_once_its_budget_is_paused(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A pause this process learnt of after admission stops the send at the last check."""
+    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.may_send()
+    limiter.watch.note(budget.name, 1.0)
+    assert not ticket.may_send()
 
 
 @pytest.mark.parametrize("watch_live", [True, False], ids=["pubsub", "redis-read"])

@@ -77,7 +77,7 @@ async def _every_budget_script(limiter: Limiter, budget: Budget) -> None:
     for _ in range(budget.windows[0].limit):
         assert (await limiter.acquire(budget, Lane.HIGH)).granted
     ticket = await limiter.admit(budget, Lane.MEDIUM)
-    assert ticket.on_time()
+    assert ticket.may_send()
     await limiter.release(budget, ticket.members)
     cooled = await limiter.cool_down(budget, asked=None, base=0.2, most=1.0, admitted_at=ticket.at)
     assert cooled.new
