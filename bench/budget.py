@@ -274,9 +274,10 @@ async def _storm_task(
     original = limiter.cool_down
 
     async def noting(*args: Any, **options: Any) -> Any:
+        came = time.time()  # the 429 reached the budget's owner here
         cooled = await original(*args, **options)
         if cooled.new:
-            report.cooldowns_began.append(time.time())
+            report.cooldowns_began.append(came)
         return cooled
 
     limiter.cool_down = noting  # type: ignore[method-assign]
@@ -377,8 +378,8 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
 
 def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> dict[str, Any]:
     """Per cooldown (from the first 429 of a burst to the next 2xx): 429s after the first,
-    requests in flight when the first came, those sent after the budget's cooldown
-    began, and the time until served again."""
+    requests in flight when the first came back to its worker, 429s of requests sent
+    after that, and the time from the market's first 429 until served again."""
     calls = sorted(call for report in reports for call in report.calls)
     began = sorted(moment for report in reports for moment in report.cooldowns_began)
     ordered = sorted((moment, int(status)) for moment, status in answers)
@@ -398,7 +399,7 @@ def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> 
         recovered = ordered[index][0] if index < len(ordered) else float("nan")
         recoveries.append(recovered - first)
         start = next((b for b in began if b >= first - 0.001), float("inf"))
-        in_flight += sum(1 for sent, answered, _ in calls if sent < first <= answered)
+        in_flight += sum(1 for sent, answered, _ in calls if sent < start <= answered)
         for sent, answered, code in calls:
             if code == 429 and first < answered <= recovered + 0.001:
                 after_first += 1

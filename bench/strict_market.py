@@ -4,7 +4,8 @@ It counts arrivals, as a real market does: an arrival is accepted only while
 fewer than `limit` accepted arrivals lie in the trailing `seconds`; otherwise
 it is refused with 429 (and not counted). With `--cooldown S` a refusal also
 opens a penalty of S seconds in which every arrival is refused (a vendor-wide
-limit shared with other tools), and `--retry-after` sends `Retry-After: S`.
+limit shared with other tools), and `--retry-after` sends the penalty's time
+left as `Retry-After` (in seconds, with decimals).
 `GET /stats` reports the counts, `GET /log` every answer as [time, status],
 `POST /reset` clears them. Run it in its own process so that its clock is not
 delayed by the load it measures:
@@ -47,9 +48,10 @@ def strict_market_app(
         state.answers.append((time.time(), 429))
         headers = {}
         if cooldown > 0:
-            state.penalty_until = max(state.penalty_until, now + cooldown)
+            if now >= state.penalty_until:
+                state.penalty_until = now + cooldown
             if retry_after:
-                headers["Retry-After"] = f"{cooldown:g}"
+                headers["Retry-After"] = f"{state.penalty_until - now:.3f}"
         return web.json_response({"code": "RATE_LIMIT"}, status=429, headers=headers)
 
     async def call(request: web.Request) -> web.Response:

@@ -347,6 +347,8 @@ class Limiter(AsyncResource):
         every worker. `asked` is the market's Retry-After; without it base x 2^level.
         Escalates once per cooldown, never past `most` (see `lanes/pause.lua`)."""
         asked_ms = -1 if asked is None else round(min(asked, most) * 1000)
+        # This process stops at once, before the round trip that tells the others.
+        self.watch.note(budget.name, min(base if asked is None else asked, most))
         reply = await self._run_pause(
             budget,
             "rate",

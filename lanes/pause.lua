@@ -2,8 +2,8 @@
 --
 -- Rate: the cooldown is the market's Retry-After, else base x 2^level, never
 -- longer than max. It escalates once per cooldown: a 429 of a request admitted
--- before the current cooldown ended (in flight when it began) changes nothing
--- but may extend it to the market's Retry-After. The level decays to 0 once a
+-- before the current cooldown ended (in flight when it began) does not escalate
+-- it, but the pause runs again from that answer. The level decays to 0 once a
 -- full window of requests (`decay_after`) was admitted since the last cooldown
 -- ended without a 429 (docs/DESIGN.md rule 5).
 -- Quota: the budget is paused until the given moment; no escalation.
@@ -47,9 +47,16 @@ end
 local cool_until = field('cool_until')
 local level = field('level')
 if tonumber(ARGV[7]) < cool_until then
-  -- In flight when the current cooldown began: it is that cooldown's answer.
-  if asked >= 0 and now + math.min(asked, most) * 1000 > cool_until then
-    cool_until = now + math.min(asked, most) * 1000
+  -- In flight when the current cooldown began: it is that cooldown's answer and
+  -- does not escalate it, but a market that restarts its penalty at every
+  -- refusal is waited out: the pause runs again from this answer.
+  local again = asked
+  if again < 0 then
+    again = base * 2 ^ level
+  end
+  again = math.min(again, most)
+  if now + again * 1000 > cool_until then
+    cool_until = now + again * 1000
     redis.call('HSET', KEYS[2], 'cool_until', cool_until)
     tell(cool_until)
   end
