@@ -207,6 +207,7 @@ def cluster(tmp_path: Path) -> Iterator[list[int]]:
         _stop(processes)
 
 
+@pytest.mark.slow
 async def test_cluster_runs_every_budget_script_on_every_node(cluster: list[int]) -> None:
     """On a three-node Redis Cluster every budget script runs: each budget's keys share one
     hash tag, so they live on one node, whichever node that is."""
