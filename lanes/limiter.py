@@ -19,7 +19,8 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
@@ -49,6 +50,15 @@ _JITTER_S = 0.02
 _TOLERANCE_SHARE = 0.6
 # Stale entries are pruned by about one acquire in this many (they are never read).
 _PRUNE_EVERY = 8
+
+
+@contextmanager
+def _unavailable(budget: Budget) -> Iterator[None]:
+    """Every Redis failure is `BudgetUnavailable`: nothing is admitted without Redis."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
 
 
 def _lua(name: str) -> str:
@@ -214,10 +224,8 @@ class Limiter(AsyncResource):
             args += [check.cap, check.span_us, int(check.exact)]
         args += [len(costs), *costs, len(give_back), *give_back]
         started = time.monotonic()
-        try:
+        with _unavailable(budget):
             now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         low, high = self.clock.bounds()
         grants = []
@@ -309,10 +317,8 @@ class Limiter(AsyncResource):
         """Whether a pause began after this reservation was granted and covers its moment."""
         if self.watch.live:
             return self.watch.paused(budget.name) > 0
-        try:
+        with _unavailable(budget):
             until = await self._client.hmget(budget.state_key, ["cool_until", "quota_until"])
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         return any(int(value) / _US > moment for value in until if value is not None)
 
     async def _sleep_reserved(self, budget: Budget, seconds: float, members: Sequence[str]) -> None:
@@ -374,14 +380,12 @@ class Limiter(AsyncResource):
 
     async def _run_pause(self, budget: Budget, kind: str, *numbers: int) -> list[int]:
         asked, base, most, admitted = numbers
-        try:
+        with _unavailable(budget):
             reply: list[int] = await self._pause(
                 keys=[budget.log_key, budget.state_key],
                 args=[kind, budget.name, CHANNEL, asked, base, most, admitted,
                       budget.windows[0].limit],
             )  # fmt: skip
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         self.watch.note(budget.name, int(reply[0]) / 1000)
         return reply
 
@@ -391,7 +395,7 @@ class Limiter(AsyncResource):
         ratio = rate / budget.rate
         if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
             return False
-        try:
+        with _unavailable(budget):
             (seconds, micros) = await self._client.time()
             until = seconds * _US + micros + round(ttl * _US)
             await self._client.hset(
@@ -402,18 +406,14 @@ class Limiter(AsyncResource):
                     "adv_source": source,
                 },
             )
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         return True
 
     async def usage(self, budget: Budget) -> BudgetUsage:
         """Requests in the budget's first window right now, reservations ahead by lane,
         pauses, and the effective limit with its source."""
         span_us = round(budget.windows[0].seconds * _US)
-        try:
+        with _unavailable(budget):
             reply = await self._usage(keys=[budget.log_key, budget.state_key], args=[span_us])
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
         now, flat_state, *flat = reply
         now = int(now)
         state = {

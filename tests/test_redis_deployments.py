@@ -97,14 +97,17 @@ def password_redis(tmp_path: Path) -> Iterator[int]:
     _stop([process])
 
 
-async def test_password_redis_runs_every_budget_script(password_redis: int) -> None:
-    """A Redis with a password (in the URL) runs the budget like any other."""
-    url = f"redis://:{_PASSWORD}@127.0.0.1:{password_redis}/0"
+async def _every_budget_script_at(url: str) -> None:
     budget = Budget("acme:orders", (Window(limit=3, seconds=0.5),))
     async with RedisStore(url) as store:
         limiter = Limiter(store.client, restart_guard=False)
         await _every_budget_script(limiter, budget)
         await limiter.aclose()
+
+
+async def test_password_redis_runs_every_budget_script(password_redis: int) -> None:
+    """A Redis with a password (in the URL) runs the budget like any other."""
+    await _every_budget_script_at(f"redis://:{_PASSWORD}@127.0.0.1:{password_redis}/0")
 
 
 async def test_wrong_password_fails_closed_without_showing_it(password_redis: int) -> None:
@@ -164,12 +167,9 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 async def test_tls_redis_runs_every_budget_script(tls_redis: tuple[int, Path]) -> None:
     """rediss:// with the server's CA and a password runs the budget, pub/sub included."""
     port, ca = tls_redis
-    url = f"rediss://:{_PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"
-    budget = Budget("acme:orders", (Window(limit=3, seconds=0.5),))
-    async with RedisStore(url) as store:
-        limiter = Limiter(store.client, restart_guard=False)
-        await _every_budget_script(limiter, budget)
-        await limiter.aclose()
+    await _every_budget_script_at(
+        f"rediss://:{_PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"
+    )
 
 
 @pytest.fixture
