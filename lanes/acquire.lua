@@ -1,5 +1,5 @@
--- Admit a batch of requests to one budget in one lane, each now or at its
--- earliest future moment within the caller's horizon (a reservation).
+-- Admit a batch of requests to one budget, from one or more lanes, each now or
+-- at its earliest future moment within its lane's horizon (a reservation).
 --
 -- The budget is a sliding log: a sorted set whose scores are the moments
 -- (microseconds, Redis TIME) at which admitted requests may be sent. A moment
@@ -21,22 +21,48 @@
 -- counts as full windows (docs/DESIGN.md rule 10).
 --
 -- KEYS[1]  the log (sorted set)              KEYS[2]  the state (hash)
--- ARGV[1]  horizon: longest reservation (us) ARGV[2]  member prefix "lane:token"
--- ARGV[3]  longest span of any lane's check (us)
--- ARGV[4]  prune stale entries now (1 or 0)  ARGV[5]  restart guard (1 or 0)
--- ARGV[6]  number of checks C, then cap_1, span_1 (us), exact_1 (1/0), ...
--- then     number of requests R, then cost_1, ..., cost_R (requests each)
+-- ARGV[1]  member token                      ARGV[2]  longest span of any check (us)
+-- ARGV[3]  prune stale entries now (1 or 0)  ARGV[4]  restart guard (1 or 0)
+-- ARGV[5]  number of lanes L; per lane: its name, its horizon (longest
+--          reservation, us), its number of checks C, then cap, span (us),
+--          exact (1/0) per check
+-- then     number of requests R; per request: its lane (1..L), its cost
 -- then     number of entries G to give back first, then their members
 --
 -- Returns Redis `now` (us), then per request {granted (1 or 0), wait (us), moment (us)}:
--- granted 1 means send after `wait` (its entries are "prefix:r:1".."prefix:r:cost");
+-- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
 
-local horizon = tonumber(ARGV[1])
-local prefix = ARGV[2]
-local longest = tonumber(ARGV[3])
-local checks = tonumber(ARGV[6])
-local requests = tonumber(ARGV[7 + 3 * checks])
+local token = ARGV[1]
+local longest = tonumber(ARGV[2])
+local cursor = 5
+
+local function next_arg()
+  cursor = cursor + 1
+  return ARGV[cursor]
+end
+
+local lanes = {}
+local caps, spans, exact = {}, {}, {}
+for l = 1, tonumber(ARGV[5]) do
+  local lane = {name = next_arg(), horizon = tonumber(next_arg()), first = #caps + 1}
+  for c = 1, tonumber(next_arg()) do
+    caps[#caps + 1] = tonumber(next_arg())
+    spans[#spans + 1] = tonumber(next_arg())
+    exact[#exact + 1] = next_arg() == '1'
+  end
+  lane.last = #caps
+  lanes[l] = lane
+end
+local requests = tonumber(next_arg())
+local lane_of, cost_of = {}, {}
+local total = 0
+for r = 1, requests do
+  lane_of[r] = lanes[tonumber(next_arg())]
+  cost_of[r] = tonumber(next_arg())
+  total = total + cost_of[r]
+end
+local gives = tonumber(next_arg())
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -50,7 +76,7 @@ end
 local known = tonumber(state['known'] or '')
 if known == nil then
   known = 0
-  if ARGV[5] == '1' then
+  if ARGV[4] == '1' then
     local info = redis.call('INFO', 'server')
     local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
     if uptime < longest then
@@ -62,10 +88,8 @@ if known == nil then
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
 
-local gives = tonumber(ARGV[8 + 3 * checks + requests])
 if gives > 0 then
-  local first = 9 + 3 * checks + requests
-  redis.call('ZREM', KEYS[1], unpack(ARGV, first, first + gives - 1))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
 end
 
 local result = {now}
@@ -85,18 +109,15 @@ if tonumber(state['adv_until'] or '0') > now then
   scale = math.min(1, tonumber(state['adv_ppm']) / 1000000)
 end
 
-local caps, spans, exact = {}, {}, {}
 local exact_span = 0
-for c = 1, checks do
-  caps[c] = math.max(1, math.floor(tonumber(ARGV[4 + 3 * c]) * scale))
-  spans[c] = tonumber(ARGV[5 + 3 * c])
-  exact[c] = ARGV[6 + 3 * c] == '1'
+for c = 1, #caps do
+  caps[c] = math.max(1, math.floor(caps[c] * scale))
   if exact[c] and spans[c] > exact_span then
     exact_span = spans[c]
   end
 end
 
-if ARGV[4] == '1' then
+if ARGV[3] == '1' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - longest))
 end
 
@@ -141,21 +162,17 @@ local function earliest_ranked(from, cap, span, cost)
 end
 
 -- A long window with room for the whole batch (one ZCOUNT) needs no rank lookups.
-local total = 0
-for r = 1, requests do
-  total = total + tonumber(ARGV[7 + 3 * checks + r])
-end
 local roomy = {}
-for c = 1, checks do
+for c = 1, #caps do
   if not exact[c] then
     local count = redis.call('ZCOUNT', KEYS[1], '(' .. (now - spans[c]), '+inf')
     roomy[c] = count + total <= caps[c]
   end
 end
 
-local function place(cost)
+local function place(lane, cost)
   local t = now
-  for c = 1, checks do
+  for c = lane.first, lane.last do
     -- Windows reaching back before `known` count as full.
     if known + spans[c] > t then
       t = known + spans[c]
@@ -163,7 +180,7 @@ local function place(cost)
   end
   repeat
     local moved = t
-    for c = 1, checks do
+    for c = lane.first, lane.last do
       local at = moved
       if exact[c] then
         at = earliest_exact(t, caps[c], spans[c], cost)
@@ -184,8 +201,9 @@ local added = {}
 local granted = false
 local newest = scores[#scores] or now
 for r = 1, requests do
-  local cost = tonumber(ARGV[7 + 3 * checks + r])
-  local t = place(cost)
+  local lane, cost = lane_of[r], cost_of[r]
+  local horizon = lane.horizon
+  local t = place(lane, cost)
   local wait = t - now
   if wait > horizon then
     -- An hour at most: a cap that can never be met (an advertised limit below
@@ -203,13 +221,13 @@ for r = 1, requests do
     for unit = 1, cost do
       table.insert(scores, at, t)
       members[#members + 1] = t
-      members[#members + 1] = prefix .. ':' .. r .. ':' .. unit
+      members[#members + 1] = lane.name .. ':' .. token .. ':' .. r .. ':' .. unit
     end
     if t > newest then
       newest = t
     end
     local ranked = false
-    for c = 1, checks do
+    for c = lane.first, lane.last do
       ranked = ranked or (not exact[c] and not roomy[c])
     end
     if ranked then

@@ -184,54 +184,54 @@ class Limiter(AsyncResource):
         with a ceiling below 1). Not granted: nothing was recorded, and the answer's
         `wait` is how long until asking again can succeed.
         """
-        (grant,) = await self._submit(budget, lane, [cost], max_wait=max_wait)
+        (grant,) = await self._submit(budget, [(lane, cost)], max_wait=max_wait)
         return grant.admission
 
     async def _submit(
         self,
         budget: Budget,
-        lane: Lane,
-        costs: Sequence[int],
+        requests: Sequence[tuple[Lane, int]],
         give_back: Sequence[str] = (),
         *,
         max_wait: float | None = None,
     ) -> list[Grant]:
-        for cost in costs:
+        """One round trip for `requests` (lane, cost), of any lanes, in order."""
+        for _, cost in requests:
             if not 1 <= cost <= budget.capacity:
                 raise ValueError(
                     f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}"
                 )
-        ceiling = self._policies[lane].ceiling
-        checks = budget.checks(ceiling)
-        horizon = self._horizon
-        if ceiling < 1.0:
-            # Reservations far ahead would hold windows the paid lane may need (with a
-            # limit of 1/s every reserved second is one high cannot use): one window only.
-            horizon = min(horizon, budget.shortest_seconds)
-        if max_wait is not None:
-            horizon = min(horizon, max(0.0, max_wait))
-        prefix = f"{lane.value}:{secrets.token_hex(6)}"
+        lanes = list(dict.fromkeys(lane for lane, _ in requests))
+        token = secrets.token_hex(6)
         prune = int(random.randrange(_PRUNE_EVERY) == 0)
         args: list[int | str] = [
-            round(horizon * _US),
-            prefix,
+            token,
             self._keep(budget),
             prune,
             int(self._restart_guard),
-            len(checks),
+            len(lanes),
         ]
-        for check in checks:
-            args += [check.cap, check.span_us, int(check.exact)]
-        args += [len(costs), *costs, len(give_back), *give_back]
+        for lane in lanes:
+            checks = budget.checks(self._policies[lane].ceiling)
+            args += [lane.value, round(self._lane_horizon(budget, lane, max_wait) * _US)]
+            args.append(len(checks))
+            for check in checks:
+                args += [check.cap, check.span_us, int(check.exact)]
+        args.append(len(requests))
+        for lane, cost in requests:
+            args += [lanes.index(lane) + 1, cost]
+        args += [len(give_back), *give_back]
         started = time.monotonic()
         with _unavailable(budget):
             now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         low, high = self.clock.bounds()
         grants = []
-        for index, cost in enumerate(costs):
+        for index, (lane, cost) in enumerate(requests):
             granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
-            members = tuple(f"{prefix}:{index + 1}:{unit}" for unit in range(1, cost + 1))
+            members = tuple(
+                f"{lane.value}:{token}:{index + 1}:{unit}" for unit in range(1, cost + 1)
+            )
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
             grants.append(
                 Grant(
@@ -242,6 +242,16 @@ class Limiter(AsyncResource):
                 )
             )
         return grants
+
+    def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
+        horizon = self._horizon
+        if self._policies[lane].ceiling < 1.0:
+            # Reservations far ahead would hold windows the paid lane may need (with a
+            # limit of 1/s every reserved second is one high cannot use): one window only.
+            horizon = min(horizon, budget.shortest_seconds)
+        if max_wait is not None:
+            horizon = min(horizon, max(0.0, max_wait))
+        return horizon
 
     async def admit(
         self,
