@@ -15,6 +15,7 @@ that stops for any reason fails the requests still queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class _Queue:
     drainer: asyncio.Task[None] | None = None
     depth: float = 0.0  # how far ahead the last round trip had to reserve, seconds
     give_back: list[str] = field(default_factory=list)  # removed by the next round trip
+    urgent: asyncio.Event = field(default_factory=asyncio.Event)  # ends a linger early
 
 
 class AcquireBatcher:
@@ -80,7 +82,10 @@ class AcquireBatcher:
         """
         queue = self._queues.setdefault(budget.name, _Queue())
         future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
-        queue.give_back.extend(give_back)
+        if give_back:
+            # An entry given back still fills its windows: remove it without lingering.
+            queue.give_back.extend(give_back)
+            queue.urgent.set()
         queue.pending.append((lane, cost, future))
         if queue.drainer is None or queue.drainer.done():
             queue.drainer = asyncio.create_task(self._drain(queue, budget))
@@ -99,7 +104,9 @@ class AcquireBatcher:
         while queue.pending:
             linger = 0.0 if queue.give_back else min(self._max_linger, queue.depth / 3)
             if linger > 0:
-                await asyncio.sleep(linger)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.urgent.wait(), linger)
+            queue.urgent.clear()
             batch = [item for item in queue.pending[: self._max_batch] if not item[2].done()]
             del queue.pending[: self._max_batch]
             if not batch:
