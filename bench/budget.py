@@ -1,35 +1,47 @@
-"""Benchmark: the lanes budget against peer rate limiters on one Redis and one strict market.
+"""Benchmark: the lanes budget under stress, and against peer rate limiters.
 
 P processes x C tasks call a strict market (`bench.strict_market`, in its own
-process) as fast as their limiter lets them, for S seconds, once per
-contender, all on one Redis:
+process) as fast as their limiter lets them, all on one Redis. Scenarios
+(`--scenario`, default all), printed as one table:
 
-- lanes (high only, low only, all three lanes),
-- the `limits` library's moving window (refused hits sleep until its reset time),
-- pyrate-limiter's RedisBucket (its own blocking acquire),
-- aiolimiter in each process with limit / P (no shared store).
+- `lanes`: limit 500/s, 8 x 20, each lane alone and all three together; served
+  per second / the lane's ceiling, requests the market refused, Redis commands
+  per served request (server side, INFO commandstats, commands inside Lua
+  included) and client round trips per served request;
+- `hogs`: limit 50/s, 4 x 20, all lanes, with `--hogs N` busy processes beside it;
+- `storm`: a budget at twice what the market allows, through `MarketClient`
+  (high lane); the market refuses everything for its cooldown after a refusal
+  (`storm` sends Retry-After, `storm-backoff` does not): 429s after the first of
+  each cooldown, those sent into a cooldown already set, the time until high
+  is served again, the longest cooldown applied;
+- `cost`: a budget of 1000/s plus a long window whose log holds 1k, 10k, 100k
+  entries: Redis microseconds per admitted request (INFO commandstats);
+- `peers`: limit 50/s, 4 x 20: lanes (high), the `limits` library's moving
+  window, pyrate-limiter's RedisBucket, aiolimiter with limit / P per process.
 
-Printed per contender: served per second / limit, requests the market refused,
-Redis commands per served request (server side, INFO commandstats, commands
-run inside Lua scripts included), client round trips per served request, and
-the latency of one Redis call (p50/p99). Run:
+The host is shared: numbers vary between runs; run it twice. Run:
 
-    python -m bench.budget --limit 50 --processes 4 --tasks 20 --seconds 8
+    python -m bench.budget                       # everything, about 4.5 minutes
+    python -m bench.budget --scenario lanes --seconds 8
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +49,20 @@ import aiohttp
 import redis
 import redis.asyncio as aioredis
 
-from lanes import Budget, Lane, Limiter, Window
+from lanes import Budget, Lane, Limiter, Window, configure_logging
+from lanes.config import EndpointConfig, MarketConfig
+from markets.client import Call, MarketClient
+from markets.errors import RateLimited
 from scripts.services import RedisServer, free_port
 
-CONTENDERS = ("lanes-high", "lanes-low", "lanes-mixed", "limits", "pyrate", "aiolimiter")
+SCENARIOS = ("lanes", "hogs", "storm", "cost", "peers")
+CONTENDERS = (
+    "lanes-high", "lanes-medium", "lanes-low", "lanes-mixed", "limits", "pyrate", "aiolimiter"
+)  # fmt: skip
+_CEILING = {"lanes-medium": 0.8, "lanes-low": 0.7}
 _JITTER_S = 0.02
+_STORM_COOLDOWN_S = 2.0
+_STORM_MAX_S = 4.0
 
 
 @dataclass
@@ -55,6 +76,10 @@ class Run:
     redis_url: str
     market_url: str
     start_at: float
+    budget_limit: int = 0  # the budget's limit when not the market's (a storm)
+    storm: bool = False
+    tolerance_ms: float | None = None  # None: the limiter's default share of the margin
+    cooldown_s: float = 1.0  # the market's `cooldown_seconds` in a storm
 
 
 @dataclass
@@ -63,6 +88,12 @@ class ProcessReport:
     latencies_ms: list[float] = field(default_factory=list)
     sent_by_lane: Counter[str] = field(default_factory=Counter)
     errors: int = 0
+    # storm: (sent, answered, status) per request; moments cooldowns began; cooldowns applied
+    calls: list[tuple[float, float, int]] = field(default_factory=list)
+    cooldowns_began: list[float] = field(default_factory=list)
+    cooldowns: list[float] = field(default_factory=list)
+    lateness: dict[str, int] = field(default_factory=dict)
+    widths_ms: list[float] = field(default_factory=list)  # of the Redis clock bounds
 
 
 def _instrument_redis(report: ProcessReport) -> None:
@@ -83,17 +114,33 @@ def _instrument_redis(report: ProcessReport) -> None:
 Admit = Callable[[Lane], Awaitable[None]]
 
 
-async def _lanes_admit(run: Run, client: aioredis.Redis) -> Admit:
-    limiter = Limiter(client)
-    budget = Budget("bench:call", (Window(limit=run.limit, seconds=1.0),), margin_ms=run.margin_ms)
+def _budget(run: Run) -> Budget:
+    limit = run.budget_limit or run.limit
+    return Budget("bench:call", (Window(limit=limit, seconds=1.0),), margin_ms=run.margin_ms)
+
+
+def _tolerance(run: Run) -> float | None:
+    return None if run.tolerance_ms is None else run.tolerance_ms / 1000
+
+
+async def _lanes_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
+    limiter = Limiter(client, tolerance=_tolerance(run))
+    budget = _budget(run)
 
     async def admit(lane: Lane) -> None:
-        await limiter.wait(budget, lane)
+        while True:
+            ticket = await limiter.admit(budget, lane)
+            if ticket.may_send():  # checked last, right before the send
+                report.lateness = dict(limiter.lateness.counts)
+                low, high = limiter.clock.bounds()
+                report.widths_ms.append((high - low) * 1000)
+                return
+            await limiter.release(budget, ticket.members)
 
     return admit
 
 
-async def _limits_admit(run: Run, client: aioredis.Redis) -> Admit:
+async def _limits_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
     from limits import RateLimitItemPerSecond
     from limits.aio.storage import RedisStorage
     from limits.aio.strategies import MovingWindowRateLimiter
@@ -114,7 +161,7 @@ async def _limits_admit(run: Run, client: aioredis.Redis) -> Admit:
     return admit
 
 
-async def _pyrate_admit(run: Run, client: aioredis.Redis) -> Admit:
+async def _pyrate_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
     from pyrate_limiter import Duration, Rate, RedisBucket
     from pyrate_limiter import Limiter as PyrateLimiter
 
@@ -127,7 +174,7 @@ async def _pyrate_admit(run: Run, client: aioredis.Redis) -> Admit:
     return admit
 
 
-async def _aiolimiter_admit(run: Run, client: aioredis.Redis) -> Admit:
+async def _aiolimiter_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
     from aiolimiter import AsyncLimiter
 
     limiter = AsyncLimiter(run.limit / run.processes, 1.0)
@@ -147,10 +194,10 @@ _FACTORIES = {
 
 
 def _lane_of_task(contender: str, index: int) -> Lane:
-    if contender == "lanes-low":
-        return Lane.LOW
     if contender == "lanes-mixed":
         return (Lane.HIGH, Lane.MEDIUM, Lane.LOW)[index % 3]
+    if contender.startswith("lanes-"):
+        return Lane(contender.split("-", 1)[1])
     return Lane.HIGH
 
 
@@ -158,41 +205,97 @@ async def _process(run: Run) -> ProcessReport:
     report = ProcessReport()
     _instrument_redis(report)
     client = aioredis.Redis.from_url(run.redis_url)
-    admit = await _FACTORIES[run.contender.split("-")[0]](run, client)
-    report.round_trips, report.latencies_ms = 0, []  # set-up calls are not acquires
     end = run.start_at + run.seconds
     async with aiohttp.ClientSession() as http:
+        if run.storm:
+            task = await _storm_task(run, client, http, report, end)
+        else:
+            admit = await _FACTORIES[run.contender.split("-")[0]](run, client, report)
 
-        async def task(index: int) -> None:
-            lane = _lane_of_task(run.contender, index)
-            while time.time() < end:
-                await admit(lane)
-                if time.time() >= end:
-                    return
-                try:
-                    async with http.get(f"{run.market_url}/call") as response:
-                        await response.read()
-                except aiohttp.ClientError:
-                    report.errors += 1
-                    continue
-                report.sent_by_lane[lane.value] += 1
+            async def task(index: int) -> None:
+                lane = _lane_of_task(run.contender, index)
+                while time.time() < end:
+                    await admit(lane)
+                    if time.time() >= end:
+                        return
+                    try:
+                        async with http.get(f"{run.market_url}/call") as response:
+                            await response.read()
+                    except aiohttp.ClientError:
+                        report.errors += 1
+                        continue
+                    report.sent_by_lane[lane.value] += 1
 
+        report.round_trips, report.latencies_ms = 0, []  # set-up calls are not acquires
         await asyncio.sleep(max(0.0, run.start_at - time.time()))
         await asyncio.gather(*(task(i) for i in range(run.tasks)))
     await client.aclose()
     return report
 
 
+async def _storm_task(
+    run: Run,
+    client: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    report: ProcessReport,
+    end: float,
+) -> Callable[[int], Awaitable[None]]:
+    """Each task calls through `MarketClient`, which cools the budget on a 429."""
+    config = MarketConfig(
+        base_url=run.market_url,
+        margin_ms=run.margin_ms,
+        options={
+            "cooldown_seconds": f"{run.cooldown_s:g}",
+            "cooldown_max_seconds": f"{_STORM_MAX_S:g}",
+        },
+        endpoints={"call": EndpointConfig(path="/call", rps=run.budget_limit)},
+    )
+    limiter = Limiter(client, tolerance=_tolerance(run))
+    market = MarketClient("bench", config, http, limiter)
+
+    async def task(_index: int) -> None:
+        while time.time() < end:
+            sent = 0.0
+
+            def mark() -> None:
+                nonlocal sent
+                sent = time.time()
+
+            try:
+                await market.send(Call("call"), Lane.HIGH, seller=None, on_sent=mark)
+                status = 200
+            except RateLimited as exc:
+                status = 429
+                report.cooldowns.append(exc.retry_after or 0.0)
+            report.calls.append((sent, time.time(), status))
+            if status == 200:
+                report.sent_by_lane["high"] += 1
+
+    original = limiter.cool_down
+
+    async def noting(*args: Any, **options: Any) -> Any:
+        came = time.time()  # the 429 reached the budget's owner here
+        cooled = await original(*args, **options)
+        if cooled.new:
+            report.cooldowns_began.append(came)
+        return cooled
+
+    limiter.cool_down = noting  # type: ignore[method-assign]
+    return task
+
+
 def process_main(run: Run) -> ProcessReport:
+    configure_logging("error")  # a log line per event would cost the CPU being measured
     return asyncio.run(_process(run))
 
 
-def _http(url: str, method: str = "GET") -> dict[str, int]:
-    import json
+def _warm(_index: int) -> None:
+    time.sleep(0.5)
 
+
+def _http(url: str, method: str = "GET") -> Any:
     with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as reply:
-        result: dict[str, int] = json.loads(reply.read())
-        return result
+        return json.loads(reply.read())
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -202,66 +305,270 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(
-    args: argparse.Namespace, contender: str, redis_url: str, market_url: str
-) -> dict[str, Any]:
+# Not per-request work: the bench's own calls and each new connection's handshake.
+_NOT_COUNTED = ("info", "config", "flushall", "hello", "client", "subscribe", "unsubscribe")
+
+
+def _commands(admin: redis.Redis) -> int:
+    return sum(
+        stats["calls"]
+        for name, stats in admin.info("commandstats").items()
+        if name.removeprefix("cmdstat_") not in _NOT_COUNTED
+    )
+
+
+def run_processes(run: Run) -> list[ProcessReport]:
+    """Start the processes first (imports take seconds on a loaded host), then run them."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(run.processes, mp_context=context) as pool:
+        list(pool.map(_warm, range(run.processes)))
+        run.start_at = time.time() + 1.0
+        return list(pool.map(process_main, [run] * run.processes))
+
+
+def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: str,
+            market_url: str, *, limit: int, processes: int, budget_limit: int = 0,
+            storm: bool = False, cooldown_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
     admin = redis.Redis.from_url(redis_url)
     admin.flushall()
     admin.config_resetstat()
     _http(f"{market_url}/reset", "POST")
     run = Run(
         contender=contender,
-        limit=args.limit,
+        limit=limit,
         tasks=args.tasks,
-        processes=args.processes,
+        processes=processes,
         seconds=args.seconds,
         margin_ms=args.margin_ms,
         redis_url=redis_url,
         market_url=market_url,
-        start_at=time.time() + 2.0,
+        start_at=0.0,
+        budget_limit=budget_limit,
+        storm=storm,
+        tolerance_ms=args.tolerance_ms,
+        cooldown_s=cooldown_s,
     )
-    with ProcessPoolExecutor(
-        args.processes, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        reports = list(pool.map(process_main, [run] * args.processes))
+    reports = run_processes(run)
     market = _http(f"{market_url}/stats")
-    commands = sum(
-        stats["calls"]
-        for name, stats in admin.info("commandstats").items()
-        if name not in ("cmdstat_info", "cmdstat_config", "cmdstat_flushall")
-    )
+    commands = _commands(admin)
     admin.close()
     served = market["accepted"]
     lanes: Counter[str] = Counter()
+    lateness: Counter[str] = Counter()
     for report in reports:
         lanes.update(report.sent_by_lane)
-    latencies = [value for report in reports for value in report.latencies_ms]
+        lateness.update(report.lateness)
     round_trips = sum(report.round_trips for report in reports)
-    total_sent = sum(lanes.values()) or 1
-    return {
+    row: dict[str, Any] = {
+        "scenario": scenario,
         "contender": contender,
-        "served_ratio": served / args.seconds / args.limit,
+        "limit": limit,
+        "served_ratio": served / args.seconds / limit / _CEILING.get(contender, 1.0),
         "refused": market["refused"],
         "commands_per_served": commands / served if served else float("nan"),
         "round_trips_per_served": round_trips / served if served else float("nan"),
-        "p50_ms": _percentile(latencies, 0.50),
-        "p99_ms": _percentile(latencies, 0.99),
-        "lane_share": {lane: lanes[lane] / total_sent for lane in ("high", "medium", "low")},
+        "given_back": lateness.get("given_back", 0),
+        "lateness": dict(lateness),
+        "clock_width_ms": _percentile([w for r in reports for w in r.widths_ms], 0.5),
+    }
+    if storm:
+        row.update(_storm_figures(reports, _http(f"{market_url}/log")))
+    return row
+
+
+def _storm_figures(reports: list[ProcessReport], answers: list[list[float]]) -> dict[str, Any]:
+    """Per cooldown (from the first 429 of a burst to the next 2xx): 429s after the first,
+    requests in flight when the first came back to its worker, 429s of requests sent
+    after that, and the time from the market's first 429 until served again."""
+    calls = sorted(call for report in reports for call in report.calls)
+    began = sorted(moment for report in reports for moment in report.cooldowns_began)
+    ordered = sorted((moment, int(status)) for moment, status in answers)
+    after_first = into_cooldown = bursts = in_flight = 0
+    recoveries: list[float] = []
+    index = 0
+    while index < len(ordered):
+        moment, status = ordered[index]
+        if status != 429:
+            index += 1
+            continue
+        bursts += 1
+        first = moment
+        index += 1
+        while index < len(ordered) and ordered[index][1] == 429:
+            index += 1
+        recovered = ordered[index][0] if index < len(ordered) else float("nan")
+        recoveries.append(recovered - first)
+        start = next((b for b in began if b >= first - 0.001), float("inf"))
+        in_flight += sum(1 for sent, answered, _ in calls if sent < start <= answered)
+        for sent, answered, code in calls:
+            if code == 429 and first < answered <= recovered + 0.001:
+                after_first += 1
+                into_cooldown += sent > start
+        after_first -= 1  # the burst's own first 429 is in `calls` too
+    cooldowns = [value for report in reports for value in report.cooldowns]
+    return {
+        "bursts": bursts,
+        "after_first": after_first,
+        "in_flight": in_flight,
+        "into_cooldown": into_cooldown,
+        "recovery_s": max(recoveries, default=float("nan")),
+        "longest_cooldown_s": max(cooldowns, default=0.0),
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        f"{'contender':<12} {'served/limit':>12} {'refused':>8} {'cmds/served':>12} "
-        f"{'trips/served':>13} {'p50 ms':>7} {'p99 ms':>7}  lane shares (h/m/l)"
-    )
+def _raise_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(-10)
+
+
+@contextmanager
+def market_process(
+    limit: int, *, cooldown: float = 0.0, retry_after: bool = False
+) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.strict_market", "--port", str(port),
+               "--limit", str(limit), "--cooldown", str(cooldown)]  # fmt: skip
+    if retry_after:
+        command.append("--retry-after")
+    # The market stands for a remote server: its clock must not be delayed by the
+    # load it measures, so it runs at a higher priority where allowed (root).
+    market = subprocess.Popen(command, preexec_fn=_raise_priority)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            try:
+                _http(f"{url}/stats")
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        market.terminate()
+        market.wait()
+
+
+@contextmanager
+def hogs(count: int) -> Iterator[None]:
+    """`count` busy processes (pure Python loops) for the length of the block."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def cost_rows(redis_url: str, sizes: list[int]) -> list[dict[str, Any]]:
+    return asyncio.run(_cost_rows(redis_url, sizes))
+
+
+async def _cost_rows(redis_url: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """A budget of 1000/s plus a 60 s window whose log already holds `size` entries
+    (spread over the past minute, as if filled from empty). With room in the long
+    window: Redis microseconds per admitted request (INFO commandstats, the script's
+    time) while 64 callers are admitted; with the long window full: per refused call
+    (its rank lookups)."""
+    rows = []
+    client = aioredis.Redis.from_url(redis_url)
+    for size in sizes:
+        for room in (30_000, 0):
+            budget = Budget(
+                "bench:cost",
+                (Window(limit=1000, seconds=1.0), Window(limit=size + room, seconds=60.0)),
+            )
+            await _fill(client, budget, size)
+            limiter = Limiter(client, restart_guard=False)
+            await client.config_resetstat()
+            if room:
+                counts = await asyncio.gather(
+                    *(_admit_for(limiter, budget, 1.5) for _ in range(64))
+                )
+                admitted = sum(counts)
+            else:
+                admitted = await _refused_for(limiter, budget, 1.5)
+            stats = await client.info("commandstats")
+            script = stats.get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+            rows.append({
+                "scenario": "cost",
+                "contender": f"log {size:>6}, " + ("room" if room else "full"),
+                "limit": 1000,
+                "usec_per_admitted" if room else "usec_per_refused":
+                    script["usec"] / admitted if admitted else float("nan"),
+            })  # fmt: skip
+            await limiter.aclose()
+    await client.aclose()
+    return rows
+
+
+async def _fill(client: aioredis.Redis, budget: Budget, size: int) -> None:
+    """`size` entries spread over the 58 s before now (outside the 1 s window)."""
+    await client.flushall()
+    seconds, micros = await client.time()
+    now = int(seconds) + int(micros) / 1e6
+    async with client.pipeline(transaction=False) as pipe:
+        for start in range(0, size, 10_000):
+            chunk = range(start, min(size, start + 10_000))
+            pipe.zadd(
+                budget.log_key,
+                {f"old:{i}": round((now - 58.0 + 56.0 * i / size) * 1e6) for i in chunk},
+            )
+        await pipe.execute()
+
+
+async def _admit_for(limiter: Limiter, budget: Budget, seconds: float) -> int:
+    """Be admitted (batched, with reservations) for `seconds`; the number admitted."""
+    admitted = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await limiter.admit(budget, Lane.HIGH)
+        admitted += 1
+    return admitted
+
+
+async def _refused_for(limiter: Limiter, budget: Budget, seconds: float) -> int:
+    """Ask a full budget once per millisecond for `seconds`; the number of calls."""
+    calls = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+        calls += 1
+        await asyncio.sleep(0.001)
+    return calls
+
+
+def _cell(row: dict[str, Any], name: str, spec: str) -> str:
+    value = row.get(name)
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+_COLUMNS = (
+    ("scenario", "scenario", "<6", "s"),
+    ("contender", "contender", "<22", "s"),
+    ("limit", "limit", ">5", "d"),
+    ("served/ceiling", "served_ratio", ">14", ".3f"),
+    ("refused", "refused", ">7", "d"),
+    ("cmds/served", "commands_per_served", ">11", ".2f"),
+    ("trips/served", "round_trips_per_served", ">12", ".2f"),
+    ("late", "given_back", ">5", "d"),
+    ("429 after 1st", "after_first", ">13", "d"),
+    ("in flight", "in_flight", ">9", "d"),
+    ("into cooldown", "into_cooldown", ">13", "d"),
+    ("recovery s", "recovery_s", ">10", ".2f"),
+    ("max cool s", "longest_cooldown_s", ">10", ".1f"),
+    ("us/admitted", "usec_per_admitted", ">11", ".1f"),
+    ("us/refused", "usec_per_refused", ">10", ".1f"),
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = " ".join(format(title, align) for title, _, align, _ in _COLUMNS)
     lines = [head, "-" * len(head)]
     for row in rows:
-        shares = "/".join(f"{row['lane_share'][lane]:.2f}" for lane in ("high", "medium", "low"))
         lines.append(
-            f"{row['contender']:<12} {row['served_ratio']:>12.3f} {row['refused']:>8} "
-            f"{row['commands_per_served']:>12.2f} {row['round_trips_per_served']:>13.2f} "
-            f"{row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f}  {shares}"
+            " ".join(format(_cell(row, name, spec), align) for _, name, align, spec in _COLUMNS)
         )
     return "\n".join(lines)
 
@@ -270,58 +577,69 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--limit", type=int, default=50, help="market limit per second")
-    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--scenario", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--limit", type=int, default=500, help="market limit of `lanes`, per s")
+    parser.add_argument("--processes", type=int, default=8, help="processes of `lanes`")
     parser.add_argument("--tasks", type=int, default=20, help="tasks per process")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each run")
     parser.add_argument("--margin-ms", type=float, default=25.0, help="lanes safety margin")
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=None,
+        help="lateness tolerance (default 60%% of margin)",
+    )
+    parser.add_argument("--hogs", type=int, default=4, help="busy processes in `hogs`")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
     args = parser.parse_args()
+    configure_logging("error")
 
-    port = free_port()
-    market = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.strict_market",
-            "--port",
-            str(port),
-            "--limit",
-            str(args.limit),
-        ]
+    rows: list[dict[str, Any]] = []
+    print(
+        f"{args.tasks} tasks per process, {args.seconds:g} s per run, "
+        f"lanes margin {args.margin_ms:g} ms, on a shared host",
+        flush=True,
     )
-    market_url = f"http://127.0.0.1:{port}"
-    try:
-        with RedisServer() as server:
-            for _ in range(100):
-                try:
-                    _http(f"{market_url}/stats")
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            print(
-                f"limit {args.limit}/s, {args.processes} processes x {args.tasks} tasks, "
-                f"{args.seconds:.0f} s per contender, lanes margin {args.margin_ms:.0f} ms",
-                flush=True,
-            )
-            rows = []
-            for contender in args.only:
-                rows.append(measure(args, contender, server.url, market_url))
-                print(f"  {contender}: done", flush=True)
-            print(_table(rows))
-            base = next((row for row in rows if row["contender"] == "lanes-high"), None)
-            if base:
-                print("\nratios against lanes-high (served/limit, cmds/served):")
-                for row in rows:
-                    if row is base:
-                        continue
-                    served = row["served_ratio"] / base["served_ratio"]
-                    commands = row["commands_per_served"] / base["commands_per_served"]
-                    name = row["contender"]
-                    print(f"  {name:<12} served x{served:.2f}, commands x{commands:.1f}")
-    finally:
-        market.terminate()
-        market.wait()
+    with RedisServer() as server:
+        if "lanes" in args.scenario:
+            with market_process(args.limit) as url:
+                for contender in [c for c in args.only if c.startswith("lanes")]:
+                    rows.append(measure(args, "lanes", contender, server.url, url,
+                                        limit=args.limit, processes=args.processes))  # fmt: skip
+                    print(f"  lanes {contender}: done", flush=True)
+        if "hogs" in args.scenario:
+            with market_process(50) as url, hogs(args.hogs):
+                row = measure(args, "hogs", "lanes-mixed", server.url, url, limit=50, processes=4)
+                row["contender"] = f"lanes-mixed +{args.hogs} hogs"
+                rows.append(row)
+            print("  hogs: done", flush=True)
+        if "storm" in args.scenario:
+            for retry_after, name in ((True, "storm"), (False, "storm-backoff")):
+                with market_process(50, cooldown=_STORM_COOLDOWN_S, retry_after=retry_after) as url:
+                    # Without Retry-After the market's catalogue knows its cooldown.
+                    row = measure(args, "storm", "lanes-high", server.url, url, limit=50,
+                                  processes=4, budget_limit=100, storm=True,
+                                  cooldown_s=_STORM_COOLDOWN_S)  # fmt: skip
+                    row["contender"] = f"{name} (budget 2x)"
+                    rows.append(row)
+                print(f"  {name}: done", flush=True)
+        if "cost" in args.scenario:
+            rows.extend(cost_rows(server.url, args.sizes))
+            print("  cost: done", flush=True)
+        if "peers" in args.scenario:
+            with market_process(50) as url:
+                for contender in ("lanes-high", "limits", "pyrate", "aiolimiter"):
+                    if contender in args.only:
+                        rows.append(measure(args, "peers", contender, server.url, url,
+                                            limit=50, processes=4))  # fmt: skip
+                print("  peers: done", flush=True)
+    print(table(rows))
+    if "storm" in args.scenario:
+        print(
+            f"storm: market 50/s refusing all for {_STORM_COOLDOWN_S:g} s after a refusal; "
+            f"recovery must be <= {_STORM_COOLDOWN_S + 1:g} s, cooldowns <= {_STORM_MAX_S:g} s"
+        )
 
 
 if __name__ == "__main__":

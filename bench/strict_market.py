@@ -2,7 +2,11 @@
 
 It counts arrivals, as a real market does: an arrival is accepted only while
 fewer than `limit` accepted arrivals lie in the trailing `seconds`; otherwise
-it is refused with 429 (and not counted). `GET /stats` reports the counts,
+it is refused with 429 (and not counted). With `--cooldown S` a refusal also
+opens a penalty of S seconds in which every arrival is refused (a vendor-wide
+limit shared with other tools), and `--retry-after` sends the penalty's time
+left as `Retry-After` (in seconds, with decimals).
+`GET /stats` reports the counts, `GET /log` every answer as [time, status],
 `POST /reset` clears them. Run it in its own process so that its clock is not
 delayed by the load it measures:
 
@@ -14,42 +18,70 @@ from __future__ import annotations
 import argparse
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 __all__ = ["strict_market_app"]
 
-_ARRIVALS = web.AppKey("arrivals", deque[float])
-_COUNTS = web.AppKey("counts", dict[str, int])
+
+@dataclass
+class _State:
+    arrivals: deque[float] = field(default_factory=deque)
+    accepted: int = 0
+    refused: int = 0
+    penalty_until: float = 0.0
+    answers: list[tuple[float, int]] = field(default_factory=list)
 
 
-def strict_market_app(limit: int, seconds: float) -> web.Application:
+_STATE = web.AppKey("state", _State)
+
+
+def strict_market_app(
+    limit: int, seconds: float, *, cooldown: float = 0.0, retry_after: bool = False
+) -> web.Application:
     app = web.Application()
-    app[_ARRIVALS] = deque()
-    app[_COUNTS] = {"accepted": 0, "refused": 0}
+    app[_STATE] = _State()
+
+    def refuse(state: _State, now: float) -> web.Response:
+        state.refused += 1
+        state.answers.append((time.time(), 429))
+        headers = {}
+        if cooldown > 0:
+            if now >= state.penalty_until:
+                state.penalty_until = now + cooldown
+            if retry_after:
+                headers["Retry-After"] = f"{state.penalty_until - now:.3f}"
+        return web.json_response({"code": "RATE_LIMIT"}, status=429, headers=headers)
 
     async def call(request: web.Request) -> web.Response:
         now = time.monotonic()
-        arrivals = request.app[_ARRIVALS]
-        while arrivals and arrivals[0] <= now - seconds:
-            arrivals.popleft()
-        if len(arrivals) >= limit:
-            request.app[_COUNTS]["refused"] += 1
-            return web.json_response({"code": "RATE_LIMIT"}, status=429)
-        arrivals.append(now)
-        request.app[_COUNTS]["accepted"] += 1
+        state = request.app[_STATE]
+        if now < state.penalty_until:
+            return refuse(state, now)
+        while state.arrivals and state.arrivals[0] <= now - seconds:
+            state.arrivals.popleft()
+        if len(state.arrivals) >= limit:
+            return refuse(state, now)
+        state.arrivals.append(now)
+        state.accepted += 1
+        state.answers.append((time.time(), 200))
         return web.json_response({"ok": True})
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(request.app[_COUNTS])
+        state = request.app[_STATE]
+        return web.json_response({"accepted": state.accepted, "refused": state.refused})
+
+    async def answers(request: web.Request) -> web.Response:
+        return web.json_response(request.app[_STATE].answers)
 
     async def reset(request: web.Request) -> web.Response:
-        request.app[_ARRIVALS].clear()
-        request.app[_COUNTS].update(accepted=0, refused=0)
-        return web.json_response(request.app[_COUNTS])
+        request.app[_STATE] = _State()
+        return web.json_response({"accepted": 0, "refused": 0})
 
     app.router.add_get("/call", call)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/log", answers)
     app.router.add_post("/reset", reset)
     return app
 
@@ -59,9 +91,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--limit", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--cooldown", type=float, default=0.0, help="penalty after a refusal")
+    parser.add_argument("--retry-after", action="store_true", help="send Retry-After")
     args = parser.parse_args()
     web.run_app(
-        strict_market_app(args.limit, args.seconds),
+        strict_market_app(
+            args.limit, args.seconds, cooldown=args.cooldown, retry_after=args.retry_after
+        ),
         host="127.0.0.1",
         port=args.port,
         print=None,

@@ -1,5 +1,5 @@
--- Admit a batch of requests to one budget in one lane, each now or at its
--- earliest future moment within the caller's horizon (a reservation).
+-- Admit a batch of requests to one budget, from one or more lanes, each now or
+-- at its earliest future moment within its lane's horizon (a reservation).
 --
 -- The budget is a sliding log: a sorted set whose scores are the moments
 -- (microseconds, Redis TIME) at which admitted requests may be sent. A moment
@@ -7,59 +7,131 @@
 -- Every check (cap, span) demands that no window of `span` microseconds holds
 -- more than `cap` entries, counting every lane. The caller's lane decides the
 -- checks: the market's windows, and the lane's ceilings as smaller caps.
--- The requests of a batch are placed one after another, in order.
 --
--- KEYS[1]  the log (sorted set)              KEYS[2]  the cooldown (string, PX)
--- ARGV[1]  horizon: longest reservation (us) ARGV[2]  member prefix "lane:token"
--- ARGV[3]  longest span of any lane's check (us)
--- ARGV[4]  number of checks C, then cap_1, span_1 (us), ..., cap_C, span_C (us)
--- then     number of requests R, then cost_1, ..., cost_R (requests each)
+-- Cost does not grow with the log (docs/DESIGN.md rule 4): "exact" checks (the
+-- shortest window's) read only the entries of their own span and ahead, which
+-- the cap bounds; longer windows are checked by rank lookups (O(log n)): t is
+-- allowed when at most cap - cost entries lie after t - span. That counts the
+-- reservations after t too, so it can only refuse more than needed, never less.
 --
--- Returns, per request, {granted (1 or 0), wait (us), moment (us)}, flattened:
--- granted 1 means send after `wait` (its entries are "prefix:r:1".."prefix:r:cost");
+-- The state hash holds what every worker must share: the cooldown after a 429,
+-- a quota pause, an advertised lower limit, and `known`, the moment since when
+-- this budget's past is known. When the hash is missing and Redis started less
+-- than a window ago, Redis lost its data: the unknown past before its start
+-- counts as full windows (docs/DESIGN.md rule 10).
+--
+-- KEYS[1]  the log (sorted set)              KEYS[2]  the state (hash)
+-- ARGV[1]  member token                      ARGV[2]  longest span of any check (us)
+-- ARGV[3]  prune stale entries now (1 or 0)  ARGV[4]  restart guard (1 or 0)
+-- ARGV[5]  number of lanes L; per lane: its name, its horizon (longest
+--          reservation, us), its number of checks C, then cap, span (us),
+--          exact (1/0) per check
+-- then     number of requests R; per request: its lane (1..L), its cost
+-- then     number of entries G to give back first, then their members
+--
+-- Returns Redis `now` (us), then per request {granted (1 or 0), wait (us), moment (us)}:
+-- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
 
-local horizon = tonumber(ARGV[1])
-local prefix = ARGV[2]
-local longest = tonumber(ARGV[3])
-local checks = tonumber(ARGV[4])
-local requests = tonumber(ARGV[5 + 2 * checks])
+local token = ARGV[1]
+local longest = tonumber(ARGV[2])
+local cursor = 5
+
+local function next_arg()
+  cursor = cursor + 1
+  return ARGV[cursor]
+end
+
+local lanes = {}
+local caps, spans, exact = {}, {}, {}
+for l = 1, tonumber(ARGV[5]) do
+  local lane = {name = next_arg(), horizon = tonumber(next_arg()), first = #caps + 1}
+  for c = 1, tonumber(next_arg()) do
+    caps[#caps + 1] = tonumber(next_arg())
+    spans[#spans + 1] = tonumber(next_arg())
+    exact[#exact + 1] = next_arg() == '1'
+  end
+  lane.last = #caps
+  lanes[l] = lane
+end
+local requests = tonumber(next_arg())
+local lane_of, cost_of = {}, {}
+local total = 0
+for r = 1, requests do
+  lane_of[r] = lanes[tonumber(next_arg())]
+  cost_of[r] = tonumber(next_arg())
+  total = total + cost_of[r]
+end
+local gives = tonumber(next_arg())
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local result = {}
-local cooldown = redis.call('PTTL', KEYS[2])
-if cooldown > 0 then
+local state = {}
+local flat_state = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat_state, 2 do
+  state[flat_state[i]] = flat_state[i + 1]
+end
+
+local known = tonumber(state['known'] or '')
+if known == nil then
+  known = 0
+  if ARGV[4] == '1' then
+    local info = redis.call('INFO', 'server')
+    local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
+    if uptime < longest then
+      -- The latest moment Redis can have started: its past before that is unknown.
+      known = now - uptime
+    end
+  end
+  redis.call('HSET', KEYS[2], 'known', known)
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+end
+
+if gives > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
+end
+
+local result = {now}
+local paused = math.max(tonumber(state['cool_until'] or '0'), tonumber(state['quota_until'] or '0'))
+if paused > now then
   for r = 1, requests do
     result[#result + 1] = 0
-    result[#result + 1] = cooldown * 1000
+    result[#result + 1] = paused - now
     result[#result + 1] = now
   end
   return result
 end
 
--- Entries older than every lane's longest span can no longer share a window
--- with `now`: they are dropped in bulk, not on every call.
-local flat = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local scores = {}
-local stale = 0
-for i = 2, #flat, 2 do
-  local score = tonumber(flat[i])
-  if score < now - longest then
-    stale = stale + 1
-  else
-    scores[#scores + 1] = score
+-- An advertised lower limit scales every cap (never up) until it expires.
+local scale = 1
+if tonumber(state['adv_until'] or '0') > now then
+  scale = math.min(1, tonumber(state['adv_ppm']) / 1000000)
+end
+
+local exact_span = 0
+for c = 1, #caps do
+  caps[c] = math.max(1, math.floor(caps[c] * scale))
+  if exact[c] and spans[c] > exact_span then
+    exact_span = spans[c]
   end
 end
-if stale >= 32 then
+
+if ARGV[3] == '1' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - longest))
+end
+
+-- Entries older than every exact span can share no exact window with now.
+local scores = {}
+local flat = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - exact_span), '+inf', 'WITHSCORES')
+for i = 2, #flat, 2 do
+  scores[#scores + 1] = tonumber(flat[i])
 end
 
 -- The earliest t >= from at which `cost` more entries keep every window of
 -- `span` within `cap`. Windows of more than `allowed` entries are the
 -- intervals [s[i + allowed], s[i] + span); t must keep [t, t + span) clear of them.
-local function earliest(from, cap, span, cost)
+local function earliest_exact(from, cap, span, cost)
   local allowed = cap - cost
   local t = from
   for i = 1, #scores - allowed do
@@ -75,12 +147,46 @@ local function earliest(from, cap, span, cost)
   return t
 end
 
-local function place(cost)
+-- Long windows: t is allowed once at most cap - cost entries lie after t - span,
+-- that is once the (cap - cost + 1)-th newest entry has left the span.
+local function earliest_ranked(from, cap, span, cost)
+  local k = cap - cost
+  if k < 0 then
+    return math.huge
+  end
+  local nth = redis.call('ZRANGE', KEYS[1], -(k + 1), -(k + 1), 'WITHSCORES')
+  if #nth == 0 then
+    return from
+  end
+  return math.max(from, tonumber(nth[2]) + span)
+end
+
+-- A long window with room for the whole batch (one ZCOUNT) needs no rank lookups.
+local roomy = {}
+for c = 1, #caps do
+  if not exact[c] then
+    local count = redis.call('ZCOUNT', KEYS[1], '(' .. (now - spans[c]), '+inf')
+    roomy[c] = count + total <= caps[c]
+  end
+end
+
+local function place(lane, cost)
   local t = now
+  for c = lane.first, lane.last do
+    -- Windows reaching back before `known` count as full.
+    if known + spans[c] > t then
+      t = known + spans[c]
+    end
+  end
   repeat
     local moved = t
-    for c = 0, checks - 1 do
-      local at = earliest(t, tonumber(ARGV[5 + 2 * c]), tonumber(ARGV[6 + 2 * c]), cost)
+    for c = lane.first, lane.last do
+      local at = moved
+      if exact[c] then
+        at = earliest_exact(t, caps[c], spans[c], cost)
+      elseif not roomy[c] then
+        at = earliest_ranked(t, caps[c], spans[c], cost)
+      end
       if at > moved then
         moved = at
       end
@@ -92,24 +198,47 @@ local function place(cost)
 end
 
 local added = {}
+local granted = false
+local newest = scores[#scores] or now
 for r = 1, requests do
-  local cost = tonumber(ARGV[5 + 2 * checks + r])
-  local t = place(cost)
+  local lane, cost = lane_of[r], cost_of[r]
+  local horizon = lane.horizon
+  local t = place(lane, cost)
   local wait = t - now
   if wait > horizon then
+    -- An hour at most: a cap that can never be met (an advertised limit below
+    -- the cost) must still give a finite answer.
+    t = math.min(t, now + horizon + 3600000000)
     result[#result + 1] = 0
-    result[#result + 1] = wait - horizon
+    result[#result + 1] = t - now - horizon
   else
     -- Keep `scores` sorted so that the next request of the batch sees this one.
     local at = #scores + 1
     while at > 1 and scores[at - 1] > t do
       at = at - 1
     end
+    local members = {}
     for unit = 1, cost do
       table.insert(scores, at, t)
-      added[#added + 1] = t
-      added[#added + 1] = prefix .. ':' .. r .. ':' .. unit
+      members[#members + 1] = t
+      members[#members + 1] = lane.name .. ':' .. token .. ':' .. r .. ':' .. unit
     end
+    if t > newest then
+      newest = t
+    end
+    local ranked = false
+    for c = lane.first, lane.last do
+      ranked = ranked or (not exact[c] and not roomy[c])
+    end
+    if ranked then
+      -- Rank lookups read the sorted set itself: it must hold this batch's entries.
+      redis.call('ZADD', KEYS[1], unpack(members))
+    else
+      for i = 1, #members do
+        added[#added + 1] = members[i]
+      end
+    end
+    granted = true
     result[#result + 1] = 1
     result[#result + 1] = wait
   end
@@ -118,9 +247,13 @@ end
 
 if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
-  -- The log forgets itself once its newest entry (perhaps an earlier caller's
-  -- reservation) has left every window.
-  local newest = scores[#scores]
-  redis.call('PEXPIRE', KEYS[1], math.ceil((newest - now + longest) / 1000) + 1000)
+end
+-- The log forgets itself once its newest entry (perhaps an earlier caller's
+-- reservation) has left every window. Its expiry is set with 5 s to spare and
+-- noted in the state, so that most calls need not set it again.
+if granted and newest + longest > tonumber(state['log_until'] or '0') then
+  local ends = newest + longest + 5000000
+  redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000))
+  redis.call('HSET', KEYS[2], 'log_until', ends)
 end
 return result

@@ -26,10 +26,15 @@ _US = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """No window of `span_us` microseconds may hold more than `cap` requests (all lanes)."""
+    """No window of `span_us` microseconds may hold more than `cap` requests (all lanes).
+
+    `exact` checks (the shortest window's) are placed exactly from the entries of their
+    span; the others by rank lookups that cost O(log n) however full the log is.
+    """
 
     cap: int
     span_us: int
+    exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class Budget:
             raise ValueError(f"budget {self.name!r} has no window")
         if "{" in self.name or "}" in self.name:
             raise ValueError(f"budget name {self.name!r} may not contain braces")
+        if not math.isfinite(self.margin_ms) or self.margin_ms < 0:
+            raise ValueError(f"budget {self.name!r}: margin_ms must be finite and >= 0")
 
     @classmethod
     def for_endpoint(
@@ -91,8 +98,14 @@ class Budget:
         return f"lanes:{{{self.name}}}:log"
 
     @property
-    def cooldown_key(self) -> str:
-        return f"lanes:{{{self.name}}}:cooldown"
+    def state_key(self) -> str:
+        """The hash every worker shares: cooldown, quota pause, advertised limit, `known`."""
+        return f"lanes:{{{self.name}}}:state"
+
+    @property
+    def rate(self) -> float:
+        """The configured rate, requests per second, of the strictest window."""
+        return min(window.limit / window.seconds for window in self.windows)
 
     @property
     def shortest_seconds(self) -> float:
@@ -109,24 +122,30 @@ class Budget:
         if cached is None:
             margin_us = round(self.margin_ms * 1000)
             found: list[Check] = []
+            shortest = self.shortest_seconds
             for window in self.windows:
-                found.extend(_window_checks(window.limit, window.seconds, ceiling, margin_us))
+                exact = window.seconds == shortest
+                found.extend(
+                    _window_checks(window.limit, window.seconds, ceiling, margin_us, exact)
+                )
             cached = tuple(dict.fromkeys(found))
             self._checks[ceiling] = cached
         return cached
 
 
-def _window_checks(limit: int, seconds: float, ceiling: float, margin_us: int) -> list[Check]:
+def _window_checks(
+    limit: int, seconds: float, ceiling: float, margin_us: int, exact: bool
+) -> list[Check]:
     span_us = round(seconds * _US) + margin_us
-    checks = [Check(limit, span_us)]
+    checks = [Check(limit, span_us, exact)]
     if ceiling >= 1.0:
         return checks
     share = Fraction(ceiling).limit_denominator(100) * limit
     whole = math.floor(share)
     if whole >= 1:
-        checks.append(Check(whole, span_us))
+        checks.append(Check(whole, span_us, exact))
         return checks
     multiple = min(share.denominator, _MAX_SPAN_MULTIPLE)
     cap = max(1, math.floor(share * multiple))
-    checks.append(Check(cap, round(seconds * multiple * _US) + margin_us))
+    checks.append(Check(cap, round(seconds * multiple * _US) + margin_us, exact))
     return checks

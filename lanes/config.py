@@ -6,12 +6,22 @@ line naming the file and the field.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lanes.errors import ConfigError
 from lanes.policy import LanePolicies
@@ -23,6 +33,7 @@ __all__ = [
     "MarketConfig",
     "Scope",
     "Window",
+    "daily_reset",
     "describe_validation_error",
     "parse_config",
     "read_toml",
@@ -30,8 +41,38 @@ __all__ = [
 
 Scope = Literal["app", "seller"]
 
-# Fractional rps (0.5) becomes a whole number of requests over a longer window.
-_MAX_RPS_DENOMINATOR = 100
+# Fractional rps (0.5, 0.006) becomes a whole number of requests over a longer
+# window, exactly: 0.006 is 3 per 500 s. Windows longer than a day are refused.
+_MAX_RPS_DENOMINATOR = 86_400
+# Budget names become Redis Cluster hash tags `{market:endpoint}`: no braces.
+_NAME = re.compile(r"^[^{}\s]+$")
+# Market options the budget reads as numbers of seconds (markets.ratelimits).
+_SECONDS_OPTIONS = (
+    "cooldown_seconds",
+    "cooldown_max_seconds",
+    "quota_pause_seconds",
+    "advertised_ttl_seconds",
+)
+_RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)([+-])([01]\d):([0-5]\d)$")
+
+
+def daily_reset(spec: str, now: datetime) -> datetime:
+    """The next moment after `now` of a daily reset written "HH:MM+09:00"."""
+    found = _RESET.match(spec)
+    if found is None:
+        raise ValueError(f"{spec!r} is not a daily time like 00:00+09:00")
+    hour, minute, sign, off_hours, off_minutes = found.groups()
+    offset = timedelta(hours=int(off_hours), minutes=int(off_minutes))
+    zone = timezone(offset if sign == "+" else -offset)
+    local = now.astimezone(zone)
+    moment = local.replace(hour=int(hour), minute=int(minute), second=0, microsecond=0)
+    return moment if moment > local else moment + timedelta(days=1)
+
+
+def _check_names(names: dict[str, Any], what: str) -> None:
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"{what} name {name!r} may not contain braces or spaces")
 
 
 class Window(BaseModel):
@@ -40,12 +81,18 @@ class Window(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     limit: int = Field(ge=1)
-    seconds: float = Field(gt=0)
+    seconds: float = Field(gt=0, allow_inf_nan=False)
 
     @classmethod
     def per_second(cls, rps: float) -> Window:
-        ratio = Fraction(rps).limit_denominator(_MAX_RPS_DENOMINATOR)
-        return cls(limit=ratio.numerator, seconds=float(ratio.denominator))
+        """`rps` as a whole number of requests per window, exactly (never rounded up)."""
+        exact = Fraction(str(rps))
+        if exact.denominator > _MAX_RPS_DENOMINATOR:
+            raise ValueError(
+                f"rps {rps} is not a whole number of requests per day or less: "
+                "write windows = [{limit = ..., seconds = ...}] instead"
+            )
+        return cls(limit=exact.numerator, seconds=float(exact.denominator))
 
 
 class _Limits(BaseModel):
@@ -53,9 +100,16 @@ class _Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rps: float | None = Field(default=None, gt=0)
+    rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     windows: tuple[Window, ...] = ()
     scope: Scope = "app"
+
+    @field_validator("rps")
+    @classmethod
+    def _rps_exact(cls, rps: float | None) -> float | None:
+        if rps is not None:
+            Window.per_second(rps)
+        return rps
 
     def all_windows(self) -> tuple[Window, ...]:
         """`rps` as a 1-second window, plus any extra windows."""
@@ -99,20 +153,44 @@ class MarketConfig(BaseModel):
     base_url: str = Field(pattern=r"^https?://")
     auth: str = "none"
     catalogue: str | None = None
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     # Widens every budget window: the market counts arrivals, and the spread of
     # delays between admission and arrival must not put two windows' worth in one.
-    margin_ms: float = Field(default=25.0, ge=0)
+    margin_ms: float = Field(default=25.0, ge=0, le=60_000, allow_inf_nan=False)
     options: dict[str, str] = {}
     groups: dict[str, GroupConfig] = {}
     endpoints: dict[str, EndpointConfig] = {}
 
     @model_validator(mode="after")
     def _groups_exist(self) -> MarketConfig:
+        _check_names(self.endpoints, "endpoint")
+        _check_names(self.groups, "budget group")
+        _check_options(self.options)
         for name, endpoint in self.endpoints.items():
             if endpoint.group is not None and endpoint.group not in self.groups:
                 raise ValueError(f"endpoint {name!r} names unknown budget group {endpoint.group!r}")
         return self
+
+
+def _check_options(options: dict[str, str]) -> None:
+    """The options the budget reads must be usable: one clear error at load, not per job."""
+    seconds: dict[str, float] = {}
+    for name in _SECONDS_OPTIONS:
+        if name not in options:
+            continue
+        try:
+            value = float(options[name])
+        except ValueError:
+            raise ValueError(
+                f"option {name} must be a number of seconds, not {options[name]!r}"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"option {name} must be a positive, finite number of seconds")
+        seconds[name] = value
+    if seconds.get("cooldown_max_seconds", 60.0) < seconds.get("cooldown_seconds", 1.0):
+        raise ValueError("option cooldown_max_seconds must not be below cooldown_seconds")
+    if "quota_reset" in options:
+        daily_reset(options["quota_reset"], datetime.now(UTC))
 
 
 class Config(BaseModel):
@@ -122,6 +200,11 @@ class Config(BaseModel):
 
     lanes: LanePolicies = LanePolicies()
     markets: dict[str, MarketConfig] = {}
+
+    @model_validator(mode="after")
+    def _market_names(self) -> Config:
+        _check_names(self.markets, "market")
+        return self
 
     def market(self, name: str) -> MarketConfig:
         try:

@@ -1,35 +1,64 @@
 """The budget's storage: runs `lanes.budget` checks atomically in Redis.
 
-One Lua script call (one round trip) per acquire, and in `wait` one per batch
+One Lua script call (one round trip) per acquire, and in `admit` one per batch
 of this process's concurrent requests. Time is the Redis server's `TIME`, so
 any number of workers on any number of machines share one clock.
+
+`admit` ends with a confirm step (docs/DESIGN.md rules 5 and 9): a caller that
+wakes later than its tolerance after its admitted moment gives its entry back
+and asks again, and one whose moment falls in a pause set meanwhile (a 429
+elsewhere, a quota answer) is placed after it. The pause is known locally
+through `lanes.watch`, so the confirm step costs no Redis command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import RedisError
 
 from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
+from lanes.clock import ClockBounds
 from lanes.errors import BudgetTimeout, BudgetUnavailable
+from lanes.lateness import Lateness
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
+from lanes.resource import AsyncResource
+from lanes.watch import CHANNEL, PauseWatch
 
-__all__ = ["BudgetUsage", "Limiter"]
+__all__ = ["BudgetUsage", "Cooldown", "Limiter", "Ticket"]
+
+log = structlog.get_logger("lanes.limiter")
 
 _US = 1_000_000
 # A refused acquire sleeps its exact wait plus up to this much, so that callers
 # refused at one moment do not all come back at one moment.
 _JITTER_S = 0.02
+# The share of a budget's margin a request may spend between its admitted moment
+# and leaving its process; the rest covers the way from the process to the market.
+_TOLERANCE_SHARE = 0.6
+# Stale entries are pruned by about one acquire in this many (they are never read).
+_PRUNE_EVERY = 8
+
+
+@contextmanager
+def _unavailable(budget: Budget) -> Iterator[None]:
+    """Every Redis failure is `BudgetUnavailable`: nothing is admitted without Redis."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
 
 
 def _lua(name: str) -> str:
@@ -38,19 +67,62 @@ def _lua(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BudgetUsage:
-    """A budget's live state: requests in the trailing window and reservations ahead, by lane."""
+    """A budget's live state: requests in the trailing window and reservations ahead, by
+    lane; the 429 cooldown and quota pause left (s) and the cooldown level; the effective
+    limit of the first window and where it comes from ("configured" or an advertised
+    header family, `advertised_for` seconds more)."""
 
     name: str
     in_window: dict[Lane, int]
     reserved: dict[Lane, int]
     cooldown: float
+    quota_pause: float = 0.0
+    level: int = 0
+    limit: int = 0
+    limit_source: str = "configured"
+    advertised_for: float = 0.0
 
 
-class Limiter:
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """What a 429 did: the pause left (s), the escalation level, whether it began a new one."""
+
+    left: float
+    level: int
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An admitted request: it may leave its process until `send_by` (time.monotonic()),
+    unless its budget was paused meanwhile (as far as `watch` knows)."""
+
+    budget: Budget
+    members: tuple[str, ...]
+    at: float  # the admitted moment, Redis time in seconds
+    send_by: float
+    watch: PauseWatch | None = None
+
+    def may_send(self) -> bool:
+        """Check last, right before sending (no Redis command): not late past the
+        tolerance, and no pause of the budget known to this process."""
+        if time.monotonic() > self.send_by:
+            return False
+        return self.watch is None or self.watch.paused(self.budget.name) == 0
+
+
+class Limiter(AsyncResource):
     """Admits requests to shared budgets held in Redis.
 
     The caller owns the Redis client (see `lanes.store.RedisStore`); every Redis
     failure is raised as `BudgetUnavailable`: nothing is admitted without Redis.
+    The limiter owns one pub/sub subscription (`lanes.watch`), opened on first need.
+
+    `restart_guard` (docs/DESIGN.md rule 10): a budget with no state in a Redis that
+    started less than a window ago counts its unknown past as full. Only a Redis
+    nobody else can have used (the tests' own) may turn it off. `tolerance`: seconds
+    a request may leave after its admitted moment; default the budget's margin x 0.6
+    (a margin of 0 leaves lateness unchecked).
     """
 
     def __init__(
@@ -59,15 +131,25 @@ class Limiter:
         policies: LanePolicies = DEFAULT_POLICIES,
         *,
         horizon: float = 30.0,
+        restart_guard: bool = True,
+        tolerance: float | None = None,
     ) -> None:
         self._client = client
         self._policies = policies
         self._horizon = horizon
+        self._restart_guard = restart_guard
+        self._tolerance = tolerance
         self._acquire = client.register_script(_lua("acquire.lua"))
-        self._penalize = client.register_script(_lua("penalize.lua"))
+        self._pause = client.register_script(_lua("pause.lua"))
         self._usage = client.register_script(_lua("usage.lua"))
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
+        self.watch = PauseWatch(client)
+        self.lateness = Lateness()
+        self.clock = ClockBounds()
+
+    async def _close(self) -> None:
+        await self.watch.aclose()
 
     def _keep(self, budget: Budget) -> int:
         # Entries matter for as long as the longest span of any lane's checks.
@@ -80,6 +162,13 @@ class Limiter:
             )
             self._keep_us[budget.name] = keep
         return keep
+
+    def tolerance(self, budget: Budget) -> float:
+        if self._tolerance is not None:
+            return self._tolerance
+        if budget.margin_ms <= 0:
+            return math.inf
+        return budget.margin_ms / 1000 * _TOLERANCE_SHARE
 
     async def acquire(
         self,
@@ -95,46 +184,131 @@ class Limiter:
         with a ceiling below 1). Not granted: nothing was recorded, and the answer's
         `wait` is how long until asking again can succeed.
         """
-        (grant,) = await self._submit(budget, lane, [cost], max_wait)
+        (grant,) = await self._submit(budget, [(lane, cost)], max_wait=max_wait)
         return grant.admission
 
     async def _submit(
         self,
         budget: Budget,
-        lane: Lane,
-        costs: Sequence[int],
+        requests: Sequence[tuple[Lane, int]],
+        give_back: Sequence[str] = (),
+        *,
         max_wait: float | None = None,
     ) -> list[Grant]:
-        for cost in costs:
+        """One round trip for `requests` (lane, cost), of any lanes, in order."""
+        for _, cost in requests:
             if not 1 <= cost <= budget.capacity:
                 raise ValueError(
                     f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}"
                 )
-        ceiling = self._policies[lane].ceiling
-        checks = budget.checks(ceiling)
+        lanes = list(dict.fromkeys(lane for lane, _ in requests))
+        token = secrets.token_hex(6)
+        prune = int(random.randrange(_PRUNE_EVERY) == 0)
+        args: list[int | str] = [
+            token,
+            self._keep(budget),
+            prune,
+            int(self._restart_guard),
+            len(lanes),
+        ]
+        for lane in lanes:
+            checks = budget.checks(self._policies[lane].ceiling)
+            args += [lane.value, round(self._lane_horizon(budget, lane, max_wait) * _US)]
+            args.append(len(checks))
+            for check in checks:
+                args += [check.cap, check.span_us, int(check.exact)]
+        args.append(len(requests))
+        for lane, cost in requests:
+            args += [lanes.index(lane) + 1, cost]
+        args += [len(give_back), *give_back]
+        started = time.monotonic()
+        with _unavailable(budget):
+            now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
+        self.clock.sample(started, time.monotonic(), int(now_us) / _US)
+        low, high = self.clock.bounds()
+        grants = []
+        for index, (lane, cost) in enumerate(requests):
+            granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
+            members = tuple(
+                f"{lane.value}:{token}:{index + 1}:{unit}" for unit in range(1, cost + 1)
+            )
+            admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
+            grants.append(
+                Grant(
+                    admission,
+                    members if granted else (),
+                    due=admission.at + high,
+                    earliest=admission.at + low,
+                )
+            )
+        return grants
+
+    def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
         horizon = self._horizon
-        if ceiling < 1.0:
+        if self._policies[lane].ceiling < 1.0:
             # Reservations far ahead would hold windows the paid lane may need (with a
             # limit of 1/s every reserved second is one high cannot use): one window only.
             horizon = min(horizon, budget.shortest_seconds)
         if max_wait is not None:
             horizon = min(horizon, max(0.0, max_wait))
-        prefix = f"{lane.value}:{secrets.token_hex(6)}"
-        args: list[int | str] = [round(horizon * _US), prefix, self._keep(budget), len(checks)]
-        for check in checks:
-            args += [check.cap, check.span_us]
-        args += [len(costs), *costs]
-        try:
-            flat = await self._acquire(keys=[budget.log_key, budget.cooldown_key], args=args)
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
-        grants = []
-        for index, cost in enumerate(costs):
-            granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
-            members = tuple(f"{prefix}:{index + 1}:{unit}" for unit in range(1, cost + 1))
-            admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
-            grants.append(Grant(admission, members if granted else ()))
-        return grants
+        return horizon
+
+    async def admit(
+        self,
+        budget: Budget,
+        lane: Lane,
+        cost: int = 1,
+        *,
+        deadline: float | None = None,
+    ) -> Ticket:
+        """Sleep until `cost` requests are admitted and confirmed; check `may_send()` last.
+
+        Concurrent admits of this process on one budget and lane share round trips
+        (see `lanes.batcher`). `deadline` is a `time.monotonic()` moment: when
+        admission cannot come before it, `BudgetTimeout` is raised at once (no
+        pointless sleep). A reservation given up by cancellation is handed back.
+        """
+        tolerance = self.tolerance(budget)
+        unused: tuple[str, ...] = ()
+        while True:
+            if self.lateness.due():
+                await self.lateness.flush(self._client)
+            if deadline is not None and time.monotonic() > deadline:
+                raise BudgetTimeout(budget.name, 0.0)
+            grant = await self._batcher.request(budget, lane, cost, unused)
+            unused = ()
+            admission = grant.admission
+            if not admission.granted:
+                pause = admission.wait + random.uniform(0, _JITTER_S)
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise BudgetTimeout(budget.name, admission.wait)
+                await asyncio.sleep(pause)
+                continue
+            if deadline is not None and grant.due > deadline:
+                await self.release(budget, grant.members)
+                raise BudgetTimeout(budget.name, admission.wait)
+            reserved = admission.wait > 0
+            if reserved:
+                self.watch.enter()
+            try:
+                await self._sleep_reserved(budget, grant.due - time.monotonic(), grant.members)
+                late = time.monotonic() - grant.earliest
+                on_time = late <= tolerance
+                self.lateness.record(late, on_time=on_time)
+                if not on_time:
+                    # Given back by the next round trip, which asks again for this caller.
+                    log.debug("budget.late_given_back", budget=budget.name, late=round(late, 4))
+                    unused = grant.members
+                    continue
+                if reserved and await self._paused_since(budget, admission.at):
+                    await self.release(budget, grant.members)
+                    continue
+            finally:
+                if reserved:
+                    self.watch.leave()
+            return Ticket(
+                budget, grant.members, admission.at, grant.earliest + tolerance, self.watch
+            )
 
     async def wait(
         self,
@@ -144,29 +318,18 @@ class Limiter:
         *,
         deadline: float | None = None,
     ) -> float:
-        """Sleep until `cost` requests are admitted; returns the seconds spent waiting.
-
-        Concurrent waits of this process on one budget and lane share round trips
-        (see `lanes.batcher`). `deadline` is a `time.monotonic()` moment: when
-        admission cannot come before it, `BudgetTimeout` is raised at once (no
-        pointless sleep). A reservation given up by cancellation is handed back.
-        """
+        """`admit`, returning the seconds spent waiting."""
         started = time.monotonic()
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise BudgetTimeout(budget.name, 0.0)
-            grant = await self._batcher.request(budget, lane, cost)
-            admission = grant.admission
-            if admission.granted:
-                if deadline is not None and time.monotonic() + admission.wait > deadline:
-                    await self.release(budget, grant.members)
-                    raise BudgetTimeout(budget.name, admission.wait)
-                await self._sleep_reserved(budget, admission.wait, grant.members)
-                return time.monotonic() - started
-            pause = admission.wait + random.uniform(0, _JITTER_S)
-            if deadline is not None and time.monotonic() + pause > deadline:
-                raise BudgetTimeout(budget.name, admission.wait)
-            await asyncio.sleep(pause)
+        await self.admit(budget, lane, cost, deadline=deadline)
+        return time.monotonic() - started
+
+    async def _paused_since(self, budget: Budget, moment: float) -> bool:
+        """Whether a pause began after this reservation was granted and covers its moment."""
+        if self.watch.live:
+            return self.watch.paused(budget.name) > 0
+        with _unavailable(budget):
+            until = await self._client.hmget(budget.state_key, ["cool_until", "quota_until"])
+        return any(int(value) / _US > moment for value in until if value is not None)
 
     async def _sleep_reserved(self, budget: Budget, seconds: float, members: Sequence[str]) -> None:
         if seconds <= 0:
@@ -187,32 +350,107 @@ class Limiter:
         except (RedisError, OSError):
             return  # the reservation then only wastes its slot: never unsafe
 
+    async def cool_down(
+        self,
+        budget: Budget,
+        *,
+        asked: float | None,
+        base: float,
+        most: float,
+        admitted_at: float,
+    ) -> Cooldown:
+        """A 429 for the request admitted at `admitted_at` (Redis s): pause the budget for
+        every worker. `asked` is the market's Retry-After; without it base x 2^level.
+        Escalates once per cooldown, never past `most` (see `lanes/pause.lua`)."""
+        asked_ms = -1 if asked is None else round(min(asked, most) * 1000)
+        # This process stops at once, before the round trip that tells the others.
+        self.watch.note(budget.name, min(base if asked is None else asked, most))
+        reply = await self._run_pause(
+            budget,
+            "rate",
+            asked_ms,
+            round(base * 1000),
+            round(most * 1000),
+            round(admitted_at * _US) if math.isfinite(admitted_at) else 2**62,
+        )
+        left, level, new = (int(value) for value in reply)
+        return Cooldown(left / 1000, level, bool(new))
+
     async def penalize(self, budget: Budget, seconds: float) -> float:
-        """Pause `budget` for every worker for `seconds` (a 429 from the market)."""
-        try:
-            left_ms = await self._penalize(
-                keys=[budget.cooldown_key], args=[max(1, round(seconds * 1000))]
+        """Pause `budget` for every worker for `seconds` (a 429 with a known Retry-After)."""
+        cooled = await self.cool_down(
+            budget, asked=seconds, base=seconds, most=seconds, admitted_at=math.inf
+        )
+        return cooled.left
+
+    async def pause_for_quota(self, budget: Budget, seconds: float) -> float:
+        """The budget's quota is spent: no worker sends on it for `seconds`."""
+        reply = await self._run_pause(budget, "quota", max(1, round(seconds * 1000)), 0, 0, 0)
+        return int(reply[0]) / 1000
+
+    async def _run_pause(self, budget: Budget, kind: str, *numbers: int) -> list[int]:
+        asked, base, most, admitted = numbers
+        with _unavailable(budget):
+            reply: list[int] = await self._pause(
+                keys=[budget.log_key, budget.state_key],
+                args=[kind, budget.name, CHANNEL, asked, base, most, admitted,
+                      budget.windows[0].limit],
+            )  # fmt: skip
+        self.watch.note(budget.name, int(reply[0]) / 1000)
+        return reply
+
+    async def advertise(self, budget: Budget, rate: float, source: str, ttl: float) -> bool:
+        """A market advertised `rate` (requests/s): below the configured rate, every
+        worker's budget adopts it for `ttl` seconds. Returns whether it was adopted."""
+        ratio = rate / budget.rate
+        if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
+            return False
+        with _unavailable(budget):
+            (seconds, micros) = await self._client.time()
+            until = seconds * _US + micros + round(ttl * _US)
+            await self._client.hset(
+                budget.state_key,
+                mapping={
+                    "adv_ppm": max(1, math.floor(ratio * _US)),
+                    "adv_until": until,
+                    "adv_source": source,
+                },
             )
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
-        return int(left_ms) / 1000
+        return True
 
     async def usage(self, budget: Budget) -> BudgetUsage:
-        """Requests in the budget's first window right now, and reservations ahead, by lane."""
+        """Requests in the budget's first window right now, reservations ahead by lane,
+        pauses, and the effective limit with its source."""
         span_us = round(budget.windows[0].seconds * _US)
-        try:
-            reply = await self._usage(keys=[budget.log_key, budget.cooldown_key], args=[span_us])
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
-        now, cooldown_ms, *flat = reply
+        with _unavailable(budget):
+            reply = await self._usage(keys=[budget.log_key, budget.state_key], args=[span_us])
+        now, flat_state, *flat = reply
+        now = int(now)
+        state = {
+            key.decode(): value.decode()
+            for key, value in zip(flat_state[::2], flat_state[1::2], strict=True)
+        }
         in_window: Counter[Lane] = Counter()
         reserved: Counter[Lane] = Counter()
         for member, score in zip(flat[::2], flat[1::2], strict=True):
             lane = Lane(member.decode().split(":", 1)[0])
-            (reserved if float(score) > int(now) else in_window)[lane] += 1
+            (reserved if float(score) > now else in_window)[lane] += 1
+
+        def left(name: str) -> float:
+            return max(0, int(state.get(name, "0")) - now) / _US
+
+        limit, source, advertised_for = budget.windows[0].limit, "configured", left("adv_until")
+        if advertised_for > 0:
+            limit = max(1, math.floor(limit * int(state["adv_ppm"]) / _US))
+            source = state.get("adv_source", "advertised")
         return BudgetUsage(
             name=budget.name,
             in_window={lane: in_window[lane] for lane in Lane},
             reserved={lane: reserved[lane] for lane in Lane},
-            cooldown=max(0, int(cooldown_ms)) / 1000,
+            cooldown=left("cool_until"),
+            quota_pause=left("quota_until"),
+            level=int(state.get("level", "0")),
+            limit=limit,
+            limit_source=source,
+            advertised_for=advertised_for,
         )

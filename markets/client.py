@@ -15,7 +15,6 @@ import string
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,11 +25,11 @@ from yarl import URL
 from lanes.budget import Budget
 from lanes.config import EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetTimeout, BudgetUnavailable
-from lanes.limiter import Limiter
+from lanes.limiter import Limiter, Ticket
 from lanes.policy import Lane
-from markets.advertised import Advertised, read_advertised
 from markets.auth import Auth, NoAuth, Signer
-from markets.errors import NotSent, PermanentError, RateLimited, RetryLater, TransientError
+from markets.errors import NotSent, PermanentError, RetryLater, TransientError
+from markets.ratelimits import RateLimits, retry_after_seconds
 
 __all__ = ["Answer", "Call", "MarketClient", "endpoint_limits", "retry_after_seconds"]
 
@@ -65,22 +64,6 @@ class Answer:
             return json.loads(self.text)
         except ValueError:
             return self.text
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 def _query_value(value: Any) -> str:
@@ -162,10 +145,7 @@ class MarketClient:
         self._session = session
         self._limiter = limiter
         self._budgets: dict[tuple[str, str | None], Budget] = {}
-        self._strikes: dict[str, int] = {}  # consecutive 429s per budget
-        self._advertised: dict[str, Advertised] = {}
-        self._cooldown = float(config.options.get("cooldown_seconds", "1"))
-        self._cooldown_max = float(config.options.get("cooldown_max_seconds", "60"))
+        self._limits = RateLimits(name, config.options, limiter)
 
     def endpoint(self, name: str) -> EndpointConfig:
         return endpoint_limits(self.name, self.config, name, None, need_seller=False)[0]
@@ -247,13 +227,18 @@ class MarketClient:
         url = self.url(call, seller)
         budget = self.budget(call.endpoint, seller)
         bound = log.bind(market=self.name, endpoint=call.endpoint, lane=lane.value, seller=seller)
-        signer = await self._admit(budget, lane, deadline, prepare, bound)
-        headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+        while True:
+            signer, ticket = await self._admit(budget, lane, deadline, prepare, bound)
+            headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+            if ticket.may_send():
+                break
+            # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
+            await self._limiter.release(budget, ticket.members)
         if on_sent is not None:
             on_sent()
         timeout = endpoint.timeout or self.config.timeout
         answer = await self._request(endpoint.method, url, headers, call, deadline, timeout)
-        return await self._sort(answer, call.endpoint, budget, bound)
+        return await self._sort(answer, call.endpoint, budget, ticket, bound)
 
     async def _admit(
         self,
@@ -262,14 +247,14 @@ class MarketClient:
         deadline: float | None,
         prepare: Callable[[], Awaitable[Signer]] | None,
         bound: Any,
-    ) -> Signer | None:
+    ) -> tuple[Signer | None, Ticket]:
         """Auth prepared (a token may be fetched) and budget taken; a Redis outage is waited
         out (fail closed: no request without budget, and no attempt spent on Redis)."""
         pause = _REDIS_BACKOFF_S[0]
         while True:
             try:
                 signer = await prepare() if prepare is not None else None
-                await self._limiter.wait(budget, lane, deadline=deadline)
+                ticket = await self._limiter.admit(budget, lane, deadline=deadline)
             except BudgetTimeout as exc:
                 raise RetryLater(
                     exc.retry_after, f"budget {budget.name} has no room before the deadline"
@@ -281,7 +266,7 @@ class MarketClient:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _REDIS_BACKOFF_S[1])
             else:
-                return signer
+                return signer, ticket
 
     async def _request(
         self,
@@ -320,26 +305,26 @@ class MarketClient:
                 endpoint=call.endpoint,
             ) from exc
 
-    async def _sort(self, answer: Answer, endpoint: str, budget: Budget, bound: Any) -> Any:
-        self._observe_limits(answer, endpoint, budget, bound)
+    async def _sort(
+        self, answer: Answer, endpoint: str, budget: Budget, ticket: Ticket, bound: Any
+    ) -> Any:
+        warning = answer.headers.get("X-CAG-Warnings")
+        if warning:
+            bound.warning("market.near_limit", warning=_one_line(warning))
+        await self._limits.observe(answer.headers, budget, bound)
         status = answer.status
         if 200 <= status < 300:
-            self._strikes.pop(budget.name, None)
             return answer.body()
         code, message = _market_error(answer.body(), f"HTTP {status}")
+        if self._limits.is_quota(code):
+            assert code is not None
+            raise await self._limits.quota_exhausted(
+                answer.headers, code, endpoint, budget, bound.bind(code=code)
+            )
         if status == 429:
-            asked = retry_after_seconds(answer.headers.get("Retry-After"))
-            pause = asked if asked is not None else self._backoff(budget)
-            try:
-                await self._limiter.penalize(budget, pause)
-            except BudgetUnavailable as exc:
-                bound.warning("market.penalize_failed", error=str(exc))
-            bound.warning("market.rate_limited", code=code, cooldown=pause)
-            raise RateLimited(
-                f"429 {code + ': ' if code else ''}{message}",
-                market=self.name,
-                endpoint=endpoint,
-                retry_after=pause,
+            text = f"429 {code + ': ' if code else ''}{message}"
+            raise await self._limits.rate_limited(
+                answer.headers, text, endpoint, budget, ticket, bound.bind(code=code)
             )
         if status >= 500 or status == 408:
             raise TransientError(
@@ -349,41 +334,3 @@ class MarketClient:
                 status=status,
             )
         raise PermanentError(message, market=self.name, endpoint=endpoint, status=status, code=code)
-
-    def _backoff(self, budget: Budget) -> float:
-        """No Retry-After: cool the budget, longer with each 429 in a row."""
-        strikes = self._strikes.get(budget.name, 0) + 1
-        self._strikes[budget.name] = strikes
-        return min(self._cooldown * 2.0 ** (strikes - 1), self._cooldown_max)
-
-    def _observe_limits(self, answer: Answer, endpoint: str, budget: Budget, bound: Any) -> None:
-        warning = answer.headers.get("X-CAG-Warnings")
-        if warning:
-            bound.warning("market.near_limit", warning=_one_line(warning))
-        advertised = read_advertised(answer.headers)
-        if advertised is None:
-            return
-        bound.debug("market.advertised_limit", remaining=advertised.remaining)
-        previous = self._advertised.get(endpoint)
-        self._advertised[endpoint] = advertised
-        if previous is not None and (previous.rate, previous.limit) == (
-            advertised.rate,
-            advertised.limit,
-        ):
-            return
-        configured = min(window.limit / window.seconds for window in budget.windows)
-        bound.info(
-            "market.advertised_limit",
-            source=advertised.source,
-            rate=advertised.rate,
-            limit=advertised.limit,
-            burst=advertised.burst,
-            configured_rps=configured,
-        )
-        if advertised.rate is not None and configured > advertised.rate * 1.001:
-            bound.warning(
-                "market.configured_above_advertised",
-                configured_rps=configured,
-                advertised_rps=advertised.rate,
-                source=advertised.source,
-            )

@@ -11,6 +11,7 @@ __all__ = [
     "OutcomeUnknown",
     "PartialFailure",
     "PermanentError",
+    "QuotaExhausted",
     "RateLimited",
     "RetryLater",
     "TransientError",
@@ -133,3 +134,21 @@ class RetryLater(LanesError):
         super().__init__(f"retry later (in {retry_after:.1f}s): {reason}")
         self.retry_after = retry_after
         self.reason = reason
+
+
+class QuotaExhausted(RetryLater):
+    """The market's quota (not its rate) is spent until `retry_at` (Unix time, seconds).
+
+    The budget is paused for every worker until then; as a `RetryLater` the worker
+    releases the message with a visibility of `retry_after` seconds, holding no slot.
+    """
+
+    def __init__(
+        self, *, market: str, endpoint: str | None, retry_after: float, retry_at: float, code: str
+    ) -> None:
+        where = f"{market}:{endpoint}" if endpoint else market
+        super().__init__(retry_after, f"{where}: quota exhausted ({code})")
+        self.market = market
+        self.endpoint = endpoint
+        self.retry_at = retry_at
+        self.code = code

@@ -1,7 +1,10 @@
 """`lanes status`: queue depths per market and lane, live usage per budget.
 
 App-scope budgets come from the config; seller-scope ones (one per seller)
-are found by scanning Redis for their keys.
+are found by scanning Redis for their keys. Each budget shows its effective
+limit and where it comes from (configured, or a lower limit the market
+advertised), its 429 cooldown (and level) and quota pause; below, the
+lateness histogram of admitted requests that every worker shares.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from redis.exceptions import RedisError
 from lanes.budget import Budget
 from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetUnavailable
+from lanes.lateness import read_lateness
 from lanes.limiter import Limiter
 from lanes.policy import Lane
 from scripts.table import render_table
@@ -50,7 +54,8 @@ class QueueDepth:
 
 @dataclass(frozen=True)
 class BudgetRow:
-    """A budget's first window: requests in it by lane, reservations ahead, cooldown left."""
+    """A budget's first window: requests in it by lane, reservations ahead, cooldown left;
+    its effective limit and the limit's source, the cooldown level, the quota pause."""
 
     budget: str
     limit: int
@@ -58,6 +63,11 @@ class BudgetRow:
     in_window: dict[str, int]
     reserved: dict[str, int]
     cooldown: float
+    configured: int = 0
+    limit_source: str = "configured"
+    advertised_for: float = 0.0
+    level: int = 0
+    quota_pause: float = 0.0
 
     @property
     def used(self) -> int:
@@ -69,12 +79,14 @@ class Snapshot:
     queues: list[QueueDepth]
     budgets: list[BudgetRow]
     budgets_error: str | None = None
+    lateness: dict[str, int] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "queues": [asdict(depth) for depth in self.queues],
             "budgets": [{**asdict(row), "used": row.used} for row in self.budgets],
             "budgets_error": self.budgets_error,
+            "lateness": self.lateness or {},
         }
 
 
@@ -150,11 +162,16 @@ async def _budget_rows(
             rows.append(
                 BudgetRow(
                     budget=budget.name,
-                    limit=budget.windows[0].limit,
+                    limit=usage.limit,
                     seconds=budget.windows[0].seconds,
                     in_window={lane.value: usage.in_window[lane] for lane in Lane},
                     reserved={lane.value: usage.reserved[lane] for lane in Lane},
                     cooldown=usage.cooldown,
+                    configured=budget.windows[0].limit,
+                    limit_source=usage.limit_source,
+                    advertised_for=usage.advertised_for,
+                    level=usage.level,
+                    quota_pause=usage.quota_pause,
                 )
             )
     return rows
@@ -173,9 +190,10 @@ async def snapshot(
     queues = await queue_depths(sqs, prefix, markets)
     try:
         budgets = await _budget_rows(redis, limiter, config, markets)
-    except BudgetUnavailable as exc:
+        lateness = await read_lateness(redis)
+    except (BudgetUnavailable, RedisError, OSError) as exc:
         return Snapshot(queues, [], budgets_error=str(exc))
-    return Snapshot(queues, budgets)
+    return Snapshot(queues, budgets, lateness=lateness)
 
 
 def _cell(value: int | None) -> str:
@@ -202,15 +220,30 @@ def render_snapshot(state: Snapshot) -> str:
                 f"{row.used}/{row.limit} per {row.seconds:g}s",
                 *(row.in_window[lane.value] for lane in Lane),
                 sum(row.reserved.values()),
-                f"{row.cooldown:.1f}s" if row.cooldown else "-",
+                _limit_source(row),
+                f"{row.cooldown:.1f}s (level {row.level})" if row.cooldown else "-",
+                f"{row.quota_pause:.0f}s" if row.quota_pause else "-",
             ]
             for row in state.budgets
         ]
         parts.append(
             render_table(
-                ["budget", "used", "high", "medium", "low", "ahead", "cooldown"], budget_rows
+                ["budget", "used", "high", "medium", "low", "ahead", "limit from", "cooldown",
+                 "quota pause"],
+                budget_rows,
             )
-        )
+        )  # fmt: skip
     else:
         parts.append("budgets: none in use")
+    if state.lateness:
+        parts.append(
+            "lateness of admitted requests (all workers, last hour): "
+            + ", ".join(f"{name} {count}" for name, count in state.lateness.items())
+        )
     return "\n\n".join(parts)
+
+
+def _limit_source(row: BudgetRow) -> str:
+    if row.limit_source == "configured":
+        return "configured"
+    return f"{row.limit_source} (configured {row.configured}, {row.advertised_for:.0f}s left)"

@@ -42,13 +42,34 @@ def redis_client(store: RedisStore) -> aioredis.Redis:
 
 
 @pytest.fixture
-def make_limiter(store: RedisStore) -> Callable[..., Limiter]:
-    """Factory: `make_limiter(policies=..., horizon=...)` on the test Redis."""
+async def make_limiter(store: RedisStore) -> AsyncIterator[Callable[..., Limiter]]:
+    """Factory: `make_limiter(policies=..., horizon=..., restart_guard=..., tolerance=...)`.
 
-    def make(policies: LanePolicies | None = None, horizon: float = 30.0) -> Limiter:
-        return Limiter(store.client, policies or LanePolicies(), horizon=horizon)
+    The restart guard (docs/DESIGN.md rule 10) is off by default here: this Redis is
+    the tests' own, and each test empties it; the guard has its own tests.
+    """
+    made: list[Limiter] = []
 
-    return make
+    def make(
+        policies: LanePolicies | None = None,
+        horizon: float = 30.0,
+        *,
+        restart_guard: bool = False,
+        tolerance: float | None = None,
+    ) -> Limiter:
+        limiter = Limiter(
+            store.client,
+            policies or LanePolicies(),
+            horizon=horizon,
+            restart_guard=restart_guard,
+            tolerance=tolerance,
+        )
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.aclose()
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
+import structlog
 
-from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes.batcher import AcquireBatcher, Grant
 from scripts.services import RedisServer
 from tests.windows import over_limit_windows
 
@@ -50,3 +52,60 @@ async def test_batch_error_reaches_every_waiter(make_budget: MakeBudget) -> None
     finally:
         server.stop()
     assert all(isinstance(result, BudgetUnavailable) for result in results)
+
+
+async def test_unexpected_error_reaches_every_waiter_and_is_logged(
+    make_budget: MakeBudget,
+) -> None:
+    """Whatever a round trip raises (here a bug: RuntimeError) reaches every waiter of the
+    batch, none is left pending, and the error is logged; the next batch works again."""
+    calls = 0
+
+    async def submit(
+        budget: Budget, requests: Sequence[tuple[Lane, int]], give_back: Sequence[str]
+    ) -> list[Grant]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return [Grant(Admission(True, 0.0, 0.0), ()) for _ in requests]
+
+    async def release(budget: Budget, members: Sequence[str]) -> None:
+        return None
+
+    batcher = AcquireBatcher(submit, release)
+    budget = make_budget()
+    with structlog.testing.capture_logs() as logs:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(batcher.request(budget, Lane.HIGH, 1) for _ in range(5)),
+                return_exceptions=True,
+            ),
+            timeout=10,
+        )
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert [entry["event"] for entry in logs] == ["budget.acquire_failed"]
+    grant = await asyncio.wait_for(batcher.request(budget, Lane.HIGH, 1), timeout=10)
+    assert grant.admission.granted
+
+
+async def test_one_round_trip_carries_every_lane_each_within_its_ceiling(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Waits of all three lanes at once share round trips (a lower lane costs no more
+    than high), and each lane is still held to its own ceiling of the shared count."""
+    limiter, budget = make_limiter(), make_budget(10, 0.3)
+    await redis_client.config_resetstat()
+    lanes = [Lane.LOW] * 12 + [Lane.MEDIUM] * 12 + [Lane.HIGH] * 12
+    await asyncio.gather(*(limiter.wait(budget, lane) for lane in lanes))
+    assert await _script_calls(redis_client) <= 8
+    scored = await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
+    by_lane: dict[str, list[float]] = {}
+    for member, score in scored:
+        by_lane.setdefault(member.decode().split(":")[0], []).append(score / 1_000_000)
+    assert {lane: len(moments) for lane, moments in by_lane.items()} == {
+        "low": 12, "medium": 12, "high": 12
+    }  # fmt: skip
+    everything = [moment for moments in by_lane.values() for moment in moments]
+    assert over_limit_windows(everything, Window(limit=10, seconds=0.3)) == 0
+    assert over_limit_windows(by_lane["low"], Window(limit=7, seconds=0.3)) == 0

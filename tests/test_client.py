@@ -169,10 +169,10 @@ async def test_a_deadline_inside_the_cooldown_is_retry_later(
     assert len(scripted.seen) == 1
 
 
-async def test_advertised_limit_above_config_is_warned(
+async def test_advertised_limit_below_config_is_adopted(
     naver_sim: Running, make_markets: MakeMarkets
 ) -> None:
-    """Naver says 2 rps; a config of 5 rps is logged as above what the market advertises."""
+    """Naver says 2 rps; a config of 5 rps adopts 2 rps for every worker, and says so."""
     config = markets_config(
         naver=naver_sim.url, extra={"naver": {"groups": {"origin_products": {"rps": 5}}}}
     )
@@ -181,7 +181,9 @@ async def test_advertised_limit_above_config_is_warned(
         await markets.run(
             JobRequest("get_product", "naver", "s", {"origin_product_no": 5000000}), Lane.HIGH
         )
-    warnings = [e for e in logs if e["event"] == "market.configured_above_advertised"]
+    warnings = [e for e in logs if e["event"] == "market.advertised_limit_adopted"]
     assert [(w["endpoint"], w["configured_rps"], w["advertised_rps"]) for w in warnings] == [
         ("origin_product", 5.0, 2.0)
     ]
+    usage = await markets._limiter.usage(markets.client("naver").budget("origin_product", "s"))
+    assert (usage.limit, usage.limit_source) == (2, "GNCP-GW-RateLimit")

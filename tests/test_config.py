@@ -91,3 +91,53 @@ def test_unknown_market_names_the_configured_ones() -> None:
     """Asking for an unconfigured market lists the ones there are."""
     with pytest.raises(ConfigError, match=r"unknown market .nope.*configured: none"):
         Config().market("nope")
+
+
+def test_fractional_rps_is_held_exactly(write_toml: WriteToml) -> None:
+    """rps = 0.006 is 3 requests per 500 s, not 1 per 100 s (1.67 times the rate)."""
+    config = load_config(write_toml(ACME.replace("rps = 20", "rps = 0.006")))
+    assert config.market("acme").endpoints["orders"].all_windows() == (
+        Window(limit=3, seconds=500.0),
+    )
+
+
+OPTIONS = ACME.replace(
+    "[markets.acme.endpoints", "[markets.acme.options]\nOPTION\n\n[markets.acme.endpoints"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ACME.replace("rps = 20", "rps = inf"), "rps: Input should be a finite number"),
+        (ACME.replace("rps = 20", "rps = nan"), "rps: Input should be a finite number"),
+        (ACME.replace("rps = 20", "windows = [{limit = 5, seconds = inf}]"), "seconds"),
+        (ACME.replace('base_url = "', 'margin_ms = inf\nbase_url = "'), "margin_ms"),
+        (ACME.replace('base_url = "', 'timeout = inf\nbase_url = "'), "timeout"),
+        (ACME.replace("rps = 20", "rps = 0.3333333"), "write windows"),
+        (OPTIONS.replace("OPTION", 'cooldown_seconds = "abc"'), "cooldown_seconds"),
+        (OPTIONS.replace("OPTION", 'cooldown_max_seconds = "inf"'), "cooldown_max_seconds"),
+        (OPTIONS.replace("OPTION", 'cooldown_seconds = "-1"'), "cooldown_seconds"),
+        (
+            OPTIONS.replace("OPTION", 'cooldown_seconds = "10"\ncooldown_max_seconds = "5"'),
+            "must not be below",
+        ),
+        (OPTIONS.replace("OPTION", 'quota_reset = "midnight"'), "not a daily time"),
+        (ACME.replace("endpoints.orders]", 'endpoints."or{ders}"]'), "braces"),
+        (
+            ACME.replace("[markets.acme]", '[markets."ac{me"]').replace(
+                "[markets.acme.", '[markets."ac{me".'
+            ),
+            "braces",
+        ),
+    ],
+)
+def test_values_that_would_fail_at_run_time_fail_at_load(
+    write_toml: WriteToml, text: str, message: str
+) -> None:
+    """Infinite numbers, unusable options, inexact rates and braces (which would break the
+    budget's Redis hash tag) are one clear error at load, never a failure of every job."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_toml(text))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -135,11 +135,12 @@ async def test_cost_must_fit_the_budget(make_limiter: MakeLimiter, make_budget: 
 async def test_budget_keys_expire_on_their_own(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
-    """The log carries a TTL a little longer than its longest span: idle budgets vanish."""
+    """The log carries a TTL a little longer than its longest span (5 s to spare, so that
+    most acquires need not set it again): idle budgets vanish."""
     limiter, budget = make_limiter(), make_budget(1, 1.0)
     await limiter.acquire(budget, Lane.LOW)
     ttl = await redis_client.pttl(budget.log_key)
-    assert 1_000 < ttl <= 12_000  # low's span for 0.7 x 1/s is 10 s
+    assert 10_000 < ttl <= 15_000  # low's span for 0.7 x 1/s is 10 s
 
 
 async def test_redis_down_fails_closed_then_recovers(make_budget: MakeBudget) -> None:

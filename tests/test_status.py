@@ -30,6 +30,12 @@ async def _load(env: LanesEnv) -> None:
         changed = Budget.for_endpoint("naver", "changed_orders", (Window(limit=2, seconds=1),))
         assert (await limiter.acquire(changed, Lane.MEDIUM)).granted
         await limiter.penalize(changed, 30)
+        dispatch = Budget.for_endpoint("naver", "dispatch", (Window(limit=2, seconds=1),))
+        assert await limiter.advertise(dispatch, 1.0, "GNCP-GW-RateLimit", ttl=600)
+        await limiter.pause_for_quota(dispatch, 3600)
+        limiter.lateness.record(0.003, on_time=True)
+        limiter.lateness.record(0.2, on_time=False)
+        await limiter.lateness.flush(store.client)
 
 
 def test_status_shows_depths_and_budget_usage(
@@ -54,7 +60,15 @@ def test_status_shows_depths_and_budget_usage(
     assert changed["in_window"]["medium"] == 1
     assert 25 < changed["cooldown"] <= 30
     assert "naver:dispatch" in budgets  # app budgets are listed even when idle
+    dispatch = budgets["naver:dispatch"]
+    assert (dispatch["limit"], dispatch["configured"]) == (1, 2)
+    assert dispatch["limit_source"] == "GNCP-GW-RateLimit"
+    assert 3500 < dispatch["quota_pause"] <= 3600
+    assert state["lateness"] == {"<=5ms": 1, "<=250ms": 1, "sent": 1, "given_back": 1}
     table = run_cli("status", "--market", "coupang").out
     assert "coupang:vendor:A1" in table
     assert "/5 per 1s" in table  # the 1 s window may have passed since the JSON run
     assert "naver" not in table
+    everything = run_cli("status").out
+    assert "GNCP-GW-RateLimit (configured 2" in everything
+    assert "given_back 1" in everything

@@ -1,0 +1,110 @@
+"""Every process learns of a budget's pause (429 cooldown, quota) the moment it is set.
+
+`lanes/pause.lua` publishes "name<TAB>ms left" on one channel; each limiter
+keeps a local map of pauses, so that a caller waking from a reservation checks
+the pause without a Redis command (docs/DESIGN.md rule 5). The subscription is
+held only while some caller of this process sleeps on a reservation (`enter`,
+`leave`): no task outlives the work. While it is not confirmed live, `live` is
+False and the caller asks Redis instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+__all__ = ["CHANNEL", "PauseWatch"]
+
+CHANNEL = "lanes:pauses"
+_RETRY_S = 1.0
+# The subscription outlives the last sleeper by this much, so that a busy
+# budget does not subscribe again at every lull.
+_LINGER_S = 1.0
+log = structlog.get_logger("lanes.watch")
+
+
+class PauseWatch:
+    """This process's view of every budget's pause, kept by a subscription."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._until: dict[str, float] = {}  # budget name -> time.monotonic() when it ends
+        self._task: asyncio.Task[None] | None = None
+        self._live = False
+        self._sleepers = 0
+        self._stop: asyncio.TimerHandle | None = None
+
+    @property
+    def live(self) -> bool:
+        return self._live and self._task is not None and not self._task.done()
+
+    def enter(self) -> None:
+        """A caller sleeps on a reservation: subscribe if not yet."""
+        self._sleepers += 1
+        if self._stop is not None:
+            self._stop.cancel()
+            self._stop = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def leave(self) -> None:
+        """That caller woke and confirmed; the last one ends the subscription."""
+        self._sleepers -= 1
+        if self._sleepers == 0 and self._task is not None:
+            self._stop = asyncio.get_running_loop().call_later(_LINGER_S, self._end)
+
+    def _end(self) -> None:
+        self._stop = None
+        if self._sleepers == 0 and self._task is not None:
+            self._live = False
+            self._task.cancel()
+            self._task = None
+
+    def note(self, name: str, seconds: float) -> None:
+        """`name` is paused for `seconds` from now (this process's own 429, or a message)."""
+        until = time.monotonic() + seconds
+        if until > self._until.get(name, 0.0):
+            self._until[name] = until
+
+    def paused(self, name: str) -> float:
+        """Seconds left of `name`'s pause as far as this process knows (0: none)."""
+        return max(0.0, self._until.get(name, 0.0) - time.monotonic())
+
+    async def _run(self) -> None:
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._live = True
+                    elif message["type"] == "message":
+                        name, _, left_ms = message["data"].decode().rpartition("\t")
+                        self.note(name, int(left_ms) / 1000)
+            except (RedisError, OSError) as exc:
+                self._live = False
+                log.warning("budget.pause_watch_lost", error=str(exc))
+                await asyncio.sleep(_RETRY_S)
+            finally:
+                self._live = False
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        if self._stop is not None:
+            self._stop.cancel()
+            self._stop = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

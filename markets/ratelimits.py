@@ -1,0 +1,156 @@
+"""What a market's answer says about its limits, turned into budget state every worker shares.
+
+- a 429 cools the budget down (the market's `Retry-After`, else a backoff that
+  escalates once per cooldown and decays after successes, never past
+  `cooldown_max_seconds`), see `lanes/pause.lua`;
+- a quota answer (a code the market's options list in `quota_codes`) pauses the
+  budget until the quota resets and raises `QuotaExhausted`;
+- an advertised lower limit (`GNCP-GW-RateLimit-*`, `RateLimit-*`) is adopted by
+  every worker for `advertised_ttl_seconds` (docs/DESIGN.md rule 5).
+
+Market options (all optional, checked at load by `lanes.config`):
+`cooldown_seconds` (1), `cooldown_max_seconds` (60), `quota_codes` (comma-separated),
+`quota_reset` (daily reset time, "HH:MM+09:00"), `quota_pause_seconds` (3600),
+`advertised_ttl_seconds` (600).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from lanes.budget import Budget
+from lanes.config import daily_reset
+from lanes.errors import BudgetUnavailable
+from lanes.limiter import Limiter, Ticket
+from markets.advertised import read_advertised
+from markets.errors import QuotaExhausted, RateLimited
+
+__all__ = ["RateLimits", "retry_after_seconds"]
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date; None when unusable
+    (missing, malformed, not finite)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+class RateLimits:
+    """One market's handling of 429s, quota answers and advertised limits."""
+
+    def __init__(self, market: str, options: Mapping[str, str], limiter: Limiter) -> None:
+        self._market = market
+        self._limiter = limiter
+        self._cooldown = float(options.get("cooldown_seconds", "1"))
+        self._cooldown_max = float(options.get("cooldown_max_seconds", "60"))
+        self._quota_codes = frozenset(
+            code.strip() for code in options.get("quota_codes", "").split(",") if code.strip()
+        )
+        self._quota_reset = options.get("quota_reset")
+        self._quota_pause = float(options.get("quota_pause_seconds", "3600"))
+        self._advertised_ttl = float(options.get("advertised_ttl_seconds", "600"))
+        self._adopted: dict[str, tuple[float, float]] = {}  # budget -> (rate, monotonic written)
+
+    def is_quota(self, code: str | None) -> bool:
+        return code is not None and code in self._quota_codes
+
+    async def quota_exhausted(
+        self,
+        headers: Mapping[str, str],
+        code: str,
+        endpoint: str,
+        budget: Budget,
+        bound: Any,
+    ) -> QuotaExhausted:
+        """Pause the budget until the quota resets; the error to raise."""
+        seconds = retry_after_seconds(headers.get("Retry-After"))
+        if seconds is None and self._quota_reset:
+            now = datetime.now().astimezone()
+            seconds = (daily_reset(self._quota_reset, now) - now) / timedelta(seconds=1)
+        if seconds is None:
+            seconds = self._quota_pause
+        seconds = max(1.0, seconds)
+        try:
+            await self._limiter.pause_for_quota(budget, seconds)
+        except BudgetUnavailable as exc:
+            bound.warning("market.quota_pause_failed", error=str(exc))
+        bound.warning("market.quota_exhausted", code=code, pause=round(seconds, 1))
+        return QuotaExhausted(
+            market=self._market,
+            endpoint=endpoint,
+            retry_after=seconds,
+            retry_at=time.time() + seconds,
+            code=code,
+        )
+
+    async def rate_limited(
+        self,
+        headers: Mapping[str, str],
+        text: str,
+        endpoint: str,
+        budget: Budget,
+        ticket: Ticket,
+        bound: Any,
+    ) -> RateLimited:
+        """Cool the budget down for every worker; the error to raise."""
+        asked = retry_after_seconds(headers.get("Retry-After"))
+        try:
+            cooled = await self._limiter.cool_down(
+                budget,
+                asked=asked,
+                base=self._cooldown,
+                most=self._cooldown_max,
+                admitted_at=ticket.at,
+            )
+            pause, level, new = cooled.left, cooled.level, cooled.new
+        except BudgetUnavailable as exc:
+            bound.warning("market.penalize_failed", error=str(exc))
+            pause, level, new = min(asked or self._cooldown, self._cooldown_max), 0, True
+        bound.warning("market.rate_limited", cooldown=pause, level=level, new_cooldown=new)
+        return RateLimited(text, market=self._market, endpoint=endpoint, retry_after=pause)
+
+    async def observe(self, headers: Mapping[str, str], budget: Budget, bound: Any) -> None:
+        """Adopt an advertised rate below the configured one, for every worker."""
+        advertised = read_advertised(headers)
+        if advertised is None or advertised.rate is None or advertised.rate <= 0:
+            return
+        if advertised.rate >= budget.rate:
+            self._adopted.pop(budget.name, None)
+            return
+        previous = self._adopted.get(budget.name)
+        fresh = time.monotonic() - self._advertised_ttl / 2
+        if previous is not None and previous[0] == advertised.rate and previous[1] > fresh:
+            return
+        try:
+            adopted = await self._limiter.advertise(
+                budget, advertised.rate, advertised.source, self._advertised_ttl
+            )
+        except BudgetUnavailable as exc:
+            bound.warning("market.advertised_not_shared", error=str(exc))
+            return
+        self._adopted[budget.name] = (advertised.rate, time.monotonic())
+        if adopted and previous is None:
+            bound.warning(
+                "market.advertised_limit_adopted",
+                source=advertised.source,
+                advertised_rps=advertised.rate,
+                configured_rps=budget.rate,
+                ttl=self._advertised_ttl,
+            )

