@@ -101,6 +101,7 @@ class ApiRuntime(AsyncResource):
         self.sender = Sender(self.sqs, settings.queue_prefix, self.records)
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.limiter.aclose)
         self._stack.push_async_callback(self.markets.aclose)
         for validator in self.validators.values():
             self._stack.push_async_callback(validator.aclose)

@@ -214,8 +214,11 @@ def _age(seconds: float) -> str:
 async def _status(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     chosen = _markets(args, config)
     clear = args.watch is not None and sys.stdout.isatty() and not args.json
-    async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
-        limiter = Limiter(store.client, config.lanes)
+    async with (
+        _sqs(settings) as sqs,
+        RedisStore(settings.redis_url) as store,
+        Limiter(store.client, config.lanes) as limiter,
+    ):
         while True:
             state = await snapshot(
                 sqs, store.client, limiter, config, prefix=settings.queue_prefix, markets=chosen

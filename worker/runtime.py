@@ -81,6 +81,7 @@ class Runtime(AsyncResource):
         # Closed in reverse: the sink before the SQS client it may borrow.
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.limiter.aclose)
         self._stack.push_async_callback(self.session.close)
         self._stack.push_async_callback(self.markets.aclose)
         self._stack.push_async_callback(self.sink.aclose)
