@@ -34,6 +34,7 @@ from tests.test_market_scenarios import (
     LOST,
     NAVER_FAST,
     START,
+    dispatch,
     invoice,
     lose_next_answer,
 )
@@ -170,6 +171,36 @@ async def test_an_invoice_upload_of_a_killed_worker_is_checked_and_only_the_rest
     assert dict(coupang.state.items_posted) == {"600000001": 1, "600000002": 1}
     assert coupang.state.effects["invoice:600000001"] == 1
     assert coupang.state.effects["invoice:600000002"] == 1
+
+
+async def test_a_naver_dispatch_of_a_killed_worker_is_checked_not_posted_again(
+    runtime: Runtime, lanes: Lanes, naver: Running
+) -> None:
+    """The product order carries our tracking number: the resumed job posts no dispatch."""
+    request = JobRequest("ship_order", "naver", "s", {"dispatches": [dispatch(4)]})
+    await killed_after_posting(runtime, request, "dispatch-1")
+    outcome = await redelivered(runtime, lanes, envelope(request, "dispatch-1"))
+    assert (outcome.action, outcome.label) == (Action.DELETE, "done")
+    assert outcome.result is not None
+    assert outcome.result["data"] == {"shipped": ["20250000000000041"]}
+    assert naver.state.arrived["dispatch"] == 1
+    assert naver.state.effects["dispatch:20250000000000041"] == 1
+
+
+async def test_a_post_that_never_reached_the_market_is_posted_after_the_check(
+    runtime: Runtime, lanes: Lanes, naver: Running
+) -> None:
+    """The holder was marked "posting" but died before its request arrived: the resumed job
+    looks the inquiry up, finds no answer, and only then posts it, once."""
+    request = JobRequest("answer_inquiry", "naver", "s", {"inquiry_no": 9_000_002, "answer": "네"})
+    key = runtime.guard.key("naver", "s", "answer_inquiry", "answer-2")
+    await runtime.store.client.set(key, "posting:dead-holder", ex=600)
+    outcome = await redelivered(runtime, lanes, envelope(request, "answer-2"))
+    assert (outcome.action, outcome.label) == (Action.DELETE, "done")
+    assert naver.state.arrived["inquiries"] >= 1
+    assert naver.state.arrived["inquiry_answer"] == 1
+    assert naver.state.effects["answer:9000002"] == 1
+    assert (await runtime.store.client.get(key) or b"").startswith(b"done:")
 
 
 async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
