@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -48,28 +49,30 @@ MakeRuntime = Callable[[Settings, Any], Awaitable[Runtime]]
 _messages = itertools.count()
 
 
-@pytest.fixture
-async def coupang(start_simulator: StartSimulator) -> Running:
-    return await start_simulator(coupang_app(rate=40, start=START))
+@dataclass(frozen=True)
+class Simulators:
+    coupang: Running
+    naver: Running
 
 
 @pytest.fixture
-async def naver(start_simulator: StartSimulator) -> Running:
-    return await start_simulator(naver_app(rate=50, orders=60, start=START, days=1))
+async def sims(start_simulator: StartSimulator) -> Simulators:
+    """Both simulators, as the market scenarios start them."""
+    return Simulators(
+        coupang=await start_simulator(coupang_app(rate=40, start=START)),
+        naver=await start_simulator(naver_app(rate=50, orders=60, start=START, days=1)),
+    )
 
 
 @pytest.fixture
 async def runtime(
-    coupang: Running,
-    naver: Running,
-    make_settings: Callable[..., Settings],
-    make_runtime: MakeRuntime,
+    sims: Simulators, make_settings: Callable[..., Settings], make_runtime: MakeRuntime
 ) -> Runtime:
     """A worker on both simulators (a lost answer: the client gives up after LOST s)."""
     lost = {"timeout": LOST}
     config = markets_config(
-        coupang=coupang.url,
-        naver=naver.url,
+        coupang=sims.coupang.url,
+        naver=sims.naver.url,
         extra={
             "coupang": {
                 **COUPANG_FAST,
@@ -121,7 +124,7 @@ async def redelivered(runtime: Runtime, lanes: Lanes, job: Envelope) -> Outcome:
 
 
 async def test_a_coupang_reply_posted_by_a_killed_worker_ends_as_success_once(
-    runtime: Runtime, lanes: Lanes, coupang: Running
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """The redelivery resumes: its reply gets "already answered", which is success (not a
     permanent error on what looks like its first attempt). One reply at the market."""
@@ -136,11 +139,11 @@ async def test_a_coupang_reply_posted_by_a_killed_worker_ends_as_success_once(
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
     assert outcome.result is not None
     assert outcome.result["data"]["answer"]["already_done"] is True
-    assert coupang.state.effects["reply:3000002"] == 1
+    assert sims.coupang.state.effects["reply:3000002"] == 1
 
 
 async def test_a_naver_answer_posted_by_a_killed_worker_is_looked_up_not_posted_again(
-    runtime: Runtime, lanes: Lanes, naver: Running
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """Naver would take a second answer: the resumed job finds ours and posts nothing."""
     request = JobRequest("answer_inquiry", "naver", "s", {"inquiry_no": 9_000_001, "answer": "네"})
@@ -149,12 +152,12 @@ async def test_a_naver_answer_posted_by_a_killed_worker_is_looked_up_not_posted_
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
     assert outcome.result is not None
     assert outcome.result["data"]["answer"] == {"already_done": True}
-    assert naver.state.arrived["inquiry_answer"] == 1
-    assert naver.state.effects["answer:9000001"] == 1
+    assert sims.naver.state.arrived["inquiry_answer"] == 1
+    assert sims.naver.state.effects["answer:9000001"] == 1
 
 
 async def test_an_invoice_upload_of_a_killed_worker_is_checked_and_only_the_rest_posted(
-    runtime: Runtime, lanes: Lanes, coupang: Running
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """The killed worker's upload shipped box 1 only (box 2 failed at the market): the resumed
     job checks both boxes and posts box 2 alone. Each box posted once, each shipped once."""
@@ -167,14 +170,14 @@ async def test_an_invoice_upload_of_a_killed_worker_is_checked_and_only_the_rest
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
     assert outcome.result is not None
     assert sorted(outcome.result["data"]["shipped"]) == ["600000001", "600000002"]
-    assert coupang.state.arrived["invoices"] == 2
-    assert dict(coupang.state.items_posted) == {"600000001": 1, "600000002": 1}
-    assert coupang.state.effects["invoice:600000001"] == 1
-    assert coupang.state.effects["invoice:600000002"] == 1
+    assert sims.coupang.state.arrived["invoices"] == 2
+    assert dict(sims.coupang.state.items_posted) == {"600000001": 1, "600000002": 1}
+    assert sims.coupang.state.effects["invoice:600000001"] == 1
+    assert sims.coupang.state.effects["invoice:600000002"] == 1
 
 
 async def test_a_naver_dispatch_of_a_killed_worker_is_checked_not_posted_again(
-    runtime: Runtime, lanes: Lanes, naver: Running
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """The product order carries our tracking number: the resumed job posts no dispatch."""
     request = JobRequest("ship_order", "naver", "s", {"dispatches": [dispatch(4)]})
@@ -183,12 +186,12 @@ async def test_a_naver_dispatch_of_a_killed_worker_is_checked_not_posted_again(
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
     assert outcome.result is not None
     assert outcome.result["data"] == {"shipped": ["20250000000000041"]}
-    assert naver.state.arrived["dispatch"] == 1
-    assert naver.state.effects["dispatch:20250000000000041"] == 1
+    assert sims.naver.state.arrived["dispatch"] == 1
+    assert sims.naver.state.effects["dispatch:20250000000000041"] == 1
 
 
 async def test_a_post_that_never_reached_the_market_is_posted_after_the_check(
-    runtime: Runtime, lanes: Lanes, naver: Running
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """The holder was marked "posting" but died before its request arrived: the resumed job
     looks the inquiry up, finds no answer, and only then posts it, once."""
@@ -197,19 +200,19 @@ async def test_a_post_that_never_reached_the_market_is_posted_after_the_check(
     await runtime.store.client.set(key, "posting:dead-holder", ex=600)
     outcome = await redelivered(runtime, lanes, envelope(request, "answer-2"))
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
-    assert naver.state.arrived["inquiries"] >= 1
-    assert naver.state.arrived["inquiry_answer"] == 1
-    assert naver.state.effects["answer:9000002"] == 1
+    assert sims.naver.state.arrived["inquiries"] >= 1
+    assert sims.naver.state.arrived["inquiry_answer"] == 1
+    assert sims.naver.state.effects["answer:9000002"] == 1
     assert (await runtime.store.client.get(key) or b"").startswith(b"done:")
 
 
 async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
-    runtime: Runtime, lanes: Lanes, coupang: Running, make_settings: Callable[..., Settings]
+    runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """Issue 9: the reply lands, its answer is lost; nothing else of that run leaves (the
     hook), the delivery is released as transient with the claim still "posting", and the
     redelivery resumes: "already answered" is success. One reply, one result."""
-    lose_next_answer(coupang, "inquiry_reply")
+    lose_next_answer(sims.coupang, "inquiry_reply")
     request = JobRequest(
         "answer_inquiry",
         "coupang",
@@ -221,8 +224,8 @@ async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
     assert (first.action, first.label) == (Action.RELEASE, "transient")
     again = await redelivered(runtime, lanes, job)
     assert (again.action, again.label) == (Action.DELETE, "done")
-    assert coupang.state.arrived["inquiry_reply"] == 2
-    assert coupang.state.effects["reply:3000004"] == 1
+    assert sims.coupang.state.arrived["inquiry_reply"] == 2
+    assert sims.coupang.state.effects["reply:3000004"] == 1
     assert [record["id"] for record in results(runtime.settings)] == ["reply-2"]
 
 
