@@ -11,6 +11,7 @@ the lease is dropped as if it had lapsed. tests/test_worker_process.py kills a r
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -204,6 +205,29 @@ async def test_a_post_that_never_reached_the_market_is_posted_after_the_check(
     assert sims.naver.state.arrived["inquiry_answer"] == 1
     assert sims.naver.state.effects["answer:9000002"] == 1
     assert (await runtime.store.client.get(key) or b"").startswith(b"done:")
+
+
+async def test_a_resumed_job_whose_check_fails_is_released_still_posting(
+    runtime: Runtime, lanes: Lanes, sims: Simulators
+) -> None:
+    """The market fails (503) while the resumed job checks: the message is released, not
+    dead-lettered, and the claim stays "posting" with no lease, so the next delivery
+    resumes again and checks first: one answer at the market."""
+    request = JobRequest("answer_inquiry", "naver", "s", {"inquiry_no": 9_000_003, "answer": "네"})
+    await killed_after_posting(runtime, request, "answer-3")
+    job = envelope(request, "answer-3")
+    sims.naver.state.faults.error_rate = 1.0
+    failed = await runtime.processor.process(
+        delivery(lanes.prefix, job), deadline=time.monotonic() + 1.5
+    )
+    assert failed.action is Action.RELEASE
+    key = runtime.guard.key("naver", "s", "answer_inquiry", "answer-3")
+    assert (await runtime.store.client.get(key) or b"").startswith(b"posting:")
+    assert not await runtime.store.client.exists(f"{key}:lease")
+    sims.naver.state.faults.error_rate = 0.0
+    outcome = await redelivered(runtime, lanes, job)
+    assert (outcome.action, outcome.label) == (Action.DELETE, "done")
+    assert sims.naver.state.effects["answer:9000003"] == 1
 
 
 async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
