@@ -4,7 +4,9 @@ A batch is posted; the market's answer sorts each item into done, worth retrying
 (the market says so) or refused. Retryable items are posted again, alone, with
 the lane's retries (high: until success). A refused item that already carries
 our change (an earlier attempt whose answer was lost) counts as done. After a
-lost answer, the items are checked before anything is re-posted. Items refused
+lost answer, and from the first round of a resumed job (`JobContext.resumed`: an
+earlier worker may have posted), the items are checked before anything is
+posted, and only those without our change are posted. Items refused
 for good end the job as a `PartialFailure` listing each with its reason.
 """
 

@@ -52,7 +52,11 @@ def maybe_landed(error: TransientError) -> bool:
 
 @dataclass
 class JobContext:
-    """One job run: its market client, seller, lane, deadline and attempt policy."""
+    """One job run: its market client, seller, lane, deadline and attempt policy.
+
+    `resumed`: an earlier attempt of this job may have landed (its worker stopped while
+    posting), so every side effect checks first, as after a lost answer.
+    """
 
     client: MarketClient
     seller: str
@@ -61,6 +65,7 @@ class JobContext:
     max_attempts: int | None
     backoff: Backoff
     watermarks: Watermarks | None = None
+    resumed: bool = False
     calls: int = 0
 
     def _sent(self) -> None:
@@ -110,14 +115,15 @@ class JobContext:
     ) -> Any:
         """A side effect that survives a retry (docs/DESIGN.md rule 11).
 
-        After an attempt whose answer was lost, `landed()` checks whether it reached the
-        market: its result is the job's answer, `NOT_LANDED` sends the request again, and it
-        raises `OutcomeUnknown` where the market cannot tell. With no `landed`, a request is
-        sent again only where the market refuses a duplicate and `already` recognises that
-        refusal (then counted as done); with neither, a lost answer is `OutcomeUnknown`.
+        After an attempt whose answer was lost, and from the first attempt of a `resumed`
+        job, `landed()` checks whether an earlier request reached the market: its result is
+        the job's answer, `NOT_LANDED` sends the request again, and it raises
+        `OutcomeUnknown` where the market cannot tell. With no `landed`, a request is sent
+        again only where the market refuses a duplicate and `already` recognises that
+        refusal (then counted as done); with neither, it is `OutcomeUnknown`, not sent.
         `request` may be built anew for each attempt (what is left to do).
         """
-        uncertain = False
+        uncertain = self.resumed
         build = request if callable(request) else lambda: request
 
         async def attempt() -> Any:
@@ -129,8 +135,8 @@ class JobContext:
                         return found
                 elif already is None:
                     raise OutcomeUnknown(
-                        "the answer was lost and the market cannot tell whether it was done; "
-                        "not sent again",
+                        "an earlier attempt may have landed and the market cannot tell "
+                        "whether it was done; not sent again",
                         market=self.client.name,
                         endpoint=build().endpoint,
                     )

@@ -180,8 +180,10 @@ class Markets:
         *,
         deadline: float | None = None,
         max_attempts: int | Literal[_Default.LANE_POLICY] | None = LANE_POLICY,
+        resumed: bool = False,
     ) -> JobResult:
-        """Run the job in `lane`; `deadline` is a `time.monotonic()` moment.
+        """Run the job in `lane`; `deadline` is a `time.monotonic()` moment; `resumed`: an
+        earlier attempt may have landed, so side effects check first (`JobContext.resumed`).
 
         Raises `PermanentError` (never retried), `AttemptsExhausted` (a lane with
         max_attempts ran out), `RetryLater` (the deadline came first).
@@ -198,6 +200,7 @@ class Markets:
             max_attempts=attempts,
             backoff=self._backoff,
             watermarks=self._watermarks,
+            resumed=resumed,
         )
         started = time.monotonic()
         data = await spec.run(context, payload)

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from lanes.errors import BudgetUnavailable
 from tests.fixtures_worker import AcmeMarket
-from worker.idempotency import ClaimBusy, ClaimLost, IdempotencyGuard, OutcomeUnknown
+from worker.idempotency import CheckFirst, ClaimBusy, ClaimLost, IdempotencyGuard
 
 SHIP = ("acme", "s-1", "ship_order")
 
@@ -75,12 +75,12 @@ async def test_a_holder_that_died_before_posting_is_simply_replaced(
     assert (await guard.begin(*SHIP, "waited")).done is None
 
 
-async def test_posting_marked_by_the_hook_makes_a_dead_holder_an_unknown_outcome(
+async def test_posting_marked_by_the_hook_makes_the_next_holder_resume(
     redis_client: aioredis.Redis, acme: AcmeMarket
 ) -> None:
     """Issue 12 (3): the hook marks the claim "posting" before the POST leaves; if the holder
-    then dies (SIGKILL: its lease lapses), the next delivery gets OutcomeUnknown, never a
-    second POST."""
+    then dies (SIGKILL: its lease lapses), the next delivery takes the claim over *resumed*
+    (still "posting", now under its own token and lease: the job checks before posting)."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=1)
     claim = await guard.begin(*SHIP, "killed")
     session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
@@ -91,15 +91,19 @@ async def test_posting_marked_by_the_hook_makes_a_dead_holder_an_unknown_outcome
     assert raw is not None
     assert raw.startswith(b"posting:")
     await redis_client.delete(IdempotencyGuard.key(*SHIP, "killed") + ":lease")
-    with pytest.raises(OutcomeUnknown):
+    resumed = await guard.begin(*SHIP, "killed")
+    assert (resumed.resumed, resumed.posting, resumed.uncertain) == (True, True, True)
+    assert await redis_client.get(resumed.key) == f"posting:{resumed.token}".encode()
+    assert await redis_client.get(resumed.lease) == resumed.token.encode()
+    with pytest.raises(ClaimBusy):
         await guard.begin(*SHIP, "killed")
 
 
 async def test_a_request_without_answer_is_never_sent_again(
     redis_client: aioredis.Redis, acme: AcmeMarket
 ) -> None:
-    """Issue 12 (3): after a client timeout on a POST, a retry in the same delivery is refused
-    by the hook (OutcomeUnknown): the market sees one POST."""
+    """Issue 12 (3): after a client timeout on a POST, a retry in the same run is refused by
+    the hook (CheckFirst: the job is run again resumed): the market sees one POST."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
     claim = await guard.begin(*SHIP, "timeout")
     timeout = aiohttp.ClientTimeout(total=0.2)
@@ -108,7 +112,7 @@ async def test_a_request_without_answer_is_never_sent_again(
         with pytest.raises(TimeoutError):
             async with session.post(f"{acme.url}/ship?sleep=1", timeout=timeout):
                 pass
-        with pytest.raises(OutcomeUnknown):
+        with pytest.raises(CheckFirst):
             async with session.post(f"{acme.url}/ship", timeout=timeout):
                 pass
     assert claim.uncertain

@@ -296,6 +296,23 @@ async def test_a_timed_out_post_that_nothing_can_check_stops_for_a_person(
     assert coupang.state.arrived["inquiry_reply"] == 1
 
 
+async def test_a_resumed_post_that_nothing_can_check_is_not_sent(
+    coupang: Running, make_markets: MakeMarkets
+) -> None:
+    """`resumed` (an earlier attempt may have landed): a `call` POST is OutcomeUnknown at
+    once, nothing sent; a Coupang reply is sent, and posts the reply that never landed."""
+    markets = await coupang_markets(make_markets, coupang)
+    body = {"content": "네", "vendorId": COUPANG_VENDOR, "replyBy": "u"}
+    call = coupang_job("call", endpoint="inquiry_reply", path={"inquiryId": 3_000_005}, json=body)
+    with pytest.raises(OutcomeUnknown, match="not sent again"):
+        await markets.run(call, Lane.HIGH, resumed=True)
+    assert coupang.state.arrived["inquiry_reply"] == 0
+    reply = coupang_job("answer_inquiry", inquiry_id=3_000_005, content="네", reply_by="u")
+    result = await markets.run(reply, Lane.HIGH, resumed=True)
+    assert "already_done" not in result.data["answer"]
+    assert coupang.state.effects["reply:3000005"] == 1
+
+
 # -- partial failures --------------------------------------------------------------------
 
 

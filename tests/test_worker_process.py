@@ -205,9 +205,11 @@ async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
     start_worker: StartWorker,
     tmp_path: Path,
 ) -> None:
-    """Issue 12 (3), rule 11: a worker killed while its ship POST is at the market: the next
-    worker does not post again (the claim says "posting" and its holder is gone); it
-    dead-letters the message with reason "outcome unknown" for a person. One POST."""
+    """Issue 12 (3), rule 11: a worker killed while its ship POST (a `call`) is at the market:
+    the next worker takes the claim over resumed ("posting", its holder gone), and since
+    nothing can check a `call` POST it does not post again: it dead-letters the message with
+    reason "outcome unknown" for a person. One POST. (Jobs whose market can tell resume:
+    tests/test_effect_resume.py.)"""
     settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"))
     await lanes.send(Lane.HIGH, [job("ship", id="ship-k", order="o", sleep=3)])
     process = spawn_worker(settings)

@@ -2,7 +2,7 @@
 -- KEYS[1] the job's record: "claimed:<token>", "posting:<token>" or "done:<result json>"
 -- KEYS[2] the holder's lease (its token), alive while the holder runs
 -- ARGV[1] our token; ARGV[2] lease length (ms); ARGV[3] record lifetime (s)
--- Returns {"claimed", ""}, {"done", json}, {"busy", lease ms left} or {"unknown", ""}.
+-- Returns {"claimed", ""}, {"done", json}, {"busy", lease ms left} or {"resumed", ""}.
 local record = redis.call('GET', KEYS[1])
 if record and string.sub(record, 1, 5) == 'done:' then
   return {'done', string.sub(record, 6)}
@@ -11,10 +11,12 @@ local lease = redis.call('PTTL', KEYS[2])
 if lease > 0 then
   return {'busy', tostring(lease)}
 end
+local state = 'claimed'
 if record and string.sub(record, 1, 8) == 'posting:' then
-  -- The holder is gone after it began to post: the market may have done it.
-  return {'unknown', ''}
+  -- The holder is gone after it began to post: the market may have done it. We take the
+  -- claim over still "posting", so the job checks what landed before it posts again.
+  state = 'posting'
 end
-redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], state .. ':' .. ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return {'claimed', ''}
+return {state == 'posting' and 'resumed' or 'claimed', ''}

@@ -8,16 +8,21 @@ delivery that finds:
 
 - `done`: acknowledges with the recorded result (a duplicate);
 - a live lease: comes back later (`ClaimBusy`, a wait);
-- `posting` with no lease (the holder crashed mid-post, or timed out): the
-  market may or may not have acted, so the job stops for a person
-  (`OutcomeUnknown`, dead-lettered with that reason), never re-posted blindly.
+- `posting` with no lease (the holder crashed mid-post, or gave up after a
+  request without answer): the market may or may not have acted, so the new
+  holder takes the claim over still `posting` and runs the job *resumed*
+  (`Claim.resumed`): each side effect first checks what landed
+  (markets.jobs.JobContext.effect), and posts again only where the check says
+  it did not; where the market cannot tell, the job raises
+  `markets.errors.OutcomeUnknown` and stops for a person (dead-lettered with
+  that reason), never re-posted blindly.
 
 "posting" is marked by an aiohttp trace hook just before a request of a
 claimed job leaves, so a job that was still waiting for budget when it died
 is simply claimed again. The same hook refuses a second request after one that
-got no answer (a timeout), and a claim lost before posting (Redis restarted
-empty) is noticed there and waited out (`ClaimLost`) instead of posting
-without a record.
+got no answer (a timeout) within one run (`CheckFirst`: the job is resumed on
+the next attempt), and a claim lost before posting (Redis restarted empty) is
+noticed there and waited out (`ClaimLost`) instead of posting without a record.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable, LanesError
 
-__all__ = ["Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard", "OutcomeUnknown"]
+__all__ = ["CheckFirst", "Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard"]
 
 _BUSY_RETRY_CAP = 3.0
 _LOST_RETRY = 1.0
@@ -67,8 +72,9 @@ class ClaimLost(LanesError):
     retry_after = _LOST_RETRY
 
 
-class OutcomeUnknown(LanesError):
-    """A side effect may or may not have happened at the market: a person must look."""
+class CheckFirst(LanesError):
+    """A request of this run got no answer, so no other request of it leaves: the run stops,
+    and the job is run again resumed (checking what landed first)."""
 
 
 @dataclass(eq=False)
@@ -77,9 +83,11 @@ class Claim:
 
     key: str
     lease: str
+    market: str
     token: str = ""
     done: dict[str, Any] | None = None
     posting: bool = False
+    resumed: bool = False  # taken over from a holder that was posting: an attempt may have landed
     in_flight: int = 0
     landed: bool = False  # a changing request was answered 2xx
     unanswered: bool = False  # a request left and got no answer (timeout, lost connection)
@@ -87,7 +95,7 @@ class Claim:
     @property
     def uncertain(self) -> bool:
         """May the market have acted on a request of ours?"""
-        return self.landed or self.unanswered or self.in_flight > 0
+        return self.resumed or self.landed or self.unanswered or self.in_flight > 0
 
 
 class IdempotencyGuard:
@@ -111,13 +119,13 @@ class IdempotencyGuard:
         return f"lanes:idem:{{{market}}}:{digest}"
 
     async def begin(self, market: str, seller: str, kind: str, job_id: str) -> Claim:
-        """Claim the job, or return its recorded result.
+        """Claim the job (`resumed` when an earlier holder was posting and is gone), or return
+        its recorded result.
 
-        Raises `ClaimBusy` (held elsewhere), `OutcomeUnknown` (an earlier holder was
-        posting and is gone) or `BudgetUnavailable` (Redis down).
+        Raises `ClaimBusy` (held elsewhere) or `BudgetUnavailable` (Redis down).
         """
         key = self.key(market, seller, kind, job_id)
-        claim = Claim(key=key, lease=f"{key}:lease", token=secrets.token_hex(8))
+        claim = Claim(key=key, lease=f"{key}:lease", market=market, token=secrets.token_hex(8))
         try:
             state, detail = await self._claim(
                 keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, self._ttl]
@@ -131,10 +139,10 @@ class IdempotencyGuard:
         if state == "busy":
             # The holder usually finishes well before its lease would lapse: look again soon.
             raise ClaimBusy(key, min(_BUSY_RETRY_CAP, max(1.0, int(detail) / 1000)))
-        if state == "unknown":
-            raise OutcomeUnknown(
-                f"job {job_id} was being posted by a worker that stopped before the answer"
-            )
+        if state == "resumed":
+            # Already "posting" under our token: the hook does not mark it again.
+            claim.posting = claim.resumed = True
+            _log.warning("idempotency.resumed", job_id=job_id)
         return claim
 
     async def finish(self, claim: Claim, result: dict[str, Any]) -> None:
@@ -156,8 +164,9 @@ class IdempotencyGuard:
             return
 
     async def give_up(self, claim: Claim) -> None:
-        """Stop holding a claim whose outcome is unknown: the record stays "posting", so the
-        next delivery stops for a person at once. Best effort (the lease lapses anyway)."""
+        """Stop holding a claim whose request may have landed: the record stays "posting", so
+        the next delivery takes it over at once and checks first (or, for a job whose market
+        cannot tell, stops for a person). Best effort (the lease lapses anyway)."""
         try:
             await self._drop_lease(keys=[claim.lease], args=[claim.token])
         except RedisError:
@@ -206,8 +215,9 @@ class IdempotencyGuard:
         if claim is None:
             return
         if claim.unanswered:
-            # A request of this job got no answer: sending again could do it twice.
-            raise OutcomeUnknown("an earlier request of this job got no answer")
+            # A request of this run got no answer: sending again could do it twice. The next
+            # run is resumed: it checks what landed before anything is posted again.
+            raise CheckFirst("an earlier request of this job got no answer")
         if not claim.posting:
             try:
                 ours = await self._posting(

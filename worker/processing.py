@@ -28,8 +28,9 @@ import structlog
 from lanes.errors import BudgetUnavailable
 from lanes.policy import LanePolicies
 from markets import JobResult, Markets
+from markets.errors import OutcomeUnknown, PartialFailure, RetryLater, TransientError
 from worker.envelope import PreparedJob, prepare
-from worker.idempotency import IdempotencyGuard, OutcomeUnknown
+from worker.idempotency import CheckFirst, Claim, IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import ATTEMPT_BACKOFF, FREE_RELEASES, Outcome, Sort, outcome_of_error, rule_of
 from worker.queues import Delivery
@@ -56,6 +57,21 @@ def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> di
         "data": result.data,
         "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+
+
+def _after_posting(claim: Claim, exc: Exception) -> Exception:
+    """What a run that may have posted ends with; its record stays "posting" (`give_up`).
+
+    A market failure or a deadline is tried again, resumed (checking what landed first);
+    a request without answer stops the run and is tried again the same way. Items refused
+    for good are reported as they are. Anything else (a 4xx, a lost claim, Redis down)
+    leaves the outcome unknown: a person looks (docs/DESIGN.md rule 11).
+    """
+    if isinstance(exc, OutcomeUnknown | PartialFailure | TransientError | RetryLater):
+        return exc
+    if isinstance(exc, CheckFirst):
+        return TransientError(f"{exc}; checked before anything is sent again", market=claim.market)
+    return OutcomeUnknown(f"a request may have landed before: {exc}", market=claim.market)
 
 
 class JobProcessor:
@@ -216,7 +232,9 @@ class JobProcessor:
                 return replace(Outcome.done("duplicate"), result=claim.done)
             try:
                 async with self._guard.held(claim):
-                    result = await self._market(delivery, job, deadline, one_attempt)
+                    result = await self._market(
+                        delivery, job, deadline, one_attempt, resumed=claim.resumed
+                    )
             except (Exception, asyncio.CancelledError) as exc:
                 if not claim.uncertain:
                     await self._guard.abandon(claim)  # surely not done: free it at once
@@ -224,9 +242,10 @@ class JobProcessor:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 await self._guard.give_up(claim)
-                if isinstance(exc, OutcomeUnknown):
+                error = _after_posting(claim, exc)
+                if error is exc:
                     raise
-                raise OutcomeUnknown(f"a request may have landed before: {exc}") from exc
+                raise error from exc
             record = result_record(delivery, job, result)
             try:
                 await self._guard.finish(claim, record)
@@ -239,12 +258,20 @@ class JobProcessor:
         return await self._deliver(delivery, record, kept)
 
     async def _market(
-        self, delivery: Delivery, job: PreparedJob, deadline: float | None, one_attempt: bool
+        self,
+        delivery: Delivery,
+        job: PreparedJob,
+        deadline: float | None,
+        one_attempt: bool,
+        *,
+        resumed: bool = False,
     ) -> JobResult:
         lane = delivery.queue.lane
         if one_attempt:
-            return await self._markets.run(job.request, lane, deadline=deadline, max_attempts=1)
-        return await self._markets.run(job.request, lane, deadline=deadline)
+            return await self._markets.run(
+                job.request, lane, deadline=deadline, max_attempts=1, resumed=resumed
+            )
+        return await self._markets.run(job.request, lane, deadline=deadline, resumed=resumed)
 
     async def _deliver(
         self, delivery: Delivery, record: dict[str, Any], kept: list[dict[str, Any]]
