@@ -12,6 +12,7 @@ import pytest
 
 from lanes import Lane
 from markets import AttemptsExhausted, JobRequest, PermanentError
+from markets.errors import QuotaExhausted
 from markets.naver_auth import client_secret_sign
 from markets.simulators import coupang_app, naver_app
 from tests.fixtures_markets import (
@@ -127,12 +128,12 @@ async def test_naver_refuses_times_without_milliseconds(
 async def test_naver_answers_quota_limits(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:
-    """A spent quota answers 429 GW.QUOTA_LIMIT with the quota headers."""
+    """A spent quota answers 429 GW.QUOTA_LIMIT: the client raises QuotaExhausted (no retry)."""
     sim = await start_simulator(naver_app())
     markets = await make_markets(markets_config(naver=sim.url))
     sim.state.faults.quota_left = 0
     request = JobRequest("get_product", "naver", "s", {"origin_product_no": 5_000_001})
-    with pytest.raises(AttemptsExhausted, match=r"GW\.QUOTA_LIMIT"):
+    with pytest.raises(QuotaExhausted, match=r"GW\.QUOTA_LIMIT"):
         await markets.run(request, Lane.LOW, max_attempts=1)
 
 

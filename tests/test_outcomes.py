@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import math
+import time
 
 import pytest
 
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.policy import DEFAULT_POLICIES, Lane
 from markets import AttemptsExhausted, PermanentError, RateLimited, RetryLater, TransientError
+from markets.errors import OutcomeUnknown, QuotaExhausted
 from worker.envelope import PoisonMessage
 from worker.idempotency import ClaimBusy
 from worker.outcomes import MAX_VISIBILITY, Action, Outcome, backoff_seconds, outcome_of_error
@@ -68,22 +70,17 @@ def test_attempts_exhausted_is_one_failed_attempt_with_its_last_error() -> None:
     assert (outcome.action, outcome.attempts, outcome.error) == (Action.DEAD_LETTER, 3, "HTTP 503")
 
 
-def test_unknown_outcome_and_quota_by_name() -> None:
-    """Rows naming classes by name: any error class called OutcomeUnknown dead-letters with
-    reason "outcome unknown"; QuotaExhausted waits until its reset time."""
-
-    class OutcomeUnknown(Exception):
-        pass
-
-    class QuotaExhausted(Exception):
-        def __init__(self) -> None:
-            super().__init__("daily quota used up")
-            self.reset_at = datetime.now(UTC) + timedelta(hours=2)
-
-    unknown = _sort(OutcomeUnknown("timeout after the POST left"), Lane.HIGH)
+def test_unknown_outcome_dead_letters_and_quota_waits_for_its_reset() -> None:
+    """OutcomeUnknown dead-letters with reason "outcome unknown" in every lane;
+    QuotaExhausted is released until its reset time, spending no attempt."""
+    unknown = _sort(OutcomeUnknown("timeout after the POST left", market="acme"), Lane.HIGH)
     assert unknown.action is Action.DEAD_LETTER
     assert unknown.reason.startswith("outcome unknown: ")
-    quota = _sort(QuotaExhausted(), Lane.LOW, received=5)
+    reset = time.time() + 7200
+    exhausted = QuotaExhausted(
+        market="acme", endpoint="orders", retry_after=math.inf, retry_at=reset, code="QUOTA"
+    )
+    quota = _sort(exhausted, Lane.LOW, received=5)
     assert (quota.action, quota.label) == (Action.RELEASE, "quota")
     assert 7100 <= quota.visibility <= 7200
 

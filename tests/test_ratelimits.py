@@ -73,10 +73,11 @@ async def test_quota_answer_pauses_the_budget_and_releases_with_its_reset(
     assert usage.quota_pause == pytest.approx(120, abs=1)
     assert usage.cooldown == 0
     outcome = outcome_of_error(
-        caught.value, lane=Lane.HIGH, policy=LanePolicy(ceiling=1.0), receive_count=1
+        caught.value, lane=Lane.HIGH, policy=LanePolicy(ceiling=1.0), attempts=1
     )
     assert outcome.action is Action.RELEASE
-    assert outcome.label == "retry_later"
+    assert outcome.label == "quota"
+    assert outcome.visibility == pytest.approx(120, abs=2)
 
 
 async def test_quota_reset_from_the_catalogue_rule(make_client: MakeClient) -> None:

@@ -34,7 +34,14 @@ import structlog
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.logs import redact_urls
 from lanes.policy import Lane, LanePolicy
-from markets.errors import AttemptsExhausted, PermanentError, RetryLater, TransientError
+from markets.errors import (
+    AttemptsExhausted,
+    OutcomeUnknown,
+    PermanentError,
+    QuotaExhausted,
+    RetryLater,
+    TransientError,
+)
 from worker.envelope import PoisonMessage
 from worker.idempotency import ClaimBusy, ClaimLost
 from worker.metrics import Metrics
@@ -88,28 +95,26 @@ class Sort(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One row: errors of class `error` (or of a class so named) end as `label`, by `sort`."""
+    """One row: errors of class `error` end as `label`, by `sort`."""
 
-    error: type[BaseException] | str
+    error: type[BaseException]
     label: str
     sort: Sort
     reason: str = ""
 
     def matches(self, exc: BaseException) -> bool:
-        if isinstance(self.error, str):
-            return any(cls.__name__ == self.error for cls in type(exc).__mro__)
         return isinstance(exc, self.error)
 
 
-# Order matters: the first matching row wins (SinkRefused is a SinkError). A row may
-# name a class defined elsewhere that need not exist yet ("QuotaExhausted" of markets).
-# Anything unmatched is a bug, handled as transient.
+# Order matters: the first matching row wins (OutcomeUnknown is a PermanentError,
+# QuotaExhausted a RetryLater, SinkRefused a SinkError). Anything unmatched is a bug,
+# handled as transient.
 ERRORS: tuple[Rule, ...] = (
     Rule(PoisonMessage, "poison", Sort.PERMANENT, "poison message"),
-    Rule("OutcomeUnknown", "outcome_unknown", Sort.UNKNOWN, "outcome unknown"),
+    Rule(OutcomeUnknown, "outcome_unknown", Sort.UNKNOWN, "outcome unknown"),
     Rule(PermanentError, "permanent", Sort.PERMANENT, "permanent error"),
     Rule(SinkRefused, "sink_refused", Sort.PERMANENT, "results sink refused"),
-    Rule("QuotaExhausted", "quota", Sort.WAIT),
+    Rule(QuotaExhausted, "quota", Sort.WAIT),
     Rule(ClaimBusy, "claim_busy", Sort.WAIT),
     Rule(ClaimLost, "claim_lost", Sort.WAIT),
     Rule(RetryLater, "retry_later", Sort.WAIT),
@@ -174,16 +179,14 @@ def rule_of(exc: BaseException) -> Rule:
 
 
 def _wait_of(exc: BaseException) -> float:
-    """How long a waiting error asks to wait: `retry_after` seconds, else until `reset_at`
-    (a datetime, or a Unix time in seconds)."""
+    """How long a waiting error asks to wait: `retry_after` seconds, else until `retry_at`
+    (a Unix time in seconds)."""
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float) and math.isfinite(retry_after):
         return max(0.0, float(retry_after))
-    reset_at = getattr(exc, "reset_at", None)
-    if isinstance(reset_at, datetime):
-        return max(0.0, (reset_at - datetime.now(UTC)).total_seconds())
-    if isinstance(reset_at, int | float) and math.isfinite(reset_at):
-        return max(0.0, reset_at - time.time())
+    retry_at = getattr(exc, "retry_at", None)
+    if isinstance(retry_at, int | float) and math.isfinite(retry_at):
+        return max(0.0, retry_at - time.time())
     return backoff_seconds(1)
 
 
