@@ -6,12 +6,20 @@ line naming the file and the field.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lanes.errors import ConfigError
 from lanes.policy import LanePolicies
@@ -41,7 +49,7 @@ class Window(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     limit: int = Field(ge=1)
-    seconds: float = Field(gt=0)
+    seconds: float = Field(gt=0, allow_inf_nan=False)
 
     @classmethod
     def per_second(cls, rps: float) -> Window:
@@ -54,9 +62,23 @@ class _Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rps: float | None = Field(default=None, gt=0)
+    rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     windows: tuple[Window, ...] = ()
     scope: Scope = "app"
+
+    @field_validator("rps")
+    @classmethod
+    def _exact(cls, rps: float | None) -> float | None:
+        if rps is None:
+            return rps
+        # Held as whole requests per window: a rounded rate could exceed the market's.
+        window = Window.per_second(rps)
+        if window.limit > rps * window.seconds * 1.000001:
+            raise ValueError(
+                f"{rps} rps would be held as {window.limit} per {window.seconds:g} s, more "
+                "than configured: use windows = [{limit = ..., seconds = ...}]"
+            )
+        return rps
 
     def all_windows(self) -> tuple[Window, ...]:
         """`rps` as a 1-second window, plus any extra windows."""
@@ -98,16 +120,21 @@ class MarketConfig(BaseModel):
     base_url: str = Field(pattern=r"^https?://")
     auth: str = "none"
     catalogue: str | None = None
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     # Widens every budget window: the market counts arrivals, and the spread of
     # delays between admission and arrival must not put two windows' worth in one.
-    margin_ms: float = Field(default=25.0, ge=0)
+    margin_ms: float = Field(default=25.0, ge=0, allow_inf_nan=False)
     options: dict[str, str] = {}
     groups: dict[str, GroupConfig] = {}
     endpoints: dict[str, EndpointConfig] = {}
 
     @model_validator(mode="after")
     def _groups_exist(self) -> MarketConfig:
+        _no_braces(self.endpoints, "endpoint")
+        _no_braces(self.groups, "budget group")
+        for option, value in self.options.items():
+            if option.endswith("_seconds") and not _finite_positive(value):
+                raise ValueError(f"option {option} = {value!r} is not a positive number")
         for name, endpoint in self.endpoints.items():
             if endpoint.group is not None and endpoint.group not in self.groups:
                 raise ValueError(f"endpoint {name!r} names unknown budget group {endpoint.group!r}")
@@ -122,12 +149,31 @@ class Config(BaseModel):
     lanes: LanePolicies = LanePolicies()
     markets: dict[str, MarketConfig] = {}
 
+    @model_validator(mode="after")
+    def _names(self) -> Config:
+        _no_braces(self.markets, "market")
+        return self
+
     def market(self, name: str) -> MarketConfig:
         try:
             return self.markets[name]
         except KeyError:
             known = ", ".join(sorted(self.markets)) or "none"
             raise ConfigError(f"unknown market {name!r} (configured: {known})") from None
+
+
+def _no_braces(names: dict[str, Any], what: str) -> None:
+    # Names go into the budget's Redis keys, whose `{...}` is the cluster hash tag.
+    for name in names:
+        if "{" in name or "}" in name:
+            raise ValueError(f"{what} name {name!r} may not contain '{{' or '}}'")
+
+
+def _finite_positive(text: str) -> bool:
+    try:
+        return math.isfinite(float(text)) and float(text) > 0
+    except ValueError:
+        return False
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:

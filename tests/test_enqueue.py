@@ -23,8 +23,8 @@ from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import SqsClient
 
 # moto takes O(queue length) per message sent or received: 10,000 take minutes on a small
-# machine, so the suite uses 2,000 (set LANES_BACKFILL_TEST_SIZE=10000 for the full run).
-BACKFILL_SIZE = int(os.environ.get("LANES_BACKFILL_TEST_SIZE", "2000"))
+# machine, so the suite uses 2,000 (set BACKFILL_TEST_SIZE=10000 for the full run).
+BACKFILL_SIZE = int(os.environ.get("BACKFILL_TEST_SIZE", "2000"))
 
 SHIP = {
     "kind": "ship_order",
@@ -163,14 +163,13 @@ async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
         target = EnqueueTarget(lanes_env.prefix, "naver", Lane.LOW)
         tracemalloc.start()
         try:
-            async with JobValidator(config, settings, "naver") as validator:
-                sent = await enqueue(
-                    lambda: id_jobs("naver", naver, "S1", ids),
-                    target,
-                    validator,
-                    sqs,
-                    out=io.StringIO(),
-                )
+            sent = await enqueue(
+                lambda: id_jobs("naver", naver, "S1", ids),
+                target,
+                JobValidator(config, "naver"),
+                sqs,
+                out=io.StringIO(),
+            )
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from lanes.logs import redact_url
 from worker.delivery import Delivery
 from worker.outcomes import Outcome
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
@@ -29,7 +30,7 @@ _log = structlog.get_logger("worker.settle")
 
 
 def _clip(text: str) -> str:
-    one_line = " ".join(text.split())
+    one_line = redact_url(" ".join(text.split()))  # docs/DESIGN.md rule 8
     return one_line[:_MAX_ATTRIBUTE_TEXT]
 
 
