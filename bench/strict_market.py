@@ -48,7 +48,9 @@ def strict_market_app(limit: int, seconds: float) -> web.Application:
         request.app[_COUNTS].update(accepted=0, refused=0)
         return web.json_response(request.app[_COUNTS])
 
-    app.router.add_get("/call", call)
+    # Any method, any name under /call: every arrival is counted against the one limit.
+    app.router.add_route("*", "/call", call)
+    app.router.add_route("*", "/call/{name}", call)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)
     return app
