@@ -58,7 +58,9 @@ __all__ = [
     "Rig",
     "RunReport",
     "fault_market_app",
+    "market_fault",
     "run_fault",
+    "running_rig",
 ]
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]  # in the results URL: must never be logged
@@ -416,7 +418,9 @@ def _mend_sqs(run: Run) -> None:
     run.rig.sqs_gate.mend()
 
 
-def _market(**fault: Any) -> Callable[[Run], None]:
+def market_fault(**fault: Any) -> Callable[[Run], None]:
+    """Set the market's fault (`status`, `sleep`, `sink_status`); no argument heals it."""
+
     def act(run: Run) -> None:
         run.fault(**fault)
 
@@ -427,17 +431,17 @@ FAULTS = {
     fault.name: fault
     for fault in (
         Fault("none", _nothing, _nothing, 0),
-        Fault("sigkill", _sigkill, _market(), 0),
+        Fault("sigkill", _sigkill, market_fault(), 0),
         Fault("sigterm-burst", _sigterm_burst, _nothing, 0),
         Fault("redis-down", _redis_stop, _redis_start, 45),
         Fault("redis-restart-empty", _redis_restart_empty, _nothing, 0),
         Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15),
-        Fault("429-storm", _market(status=429), _market(), 15),
-        Fault("5xx-storm", _market(status=503), _market(), 15),
-        Fault("slow-answers", _market(sleep=1.5), _market(), 15),
-        Fault("timeouts", _market(sleep=3.0), _market(), 15),
+        Fault("429-storm", market_fault(status=429), market_fault(), 15),
+        Fault("5xx-storm", market_fault(status=503), market_fault(), 15),
+        Fault("slow-answers", market_fault(sleep=1.5), market_fault(), 15),
+        Fault("timeouts", market_fault(sleep=3.0), market_fault(), 15),
         Fault("sqs-unreachable", _cut_sqs, _mend_sqs, 15),
-        Fault("sink-down", _market(sink_status=503), _market(), 15),
+        Fault("sink-down", market_fault(sink_status=503), market_fault(), 15),
     )
 }
 
@@ -456,7 +460,12 @@ class RunReport:
     leaks: int
     recovery: float | None
     drained: float | None
-    reasons: Counter[str] = field(default_factory=Counter)
+    # The string attributes of each dead letter (lanes.reason, lanes.error, ...).
+    dead_letters: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> Counter[str]:
+        return Counter(attributes.get("lanes.reason", "-")[:60] for attributes in self.dead_letters)
 
     def row(self) -> list[str]:
         def seconds(value: float | None) -> str:
@@ -623,12 +632,10 @@ def run_fault(
         leaks=_leaks(run, dead_messages),
         recovery=min(after_heal) if after_heal else None,
         drained=drained,
-        reasons=Counter(
-            message.get("MessageAttributes", {})
-            .get("lanes.reason", {})
-            .get("StringValue", "-")[:60]
-            for message in dead_messages
-        ),
+        dead_letters=[
+            {name: value.get("StringValue", "") for name, value in attributes.items()}
+            for attributes in (message.get("MessageAttributes", {}) for message in dead_messages)
+        ],
     )
 
 
