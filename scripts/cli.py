@@ -161,8 +161,11 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
 async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
     from_file = getattr(args, "file", None)
-    if (from_file is None) == (args.kind is None and args.since is None and args.ids_file is None):
-        raise UsageError("give either --file (JSON lines) or a backfill (see `lanes backfill`)")
+    backfill = any(value is not None for value in (args.kind, args.since, args.ids_file))
+    if from_file is not None and backfill:
+        raise UsageError("--file does not go with the backfill options (--kind, --since, ...)")
+    if from_file is None and args.command == "enqueue" and not backfill:
+        raise UsageError("give --file (JSON lines; - reads standard input)")
     target = EnqueueTarget(
         settings.queue_prefix, args.market, Lane(args.lane), group_ids=not args.no_group_id
     )
@@ -307,7 +310,7 @@ def _command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options()],
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, command=name)
     return parser
 
 
