@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 from aiohttp import web
 
 from bench.strict_market import strict_market_app
@@ -605,13 +605,15 @@ def run_fault(
     collect_dead()
     done = done_ids()
     after = _http(f"{rig.market_url}/stats")
-    # Whatever is still queued is not lost: visible now, or once its visibility times out.
-    time.sleep(VISIBILITY + 1)
-    queued = {
-        json.loads(message["Body"]).get("id")
-        for url in urls.values()
-        for message in _drain_queue(sqs, url)
-    }
+    queued: set[str] = set()
+    if set(done) | set(dead) < ids:
+        # Whatever is still queued is not lost: visible now, or once its visibility times out.
+        time.sleep(VISIBILITY + 1)
+        queued = {
+            json.loads(message["Body"]).get("id")
+            for url in urls.values()
+            for message in _drain_queue(sqs, url)
+        }
     firsts = [min(times) for times in done.values() if max(times) >= healed_wall]
     after_heal = [moment - healed_wall for moment in firsts if moment >= healed_wall]
     dead_messages = list(dead.values())
