@@ -321,6 +321,13 @@ class Rig:
 # -- one run -----------------------------------------------------------------------------------
 
 
+# `lanes` with time.time() off by `skew` seconds (patched before anything reads it).
+_SKEWED = (
+    "import sys, time; real = time.time; time.time = lambda: real() + {skew}; "
+    "from scripts.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @dataclass
 class Run:
     """One fault run's workers and queues; handed to the fault to act on."""
@@ -331,12 +338,16 @@ class Run:
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self, clock_skew: float = 0.0) -> subprocess.Popen[bytes]:
+        """`lanes worker -m acme` in a new process; its wall clock `clock_skew` seconds off."""
         log = self.rig.workdir / f"{self.prefix}-worker-{len(self.logs)}.log"
         self.logs.append(log)
+        command = [sys.executable, "-m", "scripts.cli", "worker", "-m", "acme"]
+        if clock_skew:
+            command[1:3] = ["-c", _SKEWED.format(skew=clock_skew)]
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "scripts.cli", "worker", "-m", "acme"],
+                command,
                 env=self.rig.env(self.prefix),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -386,6 +397,14 @@ def _sigterm_burst(run: Run) -> None:
         run.spawn()
 
 
+def _clocks_differ(run: Run) -> None:
+    """Workers replaced by ones whose clocks are 30 s ahead and behind: time comes from
+    Redis (docs/DESIGN.md rule 1), so the limit holds regardless."""
+    run.stop_all(signal.SIGTERM)
+    for number in range(run.workers):
+        run.spawn(clock_skew=30.0 if number % 2 else -30.0)
+
+
 def _redis_stop(run: Run) -> None:
     run.rig.redis.stop()
 
@@ -433,6 +452,7 @@ FAULTS = {
         Fault("none", _nothing, _nothing, 0),
         Fault("sigkill", _sigkill, market_fault(), 0),
         Fault("sigterm-burst", _sigterm_burst, _nothing, 0),
+        Fault("clocks-differ", _clocks_differ, _nothing, 0),
         Fault("redis-down", _redis_stop, _redis_start, 45),
         Fault("redis-restart-empty", _redis_restart_empty, _nothing, 0),
         Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15),

@@ -31,6 +31,8 @@ KNOWN_FAILURES = {
     "dead-letters side-effect jobs without a lanes.reason",
     "redis-restart-empty": "items 2 and 3: an empty Redis forgets the window (over > 0) and "
     "the claims of jobs in flight (twice > 0)",
+    "redis-slow": "rule 9 (late is never over): grants whose Redis replies are delayed unevenly "
+    "leave the process late, bunched together (over > 0)",
     "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
     "sink-down": "item 7: a results-sink outage re-runs the market job (twice > 0) and "
     "dead-letters low jobs that succeeded",
