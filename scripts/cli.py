@@ -511,6 +511,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
+    args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
         for warning in unknown_variables():
@@ -529,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LanesError as exc:
         return _fail(str(exc), EXIT_RUNTIME)
     except KeyboardInterrupt:
+        if getattr(args, "watch", None) is not None:
+            return 0  # Ctrl-C is how `status --watch` ends
         return _fail("interrupted", EXIT_INTERRUPTED)
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,3 +301,19 @@ def test_a_toml_mistake_stops_every_command_at_start_up(
     result = run_cli("--config", str(config), *args, *([str(jobs)] if command != "worker" else []))
     assert (result.code, result.err.count("\n"), no_worker) == (2, 1, []), result.err
     assert result.err.startswith("lanes: error: ")
+
+
+def test_ctrl_c_ends_status_watch_quietly(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C is how `status --watch` ends: exit 0, nothing on stderr."""
+
+    def interrupted(coroutine: Any) -> int:
+        coroutine.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("scripts.cli.asyncio.run", interrupted)
+    result = run_cli("status", "--watch", "1")
+    assert (result.code, result.err) == (0, "")
+    result = run_cli("provision")
+    assert (result.code, result.err) == (130, "lanes: error: interrupted\n")
