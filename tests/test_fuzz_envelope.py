@@ -136,6 +136,7 @@ def _only_our_errors(body: str) -> None:
         assert not refused or "SQS's limit" in refused
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
 def test_arbitrary_text(body: str) -> None:
@@ -143,6 +144,7 @@ def test_arbitrary_text(body: str) -> None:
     _only_our_errors(body)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(json_values)
 def test_arbitrary_json(value: Any) -> None:
@@ -150,6 +152,7 @@ def test_arbitrary_json(value: Any) -> None:
     _only_our_errors(json.dumps(value))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(envelopes)
 def test_envelope_shaped_objects(raw: dict[str, Any]) -> None:
@@ -158,6 +161,7 @@ def test_envelope_shaped_objects(raw: dict[str, Any]) -> None:
     _only_our_errors(json.dumps(raw))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(envelopes, mutations, st.sampled_from(["payload", "id", "seller", "extra", "kind"]))
 def test_hostile_values_anywhere(raw: dict[str, Any], hostile: str, field: str) -> None:
