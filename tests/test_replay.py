@@ -9,7 +9,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import pytest
+
+from scripts.replay import DeadLetter
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
@@ -157,3 +161,16 @@ async def _depth(env: LanesEnv, queue: str) -> int:
     async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
         attributes = await sqs.attributes(await sqs.queue_url(queue))
     return int(attributes["ApproximateNumberOfMessages"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", '{"kind": ' + "9" * 5000 + "}", "[" * 100_000, '{"seller": NaN}', "[]"],
+)
+def test_a_poison_body_is_read_without_failing(body: str) -> None:
+    """Dead letters are often poison: bad JSON, a 5,000-digit number, deep nesting. Replay
+    reads their kind and seller as unknown instead of failing."""
+    message = SqsMessage(message_id="m", receipt_handle="r", body=body)
+    dead = DeadLetter.of(message, datetime.now(UTC))
+    assert (dead.kind, dead.seller) == (None, None)
+    assert dead.replayed().body == body
