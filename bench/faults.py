@@ -297,9 +297,12 @@ class Rig:
             aws_secret_access_key="testing",
         )
 
-    def env(self, prefix: str) -> dict[str, str]:
+    def env(self, prefix: str, *, redis_gate: bool = False) -> dict[str, str]:
+        """A worker's environment; Redis through its gate only when the fault needs it (the
+        proxy adds jitter of its own), SQS always through its gate."""
         assert self.redis_gate is not None
         assert self.sqs_gate is not None
+        redis_port = self.redis_gate.port if redis_gate else self.redis.port
         results = f"http://lanes:{PASSWORD}@127.0.0.1:{self.market_port}/results?token={TOKEN}"
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith("LANES_")},
@@ -307,7 +310,7 @@ class Rig:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "LANES_CONFIG": str(self.workdir / "lanes.toml"),
-            "LANES_REDIS_URL": f"redis://127.0.0.1:{self.redis_gate.port}/0",
+            "LANES_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "LANES_SQS_ENDPOINT_URL": f"http://127.0.0.1:{self.sqs_gate.port}",
             "LANES_QUEUE_PREFIX": prefix,
             "LANES_WAIT_SECONDS": "1",
@@ -335,6 +338,7 @@ class Run:
     rig: Rig
     prefix: str
     workers: int
+    redis_gate: bool = False
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -348,7 +352,7 @@ class Run:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                env=self.rig.env(self.prefix),
+                env=self.rig.env(self.prefix, redis_gate=self.redis_gate),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -378,6 +382,7 @@ class Fault:
     inject: Callable[[Run], None]
     heal: Callable[[Run], None]
     seconds: float  # how long the fault lasts in the bench (tests shorten it)
+    redis_gate: bool = False  # workers reach Redis through the gate
 
 
 def _nothing(run: Run) -> None:
@@ -455,7 +460,7 @@ FAULTS = {
         Fault("clocks-differ", _clocks_differ, _nothing, 0),
         Fault("redis-down", _redis_stop, _redis_start, 45),
         Fault("redis-restart-empty", _redis_restart_empty, _nothing, 0),
-        Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15),
+        Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15, True),
         Fault("429-storm", market_fault(status=429), market_fault(), 15),
         Fault("5xx-storm", market_fault(status=503), market_fault(), 15),
         Fault("slow-answers", market_fault(sleep=1.5), market_fault(), 15),
@@ -568,7 +573,7 @@ def run_fault(
     """One run: send the jobs, start `workers`, inject `fault` at a quarter done, heal it after
     `seconds` (default: the fault's own), wait for the drain, count."""
     prefix = f"f{uuid.uuid4().hex[:8]}"
-    run = Run(rig, prefix, workers)
+    run = Run(rig, prefix, workers, redis_gate=fault.redis_gate)
     _http(f"{rig.market_url}/fault", {})
     subprocess.run(
         [sys.executable, "-m", "scripts.cli", "provision", "-m", "acme"],
@@ -594,8 +599,6 @@ def run_fault(
             ]
             sqs.send_message_batch(QueueUrl=urls[lane], Entries=entries)
     before = _http(f"{rig.market_url}/stats")
-    for _ in range(workers):
-        run.spawn()
     dead: dict[str, dict[str, Any]] = {}
 
     def done_ids() -> dict[str, list[float]]:
@@ -607,21 +610,25 @@ def run_fault(
             for message in _drain_queue(sqs, url):
                 dead.setdefault(json.loads(message["Body"]).get("id", "?"), message)
 
-    started = time.monotonic()
-    while len(done_ids()) < len(ids) // 4 and time.monotonic() - started < 60:
-        time.sleep(0.2)
-    fault.inject(run)
-    time.sleep(fault.seconds if seconds is None else seconds)
-    fault.heal(run)
-    healed_at, healed_wall = time.monotonic(), time.time()
     drained = None
-    while time.monotonic() - healed_at < drain_timeout:
-        collect_dead()
-        if len(set(done_ids()) | set(dead)) >= len(ids):
-            drained = time.monotonic() - healed_at
-            break
-        time.sleep(1.0)
-    run.stop_all(signal.SIGTERM)
+    try:
+        for _ in range(workers):
+            run.spawn()
+        started = time.monotonic()
+        while len(done_ids()) < len(ids) // 4 and time.monotonic() - started < 60:
+            time.sleep(0.2)
+        fault.inject(run)
+        time.sleep(fault.seconds if seconds is None else seconds)
+        fault.heal(run)
+        healed_at, healed_wall = time.monotonic(), time.time()
+        while time.monotonic() - healed_at < drain_timeout:
+            collect_dead()
+            if len(set(done_ids()) | set(dead)) >= len(ids):
+                drained = time.monotonic() - healed_at
+                break
+            time.sleep(1.0)
+    finally:
+        run.stop_all(signal.SIGTERM)
     collect_dead()
     done = done_ids()
     after = _http(f"{rig.market_url}/stats")
