@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
@@ -144,11 +145,11 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
             raise UsageError("collect_orders needs --since and --until")
         since, until = parse_day_or_moment(args.since), parse_day_or_moment(args.until)
         step = parse_duration(args.step) if args.step else None
-        jobs = lambda: window_jobs(args.market, market, args.seller, since, until, step)  # noqa: E731
+        jobs = partial(window_jobs, args.market, market, args.seller, since, until, step)
     elif kind == "collect_order":
         if ids is None:
             raise UsageError("collect_order needs --ids-file")
-        jobs = lambda: id_jobs(args.market, market, args.seller, ids, args.id_field)  # noqa: E731
+        jobs = partial(id_jobs, args.market, market, args.seller, ids, args.id_field)
     else:
         raise UsageError(
             f"a backfill makes collect_orders or collect_order jobs, not {kind!r} "
