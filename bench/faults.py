@@ -56,7 +56,9 @@ __all__ = [
     "Fault",
     "Gate",
     "Rig",
+    "Run",
     "RunReport",
+    "drain_queue",
     "fault_market_app",
     "market_fault",
     "run_fault",
@@ -232,6 +234,11 @@ rps = {limit}
 path = "/call/orders"
 group = "api"
 
+[markets.acme.endpoints.per_seller]
+path = "/call/seller"
+rps = 1
+scope = "seller"
+
 [markets.acme.endpoints.ship]
 method = "POST"
 path = "/call/ship"
@@ -296,6 +303,24 @@ class Rig:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def provision(self, prefix: str) -> tuple[dict[str, str], list[str]]:
+        """`lanes provision` for market acme under `prefix`: the lane and dead-letter URLs."""
+        subprocess.run(
+            [sys.executable, "-m", "scripts.cli", "provision", "-m", "acme"],
+            env={**self.env(prefix), "LANES_SQS_ENDPOINT_URL": self.moto.url},
+            check=True,
+            capture_output=True,
+        )
+        sqs = self.sqs()
+        urls = {
+            lane: sqs.get_queue_url(QueueName=f"{prefix}-acme-{lane}")["QueueUrl"]
+            for lane in ("high", "medium", "low")
+        }
+        dead = [
+            sqs.get_queue_url(QueueName=f"{prefix}-acme-{lane}-dlq")["QueueUrl"] for lane in urls
+        ]
+        return urls, dead
 
     def env(self, prefix: str, *, redis_gate: bool = False) -> dict[str, str]:
         """A worker's environment; Redis through its gate only when the fault needs it (the
@@ -538,7 +563,7 @@ def _jobs(prefix: str, high: int, medium: int, low: int) -> dict[str, list[tuple
     }
 
 
-def _drain_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
+def drain_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
     """Every message now in `url` (hidden for 10 minutes while counted)."""
     taken: list[dict[str, Any]] = []
     empty = 0
@@ -575,20 +600,8 @@ def run_fault(
     prefix = f"f{uuid.uuid4().hex[:8]}"
     run = Run(rig, prefix, workers, redis_gate=fault.redis_gate)
     _http(f"{rig.market_url}/fault", {})
-    subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "provision", "-m", "acme"],
-        env={**rig.env(prefix), "LANES_SQS_ENDPOINT_URL": rig.moto.url},
-        check=True,
-        capture_output=True,
-    )
     sqs = rig.sqs()
-    urls = {
-        lane: sqs.get_queue_url(QueueName=f"{prefix}-acme-{lane}")["QueueUrl"]
-        for lane in ("high", "medium", "low")
-    }
-    dead_urls = [
-        sqs.get_queue_url(QueueName=f"{prefix}-acme-{lane}-dlq")["QueueUrl"] for lane in urls
-    ]
+    urls, dead_urls = rig.provision(prefix)
     bodies = _jobs(prefix, *jobs)
     ids = {job_id for lane in bodies.values() for job_id, _ in lane}
     for lane, lane_jobs in bodies.items():
@@ -607,7 +620,7 @@ def run_fault(
 
     def collect_dead() -> None:
         for url in dead_urls:
-            for message in _drain_queue(sqs, url):
+            for message in drain_queue(sqs, url):
                 dead.setdefault(json.loads(message["Body"]).get("id", "?"), message)
 
     drained = None
@@ -639,7 +652,7 @@ def run_fault(
         queued = {
             json.loads(message["Body"]).get("id")
             for url in urls.values()
-            for message in _drain_queue(sqs, url)
+            for message in drain_queue(sqs, url)
         }
     firsts = [min(times) for times in done.values() if max(times) >= healed_wall]
     after_heal = [moment - healed_wall for moment in firsts if moment >= healed_wall]

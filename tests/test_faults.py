@@ -12,11 +12,25 @@ expected to pass once the worker and budget fixes of issue 12 are merged.
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from bench.faults import FAULTS, Fault, Rig, RunReport, market_fault, run_fault, running_rig
+from bench.faults import (
+    FAULTS,
+    Fault,
+    Rig,
+    Run,
+    RunReport,
+    drain_queue,
+    market_fault,
+    run_fault,
+    running_rig,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -81,3 +95,43 @@ def test_credentials_in_the_results_url_never_leak(rig: Rig) -> None:
     errors = [attributes.get("lanes.error", "") for attributes in report.dead_letters]
     assert any("results callback http://lanes:[redacted]@" in error for error in errors), errors
     assert all("token=[redacted]" in error for error in errors if "results callback" in error)
+
+
+def test_poison_bodies_end_in_the_dead_letter_queue_with_a_reason(rig: Rig) -> None:
+    """Bodies `lanes enqueue` refuses but a producer can still send (a 5,000-digit integer,
+    deep nesting, NaN, bad JSON, a seller with a brace on a per-seller budget) are
+    dead-lettered at once with a reason in every lane, never retried as `crashed`."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    urls, dead_urls = rig.provision(prefix)
+    seller_call = {"kind": "call", "market": "acme", "payload": {"endpoint": "per_seller"}}
+    bodies = [
+        '{"kind": "call", "market": "acme", "seller": "s", "id": ' + "9" * 5000 + "}",
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": '
+        + '{"a": ' * 3000
+        + "1"
+        + "}" * 3001,
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": {"endpoint": NaN}}',
+        '{"kind": "call", ',
+        json.dumps({**seller_call, "seller": "{s}"}),
+    ]
+    sqs = rig.sqs()
+    for url in urls.values():
+        entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies)]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    run = Run(rig, prefix, workers=1)
+    dead: list[dict[str, Any]] = []
+    try:
+        run.spawn()
+        deadline = time.monotonic() + 60
+        while len(dead) < len(bodies) * len(urls) and time.monotonic() < deadline:
+            for url in dead_urls:
+                dead.extend(drain_queue(sqs, url))
+            time.sleep(0.5)
+    finally:
+        run.stop_all()
+    reasons = [
+        message.get("MessageAttributes", {}).get("lanes.reason", {}).get("StringValue", "")
+        for message in dead
+    ]
+    assert len(dead) == len(bodies) * len(urls), reasons
+    assert all(reason.startswith(("poison message:", "permanent error:")) for reason in reasons)
