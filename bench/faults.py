@@ -539,7 +539,7 @@ HEADER = [
 
 
 def _jobs(prefix: str, high: int, medium: int, low: int) -> dict[str, list[tuple[str, str]]]:
-    """(id, body) per lane: high ships (a side effect keyed by id), medium and low collect.
+    """(id, body) per lane; a side effect is a POST whose JSON `key` is the job's id.
     Ids carry the run's prefix: the market's counts are per id across runs."""
 
     def body(job_id: str, endpoint: str, extra: dict[str, Any]) -> str:
@@ -548,19 +548,19 @@ def _jobs(prefix: str, high: int, medium: int, low: int) -> dict[str, list[tuple
             {"kind": "call", "market": "acme", "seller": "s-1", "payload": payload, "id": job_id}
         )
 
-    def lane(letter: str, count: int, endpoint: str, side_effect: bool) -> list[tuple[str, str]]:
+    def lane(letter: str, count: int, side_effects: int) -> list[tuple[str, str]]:
+        """`count` jobs, every `side_effects`-th one a POST (0: none)."""
         made = []
         for n in range(count):
             job_id = f"{prefix}-{letter}{n}"
-            extra = {"json": {"key": job_id}} if side_effect else {}
-            made.append((job_id, body(job_id, endpoint, extra)))
+            if side_effects and n % side_effects == 0:
+                made.append((job_id, body(job_id, "ship", {"json": {"key": job_id}})))
+            else:
+                made.append((job_id, body(job_id, "orders", {})))
         return made
 
-    return {
-        "high": lane("h", high, "ship", True),
-        "medium": lane("m", medium, "orders", False),
-        "low": lane("l", low, "orders", False),
-    }
+    # High ships; medium collects; low is half product syncs (POST), half backfill reads.
+    return {"high": lane("h", high, 1), "medium": lane("m", medium, 0), "low": lane("l", low, 2)}
 
 
 def drain_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
@@ -723,7 +723,10 @@ def main() -> None:
                 report = run_fault(rig, FAULTS[name], workers=workers, seconds=args.seconds)
                 rows.append(report.row())
                 print(" | ".join(report.row()), dict(report.reasons), file=sys.stderr, flush=True)
-    print(f"market limit {args.limit}/s; jobs 30 high (POST, side effect), 60 medium, 60 low")
+    print(
+        f"market limit {args.limit}/s; jobs: 30 high (POST: side effects), 60 medium (GET), "
+        "60 low (half POST, half GET)"
+    )
     print(_table(rows))
 
 

@@ -37,19 +37,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 JOBS = (20, 30, 30)  # high (POST with an id), medium, low
 FAULT_SECONDS = 8.0  # the bench holds most faults 15 s and Redis down 45 s
 
+# Over the limit while worker processes start or stop on a busy host (their imports starve
+# the running workers' event loops): a grant is used late, bunched with the next one.
+_LATE = "rule 9 (late is never over) is not yet kept: over > 0 when processes start on a busy host"
 # Fault -> the cause in today's worker (issue 12 item), for the rows that fail before the fix.
 KNOWN_FAILURES = {
     "sigkill": "item 3: a SIGKILL after the POST reached the market lets the claim expire and "
-    "the next worker posts again (twice > 0)",
+    "the next worker posts again (twice > 0); " + _LATE,
+    "sigterm-burst": _LATE,
+    "clocks-differ": _LATE,
     "redis-down": "item 1: with Redis down every cycle is an SQS receive; low's redrive "
     "dead-letters side-effect jobs without a lanes.reason",
     "redis-restart-empty": "items 2 and 3: an empty Redis forgets the window (over > 0) and "
     "the claims of jobs in flight (twice > 0)",
-    "redis-slow": "rule 9 (late is never over): grants whose Redis replies are delayed unevenly "
-    "leave the process late, bunched together (over > 0)",
-    "5xx-storm": "rule 9 (late is never over): once, over = 1 during a 503 storm on a busy "
-    "host (retries in one delivery, grants used late); low also dead-letters in under a "
-    "second (item 12)",
+    "redis-slow": "rule 9: grants whose Redis replies are delayed unevenly leave the process "
+    "late, bunched together (over > 0)",
+    "5xx-storm": "rule 9: once over = 1 during a 503 storm on a busy host; low also "
+    "dead-letters in under a second (item 12)",
     "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
     "sink-down": "item 7: a results-sink outage re-runs the market job (twice > 0) and "
     "dead-letters low jobs that succeeded",
