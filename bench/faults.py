@@ -3,7 +3,8 @@
 Each run starts N worker processes through the CLI (`lanes worker`) against a
 real redis-server, moto's SQS server and a strict counting market
 (`bench.strict_market` in its own process), sends a mix of side-effect jobs
-(high: POST with an id), collections (medium) and a backfill (low), injects a
+(high: POST with an id), collections (medium) and low work (half product syncs
+that POST, half backfill reads), injects a
 fault once a quarter of the jobs is done, heals it, waits for the lanes to
 drain and counts what lanes promises (docs/DESIGN.md rules 1, 6, 8, 11, 12):
 
