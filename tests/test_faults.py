@@ -52,6 +52,7 @@ KNOWN_FAILURES = {
     "the claims of jobs in flight (twice > 0)",
     "redis-slow": "rule 9: grants whose Redis replies are delayed unevenly leave the process "
     "late, bunched together (over > 0)",
+    "429-storm": "rule 9: once over = 1 with 4 workers on a busy host",
     "5xx-storm": "rule 9: once over = 1 during a 503 storm on a busy host; low also "
     "dead-letters in under a second (item 12)",
     "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
