@@ -40,14 +40,13 @@ FAULT_SECONDS = 8.0  # the bench holds most faults 15 s and Redis down 45 s
 # Over the limit while worker processes start or stop on a busy host (their imports starve
 # the running workers' event loops): a grant is used late, bunched with the next one.
 _LATE = "rule 9 (late is never over) is not yet kept: over > 0 when processes start on a busy host"
-# Fault -> the cause in today's worker (issue 12 item), for the rows that fail before the fix.
+# Fault -> the cause in today's worker (issue 12 item), for the rows seen failing before the
+# fix (`python -m bench.faults`, 2 and 4 workers, and this module).
 KNOWN_FAILURES = {
     "sigkill": "item 3: a SIGKILL after the POST reached the market lets the claim expire and "
     "the next worker posts again (twice > 0); " + _LATE,
     "sigterm-burst": _LATE,
     "clocks-differ": _LATE,
-    "redis-down": "item 1: with Redis down every cycle is an SQS receive; low's redrive "
-    "dead-letters side-effect jobs without a lanes.reason",
     "redis-restart-empty": "items 2 and 3: an empty Redis forgets the window (over > 0) and "
     "the claims of jobs in flight (twice > 0)",
     "redis-slow": "rule 9: grants whose Redis replies are delayed unevenly leave the process "
@@ -56,8 +55,6 @@ KNOWN_FAILURES = {
     "5xx-storm": "rule 9: once over = 1 during a 503 storm on a busy host; low also "
     "dead-letters in under a second (item 12)",
     "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
-    "sink-down": "item 7: a results-sink outage re-runs the market job (twice > 0) and "
-    "dead-letters low jobs that succeeded",
 }
 
 
