@@ -89,6 +89,7 @@ def test_bad_setting_and_missing_config_are_one_line(
     assert "missing.toml" in result.err
 
 
+@pytest.mark.slow
 def test_unreachable_sqs_is_a_runtime_error(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
 ) -> None:

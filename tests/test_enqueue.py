@@ -152,6 +152,7 @@ def test_a_repeated_backfill_has_the_same_ids(
 
 
 @pytest.mark.timeout(max(60, BACKFILL_SIZE // 20))
+@pytest.mark.slow
 async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
     lanes_env: LanesEnv, tmp_path: Path
 ) -> None:

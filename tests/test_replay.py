@@ -100,6 +100,7 @@ def test_replay_moves_exactly_the_filtered_ones(
     assert all(message.receive_count == 1 for message in moved)
 
 
+@pytest.mark.slow
 def test_dry_run_lists_and_moves_nothing(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:
@@ -131,6 +132,7 @@ def test_max_bounds_the_replay(lanes_env: LanesEnv, run_cli: Callable[..., CliRu
     assert len(asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low")))) == 5
 
 
+@pytest.mark.slow
 def test_a_killed_replay_loses_nothing(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
     """Killed (SIGKILL) midway, every message is in the lane queue or the dead-letter queue."""
     messages = [_dead_letter("collect_order", "A1", n, "timeout") for n in range(60)]
