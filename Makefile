@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.budget
+
+# The fault table (issue 12) for 2 and 4 worker processes; about half an hour.
+bench-faults: $(STAMP)
+	$(BIN)/python -m bench.faults
 
 # Everything the build, the tests and the demo leave in the working tree.
 clean:

@@ -79,7 +79,9 @@ def strict_market_app(
         request.app[_STATE] = _State()
         return web.json_response({"accepted": 0, "refused": 0})
 
-    app.router.add_get("/call", call)
+    # Any method, any name under /call: every arrival is counted against the one limit.
+    app.router.add_route("*", "/call", call)
+    app.router.add_route("*", "/call/{name}", call)
     app.router.add_get("/stats", stats)
     app.router.add_get("/log", answers)
     app.router.add_post("/reset", reset)

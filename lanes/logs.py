@@ -11,33 +11,39 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-__all__ = ["REDACTED", "configure_logging", "redact_secrets", "redact_urls"]
+__all__ = ["REDACTED", "configure_logging", "redact_secrets", "redact_url"]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"secret|password|token|authorization|signature|sign|api_?key", re.I)
-# Credentials inside URLs (docs/DESIGN.md rule 8): `scheme://user:password@host` and
-# secret-looking query parameters (`?token=...`, `&api_key=...`).
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
-_URL_SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;](?:[^=&\s]*(?:secret|password|passwd|token|signature|sig|api_?key|"
-    r"access_?key|auth)[^=&\s]*)=)[^&\s#\"']*",
+# The password of `scheme://user:password@host` (the user name is kept: it helps and is no key).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#@]+(?=@)", re.I)
+# A query or form value whose name looks secret: `?token=`, `&access_token=`,
+# `X-Amz-Signature=`, `sig=`, `api_key=`, `password=`, `credential=`.
+_SECRET_PARAM = re.compile(
+    r"(?P<head>(?:^|[?&;\s])[\w.-]*(?:token|secret|passw(?:or)?d|signature|sig|api_?key|credential"
+    r"|auth)[\w.-]*=)[^&#;\s\"',]+",
     re.I,
 )
 
 
-def redact_urls(text: str) -> str:
-    """`text` with the userinfo and secret query values of any URL in it replaced."""
-    if "://" not in text and "=" not in text:
-        return text
-    text = _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text)
-    return _URL_SECRET_PARAM.sub(rf"\g<name>{REDACTED}", text)
+def redact_url(text: str) -> str:
+    """`text` with the secrets of any URL in it replaced: the password of `user:password@`
+    and the value of secret-named query parameters (`token`, `access_token`, `signature`...).
+
+    Cheap for text holding no URL or parameter (the common log line).
+    """
+    if "@" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}", text)
+    if "=" in text:
+        text = _SECRET_PARAM.sub(rf"\g<head>{REDACTED}", text)
+    return text
 
 
 def _redact(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_urls(value)
     if isinstance(value, SecretStr):
         return REDACTED
+    if isinstance(value, str):
+        return redact_url(value)
     if isinstance(value, Mapping):
         return {
             key: REDACTED if _SECRET_KEY.search(str(key)) else _redact(item)
@@ -51,7 +57,8 @@ def _redact(value: Any) -> Any:
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: secret-looking keys and `SecretStr` values never reach a line."""
+    """A structlog processor: secret-looking keys, `SecretStr` values and the credentials
+    inside URLs (docs/DESIGN.md rule 8) never reach a line."""
     for key in list(event_dict):
         if _SECRET_KEY.search(key):
             event_dict[key] = REDACTED

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from lanes.config import describe_validation_error
 from lanes.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "unknown_variables"]
+
+ENV_PREFIX = "LANES_"
+_NESTED = "__"
 
 
 class Settings(BaseSettings):
@@ -23,20 +29,22 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="LANES_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter=_NESTED, extra="ignore", frozen=True
     )
 
     config: Path = Path("lanes.toml")
     redis_url: str = Field(default="redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
-    sqs_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     queue_prefix: str = Field(default="lanes", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
     credentials: dict[str, dict[str, SecretStr]] = {}
     # The worker.
     concurrency: int = Field(default=32, ge=1, le=1000)
     visibility_timeout: int = Field(default=120, ge=10, le=43_200)
-    wait_seconds: int = Field(default=20, ge=0, le=20)
-    grace_seconds: float = Field(default=20.0, ge=0)
+    # At least 1: a zero-second poll of an empty queue returns at once, so an idle
+    # worker would spin on receives (and SQS bills each one).
+    wait_seconds: int = Field(default=20, ge=1, le=20)
+    grace_seconds: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
     results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
     idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
     # The HTTP API (`lanes api`): `LANES_API_KEYS` is comma-separated or a JSON list.
@@ -64,3 +72,25 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, "settings (LANES_*)")) from None
+    except SettingsError as exc:
+        # pydantic-settings parses a complex value (credentials) as JSON before validating.
+        field = str(exc).partition('"')[2].partition('"')[0] or "a setting"
+        raise ConfigError(
+            f"settings (LANES_*): {field}: not valid JSON (or set each key as "
+            f"{ENV_PREFIX}{field.upper()}{_NESTED}MARKET{_NESTED}KEY)"
+        ) from None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per `LANES_*` variable that names no setting (a typo such as
+    `LANES_CONCURENCY`), naming the closest known one."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    lines = []
+    for variable in sorted(os.environ if environ is None else environ):
+        head = variable.upper().split(_NESTED, 1)[0]
+        if not head.startswith(ENV_PREFIX) or head in known:
+            continue
+        close = difflib.get_close_matches(head, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{variable} is not a lanes setting{hint}; it is ignored")
+    return lines

@@ -125,6 +125,13 @@ def endpoint_limits(
             market=market_name,
             endpoint=endpoint_name,
         )
+    if limits.scope == "seller" and seller and ("{" in seller or "}" in seller):
+        # The seller is part of the budget's Redis key, whose `{...}` is the hash tag.
+        raise PermanentError(
+            "seller may not contain '{' or '}' (its budget is counted per seller)",
+            market=market_name,
+            endpoint=endpoint_name,
+        )
     return endpoint, limits
 
 

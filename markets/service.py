@@ -28,7 +28,7 @@ from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
 from markets.watermark import Watermarks
 
-__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets"]
+__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "validate_job"]
 
 log = structlog.get_logger("markets")
 
@@ -38,6 +38,47 @@ class _Default(Enum):
 
 
 LANE_POLICY = _Default.LANE_POLICY
+
+
+def _market_of(config: Config, name: str) -> MarketConfig:
+    market = config.markets.get(name)
+    if market is None:
+        known = ", ".join(sorted(config.markets)) or "none"
+        raise PermanentError(f"unknown market {name!r} (configured: {known})", market=name)
+    return market
+
+
+def _spec(config: Config, request: JobRequest) -> JobSpec:
+    market = _market_of(config, request.market)
+    if request.kind == "call":
+        return CALL
+    built_in = MARKETS.get(market.catalogue or "")
+    jobs = built_in.jobs if built_in is not None else {}
+    spec = jobs.get(request.kind)
+    if spec is None:
+        offered = ", ".join(["call", *jobs])
+        raise PermanentError(
+            f"kind {request.kind!r} is not offered by this market (offered: {offered})",
+            market=request.market,
+        )
+    return spec
+
+
+def validate_job(config: Config, request: JobRequest) -> tuple[JobSpec, Payload]:
+    """The job's spec and validated payload, or `PermanentError` (one line) for an unknown
+    market, kind or endpoint, or a bad payload. Pure: no I/O, no client, no Redis."""
+    spec = _spec(config, request)
+    try:
+        payload = spec.model.model_validate(request.payload)
+    except ValidationError as exc:
+        raise PermanentError(
+            describe_validation_error(exc, f"{request.kind} payload"), market=request.market
+        ) from None
+    market = _market_of(config, request.market)
+    endpoints = (payload.endpoint,) if isinstance(payload, CallPayload) else spec.endpoints
+    for endpoint in endpoints:
+        endpoint_limits(request.market, market, endpoint, request.seller)
+    return spec, payload
 
 
 class Markets:
@@ -84,11 +125,7 @@ class Markets:
             await self._session.close()
 
     def _market(self, name: str) -> MarketConfig:
-        market = self.config.markets.get(name)
-        if market is None:
-            known = ", ".join(sorted(self.config.markets)) or "none"
-            raise PermanentError(f"unknown market {name!r} (configured: {known})", market=name)
-        return market
+        return _market_of(self.config, name)
 
     def _credentials(self, name: str, market: MarketConfig) -> Credentials:
         wanted = name.casefold()
@@ -124,34 +161,8 @@ class Markets:
         setup = AuthSetup(name, market, self._credentials(name, market), self._redis, client)
         return factory(setup)
 
-    def _spec(self, request: JobRequest) -> JobSpec:
-        market = self._market(request.market)
-        if request.kind == "call":
-            return CALL
-        built_in = MARKETS.get(market.catalogue or "")
-        jobs = built_in.jobs if built_in is not None else {}
-        spec = jobs.get(request.kind)
-        if spec is None:
-            offered = ", ".join(["call", *jobs])
-            raise PermanentError(
-                f"kind {request.kind!r} is not offered by this market (offered: {offered})",
-                market=request.market,
-            )
-        return spec
-
     def _validate(self, request: JobRequest) -> tuple[JobSpec, Payload]:
-        spec = self._spec(request)
-        try:
-            payload = spec.model.model_validate(request.payload)
-        except ValidationError as exc:
-            raise PermanentError(
-                describe_validation_error(exc, f"{request.kind} payload"), market=request.market
-            ) from None
-        market = self._market(request.market)
-        endpoints = (payload.endpoint,) if isinstance(payload, CallPayload) else spec.endpoints
-        for endpoint in endpoints:
-            endpoint_limits(request.market, market, endpoint, request.seller)
-        return spec, payload
+        return validate_job(self.config, request)
 
     def check(self, request: JobRequest) -> None:
         """Raise `PermanentError` (one line) for an unknown market, kind or endpoint, or a bad

@@ -93,7 +93,7 @@ class ApiRuntime(AsyncResource):
         self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url, region=_region(settings))
         self.limiter = Limiter(self.store.client, config.lanes)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
-        self.validators = {name: JobValidator(config, settings, name) for name in config.markets}
+        self.validators = {name: JobValidator(config, name) for name in config.markets}
         self.guard = IdempotencyGuard(
             self.store.client, ttl=settings.idempotency_ttl, claim_seconds=_CLAIM_SECONDS
         )
@@ -103,8 +103,6 @@ class ApiRuntime(AsyncResource):
         self._stack.push_async_callback(self.sqs.aclose)
         self._stack.push_async_callback(self.limiter.aclose)
         self._stack.push_async_callback(self.markets.aclose)
-        for validator in self.validators.values():
-            self._stack.push_async_callback(validator.aclose)
 
     async def _close(self) -> None:
         await self._stack.aclose()

@@ -1,8 +1,15 @@
 """The `lanes` command line: one console script, a subcommand per operator task.
 
+Conventions (as celery, arq and dramatiq): every command takes `--config`
+(else LANES_CONFIG) and `--log-level`; `lanes --version`; a flag means the
+same thing in every command, with short forms for the common ones: `-m`
+market, `-l` lane, `-f` file, `-c` concurrency, `-s` seller, `-k` kind,
+`-n` dry run.
+
 A user mistake (bad argument, bad setting, bad input line) prints one line
-`lanes: error: ...` on standard error and exits 2; a failure while running
-(SQS or Redis unreachable) exits 1. Never a traceback for either.
+`lanes: error: ...` on standard error (one per bad input line) and exits 2; a
+failure while running (SQS or Redis unreachable) exits 1. Never a traceback
+for either. An unknown `LANES_*` variable is a one-line warning.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,13 +36,20 @@ from lanes.errors import ConfigError, LanesError
 from lanes.limiter import Limiter
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings
+from lanes.settings import Settings, load_settings, unknown_variables
 from lanes.store import RedisStore
 from scripts.api import create_app
-from scripts.backfill import id_jobs, window_jobs
+from scripts.backfill import Numbered, id_jobs, window_jobs
 from scripts.demo import DemoOptions, run_demo
 from scripts.devservices import run_services
-from scripts.enqueue import EnqueueTarget, Source, enqueue, file_jobs, spooled_stdin
+from scripts.enqueue import (
+    EnqueueTarget,
+    Source,
+    enqueue,
+    file_jobs,
+    readable_twice,
+    with_statuses,
+)
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
 from scripts.replay import ReplayFilter, replay
@@ -112,7 +128,6 @@ async def _provision(args: argparse.Namespace, settings: Settings, config: Confi
             sqs,
             prefix=settings.queue_prefix,
             markets=_markets(args, config),
-            policies=config.lanes,
             visibility_timeout=settings.visibility_timeout,
             update=args.update,
         )
@@ -120,41 +135,57 @@ async def _provision(args: argparse.Namespace, settings: Settings, config: Confi
     return 0
 
 
-def _enqueue_source(args: argparse.Namespace, config: Config, stdin: Path | None) -> Source:
-    if args.file is not None:
-        return file_jobs(stdin or Path(args.file))
+def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None) -> Source:
+    """The jobs of a backfill: windows of `--since`..`--until`, or one per id of `--ids-file`."""
+    if not args.seller:
+        raise UsageError("a backfill needs --seller")
     market = config.market(args.market)
-    if args.kind == "collect_orders":
+    kind = args.kind or ("collect_order" if args.ids_file is not None else "collect_orders")
+    jobs: Callable[[], Iterator[Numbered]]
+    if kind == "collect_orders":
         if args.since is None or args.until is None:
-            raise UsageError("--kind collect_orders needs --since and --until")
+            raise UsageError("collect_orders needs --since and --until")
         since, until = parse_day_or_moment(args.since), parse_day_or_moment(args.until)
         step = parse_duration(args.step) if args.step else None
-        return lambda: window_jobs(args.market, market, args.seller, since, until, step)
-    if args.kind == "collect_order":
-        if args.ids_file is None:
-            raise UsageError("--kind collect_order needs --ids-file")
-        ids = Path(args.ids_file)
-        return lambda: id_jobs(args.market, market, args.seller, ids, args.id_field)
-    raise UsageError(
-        f"backfill mode makes collect_orders or collect_order jobs, not {args.kind!r} "
-        "(write other kinds as JSON lines and use --file)"
-    )
+        jobs = partial(window_jobs, args.market, market, args.seller, since, until, step)
+    elif kind == "collect_order":
+        if ids is None:
+            raise UsageError("collect_order needs --ids-file")
+        jobs = partial(id_jobs, args.market, market, args.seller, ids, args.id_field)
+    else:
+        raise UsageError(
+            f"a backfill makes collect_orders or collect_order jobs, not {kind!r} "
+            "(write other kinds as JSON lines and use `lanes enqueue --file`)"
+        )
+    statuses = [status for status in (args.statuses or "").split(",") if status]
+    return with_statuses(jobs, statuses) if statuses else jobs
 
 
-async def _enqueue(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    if (args.file is None) == (args.kind is None):
-        raise UsageError("give either --file (JSON lines) or --kind (backfill mode)")
-    if args.kind is not None and not args.seller:
-        raise UsageError("backfill mode needs --seller")
+async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
+    from_file = getattr(args, "file", None)
+    backfill = any(value is not None for value in (args.kind, args.since, args.ids_file))
+    if from_file is not None and backfill:
+        raise UsageError("--file does not go with the backfill options (--kind, --since, ...)")
+    if from_file is None and args.command == "enqueue" and not backfill:
+        raise UsageError("give --file (JSON lines; - reads standard input)")
     target = EnqueueTarget(
         settings.queue_prefix, args.market, Lane(args.lane), group_ids=not args.no_group_id
     )
-    async with AsyncExitStack() as stack:
-        stdin = stack.enter_context(spooled_stdin()) if args.file == "-" else None
-        source = _enqueue_source(args, config, stdin)
-        validator = await stack.enter_async_context(JobValidator(config, settings, args.market))
-        sqs = None if args.dry_run else await stack.enter_async_context(_sqs(settings))
-        await enqueue(source, target, validator, sqs, out=sys.stdout)
+    validator = JobValidator(config, args.market)
+    with ExitStack() as files:
+        if from_file is not None:
+            source = file_jobs(*files.enter_context(readable_twice(from_file)))
+        else:
+            ids = None
+            if args.ids_file is not None:
+                ids = files.enter_context(readable_twice(args.ids_file))[0]
+            source = _backfill_source(args, config, ids)
+        if args.dry_run:
+            await enqueue(source, target, validator, None, out=sys.stdout)
+            return 0
+        async with _sqs(settings) as sqs:
+            await enqueue(source, target, validator, sqs, out=sys.stdout)
     return 0
 
 
@@ -237,7 +268,6 @@ async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> 
     if args.insecure_local and args.host not in _LOOPBACK:
         raise UsageError(f"--insecure-local serves only this machine, not --host {args.host}")
     app = create_app(settings, config, insecure_local=args.insecure_local)
-    configure_logging(settings.log_level)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
@@ -271,11 +301,40 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    configure_logging(settings.log_level)
     return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
 
 
 # --- the parser -----------------------------------------------------------------------
+
+LANES = [lane.value for lane in Lane]
+
+
+def _version() -> str:
+    try:
+        return version("lanes")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _common_options() -> _Parser:
+    """`--config` and `--log-level`, taken before or after the command name."""
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("every command")
+    # SUPPRESS: a value given before the command is not reset by the command's default.
+    group.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="the TOML file of markets and lanes (default: LANES_CONFIG, else lanes.toml)",
+    )
+    group.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        default=argparse.SUPPRESS,
+        help="default: LANES_LOG_LEVEL, else info",
+    )
+    return common
 
 
 def _command(
@@ -291,9 +350,66 @@ def _command(
         description=summary,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options()],
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, command=name)
     return parser
+
+
+def _markets_option(parser: _Parser) -> None:
+    parser.add_argument(
+        "-m", "--market", action="append", metavar="M", help="repeatable; default: all configured"
+    )
+
+
+def _one_market_and_lane(parser: _Parser, *, lane_default: str | None = None) -> None:
+    parser.add_argument("-m", "--market", required=True, metavar="M")
+    parser.add_argument(
+        "-l",
+        "--lane",
+        required=lane_default is None,
+        default=lane_default,
+        choices=LANES,
+        help=f"default: {lane_default}" if lane_default else None,
+    )
+
+
+def _sending_options(parser: _Parser) -> None:
+    parser.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the message bodies, send nothing"
+    )
+    parser.add_argument(
+        "--no-group-id", action="store_true", help="do not set MessageGroupId to the seller"
+    )
+
+
+def _backfill_options(parser: _Parser, *, hidden: bool = False) -> None:
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    parser.add_argument(
+        "-k", "--kind", metavar="K", help=shown("collect_orders or collect_order (default: "
+        "collect_order with --ids-file, else collect_orders)"),
+    )  # fmt: skip
+    parser.add_argument("-s", "--seller", metavar="S", help=shown("the seller"))
+    parser.add_argument("--since", metavar="DATE", help=shown("collect_orders: first day/moment"))
+    parser.add_argument(
+        "--until", metavar="DATE", help=shown("collect_orders: last day (included) or end moment")
+    )
+    parser.add_argument(
+        "--step", metavar="D", help=shown("collect_orders: window (default: the market's longest)")
+    )
+    parser.add_argument(
+        "--statuses",
+        metavar="A,B",
+        help=shown("collect_orders: one job per window and order status (Coupang's status)"),
+    )
+    parser.add_argument(
+        "--ids-file", metavar="F", help=shown("collect_order: one id per line; - reads stdin")
+    )
+    parser.add_argument(
+        "--id-field", metavar="NAME", help=shown("collect_order: payload field the id fills")
+    )
 
 
 def build_parser() -> _Parser:
@@ -303,76 +419,77 @@ def build_parser() -> _Parser:
         epilog="Settings come from LANES_* environment variables (LANES_CONFIG names the "
         "TOML file).\nRun `lanes COMMAND --help` for a command's options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options()],
     )
+    parser.add_argument("--version", action="version", version=f"lanes {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    lanes = [lane.value for lane in Lane]
 
     worker = _command(
         commands,
         "worker",
         _worker,
         "Drain the lane queues until SIGTERM/SIGINT, then finish in-flight work.",
-        "  lanes worker\n  lanes worker --market coupang --concurrency 64\n",
+        "  lanes worker\n  lanes worker -m coupang -c 64\n"
+        "  lanes worker --config prod.toml --log-level debug\n",
     )
-    worker.add_argument("--market", action="append", metavar="M", help="repeatable; default all")
-    worker.add_argument("--concurrency", type=_positive_int, metavar="N")
+    _markets_option(worker)
+    worker.add_argument(
+        "-c", "--concurrency", type=_positive_int, metavar="N", help="jobs at once per process"
+    )
 
     enqueue_parser = _command(
         commands,
         "enqueue",
-        _enqueue,
-        "Send jobs to a lane queue: JSON lines, or a generated backfill.",
-        "  lanes enqueue --market coupang --lane high --file jobs.jsonl\n"
-        "  cat jobs.jsonl | lanes enqueue --market naver --lane medium --file -\n"
-        "  lanes enqueue --market coupang --lane low --kind collect_orders --seller A0001 \\\n"
-        "      --since 2025-01-01 --until 2025-06-30 --step 1d\n"
-        "  lanes enqueue --market naver --lane low --kind collect_order --seller S1 \\\n"
-        "      --ids-file ids.txt --dry-run\n"
-        "\nEvery line is checked before anything is sent; a bad one is reported by its\n"
-        "line number and nothing is sent. Backfill jobs carry a stable id, so running\n"
-        "the same backfill again is harmless. Naive dates and times are Korean time.\n",
+        _send_jobs,
+        "Send jobs, one JSON object per line, to a lane queue.",
+        "  lanes enqueue -m coupang -l high -f jobs.jsonl\n"
+        "  cat jobs.jsonl | lanes enqueue -m naver -l medium -f -\n"
+        "  lanes enqueue -m naver -l medium -f <(grep ship jobs.jsonl) --dry-run\n"
+        "\nEvery line is checked before anything is sent; each bad one is reported by its\n"
+        "line number and nothing is sent. Standard input, pipes and FIFOs work as files.\n",
     )
-    enqueue_parser.add_argument("--market", required=True, metavar="M")
-    enqueue_parser.add_argument("--lane", required=True, choices=lanes)
-    enqueue_parser.add_argument("--file", metavar="F", help="JSON lines; - reads standard input")
+    _one_market_and_lane(enqueue_parser)
     enqueue_parser.add_argument(
-        "--kind", metavar="K", help="backfill mode: collect_orders or collect_order"
+        "-f", "--file", metavar="F", help="JSON lines; - reads standard input"
     )
-    enqueue_parser.add_argument("--seller", metavar="S", help="backfill mode: the seller")
-    enqueue_parser.add_argument("--since", metavar="DATE", help="collect_orders: first day/moment")
-    enqueue_parser.add_argument(
-        "--until", metavar="DATE", help="collect_orders: last day (included) or end moment"
+    _sending_options(enqueue_parser)
+    _backfill_options(enqueue_parser, hidden=True)  # the old backfill mode, kept as an alias
+
+    backfill_parser = _command(
+        commands,
+        "backfill",
+        _send_jobs,
+        "Send a backfill of past orders: a date range in windows, or a file of order ids.",
+        "  lanes backfill -m coupang -s A0001 --since 2025-01-01 --until 2025-06-30\n"
+        "  lanes backfill -m coupang -s A0001 --since 2025-01-01 --until 2025-01-31 \\\n"
+        "      --statuses ACCEPT,INSTRUCT --dry-run\n"
+        "  lanes backfill -m naver -l low -s S1 --since 2025-03-01 --until 2025-03-02 --step 6h\n"
+        "  seq 1001 1100 | lanes backfill -m naver -s S1 --ids-file -\n"
+        "\nEvery job carries a stable id, so the same backfill sent again is recognised by\n"
+        "the worker (side effects are skipped; reads are repeated). Naive dates and times\n"
+        "are Korean time. Every job is checked before any is sent.\n",
     )
-    enqueue_parser.add_argument(
-        "--step", metavar="D", help="collect_orders: window length (default: the market's longest)"
-    )
-    enqueue_parser.add_argument("--ids-file", metavar="F", help="collect_order: one id per line")
-    enqueue_parser.add_argument(
-        "--id-field", metavar="NAME", help="collect_order: payload field the id fills"
-    )
-    enqueue_parser.add_argument("--dry-run", action="store_true", help="print, send nothing")
-    enqueue_parser.add_argument(
-        "--no-group-id", action="store_true", help="do not set MessageGroupId to the seller"
-    )
+    _one_market_and_lane(backfill_parser, lane_default=Lane.LOW.value)
+    _backfill_options(backfill_parser)
+    _sending_options(backfill_parser)
 
     replay_parser = _command(
         commands,
         "replay",
         _replay,
         "Move dead-lettered messages back to their lane queue.",
-        "  lanes replay --market coupang --lane low --dry-run\n"
-        "  lanes replay --market coupang --lane low --kind collect_order --reason timeout\n"
-        "  lanes replay --market naver --lane high --max 100 --rate 5 --newer-than 2h\n"
+        "  lanes replay -m coupang -l low --dry-run\n"
+        "  lanes replay -m coupang -l low -k collect_order --reason timeout\n"
+        "  lanes replay -m naver -l high --max 100 --rate 5 --newer-than 2h\n"
         "\nA message is deleted from the dead-letter queue only after it was sent to the\n"
         "lane queue; its attempt count starts over.\n",
     )
-    replay_parser.add_argument("--market", required=True, metavar="M")
-    replay_parser.add_argument("--lane", required=True, choices=lanes)
-    replay_parser.add_argument("--dry-run", action="store_true", help="list, move nothing")
+    _one_market_and_lane(replay_parser)
+    replay_parser.add_argument("-n", "--dry-run", action="store_true", help="list, move nothing")
     replay_parser.add_argument("--max", type=_positive_int, metavar="N", help="move at most N")
     replay_parser.add_argument("--rate", type=_positive_float, metavar="R", help="messages/s")
-    replay_parser.add_argument("--kind", action="append", metavar="K", help="repeatable")
-    replay_parser.add_argument("--seller", action="append", metavar="S", help="repeatable")
+    replay_parser.add_argument("-k", "--kind", action="append", metavar="K", help="repeatable")
+    replay_parser.add_argument("-s", "--seller", action="append", metavar="S", help="repeatable")
     replay_parser.add_argument("--reason", metavar="TEXT", help="reason contains TEXT (any case)")
     replay_parser.add_argument("--older-than", metavar="D", help="dead-lettered at least D ago")
     replay_parser.add_argument("--newer-than", metavar="D", help="dead-lettered at most D ago")
@@ -389,10 +506,10 @@ def build_parser() -> _Parser:
         "provision",
         _provision,
         "Create the lane queues and dead-letter queues; safe to run again.",
-        "  lanes provision\n  lanes provision --market coupang --market naver\n"
+        "  lanes provision\n  lanes provision -m coupang -m naver\n"
         "  lanes provision --update    # also change queues that differ from the settings\n",
     )
-    provision_parser.add_argument("--market", action="append", metavar="M")
+    _markets_option(provision_parser)
     provision_parser.add_argument(
         "--update", action="store_true", help="set the attributes of queues that differ"
     )
@@ -402,9 +519,9 @@ def build_parser() -> _Parser:
         "status",
         _status,
         "Queue depths per market and lane; budget usage per lane.",
-        "  lanes status\n  lanes status --json\n  lanes status --watch 2 --market coupang\n",
+        "  lanes status\n  lanes status --json\n  lanes status --watch 2 -m coupang\n",
     )
-    status_parser.add_argument("--market", action="append", metavar="M")
+    _markets_option(status_parser)
     status_parser.add_argument("--json", action="store_true", help="one JSON object per refresh")
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
@@ -460,15 +577,28 @@ def build_parser() -> _Parser:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"lanes: error: {' '.join(message.split())}", file=sys.stderr)
+    for line in message.splitlines() or [""]:
+        print(f"lanes: error: {' '.join(line.split())}", file=sys.stderr)
     return code
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """`LANES_*` settings, with `--config` and `--log-level` winning over them."""
+    overrides: dict[str, object] = {}
+    if getattr(args, "config", None) is not None:
+        overrides["config"] = Path(args.config)
+    if getattr(args, "log_level", None) is not None:
+        overrides["log_level"] = args.log_level
+    return load_settings(**overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
-    args: argparse.Namespace | None = None
+    args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
+        for warning in unknown_variables():
+            print(f"lanes: warning: {warning}", file=sys.stderr)
         if getattr(args, "coupang_port", None) is not None:  # `services`: no settings needed
             return run_services(args.coupang_port, args.naver_port)
         if args.run is None:  # the demo makes its own settings and services
@@ -481,7 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     compare=not args.no_compare,
                 )
             )
-        settings = load_settings()
+        settings = _settings(args)
+        configure_logging(settings.log_level)
         config = markets.load_config(settings.config)
         run: Command = args.run
         return asyncio.run(run(args, settings, config))

@@ -35,7 +35,6 @@ from typing import Literal, TextIO
 
 import aiohttp
 
-import markets
 from lanes.policy import Lane
 from scripts.chart import write_chart
 from scripts.demo_load import (
@@ -307,7 +306,6 @@ async def _play(
 ) -> RunTally:
     """One run of the burst; with `prefix` "fifo", every message goes to one queue per market."""
     fifo = name == "without lanes"
-    config = markets.load_config(services.config)
     tally = RunTally(name)
     plan = plan_burst(options.duration, options.sellers)
     tally.jobs = {job.id: job for job in plan}
@@ -318,7 +316,6 @@ async def _play(
             sqs,
             prefix=prefix,
             markets=list(MARKETS),
-            policies=config.lanes,
             visibility_timeout=_VISIBILITY,
         )
         urls = {

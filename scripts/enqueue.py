@@ -1,33 +1,51 @@
-"""`lanes enqueue`: validate every job first, then send them all, in bounded memory.
+"""`lanes enqueue` and `lanes backfill`: validate every job first, then send them all, in
+bounded memory.
 
-A source is read twice: once to validate every line (nothing is sent if one
-is bad), once to send. Standard input is spooled to a temporary file so it
-can be read twice too.
+A source is read twice: once to validate every line (nothing is sent if one is
+bad), once to send. Standard input and anything else that cannot be read twice
+(a pipe, a FIFO, `<(...)`) is first spooled to a temporary file.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from lanes.errors import LanesError
 from lanes.policy import Lane
-from scripts.backfill import Numbered
+from scripts.backfill import Numbered, producer_id
 from scripts.inputs import UsageError
 from scripts.sending import Progress, group_id, send_stream
 from scripts.validate import BadJob, JobValidator
 from worker.queues import QueueName
-from worker.sqs import OutgoingMessage, QueueMissing, SqsClient
+from worker.sqs import OutgoingMessage, QueueMissing, SqsClient, SqsError
 
-__all__ = ["EnqueueTarget", "Source", "enqueue", "file_jobs", "spooled_stdin"]
+__all__ = [
+    "MAX_REPORTED",
+    "BadInput",
+    "EnqueueTarget",
+    "Source",
+    "enqueue",
+    "file_jobs",
+    "readable_twice",
+    "with_statuses",
+]
 
-# A source can be iterated again from its start by calling it again.
+# Source: iterated again from its start by calling it again.
 Source = Callable[[], Iterator[Numbered]]
+MAX_REPORTED = 20  # bad lines named one by one; the rest are counted
+
+
+class BadInput(UsageError):
+    """Some input lines are bad: one line of text per bad input line (nothing was sent)."""
 
 
 @dataclass(frozen=True)
@@ -42,41 +60,84 @@ class EnqueueTarget:
         return QueueName(self.prefix, self.market, self.lane).queue
 
 
-def file_jobs(path: Path) -> Source:
-    """The non-blank lines of a JSON-lines file, numbered from 1."""
+def file_jobs(path: Path, label: str | None = None) -> Source:
+    """The non-blank lines of a JSON-lines file, numbered from 1 (named `label` in errors)."""
+    name = label or str(path)
 
     def lines() -> Iterator[Numbered]:
         try:
             with path.open(encoding="utf-8") as handle:
                 for number, line in enumerate(handle, start=1):
                     if line.strip():
-                        yield f"{path}:{number}", line
+                        yield f"{name}:{number}", line
         except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
         except UnicodeDecodeError:
-            raise UsageError(f"{path}: not UTF-8 text") from None
+            raise UsageError(f"{name}: not UTF-8 text") from None
 
     return lines
 
 
 @contextmanager
-def spooled_stdin(stream: TextIO | None = None) -> Iterator[Path]:
-    """Standard input copied to a temporary file (removed afterwards), to be read twice."""
+def readable_twice(name: str, stdin: TextIO | None = None) -> Iterator[tuple[Path, str]]:
+    """(a path that can be read twice, its name for errors): a regular file as it is;
+    `-` (standard input), a pipe or a FIFO copied to a temporary file removed afterwards."""
+    if name != "-":
+        path = Path(name)
+        try:
+            regular = stat.S_ISREG(path.stat().st_mode)
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        if regular:
+            yield path, name
+            return
     with tempfile.TemporaryDirectory(prefix="lanes-enqueue-") as directory:
-        path = Path(directory) / "stdin.jsonl"
-        with path.open("w", encoding="utf-8") as spool:
-            shutil.copyfileobj(stream or sys.stdin, spool)
-        yield path
+        spool = Path(directory) / "input"
+        try:
+            with spool.open("w", encoding="utf-8") as copy:
+                if name == "-":
+                    shutil.copyfileobj(stdin or sys.stdin, copy)
+                else:
+                    with open(name, encoding="utf-8") as source:
+                        shutil.copyfileobj(source, copy)
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{name}: not UTF-8 text") from None
+        yield spool, "<stdin>" if name == "-" else name
+
+
+def with_statuses(source: Source, statuses: Iterable[str]) -> Source:
+    """Each job of `source` once per order status (`payload.status`), with its own stable id."""
+    chosen = list(statuses)
+
+    def jobs() -> Iterator[Numbered]:
+        for where, body in source():
+            job = json.loads(body)
+            for status in chosen:
+                payload = {**job["payload"], "status": status}
+                one = {**job, "payload": payload, "id": producer_id(job["id"], status)}
+                yield f"{where} status {status}", json.dumps(one, separators=(",", ":"))
+
+    return jobs
 
 
 def _validated(source: Source, validator: JobValidator) -> int:
+    """How many jobs `source` holds; `BadInput` naming every bad one (the first 20)."""
     count = 0
+    bad: list[str] = []
     for where, body in source():
+        count += 1
         try:
             validator.check_body(body)
         except BadJob as exc:
-            raise UsageError(f"{where}: {exc} (nothing was sent)") from None
-        count += 1
+            bad.append(f"{where}: {exc}")
+    if bad:
+        shown = bad[:MAX_REPORTED]
+        if len(bad) > MAX_REPORTED:
+            shown.append(f"... and {len(bad) - MAX_REPORTED} more bad line(s)")
+        shown[-1] += f" ({len(bad)} bad of {count}, nothing was sent)"
+        raise BadInput("\n".join(shown))
     return count
 
 
@@ -119,7 +180,15 @@ async def enqueue(
             f"{target.market}`)"
         ) from None
     with Progress(total, what=f"enqueue {target.queue}") as progress:
-        sent = await send_stream(sqs, url, _outgoing(source, validator, target.group_ids), progress)
+        try:
+            sent = await send_stream(
+                sqs, url, _outgoing(source, validator, target.group_ids), progress
+            )
+        except SqsError as exc:
+            raise LanesError(
+                f"{exc} (sent {progress.done} of {total} before the failure; jobs with an id "
+                "are harmless to send again)"
+            ) from exc
         rate = progress.rate
     print(f"sent {sent} message(s) to {target.queue} ({rate:.0f}/s)", file=out)
     return sent

@@ -11,32 +11,28 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lanes.policy import Lane, LanePolicies
+from lanes.policy import Lane
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
 
 __all__ = [
     "DEAD_LETTER_RETENTION",
     "LANE_RETENTION",
-    "REDRIVE_MARGIN",
     "REDRIVE_UNTIL_SUCCESS",
     "QueueReport",
     "dead_letter_attributes",
     "lane_attributes",
-    "max_receive_count",
     "provision",
 ]
 
 LANE_RETENTION = 4 * 86_400  # SQS's default
 DEAD_LETTER_RETENTION = 14 * 86_400  # SQS's maximum: longer than the source's
 DEAD_LETTER_VISIBILITY = 60  # `lanes replay` sets its own on receive
-# SQS's highest maxReceiveCount: a lane retried until success is never redriven
-# while it still makes progress; only a crash loop this long is.
+# SQS's highest maxReceiveCount, for every lane: the worker counts attempts itself and
+# dead-letters with a reason; waits (Redis down, budget, a sink) may release a message
+# many times and must never have it redriven without one (docs/DESIGN.md rule 12).
+# Only a crash loop this long is redriven.
 REDRIVE_UNTIL_SUCCESS = 1000
-# Receives beyond the worker's own attempts: releases for budget waits count as
-# receives too, and the worker dead-letters with a reason first. The redrive is
-# only the backstop for a worker crashing on the message.
-REDRIVE_MARGIN = 10
 
 
 @dataclass(frozen=True)
@@ -45,21 +41,8 @@ class QueueReport:
     state: str  # "created", "ok (unchanged)", "differs: ...", "updated: ..."
 
 
-def max_receive_count(max_attempts: int | None) -> int:
-    """Every lane: the worker counts attempts itself and dead-letters with a reason; waits
-    (Redis down, budget, a sink) may be released many times and must never be redriven
-    without one (docs/DESIGN.md rule 12). `max_attempts` is kept for callers."""
-    del max_attempts
-    return REDRIVE_UNTIL_SUCCESS
-
-
-def lane_attributes(
-    max_attempts: int | None, visibility_timeout: int, dead_letter_arn: str
-) -> dict[str, str]:
-    redrive = {
-        "deadLetterTargetArn": dead_letter_arn,
-        "maxReceiveCount": max_receive_count(max_attempts),
-    }
+def lane_attributes(visibility_timeout: int, dead_letter_arn: str) -> dict[str, str]:
+    redrive = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": REDRIVE_UNTIL_SUCCESS}
     return {
         "VisibilityTimeout": str(visibility_timeout),
         "MessageRetentionPeriod": str(LANE_RETENTION),
@@ -111,7 +94,6 @@ async def provision(
     *,
     prefix: str,
     markets: Iterable[str],
-    policies: LanePolicies,
     visibility_timeout: int,
     update: bool = False,
 ) -> list[QueueReport]:
@@ -125,6 +107,6 @@ async def provision(
             )
             reports.append(report)
             arn = (await sqs.attributes(dlq_url, ("QueueArn",)))["QueueArn"]
-            want = lane_attributes(policies[lane].max_attempts, visibility_timeout, arn)
+            want = lane_attributes(visibility_timeout, arn)
             reports.append((await _ensure(sqs, names.queue, want, update=update))[0])
     return reports

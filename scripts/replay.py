@@ -63,8 +63,8 @@ class DeadLetter:
         kind = seller = None
         try:
             body = json.loads(message.body)
-        except json.JSONDecodeError:
-            body = None
+        except (ValueError, RecursionError):
+            body = None  # a poison body (bad JSON, a huge integer, deep nesting) is moved as is
         if isinstance(body, dict):
             kind = body.get("kind") if isinstance(body.get("kind"), str) else None
             seller = body.get("seller") if isinstance(body.get("seller"), str) else None

@@ -1,51 +1,30 @@
-"""Checking a job before it is sent: the envelope, its market and what the market offers."""
+"""Checking a job before it is sent: the envelope, its market, what the market offers and the
+SQS body limit. Pure: no Redis, no limiter, no HTTP session is made to check a line."""
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from lanes.config import Config
-from lanes.limiter import Limiter
-from lanes.settings import Settings
-from lanes.store import RedisStore
-from markets import JobRequest, Markets, PermanentError
+from markets import JobRequest, PermanentError
+from markets.service import validate_job
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
 
-__all__ = ["BadJob", "JobValidator"]
+__all__ = ["MAX_BODY_BYTES", "BadJob", "JobValidator"]
+
+# SQS's largest message: 256 KiB for the body and attributes together (we send none).
+MAX_BODY_BYTES = 256 * 1024
 
 
 class BadJob(ValueError):
-    """A job that would be dead-lettered at once; the message is one line."""
+    """A job that would be dead-lettered at once (or refused by SQS); the message is one line."""
 
 
 class JobValidator:
-    """Validates message bodies for one market without any I/O.
+    """Validates message bodies for one market against the config alone."""
 
-    `Markets.check` needs a limiter and a Redis client to exist, never to be
-    used: the client below opens no connection unless a command is sent.
-    """
-
-    def __init__(self, config: Config, settings: Settings, market: str) -> None:
+    def __init__(self, config: Config, market: str) -> None:
         config.market(market)  # an unknown market is a ConfigError, before any line
+        self.config = config
         self.market = market
-        self._store = RedisStore(settings.redis_url)
-        limiter = Limiter(self._store.client, config.lanes)
-        self._markets = Markets(config, settings, limiter, self._store.client)
-
-    async def __aenter__(self) -> JobValidator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._markets.aclose()
-        await self._store.aclose()
 
     def check_envelope(self, envelope: Envelope) -> Envelope:
         """The envelope if the worker could run it; else `BadJob` saying why."""
@@ -59,9 +38,12 @@ class JobValidator:
             id=envelope.id,
         )
         try:
-            self._markets.check(request)
+            validate_job(self.config, request)
         except PermanentError as exc:
             raise BadJob(str(exc)) from None
+        size = len(envelope.body().encode())
+        if size > MAX_BODY_BYTES:
+            raise BadJob(f"message is {size} bytes, over SQS's limit of {MAX_BODY_BYTES}")
         return envelope
 
     def check_body(self, body: str) -> Envelope:

@@ -74,7 +74,7 @@ async def api_env(
     prefix = f"api{next(_prefixes)}x{id(tmp_path) % 10**6}"
     config = markets_config(coupang=coupang_sim.url, naver=naver_sim.url)
     await provision(
-        sqs, prefix=prefix, markets=["coupang", "naver"], policies=config.lanes,
+        sqs, prefix=prefix, markets=["coupang", "naver"],
         visibility_timeout=10,
     )  # fmt: skip
     settings = Settings(

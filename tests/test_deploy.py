@@ -15,6 +15,7 @@ import yaml
 
 import markets
 from lanes.policy import Lane, LanePolicies
+from scripts.provision import REDRIVE_UNTIL_SUCCESS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "template.yaml"
@@ -53,17 +54,15 @@ def test_cfn_lint_passes() -> None:
 
 
 def test_queue_names_and_redrive_match_the_worker(template: dict[str, Any]) -> None:
-    """Queues are {prefix}-{market}-{lane} with a -dlq each; low redrives after
-    max_attempts + 10 receives (the worker dead-letters first), high and medium after 1000."""
+    """Queues are {prefix}-{market}-{lane} with a -dlq each; every lane redrives only
+    after 1000 receives, as `lanes provision` sets it (the worker dead-letters first)."""
     queues = _resources(template, "AWS::SQS::Queue")
     names = {r["Properties"]["QueueName"]["Sub"]: r for r in queues.values()}
-    low_attempts = LanePolicies()[Lane.LOW].max_attempts
     for lane in Lane:
         queue = names[f"${{QueuePrefix}}-${{Market}}-{lane.value}"]
         assert f"${{QueuePrefix}}-${{Market}}-{lane.value}-dlq" in names
         redrive = queue["Properties"]["RedrivePolicy"]
-        expected = low_attempts + 10 if lane is Lane.LOW else 1000
-        assert redrive["maxReceiveCount"] == expected
+        assert redrive["maxReceiveCount"] == REDRIVE_UNTIL_SUCCESS
         target = redrive["deadLetterTargetArn"]["GetAtt"]
         assert target == f"{lane.value.capitalize()}DeadLetterQueue.Arn"
 

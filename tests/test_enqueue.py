@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 import os
+import subprocess
+import sys
+import threading
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
@@ -23,8 +26,8 @@ from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import SqsClient
 
 # moto takes O(queue length) per message sent or received: 10,000 take minutes on a small
-# machine, so the suite uses 2,000 (set LANES_BACKFILL_TEST_SIZE=10000 for the full run).
-BACKFILL_SIZE = int(os.environ.get("LANES_BACKFILL_TEST_SIZE", "2000"))
+# machine, so the suite uses 2,000 (set BACKFILL_TEST_SIZE=10000 for the full run).
+BACKFILL_SIZE = int(os.environ.get("BACKFILL_TEST_SIZE", "2000"))
 
 SHIP = {
     "kind": "ship_order",
@@ -150,6 +153,7 @@ def test_a_repeated_backfill_has_the_same_ids(
 
 
 @pytest.mark.timeout(max(60, BACKFILL_SIZE // 20))
+@pytest.mark.slow
 async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
     lanes_env: LanesEnv, tmp_path: Path
 ) -> None:
@@ -164,14 +168,13 @@ async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
         target = EnqueueTarget(lanes_env.prefix, "naver", Lane.LOW)
         tracemalloc.start()
         try:
-            async with JobValidator(config, settings, "naver") as validator:
-                sent = await enqueue(
-                    lambda: id_jobs("naver", naver, "S1", ids),
-                    target,
-                    validator,
-                    sqs,
-                    out=io.StringIO(),
-                )
+            sent = await enqueue(
+                lambda: id_jobs("naver", naver, "S1", ids),
+                target,
+                JobValidator(config, "naver"),
+                sqs,
+                out=io.StringIO(),
+            )
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -183,3 +186,124 @@ async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
     # Flat in the number of jobs: about 1 MB whether 2,000 or 100,000 are sent.
     assert peak < 8 * 1024 * 1024, peak
     print(f"peak traced memory {peak / 1e6:.1f} MB for {sent} jobs")
+
+
+def _bad_lines() -> dict[str, str]:
+    """Input lines the worker could never run, each with the words its error names."""
+    big = "9" * 5000
+    deep = '{"a":' * 2000 + "1" + "}" * 2000
+    return {
+        "oversized": _line(
+            kind="call", payload={"endpoint": "orders", "params": {"x": "y" * (300 * 1024)}}
+        ),
+        "NaN": _line().replace('"A1"', '"A1", "id": NaN'),
+        "Infinity": _line().replace('"A1"', '"A1", "id": Infinity'),
+        "big int": _line().replace('"A1"', '"A1", "id": ' + big),
+        "deep": _line().replace('"payload": {', f'"extra": {deep}, "payload": {{'),
+        "bad JSON": '{"kind": "ship_order",',
+        "unknown kind": _line(kind="teleport"),
+        "unknown market": _line(market="elsewhere"),
+        "brace seller": _line(seller="A{1}"),
+    }
+
+
+def test_every_bad_line_is_named_and_nothing_is_sent(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun], tmp_path: Path
+) -> None:
+    """Oversized, NaN, Infinity, a 5,000-digit number, deep nesting, bad JSON, an unknown
+    kind or market, a seller with a brace on Coupang's per-seller budget: one error line per
+    bad line with its number, exit 2, the queue stays empty, no traceback."""
+    assert run_cli("provision", "-m", "coupang").code == 0
+    bad = _bad_lines()
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join([_line(), *bad.values(), _line()]) + "\n")
+    result = run_cli("enqueue", "-m", "coupang", "-l", "high", "-f", str(jobs))
+    assert result.code == 2
+    lines = result.err.splitlines()
+    assert len(lines) == len(bad), result.err
+    for number, line in enumerate(lines, start=2):
+        assert line.startswith(f"lanes: error: {jobs}:{number}: "), line
+    assert "over SQS's limit" in lines[0]
+    assert "NaN" in lines[1]
+    assert "Infinity" in lines[2]
+    assert "4300 digits" in lines[3]
+    assert "'{'" in lines[-1]
+    assert lines[-1].endswith(f"({len(bad)} bad of {len(bad) + 2}, nothing was sent)")
+    assert "Traceback" not in result.err
+    assert asyncio.run(_depth(lanes_env, lanes_env.queue("coupang", "high"))) == 0
+
+
+def _shell(
+    env: LanesEnv, command: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`command` in bash (for `<(...)`), with `lanes` as this interpreter's CLI."""
+    lanes = f"{sys.executable} -m scripts.cli"
+    return subprocess.run(
+        ["bash", "-c", command.replace("lanes ", f"{lanes} ", 1)],
+        env=env.subprocess_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_pipes_and_fifos_are_read_like_files(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun], tmp_path: Path
+) -> None:
+    """`--file <(cat jobs.jsonl)`, `--ids-file <(seq 3)` and `--ids-file -` send every job
+    (a pipe cannot be read twice: it is spooled), and the count is printed."""
+    assert run_cli("provision", "-m", "coupang").code == 0
+    assert run_cli("provision", "-m", "naver").code == 0
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(f"{_line()}\n{_line(seller='A2')}\n")
+    piped = _shell(lanes_env, f"lanes enqueue -m coupang -l high -f <(cat {jobs})")
+    assert piped.returncode == 0, piped.stderr
+    assert "sent 2 message(s)" in piped.stdout
+    ids = _shell(lanes_env, "lanes backfill -m naver -s S1 --ids-file <(seq 3)")
+    assert ids.returncode == 0, ids.stderr
+    assert "sent 3 message(s)" in ids.stdout
+    dash = _shell(lanes_env, "lanes backfill -m naver -s S1 --ids-file - --dry-run", "7\n8\n")
+    assert dash.returncode == 0, dash.stderr
+    assert [json.loads(line)["payload"] for line in dash.stdout.splitlines()] == [
+        {"order_id": "7"},
+        {"order_id": "8"},
+    ]
+    assert asyncio.run(_depth(lanes_env, lanes_env.queue("coupang", "high"))) == 2
+    assert asyncio.run(_depth(lanes_env, lanes_env.queue("naver", "low"))) == 3
+
+
+def test_a_fifo_is_spooled(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun], tmp_path: Path
+) -> None:
+    """A named pipe given to `--file` is read once into a spool, then validated and printed."""
+    fifo = tmp_path / "jobs.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("w") as writer:
+            writer.write(f"{_line()}\n{_line(seller='A2')}\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    result = run_cli("enqueue", "-m", "coupang", "-l", "high", "-f", str(fifo), "-n")
+    writer.join(10)
+    assert result.code == 0, result.err
+    assert [json.loads(line)["seller"] for line in result.out.splitlines()] == ["A1", "A2"]
+    assert "would send 2 message(s)" in result.err
+
+
+def test_validating_does_no_io(lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validator is built from the config alone: no Redis store, limiter or `Markets`."""
+    import markets.service
+    import scripts.validate
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("validation built a connection owner")
+
+    monkeypatch.setattr(markets.service.Markets, "__init__", forbidden)
+    monkeypatch.setattr("lanes.store.RedisStore.__init__", forbidden)
+    config = markets.load_config(lanes_env.config)
+    validator = scripts.validate.JobValidator(config, "coupang")
+    assert validator.check_body(_line()).seller == "A1"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from scripts.provision import DEAD_LETTER_RETENTION, LANE_RETENTION, max_receive_count
+from scripts.provision import DEAD_LETTER_RETENTION, LANE_RETENTION, REDRIVE_UNTIL_SUCCESS
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import SqsClient
 
@@ -35,13 +35,14 @@ def test_provision_twice_is_a_no_op(lanes_env: LanesEnv, run_cli: Callable[..., 
 def test_queues_get_redrive_and_retention(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:
-    """Low redrives after its attempts plus a margin, high after 1000; DLQs keep 14 days."""
+    """Every lane redrives only after 1000 receives (the worker dead-letters with a reason
+    first; waits must never be redriven); DLQs keep 14 days."""
     assert run_cli("provision", "--market", "naver").code == 0
     low = asyncio.run(_attributes(lanes_env, lanes_env.queue("naver", "low")))
     high = asyncio.run(_attributes(lanes_env, lanes_env.queue("naver", "high")))
     dead = asyncio.run(_attributes(lanes_env, lanes_env.queue("naver", "low", dead_letter=True)))
     low_redrive = json.loads(low["RedrivePolicy"])
-    assert int(low_redrive["maxReceiveCount"]) == max_receive_count(3) > 3
+    assert int(low_redrive["maxReceiveCount"]) == REDRIVE_UNTIL_SUCCESS == 1000
     assert low_redrive["deadLetterTargetArn"] == dead["QueueArn"]
     assert int(json.loads(high["RedrivePolicy"])["maxReceiveCount"]) == 1000
     assert int(low["VisibilityTimeout"]) == 120

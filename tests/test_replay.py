@@ -9,7 +9,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import pytest
+
+from scripts.replay import DeadLetter
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
@@ -96,6 +100,7 @@ def test_replay_moves_exactly_the_filtered_ones(
     assert all(message.receive_count == 1 for message in moved)
 
 
+@pytest.mark.slow
 def test_dry_run_lists_and_moves_nothing(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:
@@ -127,6 +132,7 @@ def test_max_bounds_the_replay(lanes_env: LanesEnv, run_cli: Callable[..., CliRu
     assert len(asyncio.run(_everything(lanes_env, lanes_env.queue("coupang", "low")))) == 5
 
 
+@pytest.mark.slow
 def test_a_killed_replay_loses_nothing(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
     """Killed (SIGKILL) midway, every message is in the lane queue or the dead-letter queue."""
     messages = [_dead_letter("collect_order", "A1", n, "timeout") for n in range(60)]
@@ -157,3 +163,16 @@ async def _depth(env: LanesEnv, queue: str) -> int:
     async with SqsClient(endpoint_url=env.sqs_endpoint) as sqs:
         attributes = await sqs.attributes(await sqs.queue_url(queue))
     return int(attributes["ApproximateNumberOfMessages"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", '{"kind": ' + "9" * 5000 + "}", "[" * 100_000, '{"seller": NaN}', "[]"],
+)
+def test_a_poison_body_is_read_without_failing(body: str) -> None:
+    """Dead letters are often poison: bad JSON, a 5,000-digit number, deep nesting. Replay
+    reads their kind and seller as unknown instead of failing."""
+    message = SqsMessage(message_id="m", receipt_handle="r", body=body)
+    dead = DeadLetter.of(message, datetime.now(UTC))
+    assert (dead.kind, dead.seller) == (None, None)
+    assert dead.replayed().body == body

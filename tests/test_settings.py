@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lanes import ConfigError, load_settings
+from lanes.settings import unknown_variables
 
 
 def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,3 +36,45 @@ def test_wrong_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"^settings \(LANES_\*\): redis_url: ") as caught:
         load_settings()
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("LANES_WAIT_SECONDS", "0", "wait_seconds"),
+        ("LANES_WAIT_SECONDS", "21", "wait_seconds"),
+        ("LANES_GRACE_SECONDS", "inf", "grace_seconds"),
+        ("LANES_CONCURRENCY", "0", "concurrency"),
+        ("LANES_SQS_ENDPOINT_URL", "localhost:5000", "sqs_endpoint_url"),
+        ("LANES_CREDENTIALS", "coupang=abc", "credentials: not valid JSON"),
+        ("LANES_CREDENTIALS", '{"coupang": 1}', "credentials"),
+    ],
+)
+def test_each_setting_mistake_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    """A zero poll wait (an idle worker would spin), infinity, a URL without a scheme or
+    credentials that are not JSON: one line naming the setting, never a traceback."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_an_unknown_variable_names_the_closest_setting() -> None:
+    """`LANES_CONCURENCY` (a typo) is reported with the setting it probably meant; known
+    variables, nested credentials and other prefixes are not."""
+    warnings = unknown_variables(
+        {
+            "LANES_CONCURENCY": "8",
+            "LANES_CONCURRENCY": "8",
+            "LANES_CREDENTIALS__COUPANG__SECRET_KEY": "x",
+            "LANES_ZZZ": "1",
+            "PATH": "/bin",
+        }
+    )
+    assert warnings == [
+        "LANES_CONCURENCY is not a lanes setting (did you mean LANES_CONCURRENCY?); it is ignored",
+        "LANES_ZZZ is not a lanes setting; it is ignored",
+    ]

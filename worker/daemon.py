@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from lanes.config import Config
 from lanes.errors import ConfigError, LanesError
-from lanes.logs import configure_logging, redact_urls
+from lanes.logs import configure_logging, redact_url
 from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings, load_settings
 from markets import load_config
@@ -413,7 +413,7 @@ async def _check_redis(runtime: Runtime) -> None:
     try:
         await runtime.store.client.ping()
     except RedisError as exc:
-        where = redact_urls(runtime.settings.redis_url)
+        where = redact_url(runtime.settings.redis_url)
         raise ConfigError(f"Redis at {where} does not answer: {exc}") from exc
 
 

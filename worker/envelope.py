@@ -45,10 +45,14 @@ class Envelope(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_envelope(body: str) -> Envelope:
     """Validate a message body; anything wrong raises `PoisonMessage` with a one-line reason."""
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at position {exc.pos}") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from lanes.errors import BudgetTimeout, BudgetUnavailable
-from lanes.logs import redact_urls
+from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
 from markets.errors import (
     AttemptsExhausted,
@@ -233,7 +233,7 @@ def outcome_of_error(
 
 def _clip(text: str) -> str:
     """One line, no credentials (docs/DESIGN.md rule 8), within SQS's attribute room."""
-    one_line = redact_urls(" ".join(text.split()))
+    one_line = redact_url(" ".join(text.split()))
     return one_line[:_MAX_ATTRIBUTE_TEXT]
 
 
@@ -335,7 +335,7 @@ class Settler:
                 outcome.job_id, "done", **fields, result=done.get("data"), calls=done.get("calls")
             )
         elif outcome.action is Action.DEAD_LETTER and finished:
-            reason, error = redact_urls(outcome.reason), redact_urls(outcome.error)
+            reason, error = redact_url(outcome.reason), redact_url(outcome.error)
             await tracker.update(
                 outcome.job_id, "dead_lettered", **fields, reason=reason, error=error
             )
@@ -346,7 +346,7 @@ class Settler:
                 outcome.job_id,
                 "failed",
                 **fields,
-                error=redact_urls(outcome.error),
+                error=redact_url(outcome.error),
                 retry_in=outcome.visibility,
             )
 

@@ -1,0 +1,142 @@
+"""The fault suite (issue 12): two `lanes worker` processes, started through the CLI, against
+a real redis-server, moto's SQS server and a strict counting market; a fault is injected
+once a quarter of the jobs is done. Every run must keep lanes' promises: no arrival over
+the market's limit, no message lost, no side effect performed twice, no dead letter
+without a reason, no credential in any log line or dead-letter attribute
+(docs/DESIGN.md rules 1, 6, 8, 11, 12). The longer runs, with 4 workers too, are
+`python -m bench.faults`.
+
+Rows that today's worker fails are marked xfail (not strict) with the cause; they are
+expected to pass once the worker and budget fixes of issue 12 are merged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.faults import (
+    FAULTS,
+    Fault,
+    Rig,
+    Run,
+    RunReport,
+    drain_queue,
+    market_fault,
+    run_fault,
+    running_rig,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+JOBS = (20, 30, 30)  # high (POST with an id), medium, low
+FAULT_SECONDS = 8.0  # the bench holds most faults 15 s and Redis down 45 s
+
+# Over the limit while worker processes start or stop on a busy host (their imports starve
+# the running workers' event loops): a grant is used late, bunched with the next one.
+_LATE = "rule 9 (late is never over) is not yet kept: over > 0 when processes start on a busy host"
+# Fault -> the cause in today's worker (issue 12 item), for the rows seen failing before the
+# fix (`python -m bench.faults`, 2 and 4 workers, and this module).
+KNOWN_FAILURES = {
+    "sigkill": "item 3: a SIGKILL after the POST reached the market lets the claim expire and "
+    "the next worker posts again (twice > 0); " + _LATE,
+    "sigterm-burst": _LATE,
+    "clocks-differ": _LATE,
+    "redis-down": "item 2: Redis comes back empty after the outage and admits over the limit "
+    "(over 5 with 4 workers)",
+    "redis-restart-empty": "items 2 and 3: an empty Redis forgets the window (over > 0) and "
+    "the claims of jobs in flight (twice > 0)",
+    "redis-slow": "rule 9: grants whose Redis replies are delayed unevenly leave the process "
+    "late, bunched together (over > 0)",
+    "429-storm": "rule 9: once over = 1 with 4 workers on a busy host",
+    "5xx-storm": "rule 9: once over = 1 during a 503 storm on a busy host; low also "
+    "dead-letters in under a second (item 12)",
+    "sink-down": "rule 9: once over = 2 with 4 workers on a busy host",
+    "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
+}
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    """Redis, moto, the counting market (10 requests/s) and the gates, for this module."""
+    with running_rig(limit=10) as started:
+        yield started
+
+
+def _check(report: RunReport) -> None:
+    print(" | ".join(report.row()), dict(report.reasons))
+    assert report.drained is not None, "the lanes did not drain"
+    counts = {
+        "over": report.over,
+        "lost": report.lost,
+        "twice": report.twice,
+        "no_reason": report.no_reason,
+        "leaks": report.leaks,
+    }
+    assert counts == dict.fromkeys(counts, 0)
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_a_fault_breaks_no_promise(rig: Rig, name: str, request: pytest.FixtureRequest) -> None:
+    """Each fault of issue 12 with two workers: over, lost, twice, no-reason and leaks are 0
+    and every job ends done or dead-lettered with a reason."""
+    if name in KNOWN_FAILURES:
+        request.applymarker(pytest.mark.xfail(strict=False, reason=KNOWN_FAILURES[name]))
+    _check(run_fault(rig, FAULTS[name], workers=2, seconds=FAULT_SECONDS, jobs=JOBS))
+
+
+def test_credentials_in_the_results_url_never_leak(rig: Rig) -> None:
+    """The results URL holds `user:password@` and `?token=`; the sink refuses (401) for a
+    while, so its URL is in error lines and in dead letters' `lanes.reason`/`lanes.error`:
+    no log line of either worker and no dead-letter attribute holds the password or token."""
+    refusing = Fault("sink-refuses", market_fault(sink_status=401), market_fault(), 0)
+    report = run_fault(rig, refusing, workers=2, seconds=4.0, jobs=(0, 10, 10))
+    assert report.leaks == 0
+    errors = [attributes.get("lanes.error", "") for attributes in report.dead_letters]
+    assert any("results callback http://lanes:[redacted]@" in error for error in errors), errors
+    assert all("token=[redacted]" in error for error in errors if "results callback" in error)
+
+
+def test_poison_bodies_end_in_the_dead_letter_queue_with_a_reason(rig: Rig) -> None:
+    """Bodies `lanes enqueue` refuses but a producer can still send (a 5,000-digit integer,
+    deep nesting, NaN, bad JSON, a seller with a brace on a per-seller budget) are
+    dead-lettered at once with a reason in every lane, never retried as `crashed`."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    urls, dead_urls = rig.provision(prefix)
+    seller_call = {"kind": "call", "market": "acme", "payload": {"endpoint": "per_seller"}}
+    bodies = [
+        '{"kind": "call", "market": "acme", "seller": "s", "id": ' + "9" * 5000 + "}",
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": '
+        + '{"a": ' * 3000
+        + "1"
+        + "}" * 3001,
+        '{"kind": "call", "market": "acme", "seller": "s", "payload": {"endpoint": NaN}}',
+        '{"kind": "call", ',
+        json.dumps({**seller_call, "seller": "{s}"}),
+    ]
+    sqs = rig.sqs()
+    for url in urls.values():
+        entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies)]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    run = Run(rig, prefix, workers=1)
+    dead: list[dict[str, Any]] = []
+    try:
+        run.spawn()
+        deadline = time.monotonic() + 60
+        while len(dead) < len(bodies) * len(urls) and time.monotonic() < deadline:
+            for url in dead_urls:
+                dead.extend(drain_queue(sqs, url))
+            time.sleep(0.5)
+    finally:
+        run.stop_all()
+    reasons = [
+        message.get("MessageAttributes", {}).get("lanes.reason", {}).get("StringValue", "")
+        for message in dead
+    ]
+    assert len(dead) == len(bodies) * len(urls), reasons
+    assert all(reason.startswith(("poison message:", "permanent error:")) for reason in reasons)
