@@ -48,7 +48,6 @@ from scripts.enqueue import (
     enqueue,
     file_jobs,
     readable_twice,
-    with_statuses,
 )
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.provision import provision
@@ -147,8 +146,13 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
             raise UsageError("collect_orders needs --since and --until")
         since, until = parse_day_or_moment(args.since), parse_day_or_moment(args.until)
         step = parse_duration(args.step) if args.step else None
-        jobs = partial(window_jobs, args.market, market, args.seller, since, until, step)
+        statuses = [status for status in (args.statuses or "").split(",") if status]
+        jobs = partial(
+            window_jobs, args.market, market, args.seller, since, until, step, statuses
+        )
     elif kind == "collect_order":
+        if args.statuses:
+            raise UsageError("--statuses goes with collect_orders (--since and --until)")
         if ids is None:
             raise UsageError("collect_order needs --ids-file")
         jobs = partial(id_jobs, args.market, market, args.seller, ids, args.id_field)
@@ -157,8 +161,7 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
             f"a backfill makes collect_orders or collect_order jobs, not {kind!r} "
             "(write other kinds as JSON lines and use `lanes enqueue --file`)"
         )
-    statuses = [status for status in (args.statuses or "").split(",") if status]
-    return with_statuses(jobs, statuses) if statuses else jobs
+    return jobs
 
 
 async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:

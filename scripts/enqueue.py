@@ -8,12 +8,11 @@ bad), once to send. Standard input and anything else that cannot be read twice
 
 from __future__ import annotations
 
-import json
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TextIO
 
 from lanes.errors import LanesError
 from lanes.policy import Lane
-from scripts.backfill import Numbered, producer_id
+from scripts.backfill import Numbered
 from scripts.inputs import UsageError
 from scripts.sending import Progress, group_id, send_stream
 from scripts.validate import BadJob, JobValidator
@@ -36,7 +35,6 @@ __all__ = [
     "enqueue",
     "file_jobs",
     "readable_twice",
-    "with_statuses",
 ]
 
 # Source: iterated again from its start by calling it again.
@@ -105,21 +103,6 @@ def readable_twice(name: str, stdin: TextIO | None = None) -> Iterator[tuple[Pat
         except UnicodeDecodeError:
             raise UsageError(f"{name}: not UTF-8 text") from None
         yield spool, "<stdin>" if name == "-" else name
-
-
-def with_statuses(source: Source, statuses: Iterable[str]) -> Source:
-    """Each job of `source` once per order status (`payload.status`), with its own stable id."""
-    chosen = list(statuses)
-
-    def jobs() -> Iterator[Numbered]:
-        for where, body in source():
-            job = json.loads(body)
-            for status in chosen:
-                payload = {**job["payload"], "status": status}
-                one = {**job, "payload": payload, "id": producer_id(job["id"], status)}
-                yield f"{where} status {status}", json.dumps(one, separators=(",", ":"))
-
-    return jobs
 
 
 def _validated(source: Source, validator: JobValidator) -> int:

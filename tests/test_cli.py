@@ -163,7 +163,7 @@ def test_short_flags_mean_the_same_everywhere(
     assert run_cli("provision", "-m", "coupang").code == 0
     backfill = run_cli(
         "backfill", "-m", "coupang", "-l", "low", "-s", "A1", "-k", "collect_orders",
-        "--since", "2025-01-01", "--until", "2025-01-03", "-n",
+        "--since", "2025-01-01", "--until", "2025-01-03", "--step", "1d", "-n",
     )  # fmt: skip
     assert backfill.code == 0, backfill.err
     assert len(backfill.out.splitlines()) == 3
@@ -174,15 +174,16 @@ def test_short_flags_mean_the_same_everywhere(
 def test_backfill_statuses_make_one_job_per_window_and_status(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:
-    """`--statuses ACCEPT,INSTRUCT` doubles the windows, each job with its status and its own
-    stable id; the lane defaults to low."""
+    """`--statuses ACCEPT,INSTRUCT` puts those statuses in every window's job (each with its
+    own stable id); an unknown status is refused before sending; the lane defaults to low."""
     args = ("backfill", "-m", "coupang", "-s", "A1", "--since", "2025-01-01",
-            "--until", "2025-01-02", "--statuses", "ACCEPT,INSTRUCT", "--dry-run")  # fmt: skip
+            "--until", "2025-01-02", "--step", "1d", "--statuses", "ACCEPT,INSTRUCT",
+            "--dry-run")  # fmt: skip
     result = run_cli(*args)
     assert result.code == 0, result.err
     jobs = [json.loads(line) for line in result.out.splitlines()]
-    assert sorted(job["payload"]["status"] for job in jobs) == ["ACCEPT"] * 2 + ["INSTRUCT"] * 2
-    assert len({job["id"] for job in jobs}) == 4
+    assert [job["payload"]["statuses"] for job in jobs] == [["ACCEPT", "INSTRUCT"]] * 2
+    assert len({job["id"] for job in jobs}) == 2
     assert f"{lanes_env.prefix}-coupang-low" in result.err
     assert run_cli(*args).out == result.out
     wrong = run_cli(*args[:-2], "LOST", "--dry-run")
@@ -226,7 +227,7 @@ SETTING_MISTAKES = [
 TOML_MISTAKES = {
     "rps = inf": '[markets.acme.endpoints.e]\npath = "/e"\nrps = inf\n',
     "rps = nan": '[markets.acme.endpoints.e]\npath = "/e"\nrps = nan\n',
-    "rps = 0.006": '[markets.acme.endpoints.e]\npath = "/e"\nrps = 0.006\n',
+    "rps not held exactly": '[markets.acme.endpoints.e]\npath = "/e"\nrps = 0.0000123\n',
     "seconds = inf": '[markets.acme.endpoints.e]\npath = "/e"\n'
     "windows = [{limit = 5, seconds = inf}]\n",
     "margin_ms = inf": 'margin_ms = inf\n[markets.acme.endpoints.e]\npath = "/e"\nrps = 5\n',
