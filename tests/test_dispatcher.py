@@ -239,24 +239,3 @@ async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released
     assert acme.calls() == []
 
 
-async def test_short_polls_do_not_spin_an_idle_worker(
-    acme: AcmeMarket,
-    lanes: Lanes,
-    make_settings: Callable[..., Settings],
-    start_worker: StartWorker,
-) -> None:
-    """Issue 12 (9): with LANES_WAIT_SECONDS=0 an idle worker pauses between empty polls
-    instead of asking SQS in a tight loop (it spun at 46 % CPU)."""
-    worker = await start_worker(make_settings(wait_seconds=0), acme_config(acme))
-    receives = 0
-    receive = worker.runtime.sqs.receive
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal receives
-        receives += 1
-        return await receive(*args, **kwargs)
-
-    worker.runtime.sqs.receive = counting  # type: ignore[method-assign]
-    await asyncio.sleep(2.0)
-    await worker.stop()
-    assert receives <= 3 * 4  # three lane pollers, about one empty poll a second each

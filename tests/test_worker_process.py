@@ -251,5 +251,5 @@ def test_an_unreachable_redis_fails_at_start_up_with_one_line(
     )
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("lanes worker: Redis at redis://[redacted]@127.0.0.1:")
+    assert line.startswith("lanes worker: Redis at redis://:[redacted]@127.0.0.1:")
     assert "hunter2" not in done.stderr

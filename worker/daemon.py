@@ -76,7 +76,6 @@ _POLL_BACKOFF_CAP = 30.0
 # Beyond a long poll's wait: how long shutdown waits for a receive in flight to answer.
 _POLL_SLACK = 5.0
 # An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
-_IDLE_PAUSE = 1.0
 # Queue depth for the metrics, asked this often.
 _DEPTH_PERIOD = 15.0
 _DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
@@ -275,9 +274,7 @@ class Dispatcher:
             if self._metrics is not None:
                 self._metrics.received(source.queue, messages)
             if not messages:
-                if self._wait_seconds < _IDLE_PAUSE:
-                    await self._pause(_IDLE_PAUSE)  # short polls must not spin an idle worker
-                continue
+                continue  # a long poll (LANES_WAIT_SECONDS >= 1) paces an idle worker
             if self._stopped.is_set():
                 received = [
                     Delivery(message=m, queue=source.queue, url=source.url) for m in messages
