@@ -15,7 +15,8 @@ source runs at most `max_concurrency` invocations at once (ScalingConfig).
 
 Worker processes are spawned (a fresh interpreter, like a Lambda container) and
 kept warm: the handler's connections live across invocations in each of them;
-`niceness` lowers their CPU priority (the demo keeps its simulators ahead of them).
+`niceness` lowers their CPU priority (the demo keeps its simulators ahead of them);
+`output` is a file (`{pid}` becomes the process id) for what they print.
 All of them start, and import the handler, before the first poll: on AWS a cold
 start runs on a host of its own, while here a process importing mid-run would take
 the CPU of the warm ones as they hold budget, so that their admitted requests reach
@@ -130,7 +131,11 @@ _all_started: Any = None  # a multiprocessing Barrier of every worker process
 
 
 def _start_worker(
-    handler_path: str, environment: Mapping[str, str], niceness: int, all_started: Any
+    handler_path: str,
+    environment: Mapping[str, str],
+    niceness: int,
+    all_started: Any,
+    output: str | None,
 ) -> None:
     """Worker process set-up: the function's environment, then the handler imported once.
     `{pid}` in a value becomes the process id (e.g. one results file per process)."""
@@ -140,6 +145,11 @@ def _start_worker(
     if niceness:
         os.nice(niceness)
     pid = str(os.getpid())
+    if output is not None:  # what the function prints (logs, metrics lines), as CloudWatch has it
+        log = os.open(output.replace("{pid}", pid), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        for stream in (1, 2):
+            os.dup2(log, stream)
+        os.close(log)
     os.environ.update({key: value.replace("{pid}", pid) for key, value in environment.items()})
     module, _, name = handler_path.rpartition(".")
     _handler = getattr(importlib.import_module(module), name)
@@ -196,6 +206,7 @@ class LambdaEmulator(AsyncResource):
         handler: str = DEFAULT_HANDLER,
         wait_seconds: int = 1,
         niceness: int = 0,
+        output: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._sources = sources
@@ -211,7 +222,7 @@ class LambdaEmulator(AsyncResource):
             max_workers=self._size,
             mp_context=spawn,
             initializer=_start_worker,
-            initargs=(handler, dict(environment), niceness, spawn.Barrier(self._size)),
+            initargs=(handler, dict(environment), niceness, spawn.Barrier(self._size), output),
         )
 
     def stop(self) -> None:
