@@ -173,7 +173,12 @@ async def _daemon_workers(
 
 @contextlib.asynccontextmanager
 async def _lambda_workers(
-    options: DemoOptions, sqs: SqsClient, prefix: str, environment: Mapping[str, str], fifo: bool
+    options: DemoOptions,
+    sqs: SqsClient,
+    prefix: str,
+    environment: Mapping[str, str],
+    fifo: bool,
+    logs: Path,
 ) -> AsyncIterator[None]:
     """The handler behind one emulated event source per lane queue."""
     per_lane = max(1, round(options.workers / len(Lane)))
@@ -193,6 +198,7 @@ async def _lambda_workers(
         environment=environment,
         timeout_seconds=_FUNCTION_TIMEOUT,
         niceness=_WORKER_NICENESS,
+        output=str(logs / f"{prefix}-lambda-{{pid}}.log"),
     ) as emulator:
         running = asyncio.create_task(emulator.run())
         try:
@@ -328,7 +334,7 @@ async def _play(
         workers = (
             _daemon_workers(options.workers, environment, work)
             if options.mode == "daemon"
-            else _lambda_workers(options, sqs, prefix, environment, fifo)
+            else _lambda_workers(options, sqs, prefix, environment, fifo, work)
         )
         deadline = time.monotonic() + 3 * options.duration + 60
         async with aiohttp.ClientSession() as session, workers:

@@ -135,7 +135,7 @@ def _coupang(duration: float, sellers: int, now: datetime) -> list[Planned]:
         _body("collect_orders", "coupang", vendor,
               {"since": (today - timedelta(days=n // len(_STATUSES) % 30 + 1)).isoformat(),
                "until": (today - timedelta(days=n // len(_STATUSES) % 30)).isoformat(),
-               "status": _STATUSES[n % len(_STATUSES)]},
+               "statuses": [_STATUSES[n % len(_STATUSES)]]},
               f"scheduled-{n}")
         for n in range(sellers)
     ]  # fmt: skip

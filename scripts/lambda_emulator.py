@@ -15,7 +15,12 @@ source runs at most `max_concurrency` invocations at once (ScalingConfig).
 
 Worker processes are spawned (a fresh interpreter, like a Lambda container) and
 kept warm: the handler's connections live across invocations in each of them;
-`niceness` lowers their CPU priority (the demo keeps its simulators ahead of them).
+`niceness` lowers their CPU priority (the demo keeps its simulators ahead of them);
+`output` is a file (`{pid}` becomes the process id) for what they print.
+All of them start, and import the handler, before the first poll: on AWS a cold
+start runs on a host of its own, while here a process importing mid-run would take
+the CPU of the warm ones as they hold budget, so that their admitted requests reach
+the market late, bunched with the next ones (a Coupang vendor block in the demo).
 Unlike AWS, an invocation that overruns its timeout is not killed; it is counted.
 """
 
@@ -46,6 +51,7 @@ _log = structlog.get_logger("scripts.lambda_emulator")
 DEFAULT_HANDLER = "worker.lambda_handler.handler"
 _REGION = "us-east-1"
 _MAX_RECEIVE = 10  # one ReceiveMessage answers at most 10 messages
+_START_SECONDS = 120.0  # for every worker process to start (a slow, shared host)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class EmulatorStats:
     errors: Counter[str] = field(default_factory=Counter)
     timeouts: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)
+    processes: int = 0  # worker processes started before the first poll
 
 
 class InvocationContext:
@@ -120,19 +127,38 @@ def sqs_event(messages: list[SqsMessage], queue_arn: str) -> dict[str, Any]:
 # --- in the worker process --------------------------------------------------------------
 
 _handler: Callable[[Mapping[str, Any], InvocationContext], Any] | None = None
+_all_started: Any = None  # a multiprocessing Barrier of every worker process
 
 
-def _start_worker(handler_path: str, environment: Mapping[str, str], niceness: int) -> None:
+def _start_worker(
+    handler_path: str,
+    environment: Mapping[str, str],
+    niceness: int,
+    all_started: Any,
+    output: str | None,
+) -> None:
     """Worker process set-up: the function's environment, then the handler imported once.
     `{pid}` in a value becomes the process id (e.g. one results file per process)."""
-    global _handler
+    global _handler, _all_started
+    _all_started = all_started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the emulator decides when workers stop
     if niceness:
         os.nice(niceness)
     pid = str(os.getpid())
+    if output is not None:  # what the function prints (logs, metrics lines), as CloudWatch has it
+        log = os.open(output.replace("{pid}", pid), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        for stream in (1, 2):
+            os.dup2(log, stream)
+        os.close(log)
     os.environ.update({key: value.replace("{pid}", pid) for key, value in environment.items()})
     module, _, name = handler_path.rpartition(".")
     _handler = getattr(importlib.import_module(module), name)
+
+
+def _started() -> int:
+    """Returns once every worker process got here: each takes exactly one of these tasks."""
+    _all_started.wait(timeout=_START_SECONDS)
+    return os.getpid()
 
 
 def _invoke(event: dict[str, Any], function_name: str, request_id: str, timeout_ms: int) -> Any:
@@ -180,6 +206,7 @@ class LambdaEmulator(AsyncResource):
         handler: str = DEFAULT_HANDLER,
         wait_seconds: int = 1,
         niceness: int = 0,
+        output: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._sources = sources
@@ -189,12 +216,13 @@ class LambdaEmulator(AsyncResource):
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self.stats = EmulatorStats()
-        size = processes or sum(source.max_concurrency for source in sources)
+        self._size = max(1, processes or sum(source.max_concurrency for source in sources))
+        spawn = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(
-            max_workers=max(1, size),
-            mp_context=multiprocessing.get_context("spawn"),
+            max_workers=self._size,
+            mp_context=spawn,
             initializer=_start_worker,
-            initargs=(handler, dict(environment), niceness),
+            initargs=(handler, dict(environment), niceness, spawn.Barrier(self._size), output),
         )
 
     def stop(self) -> None:
@@ -202,7 +230,9 @@ class LambdaEmulator(AsyncResource):
         self._stopping.set()
 
     async def run(self) -> None:
-        """Poll every source until `stop()`, then wait for the running invocations."""
+        """Start every worker process, poll every source until `stop()`, then wait for the
+        running invocations."""
+        await self._start_processes()
         try:
             async with asyncio.TaskGroup() as pollers:  # one failing poller stops them all
                 for source in self._sources:
@@ -210,6 +240,15 @@ class LambdaEmulator(AsyncResource):
         finally:
             if self._running:
                 await asyncio.wait(self._running)
+
+    async def _start_processes(self) -> None:
+        """One task per process at once: the pool spawns a process for each task submitted
+        while none is idle, and each runs the initializer (the handler's import) first."""
+        loop = asyncio.get_running_loop()
+        pids = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _started) for _ in range(self._size))
+        )
+        self.stats.processes = len(set(pids))
 
     async def _poll(self, source: EventSource) -> None:
         url = await self._sqs.queue_url(source.queue)

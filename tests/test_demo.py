@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import matplotlib.image
 import pytest
 
 from lanes.policy import Lane
+from markets.registry import MARKETS
 from scripts.demo_load import LIMITS, ROUTE_LANES, plan_burst
 from scripts.demo_measure import RunTally, peak_in_window
 
@@ -32,6 +34,15 @@ def test_the_burst_puts_each_lane_on_its_own_routes() -> None:
     first_high = min(job.at for job in plan if job.lane is Lane.HIGH)
     assert first_high > max(job.at for job in plan if job.lane is Lane.MEDIUM)
     assert len({job.id for job in plan}) == len(plan)
+
+
+def test_every_message_of_the_burst_is_a_valid_job() -> None:
+    """Each body names a job kind of its market with a payload that kind accepts: a body
+    the workers would dead-letter as permanent would drop a whole lane from the demo."""
+    for job in plan_burst(duration=60, sellers=150):
+        body = json.loads(job.body)
+        spec = MARKETS[body["market"]].jobs[body["kind"]]
+        spec.model.model_validate(body["payload"])
 
 
 def test_a_message_is_lost_only_when_no_end_explains_it() -> None:

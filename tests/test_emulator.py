@@ -128,6 +128,7 @@ async def test_batches_run_through_the_handler_and_are_deleted(
     assert emulator.stats.peak[lanes.name(Lane.HIGH)] <= 2
     assert emulator.stats.peak[lanes.name(Lane.LOW)] <= 1
     assert len(acme.calls("/ship")) == 12
+    assert emulator.stats.processes == 3  # all started before the first poll, none mid-run
 
 
 @pytest.mark.slow
