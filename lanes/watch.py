@@ -76,11 +76,14 @@ class PauseWatch:
         return max(0.0, self._until.get(name, 0.0) - time.monotonic())
 
     async def _run(self) -> None:
-        while True:
+        # Runs while it is this watch's task: a cancel that redis-py's read swallows (it
+        # can, racing its own read timeout) still ends the loop within one read.
+        me = asyncio.current_task()
+        while self._task is me:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
-                while True:
+                while self._task is me:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
@@ -95,8 +98,11 @@ class PauseWatch:
                 await asyncio.sleep(_RETRY_S)
             finally:
                 self._live = False
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Bounded: closing a subscription whose read was cancelled can wait on its
+                # connection, and shutdown must not hang on a courtesy.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(_RETRY_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         if self._stop is not None:
@@ -106,5 +112,4 @@ class PauseWatch:
         if task is None:
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait([task], timeout=2 * _RETRY_S)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from enum import Enum
-from types import TracebackType
 from typing import Literal
 
 import aiohttp
@@ -16,6 +15,7 @@ from lanes.config import Config, MarketConfig, describe_validation_error
 from lanes.errors import ConfigError
 from lanes.limiter import Limiter
 from lanes.policy import Lane
+from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits
@@ -81,7 +81,7 @@ def validate_job(config: Config, request: JobRequest) -> tuple[JobSpec, Payload]
     return spec, payload
 
 
-class Markets:
+class Markets(AsyncResource):
     """Market clients on one aiohttp session (owned unless injected), and the jobs they run."""
 
     def __init__(
@@ -103,24 +103,9 @@ class Markets:
         self._backoff = backoff or Backoff()
         self._clients: dict[str, MarketClient] = {}
         self._watermarks = Watermarks(redis)
-        self._closed = False
 
-    async def __aenter__(self) -> Markets:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the session if this object opened it; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
+        """Close the session if this object opened it."""
         if self._owns_session and self._session is not None:
             await self._session.close()
 

@@ -93,7 +93,11 @@ def make_markets(
         policies: LanePolicies | None = None,
         backoff: Backoff = FAST,
     ) -> Markets:
-        limiter = Limiter(store.client, policies or config.lanes)
+        # The test Redis is seconds old: the restart guard (tested on its own) would hold
+        # every budget's first window full.
+        limiter = await exit_stack.enter_async_context(
+            Limiter(store.client, policies or config.lanes, restart_guard=False)
+        )
         markets = Markets(
             config, settings or market_settings(), limiter, store.client, backoff=backoff
         )

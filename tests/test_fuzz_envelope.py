@@ -177,6 +177,7 @@ def test_a_brace_seller_is_poison_on_every_endpoint(seller: str) -> None:
     """A seller is part of a per-seller budget's Redis key, where a brace would change its
     hash tag: the envelope refuses it (poison, one line) whatever the endpoint's scope."""
     for endpoint in ("orders", "ship"):
-        body = {"kind": "call", "market": "acme", "seller": seller, "payload": {"endpoint": endpoint}}
+        payload = {"endpoint": endpoint}
+        body = {"kind": "call", "market": "acme", "seller": seller, "payload": payload}
         with pytest.raises(PoisonMessage, match="may not contain"):
             _parse_and_validate(json.dumps(body))
