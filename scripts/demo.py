@@ -12,8 +12,8 @@ server, all child processes this command starts and stops:
 While it runs, a live table shows requests per second by lane at each market
 against the lane's ceiling and the limit; at the end, a summary per market and
 lane beside the run without lanes, and a PNG chart in the working directory.
-Exit 0 when no market answered 429, no message was lost, every high message was
-done and the lane ceilings held (docs/DESIGN.md rules 1, 2 and 6).
+Exit 0 when no market answered 429, no message was lost or dead-lettered, every high
+message was done and the lane ceilings held (docs/DESIGN.md rules 1, 2 and 6).
 """
 
 from __future__ import annotations

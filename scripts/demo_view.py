@@ -132,7 +132,8 @@ def _ceilings_held(run: RunTally, out: TextIO) -> bool:
 
 
 def _run_held(run: RunTally, lanes_run: RunTally, out: TextIO) -> bool:
-    """Nothing lost and no 429 in either run; every high job done is what lanes promise."""
+    """Nothing lost, nothing dead-lettered (the burst holds no bad job) and no 429 in either
+    run; every high job done is what lanes promise."""
     totals = run.totals()
     limited = sum(run.rate_limited(market) for market in MARKETS)
     high = [run.figures(market, Lane.HIGH) for market in MARKETS]
@@ -150,7 +151,14 @@ def _run_held(run: RunTally, lanes_run: RunTally, out: TextIO) -> bool:
             print(f"  {market}: first 429 {seconds:.1f}s into the run, after {before} requests "
                   f"in the second before it (the market allows {MARKET_RATES[market]:g})",
                   file=out)  # fmt: skip
-    return totals["lost"] == 0 and limited == 0 and (high_left == 0 or run is not lanes_run)
+    for job_id, reason in list(run.dead.items())[:3]:
+        print(f"  dead-lettered {job_id}: {reason}", file=out)
+    return (
+        totals["lost"] == 0
+        and totals["dead"] == 0
+        and limited == 0
+        and (high_left == 0 or run is not lanes_run)
+    )
 
 
 def render_summary(runs: list[RunTally], out: TextIO) -> bool:

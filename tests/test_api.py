@@ -132,6 +132,7 @@ def coupang_job(number: int, **extra: Any) -> dict[str, Any]:
 # --- POST /v1/jobs ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_batch_with_one_bad_job_is_refused_and_nothing_is_sent(
     api_env: ApiEnv, client: httpx.AsyncClient
 ) -> None:
@@ -263,6 +264,7 @@ async def _backfill(markets: Markets, job: JobRequest, done: list[int]) -> None:
         ("naver", NAVER_SELLER, NAVER_ORDER, {"order_id": "2025000000000001"}),
     ],
 )
+@pytest.mark.slow
 async def test_collect_order_answers_within_its_wait_beside_a_low_backfill(
     api_env: ApiEnv,
     client: httpx.AsyncClient,
@@ -350,6 +352,7 @@ async def test_missing_queues_are_503_naming_the_fix(
     assert "lanes provision" in answer.json()["detail"]
 
 
+@pytest.mark.slow
 async def test_a_slow_market_past_wait_is_queued_and_holds_no_budget(
     api_env: ApiEnv, client: httpx.AsyncClient, coupang_sim: Running, store: RedisStore
 ) -> None:
@@ -377,6 +380,7 @@ async def _worker(settings: Settings, config: Config) -> tuple[Runtime, Any]:
     return runtime, dispatcher
 
 
+@pytest.mark.slow
 async def test_collect_past_its_wait_is_queued_then_done(
     api_env: ApiEnv, client: httpx.AsyncClient, store: RedisStore
 ) -> None:

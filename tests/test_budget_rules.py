@@ -86,6 +86,7 @@ async def test_ticket_may_not_send_once_its_budget_is_paused(
     assert not ticket.may_send()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("watch_live", [True, False], ids=["pubsub", "redis-read"])
 async def test_cooldown_set_after_a_reservation_stops_its_send(
     make_limiter: MakeLimiter,
@@ -111,6 +112,7 @@ async def test_cooldown_set_after_a_reservation_stops_its_send(
     assert ticket.at >= ends
 
 
+@pytest.mark.slow
 async def test_escalation_counts_once_per_cooldown_across_workers(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
@@ -211,6 +213,7 @@ async def test_advertised_limit_above_the_configured_one_is_ignored(
     assert (await limiter.usage(budget)).limit_source == "configured"
 
 
+@pytest.mark.slow
 async def test_long_window_is_exact_by_rank_lookups(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
@@ -229,6 +232,7 @@ async def test_long_window_is_exact_by_rank_lookups(
     assert len(admitted) >= 30
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_empty_redis_restart_does_not_admit_a_second_window(
     make_budget: MakeBudget,

@@ -42,6 +42,7 @@ arrivals = st.lists(
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(sequence=arrivals)
 def test_no_trailing_window_ever_exceeds_any_limit(
     redis_server: RedisServer, sequence: list[tuple[int, Lane, int, float | None]]
@@ -96,6 +97,7 @@ async def _run_lanes(
     [([Lane.LOW] * 4, 0.7), ([Lane.LOW] * 3 + [Lane.MEDIUM] * 3, 0.8)],
     ids=["low-alone", "low-and-medium"],
 )
+@pytest.mark.slow
 async def test_lower_lanes_stop_at_their_ceiling(
     make_limiter: MakeLimiter, make_budget: MakeBudget, lanes: list[Lane], share: float
 ) -> None:
@@ -106,6 +108,7 @@ async def test_lower_lanes_stop_at_their_ceiling(
     assert share - 0.08 <= served <= share + 0.01
 
 
+@pytest.mark.slow
 async def test_high_is_admitted_at_once_and_reaches_the_full_limit(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
@@ -126,6 +129,7 @@ async def test_high_is_admitted_at_once_and_reaches_the_full_limit(
     assert counts[Lane.HIGH] / 2.0 >= 20 * 0.2 * 0.9  # at least the 20 % the others leave free
 
 
+@pytest.mark.slow
 async def test_small_limit_does_not_starve_low(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
@@ -160,6 +164,7 @@ def strict_market() -> Iterator[str]:
     process.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_processes_hammering_one_budget_never_exceed_the_market(
     redis_server: RedisServer, strict_market: str

@@ -101,6 +101,7 @@ def test_unreachable_sqs_is_a_runtime_error(
     assert result.err.startswith("lanes: error: SQS")
 
 
+@pytest.mark.slow
 def test_worker_runs_until_sigterm(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
     """`lanes worker` drains the provisioned lanes and exits 0 on SIGTERM."""
     assert run_cli("provision", "--market", "naver").code == 0

@@ -91,6 +91,7 @@ async def test_5xx_is_transient(scripted: Scripted, make_markets: MakeMarkets, s
     assert not isinstance(raised.value, RateLimited)
 
 
+@pytest.mark.slow
 async def test_a_timeout_is_transient(scripted: Scripted, make_markets: MakeMarkets) -> None:
     """No answer within the market's timeout is transient."""
     markets = await make_markets(acme_config(scripted.url))
@@ -137,6 +138,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_seconds(None) is None
 
 
+@pytest.mark.slow
 async def test_a_429_cools_the_budget_for_a_second_client(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:

@@ -37,6 +37,7 @@ def job(kind: str, **payload: object) -> JobRequest:
     return JobRequest(kind, "coupang", COUPANG_VENDOR, dict(payload))
 
 
+@pytest.mark.slow
 async def test_collect_orders_follows_every_page_exactly_once(
     sim: Running, markets: Markets
 ) -> None:

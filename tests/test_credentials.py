@@ -72,6 +72,7 @@ def test_a_wrong_source_is_a_one_line_config_error(tmp_path: Path) -> None:
         credential_source(f"file:{tmp_path / 'absent.json'}", {})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["secretsmanager", "ssm"])
 async def test_aws_secrets_by_name_per_seller(moto_server: MotoServer, service: str) -> None:
     """`<prefix><market>/<seller>` in Secrets Manager or SSM: a JSON object per seller; a

@@ -77,6 +77,7 @@ async def test_mixed_load_drains_with_nothing_lost(
     assert acme.violations == 0
 
 
+@pytest.mark.slow
 async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -174,6 +175,7 @@ async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
         assert await lanes.take_all(lane, dead=True) == []
 
 
+@pytest.mark.slow
 async def test_duplicate_ship_messages_call_the_market_once(
     acme: AcmeMarket,
     lanes: Lanes,

@@ -207,6 +207,7 @@ async def test_a_post_that_never_reached_the_market_is_posted_after_the_check(
     assert (await runtime.store.client.get(key) or b"").startswith(b"done:")
 
 
+@pytest.mark.slow
 async def test_a_resumed_job_whose_check_fails_is_released_still_posting(
     runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:

@@ -54,6 +54,7 @@ async def test_abandon_frees_only_our_claim(redis_client: aioredis.Redis) -> Non
     assert (await guard.begin(*SHIP, "a")).done == {"x": 1}
 
 
+@pytest.mark.slow
 async def test_held_claim_outlives_its_lease(redis_client: aioredis.Redis) -> None:
     """While `held`, the lease is refreshed: a job longer than the lease stays exclusive."""
     guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=1)

@@ -66,6 +66,7 @@ async def _event(lanes: Lanes, lane: Lane, bodies: list[str]) -> tuple[dict[str,
     return {"Records": [_record(m, arn) for m in ordered]}, [m.message_id for m in ordered]
 
 
+@pytest.mark.slow
 async def test_returns_exactly_the_failed_records(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -86,6 +87,7 @@ async def test_returns_exactly_the_failed_records(
     assert reasons[1].startswith("poison message")
 
 
+@pytest.mark.slow
 async def test_unfinished_records_fail_before_time_runs_out(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -148,6 +150,7 @@ def test_handler_entry_point_reads_settings_from_the_environment(
     assert "cold_start=False" in batches[1] or '"cold_start": false' in batches[1]
 
 
+@pytest.mark.slow
 async def test_a_job_that_overruns_is_cancelled_and_released(
     acme: AcmeMarket,
     lanes: Lanes,

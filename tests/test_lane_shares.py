@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections import Counter
 
+import pytest
+
 from lanes import Lane
 from markets import JobRequest, Markets
 from markets.simulators import coupang_app, naver_app
@@ -69,6 +71,7 @@ async def _check_shares(sim: Running, workers: list[Markets], request: JobReques
     assert 429 not in sim.state.statuses
 
 
+@pytest.mark.slow
 async def test_naver_lanes_share_an_app_budget_without_429(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:
@@ -82,6 +85,7 @@ async def test_naver_lanes_share_an_app_budget_without_429(
     await _check_shares(sim, workers, request)
 
 
+@pytest.mark.slow
 async def test_coupang_lanes_share_a_vendor_budget_without_429(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:

@@ -105,6 +105,7 @@ def lose_next_answer(sim: Running, endpoint: str) -> None:
 # -- many sellers ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_three_naver_sellers_each_call_on_their_own_seller_token(
     naver: Running, make_markets: MakeMarkets
 ) -> None:
@@ -192,6 +193,7 @@ async def test_naver_orders_changing_while_paged_are_collected_by_the_next_run(
     assert [change["productOrderStatus"] for change in moved] == ["PURCHASE_DECIDED"]
 
 
+@pytest.mark.slow
 async def test_coupang_orders_changing_status_while_paged_are_still_collected(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:

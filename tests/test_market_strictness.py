@@ -69,6 +69,7 @@ async def test_coupang_blocks_grow_with_each_violation(start_simulator: StartSim
     assert sim.state.blocks == [0.1, 0.2]
 
 
+@pytest.mark.slow
 async def test_big_pages_need_the_endpoints_longer_timeout(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:

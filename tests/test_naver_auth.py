@@ -30,6 +30,7 @@ def test_client_secret_sign_matches_the_published_vector() -> None:
     )
 
 
+@pytest.mark.slow
 async def test_token_is_fetched_once_by_many_concurrent_workers(
     start_simulator: StartSimulator, make_markets: MakeMarkets, store: RedisStore
 ) -> None:
@@ -72,6 +73,7 @@ async def test_a_refused_token_is_replaced_once(
     assert sim.state.arrived["token"] == 1
 
 
+@pytest.mark.slow
 async def test_wrong_client_secret_is_permanent(
     naver_sim: Running, make_markets: MakeMarkets
 ) -> None:
@@ -97,6 +99,7 @@ async def test_missing_credentials_are_permanent_and_name_the_variable(
     assert sum(naver_sim.state.arrived.values()) == 0
 
 
+@pytest.mark.slow
 async def test_an_ageing_token_is_refreshed_once_and_takes_budget(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:
@@ -117,6 +120,7 @@ async def test_an_ageing_token_is_refreshed_once_and_takes_budget(
     assert usage.in_window[Lane.HIGH] >= 1
 
 
+@pytest.mark.slow
 async def test_seller_tokens_are_cached_per_account_for_every_process(
     naver_sim: Running, make_markets: MakeMarkets
 ) -> None:

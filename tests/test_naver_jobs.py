@@ -40,6 +40,7 @@ def job(kind: str, **payload: object) -> JobRequest:
     return JobRequest(kind, "naver", "seller-1", dict(payload))
 
 
+@pytest.mark.slow
 async def test_collect_orders_follows_more_pages_exactly_once(
     sim: Running, markets: Markets
 ) -> None:

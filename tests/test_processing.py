@@ -71,6 +71,7 @@ async def test_success_writes_the_result(runtime: Runtime, lanes: Lanes, acme: A
     assert record["data"]["echo"] == {"status": "200"}
 
 
+@pytest.mark.slow
 async def test_high_transient_failure_at_deadline_is_released_not_dead(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:
@@ -142,6 +143,7 @@ async def test_duplicate_side_effect_calls_the_market_once(
     assert len(acme.calls("/ship")) == 1
 
 
+@pytest.mark.slow
 async def test_failed_side_effect_frees_its_claim(
     runtime: Runtime, lanes: Lanes, acme: AcmeMarket
 ) -> None:

@@ -18,6 +18,7 @@ async def _attributes(env: LanesEnv, queue: str) -> dict[str, str]:
         return await sqs.attributes(await sqs.queue_url(queue))
 
 
+@pytest.mark.slow
 def test_provision_twice_is_a_no_op(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
     """The first run creates 12 queues; the second reports every one unchanged."""
     first = run_cli("provision")
@@ -50,6 +51,7 @@ def test_queues_get_redrive_and_retention(
     assert int(dead["MessageRetentionPeriod"]) == DEAD_LETTER_RETENTION > LANE_RETENTION
 
 
+@pytest.mark.slow
 def test_a_difference_is_reported_and_updated_only_when_asked(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
 ) -> None:

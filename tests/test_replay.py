@@ -77,6 +77,7 @@ def _mix() -> list[OutgoingMessage]:
     )
 
 
+@pytest.mark.slow
 def test_replay_moves_exactly_the_filtered_ones(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:

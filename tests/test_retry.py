@@ -23,6 +23,7 @@ PRODUCT = JobRequest("get_product", "coupang", COUPANG_VENDOR, {"seller_product_
 MISSING = JobRequest("get_product", "coupang", COUPANG_VENDOR, {"seller_product_id": 42})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lane", [Lane.HIGH, Lane.MEDIUM])
 async def test_high_and_medium_retry_through_a_burst_of_5xx(
     coupang_sim: Running, make_markets: MakeMarkets, lane: Lane
@@ -50,6 +51,7 @@ async def test_low_gives_up_after_its_max_attempts(
     assert coupang_sim.state.arrived["product"] == 3
 
 
+@pytest.mark.slow
 async def test_max_attempts_comes_from_the_lane_policy(
     coupang_sim: Running, make_markets: MakeMarkets
 ) -> None:
@@ -88,6 +90,7 @@ async def test_the_deadline_turns_retrying_into_retry_later(
     assert coupang_sim.state.arrived["product"] >= 2
 
 
+@pytest.mark.slow
 async def test_budget_waits_are_not_attempts(scripted: Scripted, make_markets: MakeMarkets) -> None:
     """Fourteen low jobs with one attempt each on a 10 rps budget: all wait, all succeed."""
     markets = await make_markets(acme_config(scripted.url, rps=10))
@@ -99,6 +102,7 @@ async def test_budget_waits_are_not_attempts(scripted: Scripted, make_markets: M
     assert len(scripted.seen) == 14
 
 
+@pytest.mark.slow
 async def test_a_redis_outage_is_waited_out_without_sending(
     scripted: Scripted, make_markets: MakeMarkets, redis_server: RedisServer
 ) -> None:

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 
 from lanes import Lane
 from markets import JobRequest
@@ -68,6 +69,7 @@ async def test_naver_refuses_calls_without_a_valid_token(start_simulator: StartS
                 assert (await response.json())["code"] == "GW.AUTHN"
 
 
+@pytest.mark.slow
 async def test_coupang_blocks_a_vendor_after_a_violation(start_simulator: StartSimulator) -> None:
     """Over 5 calls in a second: 429, and the vendor stays blocked for block_seconds."""
     sim = await start_simulator(coupang_app(rate=5, block_seconds=1.3))

@@ -67,6 +67,7 @@ async def test_sqs_sink_missing_queue_is_a_sink_error(sqs: SqsClient) -> None:
     assert not failure.value.permanent
 
 
+@pytest.mark.slow
 async def test_http_sink_retries_server_errors(
     callback: tuple[str, list[dict[str, object]], list[int]],
 ) -> None:

@@ -95,6 +95,7 @@ async def test_queue_url_and_arn(sqs: SqsClient, make_queue: MakeQueue) -> None:
     assert "VisibilityTimeout" in await sqs.attributes(url)
 
 
+@pytest.mark.slow
 async def test_unreachable_endpoint_is_wrapped() -> None:
     """A connection failure surfaces as `SqsError`, never a raw botocore error."""
     async with SqsClient(endpoint_url="http://127.0.0.1:9", region="us-east-1") as client:

@@ -6,6 +6,8 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import pytest
+
 from lanes import Budget, Lane, Limiter, RedisStore, Window
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import OutgoingMessage, SqsClient
@@ -38,6 +40,7 @@ async def _load(env: LanesEnv) -> None:
         await limiter.lateness.flush(store.client)
 
 
+@pytest.mark.slow
 def test_status_shows_depths_and_budget_usage(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:

@@ -135,6 +135,7 @@ async def test_sigkill_loses_nothing(
     assert await lanes.take_all(Lane.HIGH, dead=True) == []
 
 
+@pytest.mark.slow
 def test_missing_queues_fail_with_one_line(
     acme: AcmeMarket, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -152,6 +153,7 @@ def test_missing_queues_fail_with_one_line(
     ]
 
 
+@pytest.mark.slow
 async def test_metrics_of_a_running_worker_show_the_per_lane_series(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -236,6 +238,7 @@ async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
     assert results(settings) == []
 
 
+@pytest.mark.slow
 def test_an_unreachable_redis_fails_at_start_up_with_one_line(
     acme: AcmeMarket, lanes: Lanes, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
