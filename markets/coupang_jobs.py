@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -111,11 +111,7 @@ class CollectOrder(Payload):
     shipment_box_id: int | None = None
     order_id: int | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> CollectOrder:
-        if (self.shipment_box_id is None) == (self.order_id is None):
-            raise ValueError("give exactly one of shipment_box_id and order_id")
-        return self
+    exactly_one_of: ClassVar[tuple[str, ...]] = ("shipment_box_id", "order_id")
 
 
 async def collect_order(context: JobContext, payload: CollectOrder) -> dict[str, Any]:
@@ -321,11 +317,7 @@ class UpdateProduct(Payload):
     price: int | None = Field(default=None, gt=0)
     quantity: int | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _something(self) -> UpdateProduct:
-        if self.price is None and self.quantity is None:
-            raise ValueError("give price, quantity or both")
-        return self
+    at_least_one_of: ClassVar[tuple[str, ...]] = ("price", "quantity")
 
 
 async def update_product(context: JobContext, payload: UpdateProduct) -> dict[str, Any]:

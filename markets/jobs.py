@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lanes.policy import Lane
 from markets.client import Call, MarketClient
@@ -37,6 +37,21 @@ class Payload(BaseModel):
     """Base of every job payload: unknown fields are an error, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Fields of which a payload must give exactly one (two ways to name one thing), and
+    # fields of which it must give at least one (what an update changes).
+    exactly_one_of: ClassVar[tuple[str, ...]] = ()
+    at_least_one_of: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        if self.exactly_one_of and self._count_given(self.exactly_one_of) != 1:
+            raise ValueError(f"give exactly one of {' and '.join(self.exactly_one_of)}")
+        if self.at_least_one_of and self._count_given(self.at_least_one_of) == 0:
+            raise ValueError(f"give {' or '.join(self.at_least_one_of)} (or several)")
+        return self
+
+    def _count_given(self, names: tuple[str, ...]) -> int:
+        return sum(getattr(self, name) is not None for name in names)
 
 
 # What `landed` answers when the earlier request did not land: send it again.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -185,11 +185,7 @@ class CollectOrder(Payload):
     order_id: str | None = Field(default=None, min_length=1)
     product_order_ids: list[str] | None = Field(default=None, min_length=1, max_length=300)
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> CollectOrder:
-        if (self.order_id is None) == (self.product_order_ids is None):
-            raise ValueError("give exactly one of order_id and product_order_ids")
-        return self
+    exactly_one_of: ClassVar[tuple[str, ...]] = ("order_id", "product_order_ids")
 
 
 async def collect_order(context: JobContext, payload: CollectOrder) -> dict[str, Any]:
@@ -283,11 +279,7 @@ class AnswerInquiry(Payload):
     question_id: int | None = None
     answer: str = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> AnswerInquiry:
-        if (self.inquiry_no is None) == (self.question_id is None):
-            raise ValueError("give exactly one of inquiry_no and question_id")
-        return self
+    exactly_one_of: ClassVar[tuple[str, ...]] = ("inquiry_no", "question_id")
 
 
 def _inquiry_pages(market: str) -> Callable[[Any], dict[str, Any] | None]:
@@ -376,11 +368,7 @@ class GetProduct(Payload):
     origin_product_no: int | None = None
     channel_product_no: int | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> GetProduct:
-        if (self.origin_product_no is None) == (self.channel_product_no is None):
-            raise ValueError("give exactly one of origin_product_no and channel_product_no")
-        return self
+    exactly_one_of: ClassVar[tuple[str, ...]] = ("origin_product_no", "channel_product_no")
 
 
 async def get_product(context: JobContext, payload: GetProduct) -> dict[str, Any]:
@@ -402,11 +390,7 @@ class UpdateProduct(Payload):
     price: int | None = Field(default=None, gt=0)
     stock: int | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _something(self) -> UpdateProduct:
-        if self.price is None and self.stock is None:
-            raise ValueError("give price, stock or both")
-        return self
+    at_least_one_of: ClassVar[tuple[str, ...]] = ("price", "stock")
 
 
 async def update_product(context: JobContext, payload: UpdateProduct) -> dict[str, Any]:

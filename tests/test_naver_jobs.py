@@ -122,7 +122,7 @@ async def test_get_channel_product(markets: Markets) -> None:
         ("collect_orders", {"since": "2025-07-01T00:00:00Z", "limit_count": 301}, "300"),
         ("collect_order", {}, "exactly one"),
         ("ship_order", {"dispatches": []}, "at least 1"),
-        ("update_product", {"origin_product_no": 1}, "price, stock or both"),
+        ("update_product", {"origin_product_no": 1}, "give price or stock"),
     ],
 )
 async def test_invalid_payloads_are_permanent(
