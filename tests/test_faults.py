@@ -37,27 +37,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 JOBS = (20, 30, 30)  # high (POST with an id), medium, low
 FAULT_SECONDS = 8.0  # the bench holds most faults 15 s and Redis down 45 s
 
-# Over the limit while worker processes start or stop on a busy host (their imports starve
-# the running workers' event loops): a grant is used late, bunched with the next one.
-_LATE = "rule 9 (late is never over) is not yet kept: over > 0 when processes start on a busy host"
-# Fault -> the cause in today's worker (issue 12 item), for the rows seen failing before the
-# fix (`python -m bench.faults`, 2 and 4 workers, and this module).
+# Every row passed on the merged code on a quiet host. On a host saturated by other
+# test runs, two rows still failed once each: a process descheduled between
+# `Ticket.may_send()` and the socket write lands over the limit (rule 9's residue, see
+# the README's Benchmarks), and one POST whose answer timed out was seen twice (under
+# investigation). They stay non-strict xfails until a loaded run keeps them at 0.
+_LOADED = "seen failing once on a saturated host: "
 KNOWN_FAILURES = {
-    "sigkill": "item 3: a SIGKILL after the POST reached the market lets the claim expire and "
-    "the next worker posts again (twice > 0); " + _LATE,
-    "sigterm-burst": _LATE,
-    "clocks-differ": _LATE,
-    "redis-down": "item 2: Redis comes back empty after the outage and admits over the limit "
-    "(over 5 with 4 workers)",
-    "redis-restart-empty": "items 2 and 3: an empty Redis forgets the window (over > 0) and "
-    "the claims of jobs in flight (twice > 0)",
-    "redis-slow": "rule 9: grants whose Redis replies are delayed unevenly leave the process "
-    "late, bunched together (over > 0)",
-    "429-storm": "rule 9: once over = 1 with 4 workers on a busy host",
-    "5xx-storm": "rule 9: once over = 1 during a 503 storm on a busy host; low also "
-    "dead-letters in under a second (item 12)",
-    "sink-down": "rule 9: once over = 2 with 4 workers on a busy host",
-    "timeouts": "item 3: a client timeout on a POST is retried in the same delivery (twice > 0)",
+    "clocks-differ": _LOADED + "over > 0 while worker processes start (rule 9's residue)",
+    "timeouts": _LOADED + "a timed-out POST seen twice (rule 11), under investigation",
 }
 
 
