@@ -17,7 +17,7 @@ from markets.errors import (
 )
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
-from markets.service import JOB_KINDS, LANE_POLICY, Markets
+from markets.service import JOB_KINDS, LANE_POLICY, Markets, missing_credentials
 
 __all__ = [
     "JOB_KINDS",
@@ -38,4 +38,5 @@ __all__ = [
     "RetryLater",
     "TransientError",
     "load_config",
+    "missing_credentials",
 ]

@@ -18,5 +18,11 @@ def _auth(setup: AuthSetup) -> Auth:
 
 
 MARKET = Market(
-    name="coupang", auth_scheme="coupang_hmac", make_auth=_auth, jobs=COUPANG_JOBS, orders=ORDERS
+    name="coupang",
+    auth_scheme="coupang_hmac",
+    make_auth=_auth,
+    jobs=COUPANG_JOBS,
+    orders=ORDERS,
+    required_keys=("access_key", "secret_key"),
+    seller_keys=True,
 )

@@ -38,6 +38,7 @@ __all__ = [
     "SettingsSource",
     "check_spec",
     "credential_source",
+    "held",
 ]
 
 Secrets = Mapping[str, SecretStr]
@@ -64,6 +65,21 @@ def _folded(values: Mapping[str, Any]) -> dict[str, SecretStr]:
     }
 
 
+def _filled(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return False
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return bool(text.strip())
+
+
+def held(source: CredentialSource, market: str, name: str, *, sellers: bool) -> bool | None:
+    """Does `source` hold a non-empty `name` for `market` (or, with `sellers`, for some
+    seller)? None when only asking AWS would tell: those are fetched per job."""
+    if isinstance(source, SettingsSource | FileSource):
+        return source.holds(market, name.casefold(), sellers=sellers)
+    return None
+
+
 class SettingsSource:
     """The settings' `credentials` (environment variables); keys match without case."""
 
@@ -75,6 +91,14 @@ class SettingsSource:
         self._markets = {
             market.casefold(): _folded(values) for market, values in credentials.items()
         }
+
+    def holds(self, market: str, name: str, *, sellers: bool) -> bool:
+        """A non-empty `name` market-wide or (with `sellers`) `<seller>_<name>`."""
+        found = self._markets.get(market.casefold(), {})
+        return any(
+            (key == name or (sellers and key.endswith((f"_{name}", f".{name}")))) and _filled(value)
+            for key, value in found.items()
+        )
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         found = self._markets.get(market.casefold(), {})
@@ -108,7 +132,17 @@ class FileSource:
         }
 
     def where(self, market: str, seller: str | None, name: str) -> str:
-        return f"{self._path}, table {market}" + (f".{seller}" if seller else "")
+        return f"{name} in {self._path}, table {market}" + (f".{seller}" if seller else "")
+
+    def holds(self, market: str, name: str, *, sellers: bool) -> bool:
+        """A non-empty `name` in the market's table or (with `sellers`) a seller's."""
+        table = self._markets.get(market.casefold(), {})
+        tables = (
+            [table, *(t for t in table.values() if isinstance(t, Mapping))] if sellers else [table]
+        )
+        return any(
+            key.casefold() == name and _filled(value) for t in tables for key, value in t.items()
+        )
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         table = self._markets.get(market.casefold(), {})

@@ -74,6 +74,10 @@ class Market:
     make_auth: AuthFactory
     jobs: Mapping[str, JobSpec]
     orders: OrderShape
+    # The credentials its auth always reads, checked at worker start-up; `seller_keys`:
+    # a seller's own value may stand in for the market-wide one.
+    required_keys: tuple[str, ...] = ()
+    seller_keys: bool = False
 
     def catalogue(self) -> dict[str, Any]:
         """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""

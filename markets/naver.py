@@ -37,5 +37,10 @@ def _auth(setup: AuthSetup) -> Auth:
 
 
 MARKET = Market(
-    name="naver", auth_scheme="naver_oauth", make_auth=_auth, jobs=NAVER_JOBS, orders=ORDERS
+    name="naver",
+    auth_scheme="naver_oauth",
+    make_auth=_auth,
+    jobs=NAVER_JOBS,
+    orders=ORDERS,
+    required_keys=("client_id", "client_secret"),
 )

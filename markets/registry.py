@@ -14,7 +14,7 @@ from markets import coupang, naver
 from markets.auth import Auth, NoAuth
 from markets.market import AuthFactory, AuthSetup, Market
 
-__all__ = ["AUTH_SCHEMES", "JOB_KINDS", "MARKETS", "built_in"]
+__all__ = ["AUTH_MARKETS", "AUTH_SCHEMES", "JOB_KINDS", "MARKETS", "built_in"]
 
 BUILT_IN: tuple[Market, ...] = (coupang.MARKET, naver.MARKET)
 
@@ -29,6 +29,9 @@ AUTH_SCHEMES: Mapping[str, AuthFactory] = {
     "none": _no_auth,
     **{market.auth_scheme: market.make_auth for market in BUILT_IN},
 }
+
+# The market whose auth scheme each is: its `required_keys` are what the scheme reads.
+AUTH_MARKETS: Mapping[str, Market] = {market.auth_scheme: market for market in BUILT_IN}
 
 # Every kind some market offers, plus the generic `call`.
 JOB_KINDS: tuple[str, ...] = ("call", *sorted({kind for m in BUILT_IN for kind in m.jobs}))

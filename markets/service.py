@@ -19,16 +19,16 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits
-from markets.credentials import Credentials, credential_source
+from markets.credentials import Credentials, CredentialSource, credential_source, held
 from markets.errors import PermanentError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
-from markets.registry import AUTH_SCHEMES, JOB_KINDS, MARKETS
+from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, MARKETS
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
 from markets.watermark import Watermarks
 
-__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "validate_job"]
+__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "missing_credentials", "validate_job"]
 
 log = structlog.get_logger("markets")
 
@@ -81,6 +81,32 @@ def validate_job(config: Config, request: JobRequest) -> tuple[JobSpec, Payload]
     return spec, payload
 
 
+def _source(settings: Settings, name: str, market: MarketConfig) -> CredentialSource:
+    """The market's credential source (`options.credentials`, env by default)."""
+    wanted = name.casefold()
+    found = {
+        key: secrets for key, secrets in settings.credentials.items() if key.casefold() == wanted
+    }
+    return credential_source(market.options.get("credentials", "env"), found)
+
+
+def missing_credentials(config: Config, settings: Settings, name: str) -> list[str]:
+    """Where to set each credential market `name`'s auth scheme always reads and its source
+    lacks (empty: nothing missing). Env and file sources are read; AWS ones are fetched per
+    job (a seller's missing key stays that job's permanent error). A bad source spec or an
+    unreadable file is a `ConfigError`. No network I/O."""
+    market = config.market(name)
+    scheme = AUTH_MARKETS.get(market.auth)
+    if scheme is None or not scheme.required_keys:
+        return []
+    source = _source(settings, name, market)
+    return [
+        source.where(name, None, key)
+        for key in scheme.required_keys
+        if held(source, name, key, sellers=scheme.seller_keys) is False
+    ]
+
+
 class Markets(AsyncResource):
     """Market clients on one aiohttp session (owned unless injected), and the jobs they run."""
 
@@ -113,14 +139,8 @@ class Markets(AsyncResource):
         return _market_of(self.config, name)
 
     def _credentials(self, name: str, market: MarketConfig) -> Credentials:
-        wanted = name.casefold()
-        found = {
-            key: secrets
-            for key, secrets in self._settings.credentials.items()
-            if key.casefold() == wanted
-        }
         try:
-            source = credential_source(market.options.get("credentials", "env"), found)
+            source = _source(self._settings, name, market)
         except ConfigError as exc:
             raise PermanentError(str(exc), market=name) from None
         return Credentials(name, source)

@@ -105,7 +105,14 @@ def test_unreachable_sqs_is_a_runtime_error(
 def test_worker_runs_until_sigterm(lanes_env: LanesEnv, run_cli: Callable[..., CliRun]) -> None:
     """`lanes worker` drains the provisioned lanes and exits 0 on SIGTERM."""
     assert run_cli("provision", "--market", "naver").code == 0
-    env = {**lanes_env.subprocess_env(), "LANES_WAIT_SECONDS": "1", "LANES_GRACE_SECONDS": "2"}
+    env = {
+        **lanes_env.subprocess_env(),
+        "LANES_WAIT_SECONDS": "1",
+        "LANES_GRACE_SECONDS": "2",
+        # Checked at start-up (never used: no job is sent).
+        "LANES_CREDENTIALS__NAVER__CLIENT_ID": "id",
+        "LANES_CREDENTIALS__NAVER__CLIENT_SECRET": "secret",
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "scripts.cli", "worker", "--market", "naver"],
         env=env,

@@ -46,7 +46,7 @@ from lanes.errors import ConfigError, LanesError
 from lanes.logs import configure_logging, redact_url
 from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings, load_settings
-from markets import load_config
+from markets import load_config, missing_credentials
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
 from worker.outcomes import Outcome, Settler
@@ -414,6 +414,15 @@ async def _check_redis(runtime: Runtime) -> None:
         raise ConfigError(f"Redis at {where} does not answer: {exc}") from exc
 
 
+def _check_credentials(settings: Settings, config: Config, names: list[str]) -> None:
+    """Start-up check: each market's credentials are there (else one line and exit 2, not
+    every job dead-lettered as permanent). Names where to set them, never a value."""
+    for name in names:
+        missing = missing_credentials(config, settings, name)
+        if missing:
+            raise ConfigError(f"market {name} has no credentials: set {', '.join(missing)}")
+
+
 async def serve(
     settings: Settings,
     config: Config,
@@ -423,7 +432,8 @@ async def serve(
     job_seconds: float = DEFAULT_JOB_SECONDS,
 ) -> int:
     """Drain the lane queues of `markets` (all configured by default) until a signal."""
-    _market_names(config, markets)  # an unknown market fails before anything opens
+    names = _market_names(config, markets)  # an unknown market fails before anything opens
+    _check_credentials(settings, config, names)
     async with Runtime(settings, config) as runtime:
         await _check_redis(runtime)
         dispatcher = await build_dispatcher(
