@@ -37,7 +37,7 @@ rps = 20
 
 
 def test_design_example_loads_with_default_lanes(write_toml: WriteToml) -> None:
-    """DESIGN.md's example file loads; lanes it omits keep their defaults."""
+    """docs/DESIGN.md's example file loads; lanes it omits keep their defaults."""
     config = load_config(write_toml("[lanes.low]\nceiling = 0.6\n" + ACME))
     assert config.lanes[Lane.LOW].ceiling == 0.6
     assert config.lanes[Lane.LOW].max_attempts == 3

@@ -3,7 +3,7 @@
 Three `Markets` (three worker processes) share one budget of L requests per
 second through Redis. First low and medium saturate it, then high joins.
 The market must never answer 429, and each lane's served share must be as
-DESIGN.md says: low at most 70 % of L, low and medium together about 80 %,
+docs/DESIGN.md says: low at most 70 % of L, low and medium together about 80 %,
 and high at least the 20 % kept free for it.
 """
 

@@ -54,6 +54,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+async def _get_json(redis: aioredis.Redis, key: str, what: str) -> dict[str, Any] | None:
+    """The JSON object at `key`, or None; `BudgetUnavailable` naming `what` if Redis fails."""
+    try:
+        raw = await redis.get(key)
+    except RedisError as exc:
+        raise BudgetUnavailable(f"{what} unreachable: {exc}") from exc
+    if raw is None:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
 class JobTracker:
     """Writes status records; `get` reads one back (the API's way)."""
 
@@ -88,14 +100,7 @@ class JobTracker:
 
         Raises `BudgetUnavailable` when Redis cannot be read.
         """
-        try:
-            raw = await self._redis.get(job_key(job_id))
-        except RedisError as exc:
-            raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
-        if raw is None:
-            return None
-        record: dict[str, Any] = json.loads(raw)
-        return record
+        return await _get_json(self._redis, job_key(job_id), "job records")
 
 
 class Attempts:
@@ -137,14 +142,7 @@ class Attempts:
 
     async def kept_result(self, delivery: Delivery) -> dict[str, Any] | None:
         """The result kept for `delivery`, if an earlier delivery finished the job."""
-        try:
-            raw = await self._redis.get(self._key(delivery, "result"))
-        except RedisError as exc:
-            raise BudgetUnavailable(f"result store unreachable: {exc}") from exc
-        if raw is None:
-            return None
-        record: dict[str, Any] = json.loads(raw)
-        return record
+        return await _get_json(self._redis, self._key(delivery, "result"), "result store")
 
     async def forget_result(self, delivery: Delivery) -> None:
         try:
