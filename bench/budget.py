@@ -51,8 +51,9 @@ import redis.asyncio as aioredis
 
 from lanes import Budget, Lane, Limiter, Window, configure_logging
 from lanes.config import EndpointConfig, MarketConfig
-from markets.client import Call, MarketClient
-from markets.errors import RateLimited
+from lanes.limiter import Ticket
+from markets.client import Call, MarketClient, send_check_trace
+from markets.errors import LateSend, RateLimited
 from scripts.services import RedisServer, free_port
 
 SCENARIOS = ("lanes", "hogs", "storm", "cost", "peers")
@@ -111,7 +112,7 @@ def _instrument_redis(report: ProcessReport) -> None:
     aioredis.Redis.execute_command = timed  # type: ignore[method-assign]
 
 
-Admit = Callable[[Lane], Awaitable[None]]
+Admit = Callable[[Lane], Awaitable[Ticket | None]]
 
 
 def _budget(run: Run) -> Budget:
@@ -127,16 +128,17 @@ async def _lanes_admit(run: Run, client: aioredis.Redis, report: ProcessReport) 
     limiter = Limiter(client, tolerance=_tolerance(run))
     budget = _budget(run)
 
-    async def admit(lane: Lane) -> None:
+    async def admit(lane: Lane) -> Ticket:
         while True:
             ticket = await limiter.admit(budget, lane)
-            if ticket.may_send():  # checked last, right before the send
+            if ticket.may_send():  # and again when the connection is ready (send_check_trace)
                 report.lateness = dict(limiter.lateness.counts)
                 low, high = limiter.clock.bounds()
                 report.widths_ms.append((high - low) * 1000)
-                return
+                return ticket
             await limiter.release(budget, ticket.members)
 
+    admit.give_back = limiter.release  # type: ignore[attr-defined]
     return admit
 
 
@@ -206,7 +208,7 @@ async def _process(run: Run) -> ProcessReport:
     _instrument_redis(report)
     client = aioredis.Redis.from_url(run.redis_url)
     end = run.start_at + run.seconds
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(trace_configs=[send_check_trace()]) as http:
         if run.storm:
             task = await _storm_task(run, client, http, report, end)
         else:
@@ -215,12 +217,18 @@ async def _process(run: Run) -> ProcessReport:
             async def task(index: int) -> None:
                 lane = _lane_of_task(run.contender, index)
                 while time.time() < end:
-                    await admit(lane)
+                    ticket = await admit(lane)
                     if time.time() >= end:
                         return
                     try:
-                        async with http.get(f"{run.market_url}/call") as response:
+                        async with http.get(
+                            f"{run.market_url}/call", trace_request_ctx=ticket
+                        ) as response:
                             await response.read()
+                    except LateSend:
+                        assert ticket is not None
+                        await admit.give_back(ticket.budget, ticket.members)  # type: ignore[attr-defined]
+                        continue  # stopped before it left
                     except aiohttp.ClientError:
                         report.errors += 1
                         continue

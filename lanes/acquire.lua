@@ -134,7 +134,18 @@ end
 local function earliest_exact(from, cap, span, cost)
   local allowed = cap - cost
   local t = from
-  for i = 1, #scores - allowed do
+  -- Entries more than `span` before `from` end no interval past it: skip them
+  -- (binary search), so a short pacing span costs O(log n), not a pass over the log.
+  local lo, hi = 1, #scores + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if scores[mid] + span > from then
+      hi = mid
+    else
+      lo = mid + 1
+    end
+  end
+  for i = lo, #scores - allowed do
     local starts = scores[i + allowed]
     local ends = scores[i] + span
     if t + span <= starts then

@@ -32,14 +32,10 @@ log = structlog.get_logger("lanes.batcher")
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One request's admission, the log entries that hold its reservation, and its
-    admitted moment on this process's `time.monotonic()` clock: surely reached at
-    `due`, and not before `earliest` (see `lanes.clock`)."""
+    """One request's admission and the log entries that hold its reservation."""
 
     admission: Admission
     members: tuple[str, ...]
-    due: float = 0.0
-    earliest: float = 0.0
 
 
 # (budget, (lane, cost) per request, entries to give back first) -> one grant per request

@@ -17,10 +17,16 @@ from fractions import Fraction
 
 from lanes.config import Scope, Window
 
-__all__ = ["Admission", "Budget", "Check"]
+__all__ = ["PACE_BURST", "Admission", "Budget", "Check"]
 
 # Ceiling spans stay short enough to matter: 0.7 of 1/s is held as 7 per 10 s.
 _MAX_SPAN_MULTIPLE = 20
+# Admitted moments are paced: at most PACE_BURST of them in any PACE_BURST / rate
+# seconds of the shortest window. A sliding log otherwise replays its first burst
+# at the start of every window, and hundreds of requests admitted for one moment
+# cannot all leave their processes, nor be read by the market, within the margin:
+# they would be late by construction (docs/DESIGN.md rule 9).
+PACE_BURST = 20
 _US = 1_000_000
 
 
@@ -113,8 +119,15 @@ class Budget:
 
     @property
     def capacity(self) -> int:
-        """The most requests one acquire can ever ask for."""
-        return min(window.limit for window in self.windows)
+        """The most requests one acquire can ever ask for (the pace's burst at most)."""
+        return min(PACE_BURST, *(window.limit for window in self.windows))
+
+    def _pace(self) -> Window | None:
+        """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more."""
+        shortest = min(self.windows, key=lambda window: window.seconds)
+        if shortest.limit <= PACE_BURST:
+            return None
+        return Window(limit=PACE_BURST, seconds=shortest.seconds * PACE_BURST / shortest.limit)
 
     def checks(self, ceiling: float) -> tuple[Check, ...]:
         """The checks an acquire in a lane with this `ceiling` must pass."""
@@ -128,6 +141,10 @@ class Budget:
                 found.extend(
                     _window_checks(window.limit, window.seconds, ceiling, margin_us, exact)
                 )
+            pace = self._pace()
+            if pace is not None:
+                # Pacing is not the market's rule: no margin, and the lanes keep their shares.
+                found.extend(_window_checks(pace.limit, pace.seconds, ceiling, 0, exact=True))
             cached = tuple(dict.fromkeys(found))
             self._checks[ceiling] = cached
         return cached

@@ -50,6 +50,10 @@ _JITTER_S = 0.02
 _TOLERANCE_SHARE = 0.6
 # Stale entries are pruned by about one acquire in this many (they are never read).
 _PRUNE_EVERY = 8
+# Before sleeping on a grant, the clock's uncertainty is brought under this share of
+# the tolerance with at most this many `TIME` round trips (see `_sleep_until`).
+_SHARP_SHARE = 0.5
+_SHARPEN_TRIES = 2
 
 
 @contextmanager
@@ -147,6 +151,7 @@ class Limiter(AsyncResource):
         self.watch = PauseWatch(client)
         self.lateness = Lateness()
         self.clock = ClockBounds()
+        self._sharpening = asyncio.Lock()
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -225,7 +230,6 @@ class Limiter(AsyncResource):
         with _unavailable(budget):
             now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
-        low, high = self.clock.bounds()
         grants = []
         for index, (lane, cost) in enumerate(requests):
             granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
@@ -233,14 +237,7 @@ class Limiter(AsyncResource):
                 f"{lane.value}:{token}:{index + 1}:{unit}" for unit in range(1, cost + 1)
             )
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
-            grants.append(
-                Grant(
-                    admission,
-                    members if granted else (),
-                    due=admission.at + high,
-                    earliest=admission.at + low,
-                )
-            )
+            grants.append(Grant(admission, members if granted else ()))
         return grants
 
     def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
@@ -284,15 +281,17 @@ class Limiter(AsyncResource):
                     raise BudgetTimeout(budget.name, admission.wait)
                 await asyncio.sleep(pause)
                 continue
-            if deadline is not None and grant.due > deadline:
+            if deadline is not None and admission.at + self.clock.bounds()[1] > deadline:
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
             reserved = admission.wait > 0
             if reserved:
                 self.watch.enter()
             try:
-                await self._sleep_reserved(budget, grant.due - time.monotonic(), grant.members)
-                late = time.monotonic() - grant.earliest
+                await self._sleep_until(budget, admission.at, tolerance, grant.members)
+                # Measured with the bounds as they are now: sharper than at grant time.
+                earliest = admission.at + self.clock.bounds()[0]
+                late = time.monotonic() - earliest
                 on_time = late <= tolerance
                 self.lateness.record(late, on_time=on_time)
                 if not on_time:
@@ -306,9 +305,7 @@ class Limiter(AsyncResource):
             finally:
                 if reserved:
                     self.watch.leave()
-            return Ticket(
-                budget, grant.members, admission.at, grant.earliest + tolerance, self.watch
-            )
+            return Ticket(budget, grant.members, admission.at, earliest + tolerance, self.watch)
 
     async def wait(
         self,
@@ -331,11 +328,32 @@ class Limiter(AsyncResource):
             until = await self._client.hmget(budget.state_key, ["cool_until", "quota_until"])
         return any(int(value) / _US > moment for value in until if value is not None)
 
-    async def _sleep_reserved(self, budget: Budget, seconds: float, members: Sequence[str]) -> None:
-        if seconds <= 0:
-            return
+    def _too_uncertain(self, tolerance: float) -> bool:
+        low, high = self.clock.bounds()
+        return high - low > tolerance * _SHARP_SHARE
+
+    async def _sleep_until(
+        self, budget: Budget, moment: float, tolerance: float, members: Sequence[str]
+    ) -> None:
+        """Sleep until the Redis `moment` is surely reached here (never early).
+
+        A clock too uncertain to tell lateness from uncertainty (a process's
+        first round trips, slowed by connecting and loading scripts) is first
+        sharpened by a few `TIME` round trips, or every grant would look late.
+        """
         try:
-            await asyncio.sleep(seconds)
+            if self._too_uncertain(tolerance):
+                async with self._sharpening:  # one caller sharpens, the others reuse it
+                    for _ in range(_SHARPEN_TRIES):
+                        if not self._too_uncertain(tolerance):
+                            break
+                        started = time.monotonic()
+                        with _unavailable(budget):
+                            seconds, micros = await self._client.time()
+                        self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+            left = moment + self.clock.bounds()[1] - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
         except asyncio.CancelledError:
             # Unused reservations would block the budget for nobody's benefit.
             await self.release(budget, members)

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
                 return json.loads(text)  # a JSONDecodeError is a ValueError: one-line error
             return [key.strip() for key in text.split(",") if key.strip()]
         return value
+
     # Base of the backoff between a low job's attempts across deliveries (doubling, 15 min cap).
     retry_backoff: float = Field(default=60.0, gt=0, le=900)
     # The daemon's /metrics and /healthz port (0: off) and address.

@@ -28,16 +28,45 @@ from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
 from lanes.policy import Lane
 from markets.auth import Auth, NoAuth, Signer
-from markets.errors import NotSent, PermanentError, RetryLater, TransientError
+from markets.errors import LateSend, NotSent, PermanentError, RetryLater, TransientError
 from markets.ratelimits import RateLimits, retry_after_seconds
 
-__all__ = ["Answer", "Call", "MarketClient", "endpoint_limits", "retry_after_seconds"]
+__all__ = [
+    "Answer",
+    "Call",
+    "MarketClient",
+    "endpoint_limits",
+    "retry_after_seconds",
+    "send_check_trace",
+]
 
 log = structlog.get_logger("markets.client")
 
 _MESSAGE_CHARS = 300
 _REDIS_BACKOFF_S = (0.1, 5.0)  # first and longest pause while Redis is unreachable
 _SPACES = re.compile(r"\s+")
+
+
+def send_check_trace() -> aiohttp.TraceConfig:
+    """The last lateness check, on the markets' session (docs/DESIGN.md rule 9).
+
+    `MarketClient` checks its ticket before the request starts; with this trace on
+    the session it checks again once the connection is ready, after aiohttp's own
+    work and the other hooks (a side effect's "posting" mark is a Redis round trip),
+    right before the bytes are written. A late ticket raises `LateSend` there.
+    """
+
+    async def check(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
+        ticket = context.trace_request_ctx
+        if isinstance(ticket, Ticket) and not ticket.may_send():
+            raise LateSend(
+                "late past its tolerance when the connection was ready", market=ticket.budget.name
+            )
+
+    config = aiohttp.TraceConfig()
+    config.on_connection_reuseconn.append(check)
+    config.on_connection_create_end.append(check)
+    return config
 
 
 @dataclass(frozen=True)
@@ -234,17 +263,24 @@ class MarketClient:
         url = self.url(call, seller)
         budget = self.budget(call.endpoint, seller)
         bound = log.bind(market=self.name, endpoint=call.endpoint, lane=lane.value, seller=seller)
+        timeout = endpoint.timeout or self.config.timeout
         while True:
             signer, ticket = await self._admit(budget, lane, deadline, prepare, bound)
             headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
             if ticket.may_send():
-                break
+                sent = True
+                try:
+                    answer = await self._request(
+                        endpoint.method, url, headers, call, deadline, timeout, ticket
+                    )
+                    break
+                except LateSend:
+                    sent = False  # stopped before a byte left
+                finally:
+                    if sent and on_sent is not None:
+                        on_sent()
             # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
             await self._limiter.release(budget, ticket.members)
-        if on_sent is not None:
-            on_sent()
-        timeout = endpoint.timeout or self.config.timeout
-        answer = await self._request(endpoint.method, url, headers, call, deadline, timeout)
         return await self._sort(answer, call.endpoint, budget, ticket, bound)
 
     async def _admit(
@@ -283,6 +319,7 @@ class MarketClient:
         call: Call,
         deadline: float | None,
         seconds: float,
+        ticket: Ticket,
     ) -> Answer:
         if deadline is not None:
             # Past the deadline a slow answer is still worth its market timeout's tail.
@@ -295,6 +332,7 @@ class MarketClient:
                 json=call.json if call.form is None else None,
                 data=dict(call.form) if call.form is not None else None,
                 timeout=aiohttp.ClientTimeout(total=seconds),
+                trace_request_ctx=ticket,  # for `send_check_trace`
             ) as response:
                 text = await response.text()
                 return Answer(response.status, response.headers, text)

@@ -6,6 +6,7 @@ from lanes.errors import LanesError
 
 __all__ = [
     "AttemptsExhausted",
+    "LateSend",
     "MarketError",
     "NotSent",
     "OutcomeUnknown",
@@ -40,6 +41,11 @@ class TransientError(MarketError):
 
 class NotSent(TransientError):
     """The request never reached the market (no connection): repeating it cannot do twice."""
+
+
+class LateSend(NotSent):
+    """Its budget ticket was past its tolerance when the connection was ready: the request
+    was stopped before a byte left (docs/DESIGN.md rule 9)."""
 
 
 class RateLimited(TransientError):

@@ -18,7 +18,7 @@ from lanes.policy import Lane
 from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
-from markets.client import MarketClient, endpoint_limits
+from markets.client import MarketClient, endpoint_limits, send_check_trace
 from markets.credentials import Credentials, CredentialSource, credential_source, held
 from markets.errors import PermanentError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
@@ -153,7 +153,7 @@ class Markets(AsyncResource):
                 raise RuntimeError("Markets is closed")
             market = self._market(name)
             if self._session is None:
-                self._session = aiohttp.ClientSession()
+                self._session = aiohttp.ClientSession(trace_configs=[send_check_trace()])
             client = MarketClient(name, market, self._session, self._limiter)
             client.auth = self._auth(name, market, client)
             self._clients[name] = client

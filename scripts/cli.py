@@ -147,9 +147,7 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
         since, until = parse_day_or_moment(args.since), parse_day_or_moment(args.until)
         step = parse_duration(args.step) if args.step else None
         statuses = [status for status in (args.statuses or "").split(",") if status]
-        jobs = partial(
-            window_jobs, args.market, market, args.seller, since, until, step, statuses
-        )
+        jobs = partial(window_jobs, args.market, market, args.seller, since, until, step, statuses)
     elif kind == "collect_order":
         if args.statuses:
             raise UsageError("--statuses goes with collect_orders (--since and --until)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lanes import Budget, Check, Window
+from lanes import PACE_BURST, Budget, Check, Window
 
 
 def _budget(limit: int, seconds: float = 1.0, margin_ms: float = 0.0) -> Budget:
@@ -55,3 +55,18 @@ def test_several_windows_all_checked() -> None:
     budget = Budget("acme:orders", (Window(limit=10, seconds=1), Window(limit=500, seconds=60)))
     assert budget.checks(1.0) == (Check(10, 1_000_000), Check(500, 60_000_000, exact=False))
     assert budget.capacity == 10
+
+
+def test_high_limits_are_paced() -> None:
+    """Above PACE_BURST per window, admitted moments are also held to PACE_BURST per
+    PACE_BURST / rate seconds (no margin), and each lane keeps its share of the pace."""
+    assert PACE_BURST == 20
+    assert _budget(500, margin_ms=25).checks(1.0) == (Check(500, 1_025_000), Check(20, 40_000))
+    assert _budget(500).checks(0.7) == (
+        Check(500, 1_000_000),
+        Check(350, 1_000_000),
+        Check(20, 40_000),
+        Check(14, 40_000),
+    )
+    assert _budget(500).capacity == 20
+    assert _budget(20).checks(1.0) == (Check(20, 1_000_000),)

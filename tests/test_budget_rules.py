@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import PACE_BURST, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
 from scripts.services import RedisServer
 from tests.windows import over_limit_windows
 
@@ -266,3 +266,38 @@ async def test_empty_redis_restart_does_not_admit_a_second_window(
         server.stop()
     assert len(moments) == 20
     assert over_limit_windows(moments, Window(limit=10, seconds=1.0)) == 0
+
+
+async def test_admitted_moments_are_paced_not_one_burst(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """200 callers at once on a 500/s budget are not all admitted for one moment (which
+    no host can send within the margin): at most PACE_BURST in any PACE_BURST / 500 s."""
+    limiter, budget = make_limiter(), make_budget(500, 1.0)
+    tickets = await asyncio.gather(*(limiter.admit(budget, Lane.HIGH) for _ in range(200)))
+    moments = [ticket.at for ticket in tickets]
+    assert over_limit_windows(moments, Window(limit=PACE_BURST, seconds=PACE_BURST / 500)) == 0
+    assert over_limit_windows(moments, Window(limit=500, seconds=1.0)) == 0
+    assert max(moments) - min(moments) >= (200 - PACE_BURST) / 500 - 0.001
+
+
+async def test_an_uncertain_clock_is_sharpened_before_judging_lateness(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every acquire round trip is slow (a cold connection, a loaded host), where
+    Redis time lies is known only within that round trip: a caller would always look
+    late and give its entry back. TIME round trips sharpen the clock first, so the
+    caller is admitted and sends on time."""
+    limiter, budget = make_limiter(tolerance=0.02), make_budget(5, 1.0)
+    acquire = limiter._acquire
+
+    async def slow_acquire(*args: object, **kwargs: object) -> object:
+        await asyncio.sleep(0.06)  # three times the tolerance
+        return await acquire(*args, **kwargs)
+
+    monkeypatch.setattr(limiter, "_acquire", slow_acquire)
+    ticket = await asyncio.wait_for(limiter.admit(budget, Lane.HIGH), 5)
+    assert ticket.may_send()
+    assert "given_back" not in limiter.lateness.counts
+    low, high = limiter.clock.bounds()
+    assert high - low <= 0.02 * 0.5

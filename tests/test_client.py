@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from contextlib import AsyncExitStack
 from email.utils import formatdate
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
 
-from lanes import Lane
+from lanes import Lane, Limiter, RedisStore
 from markets import (
     AttemptsExhausted,
     Call,
@@ -20,7 +22,7 @@ from markets import (
     RetryLater,
     TransientError,
 )
-from markets.client import retry_after_seconds
+from markets.client import retry_after_seconds, send_check_trace
 from markets.errors import NotSent
 from tests.fixtures_markets import MakeMarkets, Running, Scripted, acme_config, markets_config
 
@@ -189,3 +191,38 @@ async def test_advertised_limit_below_config_is_adopted(
     ]
     usage = await markets._limiter.usage(markets.client("naver").budget("origin_product", "s"))
     assert (usage.limit, usage.limit_source) == (2, "GNCP-GW-RateLimit")
+
+
+async def test_a_send_late_when_its_connection_is_ready_is_stopped_and_admitted_again(
+    scripted: Scripted, store: RedisStore, exit_stack: AsyncExitStack
+) -> None:
+    """Between the check before a request and its first byte, other hooks run (a side
+    effect's "posting" mark is a Redis round trip). When that makes the ticket late, the
+    connection-ready check stops the request before it leaves (docs/DESIGN.md rule 9):
+    its entry is given back, it is admitted anew, and the market sees it once."""
+    stalls = [0.1]  # the first request stalls past the 15 ms tolerance of a 25 ms margin
+    stalled_until: list[float] = []
+
+    async def stall(*_args: object) -> None:
+        if stalls:
+            time.sleep(stalls.pop())  # a starved process: every task stops
+            stalled_until.append(time.time())  # Redis runs on this host's clock
+
+    slow_hook = aiohttp.TraceConfig()
+    slow_hook.on_request_start.append(stall)
+    session = await exit_stack.enter_async_context(
+        aiohttp.ClientSession(trace_configs=[slow_hook, send_check_trace()])
+    )
+    limiter = await exit_stack.enter_async_context(Limiter(store.client, restart_guard=False))
+    config = acme_config(scripted.url).markets["acme"].model_copy(update={"margin_ms": 25.0})
+    client = MarketClient("acme", config, session, limiter)
+    sent: list[int] = []
+    call = Call("answer")
+    assert await client.send(call, Lane.HIGH, seller=None, on_sent=lambda: sent.append(1))
+    assert scripted.seen == ["/answer"]
+    assert sent == [1]  # the stopped request is not counted as a call
+    log = await store.client.zrange(
+        client.budget("answer", None).log_key, 0, -1, withscores=True
+    )
+    assert len(log) == 1  # the late entry was given back
+    assert log[0][1] / 1_000_000 >= stalled_until[0] - 0.002  # the one sent was admitted after

@@ -239,5 +239,3 @@ async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released
     await worker.task
     assert [m.body for m in await lanes.take_all(Lane.HIGH)] == [job(key="late")]
     assert acme.calls() == []
-
-

@@ -45,6 +45,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable, LanesError
+from markets.errors import LateSend
 
 __all__ = ["CheckFirst", "Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard"]
 
@@ -250,7 +251,12 @@ class IdempotencyGuard:
         params: aiohttp.TraceRequestExceptionParams,
     ) -> None:
         claim = _holding.get()
-        if claim is None or isinstance(params.exception, LanesError):
+        if claim is None:
+            return
+        if isinstance(params.exception, LateSend):
+            claim.in_flight = max(0, claim.in_flight - 1)  # stopped before a byte left
+            return
+        if isinstance(params.exception, LanesError):
             return  # our own refusal above: nothing left
         claim.in_flight = max(0, claim.in_flight - 1)
         if not isinstance(params.exception, aiohttp.ClientConnectorError):

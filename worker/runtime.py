@@ -16,6 +16,7 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
+from markets.client import send_check_trace
 from worker.idempotency import IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import Settler
@@ -52,7 +53,11 @@ class Runtime(AsyncResource):
         # The markets' session carries the hooks that mark a side effect "posting" and
         # measure budget waits and 429s.
         self.session = aiohttp.ClientSession(
-            trace_configs=[self.guard.trace_config(), self.metrics.trace_config()]
+            trace_configs=[
+                self.guard.trace_config(),
+                self.metrics.trace_config(),
+                send_check_trace(),  # last: after the posting mark's round trip
+            ]
         )
         self.markets = Markets(
             config, settings, self.limiter, self.store.client, session=self.session
