@@ -343,6 +343,8 @@ class Rig:
             "LANES_VISIBILITY_TIMEOUT": str(VISIBILITY),
             "LANES_GRACE_SECONDS": "3",
             "LANES_CONCURRENCY": "8",
+            # The market's slowest answer (the timeouts fault) takes 3 s.
+            "LANES_SETTLE_SECONDS": "5",
             "LANES_RESULTS_URL": results,
         }
 

@@ -29,7 +29,8 @@
 -- then     number of requests R; per request: its lane (1..L), its cost
 -- then     number of entries G to give back first, then their members
 --
--- Returns Redis `now` (us), then per request {granted (1 or 0), wait (us), moment (us)}:
+-- Returns Redis `now` (us) and `known` (us: which Redis dataset granted this, see
+-- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
 
@@ -92,7 +93,7 @@ if gives > 0 then
   redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
 end
 
-local result = {now}
+local result = {now, known}
 local paused = math.max(tonumber(state['cool_until'] or '0'), tonumber(state['quota_until'] or '0'))
 if paused > now then
   for r = 1, requests do

@@ -32,10 +32,12 @@ log = structlog.get_logger("lanes.batcher")
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One request's admission and the log entries that hold its reservation."""
+    """One request's admission, the log entries that hold its reservation, and the
+    budget's `known` moment when it was granted (it changes when Redis loses its data)."""
 
     admission: Admission
     members: tuple[str, ...]
+    known: int = 0
 
 
 # (budget, (lane, cost) per request, entries to give back first) -> one grant per request

@@ -228,7 +228,9 @@ class Limiter(AsyncResource):
         args += [len(give_back), *give_back]
         started = time.monotonic()
         with _unavailable(budget):
-            now_us, *flat = await self._acquire(keys=[budget.log_key, budget.state_key], args=args)
+            now_us, known, *flat = await self._acquire(
+                keys=[budget.log_key, budget.state_key], args=args
+            )
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
         for index, (lane, cost) in enumerate(requests):
@@ -237,7 +239,7 @@ class Limiter(AsyncResource):
                 f"{lane.value}:{token}:{index + 1}:{unit}" for unit in range(1, cost + 1)
             )
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
-            grants.append(Grant(admission, members if granted else ()))
+            grants.append(Grant(admission, members if granted else (), int(known)))
         return grants
 
     def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
@@ -272,6 +274,7 @@ class Limiter(AsyncResource):
                 await self.lateness.flush(self._client)
             if deadline is not None and time.monotonic() > deadline:
                 raise BudgetTimeout(budget.name, 0.0)
+            asked = time.monotonic()
             grant = await self._batcher.request(budget, lane, cost, unused)
             unused = ()
             admission = grant.admission
@@ -299,7 +302,7 @@ class Limiter(AsyncResource):
                     log.debug("budget.late_given_back", budget=budget.name, late=round(late, 4))
                     unused = grant.members
                     continue
-                if reserved and await self._paused_since(budget, admission.at):
+                if reserved and not await self._reservation_holds(budget, grant, asked):
                     await self.release(budget, grant.members)
                     continue
             finally:
@@ -320,13 +323,27 @@ class Limiter(AsyncResource):
         await self.admit(budget, lane, cost, deadline=deadline)
         return time.monotonic() - started
 
-    async def _paused_since(self, budget: Budget, moment: float) -> bool:
-        """Whether a pause began after this reservation was granted and covers its moment."""
-        if self.watch.live:
-            return self.watch.paused(budget.name) > 0
+    async def _reservation_holds(self, budget: Budget, grant: Grant, asked: float) -> bool:
+        """Whether a reservation may still be used at its moment: no pause began meanwhile
+        that covers it (docs/DESIGN.md rule 5), and Redis did not lose it (rule 10: a
+        restart loses the reservations ahead too, and a new Redis would admit into them).
+
+        A subscription live since before the grant tells both without a command: a pause
+        is published, and a restart breaks the subscription. Otherwise the state is read:
+        a restarted Redis has another `known` (or none).
+        """
+        if self.watch.lost_since(asked):
+            return False
+        if self.watch.live_since(asked):
+            return self.watch.paused(budget.name) == 0
         with _unavailable(budget):
-            until = await self._client.hmget(budget.state_key, ["cool_until", "quota_until"])
-        return any(int(value) / _US > moment for value in until if value is not None)
+            cool, quota, known = await self._client.hmget(
+                budget.state_key, ["cool_until", "quota_until", "known"]
+            )
+        if known is None or int(known) != grant.known:
+            return False
+        moment = grant.admission.at
+        return all(int(value) / _US <= moment for value in (cool, quota) if value is not None)
 
     def _too_uncertain(self, tolerance: float) -> bool:
         low, high = self.clock.bounds()

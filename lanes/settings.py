@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
     results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
     idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    # After a side effect's request got no answer, how long the market may still be acting
+    # on it: the job's resumed run (which checks what landed) waits that long.
+    settle_seconds: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
     # The HTTP API (`lanes api`): `LANES_API_KEYS` is comma-separated or a JSON list.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
 

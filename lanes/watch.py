@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 import redis.asyncio as aioredis
@@ -38,10 +39,21 @@ class PauseWatch:
         self._live = False
         self._sleepers = 0
         self._stop: asyncio.TimerHandle | None = None
+        self._live_from = math.inf  # time.monotonic() since when the subscription is live
+        self._lost_at = -math.inf  # when a subscription was last lost (Redis went away)
 
     @property
     def live(self) -> bool:
         return self._live and self._task is not None and not self._task.done()
+
+    def live_since(self, moment: float) -> bool:
+        """Live without a break since `moment` (time.monotonic()): no pause and no loss of
+        Redis since then escaped this process."""
+        return self.live and self._live_from <= moment
+
+    def lost_since(self, moment: float) -> bool:
+        """The subscription broke after `moment`: Redis may have restarted meanwhile."""
+        return self._lost_at >= moment
 
     def enter(self) -> None:
         """A caller sleeps on a reservation: subscribe if not yet."""
@@ -88,12 +100,12 @@ class PauseWatch:
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
-                        self._live = True
+                        self._live, self._live_from = True, time.monotonic()
                     elif message["type"] == "message":
                         name, _, left_ms = message["data"].decode().rpartition("\t")
                         self.note(name, int(left_ms) / 1000)
             except (RedisError, OSError) as exc:
-                self._live = False
+                self._live, self._lost_at = False, time.monotonic()
                 log.warning("budget.pause_watch_lost", error=str(exc))
                 await asyncio.sleep(_RETRY_S)
             finally:

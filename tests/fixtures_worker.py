@@ -264,6 +264,7 @@ def make_settings(
             "wait_seconds": 1,
             "grace_seconds": 5.0,
             "concurrency": 8,
+            "settle_seconds": 2.0,  # the simulators' slow answers take 1.5 s
             "results_url": f"file:{tmp_path / 'results.jsonl'}",
             **overrides,
         }

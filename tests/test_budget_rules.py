@@ -9,13 +9,16 @@ windows stay exact while costing rank lookups only (rule 4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from lanes import PACE_BURST, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes.limiter import Ticket
 from scripts.services import RedisServer
 from tests.windows import over_limit_windows
 
@@ -266,6 +269,55 @@ async def test_empty_redis_restart_does_not_admit_a_second_window(
         server.stop()
     assert len(moments) == 20
     assert over_limit_windows(moments, Window(limit=10, seconds=1.0)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("subscribed", [True, False], ids=["subscription", "state-read"])
+async def test_a_reservation_lost_in_a_redis_restart_is_not_used(
+    make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch, subscribed: bool
+) -> None:
+    """A caller sleeps on a reservation; Redis restarts empty meanwhile. The new Redis
+    knows nothing of that reservation and would admit others into its window, so the
+    caller does not send at its moment: it learns of the restart (its subscription broke,
+    or the state's `known` changed) and is admitted anew, after the new Redis's first
+    window (rule 10)."""
+    server = RedisServer()
+    server.start()
+    budget = make_budget(2, 3.0)
+    try:
+        async with RedisStore(server.url, socket_timeout=0.5) as store:
+            limiter = Limiter(store.client)
+            if not subscribed:
+                monkeypatch.setattr(limiter.watch, "enter", lambda: None)
+                monkeypatch.setattr(limiter.watch, "leave", lambda: None)
+            await asyncio.sleep(3.2)  # Redis has been up longer than the window
+            for _ in range(2):
+                assert (await limiter.acquire(budget, Lane.HIGH)).granted
+
+            async def admitted() -> Ticket:
+                while True:  # Redis down is waited out, as `MarketClient` does
+                    try:
+                        return await limiter.admit(budget, Lane.HIGH)
+                    except BudgetUnavailable:
+                        await asyncio.sleep(0.05)
+
+            waiter = asyncio.create_task(admitted())
+            await asyncio.sleep(0.2)  # it holds a reservation about 2.8 s ahead
+            reserved = await store.client.zrange(budget.log_key, 2, 2, withscores=True)
+            assert reserved
+            server.stop()
+            server.start()
+            restarted = time.time()  # Redis runs on this host's clock
+            for _ in range(5):  # the pool's connections to the old Redis are replaced
+                with contextlib.suppress(RedisError):
+                    await store.client.ping()
+            ticket = await asyncio.wait_for(waiter, 20)
+            await limiter.aclose()
+    finally:
+        server.stop()
+    assert ticket.at > reserved[0][1] / 1_000_000
+    assert ticket.at >= restarted - 0.05 + 3.0
 
 
 async def test_admitted_moments_are_paced_not_one_burst(

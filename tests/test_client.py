@@ -205,7 +205,7 @@ async def test_a_send_late_when_its_connection_is_ready_is_stopped_and_admitted_
 
     async def stall(*_args: object) -> None:
         if stalls:
-            time.sleep(stalls.pop())  # a starved process: every task stops
+            time.sleep(stalls.pop())  # noqa: ASYNC251 - a starved process: every task stops
             stalled_until.append(time.time())  # Redis runs on this host's clock
 
     slow_hook = aiohttp.TraceConfig()
@@ -221,8 +221,6 @@ async def test_a_send_late_when_its_connection_is_ready_is_stopped_and_admitted_
     assert await client.send(call, Lane.HIGH, seller=None, on_sent=lambda: sent.append(1))
     assert scripted.seen == ["/answer"]
     assert sent == [1]  # the stopped request is not counted as a call
-    log = await store.client.zrange(
-        client.budget("answer", None).log_key, 0, -1, withscores=True
-    )
+    log = await store.client.zrange(client.budget("answer", None).log_key, 0, -1, withscores=True)
     assert len(log) == 1  # the late entry was given back
     assert log[0][1] / 1_000_000 >= stalled_until[0] - 0.002  # the one sent was admitted after

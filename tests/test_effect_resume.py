@@ -10,6 +10,7 @@ the lease is dropped as if it had lapsed. tests/test_worker_process.py kills a r
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -235,8 +236,9 @@ async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
     runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
     """Issue 9: the reply lands, its answer is lost; nothing else of that run leaves (the
-    hook), the delivery is released as transient with the claim still "posting", and the
-    redelivery resumes: "already answered" is success. One reply, one result."""
+    hook), the delivery is released as transient with the claim still "posting". A
+    redelivery waits (`claim_busy`) while the market may still act on the reply
+    (`settle_seconds`), then resumes: "already answered" is success. One reply, one result."""
     lose_next_answer(sims.coupang, "inquiry_reply")
     request = JobRequest(
         "answer_inquiry",
@@ -247,6 +249,9 @@ async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
     job = envelope(request, "reply-2")
     first = await runtime.processor.process(delivery(lanes.prefix, job, receive=1), deadline=None)
     assert (first.action, first.label) == (Action.RELEASE, "transient")
+    early = await redelivered(runtime, lanes, job)
+    assert (early.action, early.label) == (Action.RELEASE, "claim_busy")
+    await asyncio.sleep(runtime.settings.settle_seconds)
     again = await redelivered(runtime, lanes, job)
     assert (again.action, again.label) == (Action.DELETE, "done")
     assert sims.coupang.state.arrived["inquiry_reply"] == 2

@@ -120,6 +120,34 @@ async def test_a_request_without_answer_is_never_sent_again(
     assert len(acme.calls("/ship")) == 1
 
 
+async def test_after_a_request_without_answer_the_resumed_run_waits_for_it_to_settle(
+    redis_client: aioredis.Redis, acme: AcmeMarket
+) -> None:
+    """A timed-out POST may still be acted on by the market (its answer just came late): a
+    resumed run checking at once could miss it and post twice. Giving up keeps the lease
+    for `settle_seconds`: the next delivery is busy (a wait) until then, and resumed after.
+    A run that gave up with every request answered is taken over at once."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5, settle_seconds=0.5)
+    claim = await guard.begin(*SHIP, "late-answer")
+    timeout = aiohttp.ClientTimeout(total=0.1)
+    session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
+    async with session, guard.held(claim):
+        with pytest.raises(TimeoutError):
+            async with session.post(f"{acme.url}/ship?sleep=0.3", timeout=timeout):
+                pass
+    await guard.give_up(claim)
+    with pytest.raises(ClaimBusy):
+        await guard.begin(*SHIP, "late-answer")
+    await asyncio.sleep(0.6)
+    assert (await guard.begin(*SHIP, "late-answer")).resumed
+
+    answered = await guard.begin(*SHIP, "answered")
+    answered.posting = answered.landed = True
+    await redis_client.set(answered.key, f"posting:{answered.token}")
+    await guard.give_up(answered)
+    assert (await guard.begin(*SHIP, "answered")).resumed
+
+
 async def test_a_claim_lost_before_posting_stops_the_request(
     redis_client: aioredis.Redis, acme: AcmeMarket
 ) -> None:

@@ -92,6 +92,7 @@ class Claim:
     in_flight: int = 0
     landed: bool = False  # a changing request was answered 2xx
     unanswered: bool = False  # a request left and got no answer (timeout, lost connection)
+    unsettled: bool = False  # ... and it was a changing one: the market may still act on it
 
     @property
     def uncertain(self) -> bool:
@@ -102,10 +103,18 @@ class Claim:
 class IdempotencyGuard:
     """Claims and done records in Redis; a Redis failure raises `BudgetUnavailable`."""
 
-    def __init__(self, redis: aioredis.Redis, *, ttl: int, claim_seconds: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        ttl: int,
+        claim_seconds: float,
+        settle_seconds: float = 30.0,
+    ) -> None:
         self._redis = redis
         self._ttl = ttl
         self._lease_ms = max(1000, int(claim_seconds * 1000))
+        self._settle_ms = round(settle_seconds * 1000)
         self._claim = redis.register_script(_script("claim.lua"))
         self._posting = redis.register_script(_script("posting.lua"))
         self._refresh = redis.register_script(_script("refresh.lua"))
@@ -166,10 +175,14 @@ class IdempotencyGuard:
 
     async def give_up(self, claim: Claim) -> None:
         """Stop holding a claim whose request may have landed: the record stays "posting", so
-        the next delivery takes it over at once and checks first (or, for a job whose market
-        cannot tell, stops for a person). Best effort (the lease lapses anyway)."""
+        the next delivery takes it over and checks first (or, for a job whose market cannot
+        tell, stops for a person). At once, unless a changing request left without an answer
+        (a timeout, a cancel): the market may still be acting on it, and a check now could
+        miss it and post twice, so the lease is kept `settle_seconds` (the next delivery
+        waits, `ClaimBusy`). Best effort (the lease lapses anyway)."""
+        keep_ms = self._settle_ms if claim.unsettled else 0
         try:
-            await self._drop_lease(keys=[claim.lease], args=[claim.token])
+            await self._drop_lease(keys=[claim.lease], args=[claim.token, keep_ms])
         except RedisError:
             return
 
@@ -261,3 +274,4 @@ class IdempotencyGuard:
         claim.in_flight = max(0, claim.in_flight - 1)
         if not isinstance(params.exception, aiohttp.ClientConnectorError):
             claim.unanswered = True  # sent, and no answer: the market may have acted
+            claim.unsettled = claim.unsettled or params.method != "GET"

@@ -49,6 +49,7 @@ class Runtime(AsyncResource):
             self.store.client,
             ttl=settings.idempotency_ttl,
             claim_seconds=settings.visibility_timeout,
+            settle_seconds=settings.settle_seconds,
         )
         # The markets' session carries the hooks that mark a side effect "posting" and
         # measure budget waits and 429s.
