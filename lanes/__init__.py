@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lanes.budget import PACE_BURST, Admission, Budget, Check
+from lanes.budget import Admission, Budget, Check
 from lanes.config import (
     Config,
     EndpointConfig,
@@ -23,7 +23,6 @@ from lanes.store import RedisStore
 
 __all__ = [
     "DEFAULT_POLICIES",
-    "PACE_BURST",
     "Admission",
     "AsyncResource",
     "Budget",

@@ -17,16 +17,18 @@ from fractions import Fraction
 
 from lanes.config import Scope, Window
 
-__all__ = ["PACE_BURST", "Admission", "Budget", "Check"]
+__all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check"]
 
 # Ceiling spans stay short enough to matter: 0.7 of 1/s is held as 7 per 10 s.
 _MAX_SPAN_MULTIPLE = 20
-# Admitted moments are paced: at most PACE_BURST of them in any PACE_BURST / rate
-# seconds of the shortest window. A sliding log otherwise replays its first burst
-# at the start of every window, and hundreds of requests admitted for one moment
-# cannot all leave their processes, nor be read by the market, within the margin:
-# they would be late by construction (docs/DESIGN.md rule 9).
-PACE_BURST = 20
+# Admitted moments are paced where the shortest window allows more than PACE_ABOVE:
+# at most PACE_BURST of them in any PACE_BURST / rate seconds. A sliding log otherwise
+# replays its first burst at the start of every window, and hundreds of requests
+# admitted for one moment cannot all leave their processes, nor be read by the
+# market, within the margin: they would be late by construction (docs/DESIGN.md
+# rule 9); and a 429 would find them all past the last check already.
+PACE_ABOVE = 20
+PACE_BURST = 5
 _US = 1_000_000
 
 
@@ -120,12 +122,14 @@ class Budget:
     @property
     def capacity(self) -> int:
         """The most requests one acquire can ever ask for (the pace's burst at most)."""
-        return min(PACE_BURST, *(window.limit for window in self.windows))
+        pace = self._pace()
+        return min(window.limit for window in (*self.windows, *([pace] if pace else [])))
 
     def _pace(self) -> Window | None:
-        """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more."""
+        """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more
+        than PACE_ABOVE."""
         shortest = min(self.windows, key=lambda window: window.seconds)
-        if shortest.limit <= PACE_BURST:
+        if shortest.limit <= PACE_ABOVE:
             return None
         return Window(limit=PACE_BURST, seconds=shortest.seconds * PACE_BURST / shortest.limit)
 
@@ -143,11 +147,22 @@ class Budget:
                 )
             pace = self._pace()
             if pace is not None:
-                # Pacing is not the market's rule: no margin, and the lanes keep their shares.
-                found.extend(_window_checks(pace.limit, pace.seconds, ceiling, 0, exact=True))
+                found.extend(_pace_checks(pace, ceiling))
             cached = tuple(dict.fromkeys(found))
             self._checks[ceiling] = cached
         return cached
+
+
+def _pace_checks(pace: Window, ceiling: float) -> list[Check]:
+    """Pacing is not the market's rule: no margin, and each lane keeps its exact share
+    (3.5 of 5 is held as 7 per two pace spans), so the pace costs no lane its rate."""
+    span_us = round(pace.seconds * _US)
+    checks = [Check(pace.limit, span_us)]
+    if ceiling < 1.0:
+        share = Fraction(ceiling).limit_denominator(100) * pace.limit
+        multiple = min(share.denominator, _MAX_SPAN_MULTIPLE)
+        checks.append(Check(max(1, math.floor(share * multiple)), span_us * multiple))
+    return checks
 
 
 def _window_checks(

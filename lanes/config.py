@@ -52,6 +52,7 @@ _SECONDS_OPTIONS = (
     "cooldown_max_seconds",
     "quota_pause_seconds",
     "advertised_ttl_seconds",
+    "slowdown_seconds",
 )
 _RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)([+-])([01]\d):([0-5]\d)$")
 
@@ -187,6 +188,13 @@ def _check_options(options: dict[str, str]) -> None:
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"option {name} must be a positive, finite number of seconds")
         seconds[name] = value
+    if "slowdown_after_429" in options:
+        try:
+            factor = float(options["slowdown_after_429"])
+        except ValueError:
+            factor = math.nan
+        if not 0 < factor <= 1:
+            raise ValueError("option slowdown_after_429 must be a number above 0, at most 1")
     if seconds.get("cooldown_max_seconds", 60.0) < seconds.get("cooldown_seconds", 1.0):
         raise ValueError("option cooldown_max_seconds must not be below cooldown_seconds")
     if "quota_reset" in options:

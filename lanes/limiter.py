@@ -393,10 +393,14 @@ class Limiter(AsyncResource):
         base: float,
         most: float,
         admitted_at: float,
+        slowdown: float = 1.0,
+        slowdown_for: float = 0.0,
     ) -> Cooldown:
         """A 429 for the request admitted at `admitted_at` (Redis s): pause the budget for
         every worker. `asked` is the market's Retry-After; without it base x 2^level.
-        Escalates once per cooldown, never past `most` (see `lanes/pause.lua`)."""
+        Escalates once per cooldown, never past `most`; a new cooldown also multiplies the
+        budget's effective limit by `slowdown` for `slowdown_for` seconds after it ends
+        (see `lanes/pause.lua`)."""
         asked_ms = -1 if asked is None else round(min(asked, most) * 1000)
         # This process stops at once, before the round trip that tells the others.
         self.watch.note(budget.name, min(base if asked is None else asked, most))
@@ -407,6 +411,8 @@ class Limiter(AsyncResource):
             round(base * 1000),
             round(most * 1000),
             round(admitted_at * _US) if math.isfinite(admitted_at) else 2**62,
+            round(min(1.0, max(0.0, slowdown)) * _US),
+            round(slowdown_for * 1000),
         )
         left, level, new = (int(value) for value in reply)
         return Cooldown(left / 1000, level, bool(new))
@@ -420,33 +426,44 @@ class Limiter(AsyncResource):
 
     async def pause_for_quota(self, budget: Budget, seconds: float) -> float:
         """The budget's quota is spent: no worker sends on it for `seconds`."""
-        reply = await self._run_pause(budget, "quota", max(1, round(seconds * 1000)), 0, 0, 0)
+        reply = await self._run_pause(
+            budget, "quota", max(1, round(seconds * 1000)), 0, 0, 0, _US, 0
+        )
         return int(reply[0]) / 1000
 
     async def _run_pause(self, budget: Budget, kind: str, *numbers: int) -> list[int]:
-        asked, base, most, admitted = numbers
+        asked, base, most, admitted, slowdown, slowdown_ms = numbers
         with _unavailable(budget):
             reply: list[int] = await self._pause(
                 keys=[budget.log_key, budget.state_key],
                 args=[kind, budget.name, CHANNEL, asked, base, most, admitted,
-                      budget.windows[0].limit],
+                      budget.windows[0].limit, slowdown, slowdown_ms],
             )  # fmt: skip
         self.watch.note(budget.name, int(reply[0]) / 1000)
         return reply
 
     async def advertise(self, budget: Budget, rate: float, source: str, ttl: float) -> bool:
         """A market advertised `rate` (requests/s): below the configured rate, every
-        worker's budget adopts it for `ttl` seconds. Returns whether it was adopted."""
+        worker's budget adopts it for `ttl` seconds, unless a slowdown after a 429 holds it
+        lower meanwhile. Returns whether it was adopted."""
         ratio = rate / budget.rate
         if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
             return False
+        ppm = max(1, math.floor(ratio * _US))
         with _unavailable(budget):
             (seconds, micros) = await self._client.time()
-            until = seconds * _US + micros + round(ttl * _US)
+            now = seconds * _US + micros
+            held, held_until, held_source = await self._client.hmget(
+                budget.state_key, ["adv_ppm", "adv_until", "adv_source"]
+            )
+            slowed = held_source == b"429" and int(held_until or 0) > now
+            if slowed and int(held or 0) <= ppm:
+                return False
+            until = now + round(ttl * _US)
             await self._client.hset(
                 budget.state_key,
                 mapping={
-                    "adv_ppm": max(1, math.floor(ratio * _US)),
+                    "adv_ppm": ppm,
                     "adv_until": until,
                     "adv_source": source,
                 },

@@ -268,17 +268,15 @@ class MarketClient:
             signer, ticket = await self._admit(budget, lane, deadline, prepare, bound)
             headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
             if ticket.may_send():
-                sent = True
+                if on_sent is not None:
+                    on_sent()  # it starts (it may still be stopped as late, below)
                 try:
                     answer = await self._request(
                         endpoint.method, url, headers, call, deadline, timeout, ticket
                     )
                     break
                 except LateSend:
-                    sent = False  # stopped before a byte left
-                finally:
-                    if sent and on_sent is not None:
-                        on_sent()
+                    pass  # stopped before a byte left
             # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
             await self._limiter.release(budget, ticket.members)
         return await self._sort(answer, call.endpoint, budget, ticket, bound)

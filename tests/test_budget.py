@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lanes import PACE_BURST, Budget, Check, Window
+from lanes import Budget, Check, Window
+from lanes.budget import PACE_ABOVE, PACE_BURST
 
 
 def _budget(limit: int, seconds: float = 1.0, margin_ms: float = 0.0) -> Budget:
@@ -58,15 +59,17 @@ def test_several_windows_all_checked() -> None:
 
 
 def test_high_limits_are_paced() -> None:
-    """Above PACE_BURST per window, admitted moments are also held to PACE_BURST per
-    PACE_BURST / rate seconds (no margin), and each lane keeps its share of the pace."""
-    assert PACE_BURST == 20
-    assert _budget(500, margin_ms=25).checks(1.0) == (Check(500, 1_025_000), Check(20, 40_000))
+    """Above PACE_ABOVE per window, admitted moments are also held to PACE_BURST per
+    PACE_BURST / rate seconds (no margin), and each lane keeps its exact share of it."""
+    assert PACE_BURST == 5
+    assert _budget(500, margin_ms=25).checks(1.0) == (Check(500, 1_025_000), Check(5, 10_000))
     assert _budget(500).checks(0.7) == (
         Check(500, 1_000_000),
         Check(350, 1_000_000),
-        Check(20, 40_000),
-        Check(14, 40_000),
+        Check(5, 10_000),
+        Check(7, 20_000),  # 0.7 of 5 is 3.5: held exactly over two pace spans
     )
-    assert _budget(500).capacity == 20
-    assert _budget(20).checks(1.0) == (Check(20, 1_000_000),)
+    assert _budget(500).checks(0.8)[-1] == Check(4, 10_000)
+    assert _budget(500).capacity == 5
+    assert _budget(PACE_ABOVE).checks(1.0) == (Check(PACE_ABOVE, 1_000_000),)
+    assert _budget(PACE_ABOVE).capacity == PACE_ABOVE

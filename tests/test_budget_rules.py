@@ -17,7 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from lanes import PACE_BURST, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes.budget import PACE_BURST
 from lanes.limiter import Ticket
 from scripts.services import RedisServer
 from tests.windows import over_limit_windows
@@ -172,6 +173,32 @@ async def test_retry_after_is_kept_but_never_past_the_max(
     limiter, budget = make_limiter(), make_budget()
     reply = await limiter.cool_down(budget, asked=3600, base=1, most=2, admitted_at=0.0)
     assert reply.left == pytest.approx(2.0, abs=0.01)
+
+
+async def test_each_new_cooldown_slows_the_budget_for_every_worker(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A limit shared with other tools leaves less than configured: each new cooldown also
+    multiplies the effective limit by the slowdown, for every worker, until `slowdown_for`
+    after the cooldown; a 429 of a request in flight when it began does not; an advertised
+    limit above the slowed one does not undo it; then the configured limit is back."""
+    first, second = make_limiter(), make_limiter()
+    budget = make_budget(10, 1.0)
+    sent = await _redis_now(redis_client)
+    slow = {"slowdown": 0.5, "slowdown_for": 0.5}
+    await first.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
+    usage = await second.usage(budget)
+    assert (usage.limit, usage.limit_source) == (5, "429")
+    await second.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
+    assert (await second.usage(budget)).limit == 5  # in flight when it began: once only
+    assert not await second.advertise(budget, 8.0, "RateLimit", ttl=60)
+    await asyncio.sleep(0.15)
+    sent = await _redis_now(redis_client)
+    await second.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
+    assert (await first.usage(budget)).limit == 2
+    await asyncio.sleep(0.9)
+    usage = await first.usage(budget)
+    assert (usage.limit, usage.limit_source) == (10, "configured")
 
 
 async def test_quota_pause_refuses_every_lane_until_it_ends(

@@ -123,6 +123,9 @@ OPTIONS = ACME.replace(
             "must not be below",
         ),
         (OPTIONS.replace("OPTION", 'quota_reset = "midnight"'), "not a daily time"),
+        (OPTIONS.replace("OPTION", 'slowdown_after_429 = "2"'), "slowdown_after_429"),
+        (OPTIONS.replace("OPTION", 'slowdown_after_429 = "half"'), "slowdown_after_429"),
+        (OPTIONS.replace("OPTION", 'slowdown_seconds = "0"'), "slowdown_seconds"),
         (ACME.replace("endpoints.orders]", 'endpoints."or{ders}"]'), "braces"),
         (
             ACME.replace("[markets.acme]", '[markets."ac{me"]').replace(
