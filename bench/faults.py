@@ -367,14 +367,20 @@ class Run:
     prefix: str
     workers: int
     redis_gate: bool = False
+    lambda_timeout: float | None = None
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def spawn(self, clock_skew: float = 0.0) -> subprocess.Popen[bytes]:
-        """`lanes worker -m acme` in a new process; its wall clock `clock_skew` seconds off."""
+        """`lanes worker -m acme` in a new process; its wall clock `clock_skew` seconds off.
+        With `lambda_timeout`, the Lambda handler behind the event-source emulator instead."""
         log = self.rig.workdir / f"{self.prefix}-worker-{len(self.logs)}.log"
         self.logs.append(log)
         command = [sys.executable, "-m", "scripts.cli", "worker", "-m", "acme"]
+        if self.lambda_timeout is not None:
+            output = str(log.with_suffix("")) + "-{pid}.log"
+            command = [sys.executable, "-m", "bench.lambda_workers",
+                       "--timeout", str(self.lambda_timeout), "--output", output]  # fmt: skip
         if clock_skew:
             command[1:3] = ["-c", _SKEWED.format(skew=clock_skew)]
         with log.open("wb") as out:
@@ -411,6 +417,7 @@ class Fault:
     heal: Callable[[Run], None]
     seconds: float  # how long the fault lasts in the bench (tests shorten it)
     redis_gate: bool = False  # workers reach Redis through the gate
+    lambda_timeout: float | None = None  # run Lambda handlers with this timeout, not daemons
 
 
 def _nothing(run: Run) -> None:
@@ -495,6 +502,10 @@ FAULTS = {
         Fault("timeouts", market_fault(sleep=3.0), market_fault(), 15),
         Fault("sqs-unreachable", _cut_sqs, _mend_sqs, 15),
         Fault("sink-down", market_fault(sink_status=503), market_fault(), 15),
+        # Slow answers against a 3 s function timeout: invocations run out of time.
+        Fault(
+            "lambda-out-of-time", market_fault(sleep=1.5), market_fault(), 15, lambda_timeout=3.0
+        ),
     )
 }
 
@@ -584,7 +595,9 @@ def drain_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def _leaks(run: Run, dead: list[dict[str, Any]]) -> int:
-    texts = [log.read_text(errors="replace") for log in run.logs]
+    # Every log of the run: the workers', and those of Lambda worker processes.
+    logs = run.rig.workdir.glob(f"{run.prefix}-worker-*.log")
+    texts = [log.read_text(errors="replace") for log in logs]
     texts += [json.dumps(message.get("MessageAttributes", {})) for message in dead]
     return sum(text.count(PASSWORD) + text.count(TOKEN) for text in texts)
 
@@ -601,7 +614,9 @@ def run_fault(
     """One run: send the jobs, start `workers`, inject `fault` at a quarter done, heal it after
     `seconds` (default: the fault's own), wait for the drain, count."""
     prefix = f"f{uuid.uuid4().hex[:8]}"
-    run = Run(rig, prefix, workers, redis_gate=fault.redis_gate)
+    run = Run(
+        rig, prefix, workers, redis_gate=fault.redis_gate, lambda_timeout=fault.lambda_timeout
+    )
     _http(f"{rig.market_url}/fault", {})
     sqs = rig.sqs()
     urls, dead_urls = rig.provision(prefix)

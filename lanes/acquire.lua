@@ -18,9 +18,13 @@
 -- a quota pause, an advertised lower limit, and `known`, the moment since when
 -- this budget's past is known. When the hash is missing and Redis started less
 -- than a window ago, Redis lost its data: the unknown past before its start
--- counts as full windows (docs/DESIGN.md rule 10).
+-- counts as full windows (docs/DESIGN.md rule 10). A Redis up for long that lost
+-- its data (FLUSHALL, a failover to an empty replica) is told by the budget's
+-- sentinel, a key without expiry: missing too, the past is unknown up to now
+-- (as on a budget's very first use).
 --
 -- KEYS[1]  the log (sorted set)              KEYS[2]  the state (hash)
+-- KEYS[3]  the sentinel (string, no expiry)
 -- ARGV[1]  member token                      ARGV[2]  longest span of any check (us)
 -- ARGV[3]  prune stale entries now (1 or 0)  ARGV[4]  restart guard (1 or 0)
 -- ARGV[5]  number of lanes L; per lane: its name, its horizon (longest
@@ -83,8 +87,11 @@ if known == nil then
     if uptime < longest then
       -- The latest moment Redis can have started: its past before that is unknown.
       known = now - uptime
+    elseif redis.call('EXISTS', KEYS[3]) == 0 then
+      known = now
     end
   end
+  redis.call('SET', KEYS[3], 1)
   redis.call('HSET', KEYS[2], 'known', known)
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
@@ -104,10 +111,16 @@ if paused > now then
   return result
 end
 
--- An advertised lower limit scales every cap (never up) until it expires.
+-- An advertised lower limit scales every cap (never up) until it expires; so does
+-- the slowdown after a 429 (lanes/pause.lua), doubling back from the cooldown's end.
 local scale = 1
 if tonumber(state['adv_until'] or '0') > now then
   scale = math.min(1, tonumber(state['adv_ppm']) / 1000000)
+end
+local slow_step = tonumber(state['slow_step'] or '0')
+if slow_step > 0 then
+  local grown = 2 ^ (math.max(0, now - tonumber(state['slow_from'])) / slow_step)
+  scale = math.min(scale, tonumber(state['slow_ppm']) / 1000000 * grown)
 end
 
 local exact_span = 0

@@ -106,6 +106,11 @@ class Budget:
         return f"lanes:{{{self.name}}}:log"
 
     @property
+    def seen_key(self) -> str:
+        """The sentinel without expiry: gone only when Redis lost its data (rule 10)."""
+        return f"lanes:{{{self.name}}}:seen"
+
+    @property
     def state_key(self) -> str:
         """The hash every worker shares: cooldown, quota pause, advertised limit, `known`."""
         return f"lanes:{{{self.name}}}:state"

@@ -229,7 +229,7 @@ class Limiter(AsyncResource):
         started = time.monotonic()
         with _unavailable(budget):
             now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key], args=args
+                keys=[budget.log_key, budget.state_key, budget.seen_key], args=args
             )
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
@@ -399,8 +399,8 @@ class Limiter(AsyncResource):
         """A 429 for the request admitted at `admitted_at` (Redis s): pause the budget for
         every worker. `asked` is the market's Retry-After; without it base x 2^level.
         Escalates once per cooldown, never past `most`; a new cooldown also multiplies the
-        budget's effective limit by `slowdown` for `slowdown_for` seconds after it ends
-        (see `lanes/pause.lua`)."""
+        budget's rate by `slowdown`, which doubles back every `slowdown_for` seconds from
+        the cooldown's end (see `lanes/pause.lua`)."""
         asked_ms = -1 if asked is None else round(min(asked, most) * 1000)
         # This process stops at once, before the round trip that tells the others.
         self.watch.note(budget.name, min(base if asked is None else asked, most))
@@ -444,26 +444,18 @@ class Limiter(AsyncResource):
 
     async def advertise(self, budget: Budget, rate: float, source: str, ttl: float) -> bool:
         """A market advertised `rate` (requests/s): below the configured rate, every
-        worker's budget adopts it for `ttl` seconds, unless a slowdown after a 429 holds it
-        lower meanwhile. Returns whether it was adopted."""
+        worker's budget adopts it for `ttl` seconds (a slowdown after a 429 still applies
+        where it is lower). Returns whether it was adopted."""
         ratio = rate / budget.rate
         if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
             return False
-        ppm = max(1, math.floor(ratio * _US))
         with _unavailable(budget):
             (seconds, micros) = await self._client.time()
-            now = seconds * _US + micros
-            held, held_until, held_source = await self._client.hmget(
-                budget.state_key, ["adv_ppm", "adv_until", "adv_source"]
-            )
-            slowed = held_source == b"429" and int(held_until or 0) > now
-            if slowed and int(held or 0) <= ppm:
-                return False
-            until = now + round(ttl * _US)
+            until = seconds * _US + micros + round(ttl * _US)
             await self._client.hset(
                 budget.state_key,
                 mapping={
-                    "adv_ppm": ppm,
+                    "adv_ppm": max(1, math.floor(ratio * _US)),
                     "adv_until": until,
                     "adv_source": source,
                 },
@@ -491,10 +483,17 @@ class Limiter(AsyncResource):
         def left(name: str) -> float:
             return max(0, int(state.get(name, "0")) - now) / _US
 
-        limit, source, advertised_for = budget.windows[0].limit, "configured", left("adv_until")
+        configured = budget.windows[0].limit
+        limit, source, advertised_for = configured, "configured", left("adv_until")
         if advertised_for > 0:
-            limit = max(1, math.floor(limit * int(state["adv_ppm"]) / _US))
+            limit = max(1, math.floor(configured * int(state["adv_ppm"]) / _US))
             source = state.get("adv_source", "advertised")
+        step = int(state.get("slow_step", "0"))
+        if step > 0:  # the slowdown after a 429, as lanes/acquire.lua grows it back
+            grown = 2 ** (max(0, now - int(state["slow_from"])) / step)
+            slowed = max(1, math.floor(configured * int(state["slow_ppm"]) / _US * grown))
+            if slowed < limit:
+                limit, source = slowed, "429"
         return BudgetUsage(
             name=budget.name,
             in_window={lane: in_window[lane] for lane in Lane},

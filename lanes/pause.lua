@@ -6,11 +6,12 @@
 -- it, but the pause runs again from that answer. The level decays to 0 once a
 -- full window of requests (`decay_after`) was admitted since the last cooldown
 -- ended without a 429 (docs/DESIGN.md rule 5).
--- A new cooldown also slows the budget down for every worker: its effective limit
--- (the advertised one while that lasts, else the configured) times `slowdown`, for
--- `slowdown_for`, never below 1/16 of the configured limit. A limit shared with
--- other tools leaves less than configured; pausing longer and longer would not
--- find the rate that is left, a lower rate does (`lanes status` shows "429").
+-- A new cooldown also slows the budget down for every worker: its rate scale (the
+-- slowdown's, as grown back by now) times `slowdown`, never below 1/16; from the
+-- cooldown's end the scale doubles every `slowdown_for` until it is whole again. A
+-- limit shared with other tools leaves less than configured; pausing longer and
+-- longer would not find the rate that is left, a lower rate does. acquire.lua
+-- applies the same formula (`lanes status` shows the source "429").
 -- Quota: the budget is paused until the given moment; no escalation.
 -- Every worker is told at once on the pub/sub channel: "name<TAB>pause left (ms)".
 --
@@ -21,7 +22,7 @@
 -- ARGV[7]  the refused request's admitted moment (us)
 -- ARGV[8]  decay_after (requests)
 -- ARGV[9]  slowdown (parts per million of the limit; 1000000: none)
--- ARGV[10] slowdown_for (ms)
+-- ARGV[10] slowdown_for: the scale's doubling time (ms)
 --
 -- Returns {pause left (ms), level, 1 if this call started a new cooldown else 0}.
 
@@ -92,12 +93,13 @@ redis.call('HSET', KEYS[2], 'cool_until', cool_until, 'cool_start', now, 'level'
 local slowdown, slowdown_for = tonumber(ARGV[9]), tonumber(ARGV[10])
 if slowdown < 1000000 and slowdown_for > 0 then
   local scale = 1000000
-  if field('adv_until') > now then
-    scale = field('adv_ppm')
+  if field('slow_step') > 0 then
+    local grown = 2 ^ (math.max(0, now - field('slow_from')) / field('slow_step'))
+    scale = math.min(scale, field('slow_ppm') * grown)
   end
   scale = math.max(62500, math.floor(scale * slowdown / 1000000))
-  local ends = math.max(field('adv_until'), cool_until + slowdown_for * 1000)
-  redis.call('HSET', KEYS[2], 'adv_ppm', scale, 'adv_until', ends, 'adv_source', '429')
+  redis.call('HSET', KEYS[2], 'slow_ppm', scale, 'slow_from', cool_until,
+    'slow_step', slowdown_for * 1000)
 end
 keep_state(cool_until)
 tell(cool_until)

@@ -67,7 +67,7 @@ class RateLimits:
         self._quota_pause = float(options.get("quota_pause_seconds", "3600"))
         self._advertised_ttl = float(options.get("advertised_ttl_seconds", "600"))
         self._slowdown = float(options.get("slowdown_after_429", "0.5"))
-        self._slowdown_for = float(options.get("slowdown_seconds", "60"))
+        self._slowdown_for = float(options.get("slowdown_seconds", "10"))
         self._adopted: dict[str, tuple[float, float]] = {}  # budget -> (rate, monotonic written)
 
     def is_quota(self, code: str | None) -> bool:

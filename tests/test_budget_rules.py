@@ -179,26 +179,28 @@ async def test_each_new_cooldown_slows_the_budget_for_every_worker(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
     """A limit shared with other tools leaves less than configured: each new cooldown also
-    multiplies the effective limit by the slowdown, for every worker, until `slowdown_for`
-    after the cooldown; a 429 of a request in flight when it began does not; an advertised
-    limit above the slowed one does not undo it; then the configured limit is back."""
+    halves the budget's rate for every worker (a 429 of a request in flight when it began
+    does not); from the cooldown's end the rate doubles back every `slowdown_for` until
+    the configured limit is whole again. An advertised limit above it does not undo it."""
     first, second = make_limiter(), make_limiter()
-    budget = make_budget(10, 1.0)
+    budget = make_budget(16, 1.0)
     sent = await _redis_now(redis_client)
-    slow = {"slowdown": 0.5, "slowdown_for": 0.5}
+    slow = {"slowdown": 0.5, "slowdown_for": 0.4}
     await first.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
     usage = await second.usage(budget)
-    assert (usage.limit, usage.limit_source) == (5, "429")
+    assert (usage.limit, usage.limit_source) == (8, "429")
     await second.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
-    assert (await second.usage(budget)).limit == 5  # in flight when it began: once only
-    assert not await second.advertise(budget, 8.0, "RateLimit", ttl=60)
-    await asyncio.sleep(0.15)
+    assert (await second.usage(budget)).limit == 8  # in flight when it began: once only
+    assert await second.advertise(budget, 12.0, "RateLimit", ttl=60)
+    assert (await second.usage(budget)).limit == 8
     sent = await _redis_now(redis_client)
-    await second.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
-    assert (await first.usage(budget)).limit == 2
-    await asyncio.sleep(0.9)
+    await second.cool_down(budget, asked=0.05, base=0.1, most=1, admitted_at=sent + 1, **slow)
+    assert (await first.usage(budget)).limit == 4
+    await asyncio.sleep(0.05 + 0.5)  # the cooldown, then a little over one doubling time
+    assert 8 <= (await first.usage(budget)).limit <= 10
+    await asyncio.sleep(0.5)
     usage = await first.usage(budget)
-    assert (usage.limit, usage.limit_source) == (10, "configured")
+    assert (usage.limit, usage.limit_source) == (12, "RateLimit")
 
 
 async def test_quota_pause_refuses_every_lane_until_it_ends(
@@ -345,6 +347,25 @@ async def test_a_reservation_lost_in_a_redis_restart_is_not_used(
         server.stop()
     assert ticket.at > reserved[0][1] / 1_000_000
     assert ticket.at >= restarted - 0.05 + 3.0
+
+
+async def test_a_flushed_redis_counts_its_lost_past_as_full(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """FLUSHALL (or a failover to an empty replica) on a Redis up for longer than the
+    window: no restart to see, but the budget's sentinel is gone with its log, so the
+    past counts as a full window (rule 10) rather than as empty. A budget's very first
+    use is the same case: its first window waits."""
+    if int((await redis_client.info("server"))["uptime_in_seconds"]) < 1:
+        await asyncio.sleep(1.1)
+    limiter, budget = make_limiter(restart_guard=True), make_budget(2, 0.5)
+    first = await limiter.acquire(budget, Lane.HIGH)
+    assert first.granted and first.wait == pytest.approx(0.5, abs=0.05)
+    await asyncio.sleep(0.6)
+    assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted  # its past is known
+    await redis_client.flushall()
+    after = await limiter.acquire(budget, Lane.HIGH)
+    assert after.granted and after.wait == pytest.approx(0.5, abs=0.05)
 
 
 async def test_admitted_moments_are_paced_not_one_burst(
