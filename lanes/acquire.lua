@@ -91,7 +91,8 @@ if known == nil then
       known = now
     end
   end
-  redis.call('SET', KEYS[3], 1)
+  -- Kept a month past the budget's last new state: a budget unused that long has no past.
+  redis.call('SET', KEYS[3], 1, 'EX', 2592000)
   redis.call('HSET', KEYS[2], 'known', known)
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end

@@ -232,6 +232,7 @@ async def test_a_resumed_job_whose_check_fails_is_released_still_posting(
     assert sims.naver.state.effects["answer:9000003"] == 1
 
 
+@pytest.mark.slow
 async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
     runtime: Runtime, lanes: Lanes, sims: Simulators
 ) -> None:
