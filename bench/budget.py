@@ -125,7 +125,7 @@ def _tolerance(run: Run) -> float | None:
 
 
 async def _lanes_admit(run: Run, client: aioredis.Redis, report: ProcessReport) -> Admit:
-    limiter = Limiter(client, tolerance=_tolerance(run))
+    limiter = Limiter(client, tolerance=_tolerance(run), restart_guard=False)
     budget = _budget(run)
 
     async def admit(lane: Lane) -> Ticket:
@@ -258,7 +258,7 @@ async def _storm_task(
         },
         endpoints={"call": EndpointConfig(path="/call", rps=run.budget_limit)},
     )
-    limiter = Limiter(client, tolerance=_tolerance(run))
+    limiter = Limiter(client, tolerance=_tolerance(run), restart_guard=False)
     market = MarketClient("bench", config, http, limiter)
 
     async def task(_index: int) -> None:

@@ -23,7 +23,7 @@ async def _load(env: LanesEnv) -> None:
         await sqs.send_batch(dead, [OutgoingMessage(body="{}") for _ in range(2)])
     async with RedisStore(env.redis_url) as store:
         await store.client.flushdb()
-        limiter = Limiter(store.client)
+        limiter = Limiter(store.client, restart_guard=False)  # the tests' own, emptied Redis
         vendor = Budget.for_endpoint(
             "coupang", "vendor", (Window(limit=5, seconds=1),), scope="seller", seller="A1"
         )
