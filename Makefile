@@ -31,7 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.budget
 
-# The fault table (issue 12) for 2 and 4 worker processes; about half an hour.
+# The fault table (issue 12) for 2 and 4 worker processes; about 25 minutes.
 bench-faults: $(STAMP)
 	$(BIN)/python -m bench.faults
 

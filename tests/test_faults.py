@@ -5,9 +5,6 @@ the market's limit, no message lost, no side effect performed twice, no dead let
 without a reason, no credential in any log line or dead-letter attribute
 (docs/DESIGN.md rules 1, 6, 8, 11, 12). The longer runs, with 4 workers too, are
 `python -m bench.faults`.
-
-Rows that today's worker fails are marked xfail (not strict) with the cause; they are
-expected to pass once the worker and budget fixes of issue 12 are merged.
 """
 
 from __future__ import annotations
@@ -37,20 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 JOBS = (20, 30, 30)  # high (POST with an id), medium, low
 FAULT_SECONDS = 8.0  # the bench holds most faults 15 s and Redis down 45 s
 
-# Every row passed on the merged code on a quiet host, but these were each seen failing
-# once (on a saturated host, or in a fresh-clone run): a process descheduled between
-# `Ticket.may_send()` and the socket write lands one request over the limit (rule 9's
-# residue, see the README's Benchmarks), and one POST whose answer timed out was seen
-# twice (under investigation). They stay non-strict xfails until runs keep them at 0.
-_LOADED = "seen failing once on a saturated host: "
-KNOWN_FAILURES = {
-    "sigkill": _LOADED + "over > 0 while the replacement worker starts (rule 9's residue; "
-    "also 1 over with 4 workers in `python -m bench.faults`)",
-    "redis-slow": _LOADED + "over = 1 in a fresh-clone run (rule 9's residue)",
-    "clocks-differ": _LOADED + "over > 0 while worker processes start (rule 9's residue)",
-    "timeouts": _LOADED + "a timed-out POST seen twice (rule 11), under investigation",
-}
-
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
@@ -73,11 +56,9 @@ def _check(report: RunReport) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
-def test_a_fault_breaks_no_promise(rig: Rig, name: str, request: pytest.FixtureRequest) -> None:
+def test_a_fault_breaks_no_promise(rig: Rig, name: str) -> None:
     """Each fault of issue 12 with two workers: over, lost, twice, no-reason and leaks are 0
     and every job ends done or dead-lettered with a reason."""
-    if name in KNOWN_FAILURES:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=KNOWN_FAILURES[name]))
     _check(run_fault(rig, FAULTS[name], workers=2, seconds=FAULT_SECONDS, jobs=JOBS))
 
 
