@@ -20,7 +20,7 @@
 -- ARGV[3]  channel                           ARGV[4]  asked pause (ms, -1: none)
 -- ARGV[5]  base (ms)                         ARGV[6]  max (ms)
 -- ARGV[7]  the refused request's admitted moment (us)
--- ARGV[8]  decay_after (requests)
+-- ARGV[8]  decay_after (requests at the configured rate; scaled by the slowdown)
 -- ARGV[9]  slowdown (parts per million of the limit; 1000000: none)
 -- ARGV[10] slowdown_for: the scale's doubling time (ms)
 --
@@ -71,9 +71,19 @@ if tonumber(ARGV[7]) < cool_until then
   return {math.max(0, math.ceil((cool_until - now) / 1000)), level, 0}
 end
 
+-- The slowdown's rate scale as grown back by now (1: none), parts per million.
+local function slow_scale()
+  if field('slow_step') <= 0 then
+    return 1000000
+  end
+  local grown = 2 ^ (math.max(0, now - field('slow_from')) / field('slow_step'))
+  return math.min(1000000, field('slow_ppm') * grown)
+end
+
 if cool_until > 0 then
   local served = redis.call('ZCOUNT', KEYS[1], '(' .. cool_until, now)
-  if served >= tonumber(ARGV[8]) then
+  -- A full window at the rate the budget runs at now, slowed or not.
+  if served >= math.max(1, math.floor(tonumber(ARGV[8]) * slow_scale() / 1000000)) then
     level = 0
   else
     level = level + 1
@@ -92,12 +102,7 @@ cool_until = math.max(cool_until, now + pause * 1000)
 redis.call('HSET', KEYS[2], 'cool_until', cool_until, 'cool_start', now, 'level', level)
 local slowdown, slowdown_for = tonumber(ARGV[9]), tonumber(ARGV[10])
 if slowdown < 1000000 and slowdown_for > 0 then
-  local scale = 1000000
-  if field('slow_step') > 0 then
-    local grown = 2 ^ (math.max(0, now - field('slow_from')) / field('slow_step'))
-    scale = math.min(scale, field('slow_ppm') * grown)
-  end
-  scale = math.max(62500, math.floor(scale * slowdown / 1000000))
+  local scale = math.max(62500, math.floor(slow_scale() * slowdown / 1000000))
   redis.call('HSET', KEYS[2], 'slow_ppm', scale, 'slow_from', cool_until,
     'slow_step', slowdown_for * 1000)
 end
