@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -34,6 +35,25 @@ async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
     async with RedisStore(redis_server.url) as owned:
         await owned.client.flushdb()
         yield owned
+
+
+@dataclass(frozen=True)
+class OwnRedis:
+    server: RedisServer
+    store: RedisStore
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[OwnRedis]:
+    """A redis-server of the test's own, to stop and restart (empty), and a store on it
+    whose calls give up after 0.5 s."""
+    server = RedisServer()
+    server.start()
+    try:
+        async with RedisStore(server.url, socket_timeout=0.5) as store:
+            yield OwnRedis(server, store)
+    finally:
+        server.stop()
 
 
 @pytest.fixture

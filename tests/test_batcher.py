@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 import redis.asyncio as aioredis
 import structlog
 
-from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, Window
 from lanes.batcher import AcquireBatcher, Grant
-from scripts.services import RedisServer
+from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
@@ -37,20 +37,16 @@ async def test_concurrent_waits_share_round_trips_and_keep_the_limit(
     assert over_limit_windows(moments, Window(limit=10, seconds=0.2)) == 0
 
 
-async def test_batch_error_reaches_every_waiter(make_budget: MakeBudget) -> None:
+async def test_batch_error_reaches_every_waiter(
+    make_budget: MakeBudget, own_redis: OwnRedis
+) -> None:
     """When Redis is gone, every waiter of the batch gets BudgetUnavailable."""
-    server = RedisServer()
-    server.start()
-    try:
-        async with RedisStore(server.url, socket_timeout=0.5) as store:
-            limiter = Limiter(store.client)
-            server.stop()
-            results = await asyncio.gather(
-                *(limiter.wait(make_budget(), Lane.LOW) for _ in range(5)),
-                return_exceptions=True,
-            )
-    finally:
-        server.stop()
+    limiter = Limiter(own_redis.store.client)
+    own_redis.server.stop()
+    results = await asyncio.gather(
+        *(limiter.wait(make_budget(), Lane.LOW) for _ in range(5)),
+        return_exceptions=True,
+    )
     assert all(isinstance(result, BudgetUnavailable) for result in results)
 
 

@@ -17,10 +17,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes import Budget, BudgetUnavailable, Lane, Limiter, Window
 from lanes.budget import PACE_BURST
 from lanes.limiter import Ticket
-from scripts.services import RedisServer
+from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
@@ -267,35 +267,29 @@ async def test_long_window_is_exact_by_rank_lookups(
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_empty_redis_restart_does_not_admit_a_second_window(
-    make_budget: MakeBudget,
+    make_budget: MakeBudget, own_redis: OwnRedis
 ) -> None:
     """A budget full up to its limit, then Redis restarts empty: the first window after the
     restart counts as full, so no trailing second ever holds more than the limit."""
-    server = RedisServer()
-    server.start()
     budget = make_budget(10, 1.0)
     moments: list[float] = []
-    try:
-        async with RedisStore(server.url, socket_timeout=0.5) as store:
-            limiter = Limiter(store.client)
-            await asyncio.sleep(1.2)  # Redis has been up longer than the window
-            for _ in range(10):  # (a budget's first use waits a window: its past is unknown)
-                moments.append((await limiter.admit(budget, Lane.HIGH)).at)
-            server.stop()
-            server.start()
-            while True:
-                try:
-                    admission = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
-                    break
-                except BudgetUnavailable:
-                    await asyncio.sleep(0.05)
-            assert not admission.granted
-            # The admitted moments from the tickets: the log itself prunes what left the window.
-            for _ in range(10):
-                moments.append((await limiter.admit(budget, Lane.HIGH)).at)
-            await limiter.aclose()
-    finally:
-        server.stop()
+    limiter = Limiter(own_redis.store.client)
+    await asyncio.sleep(1.2)  # Redis has been up longer than the window
+    for _ in range(10):  # (a budget's first use waits a window: its past is unknown)
+        moments.append((await limiter.admit(budget, Lane.HIGH)).at)
+    own_redis.server.stop()
+    own_redis.server.start()
+    while True:
+        try:
+            admission = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+            break
+        except BudgetUnavailable:
+            await asyncio.sleep(0.05)
+    assert not admission.granted
+    # The admitted moments from the tickets: the log itself prunes what left the window.
+    for _ in range(10):
+        moments.append((await limiter.admit(budget, Lane.HIGH)).at)
+    await limiter.aclose()
     assert len(moments) == 20
     assert over_limit_windows(moments, Window(limit=10, seconds=1.0)) == 0
 
@@ -304,47 +298,41 @@ async def test_empty_redis_restart_does_not_admit_a_second_window(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("subscribed", [True, False], ids=["subscription", "state-read"])
 async def test_a_reservation_lost_in_a_redis_restart_is_not_used(
-    make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch, subscribed: bool
+    make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch, subscribed: bool, own_redis: OwnRedis
 ) -> None:
     """A caller sleeps on a reservation; Redis restarts empty meanwhile. The new Redis
     knows nothing of that reservation and would admit others into its window, so the
     caller does not send at its moment: it learns of the restart (its subscription broke,
     or the state's `known` changed) and is admitted anew, after the new Redis's first
     window (rule 10)."""
-    server = RedisServer()
-    server.start()
     budget = make_budget(2, 3.0)
-    try:
-        async with RedisStore(server.url, socket_timeout=0.5) as store:
-            limiter = Limiter(store.client)
-            if not subscribed:
-                monkeypatch.setattr(limiter.watch, "enter", lambda: None)
-                monkeypatch.setattr(limiter.watch, "leave", lambda: None)
-            await asyncio.sleep(3.2)  # Redis has been up longer than the window
-            for _ in range(2):
-                assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    limiter = Limiter(own_redis.store.client)
+    if not subscribed:
+        monkeypatch.setattr(limiter.watch, "enter", lambda: None)
+        monkeypatch.setattr(limiter.watch, "leave", lambda: None)
+    await asyncio.sleep(3.2)  # Redis has been up longer than the window
+    for _ in range(2):
+        assert (await limiter.acquire(budget, Lane.HIGH)).granted
 
-            async def admitted() -> Ticket:
-                while True:  # Redis down is waited out, as `MarketClient` does
-                    try:
-                        return await limiter.admit(budget, Lane.HIGH)
-                    except BudgetUnavailable:
-                        await asyncio.sleep(0.05)
+    async def admitted() -> Ticket:
+        while True:  # Redis down is waited out, as `MarketClient` does
+            try:
+                return await limiter.admit(budget, Lane.HIGH)
+            except BudgetUnavailable:
+                await asyncio.sleep(0.05)
 
-            waiter = asyncio.create_task(admitted())
-            await asyncio.sleep(0.2)  # it holds a reservation about 2.8 s ahead
-            reserved = await store.client.zrange(budget.log_key, 2, 2, withscores=True)
-            assert reserved
-            server.stop()
-            server.start()
-            restarted = time.time()  # Redis runs on this host's clock
-            for _ in range(5):  # the pool's connections to the old Redis are replaced
-                with contextlib.suppress(RedisError):
-                    await store.client.ping()
-            ticket = await asyncio.wait_for(waiter, 20)
-            await limiter.aclose()
-    finally:
-        server.stop()
+    waiter = asyncio.create_task(admitted())
+    await asyncio.sleep(0.2)  # it holds a reservation seconds ahead
+    reserved = await own_redis.store.client.zrange(budget.log_key, 2, 2, withscores=True)
+    assert reserved
+    own_redis.server.stop()
+    own_redis.server.start()
+    restarted = time.time()  # Redis runs on this host's clock
+    for _ in range(5):  # the pool's connections to the old Redis are replaced
+        with contextlib.suppress(RedisError):
+            await own_redis.store.client.ping()
+    ticket = await asyncio.wait_for(waiter, 20)
+    await limiter.aclose()
     assert ticket.at > reserved[0][1] / 1_000_000
     assert ticket.at >= restarted - 0.05 + 3.0
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from lanes import Budget, BudgetTimeout, BudgetUnavailable, Lane, Limiter, RedisStore
-from scripts.services import RedisServer
+from lanes import Budget, BudgetTimeout, BudgetUnavailable, Lane, Limiter
+from tests.conftest import OwnRedis
 
 MakeLimiter = Callable[..., Limiter]
 MakeBudget = Callable[..., Budget]
@@ -143,21 +143,17 @@ async def test_budget_keys_expire_on_their_own(
     assert 10_000 < ttl <= 15_000  # low's span for 0.7 x 1/s is 10 s
 
 
-async def test_redis_down_fails_closed_then_recovers(make_budget: MakeBudget) -> None:
+async def test_redis_down_fails_closed_then_recovers(
+    make_budget: MakeBudget, own_redis: OwnRedis
+) -> None:
     """With Redis gone, acquire raises BudgetUnavailable (nothing admitted); it resumes after."""
-    server = RedisServer()
-    server.start()
     budget = make_budget(10, 1.0)
-    try:
-        async with RedisStore(server.url, socket_timeout=0.5) as store:
-            limiter = Limiter(store.client)
-            assert (await limiter.acquire(budget, Lane.HIGH)).granted
-            server.stop()
-            with pytest.raises(BudgetUnavailable, match="redis unavailable"):
-                await limiter.acquire(budget, Lane.HIGH)
-            with pytest.raises(BudgetUnavailable):
-                await limiter.wait(budget, Lane.HIGH)
-            server.start()
-            assert (await limiter.acquire(budget, Lane.HIGH)).granted
-    finally:
-        server.stop()
+    limiter = Limiter(own_redis.store.client)
+    assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    own_redis.server.stop()
+    with pytest.raises(BudgetUnavailable, match="redis unavailable"):
+        await limiter.acquire(budget, Lane.HIGH)
+    with pytest.raises(BudgetUnavailable):
+        await limiter.wait(budget, Lane.HIGH)
+    own_redis.server.start()
+    assert (await limiter.acquire(budget, Lane.HIGH)).granted
