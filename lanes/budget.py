@@ -107,7 +107,8 @@ class Budget:
 
     @property
     def seen_key(self) -> str:
-        """The sentinel without expiry: gone only when Redis lost its data (rule 10)."""
+        """The sentinel, kept a month past the budget's last new state: gone sooner only
+        when Redis lost its data (rule 10)."""
         return f"lanes:{{{self.name}}}:seen"
 
     @property
@@ -126,9 +127,9 @@ class Budget:
 
     @property
     def capacity(self) -> int:
-        """The most requests one acquire can ever ask for (the pace's burst at most)."""
-        pace = self._pace()
-        return min(window.limit for window in (*self.windows, *([pace] if pace else [])))
+        """The most requests one acquire can ever ask for (the pace's burst at most): the
+        smallest cap of the full-ceiling checks, which are cached (this runs per acquire)."""
+        return min(check.cap for check in self.checks(1.0))
 
     def _pace(self) -> Window | None:
         """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more
