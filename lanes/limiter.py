@@ -437,7 +437,7 @@ class Limiter(AsyncResource):
             reply: list[int] = await self._pause(
                 keys=[budget.log_key, budget.state_key],
                 args=[kind, budget.name, CHANNEL, asked, base, most, admitted,
-                      budget.windows[0].limit, slowdown, slowdown_ms],
+                      round(budget.shortest_seconds * _US), slowdown, slowdown_ms],
             )  # fmt: skip
         self.watch.note(budget.name, int(reply[0]) / 1000)
         return reply

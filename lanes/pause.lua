@@ -3,9 +3,12 @@
 -- Rate: the cooldown is the market's Retry-After, else base x 2^level, never
 -- longer than max. It escalates once per cooldown: a 429 of a request admitted
 -- before the current cooldown ended (in flight when it began) does not escalate
--- it, but the pause runs again from that answer. The level decays to 0 once a
--- full window of requests (`decay_after`) was admitted since the last cooldown
--- ended without a 429 (docs/DESIGN.md rule 5).
+-- it, but the pause runs again from that answer. The level decays to 0 when the
+-- budget was served for a full window after the last cooldown ended: the refused
+-- request was admitted at least `decay_after` after that end, and requests were
+-- admitted in between (docs/DESIGN.md rule 5). Time, not a count, tells it: a
+-- slowed or lightly used budget never admits a full window's count, and a 429 at
+-- the first request after an idle spell proves no success.
 -- A new cooldown also slows the budget down for every worker: its rate scale (the
 -- slowdown's, as grown back by now) times `slowdown`, never below 1/16; from the
 -- cooldown's end the scale doubles every `slowdown_for` until it is whole again. A
@@ -20,7 +23,7 @@
 -- ARGV[3]  channel                           ARGV[4]  asked pause (ms, -1: none)
 -- ARGV[5]  base (ms)                         ARGV[6]  max (ms)
 -- ARGV[7]  the refused request's admitted moment (us)
--- ARGV[8]  decay_after (requests at the configured rate; scaled by the slowdown)
+-- ARGV[8]  decay_after: the budget's shortest window (us)
 -- ARGV[9]  slowdown (parts per million of the limit; 1000000: none)
 -- ARGV[10] slowdown_for: the scale's doubling time (ms)
 --
@@ -81,9 +84,10 @@ local function slow_scale()
 end
 
 if cool_until > 0 then
-  local served = redis.call('ZCOUNT', KEYS[1], '(' .. cool_until, now)
-  -- A full window at the rate the budget runs at now, slowed or not.
-  if served >= math.max(1, math.floor(tonumber(ARGV[8]) * slow_scale() / 1000000)) then
+  local admitted = tonumber(ARGV[7])
+  local served = admitted - cool_until >= tonumber(ARGV[8])
+    and redis.call('ZCOUNT', KEYS[1], '(' .. cool_until, '(' .. admitted) > 0
+  if served then
     level = 0
   else
     level = level + 1

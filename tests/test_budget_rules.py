@@ -145,12 +145,14 @@ async def test_escalation_counts_once_per_cooldown_across_workers(
     assert pauses == pytest.approx([0.4, 0.5, 0.5], abs=0.01)
 
 
-async def test_escalation_decays_after_a_window_of_successes(
+async def test_escalation_decays_after_a_window_served_without_a_429(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
-    """Once a full window of requests was admitted after a cooldown, the next 429 starts
-    again from the base cooldown."""
-    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    """The next 429 starts again from the base cooldown once the budget was served for
+    a full window after the last cooldown: requests admitted since its end, and the
+    refused one admitted a window or more after it. A budget slowed after a 429 never
+    admits a full window's count, so time tells it, not a count."""
+    limiter, budget = make_limiter(), make_budget(50, 0.3)
     sent = await _redis_now(redis_client)
     await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     await asyncio.sleep(0.15)
@@ -159,11 +161,26 @@ async def test_escalation_decays_after_a_window_of_successes(
         await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     ).level == 1
     await asyncio.sleep(0.25)
-    for _ in range(5):
+    for _ in range(4):  # a few requests over more than a window: far below its count
         await limiter.wait(budget, Lane.HIGH)
+        await asyncio.sleep(0.1)
     sent = await _redis_now(redis_client)
     reply = await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     assert (reply.level, reply.left) == (0, pytest.approx(0.1, abs=0.01))
+
+
+async def test_a_429_after_an_idle_spell_still_escalates(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Time alone proves nothing: with no request admitted since the cooldown ended, a
+    429 (the market's penalty outlasting ours) escalates however long ago it ended."""
+    limiter, budget = make_limiter(), make_budget(50, 0.2)
+    sent = await _redis_now(redis_client)
+    await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    await asyncio.sleep(0.4)
+    sent = await _redis_now(redis_client)
+    reply = await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    assert (reply.level, reply.left) == (1, pytest.approx(0.2, abs=0.01))
 
 
 async def test_retry_after_is_kept_but_never_past_the_max(
