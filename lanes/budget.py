@@ -38,11 +38,14 @@ class Check:
 
     `exact` checks (the shortest window's) are placed exactly from the entries of their
     span; the others by rank lookups that cost O(log n) however full the log is.
+    `pace` checks are not the market's rule (see `PACE_BURST`): a caller that woke late
+    may be admitted at once without them (`Limiter.admit`).
     """
 
     cap: int
     span_us: int
     exact: bool = True
+    pace: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +166,12 @@ def _pace_checks(pace: Window, ceiling: float) -> list[Check]:
     """Pacing is not the market's rule: no margin, and each lane keeps its exact share
     (3.5 of 5 is held as 7 per two pace spans), so the pace costs no lane its rate."""
     span_us = round(pace.seconds * _US)
-    checks = [Check(pace.limit, span_us)]
+    checks = [Check(pace.limit, span_us, pace=True)]
     if ceiling < 1.0:
         share = Fraction(ceiling).limit_denominator(100) * pace.limit
         multiple = min(share.denominator, _MAX_SPAN_MULTIPLE)
-        checks.append(Check(max(1, math.floor(share * multiple)), span_us * multiple))
+        cap = max(1, math.floor(share * multiple))
+        checks.append(Check(cap, span_us * multiple, pace=True))
     return checks
 
 

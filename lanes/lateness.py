@@ -43,7 +43,14 @@ class Lateness:
 
     def record(self, seconds: float, *, on_time: bool) -> None:
         index = bisect.bisect_left(BUCKETS_MS, max(0.0, seconds) * 1000)
-        for name in (self._labels[index], "sent" if on_time else "given_back"):
+        self._count(self._labels[index], "sent" if on_time else "given_back")
+
+    def moved(self) -> None:
+        """A request given back was admitted again at once and sent (`Limiter.admit`)."""
+        self._count("moved", "sent")
+
+    def _count(self, *names: str) -> None:
+        for name in names:
             self._pending[name] = self._pending.get(name, 0) + 1
             self._total[name] = self._total.get(name, 0) + 1
 
@@ -75,8 +82,9 @@ def _text(value: bytes | str) -> str:
 
 
 async def read_lateness(client: aioredis.Redis) -> dict[str, int]:
-    """The shared counts (`lanes status`), bucket labels first, then sent and given back."""
+    """The shared counts (`lanes status`), bucket labels first, then sent, given back and
+    moved (given back, then admitted again at once and sent)."""
     raw = await client.hgetall(LATENESS_KEY)
     found = {_text(key): int(value) for key, value in raw.items()}
-    order = [*bucket_labels(), "sent", "given_back"]
+    order = [*bucket_labels(), "sent", "given_back", "moved"]
     return {name: found[name] for name in order if name in found}

@@ -199,8 +199,10 @@ class Limiter(AsyncResource):
         give_back: Sequence[str] = (),
         *,
         max_wait: float | None = None,
+        unpaced: bool = False,
     ) -> list[Grant]:
-        """One round trip for `requests` (lane, cost), of any lanes, in order."""
+        """One round trip for `requests` (lane, cost), of any lanes, in order; `unpaced`
+        leaves out the pace's checks (the market's windows and the lanes' ceilings stay)."""
         for _, cost in requests:
             if not 1 <= cost <= budget.capacity:
                 raise ValueError(
@@ -218,6 +220,8 @@ class Limiter(AsyncResource):
         ]
         for lane in lanes:
             checks = budget.checks(self._policies[lane].ceiling)
+            if unpaced:
+                checks = tuple(check for check in checks if not check.pace)
             args += [lane.value, round(self._lane_horizon(budget, lane, max_wait) * _US)]
             args.append(len(checks))
             for check in checks:
@@ -266,10 +270,17 @@ class Limiter(AsyncResource):
         (see `lanes.batcher`). `deadline` is a `time.monotonic()` moment: when
         admission cannot come before it, `BudgetTimeout` is raised at once (no
         pointless sleep). A reservation given up by cancellation is handed back.
+        A caller that wakes too late is moved to now where it can (`_move_to_now`).
         """
         tolerance = self.tolerance(budget)
         unused: tuple[str, ...] = ()
+        found_late: tuple[str, ...] = ()
         while True:
+            if found_late:
+                moved, unused = await self._move_to_now(budget, lane, cost, found_late, tolerance)
+                found_late = ()
+                if moved is not None:
+                    return moved
             if self.lateness.due():
                 await self.lateness.flush(self._client)
             if deadline is not None and time.monotonic() > deadline:
@@ -298,9 +309,8 @@ class Limiter(AsyncResource):
                 on_time = late <= tolerance
                 self.lateness.record(late, on_time=on_time)
                 if not on_time:
-                    # Given back by the next round trip, which asks again for this caller.
                     log.debug("budget.late_given_back", budget=budget.name, late=round(late, 4))
-                    unused = grant.members
+                    found_late = grant.members
                     continue
                 if reserved and not await self._reservation_holds(budget, grant, asked):
                     await self.release(budget, grant.members)
@@ -309,6 +319,26 @@ class Limiter(AsyncResource):
                 if reserved:
                     self.watch.leave()
             return Ticket(budget, grant.members, admission.at, earliest + tolerance, self.watch)
+
+    async def _move_to_now(
+        self, budget: Budget, lane: Lane, cost: int, late: tuple[str, ...], tolerance: float
+    ) -> tuple[Ticket | None, tuple[str, ...]]:
+        """A caller that woke late gives its entries back and, in the same round trip, is
+        admitted at once where the market's windows and its lane's ceilings have room
+        now; the pace is left out (it is not the market's rule, and one request sent at
+        once is no burst). Its slot is moved, not lost: in a budget saturated with
+        reservations, asking anew would join the end of the queue, and the slot given
+        back would pass unused. Returns the ticket, or None and the entries the next
+        round trip must give back (late again after this one)."""
+        (grant,) = await self._submit(budget, [(lane, cost)], late, max_wait=0.0, unpaced=True)
+        if not grant.admission.granted:
+            return None, ()
+        earliest = grant.admission.at + self.clock.bounds()[0]
+        if time.monotonic() - earliest > tolerance:
+            return None, grant.members
+        self.lateness.moved()
+        ticket = Ticket(budget, grant.members, grant.admission.at, earliest + tolerance, self.watch)
+        return ticket, ()
 
     async def wait(
         self,

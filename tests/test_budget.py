@@ -60,16 +60,20 @@ def test_several_windows_all_checked() -> None:
 
 def test_high_limits_are_paced() -> None:
     """Above PACE_ABOVE per window, admitted moments are also held to PACE_BURST per
-    PACE_BURST / rate seconds (no margin), and each lane keeps its exact share of it."""
+    PACE_BURST / rate seconds (no margin), and each lane keeps its exact share of it.
+    Pace checks are marked: a caller that woke late may be admitted without them."""
     assert PACE_BURST == 5
-    assert _budget(500, margin_ms=25).checks(1.0) == (Check(500, 1_025_000), Check(5, 10_000))
+    assert _budget(500, margin_ms=25).checks(1.0) == (
+        Check(500, 1_025_000),
+        Check(5, 10_000, pace=True),
+    )
     assert _budget(500).checks(0.7) == (
         Check(500, 1_000_000),
         Check(350, 1_000_000),
-        Check(5, 10_000),
-        Check(7, 20_000),  # 0.7 of 5 is 3.5: held exactly over two pace spans
+        Check(5, 10_000, pace=True),
+        Check(7, 20_000, pace=True),  # 0.7 of 5 is 3.5: held exactly over two pace spans
     )
-    assert _budget(500).checks(0.8)[-1] == Check(4, 10_000)
+    assert _budget(500).checks(0.8)[-1] == Check(4, 10_000, pace=True)
     assert _budget(500).capacity == 5
     assert _budget(PACE_ABOVE).checks(1.0) == (Check(PACE_ABOVE, 1_000_000),)
     assert _budget(PACE_ABOVE).capacity == PACE_ABOVE

@@ -60,6 +60,35 @@ async def test_caller_woken_past_its_tolerance_gives_back_and_asks_again(
     assert ticket.may_send()
 
 
+async def test_a_late_caller_is_moved_to_now_where_the_market_windows_have_room(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """In a paced budget full of reservations ahead, a late caller asking anew would join
+    the end of the queue and its slot would pass unused. Where the market's window has
+    room now, it is admitted at once instead (the pace is not the market's rule): the
+    slot is moved, not lost, and no window of the market holds more than its limit."""
+    late, others = make_limiter(tolerance=0.05), make_limiter()
+    budget = make_budget(100, 1.0)
+    for _ in range(60):
+        assert (await others.acquire(budget, Lane.HIGH)).granted
+    waiter = asyncio.create_task(late.admit(budget, Lane.HIGH))
+    await asyncio.sleep(0.01)  # the waiter holds a reservation after the first 60
+    for _ in range(30):
+        assert (await others.acquire(budget, Lane.HIGH)).granted  # the pace full ahead
+    _block_the_loop(0.7)  # past the waiter's moment, before the others' last ones
+    woke = await _redis_now(redis_client)
+    ticket = await waiter
+    assert late.lateness.counts.get("given_back") == 1
+    assert late.lateness.counts.get("moved") == 1
+    assert ticket.at == pytest.approx(woke, abs=0.05)
+    moments = [
+        score for _, score in await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
+    ]
+    assert len(moments) == 91
+    assert max(moments) / 1e6 > ticket.at  # admitted before reservations already granted
+    assert over_limit_windows([m / 1e6 for m in moments], Window(limit=100, seconds=1.0)) == 0
+
+
 async def test_ticket_may_not_send_once_its_tolerance_passed(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
