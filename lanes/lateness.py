@@ -45,6 +45,10 @@ class Lateness:
         index = bisect.bisect_left(BUCKETS_MS, max(0.0, seconds) * 1000)
         self._count(self._labels[index], "sent" if on_time else "given_back")
 
+    def given_back(self) -> None:
+        """A request found late where it was to be sent (`Ticket.renew`)."""
+        self._count("given_back")
+
     def moved(self) -> None:
         """A request given back was admitted again at once and sent (`Limiter.admit`)."""
         self._count("moved", "sent")

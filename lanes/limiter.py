@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import redis.asyncio as aioredis
@@ -96,16 +96,19 @@ class Cooldown:
     new: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ticket:
     """An admitted request: it may leave its process until `send_by` (time.monotonic()),
-    unless its budget was paused meanwhile (as far as `watch` knows)."""
+    unless its budget was paused meanwhile (as far as `watch` knows). Found late where it
+    was to be sent, `renew()` moves it to now, in place, where the market has room."""
 
     budget: Budget
     members: tuple[str, ...]
     at: float  # the admitted moment, Redis time in seconds
     send_by: float
     watch: PauseWatch | None = None
+    lane: Lane = Lane.HIGH
+    limiter: Limiter | None = field(default=None, repr=False)
 
     def may_send(self) -> bool:
         """Check last, right before sending (no Redis command): not late past the
@@ -113,6 +116,16 @@ class Ticket:
         if time.monotonic() > self.send_by:
             return False
         return self.watch is None or self.watch.paused(self.budget.name) == 0
+
+    async def renew(self) -> bool:
+        """Late when its connection was ready (a new connection's handshake took the
+        tolerance): give the entries back and take the moment now where the market's
+        windows have room, so that the request leaves on that connection; raising
+        there instead would lose the new connection, and the next attempt would wait
+        for another handshake. False: not to be sent now (its entries given back)."""
+        if self.limiter is None:
+            return False
+        return await self.limiter.renew(self)
 
 
 class Limiter(AsyncResource):
@@ -318,7 +331,9 @@ class Limiter(AsyncResource):
             finally:
                 if reserved:
                     self.watch.leave()
-            return Ticket(budget, grant.members, admission.at, earliest + tolerance, self.watch)
+            return Ticket(
+                budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
+            )
 
     async def _move_to_now(
         self, budget: Budget, lane: Lane, cost: int, late: tuple[str, ...], tolerance: float
@@ -337,8 +352,25 @@ class Limiter(AsyncResource):
         if time.monotonic() - earliest > tolerance:
             return None, grant.members
         self.lateness.moved()
-        ticket = Ticket(budget, grant.members, grant.admission.at, earliest + tolerance, self.watch)
-        return ticket, ()
+        at = grant.admission.at
+        return Ticket(budget, grant.members, at, earliest + tolerance, self.watch, lane, self), ()
+
+    async def renew(self, ticket: Ticket) -> bool:
+        """`Ticket.renew`: its entries given back, the ticket moved to now where it can."""
+        budget = ticket.budget
+        self.lateness.given_back()
+        try:
+            moved, unused = await self._move_to_now(
+                budget, ticket.lane, len(ticket.members), ticket.members, self.tolerance(budget)
+            )
+        except BudgetUnavailable:
+            return False  # its entries then only waste their slots: never unsafe
+        if moved is None:
+            await self.release(budget, unused)
+            ticket.members = ()
+            return False
+        ticket.members, ticket.at, ticket.send_by = moved.members, moved.at, moved.send_by
+        return True
 
     async def wait(
         self,

@@ -53,12 +53,14 @@ def send_check_trace() -> aiohttp.TraceConfig:
     `MarketClient` checks its ticket before the request starts; with this trace on
     the session it checks again once the connection is ready, after aiohttp's own
     work and the other hooks (a side effect's "posting" mark is a Redis round trip),
-    right before the bytes are written. A late ticket raises `LateSend` there.
+    right before the bytes are written. A late ticket is moved to now where the market's
+    windows have room (`Ticket.renew`: the request then leaves on that connection), else
+    raises `LateSend`.
     """
 
     async def check(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
         ticket = context.trace_request_ctx
-        if isinstance(ticket, Ticket) and not ticket.may_send():
+        if isinstance(ticket, Ticket) and not ticket.may_send() and not await ticket.renew():
             raise LateSend(
                 "late past its tolerance when the connection was ready", market=ticket.budget.name
             )
