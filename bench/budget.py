@@ -22,7 +22,7 @@ process) as fast as their limiter lets them, all on one Redis. Scenarios
 
 The host is shared: numbers vary between runs; run it twice. Run:
 
-    python -m bench.budget                       # everything, about 4.5 minutes
+    python -m bench.budget                       # everything, about 2.5 minutes
     python -m bench.budget --scenario lanes --seconds 8
 """
 
