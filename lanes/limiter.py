@@ -123,7 +123,7 @@ class Ticket:
         windows have room, so that the request leaves on that connection; raising
         there instead would lose the new connection, and the next attempt would wait
         for another handshake. False: not to be sent now (its entries given back)."""
-        if self.limiter is None:
+        if self.limiter is None or not self.members:
             return False
         return await self.limiter.renew(self)
 
