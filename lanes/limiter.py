@@ -122,7 +122,8 @@ class Ticket:
         tolerance): give the entries back and take the moment now where the market's
         windows have room, so that the request leaves on that connection; raising
         there instead would lose the new connection, and the next attempt would wait
-        for another handshake. False: not to be sent now (its entries given back)."""
+        for another handshake. False: not to be sent now; `members` are then what its
+        holder must still give back."""
         if self.limiter is None or not self.members:
             return False
         return await self.limiter.renew(self)
@@ -356,18 +357,24 @@ class Limiter(AsyncResource):
         return Ticket(budget, grant.members, at, earliest + tolerance, self.watch, lane, self), ()
 
     async def renew(self, ticket: Ticket) -> bool:
-        """`Ticket.renew`: its entries given back, the ticket moved to now where it can."""
+        """`Ticket.renew`: its entries given back, the ticket moved to now where it can.
+
+        It runs inside the request, whose timeout counts it, and a timeout there would
+        look like an answer lost after sending: a round trip longer than the tolerance
+        (a slow Redis) is not waited for, its moved ticket would be late anyway.
+        """
         budget = ticket.budget
+        tolerance = self.tolerance(budget)
         self.lateness.given_back()
         try:
-            moved, unused = await self._move_to_now(
-                budget, ticket.lane, len(ticket.members), ticket.members, self.tolerance(budget)
-            )
-        except BudgetUnavailable:
+            async with asyncio.timeout(tolerance if math.isfinite(tolerance) else None):
+                moved, unused = await self._move_to_now(
+                    budget, ticket.lane, len(ticket.members), ticket.members, tolerance
+                )
+        except (BudgetUnavailable, TimeoutError):
             return False  # its entries then only waste their slots: never unsafe
         if moved is None:
-            await self.release(budget, unused)
-            ticket.members = ()
+            ticket.members = unused  # its holder gives them back, outside the request
             return False
         ticket.members, ticket.at, ticket.send_by = moved.members, moved.at, moved.send_by
         return True
