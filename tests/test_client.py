@@ -193,6 +193,19 @@ async def test_advertised_limit_below_config_is_adopted(
     assert (usage.limit, usage.limit_source) == (2, "GNCP-GW-RateLimit")
 
 
+async def _checked_client(
+    scripted: Scripted, store: RedisStore, exit_stack: AsyncExitStack, hook: aiohttp.TraceConfig
+) -> tuple[MarketClient, Limiter]:
+    """A client of `scripted` (25 ms margin: a 15 ms tolerance) on a session with `hook`
+    first and the connection-ready check last."""
+    session = await exit_stack.enter_async_context(
+        aiohttp.ClientSession(trace_configs=[hook, send_check_trace()])
+    )
+    limiter = await exit_stack.enter_async_context(Limiter(store.client, restart_guard=False))
+    config = acme_config(scripted.url).markets["acme"].model_copy(update={"margin_ms": 25.0})
+    return MarketClient("acme", config, session, limiter), limiter
+
+
 async def test_a_send_late_when_its_connection_is_ready_is_moved_to_now(
     scripted: Scripted, store: RedisStore, exit_stack: AsyncExitStack
 ) -> None:
@@ -211,12 +224,7 @@ async def test_a_send_late_when_its_connection_is_ready_is_moved_to_now(
 
     slow_hook = aiohttp.TraceConfig()
     slow_hook.on_request_start.append(stall)
-    session = await exit_stack.enter_async_context(
-        aiohttp.ClientSession(trace_configs=[slow_hook, send_check_trace()])
-    )
-    limiter = await exit_stack.enter_async_context(Limiter(store.client, restart_guard=False))
-    config = acme_config(scripted.url).markets["acme"].model_copy(update={"margin_ms": 25.0})
-    client = MarketClient("acme", config, session, limiter)
+    client, limiter = await _checked_client(scripted, store, exit_stack, slow_hook)
     assert await client.send(Call("answer"), Lane.HIGH, seller=None)
     assert scripted.seen == ["/answer"]
     log = await store.client.zrange(client.budget("answer", None).log_key, 0, -1, withscores=True)
@@ -238,12 +246,7 @@ async def test_every_new_connection_slower_than_the_tolerance_still_sends(
 
     slow_connect = aiohttp.TraceConfig()
     slow_connect.on_connection_create_start.append(handshake)
-    session = await exit_stack.enter_async_context(
-        aiohttp.ClientSession(trace_configs=[slow_connect, send_check_trace()])
-    )
-    limiter = await exit_stack.enter_async_context(Limiter(store.client, restart_guard=False))
-    config = acme_config(scripted.url).markets["acme"].model_copy(update={"margin_ms": 25.0})
-    client = MarketClient("acme", config, session, limiter)
+    client, limiter = await _checked_client(scripted, store, exit_stack, slow_connect)
     for _ in range(3):
         assert await client.send(Call("answer"), Lane.HIGH, seller=None)
     assert scripted.seen == ["/answer"] * 3
