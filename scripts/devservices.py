@@ -38,6 +38,9 @@ def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
 def run_services(coupang_port: int, naver_port: int, out: TextIO | None = None) -> int:
     """Serve until SIGINT or SIGTERM; 0 after a clean stop."""
     out = out or sys.stdout
+    # Started in the background by a shell, SIGINT comes ignored (and Python then installs
+    # no handler for it): Ctrl-C, or `kill -INT`, would never stop the services.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     coupang = SimulatorServer("coupang", 10.0, port=coupang_port)
     naver = SimulatorServer("naver", 10.0, port=naver_port)
