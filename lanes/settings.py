@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(default=60.0, gt=0, le=900)
     # The daemon's /metrics and /healthz port (0: off) and address.
     metrics_port: int = Field(default=0, ge=0, le=65_535)
-    metrics_host: str = "0.0.0.0"  # a container's probes come from outside
+    metrics_host: str = "127.0.0.1"  # the daemon image sets 0.0.0.0: its probes come from outside
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,6 +10,10 @@ A user mistake (bad argument, bad setting, bad input line) prints one line
 `lanes: error: ...` on standard error (one per bad input line) and exits 2; a
 failure while running (SQS or Redis unreachable) exits 1. Never a traceback
 for either. An unknown `LANES_*` variable is a one-line warning.
+
+A command imports its module when it runs, not before: `lanes worker` needs only the
+core install, while `api`, `demo` and `services` need an extra (`EXTRAS`); without it
+they print one line naming it and exit 1.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
-import uvicorn
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
 import markets
@@ -38,10 +41,7 @@ from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings, load_settings, unknown_variables
 from lanes.store import RedisStore
-from scripts.api import create_app
 from scripts.backfill import Numbered, id_jobs, window_jobs
-from scripts.demo import DemoOptions, run_demo
-from scripts.devservices import run_services
 from scripts.enqueue import (
     EnqueueTarget,
     Source,
@@ -59,13 +59,17 @@ from worker.daemon import serve as worker_main
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXTRAS", "build_parser", "main"]
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, int]]
+
+# The extra (pyproject.toml) each command needs beyond the core install.
+EXTRAS = {"api": "api", "demo": "demo", "services": "local"}
+_OWN_PACKAGES = frozenset({"lanes", "markets", "worker", "scripts"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -227,6 +231,14 @@ async def _replay(args: argparse.Namespace, settings: Settings, config: Config) 
         f"moved {report.moved} of {report.examined} examined "
         f"from {names.dead_letter} to {names.queue}"
     )
+    if report.came_back:
+        reasons = ", ".join(f"{count} x {reason}" for reason, count in report.came_back.items())
+        print(
+            f"{report.came_back.total()} of them came back to {names.dead_letter} during the "
+            f"replay and stay there (the cause is not fixed?): {reasons}"
+        )
+    if report.arrived:
+        print(f"{report.arrived} more dead-lettered during the replay: left for the next run")
     if report.left_in_dead_letter:
         print(
             f"warning: {report.left_in_dead_letter} moved message(s) could not be deleted "
@@ -266,6 +278,10 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
 
 
 async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    import uvicorn
+
+    from scripts.api import create_app
+
     if args.insecure_local and args.host not in _LOOPBACK:
         raise UsageError(f"--insecure-local serves only this machine, not --host {args.host}")
     app = create_app(settings, config, insecure_local=args.insecure_local)
@@ -593,6 +609,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+def _not_installed(exc: ModuleNotFoundError, command: str) -> str:
+    """The line for a command whose third-party module is missing: the extra to install."""
+    missing = (exc.name or "").partition(".")[0]
+    if not missing or missing in _OWN_PACKAGES:
+        raise exc  # lanes itself is broken, not a missing extra: the traceback is the report
+    extra = EXTRAS.get(command)
+    if extra is None:
+        return f"lanes {command} needs {missing}, which is not installed: reinstall lanes"
+    return f"lanes {command} needs the {extra} extra: pip install 'lanes[{extra}]'"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `lanes` console script."""
     args = argparse.Namespace()
@@ -600,9 +627,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         for warning in unknown_variables():
             print(f"lanes: warning: {warning}", file=sys.stderr)
-        if getattr(args, "coupang_port", None) is not None:  # `services`: no settings needed
+        if args.command == "services":  # no settings needed
+            from scripts.devservices import run_services
+
             return run_services(args.coupang_port, args.naver_port)
-        if args.run is None:  # the demo makes its own settings and services
+        if args.command == "demo":  # the demo makes its own settings and services
+            from scripts.demo import DemoOptions, run_demo
+
             return run_demo(
                 DemoOptions(
                     duration=args.duration,
@@ -623,6 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("no AWS region: set AWS_REGION (or LANES_SQS_ENDPOINT_URL)", EXIT_USAGE)
     except LanesError as exc:
         return _fail(str(exc), EXIT_RUNTIME)
+    except ModuleNotFoundError as exc:
+        return _fail(_not_installed(exc, getattr(args, "command", "")), EXIT_RUNTIME)
     except KeyboardInterrupt:
         if getattr(args, "watch", None) is not None:
             return 0  # Ctrl-C is how `status --watch` ends: quietly

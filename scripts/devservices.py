@@ -2,7 +2,10 @@
 
 Starts each as a child process, prints the `export` lines a shell needs (settings,
 the simulators' test credentials, dummy AWS keys) and the next commands, then
-stays up until Ctrl-C, when it stops everything it started.
+stays up until Ctrl-C, when it stops everything it started. A simulator port that
+another process holds fails the start with one line, before anything starts; a child
+that exits later stops the rest with one line. The exported `LANES_CONFIG` names
+examples/lanes.toml, or a copy of it with the base URLs of the simulators' ports.
 """
 
 from __future__ import annotations
@@ -10,16 +13,23 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+import tempfile
+import time
+import tomllib
 from pathlib import Path
 from typing import TextIO
 
+from lanes.errors import LanesError
 from scripts.demo_load import credential_variables
+from scripts.inputs import UsageError
 from scripts.moto_server import QuickMotoServer
-from scripts.services import RedisServer, SimulatorServer
+from scripts.services import RedisServer, SimulatorServer, port_in_use
 
-__all__ = ["export_lines", "run_services"]
+__all__ = ["EXAMPLES", "export_lines", "run_services", "services_config"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# How often the running services look for a child that ended.
+_WATCH_SECONDS = 0.5
 
 
 def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
@@ -35,9 +45,46 @@ def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
+def _base_urls(text: str) -> dict[str, str]:
+    markets = tomllib.loads(text).get("markets", {})
+    return {name: str(table.get("base_url", "")) for name, table in markets.items()}
+
+
+def services_config(simulators: list[SimulatorServer], directory: Path) -> Path:
+    """examples/lanes.toml when its base URLs are the simulators', else a copy in
+    `directory` with theirs."""
+    example = EXAMPLES / "lanes.toml"
+    text = example.read_text(encoding="utf-8")
+    written = _base_urls(text)
+    wanted = {simulator.market: simulator.base_url for simulator in simulators}
+    if all(written.get(market) == url for market, url in wanted.items()):
+        return example
+    for market, url in wanted.items():
+        text = text.replace(f'base_url = "{written.get(market)}"', f'base_url = "{url}"')
+    if any(_base_urls(text).get(market) != url for market, url in wanted.items()):
+        raise LanesError(f"cannot set the simulators' base URLs in {example}: {wanted}")
+    copy = directory / "lanes.toml"
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+def _check_ports(coupang_port: int, naver_port: int) -> None:
+    if coupang_port == naver_port:
+        raise UsageError(f"--coupang-port and --naver-port are both {coupang_port}")
+    for option, port in (("--coupang-port", coupang_port), ("--naver-port", naver_port)):
+        if port_in_use(port):
+            raise LanesError(
+                f"port {port} is taken by another process: stop it, or choose another with {option}"
+            )
+
+
 def run_services(coupang_port: int, naver_port: int, out: TextIO | None = None) -> int:
-    """Serve until SIGINT or SIGTERM; 0 after a clean stop."""
+    """Serve until SIGINT or SIGTERM, then 0; a port taken or a child that ended raises
+    `LanesError` (one line, exit 1)."""
     out = out or sys.stdout
+    if not (EXAMPLES / "lanes.toml").is_file():
+        raise LanesError(f"lanes services runs from a clone of lanes: {EXAMPLES} is missing")
+    _check_ports(coupang_port, naver_port)
     # Started in the background by a shell, SIGINT comes ignored (and Python then installs
     # no handler for it): Ctrl-C, or `kill -INT`, would never stop the services.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -45,19 +92,36 @@ def run_services(coupang_port: int, naver_port: int, out: TextIO | None = None) 
     coupang = SimulatorServer("coupang", 10.0, port=coupang_port)
     naver = SimulatorServer("naver", 10.0, port=naver_port)
     try:
-        with RedisServer() as redis, QuickMotoServer() as moto, coupang, naver:
+        with (
+            tempfile.TemporaryDirectory(prefix="lanes-services-") as directory,
+            RedisServer() as redis,
+            QuickMotoServer() as moto,
+            coupang,
+            naver,
+        ):
+            config = services_config([coupang, naver], Path(directory))
             print("# lanes services are up; paste these lines into another shell:", file=out)
-            for line in export_lines(redis.url, moto.url, EXAMPLES / "lanes.toml"):
+            for line in export_lines(redis.url, moto.url, config):
                 print(line, file=out)
+            where = "examples/lanes.toml"
+            if config.parent != EXAMPLES:
+                where = "a copy of examples/lanes.toml with these ports, removed at Ctrl-C"
             print(
-                f"# Coupang {coupang.base_url}, Naver {naver.base_url} (see examples/lanes.toml)\n"
+                f"# Coupang {coupang.base_url}, Naver {naver.base_url} ({where})\n"
                 "# then: lanes provision && lanes enqueue --market coupang --lane high "
                 f"--file {EXAMPLES / 'jobs.jsonl'} && lanes worker\n"
                 "# Ctrl-C here stops Redis, moto and the simulators.",
                 file=out,
                 flush=True,
             )
-            signal.pause()
+            children = (redis, moto, coupang, naver)
+            while not any(child.exit_code is not None for child in children):
+                time.sleep(_WATCH_SECONDS)
+            ended = next(child for child in children if child.exit_code is not None)
+            raise LanesError(
+                f"the {ended.name} on port {ended.port} exited (exit code {ended.exit_code}); "
+                "the other services are stopped"
+            )
     except KeyboardInterrupt:
         print("\nlanes services: stopped", file=out)
     return 0

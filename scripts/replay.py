@@ -5,13 +5,21 @@ queue only after the send succeeded, so an interrupted replay leaves every
 message in one of the two queues (at worst in both, never in neither).
 Messages the filters leave out are held invisible while the replay runs (so
 each is looked at once) and released at the end.
+
+One run is one pass over what the dead-letter queue held when it started: a message
+dead-lettered after that (SQS's SentTimestamp, on its clock) is held and left for the
+next run. With the cause not yet fixed, a moved message comes back as a new message (a
+new id) while the run goes on; it is not taken again but counted, by its reason, as
+"came back" (same body as one moved in this run), else as "arrived".
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -99,10 +107,16 @@ def _failed_at(message: SqsMessage) -> datetime:
 
 @dataclass
 class ReplayReport:
-    examined: int = 0
+    examined: int = 0  # dead letters of before the run, each counted once
     moved: int = 0
     listed: list[DeadLetter] = field(default_factory=list)  # a dry run's matches
     left_in_dead_letter: int = 0  # moved, but the delete failed: in both queues
+    came_back: Counter[str] = field(default_factory=Counter)  # reason -> moved ones back
+    arrived: int = 0  # other messages dead-lettered during the run: left for the next
+
+
+def _digest(body: str) -> bytes:
+    return hashlib.sha256(body.encode()).digest()
 
 
 class _Pace:
@@ -130,8 +144,10 @@ async def replay(
 ) -> ReplayReport:
     """Move (or, on a dry run, list) the dead letters `only` matches, at most `max_messages`."""
     report = ReplayReport()
+    started = datetime.now(UTC)
     held: dict[str, str] = {}  # message id -> receipt: released at the end
     seen: set[str] = set()
+    moved_bodies: set[bytes] = set()
     pace = _Pace(rate)
     per_receive = BATCH_ENTRIES if rate is None else max(1, min(BATCH_ENTRIES, int(rate)))
     empty_polls = 0
@@ -154,6 +170,13 @@ async def replay(
                 dead = DeadLetter.of(message, now)
                 first_look = message.message_id not in seen
                 seen.add(message.message_id)
+                if message.sent_at >= started:  # dead-lettered during this run: the next one's
+                    if first_look and _digest(message.body) in moved_bodies:
+                        report.came_back[dead.reason] += 1
+                    else:
+                        report.arrived += first_look
+                    held[message.message_id] = message.receipt_handle
+                    continue
                 report.examined += first_look
                 if first_look and only.matches(dead) and len(chosen) < left:
                     chosen.append(dead)
@@ -172,6 +195,7 @@ async def replay(
                 )
                 report.moved += len(chosen)
                 report.left_in_dead_letter += len(failed)
+                moved_bodies.update(_digest(dead.message.body) for dead in chosen)
     finally:
         if held:
             await sqs.change_visibility_batch(

