@@ -1,8 +1,10 @@
-"""deploy/template.yaml and the Dockerfile: what can be checked without AWS or a Docker engine."""
+"""deploy/template.yaml and the Dockerfile: what can be checked without AWS or a Docker engine,
+and the scanners a platform team runs before deploying (cfn-lint, checkov, bandit)."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -51,6 +53,84 @@ def test_cfn_lint_passes() -> None:
     lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or "cfn-lint"
     done = subprocess.run([lint, str(TEMPLATE)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# checkov pins botocore and packaging below what aiobotocore and pytest need: it gets a venv
+# of its own, made once beside the test venv (`make clean` removes it).
+CHECKOV = "checkov>=3,<4"
+
+
+@pytest.fixture(scope="module")
+def checkov(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkov command, installed into its own venv on first use."""
+    in_venv = sys.prefix != sys.base_prefix
+    home = Path(sys.prefix) / "tools" if in_venv else tmp_path_factory.mktemp("tools")
+    venv = home / "checkov"
+    command = venv / "bin" / "checkov"
+    stamp = venv / ".installed"
+    if not stamp.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", CHECKOV],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert pip.returncode == 0, f"pip install {CHECKOV} failed: {pip.stderr[-2000:]}"
+        stamp.touch()
+    return command
+
+
+def _with_api(enabled: bool, directory: Path) -> Path:
+    """The template with EnableApi defaulting to `enabled`: checkov skips the resources of a
+    condition that is false, so the API function is scanned from a copy with it on."""
+    text = TEMPLATE.read_text(encoding="utf-8")
+    pattern = r'(  EnableApi:\n    Type: String\n    Default: )"false"'
+    text, count = re.subn(pattern, rf'\1"{str(enabled).lower()}"', text)
+    assert count == 1
+    copy = directory / f"template-api-{enabled}.yaml"
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("api", [False, True], ids=["worker", "with-api"])
+def test_checkov_finds_no_unexplained_failure(checkov: Path, api: bool, tmp_path: Path) -> None:
+    """checkov (its CloudFormation checks, offline) fails no check of the template, with and
+    without the API; each check it skips is suppressed in the template with the reason."""
+    done = subprocess.run(
+        [str(checkov), "--file", str(_with_api(api, tmp_path)), "--framework", "cloudformation",
+         "--skip-download", "--output", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    results = report["results"]
+    failed = [f"{c['check_id']} {c['resource']}" for c in results["failed_checks"]]
+    assert failed == [], failed
+    assert report["summary"]["parsing_errors"] == 0
+    skipped = {
+        (c["check_id"], c["resource"]): c["check_result"].get("suppress_comment", "")
+        for c in results["skipped_checks"]
+    }
+    assert all(len(reason) > 30 for reason in skipped.values()), skipped
+    scanned = {c["resource"] for c in results["passed_checks"]} | {r for _, r in skipped}
+    assert ("AWS::Serverless::Function.ApiFunction" in scanned) is api
+
+
+@pytest.mark.slow
+def test_bandit_finds_no_medium_or_high_issue() -> None:
+    """bandit over the shipped packages reports nothing of medium or high severity (the
+    metrics bind 127.0.0.1 unless the image sets it; the local services GET loopback only)."""
+    bandit = shutil.which("bandit", path=str(Path(sys.executable).parent)) or "bandit"
+    done = subprocess.run(
+        [bandit, "--quiet", "--recursive", "--severity-level", "medium", "--format", "json",
+         "lanes", "markets", "worker", "scripts"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = [
+        f"{r['filename']}:{r['line_number']} {r['test_id']} {r['issue_text']}"
+        for r in json.loads(done.stdout)["results"]
+    ]
+    assert found == [], found
 
 
 def test_queue_names_and_redrive_match_the_worker(template: dict[str, Any]) -> None:
@@ -110,13 +190,23 @@ def _dockerfile_targets() -> dict[str, str]:
     return {m.group(2): m.group(1) for m in re.finditer(r"^FROM (\S+) AS (\S+)$", text, re.M)}
 
 
-def test_dockerfile_has_a_daemon_and_a_lambda_target() -> None:
+def test_dockerfile_has_a_daemon_an_api_and_a_lambda_target() -> None:
+    """The daemon gets the core install, the API and the Lambda image the api extra (both
+    Lambda handlers); `docker build .` builds the daemon (the last stage)."""
     targets = _dockerfile_targets()
     assert targets["lambda"] == "public.ecr.aws/lambda/python:3.11"
-    assert "daemon" in targets
+    assert list(targets)[-1] == "daemon"
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert (
+        "FROM source AS core-install\nRUN pip install --no-cache-dir --prefix=/install .\n" in text
+    )
+    assert "RUN pip install --no-cache-dir --prefix=/install '.[api]'" in text
+    for target, install in (("daemon", "core"), ("api", "api"), ("lambda", "api")):
+        stage = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert f"COPY --from={install}-install /install" in stage
     assert 'CMD ["worker.lambda_handler.handler"]' in text
     assert 'ENTRYPOINT ["lanes"]' in text
+    assert 'CMD ["api", "--host", "0.0.0.0", "--port", "8080"]' in text
 
 
 def test_the_baked_config_loads_and_matches_the_template() -> None:
