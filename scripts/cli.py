@@ -13,13 +13,14 @@ for either. An unknown `LANES_*` variable is a one-line warning.
 
 A command imports its module when it runs, not before: `lanes worker` needs only the
 core install, while `api`, `demo` and `services` need an extra (`EXTRAS`); without it
-they print one line naming it and exit 1.
+they print one line naming it and exit 1, before reading any setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import sys
@@ -67,8 +68,14 @@ EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, int]]
 
-# The extra (pyproject.toml) each command needs beyond the core install.
-EXTRAS = {"api": "api", "demo": "demo", "services": "local"}
+# The extra (pyproject.toml) each command needs beyond the core install, and the modules
+# whose presence shows it is installed (looked up, not imported: moto's server runs in a
+# child process, and `lanes api --help` need not load FastAPI).
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "api": ("api", ("fastapi", "mangum", "uvicorn")),
+    "demo": ("demo", ("rich", "matplotlib", "moto", "flask")),
+    "services": ("local", ("moto", "flask")),
+}
 _OWN_PACKAGES = frozenset({"lanes", "markets", "worker", "scripts"})
 
 
@@ -609,15 +616,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+def _needs_extra(command: str) -> str | None:
+    """The line for a command whose extra is not installed, else None."""
+    extra, modules = EXTRAS.get(command, ("", ()))
+    if all(importlib.util.find_spec(module) is not None for module in modules):
+        return None
+    return f"lanes {command} needs the {extra} extra: pip install 'lanes[{extra}]'"
+
+
 def _not_installed(exc: ModuleNotFoundError, command: str) -> str:
-    """The line for a command whose third-party module is missing: the extra to install."""
+    """The line for a third-party module missing while a command runs."""
     missing = (exc.name or "").partition(".")[0]
     if not missing or missing in _OWN_PACKAGES:
         raise exc  # lanes itself is broken, not a missing extra: the traceback is the report
-    extra = EXTRAS.get(command)
-    if extra is None:
-        return f"lanes {command} needs {missing}, which is not installed: reinstall lanes"
-    return f"lanes {command} needs the {extra} extra: pip install 'lanes[{extra}]'"
+    return _needs_extra(command) or (
+        f"lanes {command} needs {missing}, which is not installed: reinstall lanes"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -627,6 +641,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         for warning in unknown_variables():
             print(f"lanes: warning: {warning}", file=sys.stderr)
+        missing_extra = _needs_extra(args.command)
+        if missing_extra is not None:
+            return _fail(missing_extra, EXIT_RUNTIME)
         if args.command == "services":  # no settings needed
             from scripts.devservices import run_services
 

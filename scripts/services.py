@@ -9,7 +9,6 @@ otherwise be answered by whatever else listens there).
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import shutil
 import socket
@@ -207,14 +206,6 @@ class MotoServer(_ChildServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        # moto's server needs the `server` extra (flask): say which module is missing, not
-        # only that the child exited.
-        for module in ("moto", "flask"):
-            if importlib.util.find_spec(module) is None:
-                raise ModuleNotFoundError(f"No module named {module!r}", name=module)
-        super().start(timeout)
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
