@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
     # The HTTP API (`lanes api`): `LANES_API_KEYS` is comma-separated or a JSON list.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # The largest request body it reads (413 beyond; 6 MiB, a Lambda's own limit), and how
+    # long one POST /v1/jobs sends before answering with what it sent (API Gateway allows 29 s;
+    # 0: one batch of 10 per request).
+    api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024, le=1024**3)
+    api_deadline: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
 
     @field_validator("api_keys", mode="before")
     @classmethod

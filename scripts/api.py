@@ -3,27 +3,30 @@
 One ASGI app (FastAPI, OpenAPI page at /docs) served by uvicorn (`lanes api`)
 and, in the same image, as a Lambda behind API Gateway through Mangum
 (`scripts.api.handler`). Every route but /healthz and the docs needs an API
-key (`X-API-Key` or `Authorization: Bearer`), compared in constant time; keys
-never reach a log line or an answer (docs/DESIGN.md rule 8).
+key (`X-API-Key` or `Authorization: Bearer`), checked before the body is read
+(`scripts.api_gate`); keys never reach a log line or an answer (docs/DESIGN.md
+rule 8). Every error is one shape (`Problem`), and every status a route can
+answer is in the OpenAPI document.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Security
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from mangum import Mangum
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 
 import markets
 from lanes.config import Config
@@ -35,14 +38,18 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
+from scripts.api_gate import Gate, problem
 from scripts.api_jobs import (
     BadRequest,
     IdempotencyConflict,
+    Record,
     Refused,
     Sender,
+    SendLog,
     check_jobs,
     fingerprint,
     idempotency_key,
+    job_ids,
     new_job_id,
     send_jobs,
     send_once,
@@ -50,11 +57,13 @@ from scripts.api_jobs import (
 from scripts.api_models import (
     Collected,
     CollectQueued,
+    FieldProblem,
+    Health,
     JobRecord,
     JobsAccepted,
-    JobsRefused,
     JobState,
     Problem,
+    SentJob,
 )
 from scripts.status import snapshot
 from scripts.validate import JobValidator
@@ -63,7 +72,7 @@ from worker.runtime import TRACK_TTL
 from worker.sqs import QueueMissing, SqsClient, SqsError
 from worker.tracking import JobTracker
 
-__all__ = ["DEFAULT_WAIT", "MAX_WAIT", "ApiRuntime", "create_app", "handler"]
+__all__ = ["DEFAULT_WAIT", "MAX_WAIT", "ApiRuntime", "NotFound", "create_app", "handler"]
 
 log = structlog.get_logger("api")
 
@@ -97,8 +106,9 @@ class ApiRuntime(AsyncResource):
         self.guard = IdempotencyGuard(
             self.store.client, ttl=settings.idempotency_ttl, claim_seconds=_CLAIM_SECONDS
         )
+        self.send_log = SendLog(self.store.client, ttl=settings.idempotency_ttl)
         self.records = JobTracker(self.store.client, ttl=TRACK_TTL)
-        self.sender = Sender(self.sqs, settings.queue_prefix, self.records)
+        self.sender = Sender(self.sqs, settings.queue_prefix, self.records, settings.api_deadline)
         self._stack.push_async_callback(self.store.aclose)
         self._stack.push_async_callback(self.sqs.aclose)
         self._stack.push_async_callback(self.limiter.aclose)
@@ -123,33 +133,12 @@ def _runtime(request: Request) -> ApiRuntime:
 Runtime = Annotated[ApiRuntime, Depends(_runtime)]
 
 
-def _authenticator(settings: Settings, *, insecure_local: bool) -> Callable[..., Awaitable[None]]:
-    keys = [key.get_secret_value().encode() for key in settings.api_keys]
-    if not keys and not insecure_local:
-        raise ConfigError(
-            "no API keys: set LANES_API_KEYS (comma-separated or a JSON list), "
-            "or serve this machine only with --insecure-local"
-        )
+class NotFound(LookupError):
+    """404: the job or market the request names does not exist; `field` names the parameter."""
 
-    async def authenticate(
-        api_key: Annotated[str | None, Security(APIKeyHeader(name="X-API-Key", auto_error=False))],
-        bearer: Annotated[
-            HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))
-        ],
-    ) -> None:
-        if not keys:
-            return  # --insecure-local
-        given = (api_key or (bearer.credentials if bearer else "")).encode()
-        matched = False
-        for key in keys:  # every key compared: the time does not tell which one matched
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
-            log.warning("api.unauthorized", reason="missing key" if not given else "wrong key")
-            raise HTTPException(
-                401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    return authenticate
+    def __init__(self, text: str, *, field: str) -> None:
+        super().__init__(text)
+        self.field = field
 
 
 # --- the routes -------------------------------------------------------------------------
@@ -166,28 +155,26 @@ async def submit_jobs(
     ],
     idempotency: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    """Check every job as `lanes enqueue` does, then send them all (nothing if one is bad)."""
+    """Check every job as `lanes enqueue` does, then send them all (nothing if one is bad);
+    past the deadline, answer 207 with what was sent (a repeat with the key sends the rest)."""
     batch = jobs if isinstance(jobs, list) else [jobs]
-    try:
-        envelopes = check_jobs(batch, runtime.validators)
-        key = idempotency_key(idempotency, batch)
-    except Refused as exc:
-        refused = JobsRefused(detail=str(exc), errors=exc.problems)
-        return JSONResponse(refused.model_dump(), status_code=422)
-    except BadRequest as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    key = idempotency_key(idempotency, batch)
+    envelopes = check_jobs(batch, runtime.validators, job_ids(key))
 
-    async def send() -> JobsAccepted:
-        return await send_jobs(runtime.sender, lane, envelopes)
+    async def send(already: Mapping[int, SentJob], record: Record) -> JobsAccepted:
+        return await send_jobs(runtime.sender, lane, envelopes, already=already, record=record)
 
     replayed = False
     if key is None:
-        answer = await send()
+        answer = await send_jobs(runtime.sender, lane, envelopes)
     else:
-        answer, replayed = await send_once(runtime.guard, key, fingerprint(lane, batch), send)
-    log.info("api.jobs_sent", lane=lane.value, count=answer.count, replayed=replayed)
+        content = fingerprint(lane, batch)
+        answer, replayed = await send_once(runtime.guard, runtime.send_log, key, content, send)
+    log.info("api.jobs_sent", lane=lane.value, count=answer.count, unsent=len(answer.unsent),
+             stopped=answer.stopped, replayed=replayed)  # fmt: skip
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(answer.model_dump(), status_code=202, headers=headers)
+    status = 207 if answer.unsent else 202
+    return JSONResponse(answer.model_dump(), status_code=status, headers=headers)
 
 
 async def _collect(
@@ -196,14 +183,10 @@ async def _collect(
     """Run the job now through the budget in `lane`; past `wait`, enqueue it (202)."""
     market, seller, lane, wait = target.market, target.seller, target.lane, target.wait
     if market not in runtime.validators:
-        raise HTTPException(404, f"unknown market {market!r}")
+        raise NotFound(f"unknown market {market!r}", field="market")
     job_id = new_job_id()
     body = {"kind": kind, "market": market, "seller": seller, "payload": payload, "id": job_id}
-    try:
-        (envelope,) = check_jobs([body], runtime.validators)
-    except Refused as exc:
-        refused = JobsRefused(detail=str(exc), errors=exc.problems)
-        return JSONResponse(refused.model_dump(), status_code=422)
+    (envelope,) = check_jobs([body], runtime.validators)
     record = JobRecord(
         id=job_id, state=JobState.RUNNING, market=market, lane=lane.value, kind=kind, seller=seller
     )
@@ -290,7 +273,7 @@ async def job_status(runtime: Runtime, job_id: Annotated[str, Path()]) -> JobRec
     """queued, running, done (with the result), failed or dead_lettered (with the reason)."""
     record = await runtime.records.get(job_id)
     if record is None:
-        raise HTTPException(404, f"no job {job_id!r} (unknown, or its record expired)")
+        raise NotFound(f"no job {job_id!r} (unknown, or its record expired)", field="job_id")
     return JobRecord.model_validate(record)
 
 
@@ -302,7 +285,7 @@ async def status(
     chosen = market or sorted(runtime.config.markets)
     for name in chosen:
         if name not in runtime.config.markets:
-            raise HTTPException(404, f"unknown market {name!r}")
+            raise NotFound(f"unknown market {name!r}", field="market")
     state = await snapshot(
         runtime.sqs,
         runtime.store.client,
@@ -319,33 +302,72 @@ async def healthz(runtime: Runtime) -> JSONResponse:
     try:
         await runtime.store.client.ping()
     except (RedisError, OSError):
-        return JSONResponse({"redis": "unavailable"}, status_code=503)
-    return JSONResponse({"redis": "ok"})
+        return JSONResponse(Health(redis="unavailable").model_dump(), status_code=503)
+    return JSONResponse(Health(redis="ok").model_dump())
 
 
 # --- errors and the access log ----------------------------------------------------------
 
 
-def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse(Problem(detail=detail).model_dump(), status_code=status, headers=headers)
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotFound)
+    return problem(404, str(exc), exc.field)
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    return JSONResponse(Problem(detail=str(exc), errors=exc.problems).model_dump(), 422)
+
+
+async def _bad_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadRequest)
+    return problem(422, str(exc), exc.field)
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    """The parameter a FastAPI validation error is about: its name, or `body`."""
+    return "body" if loc[0] == "body" or len(loc) < 2 else str(loc[1])
+
+
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own checks (parameters, the body's JSON), in the one error shape: 400 when
+    the body is not JSON, else 422."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    unparsed = any(error["type"] == "json_invalid" for error in errors)
+    detail = "the body is not valid JSON" if unparsed else "the request is not what the API takes"
+    problems = [
+        FieldProblem(index=None, field=_where(error["loc"]), reason=str(error["msg"]))
+        for error in errors
+    ]
+    answer = Problem(detail=detail, errors=problems)
+    return JSONResponse(answer.model_dump(), status_code=400 if unparsed else 422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own refusals (no such route, a body it cannot read, a body
+    over the limit) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    field = "body" if exc.status_code in (400, 413) else None
+    return problem(exc.status_code, str(exc.detail), field, dict(exc.headers or {}))
 
 
 async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.warning("api.redis_unavailable", error=str(exc))
-    return _problem(503, "redis unavailable; try again shortly", **{"Retry-After": "1"})
+    return problem(503, "redis unavailable; try again shortly", None, {"Retry-After": "1"})
 
 
 async def _sqs_failed(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, QueueMissing):
-        return _problem(503, f"{exc} (run `lanes provision`)")
+        return problem(503, f"{exc} (run `lanes provision`)", "market")
     log.warning("api.sqs_failed", error=str(exc))
-    return _problem(503, f"SQS failed: {exc}", **{"Retry-After": "1"})
+    return problem(503, f"SQS failed: {exc}", None, {"Retry-After": "1"})
 
 
 async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IdempotencyConflict)
     headers = {"Retry-After": f"{exc.retry_after:.0f}"} if exc.retry_after else {}
-    return _problem(409, str(exc), **headers)
+    return problem(409, str(exc), "Idempotency-Key", headers)
 
 
 async def _access_log(request: Request, call_next: Any) -> Any:
@@ -365,10 +387,31 @@ async def _access_log(request: Request, call_next: Any) -> Any:
 # --- the app ----------------------------------------------------------------------------
 
 
+# What each error status means, as the OpenAPI document says it (all are `Problem`s).
+_MEANING = {
+    400: "the body is not JSON",
+    401: "missing or wrong API key",
+    404: "no such job or market",
+    409: "the Idempotency-Key was used for another request, or its request is still sending",
+    413: "the body is over LANES_API_MAX_BODY_BYTES",
+    422: "the request is not what the API takes: each problem names its job, field and reason",
+    503: "Redis or SQS unavailable, or a lane queue missing (nothing was sent)",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "description": _MEANING[status]} for status in statuses}
+
+
 def create_app(settings: Settings, config: Config, *, insecure_local: bool = False) -> FastAPI:
     """The app; its lifespan opens an `ApiRuntime` (no keys and not `insecure_local`:
     `ConfigError`)."""
-    authenticate = _authenticator(settings, insecure_local=insecure_local)
+    keys = [key.get_secret_value().encode() for key in settings.api_keys]
+    if not keys and not insecure_local:
+        raise ConfigError(
+            "no API keys: set LANES_API_KEYS (comma-separated or a JSON list), "
+            "or serve this machine only with --insecure-local"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -382,24 +425,36 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
         version="1",
         lifespan=lifespan,
     )
+    # The last added runs first: every request is logged, then gated.
+    app.add_middleware(Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes)
     app.middleware("http")(_access_log)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Refused, _refused)
+    app.add_exception_handler(BadRequest, _bad_request)
     app.add_exception_handler(BudgetUnavailable, _unavailable)
     app.add_exception_handler(SqsError, _sqs_failed)
     app.add_exception_handler(IdempotencyConflict, _conflict)
-    secured = [Depends(authenticate)]
-    errors: dict[int | str, dict[str, Any]] = {401: {"model": Problem}}
+    # The gate checks the key; these only put the two ways to send it in the OpenAPI document.
+    secured = [
+        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        Security(HTTPBearer(auto_error=False)),
+    ]
     app.post(
         "/v1/jobs",
         status_code=202,
         dependencies=secured,
         response_model=JobsAccepted,
-        responses={**errors, 409: {"model": Problem}, 422: {"model": JobsRefused}},
+        responses={
+            207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
+            **_errors(400, 401, 409, 413, 422, 503),
+        },
     )(submit_jobs)
     collect_responses: dict[int | str, dict[str, Any]] = {
-        **errors,
-        202: {"model": CollectQueued},
-        422: {"model": JobsRefused},
-        502: {"model": JobRecord},
+        202: {"model": CollectQueued, "description": "past `wait`: queued instead"},
+        502: {"model": JobRecord, "description": "the market refused: the job failed"},
+        **_errors(401, 404, 413, 422, 503),
     }
     app.post(
         "/v1/markets/{market}/sellers/{seller}/orders/{order_id}/collect",
@@ -413,9 +468,13 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
         response_model=Collected,
         responses=collect_responses,
     )(collect_product)
-    app.get("/v1/jobs/{job_id}", dependencies=secured, responses=errors)(job_status)
-    app.get("/v1/status", dependencies=secured, responses=errors)(status)
-    app.get("/healthz")(healthz)
+    lookups = _errors(401, 404, 413, 422, 503)
+    app.get("/v1/jobs/{job_id}", dependencies=secured, response_model=JobRecord,
+            responses=lookups)(job_status)  # fmt: skip
+    app.get("/v1/status", dependencies=secured, responses=lookups)(status)
+    app.get("/healthz", response_model=Health,
+            responses={503: {"model": Health, "description": "Redis does not answer"}},
+            )(healthz)  # fmt: skip
     return app
 
 

@@ -10,11 +10,11 @@ from pydantic import BaseModel
 __all__ = [
     "CollectQueued",
     "Collected",
-    "JobProblem",
+    "FieldProblem",
+    "Health",
     "JobRecord",
     "JobState",
     "JobsAccepted",
-    "JobsRefused",
     "Problem",
     "SentJob",
 ]
@@ -61,26 +61,37 @@ class SentJob(BaseModel):
 
 
 class JobsAccepted(BaseModel):
+    """The jobs sent, in request order. All sent (202): `unsent` is empty. Partly sent (207):
+    `stopped` says why (the request's deadline, or SQS failing after some were sent) and
+    `unsent` lists the indexes not sent; the same request again with the same
+    Idempotency-Key sends only those, and the jobs sent keep their ids."""
+
     lane: str
     count: int
     jobs: list[SentJob]
+    unsent: list[int] = []
+    stopped: str | None = None
 
 
-class JobProblem(BaseModel):
-    """Why one job was refused; `field` is a dotted path in the job where one is known."""
+class FieldProblem(BaseModel):
+    """One thing wrong: `index` is the job's place in the request (None when the problem is
+    not one job's), `field` a dotted path in the job, or the parameter or header at fault
+    (`wait`, `Idempotency-Key`, `body`), where one is known."""
 
-    index: int
+    index: int | None
     field: str | None
     reason: str
 
 
-class JobsRefused(BaseModel):
-    detail: str
-    errors: list[JobProblem]
-
-
 class Problem(BaseModel):
+    """Every refusal and error (4xx, 503): what happened, and each problem found."""
+
     detail: str
+    errors: list[FieldProblem]
+
+
+class Health(BaseModel):
+    redis: str
 
 
 class Collected(JobRecord):

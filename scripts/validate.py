@@ -8,7 +8,7 @@ from markets import JobRequest, PermanentError
 from markets.service import validate_job
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
 
-__all__ = ["MAX_BODY_BYTES", "BadJob", "JobValidator"]
+__all__ = ["MAX_BODY_BYTES", "BadJob", "JobValidator", "parse_job"]
 
 # SQS's largest message: 256 KiB for the body and attributes together (we send none).
 MAX_BODY_BYTES = 256 * 1024
@@ -16,6 +16,14 @@ MAX_BODY_BYTES = 256 * 1024
 
 class BadJob(ValueError):
     """A job that would be dead-lettered at once (or refused by SQS); the message is one line."""
+
+
+def parse_job(body: str) -> Envelope:
+    """Parse one message body (a JSON object) as an envelope; else `BadJob` saying why."""
+    try:
+        return parse_envelope(body)
+    except PoisonMessage as exc:
+        raise BadJob(exc.reason) from None
 
 
 class JobValidator:
@@ -48,8 +56,4 @@ class JobValidator:
 
     def check_body(self, body: str) -> Envelope:
         """Parse and check one message body (a JSON object)."""
-        try:
-            envelope = parse_envelope(body)
-        except PoisonMessage as exc:
-            raise BadJob(exc.reason) from None
-        return self.check_envelope(envelope)
+        return self.check_envelope(parse_job(body))

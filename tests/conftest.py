@@ -128,4 +128,9 @@ def sqs_endpoint(moto_server: MotoServer) -> str:
 
 
 # Each area keeps its own fixtures in a plugin module beside the tests.
-pytest_plugins = ["tests.fixtures_markets", "tests.fixtures_worker", "tests.fixtures_scripts"]
+pytest_plugins = [
+    "tests.fixtures_markets",
+    "tests.fixtures_worker",
+    "tests.fixtures_scripts",
+    "tests.fixtures_api",
+]

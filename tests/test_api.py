@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,116 +18,25 @@ from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
 from scripts import api
 from scripts.api import create_app
-from scripts.provision import provision
-from scripts.services import RedisServer, free_port
+from scripts.services import free_port
+from tests.fixtures_api import (
+    COUPANG_ORDER,
+    KEY,
+    NAVER_ORDER,
+    NAVER_SELLER,
+    ApiEnv,
+    MakeClient,
+    coupang_job,
+)
 from tests.fixtures_markets import (
-    COUPANG_KEYS,
     COUPANG_VENDOR,
-    NAVER_APP,
     MakeMarkets,
     Running,
-    markets_config,
 )
 from tests.fixtures_scripts import CliRun, LanesEnv
 from tests.fixtures_worker import wait_until
 from worker.daemon import build_dispatcher
-from worker.queues import QueueName
 from worker.runtime import Runtime
-from worker.sqs import SqsClient
-
-KEY = "test-api-key-0f9e8d7c6b5a"
-NAVER_SELLER = "seller-1"
-COUPANG_ORDER = 25_000_000_003  # an orderId of the Coupang simulator's default data
-NAVER_ORDER = "2025000000000003"  # an orderId of the Naver simulator's default data
-
-
-@dataclass
-class ApiEnv:
-    settings: Settings
-    config: Config
-    sqs: SqsClient
-
-    async def depth(self, market: str, lane: Lane) -> int:
-        """Messages waiting in the lane queue (moto counts exactly)."""
-        url = await self.sqs.queue_url(QueueName(self.settings.queue_prefix, market, lane).queue)
-        return int((await self.sqs.attributes(url))["ApproximateNumberOfMessages"])
-
-
-_prefixes = iter(range(10**6))
-
-
-@pytest.fixture
-async def api_env(
-    store: RedisStore,
-    redis_server: RedisServer,
-    sqs_endpoint: str,
-    sqs: SqsClient,
-    coupang_sim: Running,
-    naver_sim: Running,
-    tmp_path: Path,
-) -> ApiEnv:
-    """Settings and config for Coupang and Naver on their simulators; lane queues provisioned
-    under a fresh prefix; Redis emptied."""
-    prefix = f"api{next(_prefixes)}x{id(tmp_path) % 10**6}"
-    config = markets_config(coupang=coupang_sim.url, naver=naver_sim.url)
-    await provision(
-        sqs, prefix=prefix, markets=["coupang", "naver"],
-        visibility_timeout=10,
-    )  # fmt: skip
-    settings = Settings(
-        redis_url=redis_server.url,
-        sqs_endpoint_url=sqs_endpoint,
-        queue_prefix=prefix,
-        credentials={"coupang": COUPANG_KEYS, "naver": NAVER_APP},
-        api_keys=(KEY,),  # type: ignore[arg-type]
-        results_url=f"file:{tmp_path / 'results.jsonl'}",
-        visibility_timeout=10,
-        wait_seconds=1,
-        grace_seconds=2.0,
-        concurrency=4,
-    )
-    return ApiEnv(settings, config, sqs)
-
-
-MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def make_client(exit_stack: AsyncExitStack) -> MakeClient:
-    """Factory: `await make_client(env, key=KEY)`, an httpx client on the app (lifespan run)."""
-
-    async def make(
-        env: ApiEnv, *, key: str | None = KEY, insecure_local: bool = False
-    ) -> httpx.AsyncClient:
-        app = create_app(env.settings, env.config, insecure_local=insecure_local)
-        await exit_stack.enter_async_context(app.router.lifespan_context(app))
-        # This Redis is the tests' own and emptied: a budget's first window would wait as
-        # if data were lost (rule 10, tested in test_budget_rules).
-        app.state.runtime.limiter._restart_guard = False
-        headers = {"X-API-Key": key} if key else {}
-        transport = httpx.ASGITransport(app=app)
-        client = httpx.AsyncClient(
-            transport=transport, base_url="http://lanes.test", headers=headers
-        )
-        return await exit_stack.enter_async_context(client)
-
-    return make
-
-
-@pytest.fixture
-async def client(api_env: ApiEnv, make_client: MakeClient) -> httpx.AsyncClient:
-    return await make_client(api_env)
-
-
-def coupang_job(number: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "collect_order",
-        "market": "coupang",
-        "seller": COUPANG_VENDOR,
-        "payload": {"shipment_box_id": 600_000_000 + number},
-        **extra,
-    }
-
 
 # --- POST /v1/jobs ----------------------------------------------------------------------
 
