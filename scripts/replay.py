@@ -6,11 +6,13 @@ message in one of the two queues (at worst in both, never in neither).
 Messages the filters leave out are held invisible while the replay runs (so
 each is looked at once) and released at the end.
 
-One run is one pass over what the dead-letter queue held when it started: a message
-dead-lettered after that (SQS's SentTimestamp, on its clock) is held and left for the
-next run. With the cause not yet fixed, a moved message comes back as a new message (a
-new id) while the run goes on; it is not taken again but counted, by its reason, as
-"came back" (same body as one moved in this run), else as "arrived".
+One run is one pass over what the dead-letter queue held when it started. With the
+cause not yet fixed, a moved message comes back as a new message (a new id) while the
+run goes on: one with the body of a message moved in this run is held, not taken again,
+and counted by its reason as "came back" (by the body, so a clock skew between this
+machine and SQS cannot let it through); any other message sent to the dead-letter queue
+after the run started (SQS's SentTimestamp) is held too, counted as "arrived", and left
+for the next run.
 """
 
 from __future__ import annotations
@@ -170,11 +172,12 @@ async def replay(
                 dead = DeadLetter.of(message, now)
                 first_look = message.message_id not in seen
                 seen.add(message.message_id)
-                if message.sent_at >= started:  # dead-lettered during this run: the next one's
-                    if first_look and _digest(message.body) in moved_bodies:
+                came_back = _digest(message.body) in moved_bodies
+                if came_back or message.sent_at >= started:  # the next run's
+                    if first_look and came_back:
                         report.came_back[dead.reason] += 1
-                    else:
-                        report.arrived += first_look
+                    elif first_look:
+                        report.arrived += 1
                     held[message.message_id] = message.receipt_handle
                     continue
                 report.examined += first_look

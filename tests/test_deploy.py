@@ -133,6 +133,30 @@ def test_bandit_finds_no_medium_or_high_issue() -> None:
     assert found == [], found
 
 
+def test_queues_environments_and_logs_are_encrypted(template: dict[str, Any]) -> None:
+    """What checkov asks, checked without it: every queue SSE-SQS, the functions'
+    environment (the resolved credentials) and both log groups under the stack's rotated
+    key, whose holders can decrypt the environment; every security group rule described."""
+    for queue in _resources(template, "AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    key = {"GetAtt": "LanesKey.Arn"}
+    assert template["Resources"]["LanesKey"]["Properties"]["EnableKeyRotation"] is True
+    assert template["Globals"]["Function"]["KmsKeyArn"] == key
+    for group in _resources(template, "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["KmsKeyId"] == key
+    for function in _resources(template, "AWS::Serverless::Function").values():
+        statements = function["Properties"]["Policies"][0]["Statement"]
+        assert {"Sid": "DecryptTheEnvironment", "Effect": "Allow", "Action": "kms:Decrypt",
+                "Resource": key} in statements  # fmt: skip
+    for group in _resources(template, "AWS::EC2::SecurityGroup").values():
+        properties = group["Properties"]
+        rules = properties.get("SecurityGroupIngress", []) + properties.get(
+            "SecurityGroupEgress", []
+        )
+        assert rules
+        assert all(rule.get("Description") for rule in rules)
+
+
 def test_queue_names_and_redrive_match_the_worker(template: dict[str, Any]) -> None:
     """Queues are {prefix}-{market}-{lane} with a -dlq each; every lane redrives only
     after 1000 receives, as `lanes provision` sets it (the worker dead-letters first)."""
