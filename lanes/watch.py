@@ -114,7 +114,7 @@ class PauseWatch:
                 # connection, and shutdown must not hang on a courtesy.
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(_RETRY_S):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
 
     async def aclose(self) -> None:
         if self._stop is not None:
