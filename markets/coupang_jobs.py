@@ -36,6 +36,11 @@ ORDERS = OrderShape(
 )
 # onlineInquiries answers for at most 7 days per query.
 _INQUIRY_SPAN = timedelta(days=7)
+# Failed invoice items that come back with retryRequired=true although a retry fails the
+# same way (seen from the market; its "Uploading Waybills" page lists the codes): permanent.
+_NEVER_RETRIED = frozenset(
+    {"DUPLICATE_INVOICE_NUMBER", "PERMISSION_DENIED", "NOT_FOUND_VENDOR_ITEM", "ALREADY_SHIPPED"}
+)
 # The reply to an inquiry that already has one is refused with this message. [?]
 _ALREADY_ANSWERED = ("already answered", "이미 답변")
 
@@ -134,9 +139,23 @@ class Invoice(Payload):
 
 
 class ShipOrder(Payload):
-    """Upload invoices (tracking numbers) for up to 50 shipment boxes; each box once."""
+    """Upload invoices (tracking numbers): one per `vendor_item_id` of each shipment box (a
+    bundle of three items is three invoices under one box), each item once."""
 
     invoices: list[Invoice] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _each_item_once(self) -> ShipOrder:
+        keys = [_item_key(invoice) for invoice in self.invoices]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"an item has two invoices: {', '.join(twice)}")
+        return self
+
+
+def _item_key(invoice: Invoice) -> str:
+    """One invoice item: `shipmentBoxId/vendorItemId`."""
+    return f"{invoice.shipment_box_id}/{invoice.vendor_item_id}"
 
 
 def _invoice_request(seller: str, invoices: list[Invoice]) -> Call:
@@ -159,48 +178,112 @@ def _invoice_request(seller: str, invoices: list[Invoice]) -> Call:
     return Call("invoices", json=body)
 
 
-def _sort_invoices(market: str) -> Callable[[Any], list[tuple[str, Verdict, str]]]:
+def _sort_invoices(
+    market: str, endpoint: str, invoices: list[Invoice]
+) -> Callable[[Any], list[tuple[str, Verdict, str]]]:
+    """The market answers per box (`responseList[].shipmentBoxId`, a `vendorItemId` where
+    it names one): a box's verdict is each of its items' verdict."""
+    by_box: dict[str, list[str]] = {}
+    for invoice in invoices:
+        by_box.setdefault(str(invoice.shipment_box_id), []).append(_item_key(invoice))
+
     def sort(answer: Any) -> list[tuple[str, Verdict, str]]:
-        data = expect_dict(answer, market, "invoices", "data")
-        verdicts = []
-        for item in expect_list(data, market, "invoices", "responseList"):
+        data = expect_dict(answer, market, endpoint, "data")
+        verdicts: list[tuple[str, Verdict, str]] = []
+        for item in expect_list(data, market, endpoint, "responseList"):
+            item = item if isinstance(item, dict) else {}
             box = str(item.get("shipmentBoxId"))
+            one = item.get("vendorItemId")
+            keys = [f"{box}/{one}"] if one is not None else by_box.get(box, [box])
+            code = str(item.get("resultCode"))
+            reason = f"{code}: {item.get('resultMessage')}"
             if item.get("succeed"):
-                verdicts.append((box, Verdict.DONE, ""))
-            elif item.get("retryRequired"):
-                verdicts.append((box, Verdict.RETRY, str(item.get("resultMessage"))))
+                verdict = Verdict.DONE
+            elif item.get("retryRequired") and code not in _NEVER_RETRIED:
+                verdict = Verdict.RETRY
             else:
-                reason = f"{item.get('resultCode')}: {item.get('resultMessage')}"
-                verdicts.append((box, Verdict.REFUSED, reason))
+                verdict = Verdict.REFUSED
+            verdicts.extend((key, verdict, reason) for key in keys)
         return verdicts
 
     return sort
 
 
+def _sort_boxes(market: str, endpoint: str) -> Callable[[Any], list[tuple[str, Verdict, str]]]:
+    """A per-box answer whose items are the boxes themselves."""
+    return _sort_invoices(market, endpoint, [])
+
+
 async def ship_order(context: JobContext, payload: ShipOrder) -> dict[str, Any]:
     async def uploaded(invoices: list[Invoice]) -> set[str]:
-        """The boxes that already carry our invoice number (an earlier attempt landed)."""
+        """The items that already carry our invoice number (an earlier attempt landed)."""
         found = set()
+        boxes: dict[int, list[Invoice]] = {}
         for invoice in invoices:
+            boxes.setdefault(invoice.shipment_box_id, []).append(invoice)
+        for box, ours in boxes.items():
             try:
-                answer = await context.call(
-                    "order", path={"shipmentBoxId": invoice.shipment_box_id}
-                )
+                answer = await context.call("order", path={"shipmentBoxId": box})
             except PermanentError:
                 continue  # no such box: certainly not ours
             order = answer.get("data") if isinstance(answer, dict) else None
-            if isinstance(order, dict) and order.get("invoiceNumber") == invoice.invoice_number:
-                found.add(str(invoice.shipment_box_id))
+            if not isinstance(order, dict):
+                continue
+            items = order.get("orderItems")
+            numbers = {
+                item.get("vendorItemId"): item.get("invoiceNumber")
+                for item in (items if isinstance(items, list) else [])
+                if isinstance(item, dict)
+            }
+            for invoice in ours:
+                number = numbers.get(invoice.vendor_item_id) or order.get("invoiceNumber")
+                if number == invoice.invoice_number:
+                    found.add(_item_key(invoice))
         return found
 
     batch = Batch(
         endpoint="invoices",
-        items={str(invoice.shipment_box_id): invoice for invoice in payload.invoices},
+        items={_item_key(invoice): invoice for invoice in payload.invoices},
         request=lambda invoices: _invoice_request(context.seller, invoices),
-        sort=_sort_invoices(context.client.name),
+        sort=_sort_invoices(context.client.name, "invoices", payload.invoices),
         check=uploaded,
     )
     return {"shipped": await run_batch(context, batch)}
+
+
+class AcknowledgeOrders(Payload):
+    """Confirm orders (ACCEPT -> INSTRUCT, "preparing"), up to 50 shipment boxes per call:
+    an order is acknowledged before its invoice is uploaded."""
+
+    shipment_box_ids: list[int] = Field(min_length=1, max_length=50)
+
+
+async def acknowledge_orders(context: JobContext, payload: AcknowledgeOrders) -> dict[str, Any]:
+    market = context.client.name
+
+    async def acknowledged(boxes: list[int]) -> set[str]:
+        """The boxes past ACCEPT (an earlier attempt, or the seller's staff, did it)."""
+        found = set()
+        for box in boxes:
+            try:
+                answer = await context.call("order", path={"shipmentBoxId": box})
+            except PermanentError:
+                continue
+            order = expect_dict(answer, market, "order").get("data")
+            if isinstance(order, dict) and order.get("status") not in (None, "ACCEPT"):
+                found.add(str(box))
+        return found
+
+    batch = Batch(
+        endpoint="acknowledge",
+        items={str(box): box for box in payload.shipment_box_ids},
+        request=lambda boxes: Call(
+            "acknowledge", json={"vendorId": context.seller, "shipmentBoxIds": boxes}
+        ),
+        sort=_sort_boxes(market, "acknowledge"),
+        check=acknowledged,
+    )
+    return {"acknowledged": await run_batch(context, batch)}
 
 
 class AnswerInquiry(Payload):
@@ -342,6 +425,9 @@ COUPANG_JOBS: dict[str, JobSpec] = {
     "repoll_orders": JobSpec(RepollOrders, repoll_orders, ("order",), side_effect=False),
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order", "order_by_order_id"), side_effect=False
+    ),
+    "acknowledge_orders": JobSpec(
+        AcknowledgeOrders, acknowledge_orders, ("acknowledge", "order"), side_effect=True
     ),
     "ship_order": JobSpec(ShipOrder, ship_order, ("invoices", "order"), side_effect=True),
     "answer_inquiry": JobSpec(AnswerInquiry, answer_inquiry, ("inquiry_reply",), side_effect=True),

@@ -272,72 +272,102 @@ def coupang_app(
 
     async def acknowledge(request: web.Request) -> web.Response:
         body = await request.json()
+        boxes = body.get("shipmentBoxIds")
+        if not isinstance(boxes, list) or not 1 <= len(boxes) <= 50:
+            return _error(400, "shipmentBoxIds: 1 to 50 shipment boxes")
         results = []
-        for box in body.get("shipmentBoxIds", [])[:50]:
+        for box in boxes:
             found = find_order(request, "shipmentBoxId", box)
             if found and found[0]["status"] == "ACCEPT":
                 found[0]["status"] = "INSTRUCT"
+                sim.effects[f"acknowledge:{box}"] += 1
+            ok = bool(found) and found[0]["status"] == "INSTRUCT"
+            message = "" if ok else "shipmentBoxId not found" if not found else "past ACCEPT"
             results.append(
                 {
                     "shipmentBoxId": box,
-                    "succeed": bool(found),
-                    "resultCode": "OK" if found else "NOT_FOUND",
+                    "succeed": ok,
+                    "resultCode": "OK" if ok else "FAIL",
+                    "retryRequired": False,
+                    "resultMessage": message,
                 }
             )
-        return _ok({"responseCode": 0, "responseMessage": "SUCCESS", "responseList": results})
+        succeeded = sum(1 for item in results if item["succeed"])
+        code = 0 if succeeded == len(results) else 1 if succeeded else 99
+        return _ok({"responseCode": code, "responseMessage": "", "responseList": results})
+
+    def box_verdict(vendor: _Vendor, box: Any, dtos: list[dict[str, Any]]) -> tuple[str, str, bool]:
+        """(result code, message, retry required) for one box's invoices; "OK" ships them.
+        As Coupang's "Uploading Waybills": one invoice per vendorItemId of the box, all of
+        them unless the box is split; only an acknowledged (INSTRUCT) order ships."""
+        found = [order for order in vendor.orders if order["shipmentBoxId"] == box]
+        if not found:
+            return "FAIL", "shipmentBoxId not found", False
+        order = found[0]
+        if order["status"] == "ACCEPT":
+            return "FAIL", "the order is not acknowledged (ACCEPT): acknowledge it first", False
+        items = {item["vendorItemId"]: item for item in order["orderItems"]}
+        sent = {dto.get("vendorItemId") for dto in dtos}
+        unknown = sent - set(items)
+        if unknown:
+            names = ", ".join(sorted(map(str, unknown)))
+            return "NOT_FOUND_VENDOR_ITEM", f"vendorItemId {names} not in the box", False
+        unshipped = {key for key, item in items.items() if not item["invoiceNumber"]}
+        if order["status"] not in ("INSTRUCT", "DEPARTURE") or not unshipped:
+            return "FAIL", "already shipped", False
+        split = all(dto.get("splitShipping") for dto in dtos)
+        missing = sorted(unshipped - sent)
+        if missing and not split:
+            return "FAIL", f"every vendorItemId of the box needs its invoice: {missing}", False
+        numbers = {str(dto.get("invoiceNumber", "")) for dto in dtos}
+        for other in vendor.orders:
+            if other["shipmentBoxId"] != box and other["invoiceNumber"] in numbers:
+                # The market says retryRequired for this one, although a retry cannot help.
+                return "DUPLICATE_INVOICE_NUMBER", "the invoice number is used by another box", True
+        return "OK", "", False
 
     async def invoices(request: web.Request) -> web.Response:
         body = await request.json()
         dtos = body.get("orderSheetInvoiceApplyDtos")
         if not isinstance(dtos, list) or not dtos:
             return _error(400, "orderSheetInvoiceApplyDtos is required")
-        results = []
+        boxes: dict[Any, list[dict[str, Any]]] = {}
         for dto in dtos:
-            sim.items_posted[str(dto.get("shipmentBoxId"))] += 1
-            found = find_order(request, "shipmentBoxId", dto.get("shipmentBoxId"))
-            if sim.faults.fails_once(str(dto.get("shipmentBoxId"))):
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": False,
-                        "resultCode": "FAIL",
-                        "retryRequired": True,
-                        "resultMessage": "temporarily unavailable, retry",
-                    }
-                )
-            elif found and found[0]["status"] in ("ACCEPT", "INSTRUCT"):
-                sim.effects[f"invoice:{dto.get('shipmentBoxId')}"] += 1
-                found[0].update(
-                    status="DEPARTURE",
-                    invoiceNumber=dto.get("invoiceNumber", ""),
-                    deliveryCompanyName=dto.get("deliveryCompanyCode", ""),
-                )
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": True,
-                        "resultCode": "OK",
-                        "retryRequired": False,
-                        "resultMessage": "",
-                    }
-                )
+            boxes.setdefault(dto.get("shipmentBoxId"), []).append(dto)
+            sim.items_posted[f"{dto.get('shipmentBoxId')}/{dto.get('vendorItemId')}"] += 1
+        vendor = vendor_of(request)
+        results = []
+        for box, sent in boxes.items():
+            if sim.faults.fails_once(str(box)):
+                code, message, retry = "FAIL", "temporarily unavailable, retry", True
             else:
-                message = "already shipped" if found else "shipmentBoxId not found"
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": False,
-                        "resultCode": "FAIL",
-                        "retryRequired": False,
-                        "resultMessage": message,
-                    }
-                )
+                code, message, retry = box_verdict(vendor, box, sent)
+            if code == "OK":
+                order = next(order for order in vendor.orders if order["shipmentBoxId"] == box)
+                for dto in sent:
+                    sim.effects[f"invoice:{box}/{dto.get('vendorItemId')}"] += 1
+                    for item in order["orderItems"]:
+                        if item["vendorItemId"] == dto.get("vendorItemId"):
+                            item["invoiceNumber"] = dto.get("invoiceNumber", "")
+                order["invoiceNumber"] = sent[-1].get("invoiceNumber", "")
+                order["deliveryCompanyName"] = sent[-1].get("deliveryCompanyCode", "")
+                if all(item["invoiceNumber"] for item in order["orderItems"]):
+                    order["status"] = "DEPARTURE"
+            results.append(
+                {
+                    "shipmentBoxId": box,
+                    "succeed": code == "OK",
+                    "resultCode": code,
+                    "retryRequired": retry,
+                    "resultMessage": message,
+                }
+            )
         succeeded = sum(1 for item in results if item["succeed"])
-        code = 0 if succeeded == len(results) else 1 if succeeded else 99
+        overall = 0 if succeeded == len(results) else 1 if succeeded else 99
         return _ok(
             {
-                "responseCode": code,
-                "responseMessage": "SUCCESS" if code == 0 else "FAILED",
+                "responseCode": overall,
+                "responseMessage": "SUCCESS" if overall == 0 else "FAILED",
                 "responseList": results,
             }
         )

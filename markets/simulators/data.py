@@ -7,6 +7,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
+    "BUNDLE_EVERY",
+    "BUNDLE_FROM",
+    "BUNDLE_ITEMS",
     "COUPANG_STATUSES",
     "DEFAULT_COUPANG_CYCLE",
     "coupang_claims",
@@ -45,6 +48,9 @@ COUPANG_STATUSES = (
 )
 # Four of five new orders are accepted, one is already being prepared.
 DEFAULT_COUPANG_CYCLE = ("INSTRUCT", "ACCEPT", "ACCEPT", "ACCEPT", "ACCEPT")
+# Every tenth order, from the sixth (600000005, INSTRUCT in the default cycle), is a bundle:
+# three vendor items in one shipment box.
+BUNDLE_EVERY, BUNDLE_FROM, BUNDLE_ITEMS = 10, 5, 3
 
 
 def coupang_orders(
@@ -82,13 +88,15 @@ def coupang_orders(
                 },
                 "orderItems": [
                     {
-                        "vendorItemId": 70_000_000 + index % 20,
+                        "vendorItemId": 70_000_000 + (index + extra) % 20,
                         "vendorItemName": rng.choice(_GOODS),
-                        "sellerProductId": 1_000_000 + index % 20,
+                        "sellerProductId": 1_000_000 + (index + extra) % 20,
                         "shippingCount": quantity,
                         "salesPrice": price,
                         "orderPrice": price * quantity,
+                        "invoiceNumber": "",
                     }
+                    for extra in range(BUNDLE_ITEMS if index % BUNDLE_EVERY == BUNDLE_FROM else 1)
                 ],
                 "shippingPrice": 0 if price >= 30_000 else 3_000,
                 "deliveryCompanyName": "",
