@@ -33,6 +33,8 @@ ORDERS = OrderShape(
     settle=timedelta(0),  # queried by creation day: nothing to wait for
     # The scheduler's run just after midnight still reads yesterday once more.
     overlap=timedelta(days=1),
+    catch_up=timedelta(days=31),
+    first_lookback=timedelta(days=31),
 )
 # onlineInquiries answers for at most 7 days per query.
 _INQUIRY_SPAN = timedelta(days=7)
@@ -100,7 +102,7 @@ async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[st
                 for order in expect_list(answer, market, "orders", "data"):
                     orders[order.get(ORDERS.order_key)] = order
     if moment is not None:
-        await mark_collected(context, "orders", moment)
+        mark_collected(context, "orders", moment)
     return {
         "orders": list(orders.values()),
         "count": len(orders),

@@ -17,7 +17,7 @@ from lanes.policy import Lane
 from markets.client import Call, MarketClient
 from markets.errors import NotSent, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from markets.retry import Backoff, retry_in_lane
-from markets.watermark import Watermarks
+from markets.watermark import Watermark, Watermarks
 
 __all__ = [
     "CALL",
@@ -70,7 +70,8 @@ class JobContext:
     """One job run: its market client, seller, lane, deadline and attempt policy.
 
     `resumed`: an earlier attempt of this job may have landed (its worker stopped while
-    posting), so every side effect checks first, as after a lost answer.
+    posting), so every side effect checks first, as after a lost answer. `watermark`: where
+    the seller's collection watermark moves once the result is delivered.
     """
 
     client: MarketClient
@@ -82,6 +83,7 @@ class JobContext:
     watermarks: Watermarks | None = None
     resumed: bool = False
     calls: int = 0
+    watermark: Watermark | None = None
 
     def _sent(self) -> None:
         self.calls += 1

@@ -38,7 +38,10 @@ class OrderShape:
     by default (every active status); `settle`: how far behind now a window stops
     (the market's index lags its writes); `overlap`: how far before the last
     watermark an incremental window starts (an order that changed while paged is
-    read again).
+    read again); `catch_up`: the longest span one incremental run collects (a run after an
+    outage takes the gap a span at a time, each delivered before the watermark moves;
+    `options.catch_up_seconds`); `first_lookback`: how far back a seller's first run
+    starts (`options.first_lookback_seconds`).
     """
 
     max_span: timedelta
@@ -48,6 +51,8 @@ class OrderShape:
     statuses: tuple[str, ...]
     settle: timedelta
     overlap: timedelta
+    catch_up: timedelta
+    first_lookback: timedelta
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ ORDERS = OrderShape(
     settle=timedelta(minutes=1),
     # An order that changed while its window was paged is read again next time.
     overlap=timedelta(minutes=10),
+    # Seven 24-hour queries at most per run; a first run reads the last day.
+    catch_up=timedelta(days=7),
+    first_lookback=timedelta(days=1),
 )
 # Failed dispatch items worth posting again (not published: the gateway's transient ones). [?]
 _RETRYABLE_DISPATCH = frozenset({"SYSTEM_ERROR", "TEMPORARY_ERROR", "GW.TIMEOUT"})
@@ -129,7 +132,7 @@ async def _changes(
                 for change in expect_list(data, market, "changed_orders", "lastChangeStatuses"):
                     changes[change.get(ORDERS.order_key)] = change
     if incremental:
-        await mark_collected(context, what, until)
+        mark_collected(context, what, until)
     return changes
 
 

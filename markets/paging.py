@@ -10,6 +10,7 @@ from typing import Any
 from markets.errors import PermanentError
 from markets.jobs import JobContext
 from markets.market import OrderShape
+from markets.watermark import Watermark
 
 __all__ = [
     "day_windows",
@@ -21,7 +22,6 @@ __all__ = [
 ]
 
 _DAY = timedelta(days=1)
-_FIRST_LOOKBACK = timedelta(days=1)
 
 
 def windows(start: datetime, end: datetime, span: timedelta) -> Iterator[tuple[datetime, datetime]]:
@@ -89,19 +89,23 @@ async def since_last(
     context: JobContext, what: str, shape: OrderShape
 ) -> tuple[datetime, datetime]:
     """The incremental window of `what`: from the seller's watermark minus the overlap
-    (`options.overlap_seconds`; a first run reads one day back) to the settled now."""
+    (`options.overlap_seconds`; a first run reads `first_lookback_seconds` back) to the
+    settled now, at most `catch_up_seconds` long (the rest is the next run's)."""
     if context.watermarks is None:
         raise PermanentError(
             "collection since the last run needs the watermark store", market=context.client.name
         )
-    until = settled_now(context, shape)
+    now = settled_now(context, shape)
     mark = await context.watermarks.get(context.client.name, context.seller, what)
     if mark is None:
-        return until - _FIRST_LOOKBACK, until
-    return mark - _option_span(context, "overlap_seconds", shape.overlap), until
+        start = now - _option_span(context, "first_lookback_seconds", shape.first_lookback)
+    else:
+        start = mark - _option_span(context, "overlap_seconds", shape.overlap)
+    return start, min(now, start + _option_span(context, "catch_up_seconds", shape.catch_up))
 
 
-async def mark_collected(context: JobContext, what: str, until: datetime) -> None:
-    """Move the seller's watermark of `what` to `until` (never back)."""
-    if context.watermarks is not None:
-        await context.watermarks.advance(context.client.name, context.seller, what, until)
+def mark_collected(context: JobContext, what: str, until: datetime) -> None:
+    """The seller's watermark of `what` is to move to `until` once the job's result is
+    delivered (`Markets.delivered`): a run whose result never reached the sink is read
+    again by the next one (docs/DESIGN.md, "Watermarks")."""
+    context.watermark = Watermark(what, until)

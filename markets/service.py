@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -20,13 +21,13 @@ from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits, send_check_trace
 from markets.credentials import Credentials, CredentialSource, credential_source, held
-from markets.errors import PermanentError
+from markets.errors import PermanentError, TransientError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
 from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, MARKETS
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
-from markets.watermark import Watermarks
+from markets.watermark import Watermark, Watermarks
 
 __all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "missing_credentials", "validate_job"]
 
@@ -236,4 +237,18 @@ class Markets(AsyncResource):
             seller=request.seller,
             data=data,
             calls=context.calls,
+            watermark=context.watermark,
         )
+
+    async def delivered(self, record: Mapping[str, Any]) -> None:
+        """The result `record` reached the sink: move the watermark it carries. A failure
+        here only means the next run reads that window again (logged, not raised)."""
+        mark = Watermark.from_record(record.get("watermark"))
+        if mark is None:
+            return
+        try:
+            await self._watermarks.advance(
+                str(record.get("market")), str(record.get("seller")), mark.what, mark.until
+            )
+        except TransientError as exc:
+            log.warning("market.watermark_not_moved", error=str(exc), what=mark.what)

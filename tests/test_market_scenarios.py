@@ -217,16 +217,23 @@ async def test_coupang_orders_changing_status_while_paged_are_still_collected(
     assert result.data["count"] == 120
 
 
-async def test_incremental_coupang_collection_moves_its_watermark(
+async def test_incremental_coupang_collection_moves_its_watermark_once_delivered(
     coupang: Running, make_markets: MakeMarkets, store: RedisStore
 ) -> None:
-    """Without `since`: from the watermark minus a day through today; the watermark moves."""
+    """Without `since`: from the watermark minus a day through today. The job only says
+    where the watermark goes; it moves when the result is delivered (`Markets.delivered`)."""
     markets = await coupang_markets(make_markets, coupang)
     watermarks = Watermarks(store.client)
     last = datetime.now(UTC) - timedelta(days=2)
     await watermarks.advance("coupang", COUPANG_VENDOR, "orders", last)
     result = await markets.run(coupang_job("collect_orders"), Lane.MEDIUM)
     assert result.data["since"] == (last - timedelta(days=1)).astimezone(KST).date().isoformat()
+    held = await watermarks.get("coupang", COUPANG_VENDOR, "orders")
+    assert held is not None
+    assert abs(held - last) < timedelta(milliseconds=1)
+    assert result.watermark is not None
+    record = {"market": "coupang", "seller": COUPANG_VENDOR, "watermark": result.watermark.record()}
+    await markets.delivered(record)
     moved = await watermarks.get("coupang", COUPANG_VENDOR, "orders")
     assert moved is not None
     assert moved > datetime.now(UTC) - timedelta(minutes=1)
