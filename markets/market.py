@@ -79,10 +79,11 @@ class Market:
     make_auth: AuthFactory
     jobs: Mapping[str, JobSpec]
     orders: OrderShape
-    # The credentials its auth always reads, checked at worker start-up; `seller_keys`:
-    # a seller's own value may stand in for the market-wide one.
-    required_keys: tuple[str, ...] = ()
-    seller_keys: bool = False
+    # The credentials its auth reads, checked at worker start-up: `app_keys` are the
+    # application's own, market-wide; `seller_keys(options)` sign or identify a seller and
+    # come from each seller's own entry only (markets/credentials.py).
+    app_keys: tuple[str, ...] = ()
+    seller_keys: Callable[[Mapping[str, str]], tuple[str, ...]] = lambda options: ()
 
     def catalogue(self) -> dict[str, Any]:
         """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""

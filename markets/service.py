@@ -20,7 +20,13 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits, send_check_trace
-from markets.credentials import Credentials, CredentialSource, credential_source, held
+from markets.credentials import (
+    Credentials,
+    CredentialSource,
+    credential_source,
+    held,
+    sellers_holding,
+)
 from markets.errors import PermanentError, TransientError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
@@ -92,20 +98,29 @@ def _source(settings: Settings, name: str, market: MarketConfig) -> CredentialSo
 
 
 def missing_credentials(config: Config, settings: Settings, name: str) -> list[str]:
-    """Where to set each credential market `name`'s auth scheme always reads and its source
-    lacks (empty: nothing missing). Env and file sources are read; AWS ones are fetched per
-    job (a seller's missing key stays that job's permanent error). A bad source spec or an
-    unreadable file is a `ConfigError`. No network I/O."""
+    """Where to set each credential market `name`'s auth scheme reads and its source lacks
+    (empty: nothing missing): each application key market-wide; each seller key for every
+    seller that has some of them (or, none having any, per seller: `<SELLER>`). Env and
+    file sources are read; AWS ones are fetched per job (a seller's missing key stays that
+    job's permanent error). A bad source spec or an unreadable file is a `ConfigError`.
+    No network I/O."""
     market = config.market(name)
     scheme = AUTH_MARKETS.get(market.auth)
-    if scheme is None or not scheme.required_keys:
+    if scheme is None:
         return []
     source = _source(settings, name, market)
-    return [
+    missing = [
         source.where(name, None, key)
-        for key in scheme.required_keys
-        if held(source, name, key, sellers=scheme.seller_keys) is False
+        for key in scheme.app_keys
+        if held(source, name, key, sellers=False) is False
     ]
+    seller_keys = scheme.seller_keys(market.options)
+    sellers = sellers_holding(source, name, seller_keys) if seller_keys else None
+    if sellers is not None and not sellers:
+        missing += [source.where(name, "<SELLER>", key) for key in seller_keys]
+    for seller, keys in sorted((sellers or {}).items()):
+        missing += [source.where(name, seller, key) for key in seller_keys if key not in keys]
+    return missing
 
 
 class Markets(AsyncResource):

@@ -95,7 +95,11 @@ def config_text(base_urls: Mapping[str, str]) -> str:
 def credential_variables() -> dict[str, str]:
     """The simulators' test credentials as `LANES_CREDENTIALS__<MARKET>__<NAME>` variables."""
     names = {
-        "coupang": {"access_key": COUPANG_ACCESS, "secret_key": _COUPANG_SECRET},
+        # A vendor's keys are its own: `<vendorId>_<name>`, never market-wide.
+        "coupang": {
+            f"{COUPANG_VENDOR}_access_key": COUPANG_ACCESS,
+            f"{COUPANG_VENDOR}_secret_key": _COUPANG_SECRET,
+        },
         "naver": {"client_id": _NAVER_ID, "client_secret": _NAVER_SECRET},
     }
     return {

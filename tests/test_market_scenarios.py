@@ -121,17 +121,20 @@ async def test_three_naver_sellers_each_call_on_their_own_seller_token(
     naver: Running, make_markets: MakeMarkets
 ) -> None:
     """type=SELLER: one token per seller account, each seller's calls on its own (the
-    simulator counts calls by the token's account); a seller without an `account_id`
-    credential uses its own name as the account."""
+    simulator counts calls by the token's account)."""
     markets = await naver_markets(
         make_markets,
         naver,
-        credentials={"s-1_account_id": "acc-1", "s-2_account_id": "acc-2"},
+        credentials={
+            "s-1_account_id": "acc-1",
+            "s-2_account_id": "acc-2",
+            "s-3_account_id": "acc-3",
+        },
         options={"token_type": "SELLER"},
     )
     calls = {}
     window = {"since": START.isoformat(), "until": (START + timedelta(days=1)).isoformat()}
-    for seller, account in (("s-1", "acc-1"), ("s-2", "acc-2"), ("s-3", "s-3")):
+    for seller, account in (("s-1", "acc-1"), ("s-2", "acc-2"), ("s-3", "acc-3")):
         result = await markets.run(
             JobRequest("collect_orders", "naver", seller, window), Lane.MEDIUM
         )

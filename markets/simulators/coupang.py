@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -98,12 +98,14 @@ class _Coupang:
                 claims=coupang_claims(sheets),
             )
 
-    def authenticate(self, request: web.Request) -> str | web.Response:
-        """The vendorId the request is signed for, or the gateway's 401/403."""
+    def authenticate(self, request: web.Request, seen: Counter[str]) -> str | web.Response:
+        """The vendorId the request is signed for, or the gateway's 401/403; each access
+        key is counted in `seen`."""
         match = _HEADER.match(request.headers.get("Authorization", ""))
         if match is None:
             return _error(401, "HMAC format is invalid.")
         access_key, date_text, signature = match.groups()
+        seen[access_key] += 1
         found = self.keys.get(access_key)
         if found is None:
             return _error(401, "Invalid access key.")
@@ -174,7 +176,7 @@ def coupang_app(
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str
     ) -> web.StreamResponse:
-        vendor = market.authenticate(request)
+        vendor = market.authenticate(request, sim.keys_seen)
         if isinstance(vendor, web.Response):
             return vendor
         admitted, near = market.admit(vendor)

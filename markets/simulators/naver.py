@@ -159,7 +159,10 @@ def naver_app(
         request: web.Request, handler: Handler, name: str
     ) -> web.StreamResponse:
         if name == "token":
-            app_id: str | None = (await request.post()).get("client_id")  # type: ignore[assignment]
+            form = await request.post()
+            app_id: str | None = form.get("client_id")  # type: ignore[assignment]
+            account = str(form.get("account_id") or "")
+            sim.keys_seen[f"{app_id}/{account}" if account else str(app_id)] += 1
             if not isinstance(app_id, str) or app_id not in market.apps:
                 return _gateway_error(401, "GW.AUTHN", "unknown client_id")
         else:

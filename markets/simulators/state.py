@@ -76,6 +76,9 @@ class SimState:
     tokens_issued: int = 0
     # calls per account (Naver: the token's account, "SELF" for the app's own)
     accounts: Counter[str] = field(default_factory=Counter)
+    # every key a request was signed or asked a token with (Coupang: the access key;
+    # Naver: "client_id" or "client_id/account_id"), valid or not
+    keys_seen: Counter[str] = field(default_factory=Counter)
     # side effects carried out, by what they did ("reply:3000001", "invoice:600000001")
     effects: Counter[str] = field(default_factory=Counter)
     # each block a market put on a vendor, in seconds (Coupang's grow with each violation)
@@ -99,6 +102,7 @@ class SimState:
             "statuses": {str(code): count for code, count in self.statuses.items()},
             "tokens_issued": self.tokens_issued,
             "accounts": dict(self.accounts),
+            "keys_seen": dict(self.keys_seen),
             "effects": dict(self.effects),
             "items_posted": dict(self.items_posted),
             "blocks": list(self.blocks),
