@@ -36,6 +36,14 @@ ORDERS = OrderShape(
     catch_up=timedelta(days=31),
     first_lookback=timedelta(days=31),
 )
+# Coupang's "Timeout errors occur" page: order, return and exchange list queries ask the
+# gateway for a longer timeout (ms), and the client waits as long (coupang.toml `timeout`).
+EXTENDED_TIMEOUT = {"X-EXTENDED-TIMEOUT": "90000"}
+# returnRequests with cancelType=RETURN needs a status (or an orderId) ("Return/Cancellation
+# Request List Query"): RU stop-shipment asked, UC return received, CC return completed,
+# PR Coupang's check asked. CANCEL takes neither.
+ReturnStatus = Literal["RU", "UC", "CC", "PR"]
+RETURN_STATUSES: tuple[ReturnStatus, ...] = get_args(ReturnStatus)
 # onlineInquiries answers for at most 7 days per query.
 _INQUIRY_SPAN = timedelta(days=7)
 # Failed invoice items that come back with retryRequired=true although a retry fails the
@@ -97,7 +105,10 @@ async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[st
                 "maxPerPage": payload.max_per_page,
                 "status": status,
             }
-            async for answer in pages(context, "orders", params, _next_token(market, "orders")):
+            following = _next_token(market, "orders")
+            async for answer in pages(
+                context, "orders", params, following, headers=EXTENDED_TIMEOUT
+            ):
                 pages_read += 1
                 for order in expect_list(answer, market, "orders", "data"):
                     orders[order.get(ORDERS.order_key)] = order
@@ -330,6 +341,8 @@ async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> d
     found: dict[Any, Any] = {}
     for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
         params = {
+            # Required in the query as well as the path (the "Online Inquiry" page).
+            "vendorId": context.seller,
             "inquiryStartAt": since.isoformat(),
             "inquiryEndAt": until.isoformat(),
             "answeredType": payload.answered,
@@ -344,26 +357,41 @@ async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> d
 
 
 class CollectClaims(Payload):
-    """Cancel and return requests created from `since` to `until` (days), every page."""
+    """Cancel and return requests created from `since` to `until` (days), every page; returns
+    in each of `return_statuses` (the market needs one per query)."""
 
     since: date
     until: date
     claim_types: tuple[Literal["CANCEL", "RETURN"], ...] = ("CANCEL", "RETURN")
+    return_statuses: tuple[ReturnStatus, ...] = Field(
+        default=RETURN_STATUSES, min_length=1
+    )
 
 
 async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[str, Any]:
     market = context.client.name
     found: dict[Any, Any] = {}
     for since, until in day_windows(payload.since, payload.until, ORDERS.max_span):
-        for claim_type in payload.claim_types:
+        queries: list[dict[str, Any]] = [
+            {"cancelType": claim_type}
+            for claim_type in payload.claim_types
+            if claim_type == "CANCEL"
+        ]
+        if "RETURN" in payload.claim_types:
+            queries += [
+                {"cancelType": "RETURN", "status": status} for status in payload.return_statuses
+            ]
+        for query in queries:
             params = {
                 "createdAtFrom": since.isoformat(),
                 "createdAtTo": until.isoformat(),
-                "cancelType": claim_type,
+                **query,
                 "maxPerPage": 50,
             }
             following = _next_token(market, "claims")
-            async for answer in pages(context, "claims", params, following):
+            async for answer in pages(
+                context, "claims", params, following, headers=EXTENDED_TIMEOUT
+            ):
                 for claim in expect_list(answer, market, "claims", "data"):
                     found[claim.get("receiptId")] = claim
     return {"claims": list(found.values()), "count": len(found)}

@@ -117,10 +117,13 @@ class JobContext:
         path: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """One request with the lane's retries; returns the 2xx answer's body. For reads and
         idempotent writes (PUT): a side effect that must not happen twice uses `effect`."""
-        request = Call(endpoint, path=path or {}, params=params or {}, json=json)
+        request = Call(
+            endpoint, path=path or {}, params=params or {}, json=json, headers=headers or {}
+        )
         return await self.attempts(lambda: self.send(request), endpoint)
 
     async def effect(

@@ -48,13 +48,16 @@ async def pages(
     next_page: Callable[[Any], Mapping[str, Any] | None],
     *,
     path: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Any]:
     """Each answer of a paged query: `next_page(answer)` gives the parameters that move to
     the next page (None on the last); a page asked twice is the market's error."""
     cursor: Mapping[str, Any] = {}
     seen: set[tuple[tuple[str, str], ...]] = set()
     while True:
-        answer = await context.call(endpoint, path=path, params={**params, **cursor})
+        answer = await context.call(
+            endpoint, path=path, params={**params, **cursor}, headers=headers
+        )
         yield answer
         following = next_page(answer)
         if not following:

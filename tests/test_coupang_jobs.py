@@ -201,13 +201,14 @@ async def test_get_and_update_product(markets: Markets) -> None:
 
 
 async def test_generic_call_on_a_catalogue_endpoint(markets: Markets) -> None:
-    """`call` reaches any catalogue endpoint; {vendorId} is the seller."""
+    """`call` reaches any catalogue endpoint; {vendorId} is the seller (the query's own
+    vendorId, which the market requires, is the caller's)."""
     since = (START + timedelta(days=1)).date().isoformat()
-    request = job(
-        "call",
-        endpoint="inquiries",
-        params={"inquiryStartAt": since, "inquiryEndAt": since, "answeredType": "ALL"},
-    )
+    params = {"inquiryStartAt": since, "inquiryEndAt": since, "answeredType": "ALL"}
+    refused = job("call", endpoint="inquiries", params=params)
+    with pytest.raises(PermanentError, match="vendorId is required"):
+        await markets.run(refused, Lane.LOW)
+    request = job("call", endpoint="inquiries", params={**params, "vendorId": COUPANG_VENDOR})
     result = await markets.run(request, Lane.LOW)
     assert result.data["data"]["pagination"]["totalElements"] == 8
 

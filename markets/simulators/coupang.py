@@ -47,6 +47,13 @@ _SIGNATURE_LIFETIME = timedelta(minutes=5)
 _VENDOR = web.RequestKey("vendor", str)
 _V5_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})\+09:00$")
 _MAX_DAYS = 31
+# The list queries Coupang's "Timeout errors occur" page asks X-EXTENDED-TIMEOUT for.
+_LISTS = frozenset({"orders", "claims"})
+# What the gateway answers for a while after a burst ("403 Forbidden" page).
+_ACCESS_DENIED = (
+    "<HTML><HEAD>\n<TITLE>Access Denied</TITLE>\n</HEAD><BODY>\n<H1>Access Denied</H1>\n"
+    "You don't have permission to access this server.</BODY>\n</HTML>\n"
+)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -176,9 +183,14 @@ def coupang_app(
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str
     ) -> web.StreamResponse:
+        if sim.faults.access_denied > 0:
+            sim.faults.access_denied -= 1
+            return web.Response(status=403, text=_ACCESS_DENIED, content_type="text/html")
         vendor = market.authenticate(request, sim.keys_seen)
         if isinstance(vendor, web.Response):
             return vendor
+        if name in _LISTS and sim.faults.slow_lists and "X-EXTENDED-TIMEOUT" not in request.headers:
+            return _error(504, "Gateway Timeout (a list query without X-EXTENDED-TIMEOUT)")
         admitted, near = market.admit(vendor)
         if not admitted:
             return _error(429, "Too many requests: the vendor is blocked for a while.")
@@ -254,8 +266,19 @@ def coupang_app(
         return _ok(page, nextToken=token)
 
     async def claims(request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("cancelType") == "RETURN" and not (
+            query.get("status") or query.get("orderId")
+        ):
+            return _error(400, "status or orderId is required when cancelType=RETURN")
+        rows = [
+            claim
+            for claim in vendor_of(request).claims
+            if query.get("status") in (None, claim.get("status"))
+            and query.get("orderId") in (None, str(claim["orderId"]))
+        ]
         fields = ("cancelType", "createdAt", "receiptId")
-        found = token_page(request, vendor_of(request).claims, plain_day, fields, "cancelType")
+        found = token_page(request, rows, plain_day, fields, "cancelType")
         if isinstance(found, web.Response):
             return found
         page, _rest, token = found
@@ -376,6 +399,8 @@ def coupang_app(
 
     async def inquiries(request: web.Request) -> web.Response:
         query = request.query
+        if query.get("vendorId") != request[_VENDOR]:
+            return _error(400, "vendorId is required in the query (the path's vendorId)")
         try:
             since = date.fromisoformat(query["inquiryStartAt"])
             until = date.fromisoformat(query["inquiryEndAt"])

@@ -12,6 +12,7 @@ __all__ = [
     "BUNDLE_ITEMS",
     "COUPANG_STATUSES",
     "DEFAULT_COUPANG_CYCLE",
+    "RETURN_STATUSES",
     "coupang_claims",
     "coupang_inquiries",
     "coupang_orders",
@@ -48,6 +49,7 @@ COUPANG_STATUSES = (
 )
 # Four of five new orders are accepted, one is already being prepared.
 DEFAULT_COUPANG_CYCLE = ("INSTRUCT", "ACCEPT", "ACCEPT", "ACCEPT", "ACCEPT")
+RETURN_STATUSES = ("RU", "UC", "CC", "PR")
 # Every tenth order, from the sixth (600000005, INSTRUCT in the default cycle), is a bundle:
 # three vendor items in one shipment box.
 BUNDLE_EVERY, BUNDLE_FROM, BUNDLE_ITEMS = 10, 5, 3
@@ -108,17 +110,25 @@ def coupang_orders(
 
 
 def coupang_claims(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A cancel or return request for every seventh order."""
-    return [
-        {
+    """A cancel or return request for every seventh order; the returns' statuses go round
+    RU (stop shipment asked), UC (received), CC (completed), PR (Coupang's check asked)."""
+    claims = []
+    for index, order in enumerate(orders[::7]):
+        claim = {
             "receiptId": 40_000_000 + index,
             "orderId": order["orderId"],
             "cancelType": "RETURN" if index % 2 else "CANCEL",
             "receiptStatus": "RETURNS_UNCHECKED",
             "createdAt": order["paidAt"],
+            "cancelCount": 1,
+            "releaseStatus": "N",
         }
-        for index, order in enumerate(orders[::7])
-    ]
+        if claim["cancelType"] == "RETURN":
+            claim["status"] = RETURN_STATUSES[index // 2 % len(RETURN_STATUSES)]
+            if claim["status"] == "RU":
+                claim["receiptStatus"] = "RELEASE_STOP_UNCHECKED"
+        claims.append(claim)
+    return claims
 
 
 def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ changed-orders query, 429 `GW.QUOTA_LIMIT` once the app's quota is spent.
 
 Every answer carries `GNCP-GW-RateLimit-Replenish-Rate/-Burst-Capacity/-Remaining`;
 an empty bucket answers 429 `GW.RATE_LIMIT`. Routes live under `/external`, so the
-market's base_url is the served URL + "/external".
+market's base_url is the served URL + "/external" (an API agency's app: `prefix="/partner"`,
+base_url + "/partner").
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ __all__ = ["DEFAULT_APPS", "naver_app"]
 
 # client_id -> client_secret (a bcrypt salt)
 DEFAULT_APPS: Mapping[str, str] = {"aaaabbbbcccc": "$2a$04$abcdefghijklmnopqrstuu"}
-_BASE = "/external"
 _TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
 _SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
 _DAY = timedelta(hours=24)
@@ -140,10 +140,12 @@ def naver_app(
     days: int = 3,
     seed: int = 1,
     state: SimState | None = None,
+    prefix: str = "/external",
 ) -> web.Application:
     """The simulator; `apps` maps client_id -> client_secret. `rate` is every API's R,
     `rates` overrides it by endpoint name (the catalogue's names, `token` included).
-    Product orders change from `start` (default `days` days ago) over `days` days."""
+    Product orders change from `start` (default `days` days ago) over `days` days. Routes
+    live under `prefix` (API agencies' apps use `/partner`)."""
     market = _Naver(apps, rate, rates or {}, token_ttl)
     begin = start or datetime.now(UTC) - timedelta(days=days)
     product_orders = naver_product_orders(orders, begin, days, seed)
@@ -174,7 +176,13 @@ def naver_app(
         if sim.faults.quota_left is not None:
             if sim.faults.quota_left <= 0:
                 quota = _gateway_error(429, "GW.QUOTA_LIMIT", "할당량을 모두 사용했습니다.")
-                quota.headers.update({"GNCP-GW-Quota-Limit": "0", "GNCP-GW-Quota-Remaining": "0"})
+                quota.headers.update(
+                    {
+                        "GNCP-GW-Quota-Limit": "0",
+                        "GNCP-GW-Quota-Remaining": "0",
+                        "GNCP-GW-Quota-Period": sim.faults.quota_period,
+                    }
+                )
                 return quota
             sim.faults.quota_left -= 1
         admitted, headers = market.take(app_id, name)
@@ -423,8 +431,8 @@ def naver_app(
 
     app = simulator_app(sim, _through_gateway)
     routes = app.router
-    order_base = f"{_BASE}/v1/pay-order/seller"
-    routes.add_post(f"{_BASE}/v1/oauth2/token", token, name="token")
+    order_base = f"{prefix}/v1/pay-order/seller"
+    routes.add_post(f"{prefix}/v1/oauth2/token", token, name="token")
     routes.add_get(
         f"{order_base}/product-orders/last-changed-statuses", changed, name="changed_orders"
     )
@@ -433,18 +441,18 @@ def naver_app(
         f"{order_base}/orders/{{orderId}}/product-order-ids", order_ids, name="order_product_ids"
     )
     routes.add_post(f"{order_base}/product-orders/dispatch", dispatch, name="dispatch")
-    routes.add_get(f"{_BASE}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
+    routes.add_get(f"{prefix}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
     routes.add_post(
-        f"{_BASE}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
+        f"{prefix}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
         answer,
         name="inquiry_answer",
     )
-    routes.add_get(f"{_BASE}/v1/contents/qnas", list_qnas, name="qnas")
-    routes.add_put(f"{_BASE}/v1/contents/qnas/{{questionId:\\d+}}", answer_qna, name="qna_answer")
-    origin = f"{_BASE}/v2/products/origin-products/{{originProductNo:\\d+}}"
+    routes.add_get(f"{prefix}/v1/contents/qnas", list_qnas, name="qnas")
+    routes.add_put(f"{prefix}/v1/contents/qnas/{{questionId:\\d+}}", answer_qna, name="qna_answer")
+    origin = f"{prefix}/v2/products/origin-products/{{originProductNo:\\d+}}"
     routes.add_get(origin, origin_product, name="origin_product")
     routes.add_put(origin, origin_product, name="origin_product_update")
-    channel = f"{_BASE}/v2/products/channel-products/{{channelProductNo:\\d+}}"
+    channel = f"{prefix}/v2/products/channel-products/{{channelProductNo:\\d+}}"
     routes.add_get(channel, channel_product, name="channel_product")
     routes.add_put(channel, channel_product, name="channel_product_update")
     return app

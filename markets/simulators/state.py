@@ -24,7 +24,10 @@ class Faults:
     although the market acted). Pages of `big_page` items or more wait `big_page_delay`.
     `change_while_paging` orders change status (and their change time) while a query is
     paged. Items in `retry_once` fail once with the market's "retry" answer. `quota_left`
-    (when not None) is how many calls the app's quota still allows.
+    (when not None) is how many calls the app's quota still allows, `quota_period` the
+    period its answer names. The next `access_denied` requests get Coupang's temporary 403
+    "Access Denied" page. `slow_lists`: list queries without X-EXTENDED-TIMEOUT time out
+    at the gateway (504).
     """
 
     fail_next: int = 0
@@ -39,6 +42,9 @@ class Faults:
     change_while_paging: int = 0
     retry_once: set[str] = field(default_factory=set)
     quota_left: int | None = None
+    quota_period: str = "HOURS"
+    access_denied: int = 0
+    slow_lists: bool = False
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
