@@ -51,6 +51,9 @@ _RETRYABLE_DISPATCH = frozenset({"SYSTEM_ERROR", "TEMPORARY_ERROR", "GW.TIMEOUT"
 _INQUIRY_LOOKBACK = timedelta(days=90)
 
 
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def naver_time(moment: datetime) -> str:
     """Naver's time format: `2022-04-11T15:21:44.000+09:00`."""
     return moment.astimezone(KST).isoformat(timespec="milliseconds")
@@ -61,8 +64,8 @@ def _to_millis(moment: datetime) -> datetime:
 
 
 class CollectOrders(Payload):
-    """Every product order changed from `since` to `until` (default: the settled now), each
-    once, with its details. Without `since`: since the seller's last collection (its
+    """Every product order changed from `since` to before `until` (default: the settled
+    now; `until` is the next window's), each once, with its details. Without `since`: since the seller's last collection (its
     watermark, minus the overlap). `statuses` keeps only those product order statuses."""
 
     since: AwareDatetime | None = None
@@ -123,7 +126,9 @@ async def _changes(
         for change_type in change_types or (None,):
             params = {
                 "lastChangedFrom": naver_time(low),
-                "lastChangedTo": naver_time(high),
+                # lastChangedTo is inclusive, as lastChangedFrom is: the window [low, high)
+                # ends a millisecond before `high`, which belongs to the next window only.
+                "lastChangedTo": naver_time(high - _MILLISECOND),
                 "limitCount": limit,
                 "lastChangedType": change_type,
             }

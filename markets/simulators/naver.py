@@ -260,7 +260,7 @@ def naver_app(
             limit = int(query.get("limitCount", "300"))
         except (KeyError, ValueError) as exc:
             return _gateway_error(400, "BadRequest", f"invalid or missing parameter: {exc}")
-        if until - since > _DAY or until <= since:
+        if until - since > _DAY or until < since:
             return _gateway_error(
                 400, "BadRequest", "lastChangedTo must be within 24 hours after lastChangedFrom"
             )
@@ -272,7 +272,8 @@ def naver_app(
             (
                 (index, item)
                 for index, item in enumerate(product_orders)
-                if since <= item["changed"] < until
+                # Both ends are included, as at Naver.
+                if since <= item["changed"] <= until
                 and (item["changed"] > since or f"{index:020d}" >= sequence)
                 and (wanted_type is None or item.get("changedType", "PAYED") == wanted_type)
             ),
