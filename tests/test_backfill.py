@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def _market(catalogue: str | None) -> MarketConfig:
     return parse_with_catalogues({"markets": {"m": table}}, "test").market("m")
 
 
-def _payloads(jobs: object) -> list[dict[str, str]]:
+def _payloads(jobs: object) -> list[dict[str, Any]]:
     return [json.loads(body)["payload"] for _, body in jobs]  # type: ignore[attr-defined]
 
 
