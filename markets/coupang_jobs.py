@@ -14,7 +14,14 @@ from markets.effects import Batch, Verdict, run_batch
 from markets.errors import PermanentError
 from markets.jobs import JobContext, JobSpec, Payload
 from markets.market import KST, OrderShape
-from markets.paging import day_windows, mark_collected, pages, since_last
+from markets.paging import (
+    day_windows,
+    mark_collected,
+    open_to_repoll,
+    pages,
+    since_last,
+    track_open,
+)
 
 __all__ = ["COUPANG_JOBS", "KST", "ORDERS", "ORDER_STATUSES", "coupang_day"]
 
@@ -44,6 +51,8 @@ EXTENDED_TIMEOUT = {"X-EXTENDED-TIMEOUT": "90000"}
 # PR Coupang's check asked. CANCEL takes neither.
 ReturnStatus = Literal["RU", "UC", "CC", "PR"]
 RETURN_STATUSES: tuple[ReturnStatus, ...] = get_args(ReturnStatus)
+# How many tracked orders one repoll_orders without ids reads (one GET each).
+_REPOLL_PER_JOB = 50
 # onlineInquiries answers for at most 7 days per query.
 _INQUIRY_SPAN = timedelta(days=7)
 # Failed invoice items that come back with retryRequired=true although a retry fails the
@@ -112,6 +121,9 @@ async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[st
                 pages_read += 1
                 for order in expect_list(answer, market, "orders", "data"):
                     orders[order.get(ORDERS.order_key)] = order
+    await track_open(
+        context, ((key, order.get("status")) for key, order in orders.items()), FINAL_STATUSES
+    )
     if moment is not None:
         mark_collected(context, "orders", moment)
     return {
@@ -363,9 +375,7 @@ class CollectClaims(Payload):
     since: date
     until: date
     claim_types: tuple[Literal["CANCEL", "RETURN"], ...] = ("CANCEL", "RETURN")
-    return_statuses: tuple[ReturnStatus, ...] = Field(
-        default=RETURN_STATUSES, min_length=1
-    )
+    return_statuses: tuple[ReturnStatus, ...] = Field(default=RETURN_STATUSES, min_length=1)
 
 
 async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[str, Any]:
@@ -398,20 +408,34 @@ async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[st
 
 
 class RepollOrders(Payload):
-    """Read again orders collected but not yet final; says which still are not."""
+    """Read again orders collected but not yet final: `shipment_box_ids`, or without them
+    the seller's open orders (up to 50, tracked longest first); says which are now final
+    (`finished`) and which still are not."""
 
-    shipment_box_ids: list[int] = Field(min_length=1, max_length=50)
+    shipment_box_ids: list[int] | None = Field(default=None, min_length=1, max_length=50)
 
 
 async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str, Any]:
-    orders = []
-    for box in payload.shipment_box_ids:
-        answer = await context.call("order", path={"shipmentBoxId": box})
+    boxes = payload.shipment_box_ids
+    if boxes is None:
+        boxes = [int(box) for box in await open_to_repoll(context, _REPOLL_PER_JOB)]
+    orders, gone = [], []
+    for box in boxes:
+        try:
+            answer = await context.call("order", path={"shipmentBoxId": box})
+        except PermanentError:
+            if payload.shipment_box_ids is not None:
+                raise
+            gone.append(box)  # tracked, but the market no longer knows it
+            continue
         orders.append(expect_dict(answer, context.client.name, "order", "data"))
-    unfinished = [
-        order.get(ORDERS.order_key) for order in orders if order.get("status") not in FINAL_STATUSES
-    ]
-    return {"orders": orders, "unfinished": unfinished}
+    seen = [(order.get(ORDERS.order_key), order.get("status")) for order in orders]
+    await track_open(context, [*seen, *((box, "GONE") for box in gone)], FINAL_STATUSES | {"GONE"})
+    return {
+        "orders": orders,
+        "unfinished": [box for box, status in seen if status not in FINAL_STATUSES],
+        "finished": [box for box, status in seen if status in FINAL_STATUSES],
+    }
 
 
 class GetProduct(Payload):

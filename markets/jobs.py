@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lanes.policy import Lane
 from markets.client import Call, MarketClient
 from markets.errors import NotSent, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from markets.open_orders import OpenOrders
 from markets.retry import Backoff, retry_in_lane
 from markets.watermark import Watermark, Watermarks
 
@@ -81,6 +82,7 @@ class JobContext:
     max_attempts: int | None
     backoff: Backoff
     watermarks: Watermarks | None = None
+    open_orders: OpenOrders | None = None
     resumed: bool = False
     calls: int = 0
     watermark: Watermark | None = None

@@ -14,7 +14,15 @@ from markets.effects import Batch, Verdict, run_batch
 from markets.errors import OutcomeUnknown
 from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload
 from markets.market import KST, OrderShape
-from markets.paging import mark_collected, pages, settled_now, since_last, windows
+from markets.paging import (
+    mark_collected,
+    open_to_repoll,
+    pages,
+    settled_now,
+    since_last,
+    track_open,
+    windows,
+)
 
 __all__ = ["KST", "NAVER_JOBS", "ORDERS", "naver_time"]
 
@@ -65,8 +73,9 @@ def _to_millis(moment: datetime) -> datetime:
 
 class CollectOrders(Payload):
     """Every product order changed from `since` to before `until` (default: the settled
-    now; `until` is the next window's), each once, with its details. Without `since`: since the seller's last collection (its
-    watermark, minus the overlap). `statuses` keeps only those product order statuses."""
+    now; `until` is the next window's), each once, with its details. Without `since`: since
+    the seller's last collection (its watermark, minus the overlap). `statuses` keeps only
+    those product order statuses."""
 
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
@@ -143,6 +152,11 @@ async def _changes(
 
 async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[str, Any]:
     changes = await _changes(context, "orders", payload.since, payload.until, payload.limit_count)
+    await track_open(
+        context,
+        ((key, change.get("productOrderStatus")) for key, change in changes.items()),
+        FINAL_STATUSES,
+    )
     if payload.statuses:
         wanted = set(payload.statuses)
         changes = {
@@ -172,19 +186,33 @@ async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[st
 
 
 class RepollOrders(Payload):
-    """Read again product orders collected but not yet final; says which still are not."""
+    """Read again product orders collected but not yet final: `product_order_ids`, or
+    without them the seller's open orders (up to 300, tracked longest first); says which
+    are now final (`finished`) and which still are not."""
 
-    product_order_ids: list[str] = Field(min_length=1, max_length=300)
+    product_order_ids: list[str] | None = Field(default=None, min_length=1, max_length=300)
 
 
 async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str, Any]:
-    orders = await _details(context, payload.product_order_ids)
-    unfinished = [
-        order.get("productOrder", {}).get(ORDERS.order_key)
+    ids = payload.product_order_ids
+    if ids is None:
+        ids = await open_to_repoll(context, _DETAILS_PER_CALL)
+    orders = await _details(context, ids) if ids else []
+    statuses = {
+        str((order.get("productOrder") or {}).get(ORDERS.order_key)): (
+            order.get("productOrder") or {}
+        ).get("productOrderStatus")
         for order in orders
-        if order.get("productOrder", {}).get("productOrderStatus") not in FINAL_STATUSES
-    ]
-    return {"orders": orders, "unfinished": unfinished}
+    }
+    # An id the market no longer returns is final as far as tracking goes.
+    await track_open(
+        context, ((each, statuses.get(each, "GONE")) for each in ids), FINAL_STATUSES | {"GONE"}
+    )
+    return {
+        "orders": orders,
+        "unfinished": [each for each in ids if statuses.get(each) not in FINAL_STATUSES | {None}],
+        "finished": [each for each in ids if statuses.get(each) in FINAL_STATUSES],
+    }
 
 
 class CollectOrder(Payload):

@@ -3,7 +3,7 @@ and the incremental window from the seller's watermark."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,9 +15,11 @@ from markets.watermark import Watermark
 __all__ = [
     "day_windows",
     "mark_collected",
+    "open_to_repoll",
     "pages",
     "settled_now",
     "since_last",
+    "track_open",
     "windows",
 ]
 
@@ -112,3 +114,28 @@ def mark_collected(context: JobContext, what: str, until: datetime) -> None:
     delivered (`Markets.delivered`): a run whose result never reached the sink is read
     again by the next one (docs/DESIGN.md, "Watermarks")."""
     context.watermark = Watermark(what, until)
+
+
+async def track_open(
+    context: JobContext, orders: Iterable[tuple[Any, Any]], final: frozenset[str]
+) -> None:
+    """Keep the seller's collected orders (id, status) not yet in a `final` status for
+    `repoll_orders` (markets/open_orders.py); forget the final ones."""
+    if context.open_orders is None:
+        return
+    seen = [(str(order), status) for order, status in orders if order is not None]
+    await context.open_orders.update(
+        context.client.name,
+        context.seller,
+        open_ids=[order for order, status in seen if status not in final],
+        final_ids=[order for order, status in seen if status in final],
+    )
+
+
+async def open_to_repoll(context: JobContext, count: int) -> list[str]:
+    """Up to `count` of the seller's open orders, tracked longest first."""
+    if context.open_orders is None:
+        raise PermanentError(
+            "repoll without ids needs the open-orders store", market=context.client.name
+        )
+    return await context.open_orders.oldest(context.client.name, context.seller, count)

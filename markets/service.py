@@ -30,6 +30,7 @@ from markets.credentials import (
 from markets.errors import PermanentError, TransientError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
+from markets.open_orders import OpenOrders
 from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, MARKETS
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
@@ -145,6 +146,7 @@ class Markets(AsyncResource):
         self._backoff = backoff or Backoff()
         self._clients: dict[str, MarketClient] = {}
         self._watermarks = Watermarks(redis)
+        self._open_orders = OpenOrders(redis)
 
     async def _close(self) -> None:
         """Close the session if this object opened it."""
@@ -232,6 +234,7 @@ class Markets(AsyncResource):
             max_attempts=attempts,
             backoff=self._backoff,
             watermarks=self._watermarks,
+            open_orders=self._open_orders,
             resumed=resumed,
         )
         started = time.monotonic()

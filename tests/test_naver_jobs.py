@@ -131,3 +131,30 @@ async def test_invalid_payloads_are_permanent(
     """Each kind's payload is validated before anything is sent."""
     with pytest.raises(PermanentError, match=message):
         await markets.run(job(kind, **payload), Lane.LOW)
+
+
+async def test_a_collected_order_cancelled_an_hour_later_is_reported_by_the_next_repoll(
+    sim: Running, markets: Markets
+) -> None:
+    """Issue 18: the worker keeps, per seller, the orders collected but not yet final;
+    `repoll_orders` without ids reads those again. A buyer cancels one an hour after its
+    collection (the simulator's clock): the next repoll reports it finished (CANCELED)
+    and stops tracking it; the others stay open."""
+    window = {"since": START.isoformat(), "until": (START + timedelta(hours=2)).isoformat()}
+    collected = await markets.run(job("collect_orders", **window, details=False), Lane.MEDIUM)
+    ids = sorted(change["productOrderId"] for change in collected.data["statuses"])
+    assert len(ids) == 12
+    cancelled = ids[2]
+    sim.state.schedule(sim.state.now() + timedelta(hours=1), cancelled, "CANCELED")
+    before = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert before.data["finished"] == []
+    sim.state.advance(3600)
+    after = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert after.data["finished"] == [cancelled]
+    statuses = {
+        order["productOrder"]["productOrderId"]: order["productOrder"]["productOrderStatus"]
+        for order in after.data["orders"]
+    }
+    assert statuses[cancelled] == "CANCELED"
+    again = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert sorted(again.data["unfinished"]) == [each for each in ids if each != cancelled]

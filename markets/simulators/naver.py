@@ -150,6 +150,15 @@ def naver_app(
     begin = start or datetime.now(UTC) - timedelta(days=days)
     product_orders = naver_product_orders(orders, begin, days, seed)
     by_id = {item["productOrderId"]: item for item in product_orders}
+
+    def apply_due() -> None:
+        """Changes scheduled on the simulator's clock (a buyer cancels an hour later)."""
+        for when, order, status in sim.due():
+            if order in by_id:
+                by_id[order].update(
+                    productOrderStatus=status, changed=when.astimezone(KST), changedType="CLAIM"
+                )
+
     products = naver_products(20, seed)
     inquiries: dict[int, dict[str, Any]] = {
         9_000_000 + index: {"inquiryNo": 9_000_000 + index, "title": "배송 문의", "answered": False}
@@ -253,6 +262,7 @@ def naver_app(
         return datetime.fromisoformat(text)
 
     async def changed(request: web.Request) -> web.Response:
+        apply_due()
         query = request.query
         try:
             since = parse_time(query["lastChangedFrom"])
@@ -311,6 +321,7 @@ def naver_app(
         return _ok(data)
 
     async def details(request: web.Request) -> web.Response:
+        apply_due()
         body = await request.json()
         ids = body.get("productOrderIds")
         if not isinstance(ids, list) or not 1 <= len(ids) <= 300:

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +92,28 @@ class SimState:
     blocks: list[float] = field(default_factory=list)
     # how often each item of a batch (an invoice's box, a dispatch's product order) was posted
     items_posted: Counter[str] = field(default_factory=Counter)
+    # the simulator's clock runs `skew` seconds ahead of real time (`advance`), and the
+    # order changes `schedule`d for a moment of it happen once it is reached
+    skew: float = 0.0
+    scheduled: list[tuple[datetime, str, str]] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.skew)
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock on (an hour passes in no time)."""
+        self.skew += seconds
+
+    def schedule(self, when: datetime, order: str, status: str) -> None:
+        """Order `order` takes `status` at `when` (the simulator's clock)."""
+        self.scheduled.append((when, order, status))
+
+    def due(self) -> list[tuple[datetime, str, str]]:
+        """The scheduled changes whose moment has come, taken off the schedule."""
+        now = self.now()
+        ready = [change for change in self.scheduled if change[0] <= now]
+        self.scheduled = [change for change in self.scheduled if change[0] > now]
+        return ready
 
     def record(self, endpoint: str, status: int) -> None:
         self.statuses[status] += 1
