@@ -235,6 +235,50 @@ async def collect_order(context: JobContext, payload: CollectOrder) -> dict[str,
     return {"orders": await _details(context, ids) if ids else []}
 
 
+class AcknowledgeOrders(Payload):
+    """Place product orders (발주 확인: the seller has seen them and prepares them), up to
+    30 per call."""
+
+    product_order_ids: list[str] = Field(min_length=1, max_length=30)
+
+
+async def acknowledge_orders(context: JobContext, payload: AcknowledgeOrders) -> dict[str, Any]:
+    market = context.client.name
+
+    async def placed(ids: list[str]) -> set[str]:
+        """The product orders already placed (an earlier attempt landed)."""
+        return {
+            str(product.get(ORDERS.order_key))
+            for detail in await _details(context, ids)
+            if (product := detail.get("productOrder") or {}).get("placeOrderStatus") == "OK"
+        }
+
+    def sort(answer: Any) -> list[tuple[str, Verdict, str]]:
+        data = expect_dict(answer, market, "confirm", "data")
+        verdicts = [
+            (str(item.get("productOrderId")), Verdict.DONE, "")
+            for item in expect_list(data, market, "confirm", "successProductOrderInfos")
+            if isinstance(item, dict)
+        ]
+        for item in expect_list(data, market, "confirm", "failProductOrderInfos"):
+            item = item if isinstance(item, dict) else {}
+            code = str(item.get("code"))
+            verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
+            verdicts.append(
+                (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
+            )
+        return verdicts
+
+    batch = Batch(
+        endpoint="confirm",
+        items={each: each for each in payload.product_order_ids},
+        request=lambda ids: Call("confirm", json={"productOrderIds": ids}),
+        sort=sort,
+        check=placed,
+    )
+    return {"acknowledged": await run_batch(context, batch)}
+
+
 class Dispatch(Payload):
     product_order_id: str = Field(min_length=1)
     delivery_company_code: str = Field(min_length=1)  # CJGLS, HANJIN, EPOST, ...
@@ -461,6 +505,9 @@ NAVER_JOBS: dict[str, JobSpec] = {
     "repoll_orders": JobSpec(RepollOrders, repoll_orders, ("order_details",), side_effect=False),
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order_product_ids", "order_details"), side_effect=False
+    ),
+    "acknowledge_orders": JobSpec(
+        AcknowledgeOrders, acknowledge_orders, ("confirm", "order_details"), side_effect=True
     ),
     "ship_order": JobSpec(ShipOrder, ship_order, ("dispatch", "order_details"), side_effect=True),
     "answer_inquiry": JobSpec(

@@ -158,3 +158,15 @@ async def test_a_collected_order_cancelled_an_hour_later_is_reported_by_the_next
     assert statuses[cancelled] == "CANCELED"
     again = await markets.run(job("repoll_orders"), Lane.LOW)
     assert sorted(again.data["unfinished"]) == [each for each in ids if each != cancelled]
+
+
+async def test_acknowledge_orders_places_them_once(sim: Running, markets: Markets) -> None:
+    """발주 확인 for up to 30 product orders; a second run finds them placed, changes nothing."""
+    ids = ["20250000000000001", "20250000000000011"]
+    first = await markets.run(job("acknowledge_orders", product_order_ids=ids), Lane.HIGH)
+    assert sorted(first.data["acknowledged"]) == ids
+    again = await markets.run(job("acknowledge_orders", product_order_ids=ids), Lane.HIGH)
+    assert sorted(again.data["acknowledged"]) == ids
+    assert {sim.state.effects[f"confirm:{each}"] for each in ids} == {1}
+    details = await markets.run(job("collect_order", product_order_ids=ids), Lane.LOW)
+    assert {order["productOrder"]["placeOrderStatus"] for order in details.data["orders"]} == {"OK"}

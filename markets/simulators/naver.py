@@ -332,6 +332,7 @@ def naver_app(
                 "productOrder": {
                     **by_id[each]["productOrder"],
                     "productOrderStatus": by_id[each]["productOrderStatus"],
+                    "placeOrderStatus": by_id[each].get("placeOrderStatus", "NOT_YET"),
                 },
                 "delivery": by_id[each].get("delivery"),
             }
@@ -343,6 +344,24 @@ def naver_app(
     async def order_ids(request: web.Request) -> web.Response:
         wanted = request.match_info["orderId"]
         return _ok([item["productOrderId"] for item in product_orders if item["orderId"] == wanted])
+
+    async def confirm(request: web.Request) -> web.Response:
+        """Place orders (발주 확인), up to 30 product orders: PAYED ones only."""
+        ids = (await request.json()).get("productOrderIds")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 30:
+            return _gateway_error(400, "BadRequest", "productOrderIds: 1 to 30 ids")
+        confirmed, failed = [], []
+        for each in ids:
+            found = by_id.get(each)
+            if found is not None and found["productOrderStatus"] == "PAYED":
+                if found.get("placeOrderStatus") != "OK":
+                    sim.effects[f"confirm:{each}"] += 1
+                found["placeOrderStatus"] = "OK"
+                confirmed.append({"productOrderId": each, "isReceiverAddressChanged": False})
+            else:
+                code = "NOT_FOUND" if found is None else "INVALID_STATUS"
+                failed.append({"productOrderId": each, "code": code, "message": code})
+        return _ok({"successProductOrderInfos": confirmed, "failProductOrderInfos": failed})
 
     async def dispatch(request: web.Request) -> web.Response:
         body = await request.json()
@@ -453,6 +472,7 @@ def naver_app(
         f"{order_base}/orders/{{orderId}}/product-order-ids", order_ids, name="order_product_ids"
     )
     routes.add_post(f"{order_base}/product-orders/dispatch", dispatch, name="dispatch")
+    routes.add_post(f"{order_base}/product-orders/confirm", confirm, name="confirm")
     routes.add_get(f"{prefix}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
     routes.add_post(
         f"{prefix}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
