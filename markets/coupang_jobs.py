@@ -341,15 +341,22 @@ class CollectInquiries(Payload):
     page_size: int = Field(default=50, ge=1, le=50)
 
 
-async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
-    market = context.client.name
+def _page_numbers(market: str, endpoint: str) -> Callable[[Any], dict[str, Any] | None]:
+    """The next `pageNum` of an inquiry list (its `data.pagination`)."""
 
     def following(answer: Any) -> dict[str, Any] | None:
-        data = expect_dict(answer, market, "inquiries", "data")
-        paging = expect_dict(data, market, "inquiries", "pagination")
+        data = expect_dict(answer, market, endpoint, "data")
+        paging = expect_dict(data, market, endpoint, "pagination")
         page, total = int(paging.get("currentPage", 1)), int(paging.get("totalPages", 1))
         return {"pageNum": page + 1} if page < total else None
 
+    return following
+
+
+async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
+    market = context.client.name
+
+    following = _page_numbers(market, "inquiries")
     found: dict[Any, Any] = {}
     for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
         params = {
@@ -438,6 +445,114 @@ async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str,
     }
 
 
+ReturnAction = Literal["stop_shipment", "already_shipped", "confirm_receipt", "approve_return"]
+_RETURN_ENDPOINTS: dict[str, str] = {
+    "stop_shipment": "return_stop_shipment",
+    "already_shipped": "return_already_shipped",
+    "confirm_receipt": "return_receipt_confirm",
+    "approve_return": "return_approve",
+}
+# A return request already in the state an action leads to is refused so. [?]
+_ALREADY_PROCESSED = ("already processed", "이미 처리")
+
+
+class ActOnClaim(Payload):
+    """Act on a return request (`receipt_id`): stop the shipment (the buyer cancelled while
+    it was prepared), say it already shipped (with its invoice), confirm the returned goods
+    arrived, approve the return. `cancel_count` for stop_shipment and approve_return."""
+
+    receipt_id: int
+    action: ReturnAction
+    cancel_count: int | None = Field(default=None, ge=1)
+    delivery_company_code: str | None = Field(default=None, min_length=1)
+    invoice_number: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _needs(self) -> ActOnClaim:
+        if self.action in ("stop_shipment", "approve_return") and self.cancel_count is None:
+            raise ValueError(f"{self.action} needs cancel_count")
+        if self.action == "already_shipped" and (
+            self.delivery_company_code is None or self.invoice_number is None
+        ):
+            raise ValueError("already_shipped needs delivery_company_code and invoice_number")
+        return self
+
+
+async def act_on_claim(context: JobContext, payload: ActOnClaim) -> dict[str, Any]:
+    body: dict[str, Any] = {"vendorId": context.seller, "receiptId": payload.receipt_id}
+    if payload.cancel_count is not None:
+        body["cancelCount"] = payload.cancel_count
+    if payload.action == "already_shipped":
+        body["deliveryCompanyCode"] = payload.delivery_company_code
+        body["invoiceNumber"] = payload.invoice_number
+    request = Call(
+        _RETURN_ENDPOINTS[payload.action], path={"receiptId": payload.receipt_id}, json=body
+    )
+    answer = await context.effect(
+        request,
+        landed=None,
+        already=lambda error: any(text in error.message for text in _ALREADY_PROCESSED),
+    )
+    return {"receipt_id": payload.receipt_id, "action": payload.action, "answer": answer}
+
+
+class CollectCallCenterInquiries(Payload):
+    """Inquiries passed on by Coupang's call center from `since` to `until` (days), in
+    7-day queries, every page; `status` NONE is every one."""
+
+    since: date
+    until: date
+    status: Literal["NONE", "ANSWER", "NO_ANSWER", "TRANSFER"] = "NONE"
+    page_size: int = Field(default=30, ge=1, le=30)
+
+
+async def collect_call_center_inquiries(
+    context: JobContext, payload: CollectCallCenterInquiries
+) -> dict[str, Any]:
+    market = context.client.name
+    endpoint = "call_center_inquiries"
+    found: dict[Any, Any] = {}
+    for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
+        params = {
+            "vendorId": context.seller,
+            "inquiryStartAt": since.isoformat(),
+            "inquiryEndAt": until.isoformat(),
+            "partnerCounselingStatus": payload.status,
+            "pageSize": payload.page_size,
+            "pageNum": 1,
+        }
+        async for answer in pages(context, endpoint, params, _page_numbers(market, endpoint)):
+            data = expect_dict(answer, market, endpoint, "data")
+            for item in expect_list(data, market, endpoint, "content"):
+                found[item.get("inquiryId")] = item
+    return {"inquiries": list(found.values()), "count": len(found)}
+
+
+class AnswerCallCenterInquiry(Payload):
+    """Reply to a call-center inquiry (`parent_answer_id`: the call center's answer it
+    follows). Coupang takes a reply only within 24 hours of the inquiry."""
+
+    inquiry_id: int
+    content: str = Field(min_length=1)
+    reply_by: str = Field(min_length=1)
+    parent_answer_id: int
+
+
+async def answer_call_center_inquiry(
+    context: JobContext, payload: AnswerCallCenterInquiry
+) -> dict[str, Any]:
+    body = {
+        "vendorId": context.seller,
+        "inquiryId": payload.inquiry_id,
+        "content": payload.content,
+        "replyBy": payload.reply_by,
+        "parentAnswerId": payload.parent_answer_id,
+    }
+    request = Call("call_center_reply", path={"inquiryId": payload.inquiry_id}, json=body)
+    answer = await context.effect(request, landed=None, already=_already_answered)
+    return {"inquiry_id": payload.inquiry_id, "answer": answer}
+
+
 class GetProduct(Payload):
     seller_product_id: int
 
@@ -485,6 +600,21 @@ COUPANG_JOBS: dict[str, JobSpec] = {
     ),
     "ship_order": JobSpec(ShipOrder, ship_order, ("invoices", "order"), side_effect=True),
     "answer_inquiry": JobSpec(AnswerInquiry, answer_inquiry, ("inquiry_reply",), side_effect=True),
+    "act_on_claim": JobSpec(
+        ActOnClaim, act_on_claim, tuple(_RETURN_ENDPOINTS.values()), side_effect=True
+    ),
+    "collect_call_center_inquiries": JobSpec(
+        CollectCallCenterInquiries,
+        collect_call_center_inquiries,
+        ("call_center_inquiries",),
+        side_effect=False,
+    ),
+    "answer_call_center_inquiry": JobSpec(
+        AnswerCallCenterInquiry,
+        answer_call_center_inquiry,
+        ("call_center_reply",),
+        side_effect=True,
+    ),
     "get_product": JobSpec(GetProduct, get_product, ("product",), side_effect=False),
     "update_product": JobSpec(UpdateProduct, update_product, ("price", "stock"), side_effect=True),
 }

@@ -444,6 +444,79 @@ async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> d
     return {"inquiries": list(found.values()), "count": len(found)}
 
 
+class CollectQnas(Payload):
+    """Product Q&A questions asked from `since` to `until`, every page, each once."""
+
+    since: AwareDatetime
+    until: AwareDatetime
+    answered: bool | None = None
+
+
+async def collect_qnas(context: JobContext, payload: CollectQnas) -> dict[str, Any]:
+    market = context.client.name
+
+    def following(answer: Any) -> dict[str, Any] | None:
+        data = expect_dict(answer, market, "qnas")
+        page, pages_total = int(data.get("page", 1)), int(data.get("totalPages", 1))
+        return {"page": page + 1} if page < pages_total else None
+
+    params = {
+        "fromDate": naver_time(payload.since),
+        "toDate": naver_time(payload.until),
+        "answered": None if payload.answered is None else str(payload.answered).lower(),
+        "page": 1,
+        "size": 100,
+    }
+    found: dict[Any, Any] = {}
+    async for answer in pages(context, "qnas", params, following):
+        for item in expect_list(answer, market, "qnas", "contents"):
+            found[item.get("questionId")] = item
+    return {"qnas": list(found.values()), "count": len(found)}
+
+
+ClaimAction = Literal["approve_cancel", "approve_return", "reject_return"]
+_CLAIM_ENDPOINTS: dict[str, str] = {
+    "approve_cancel": "claim_cancel_approve",
+    "approve_return": "claim_return_approve",
+    "reject_return": "claim_return_reject",
+}
+# A claim already in the state asked for is refused with this message. [?]
+_ALREADY_PROCESSED = ("already processed", "이미 처리")
+
+
+class ActOnClaim(Payload):
+    """Approve a cancel, approve or reject a return (`reason` needed to reject)."""
+
+    product_order_id: str = Field(min_length=1)
+    action: ClaimAction
+    reason: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _reason(self) -> ActOnClaim:
+        if self.action == "reject_return" and self.reason is None:
+            raise ValueError("reject_return needs a reason")
+        return self
+
+
+async def act_on_claim(context: JobContext, payload: ActOnClaim) -> dict[str, Any]:
+    body = {"rejectReturnReason": payload.reason} if payload.action == "reject_return" else {}
+    request = Call(
+        _CLAIM_ENDPOINTS[payload.action],
+        path={"productOrderId": payload.product_order_id},
+        json=body,
+    )
+    answer = await context.effect(
+        request,
+        landed=None,
+        already=lambda error: any(text in error.message for text in _ALREADY_PROCESSED),
+    )
+    return {
+        "product_order_id": payload.product_order_id,
+        "action": payload.action,
+        "answer": answer,
+    }
+
+
 class GetProduct(Payload):
     origin_product_no: int | None = None
     channel_product_no: int | None = None
@@ -515,6 +588,10 @@ NAVER_JOBS: dict[str, JobSpec] = {
         answer_inquiry,
         ("inquiry_answer", "qna_answer", "inquiries"),
         side_effect=True,
+    ),
+    "collect_qnas": JobSpec(CollectQnas, collect_qnas, ("qnas",), side_effect=False),
+    "act_on_claim": JobSpec(
+        ActOnClaim, act_on_claim, tuple(_CLAIM_ENDPOINTS.values()), side_effect=True
     ),
     "get_product": JobSpec(
         GetProduct, get_product, ("origin_product", "channel_product"), side_effect=False

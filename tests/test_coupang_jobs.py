@@ -231,3 +231,48 @@ async def test_invalid_payloads_are_permanent(
     with pytest.raises(PermanentError, match=message) as raised:
         markets.check(request)
     assert "\n" not in str(raised.value)
+
+
+async def test_return_actions_stop_a_shipment_and_approve_a_return(
+    markets: Markets, sim: Running
+) -> None:
+    """A return asked while the order was prepared (RU): stop its shipment. A received
+    return (UC): confirm the goods arrived, then approve it. Each carried out once."""
+    stop = job("act_on_claim", receipt_id=40_000_001, action="stop_shipment", cancel_count=1)
+    stopped = await markets.run(stop, Lane.HIGH)
+    assert stopped.data["action"] == "stop_shipment"
+    confirm = job("act_on_claim", receipt_id=40_000_003, action="confirm_receipt")
+    await markets.run(confirm, Lane.HIGH)
+    approve = job("act_on_claim", receipt_id=40_000_003, action="approve_return", cancel_count=1)
+    await markets.run(approve, Lane.HIGH)
+    assert sim.state.effects["return:40000001:RETURNS_COMPLETED"] == 1
+    assert sim.state.effects["return:40000003:VENDOR_WAREHOUSE_CONFIRM"] == 1
+    assert sim.state.effects["return:40000003:RETURNS_COMPLETED"] == 1
+    with pytest.raises(PermanentError, match="needs cancel_count"):
+        markets.check(job("act_on_claim", receipt_id=40_000_003, action="approve_return"))
+
+
+async def test_call_center_inquiries_are_collected_and_answered_within_24_hours(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """Call-center inquiries (vendorId in the query, 7-day queries); a reply within 24 hours
+    of the inquiry lands once; past 24 hours (the simulator's clock) the market refuses it."""
+    now = datetime.now(UTC)
+    running = await start_simulator(coupang_app(start=now - timedelta(hours=3), days=1))
+    config = markets_config(
+        coupang=running.url, extra={"coupang": {"groups": {"vendor": {"rps": 10}}}}
+    )
+    markets = await make_markets(config)
+    since, until = (now - timedelta(days=1)).date(), (now + timedelta(days=6)).date()
+    collected = await markets.run(
+        job("collect_call_center_inquiries", since=since.isoformat(), until=until.isoformat()),
+        Lane.MEDIUM,
+    )
+    assert collected.data["count"] == 20
+    reply = {"content": "확인했습니다.", "reply_by": "wing-user", "parent_answer_id": 1}
+    await markets.run(job("answer_call_center_inquiry", inquiry_id=5_000_000, **reply), Lane.HIGH)
+    assert running.state.effects["call_center_reply:5000000"] == 1
+    running.state.advance(30 * 3600)
+    late = job("answer_call_center_inquiry", inquiry_id=5_000_001, **reply)
+    with pytest.raises(PermanentError, match="24-hour"):
+        await markets.run(late, Lane.HIGH)

@@ -16,7 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from markets.coupang_auth import sign
 from markets.simulators.data import (
     COUPANG_STATUSES,
     DEFAULT_COUPANG_CYCLE,
+    coupang_call_center,
     coupang_claims,
     coupang_inquiries,
     coupang_orders,
@@ -47,6 +48,7 @@ _SIGNATURE_LIFETIME = timedelta(minutes=5)
 _VENDOR = web.RequestKey("vendor", str)
 _V5_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})\+09:00$")
 _MAX_DAYS = 31
+_KST = timezone(timedelta(hours=9))
 # The list queries Coupang's "Timeout errors occur" page asks X-EXTENDED-TIMEOUT for.
 _LISTS = frozenset({"orders", "claims"})
 # What the gateway answers for a while after a burst ("403 Forbidden" page).
@@ -71,6 +73,7 @@ class _Vendor:
     inquiries: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
     claims: list[dict[str, Any]]
+    call_center: list[dict[str, Any]]
     arrivals: deque[float] = field(default_factory=deque)
     blocked_until: float = 0.0
     violations: int = 0
@@ -103,6 +106,7 @@ class _Coupang:
                 inquiries=coupang_inquiries(vendor, 40, start, seed),
                 products=coupang_products(vendor, 20, seed),
                 claims=coupang_claims(sheets),
+                call_center=coupang_call_center(vendor, 20, start, seed),
             )
 
     def authenticate(self, request: web.Request, seen: Counter[str]) -> str | web.Response:
@@ -443,6 +447,85 @@ def coupang_app(
                 return _ok(None)
         return _error(400, "inquiry not found")
 
+    def find_claim(request: web.Request) -> dict[str, Any] | None:
+        wanted = int(request.match_info["receiptId"])
+        return next(
+            (claim for claim in vendor_of(request).claims if claim["receiptId"] == wanted), None
+        )
+
+    def return_action(before: tuple[str, ...], after: str, needs: tuple[str, ...]) -> Handler:
+        """A return request's action: from a `before` receipt status to `after`."""
+
+        async def act(request: web.Request) -> web.Response:
+            body = await request.json()
+            missing = [name for name in ("vendorId", "receiptId", *needs) if not body.get(name)]
+            if missing:
+                return _error(400, f"{', '.join(missing)} required")
+            claim = find_claim(request)
+            if claim is None or claim["cancelType"] != "RETURN":
+                return _error(400, "There is no history of the return request")
+            if claim["receiptStatus"] == after:
+                return _error(400, "already processed (이미 처리되었습니다)")
+            if claim["receiptStatus"] not in before:
+                return _error(400, f"the return is {claim['receiptStatus']}")
+            sim.effects[f"return:{claim['receiptId']}:{after}"] += 1
+            claim["receiptStatus"] = after
+            return _ok({"resultCode": "SUCCESS", "resultMessage": "OK"})
+
+        return act
+
+    async def call_center(request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("vendorId") != request[_VENDOR]:
+            return _error(400, "vendorId is required in the query (the path's vendorId)")
+        try:
+            since = date.fromisoformat(query["inquiryStartAt"])
+            until = date.fromisoformat(query["inquiryEndAt"])
+            page, size = int(query.get("pageNum", "1")), int(query.get("pageSize", "10"))
+        except (KeyError, ValueError) as exc:
+            return _error(400, f"invalid or missing parameter: {exc}")
+        if (until - since).days > 7:
+            return _error(400, "the inquiry period may be at most 7 days")
+        status = query.get("partnerCounselingStatus", "NONE")
+        matching = [
+            item
+            for item in vendor_of(request).call_center
+            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until
+            and status in ("NONE", item["partnerCounselingStatus"])
+        ]
+        content = matching[(page - 1) * size : page * size]
+        pagination = {
+            "currentPage": page,
+            "totalPages": max(1, -(-len(matching) // size)),
+            "totalElements": len(matching),
+            "countPerPage": size,
+        }
+        return _ok({"content": content, "pagination": pagination})
+
+    async def call_center_reply(request: web.Request) -> web.Response:
+        body = await request.json()
+        missing = [
+            name
+            for name in ("vendorId", "inquiryId", "content", "replyBy", "parentAnswerId")
+            if not body.get(name)
+        ]
+        if missing:
+            return _error(400, f"{', '.join(missing)} required")
+        wanted = int(request.match_info["inquiryId"])
+        for item in vendor_of(request).call_center:
+            if item["inquiryId"] != wanted:
+                continue
+            if item["replies"]:
+                return _error(400, "이미 답변이 등록된 문의입니다 (already answered)")
+            asked = datetime.fromisoformat(item["inquiryAt"]).replace(tzinfo=_KST)
+            if sim.now() - asked > timedelta(hours=24):
+                return _error(400, "the 24-hour reply period of this inquiry is over")
+            sim.effects[f"call_center_reply:{wanted}"] += 1
+            item["replies"].append({"content": body["content"], "replyBy": body["replyBy"]})
+            item["partnerCounselingStatus"] = "ANSWER"
+            return _ok(None)
+        return _error(400, "inquiry not found")
+
     async def product(request: web.Request) -> web.Response:
         found = vendor_of(request).products.get(int(request.match_info["sellerProductId"]))
         if found is None:
@@ -483,6 +566,39 @@ def coupang_app(
         f"{_V4}/onlineInquiries/{{inquiryId:\\d+}}/replies", reply, name="inquiry_reply"
     )
     routes.add_get(f"{_PRODUCTS}/seller-products/{{sellerProductId:\\d+}}", product, name="product")
+    receipt = f"{_V4}/returnRequests/{{receiptId:\\d+}}"
+    stop = ("RELEASE_STOP_UNCHECKED",)
+    for action, name, before, after, needs in (
+        ("stoppedShipment", "return_stop_shipment", stop, "RETURNS_COMPLETED", ("cancelCount",)),
+        (
+            "completedShipment",
+            "return_already_shipped",
+            stop,
+            "RETURNS_UNCHECKED",
+            ("deliveryCompanyCode", "invoiceNumber"),
+        ),
+        (
+            "receiveConfirmation",
+            "return_receipt_confirm",
+            ("RETURNS_UNCHECKED",),
+            "VENDOR_WAREHOUSE_CONFIRM",
+            (),
+        ),
+        (
+            "approval",
+            "return_approve",
+            ("VENDOR_WAREHOUSE_CONFIRM",),
+            "RETURNS_COMPLETED",
+            ("cancelCount",),
+        ),
+    ):
+        routes.add_put(f"{receipt}/{action}", return_action(before, after, needs), name=name)
+    routes.add_get(f"{_V4}/callCenterInquiries", call_center, name="call_center_inquiries")
+    routes.add_post(
+        f"{_V4}/callCenterInquiries/{{inquiryId:\\d+}}/replies",
+        call_center_reply,
+        name="call_center_reply",
+    )
     routes.add_put(
         f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/quantities/{{quantity:\\d+}}",
         item_setter("maximumBuyCount", "quantity", "재고 변경 완료"),

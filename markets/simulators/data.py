@@ -13,6 +13,7 @@ __all__ = [
     "COUPANG_STATUSES",
     "DEFAULT_COUPANG_CYCLE",
     "RETURN_STATUSES",
+    "coupang_call_center",
     "coupang_claims",
     "coupang_inquiries",
     "coupang_orders",
@@ -143,6 +144,24 @@ def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> li
             ),
             "inquiryAt": _local(start + timedelta(hours=3 * index)),
             "commentDtoList": [],
+        }
+        for index in range(count)
+    ]
+
+
+def coupang_call_center(
+    vendor: str, count: int, start: datetime, seed: int
+) -> list[dict[str, Any]]:
+    """Inquiries Coupang's call center passes on, one every 6 hours from `start`."""
+    rng = random.Random(f"{seed}:{vendor}:call-center")
+    return [
+        {
+            "inquiryId": 5_000_000 + index,
+            "orderId": 25_000_000_000 + index,
+            "content": rng.choice(("배송지 변경 요청", "부분 취소 가능 여부 문의")),
+            "inquiryAt": _local(start + timedelta(hours=6 * index)),
+            "partnerCounselingStatus": "NO_ANSWER",
+            "replies": [],
         }
         for index in range(count)
     ]

@@ -159,7 +159,23 @@ def naver_app(
                     productOrderStatus=status, changed=when.astimezone(KST), changedType="CLAIM"
                 )
 
+    # A claim on every product order whose last change is a request (a cancel)
+    for item in product_orders:
+        if item.get("changedType") == "CLAIM_REQUESTED":
+            item.update(claimType="CANCEL", claimStatus="CANCEL_REQUEST")
     products = naver_products(20, seed)
+    qnas: dict[int, dict[str, Any]] = {
+        7_000_000 + index: {
+            "questionId": 7_000_000 + index,
+            "question": "사이즈가 어떻게 되나요?",
+            "answer": None,
+            "answered": False,
+            "createDate": (begin + timedelta(hours=6 * index))
+            .astimezone(KST)
+            .isoformat(timespec="milliseconds"),
+        }
+        for index in range(12)
+    }
     inquiries: dict[int, dict[str, Any]] = {
         9_000_000 + index: {"inquiryNo": 9_000_000 + index, "title": "배송 문의", "answered": False}
         for index in range(20)
@@ -431,13 +447,66 @@ def naver_app(
         return _ok({"inquiryCommentNo": found["inquiryNo"] * 10})
 
     async def list_qnas(request: web.Request) -> web.Response:
-        return web.json_response({"contents": [], "totalElements": 0})
+        query = request.query
+        try:
+            since, until = parse_time(query["fromDate"]), parse_time(query["toDate"])
+            page, size = int(query.get("page", "1")), int(query.get("size", "100"))
+        except (KeyError, ValueError) as exc:
+            return _gateway_error(400, "BadRequest", f"invalid or missing parameter: {exc}")
+        answered = query.get("answered")
+        matching = [
+            qna
+            for qna in qnas.values()
+            if since <= datetime.fromisoformat(qna["createDate"]) <= until
+            and (answered is None or str(qna["answered"]).lower() == answered)
+        ]
+        contents = matching[(page - 1) * size : page * size]
+        pages = max(1, -(-len(matching) // size))
+        return web.json_response(
+            {
+                "contents": contents,
+                "page": page,
+                "size": size,
+                "totalElements": len(matching),
+                "totalPages": pages,
+            }
+        )
 
     async def answer_qna(request: web.Request) -> web.Response:
         body = await request.json()
         if not body.get("commentContent"):
             return _gateway_error(400, "BadRequest", "commentContent is required")
-        return web.json_response({"questionId": int(request.match_info["questionId"])})
+        question = int(request.match_info["questionId"])
+        if question in qnas:
+            sim.effects[f"qna:{question}"] += 1
+            qnas[question].update(answer=body["commentContent"], answered=True)
+        return web.json_response({"questionId": question})
+
+    def claim_action(kind: str, target: str) -> Handler:
+        """Approve or reject a product order's claim of `kind`; it then is `target`."""
+
+        async def act(request: web.Request) -> web.Response:
+            wanted = request.match_info["productOrderId"]
+            found = by_id.get(wanted)
+            if found is None:
+                return _gateway_error(400, "BadRequest", "productOrderId not found")
+            if found.get("claimType") != kind:
+                return _gateway_error(400, "BadRequest", f"no {kind} claim on this product order")
+            if found.get("claimStatus") == target:
+                return _gateway_error(
+                    400, "BadRequest", "이미 처리된 클레임입니다 (already processed)"
+                )
+            if target == "RETURN_REJECT" and not (await request.json()).get("rejectReturnReason"):
+                return _gateway_error(400, "BadRequest", "rejectReturnReason is required")
+            sim.effects[f"claim:{wanted}:{target}"] += 1
+            found["claimStatus"] = target
+            if target == "CANCEL_DONE":
+                found["productOrderStatus"] = "CANCELED"
+            elif target == "RETURN_DONE":
+                found["productOrderStatus"] = "RETURNED"
+            return _ok({"productOrderId": wanted})
+
+        return act
 
     async def origin_product(request: web.Request) -> web.Response:
         found = products.get(int(request.match_info["originProductNo"]))
@@ -473,6 +542,14 @@ def naver_app(
     )
     routes.add_post(f"{order_base}/product-orders/dispatch", dispatch, name="dispatch")
     routes.add_post(f"{order_base}/product-orders/confirm", confirm, name="confirm")
+    claim = f"{order_base}/product-orders/{{productOrderId:\\d+}}/claim"
+    for action, kind, target in (
+        ("cancel/approve", "CANCEL", "CANCEL_DONE"),
+        ("return/approve", "RETURN", "RETURN_DONE"),
+        ("return/reject", "RETURN", "RETURN_REJECT"),
+    ):
+        name = "claim_" + action.replace("/", "_")
+        routes.add_post(f"{claim}/{action}", claim_action(kind, target), name=name)
     routes.add_get(f"{prefix}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
     routes.add_post(
         f"{prefix}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
