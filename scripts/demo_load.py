@@ -60,7 +60,9 @@ ROUTE_LANES: Mapping[str, Mapping[str, Lane]] = {
     },
 }
 # What the simulators hold (markets.simulators.data): ids the jobs may use.
-_COUPANG_BOXES = 120  # shipment boxes 600000000..; ACCEPT (shippable) unless index % 5 == 0
+# Shipment boxes 600000000..; acknowledged (INSTRUCT, shippable) where index % 5 == 0, a
+# bundle of three items where index % 10 == 5: the demo ships the single-item INSTRUCT ones.
+_COUPANG_BOXES = 120
 _COUPANG_INQUIRIES = 40
 _PRODUCTS = 20
 _NAVER_ORDERS = 240
@@ -143,7 +145,7 @@ def _coupang(duration: float, sellers: int, now: datetime) -> list[Planned]:
               f"scheduled-{n}")
         for n in range(sellers)
     ]  # fmt: skip
-    shippable = [n for n in range(1, _COUPANG_BOXES) if n % 5]
+    shippable = [n for n in range(1, _COUPANG_BOXES) if n % 10 == 0]
     count = max(2, int(0.25 * limit * 0.2 * duration))
     high = [
         _body("ship_order", "coupang", vendor, {"invoices": [{
