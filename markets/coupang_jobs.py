@@ -437,7 +437,12 @@ async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str,
             continue
         orders.append(expect_dict(answer, context.client.name, "order", "data"))
     seen = [(order.get(ORDERS.order_key), order.get("status")) for order in orders]
-    await track_open(context, [*seen, *((box, "GONE") for box in gone)], FINAL_STATUSES | {"GONE"})
+    await track_open(
+        context,
+        [*seen, *((box, "GONE") for box in gone)],
+        FINAL_STATUSES | {"GONE"},
+        reread=payload.shipment_box_ids is None,
+    )
     return {
         "orders": orders,
         "unfinished": [box for box, status in seen if status not in FINAL_STATUSES],

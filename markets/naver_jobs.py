@@ -206,7 +206,10 @@ async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str,
     }
     # An id the market no longer returns is final as far as tracking goes.
     await track_open(
-        context, ((each, statuses.get(each, "GONE")) for each in ids), FINAL_STATUSES | {"GONE"}
+        context,
+        ((each, statuses.get(each, "GONE")) for each in ids),
+        FINAL_STATUSES | {"GONE"},
+        reread=payload.product_order_ids is None,
     )
     return {
         "orders": orders,

@@ -2,8 +2,10 @@
 without ids reads again, so a later change (a cancellation after collection) is seen.
 
 A collection adds the orders it saw in a status that is not final and drops the final
-ones; a repoll drops those it finds final (or that the market no longer knows). Oldest
-first: each repoll reads the orders tracked longest.
+ones; a repoll drops those it finds final (or that the market no longer knows) and puts
+the rest at the back, so each repoll reads the orders not read for longest and one that
+never becomes final does not hold up the others. An order tracked for `MAX_AGE` without
+becoming final is dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from redis.exceptions import RedisError
 
 from markets.errors import TransientError
 
-__all__ = ["OpenOrders"]
+__all__ = ["MAX_AGE_S", "OpenOrders"]
+
+MAX_AGE_S = 90 * 86_400  # seconds an order may stay open before it is no longer tracked
 
 
 class OpenOrders:
@@ -30,9 +34,16 @@ class OpenOrders:
         return f"lanes:open-orders:{market}:{seller}"
 
     async def update(
-        self, market: str, seller: str, *, open_ids: Iterable[str], final_ids: Iterable[str]
+        self,
+        market: str,
+        seller: str,
+        *,
+        open_ids: Iterable[str],
+        final_ids: Iterable[str],
+        reread: bool = False,
     ) -> None:
-        """Track `open_ids` (kept at their first sighting), forget `final_ids`."""
+        """Track `open_ids` (a collection keeps those already tracked in their place; a
+        `reread` moves them to the back), forget `final_ids` and those tracked too long."""
         key = self.key(market, seller)
         now_ms = int(time.time() * 1000)
         opened = {str(order): now_ms for order in open_ids}
@@ -40,9 +51,10 @@ class OpenOrders:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 if opened:
-                    pipe.zadd(key, opened, nx=True)
+                    pipe.zadd(key, opened, xx=reread, nx=not reread)
                 if closed:
                     pipe.zrem(key, *closed)
+                pipe.zremrangebyscore(key, 0, now_ms - MAX_AGE_S * 1000)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise TransientError(f"open orders unavailable: {exc}", market=market) from exc

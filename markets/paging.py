@@ -117,10 +117,15 @@ def mark_collected(context: JobContext, what: str, until: datetime) -> None:
 
 
 async def track_open(
-    context: JobContext, orders: Iterable[tuple[Any, Any]], final: frozenset[str]
+    context: JobContext,
+    orders: Iterable[tuple[Any, Any]],
+    final: frozenset[str],
+    *,
+    reread: bool = False,
 ) -> None:
     """Keep the seller's collected orders (id, status) not yet in a `final` status for
-    `repoll_orders` (markets/open_orders.py); forget the final ones."""
+    `repoll_orders` (markets/open_orders.py); forget the final ones. `reread`: a repoll's,
+    which puts the open ones at the back of the queue."""
     if context.open_orders is None:
         return
     seen = [(str(order), status) for order, status in orders if order is not None]
@@ -129,6 +134,7 @@ async def track_open(
         context.seller,
         open_ids=[order for order, status in seen if status not in final],
         final_ids=[order for order, status in seen if status in final],
+        reread=reread,
     )
 
 
