@@ -95,8 +95,8 @@ class FileSink(AsyncResource):
             self._handle = None
 
 
-# An SQS message's size limit (256 KiB, the default a queue has; AWS allows up to 1 MiB
-# where a queue's MaximumMessageSize is raised), and how many parts one result may take.
+# An SQS message's size limit when the queue does not say (256 KiB; a queue's
+# MaximumMessageSize may be lower, or up to 1 MiB), and how many parts one result may take.
 SQS_MAX_BYTES = 262_144
 SQS_MAX_PARTS = 100
 
@@ -135,26 +135,37 @@ def _parts(record: dict[str, Any], max_bytes: int, max_parts: int, where: str) -
 
 class SqsSink(AsyncResource):
     """Sends each result as one message to the queue `name` (the SQS client is borrowed); a
-    result over `max_bytes` goes as several parts (`_parts`), one too large for
-    `max_parts` is refused for good."""
+    result over the queue's `MaximumMessageSize` (read once; `max_bytes` caps it) goes as
+    several parts (`_parts`), one too large for `max_parts` is refused for good."""
 
     def __init__(
         self,
         sqs: SqsClient,
         name: str,
         *,
-        max_bytes: int = SQS_MAX_BYTES,
+        max_bytes: int | None = None,
         max_parts: int = SQS_MAX_PARTS,
     ) -> None:
         self._sqs = sqs
         self.name = name
         self._max_bytes = max_bytes
         self._max_parts = max_parts
+        self._queue_bytes: int | None = None
+
+    async def _limit(self, url: str) -> int:
+        if self._queue_bytes is None:
+            found = await self._sqs.attributes(url, ["MaximumMessageSize"])
+            self._queue_bytes = int(found.get("MaximumMessageSize") or SQS_MAX_BYTES)
+        return min(self._queue_bytes, self._max_bytes or self._queue_bytes)
 
     async def send(self, record: dict[str, Any]) -> None:
-        bodies = _parts(record, self._max_bytes, self._max_parts, f"results queue {self.name}")
         try:
             url = await self._sqs.queue_url(self.name)
+            limit = await self._limit(url)
+        except SqsError as exc:
+            raise SinkError(f"results queue {self.name}: {exc}") from exc
+        bodies = _parts(record, limit, self._max_parts, f"results queue {self.name}")
+        try:
             # One at a time: a batch's total size has the same limit as one message.
             for body in bodies:
                 await self._sqs.send_batch(url, [OutgoingMessage(body=body)])
