@@ -73,13 +73,15 @@ def send_check_trace() -> aiohttp.TraceConfig:
 
 @dataclass(frozen=True)
 class Call:
-    """One request to a named endpoint: path placeholders, query, and a JSON or form body."""
+    """One request to a named endpoint: path placeholders, query, a JSON or form body, and
+    headers of its own (the signature's are added)."""
 
     endpoint: str
     path: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     json: Any = None
     form: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,8 @@ class MarketClient:
         timeout = endpoint.timeout or self.config.timeout
         while True:
             signer, ticket = await self._admit(budget, lane, deadline, prepare, bound)
-            headers = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+            signed = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
+            headers = {**call.headers, **signed}
             if ticket.may_send():
                 if on_sent is not None:
                     on_sent()  # it starts (it may still be stopped as late, below)
@@ -366,8 +369,8 @@ class MarketClient:
             raise await self._limits.quota_exhausted(
                 answer.headers, code, endpoint, budget, bound.bind(code=code)
             )
-        if status == 429:
-            text = f"429 {code + ': ' if code else ''}{message}"
+        if status == 429 or self._limits.is_denied_burst(status, answer.text):
+            text = f"{status} {code + ': ' if code else ''}{message}"
             raise await self._limits.rate_limited(
                 answer.headers, text, endpoint, budget, ticket, bound.bind(code=code)
             )

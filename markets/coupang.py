@@ -23,6 +23,6 @@ MARKET = Market(
     make_auth=_auth,
     jobs=COUPANG_JOBS,
     orders=ORDERS,
-    required_keys=("access_key", "secret_key"),
-    seller_keys=True,
+    # Each vendor has its own keys; there are no application keys.
+    seller_keys=lambda options: ("access_key", "secret_key"),
 )

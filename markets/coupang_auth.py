@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from lanes.policy import Lane
 from markets.auth import Signer
 from markets.credentials import Credentials
+from markets.errors import PermanentError
 
 __all__ = ["CoupangAuth", "authorization", "sign", "signed_date"]
 
@@ -38,7 +39,8 @@ def authorization(access_key: str, date: str, signature: str) -> str:
 
 
 class CoupangAuth:
-    """Signs each request with the seller's keys (or the market-wide ones) at sending time."""
+    """Signs each request with the seller's own keys at sending time: a vendor's keys are
+    its own, so a seller without them is refused, never signed with other keys."""
 
     def __init__(
         self, credentials: Credentials, *, clock: Callable[[], datetime] | None = None
@@ -48,6 +50,11 @@ class CoupangAuth:
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
         # Looked up before budget is taken: missing keys fail without spending any.
+        if not seller:
+            raise PermanentError(
+                "a Coupang job needs its seller (the vendorId whose keys sign it)",
+                market=self._credentials.market,
+            )
         access_key = (await self._credentials.get("access_key", seller)).get_secret_value()
         secret_key = (await self._credentials.get("secret_key", seller)).get_secret_value()
 

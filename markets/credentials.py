@@ -10,8 +10,11 @@ A market's table chooses where its secrets live with `options.credentials`:
   `<prefix><market>/<seller>` (and `<prefix><market>` for the market-wide one), so a
   platform with thousands of sellers keeps them out of the environment.
 
-A seller's own value wins over the market-wide one. A missing credential is a
-`PermanentError` naming the market, the seller and the credential, never a value.
+A secret that signs or identifies a seller (Coupang's access and secret keys, Naver's
+`account_id`) is read from that seller's own entry only, never from the market-wide
+values or another seller's: a seller without it is a `PermanentError` naming the market,
+the seller and where to set it, never a value. The application's own secrets (Naver's
+client id and secret) are market-wide, as each market module declares (`Market.app_keys`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "check_spec",
     "credential_source",
     "held",
+    "sellers_holding",
 ]
 
 Secrets = Mapping[str, SecretStr]
@@ -80,6 +84,16 @@ def held(source: CredentialSource, market: str, name: str, *, sellers: bool) -> 
     return None
 
 
+def sellers_holding(
+    source: CredentialSource, market: str, names: tuple[str, ...]
+) -> dict[str, set[str]] | None:
+    """Each seller that holds any of `names` in `source`, with the ones it holds (non-empty);
+    None when only asking AWS would tell."""
+    if isinstance(source, SettingsSource | FileSource):
+        return source.sellers(market, tuple(name.casefold() for name in names))
+    return None
+
+
 class SettingsSource:
     """The settings' `credentials` (environment variables); keys match without case."""
 
@@ -99,6 +113,15 @@ class SettingsSource:
             (key == name or (sellers and key.endswith((f"_{name}", f".{name}")))) and _filled(value)
             for key, value in found.items()
         )
+
+    def sellers(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
+        """`<seller>_<name>` or `<seller>.<name>` keys, by seller."""
+        found: dict[str, set[str]] = {}
+        for key, value in self._markets.get(market.casefold(), {}).items():
+            for name in names:
+                if key.endswith((f"_{name}", f".{name}")) and _filled(value):
+                    found.setdefault(key[: -len(name) - 1], set()).add(name)
+        return found
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         found = self._markets.get(market.casefold(), {})
@@ -143,6 +166,19 @@ class FileSource:
         return any(
             key.casefold() == name and _filled(value) for t in tables for key, value in t.items()
         )
+
+    def sellers(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
+        """Each seller's sub-table, with the `names` it fills."""
+        table = self._markets.get(market.casefold(), {})
+        return {
+            str(seller): {
+                key.casefold()
+                for key, value in values.items()
+                if key.casefold() in names and _filled(value)
+            }
+            for seller, values in table.items()
+            if isinstance(values, Mapping)
+        }
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         table = self._markets.get(market.casefold(), {})
@@ -237,26 +273,17 @@ class Credentials:
     """One market's secrets; `get` raises a `PermanentError` naming what is missing."""
 
     def __init__(self, market: str, source: CredentialSource) -> None:
-        self._market = market
+        self.market = market
         self._source = source
 
-    async def get(self, name: str, seller: str | None = None, *, shared: bool = True) -> SecretStr:
-        """The seller's own `name`, else (when `shared`) the market-wide one."""
-        wanted = name.casefold()
-        if seller:
-            found = (await self._source.secrets(self._market, seller)).get(wanted)
-            if found is not None:
-                return found
-        if shared or not seller:
-            found = (await self._source.secrets(self._market, None)).get(wanted)
-            if found is not None:
-                return found
+    async def get(self, name: str, seller: str | None = None) -> SecretStr:
+        """The seller's own `name` (with `seller`: never the market-wide or another's value,
+        for a secret that signs or identifies the seller), else the market-wide one."""
+        found = (await self._source.secrets(self.market, seller or None)).get(name.casefold())
+        if found is not None:
+            return found
         whose = f"seller {seller!r}" if seller else "the market"
-        where = self._source.where(self._market, seller if not shared else None, name)
+        where = self._source.where(self.market, seller or None, name)
         raise PermanentError(
-            f"no credential {name!r} for {whose} (set {where})", market=self._market
+            f"no credential {name!r} for {whose} (set {where})", market=self.market
         )
-
-    async def optional(self, name: str, seller: str) -> SecretStr | None:
-        """The seller's own `name`, or None."""
-        return (await self._source.secrets(self._market, seller)).get(name.casefold())

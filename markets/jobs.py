@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lanes.policy import Lane
 from markets.client import Call, MarketClient
 from markets.errors import NotSent, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from markets.open_orders import OpenOrders
 from markets.retry import Backoff, retry_in_lane
-from markets.watermark import Watermarks
+from markets.watermark import Watermark, Watermarks
 
 __all__ = [
     "CALL",
@@ -70,7 +71,8 @@ class JobContext:
     """One job run: its market client, seller, lane, deadline and attempt policy.
 
     `resumed`: an earlier attempt of this job may have landed (its worker stopped while
-    posting), so every side effect checks first, as after a lost answer.
+    posting), so every side effect checks first, as after a lost answer. `watermark`: where
+    the seller's collection watermark moves once the result is delivered.
     """
 
     client: MarketClient
@@ -80,8 +82,10 @@ class JobContext:
     max_attempts: int | None
     backoff: Backoff
     watermarks: Watermarks | None = None
+    open_orders: OpenOrders | None = None
     resumed: bool = False
     calls: int = 0
+    watermark: Watermark | None = None
 
     def _sent(self) -> None:
         self.calls += 1
@@ -115,10 +119,13 @@ class JobContext:
         path: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """One request with the lane's retries; returns the 2xx answer's body. For reads and
         idempotent writes (PUT): a side effect that must not happen twice uses `effect`."""
-        request = Call(endpoint, path=path or {}, params=params or {}, json=json)
+        request = Call(
+            endpoint, path=path or {}, params=params or {}, json=json, headers=headers or {}
+        )
         return await self.attempts(lambda: self.send(request), endpoint)
 
     async def effect(

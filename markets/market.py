@@ -38,7 +38,10 @@ class OrderShape:
     by default (every active status); `settle`: how far behind now a window stops
     (the market's index lags its writes); `overlap`: how far before the last
     watermark an incremental window starts (an order that changed while paged is
-    read again).
+    read again); `catch_up`: the longest span one incremental run collects (a run after an
+    outage takes the gap a span at a time, each delivered before the watermark moves;
+    `options.catch_up_seconds`); `first_lookback`: how far back a seller's first run
+    starts (`options.first_lookback_seconds`).
     """
 
     max_span: timedelta
@@ -48,6 +51,8 @@ class OrderShape:
     statuses: tuple[str, ...]
     settle: timedelta
     overlap: timedelta
+    catch_up: timedelta
+    first_lookback: timedelta
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,11 @@ class Market:
     make_auth: AuthFactory
     jobs: Mapping[str, JobSpec]
     orders: OrderShape
-    # The credentials its auth always reads, checked at worker start-up; `seller_keys`:
-    # a seller's own value may stand in for the market-wide one.
-    required_keys: tuple[str, ...] = ()
-    seller_keys: bool = False
+    # The credentials its auth reads, checked at worker start-up: `app_keys` are the
+    # application's own, market-wide; `seller_keys(options)` sign or identify a seller and
+    # come from each seller's own entry only (markets/credentials.py).
+    app_keys: tuple[str, ...] = ()
+    seller_keys: Callable[[Mapping[str, str]], tuple[str, ...]] = lambda options: ()
 
     def catalogue(self) -> dict[str, Any]:
         """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""

@@ -42,5 +42,8 @@ MARKET = Market(
     make_auth=_auth,
     jobs=NAVER_JOBS,
     orders=ORDERS,
-    required_keys=("client_id", "client_secret"),
+    # The application's keys; a solution app's (token_type SELLER) seller is named by
+    # its own account_id.
+    app_keys=("client_id", "client_secret"),
+    seller_keys=lambda options: ("account_id",) if options.get("token_type") == "SELLER" else (),
 )

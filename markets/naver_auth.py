@@ -86,16 +86,16 @@ class NaverTokens:
         self.fetched = 0  # tokens this process fetched from the market
 
     async def account(self, seller: str | None) -> str:
-        """The account a seller's token is for: its `account_id` credential (else the seller
-        itself) under SELLER; "" (the app's own) under SELF."""
+        """The account a seller's token is for: its own `account_id` credential under SELLER
+        (missing: a permanent error naming the seller; the seller's name is not its account
+        id); "" (the app's own) under SELF."""
         if self._token_type == "SELF":
             return ""
         if not seller:
             raise PermanentError(
                 "type=SELLER tokens need the message's seller", market=self._market
             )
-        own = await self._credentials.optional("account_id", seller)
-        return own.get_secret_value() if own is not None else seller
+        return (await self._credentials.get("account_id", seller)).get_secret_value()
 
     async def _keys(self, account: str) -> tuple[str, str]:
         client_id = (await self._credentials.get("client_id")).get_secret_value()

@@ -14,7 +14,15 @@ from markets.effects import Batch, Verdict, run_batch
 from markets.errors import OutcomeUnknown
 from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload
 from markets.market import KST, OrderShape
-from markets.paging import mark_collected, pages, settled_now, since_last, windows
+from markets.paging import (
+    mark_collected,
+    open_to_repoll,
+    pages,
+    settled_now,
+    since_last,
+    track_open,
+    windows,
+)
 
 __all__ = ["KST", "NAVER_JOBS", "ORDERS", "naver_time"]
 
@@ -41,11 +49,17 @@ ORDERS = OrderShape(
     settle=timedelta(minutes=1),
     # An order that changed while its window was paged is read again next time.
     overlap=timedelta(minutes=10),
+    # Seven 24-hour queries at most per run; a first run reads the last day.
+    catch_up=timedelta(days=7),
+    first_lookback=timedelta(days=1),
 )
 # Failed dispatch items worth posting again (not published: the gateway's transient ones). [?]
 _RETRYABLE_DISPATCH = frozenset({"SYSTEM_ERROR", "TEMPORARY_ERROR", "GW.TIMEOUT"})
 # How far back an inquiry is looked for when checking an answer that may have landed.
 _INQUIRY_LOOKBACK = timedelta(days=90)
+
+
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def naver_time(moment: datetime) -> str:
@@ -58,9 +72,10 @@ def _to_millis(moment: datetime) -> datetime:
 
 
 class CollectOrders(Payload):
-    """Every product order changed from `since` to `until` (default: the settled now), each
-    once, with its details. Without `since`: since the seller's last collection (its
-    watermark, minus the overlap). `statuses` keeps only those product order statuses."""
+    """Every product order changed from `since` to before `until` (default: the settled
+    now; `until` is the next window's), each once, with its details. Without `since`: since
+    the seller's last collection (its watermark, minus the overlap). `statuses` keeps only
+    those product order statuses."""
 
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
@@ -120,7 +135,9 @@ async def _changes(
         for change_type in change_types or (None,):
             params = {
                 "lastChangedFrom": naver_time(low),
-                "lastChangedTo": naver_time(high),
+                # lastChangedTo is inclusive, as lastChangedFrom is: the window [low, high)
+                # ends a millisecond before `high`, which belongs to the next window only.
+                "lastChangedTo": naver_time(high - _MILLISECOND),
                 "limitCount": limit,
                 "lastChangedType": change_type,
             }
@@ -129,12 +146,17 @@ async def _changes(
                 for change in expect_list(data, market, "changed_orders", "lastChangeStatuses"):
                     changes[change.get(ORDERS.order_key)] = change
     if incremental:
-        await mark_collected(context, what, until)
+        mark_collected(context, what, until)
     return changes
 
 
 async def collect_orders(context: JobContext, payload: CollectOrders) -> dict[str, Any]:
     changes = await _changes(context, "orders", payload.since, payload.until, payload.limit_count)
+    await track_open(
+        context,
+        ((key, change.get("productOrderStatus")) for key, change in changes.items()),
+        FINAL_STATUSES,
+    )
     if payload.statuses:
         wanted = set(payload.statuses)
         changes = {
@@ -164,19 +186,36 @@ async def collect_claims(context: JobContext, payload: CollectClaims) -> dict[st
 
 
 class RepollOrders(Payload):
-    """Read again product orders collected but not yet final; says which still are not."""
+    """Read again product orders collected but not yet final: `product_order_ids`, or
+    without them the seller's open orders (up to 300, tracked longest first); says which
+    are now final (`finished`) and which still are not."""
 
-    product_order_ids: list[str] = Field(min_length=1, max_length=300)
+    product_order_ids: list[str] | None = Field(default=None, min_length=1, max_length=300)
 
 
 async def repoll_orders(context: JobContext, payload: RepollOrders) -> dict[str, Any]:
-    orders = await _details(context, payload.product_order_ids)
-    unfinished = [
-        order.get("productOrder", {}).get(ORDERS.order_key)
+    ids = payload.product_order_ids
+    if ids is None:
+        ids = await open_to_repoll(context, _DETAILS_PER_CALL)
+    orders = await _details(context, ids) if ids else []
+    statuses = {
+        str((order.get("productOrder") or {}).get(ORDERS.order_key)): (
+            order.get("productOrder") or {}
+        ).get("productOrderStatus")
         for order in orders
-        if order.get("productOrder", {}).get("productOrderStatus") not in FINAL_STATUSES
-    ]
-    return {"orders": orders, "unfinished": unfinished}
+    }
+    # An id the market no longer returns is final as far as tracking goes.
+    await track_open(
+        context,
+        ((each, statuses.get(each, "GONE")) for each in ids),
+        FINAL_STATUSES | {"GONE"},
+        reread=payload.product_order_ids is None,
+    )
+    return {
+        "orders": orders,
+        "unfinished": [each for each in ids if statuses.get(each) not in FINAL_STATUSES | {None}],
+        "finished": [each for each in ids if statuses.get(each) in FINAL_STATUSES],
+    }
 
 
 class CollectOrder(Payload):
@@ -197,6 +236,50 @@ async def collect_order(context: JobContext, payload: CollectOrder) -> dict[str,
             for each in expect_list(answer, context.client.name, "order_product_ids", "data")
         ]
     return {"orders": await _details(context, ids) if ids else []}
+
+
+class AcknowledgeOrders(Payload):
+    """Place product orders (발주 확인: the seller has seen them and prepares them), up to
+    30 per call."""
+
+    product_order_ids: list[str] = Field(min_length=1, max_length=30)
+
+
+async def acknowledge_orders(context: JobContext, payload: AcknowledgeOrders) -> dict[str, Any]:
+    market = context.client.name
+
+    async def placed(ids: list[str]) -> set[str]:
+        """The product orders already placed (an earlier attempt landed)."""
+        return {
+            str(product.get(ORDERS.order_key))
+            for detail in await _details(context, ids)
+            if (product := detail.get("productOrder") or {}).get("placeOrderStatus") == "OK"
+        }
+
+    def sort(answer: Any) -> list[tuple[str, Verdict, str]]:
+        data = expect_dict(answer, market, "confirm", "data")
+        verdicts = [
+            (str(item.get("productOrderId")), Verdict.DONE, "")
+            for item in expect_list(data, market, "confirm", "successProductOrderInfos")
+            if isinstance(item, dict)
+        ]
+        for item in expect_list(data, market, "confirm", "failProductOrderInfos"):
+            item = item if isinstance(item, dict) else {}
+            code = str(item.get("code"))
+            verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
+            verdicts.append(
+                (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
+            )
+        return verdicts
+
+    batch = Batch(
+        endpoint="confirm",
+        items={each: each for each in payload.product_order_ids},
+        request=lambda ids: Call("confirm", json={"productOrderIds": ids}),
+        sort=sort,
+        check=placed,
+    )
+    return {"acknowledged": await run_batch(context, batch)}
 
 
 class Dispatch(Payload):
@@ -364,6 +447,79 @@ async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> d
     return {"inquiries": list(found.values()), "count": len(found)}
 
 
+class CollectQnas(Payload):
+    """Product Q&A questions asked from `since` to `until`, every page, each once."""
+
+    since: AwareDatetime
+    until: AwareDatetime
+    answered: bool | None = None
+
+
+async def collect_qnas(context: JobContext, payload: CollectQnas) -> dict[str, Any]:
+    market = context.client.name
+
+    def following(answer: Any) -> dict[str, Any] | None:
+        data = expect_dict(answer, market, "qnas")
+        page, pages_total = int(data.get("page", 1)), int(data.get("totalPages", 1))
+        return {"page": page + 1} if page < pages_total else None
+
+    params = {
+        "fromDate": naver_time(payload.since),
+        "toDate": naver_time(payload.until),
+        "answered": None if payload.answered is None else str(payload.answered).lower(),
+        "page": 1,
+        "size": 100,
+    }
+    found: dict[Any, Any] = {}
+    async for answer in pages(context, "qnas", params, following):
+        for item in expect_list(answer, market, "qnas", "contents"):
+            found[item.get("questionId")] = item
+    return {"qnas": list(found.values()), "count": len(found)}
+
+
+ClaimAction = Literal["approve_cancel", "approve_return", "reject_return"]
+_CLAIM_ENDPOINTS: dict[str, str] = {
+    "approve_cancel": "claim_cancel_approve",
+    "approve_return": "claim_return_approve",
+    "reject_return": "claim_return_reject",
+}
+# A claim already in the state asked for is refused with this message. [?]
+_ALREADY_PROCESSED = ("already processed", "이미 처리")
+
+
+class ActOnClaim(Payload):
+    """Approve a cancel, approve or reject a return (`reason` needed to reject)."""
+
+    product_order_id: str = Field(min_length=1)
+    action: ClaimAction
+    reason: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _reason(self) -> ActOnClaim:
+        if self.action == "reject_return" and self.reason is None:
+            raise ValueError("reject_return needs a reason")
+        return self
+
+
+async def act_on_claim(context: JobContext, payload: ActOnClaim) -> dict[str, Any]:
+    body = {"rejectReturnReason": payload.reason} if payload.action == "reject_return" else {}
+    request = Call(
+        _CLAIM_ENDPOINTS[payload.action],
+        path={"productOrderId": payload.product_order_id},
+        json=body,
+    )
+    answer = await context.effect(
+        request,
+        landed=None,
+        already=lambda error: any(text in error.message for text in _ALREADY_PROCESSED),
+    )
+    return {
+        "product_order_id": payload.product_order_id,
+        "action": payload.action,
+        "answer": answer,
+    }
+
+
 class GetProduct(Payload):
     origin_product_no: int | None = None
     channel_product_no: int | None = None
@@ -426,12 +582,19 @@ NAVER_JOBS: dict[str, JobSpec] = {
     "collect_order": JobSpec(
         CollectOrder, collect_order, ("order_product_ids", "order_details"), side_effect=False
     ),
+    "acknowledge_orders": JobSpec(
+        AcknowledgeOrders, acknowledge_orders, ("confirm", "order_details"), side_effect=True
+    ),
     "ship_order": JobSpec(ShipOrder, ship_order, ("dispatch", "order_details"), side_effect=True),
     "answer_inquiry": JobSpec(
         AnswerInquiry,
         answer_inquiry,
         ("inquiry_answer", "qna_answer", "inquiries"),
         side_effect=True,
+    ),
+    "collect_qnas": JobSpec(CollectQnas, collect_qnas, ("qnas",), side_effect=False),
+    "act_on_claim": JobSpec(
+        ActOnClaim, act_on_claim, tuple(_CLAIM_ENDPOINTS.values()), side_effect=True
     ),
     "get_product": JobSpec(
         GetProduct, get_product, ("origin_product", "channel_product"), side_effect=False

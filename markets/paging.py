@@ -3,25 +3,27 @@ and the incremental window from the seller's watermark."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from markets.errors import PermanentError
 from markets.jobs import JobContext
 from markets.market import OrderShape
+from markets.watermark import Watermark
 
 __all__ = [
     "day_windows",
     "mark_collected",
+    "open_to_repoll",
     "pages",
     "settled_now",
     "since_last",
+    "track_open",
     "windows",
 ]
 
 _DAY = timedelta(days=1)
-_FIRST_LOOKBACK = timedelta(days=1)
 
 
 def windows(start: datetime, end: datetime, span: timedelta) -> Iterator[tuple[datetime, datetime]]:
@@ -48,13 +50,16 @@ async def pages(
     next_page: Callable[[Any], Mapping[str, Any] | None],
     *,
     path: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Any]:
     """Each answer of a paged query: `next_page(answer)` gives the parameters that move to
     the next page (None on the last); a page asked twice is the market's error."""
     cursor: Mapping[str, Any] = {}
     seen: set[tuple[tuple[str, str], ...]] = set()
     while True:
-        answer = await context.call(endpoint, path=path, params={**params, **cursor})
+        answer = await context.call(
+            endpoint, path=path, params={**params, **cursor}, headers=headers
+        )
         yield answer
         following = next_page(answer)
         if not following:
@@ -89,19 +94,54 @@ async def since_last(
     context: JobContext, what: str, shape: OrderShape
 ) -> tuple[datetime, datetime]:
     """The incremental window of `what`: from the seller's watermark minus the overlap
-    (`options.overlap_seconds`; a first run reads one day back) to the settled now."""
+    (`options.overlap_seconds`; a first run reads `first_lookback_seconds` back) to the
+    settled now, at most `catch_up_seconds` long (the rest is the next run's)."""
     if context.watermarks is None:
         raise PermanentError(
             "collection since the last run needs the watermark store", market=context.client.name
         )
-    until = settled_now(context, shape)
+    now = settled_now(context, shape)
     mark = await context.watermarks.get(context.client.name, context.seller, what)
     if mark is None:
-        return until - _FIRST_LOOKBACK, until
-    return mark - _option_span(context, "overlap_seconds", shape.overlap), until
+        start = now - _option_span(context, "first_lookback_seconds", shape.first_lookback)
+    else:
+        start = mark - _option_span(context, "overlap_seconds", shape.overlap)
+    return start, min(now, start + _option_span(context, "catch_up_seconds", shape.catch_up))
 
 
-async def mark_collected(context: JobContext, what: str, until: datetime) -> None:
-    """Move the seller's watermark of `what` to `until` (never back)."""
-    if context.watermarks is not None:
-        await context.watermarks.advance(context.client.name, context.seller, what, until)
+def mark_collected(context: JobContext, what: str, until: datetime) -> None:
+    """The seller's watermark of `what` is to move to `until` once the job's result is
+    delivered (`Markets.delivered`): a run whose result never reached the sink is read
+    again by the next one (docs/DESIGN.md, "Watermarks")."""
+    context.watermark = Watermark(what, until)
+
+
+async def track_open(
+    context: JobContext,
+    orders: Iterable[tuple[Any, Any]],
+    final: frozenset[str],
+    *,
+    reread: bool = False,
+) -> None:
+    """Keep the seller's collected orders (id, status) not yet in a `final` status for
+    `repoll_orders` (markets/open_orders.py); forget the final ones. `reread`: a repoll's,
+    which puts the open ones at the back of the queue."""
+    if context.open_orders is None:
+        return
+    seen = [(str(order), status) for order, status in orders if order is not None]
+    await context.open_orders.update(
+        context.client.name,
+        context.seller,
+        open_ids=[order for order, status in seen if status not in final],
+        final_ids=[order for order, status in seen if status in final],
+        reread=reread,
+    )
+
+
+async def open_to_repoll(context: JobContext, count: int) -> list[str]:
+    """Up to `count` of the seller's open orders, tracked longest first."""
+    if context.open_orders is None:
+        raise PermanentError(
+            "repoll without ids needs the open-orders store", market=context.client.name
+        )
+    return await context.open_orders.oldest(context.client.name, context.seller, count)

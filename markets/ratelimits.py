@@ -11,7 +11,10 @@
 Market options (all optional, checked at load by `lanes.config`):
 `cooldown_seconds` (1), `cooldown_max_seconds` (60), `quota_codes` (comma-separated),
 `quota_reset` (daily reset time, "HH:MM+09:00"), `quota_pause_seconds` (3600),
-`advertised_ttl_seconds` (600).
+`quota_period_header` (a header naming the quota's period: SECONDS, MINUTES, HOURS or
+DAYS; the pause lasts one period), `advertised_ttl_seconds` (600), `denied_burst_text`
+(a 403 whose body holds this text is the gateway's temporary block after a burst:
+cooled down like a 429, not a permanent refusal).
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
+# A quota's period as its header names it (Naver's `GNCP-GW-Quota-Period`), in seconds.
+_PERIODS = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+
+
 class RateLimits:
     """One market's handling of 429s, quota answers and advertised limits."""
 
@@ -65,6 +72,8 @@ class RateLimits:
         )
         self._quota_reset = options.get("quota_reset")
         self._quota_pause = float(options.get("quota_pause_seconds", "3600"))
+        self._quota_period_header = options.get("quota_period_header")
+        self._denied_burst = options.get("denied_burst_text")
         self._advertised_ttl = float(options.get("advertised_ttl_seconds", "600"))
         self._slowdown = float(options.get("slowdown_after_429", "0.5"))
         self._slowdown_for = float(options.get("slowdown_seconds", "10"))
@@ -72,6 +81,16 @@ class RateLimits:
 
     def is_quota(self, code: str | None) -> bool:
         return code is not None and code in self._quota_codes
+
+    def is_denied_burst(self, status: int, text: str) -> bool:
+        """A 403 the market gives for a while after a burst of calls or errors."""
+        return status == 403 and self._denied_burst is not None and self._denied_burst in text
+
+    def _quota_period(self, headers: Mapping[str, str]) -> float | None:
+        if not self._quota_period_header:
+            return None
+        unit = headers.get(self._quota_period_header, "").strip().upper().rstrip("S")
+        return _PERIODS.get(unit)
 
     async def quota_exhausted(
         self,
@@ -83,6 +102,8 @@ class RateLimits:
     ) -> QuotaExhausted:
         """Pause the budget until the quota resets; the error to raise."""
         seconds = retry_after_seconds(headers.get("Retry-After"))
+        if seconds is None:
+            seconds = self._quota_period(headers)
         if seconds is None and self._quota_reset:
             now = datetime.now().astimezone()
             seconds = (daily_reset(self._quota_reset, now) - now) / timedelta(seconds=1)

@@ -30,7 +30,7 @@ AUTH_SCHEMES: Mapping[str, AuthFactory] = {
     **{market.auth_scheme: market.make_auth for market in BUILT_IN},
 }
 
-# The market whose auth scheme each is: its `required_keys` are what the scheme reads.
+# The market whose auth scheme each is: its `app_keys` and `seller_keys` are what the scheme reads.
 AUTH_MARKETS: Mapping[str, Market] = {market.auth_scheme: market for market in BUILT_IN}
 
 # Every kind some market offers, plus the generic `call`.

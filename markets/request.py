@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from markets.watermark import Watermark
+
 __all__ = ["JobRequest", "JobResult"]
 
 
@@ -21,10 +23,12 @@ class JobRequest:
 
 @dataclass
 class JobResult:
-    """What a job collected (`data`, JSON-serialisable) and how many HTTP requests it sent."""
+    """What a job collected (`data`, JSON-serialisable) and how many HTTP requests it sent;
+    `watermark`: where the seller's collection moves once this result is delivered."""
 
     kind: str
     market: str
     seller: str
     data: Any
     calls: int
+    watermark: Watermark | None = None

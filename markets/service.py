@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -19,14 +20,21 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits, send_check_trace
-from markets.credentials import Credentials, CredentialSource, credential_source, held
-from markets.errors import PermanentError
+from markets.credentials import (
+    Credentials,
+    CredentialSource,
+    credential_source,
+    held,
+    sellers_holding,
+)
+from markets.errors import PermanentError, TransientError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
+from markets.open_orders import OpenOrders
 from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, MARKETS
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
-from markets.watermark import Watermarks
+from markets.watermark import Watermark, Watermarks
 
 __all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "missing_credentials", "validate_job"]
 
@@ -91,20 +99,29 @@ def _source(settings: Settings, name: str, market: MarketConfig) -> CredentialSo
 
 
 def missing_credentials(config: Config, settings: Settings, name: str) -> list[str]:
-    """Where to set each credential market `name`'s auth scheme always reads and its source
-    lacks (empty: nothing missing). Env and file sources are read; AWS ones are fetched per
-    job (a seller's missing key stays that job's permanent error). A bad source spec or an
-    unreadable file is a `ConfigError`. No network I/O."""
+    """Where to set each credential market `name`'s auth scheme reads and its source lacks
+    (empty: nothing missing): each application key market-wide; each seller key for every
+    seller that has some of them (or, none having any, per seller: `<SELLER>`). Env and
+    file sources are read; AWS ones are fetched per job (a seller's missing key stays that
+    job's permanent error). A bad source spec or an unreadable file is a `ConfigError`.
+    No network I/O."""
     market = config.market(name)
     scheme = AUTH_MARKETS.get(market.auth)
-    if scheme is None or not scheme.required_keys:
+    if scheme is None:
         return []
     source = _source(settings, name, market)
-    return [
+    missing = [
         source.where(name, None, key)
-        for key in scheme.required_keys
-        if held(source, name, key, sellers=scheme.seller_keys) is False
+        for key in scheme.app_keys
+        if held(source, name, key, sellers=False) is False
     ]
+    seller_keys = scheme.seller_keys(market.options)
+    sellers = sellers_holding(source, name, seller_keys) if seller_keys else None
+    if sellers is not None and not sellers:
+        missing += [source.where(name, "<SELLER>", key) for key in seller_keys]
+    for seller, keys in sorted((sellers or {}).items()):
+        missing += [source.where(name, seller, key) for key in seller_keys if key not in keys]
+    return missing
 
 
 class Markets(AsyncResource):
@@ -129,6 +146,7 @@ class Markets(AsyncResource):
         self._backoff = backoff or Backoff()
         self._clients: dict[str, MarketClient] = {}
         self._watermarks = Watermarks(redis)
+        self._open_orders = OpenOrders(redis)
 
     async def _close(self) -> None:
         """Close the session if this object opened it."""
@@ -216,6 +234,7 @@ class Markets(AsyncResource):
             max_attempts=attempts,
             backoff=self._backoff,
             watermarks=self._watermarks,
+            open_orders=self._open_orders,
             resumed=resumed,
         )
         started = time.monotonic()
@@ -236,4 +255,18 @@ class Markets(AsyncResource):
             seller=request.seller,
             data=data,
             calls=context.calls,
+            watermark=context.watermark,
         )
+
+    async def delivered(self, record: Mapping[str, Any]) -> None:
+        """The result `record` reached the sink: move the watermark it carries. A failure
+        here only means the next run reads that window again (logged, not raised)."""
+        mark = Watermark.from_record(record.get("watermark"))
+        if mark is None:
+            return
+        try:
+            await self._watermarks.advance(
+                str(record.get("market")), str(record.get("seller")), mark.what, mark.until
+            )
+        except TransientError as exc:
+            log.warning("market.watermark_not_moved", error=str(exc), what=mark.what)

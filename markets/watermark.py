@@ -8,15 +8,39 @@ failed run loses nothing: the next one starts where the last success ended.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from markets.errors import TransientError
 
-__all__ = ["Watermarks"]
+__all__ = ["Watermark", "Watermarks"]
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where a delivered collection of `what` ends: the seller's watermark moves there."""
+
+    what: str
+    until: datetime
+
+    def record(self) -> dict[str, Any]:
+        """Its place in the result record (`watermark`), read back by `from_record`."""
+        return {"what": self.what, "until": self.until.isoformat(timespec="milliseconds")}
+
+    @classmethod
+    def from_record(cls, value: Any) -> Watermark | None:
+        """The watermark a result record carries, or None."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            return cls(str(value["what"]), datetime.fromisoformat(str(value["until"])))
+        except (KeyError, ValueError):
+            return None
 
 
 class Watermarks:

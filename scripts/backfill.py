@@ -4,7 +4,9 @@ A backfill follows the same rules as the market's `collect_orders`: windows of a
 most the market's longest span (Coupang 31 days, Naver 24 hours; `markets/registry.py`
 holds each market's order shape), every active status unless `statuses` names
 some, and every job gets a producer `id` derived from what it asks for, so running
-the same backfill twice sends jobs the worker recognises as already done.
+the same backfill twice sends jobs the worker recognises as already done. Windows never
+share an instant: Coupang's are whole days (each day in one window), Naver's run from
+`since` to before `until`, the next window's `since`.
 """
 
 from __future__ import annotations

@@ -235,7 +235,8 @@ async def _warm_up(
     """Start the clock once workers answer: a few cheap reads (routes no lane claims)."""
     today = datetime.now().date().isoformat()
     params = {
-        "coupang": {"inquiryStartAt": today, "inquiryEndAt": today},
+        # Coupang requires the vendorId in the query too.
+        "coupang": {"vendorId": COUPANG_VENDOR, "inquiryStartAt": today, "inquiryEndAt": today},
         "naver": {"page": 1},
     }
     ids = set()

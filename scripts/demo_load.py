@@ -60,7 +60,9 @@ ROUTE_LANES: Mapping[str, Mapping[str, Lane]] = {
     },
 }
 # What the simulators hold (markets.simulators.data): ids the jobs may use.
-_COUPANG_BOXES = 120  # shipment boxes 600000000..; ACCEPT (shippable) unless index % 5 == 0
+# Shipment boxes 600000000..; acknowledged (INSTRUCT, shippable) where index % 5 == 0, a
+# bundle of three items where index % 10 == 5: the demo ships the single-item INSTRUCT ones.
+_COUPANG_BOXES = 120
 _COUPANG_INQUIRIES = 40
 _PRODUCTS = 20
 _NAVER_ORDERS = 240
@@ -95,7 +97,11 @@ def config_text(base_urls: Mapping[str, str]) -> str:
 def credential_variables() -> dict[str, str]:
     """The simulators' test credentials as `LANES_CREDENTIALS__<MARKET>__<NAME>` variables."""
     names = {
-        "coupang": {"access_key": COUPANG_ACCESS, "secret_key": _COUPANG_SECRET},
+        # A vendor's keys are its own: `<vendorId>_<name>`, never market-wide.
+        "coupang": {
+            f"{COUPANG_VENDOR}_access_key": COUPANG_ACCESS,
+            f"{COUPANG_VENDOR}_secret_key": _COUPANG_SECRET,
+        },
         "naver": {"client_id": _NAVER_ID, "client_secret": _NAVER_SECRET},
     }
     return {
@@ -139,7 +145,7 @@ def _coupang(duration: float, sellers: int, now: datetime) -> list[Planned]:
               f"scheduled-{n}")
         for n in range(sellers)
     ]  # fmt: skip
-    shippable = [n for n in range(1, _COUPANG_BOXES) if n % 5]
+    shippable = [n for n in range(1, _COUPANG_BOXES) if n % 10 == 0]
     count = max(2, int(0.25 * limit * 0.2 * duration))
     high = [
         _body("ship_order", "coupang", vendor, {"invoices": [{

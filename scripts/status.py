@@ -10,6 +10,7 @@ lateness histogram of admitted requests that every worker shares.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -87,7 +88,13 @@ class Snapshot:
             "budgets": [{**asdict(row), "used": row.used} for row in self.budgets],
             "budgets_error": self.budgets_error,
             "lateness": self.lateness or {},
+            "seller_budgets": seller_budgets(self.budgets),
         }
+
+
+def seller_budgets(rows: Iterable[BudgetRow]) -> dict[str, int]:
+    """Per-seller budgets by endpoint (or group), `market:endpoint` -> sellers listed."""
+    return dict(Counter(row.budget.rsplit(":", 1)[0] for row in rows if row.budget.count(":") > 1))
 
 
 def _count(attributes: dict[str, str], name: str) -> int:
@@ -120,7 +127,8 @@ async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> l
 
 
 async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> list[Budget]:
-    """Every app-scope budget of the market, and every seller-scope one that has keys."""
+    """Every app-scope budget of the market, and every seller-scope one used within its
+    sentinel's month (its log is gone a window after its last request)."""
     limits: dict[str, GroupConfig | EndpointConfig] = dict(market.groups)
     limits.update({key: value for key, value in market.endpoints.items() if value.group is None})
     budgets: list[Budget] = []
@@ -132,13 +140,13 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
             )
             continue
         head = f"lanes:{{{name}:{budget_name}:"
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:log"
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:seen"
         try:
             keys = [key.decode() async for key in redis.scan_iter(match=pattern, count=1000)]
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
         for key in sorted(keys):
-            seller = key[len(head) : -len("}:log")]
+            seller = key[len(head) : -len("}:seen")]
             budgets.append(
                 Budget.for_endpoint(
                     name,
@@ -235,6 +243,11 @@ def render_snapshot(state: Snapshot) -> str:
         )  # fmt: skip
     else:
         parts.append("budgets: none in use")
+    if state.budgets and seller_budgets(state.budgets):
+        parts.append(
+            "per-seller budgets used this month: "
+            + ", ".join(f"{name} {count}" for name, count in seller_budgets(state.budgets).items())
+        )
     if state.lateness:
         parts.append(
             "lateness of admitted requests (all workers, last hour): "

@@ -18,7 +18,11 @@ from markets.naver_auth import NaverAuth, NaverTokens
 from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
 
 COUPANG_VENDOR = "A00012345"
-COUPANG_KEYS = {"access_key": "test-access-key", "secret_key": "test-secret-key"}
+# A vendor's keys are its own (never market-wide): `<vendorId>_<name>`.
+COUPANG_KEYS = {
+    f"{COUPANG_VENDOR}_access_key": "test-access-key",
+    f"{COUPANG_VENDOR}_secret_key": "test-secret-key",
+}
 NAVER_APP = {"client_id": "aaaabbbbcccc", "client_secret": "$2a$04$abcdefghijklmnopqrstuu"}
 FAST = Backoff(initial=0.02, cap=0.1)
 

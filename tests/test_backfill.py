@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lanes import Lane
 from lanes.config import MarketConfig
+from markets import JobRequest
 from markets.catalogue import parse_with_catalogues
+from markets.market import KST
 from markets.registry import MARKETS
+from markets.simulators import coupang_app, naver_app
 from scripts.backfill import id_jobs, window_jobs
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.sending import group_id
+from tests.fixtures_markets import COUPANG_VENDOR, MakeMarkets, StartSimulator, markets_config
 
 
 def _market(catalogue: str | None) -> MarketConfig:
@@ -25,7 +31,7 @@ def _market(catalogue: str | None) -> MarketConfig:
     return parse_with_catalogues({"markets": {"m": table}}, "test").market("m")
 
 
-def _payloads(jobs: object) -> list[dict[str, str]]:
+def _payloads(jobs: object) -> list[dict[str, Any]]:
     return [json.loads(body)["payload"] for _, body in jobs]  # type: ignore[attr-defined]
 
 
@@ -115,3 +121,52 @@ def test_group_ids_are_the_seller_or_a_stable_hash() -> None:
     assert hashed == group_id("판매자 1") != group_id("판매자 2")
     assert hashed.isascii()
     assert len(hashed) <= 128
+
+
+# -- orders on the windows' boundaries, against the simulators ----------------------------
+
+_MIDNIGHT_KST = datetime(2025, 7, 1, tzinfo=KST)
+
+
+async def test_naver_orders_on_window_boundaries_come_in_one_window_only(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """Issue 18: Naver's lastChangedTo is inclusive. 24 product orders change in threes at
+    exactly 00:00, 06:00, 12:00 and 18:00 KST over two days; a backfill in 6-hour windows
+    collects each once (the old windows shared their boundary: 45 collected, 21 twice)."""
+    sim = await start_simulator(naver_app(rate=50, orders=24, start=_MIDNIGHT_KST, days=2))
+    fast = {"endpoints": {"changed_orders": {"rps": 50}, "order_details": {"rps": 50}}}
+    config = markets_config(naver=sim.url, extra={"naver": fast})
+    markets = await make_markets(config)
+    jobs = window_jobs(
+        "naver", config.market("naver"), "s", date(2025, 7, 1), date(2025, 7, 2), timedelta(hours=6)
+    )
+    seen: list[str] = []
+    for payload in _payloads(jobs):
+        result = await markets.run(JobRequest("collect_orders", "naver", "s", payload), Lane.LOW)
+        seen += [change["productOrderId"] for change in result.data["statuses"]]
+    assert len(seen) == len(set(seen)) == 24
+
+
+async def test_coupang_orders_at_midnight_come_in_their_own_day_only(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """Coupang windows are whole days, both ends included, never sharing a day: an order
+    placed at exactly 00:00 KST is in its day's window only."""
+    sim = await start_simulator(coupang_app(orders=6, start=_MIDNIGHT_KST, days=6))
+    config = markets_config(coupang=sim.url, extra={"coupang": {"groups": {"vendor": {"rps": 20}}}})
+    markets = await make_markets(config)
+    jobs = window_jobs(
+        "coupang",
+        config.market("coupang"),
+        COUPANG_VENDOR,
+        date(2025, 7, 1),
+        date(2025, 7, 6),
+        timedelta(days=1),
+    )
+    seen: list[int] = []
+    for payload in _payloads(jobs):
+        request = JobRequest("collect_orders", "coupang", COUPANG_VENDOR, payload)
+        result = await markets.run(request, Lane.LOW)
+        seen += [order["shipmentBoxId"] for order in result.data["orders"]]
+    assert sorted(seen) == [600_000_000 + index for index in range(6)]

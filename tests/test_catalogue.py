@@ -72,7 +72,7 @@ def test_endpoint_timeouts_come_from_the_catalogue(tmp_path: Path) -> None:
     """Order pages wait longer than the market's default timeout; others use the default."""
     config = load_config(_write(tmp_path, '[markets.c]\ncatalogue = "coupang"\n'))
     market = config.markets["c"]
-    assert market.endpoints["orders"].timeout == 30.0
+    assert market.endpoints["orders"].timeout == 90.0  # X-EXTENDED-TIMEOUT: 90000
     assert market.endpoints["product"].timeout is None
     assert market.timeout == 10.0
 

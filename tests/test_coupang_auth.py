@@ -44,7 +44,12 @@ async def test_header_is_the_exact_cea_format() -> None:
     credentials = Credentials(
         "coupang",
         SettingsSource(
-            {"coupang": {"access_key": SecretStr("AK"), "secret_key": SecretStr("test-secret-key")}}
+            {
+                "coupang": {
+                    f"{COUPANG_VENDOR}_access_key": SecretStr("AK"),
+                    f"{COUPANG_VENDOR}_secret_key": SecretStr("test-secret-key"),
+                }
+            }
         ),
     )
     auth = CoupangAuth(credentials, clock=lambda: datetime(2024, 1, 1, 9, 30, 5, tzinfo=UTC))
@@ -117,7 +122,12 @@ async def test_wrong_secret_is_a_permanent_401(
     coupang_sim: Running, make_markets: MakeMarkets
 ) -> None:
     """Keys the market refuses end in PermanentError (401), sent once, never retried."""
-    settings = market_settings(coupang={"access_key": "test-access-key", "secret_key": "nope"})
+    settings = market_settings(
+        coupang={
+            f"{COUPANG_VENDOR}_access_key": "test-access-key",
+            f"{COUPANG_VENDOR}_secret_key": "nope",
+        }
+    )
     markets = await make_markets(markets_config(coupang=coupang_sim.url), settings=settings)
     request = JobRequest("get_product", "coupang", COUPANG_VENDOR, {"seller_product_id": 1000000})
     with pytest.raises(PermanentError) as raised:
@@ -126,10 +136,10 @@ async def test_wrong_secret_is_a_permanent_401(
     assert coupang_sim.state.arrived["product"] == 1
 
 
-async def test_per_seller_keys_win_over_market_wide_ones(
+async def test_per_seller_keys_are_used_and_market_wide_ones_never(
     coupang_sim: Running, make_markets: MakeMarkets
 ) -> None:
-    """`<seller>.secret_key` is used for that seller even when a wrong market-wide key exists."""
+    """`<seller>.secret_key` is used for that seller; a market-wide key is not."""
     settings = market_settings(
         coupang={
             "access_key": "wrong",

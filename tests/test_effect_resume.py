@@ -163,6 +163,9 @@ async def test_an_invoice_upload_of_a_killed_worker_is_checked_and_only_the_rest
 ) -> None:
     """The killed worker's upload shipped box 1 only (box 2 failed at the market): the resumed
     job checks both boxes and posts box 2 alone. Each box posted once, each shipped once."""
+    boxes = {"shipment_box_ids": [600_000_001, 600_000_002]}
+    ack = JobRequest("acknowledge_orders", "coupang", COUPANG_VENDOR, boxes)
+    await runtime.markets.run(ack, Lane.HIGH)  # the market ships acknowledged orders only
     first = JobRequest("ship_order", "coupang", COUPANG_VENDOR, {"invoices": [invoice(1)]})
     await killed_after_posting(runtime, first, "ship-1")
     both = JobRequest(
@@ -171,11 +174,12 @@ async def test_an_invoice_upload_of_a_killed_worker_is_checked_and_only_the_rest
     outcome = await redelivered(runtime, lanes, envelope(both, "ship-1"))
     assert (outcome.action, outcome.label) == (Action.DELETE, "done")
     assert outcome.result is not None
-    assert sorted(outcome.result["data"]["shipped"]) == ["600000001", "600000002"]
+    one, two = "600000001/70000001", "600000002/70000002"
+    assert sorted(outcome.result["data"]["shipped"]) == [one, two]
     assert sims.coupang.state.arrived["invoices"] == 2
-    assert dict(sims.coupang.state.items_posted) == {"600000001": 1, "600000002": 1}
-    assert sims.coupang.state.effects["invoice:600000001"] == 1
-    assert sims.coupang.state.effects["invoice:600000002"] == 1
+    assert dict(sims.coupang.state.items_posted) == {one: 1, two: 1}
+    assert sims.coupang.state.effects[f"invoice:{one}"] == 1
+    assert sims.coupang.state.effects[f"invoice:{two}"] == 1
 
 
 async def test_a_naver_dispatch_of_a_killed_worker_is_checked_not_posted_again(

@@ -60,6 +60,17 @@ def invoice(index: int) -> dict[str, object]:
     }
 
 
+def box(index: int) -> str:
+    """The invoice item of `invoice(index)`: shipmentBoxId/vendorItemId."""
+    return f"{600_000_000 + index}/{70_000_000 + index}"
+
+
+async def acknowledge(markets: Markets, *indexes: int) -> None:
+    """Acknowledge the orders first: the market ships only acknowledged (INSTRUCT) orders."""
+    boxes = [600_000_000 + index for index in indexes]
+    await markets.run(coupang_job("acknowledge_orders", shipment_box_ids=boxes), Lane.HIGH)
+
+
 def dispatch(index: int) -> dict[str, object]:
     return {
         "product_order_id": f"2025{index:012d}1",
@@ -110,17 +121,20 @@ async def test_three_naver_sellers_each_call_on_their_own_seller_token(
     naver: Running, make_markets: MakeMarkets
 ) -> None:
     """type=SELLER: one token per seller account, each seller's calls on its own (the
-    simulator counts calls by the token's account); a seller without an `account_id`
-    credential uses its own name as the account."""
+    simulator counts calls by the token's account)."""
     markets = await naver_markets(
         make_markets,
         naver,
-        credentials={"s-1_account_id": "acc-1", "s-2_account_id": "acc-2"},
+        credentials={
+            "s-1_account_id": "acc-1",
+            "s-2_account_id": "acc-2",
+            "s-3_account_id": "acc-3",
+        },
         options={"token_type": "SELLER"},
     )
     calls = {}
     window = {"since": START.isoformat(), "until": (START + timedelta(days=1)).isoformat()}
-    for seller, account in (("s-1", "acc-1"), ("s-2", "acc-2"), ("s-3", "s-3")):
+    for seller, account in (("s-1", "acc-1"), ("s-2", "acc-2"), ("s-3", "acc-3")):
         result = await markets.run(
             JobRequest("collect_orders", "naver", seller, window), Lane.MEDIUM
         )
@@ -206,16 +220,23 @@ async def test_coupang_orders_changing_status_while_paged_are_still_collected(
     assert result.data["count"] == 120
 
 
-async def test_incremental_coupang_collection_moves_its_watermark(
+async def test_incremental_coupang_collection_moves_its_watermark_once_delivered(
     coupang: Running, make_markets: MakeMarkets, store: RedisStore
 ) -> None:
-    """Without `since`: from the watermark minus a day through today; the watermark moves."""
+    """Without `since`: from the watermark minus a day through today. The job only says
+    where the watermark goes; it moves when the result is delivered (`Markets.delivered`)."""
     markets = await coupang_markets(make_markets, coupang)
     watermarks = Watermarks(store.client)
     last = datetime.now(UTC) - timedelta(days=2)
     await watermarks.advance("coupang", COUPANG_VENDOR, "orders", last)
     result = await markets.run(coupang_job("collect_orders"), Lane.MEDIUM)
     assert result.data["since"] == (last - timedelta(days=1)).astimezone(KST).date().isoformat()
+    held = await watermarks.get("coupang", COUPANG_VENDOR, "orders")
+    assert held is not None
+    assert abs(held - last) < timedelta(milliseconds=1)
+    assert result.watermark is not None
+    record = {"market": "coupang", "seller": COUPANG_VENDOR, "watermark": result.watermark.record()}
+    await markets.delivered(record)
     moved = await watermarks.get("coupang", COUPANG_VENDOR, "orders")
     assert moved is not None
     assert moved > datetime.now(UTC) - timedelta(minutes=1)
@@ -260,11 +281,12 @@ async def test_a_timed_out_coupang_invoice_upload_is_checked_not_posted_again(
     markets = await coupang_markets(
         make_markets, coupang, endpoints={"invoices": {"timeout": LOST}}
     )
+    await acknowledge(markets, 1)
     lose_next_answer(coupang, "invoices")
     result = await markets.run(coupang_job("ship_order", invoices=[invoice(1)]), Lane.HIGH)
-    assert result.data == {"shipped": ["600000001"]}
+    assert result.data == {"shipped": [box(1)]}
     assert coupang.state.arrived["invoices"] == 1
-    assert coupang.state.effects["invoice:600000001"] == 1
+    assert coupang.state.effects[f"invoice:{box(1)}"] == 1
 
 
 async def test_a_timed_out_naver_dispatch_is_checked_not_posted_again(
@@ -323,11 +345,12 @@ async def test_a_partial_coupang_shipment_is_retried_for_the_failed_item_only(
 ) -> None:
     """One box answers retryRequired: only that box is posted again, until it succeeds."""
     markets = await coupang_markets(make_markets, coupang)
+    await acknowledge(markets, 1, 2, 3)
     coupang.state.faults.retry_once = {"600000002"}
     request = coupang_job("ship_order", invoices=[invoice(1), invoice(2), invoice(3)])
     result = await markets.run(request, Lane.HIGH)
-    assert sorted(result.data["shipped"]) == ["600000001", "600000002", "600000003"]
-    assert dict(coupang.state.items_posted) == {"600000001": 1, "600000002": 2, "600000003": 1}
+    assert sorted(result.data["shipped"]) == [box(1), box(2), box(3)]
+    assert dict(coupang.state.items_posted) == {box(1): 1, box(2): 2, box(3): 1}
 
 
 async def test_a_partial_naver_dispatch_is_retried_for_the_failed_item_only(
@@ -348,10 +371,12 @@ async def test_items_refused_for_good_are_listed_one_by_one(
     """A refused box ends the job as a PartialFailure (a dead letter with the reason) that
     names each failed item and what was done."""
     markets = await coupang_markets(make_markets, coupang)
+    await acknowledge(markets, 4)
     missing = {**invoice(4), "shipment_box_id": 699_999_999}
     request = coupang_job("ship_order", invoices=[invoice(4), missing])
     with pytest.raises(PartialFailure) as raised:
         await markets.run(request, Lane.HIGH)
-    assert raised.value.done == ["600000004"]
-    assert raised.value.failed == {"699999999": "FAIL: shipmentBoxId not found"}
-    assert "699999999: FAIL: shipmentBoxId not found" in str(raised.value)
+    assert raised.value.done == [box(4)]
+    gone = "699999999/70000004"
+    assert raised.value.failed == {gone: "FAIL: shipmentBoxId not found"}
+    assert f"{gone}: FAIL: shipmentBoxId not found" in str(raised.value)

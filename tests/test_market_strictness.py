@@ -176,3 +176,89 @@ async def test_naver_claims_and_repoll(
         JobRequest("repoll_orders", "naver", "s", {"product_order_ids": ids}), Lane.LOW
     )
     assert repolled.data["unfinished"] == ids
+
+
+# -- what the published pages say (issue 18) -------------------------------------------------
+
+
+async def test_coupang_return_requests_need_a_status_and_every_claim_comes_once(
+    coupang: Running, make_markets: MakeMarkets
+) -> None:
+    """cancelType=RETURN without status or orderId is a 400, as at Coupang; collect_claims
+    asks each return status (RU, UC, CC, PR) and CANCEL without one: every claim once."""
+    markets = await make_markets(markets_config(coupang=coupang.url, extra=FAST))
+    params = {"createdAtFrom": "2025-06-30", "createdAtTo": "2025-07-30", "cancelType": "RETURN"}
+    with pytest.raises(PermanentError, match="status or orderId is required"):
+        await markets.run(coupang_call(endpoint="claims", params=params), Lane.LOW)
+    request = JobRequest(
+        "collect_claims", "coupang", COUPANG_VENDOR, {"since": "2025-06-30", "until": "2025-08-01"}
+    )
+    claims = await markets.run(request, Lane.MEDIUM)
+    kinds = sorted((claim["cancelType"], claim.get("status")) for claim in claims.data["claims"])
+    assert claims.data["count"] == len(range(0, 120, 7))
+    assert {status for kind, status in kinds if kind == "RETURN"} == {"RU", "UC", "CC", "PR"}
+
+
+async def test_coupang_list_queries_ask_for_the_extended_timeout(
+    coupang: Running, make_markets: MakeMarkets
+) -> None:
+    """Order and return list queries carry X-EXTENDED-TIMEOUT ("Timeout errors occur"):
+    where the gateway times out without it (the simulator's slow lists), they succeed; the
+    same list asked without it times out (504)."""
+    markets = await make_markets(markets_config(coupang=coupang.url, extra=FAST))
+    coupang.state.faults.slow_lists = True
+    window = {"since": "2025-07-01", "until": "2025-07-05"}
+    orders = await markets.run(
+        JobRequest("collect_orders", "coupang", COUPANG_VENDOR, window), Lane.MEDIUM
+    )
+    assert orders.data["count"] > 0
+    claims = await markets.run(
+        JobRequest("collect_claims", "coupang", COUPANG_VENDOR, window), Lane.MEDIUM
+    )
+    assert claims.data["count"] > 0
+    params = {"createdAtFrom": "2025-07-01+09:00", "createdAtTo": "2025-07-01+09:00"}
+    bare = coupang_call(endpoint="orders", params={**params, "status": "ACCEPT"})
+    with pytest.raises(AttemptsExhausted, match="504"):
+        await markets.run(bare, Lane.LOW, max_attempts=1)
+
+
+async def test_coupang_access_denied_after_a_burst_is_waited_out(
+    coupang: Running, make_markets: MakeMarkets
+) -> None:
+    """The gateway's temporary 403 "Access Denied" page after a burst is cooled down like a
+    429 and the call succeeds (it was a permanent error, a dead letter)."""
+    fast = {"coupang": {**FAST["coupang"], "options": {"cooldown_seconds": "0.05"}}}
+    markets = await make_markets(markets_config(coupang=coupang.url, extra=fast))
+    coupang.state.faults.access_denied = 2
+    request = JobRequest("get_product", "coupang", COUPANG_VENDOR, {"seller_product_id": 1000000})
+    result = await markets.run(request, Lane.HIGH)
+    assert result.data["product"]["sellerProductId"] == 1000000
+    assert coupang.state.statuses[403] == 2
+
+
+async def test_naver_quota_pause_lasts_the_period_its_answer_names(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """GW.QUOTA_LIMIT with `GNCP-GW-Quota-Period: SECONDS` pauses one second, not an hour."""
+    sim = await start_simulator(naver_app())
+    markets = await make_markets(markets_config(naver=sim.url))
+    sim.state.faults.quota_left = 0
+    sim.state.faults.quota_period = "SECONDS"
+    request = JobRequest("get_product", "naver", "s", {"origin_product_no": 5_000_001})
+    with pytest.raises(QuotaExhausted) as raised:
+        await markets.run(request, Lane.LOW, max_attempts=1)
+    assert raised.value.retry_after == 1.0
+
+
+async def test_a_naver_agency_app_is_a_base_url_setting(
+    start_simulator: StartSimulator, make_markets: MakeMarkets
+) -> None:
+    """API agencies call `/partner/v1/...`: base_url ".../partner" is all it takes."""
+    sim = await start_simulator(naver_app(prefix="/partner"))
+    config = markets_config(
+        extra={"naver": {"catalogue": "naver", "base_url": f"{sim.url}/partner"}}
+    )
+    markets = await make_markets(config)
+    request = JobRequest("get_product", "naver", "s", {"origin_product_no": 5_000_001})
+    result = await markets.run(request, Lane.LOW)
+    assert result.data["product"]["originProduct"]["statusType"] == "SALE"

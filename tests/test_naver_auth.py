@@ -11,6 +11,7 @@ from markets import JobRequest, PermanentError
 from markets.naver_auth import client_secret_sign
 from markets.simulators import naver_app
 from tests.fixtures_markets import (
+    NAVER_APP,
     MakeMarkets,
     Running,
     StartSimulator,
@@ -128,12 +129,15 @@ async def test_seller_tokens_are_cached_per_account_for_every_process(
     config = markets_config(
         naver=naver_sim.url, extra={"naver": {"options": {"token_type": "SELLER"}}}
     )
-    first = await make_markets(config)
+    settings = market_settings(
+        naver={**NAVER_APP, "s-1_account_id": "acc-1", "s-2_account_id": "acc-2"}
+    )
+    first = await make_markets(config, settings=settings)
     for seller in ("s-1", "s-2"):
         await first.run(JobRequest("get_product", "naver", seller, PRODUCT), Lane.HIGH)
-    later = await make_markets(config)
+    later = await make_markets(config, settings=settings)
     for seller in ("s-1", "s-2"):
         await later.run(JobRequest("get_product", "naver", seller, PRODUCT), Lane.HIGH)
     assert naver_sim.state.tokens_issued == 2
     assert naver_tokens(later).fetched == 0
-    assert set(naver_sim.state.accounts) == {"s-1", "s-2"}
+    assert set(naver_sim.state.accounts) == {"acc-1", "acc-2"}

@@ -131,3 +131,71 @@ async def test_invalid_payloads_are_permanent(
     """Each kind's payload is validated before anything is sent."""
     with pytest.raises(PermanentError, match=message):
         await markets.run(job(kind, **payload), Lane.LOW)
+
+
+async def test_a_collected_order_cancelled_an_hour_later_is_reported_by_the_next_repoll(
+    sim: Running, markets: Markets
+) -> None:
+    """Issue 18: the worker keeps, per seller, the orders collected but not yet final;
+    `repoll_orders` without ids reads those again. A buyer cancels one an hour after its
+    collection (the simulator's clock): the next repoll reports it finished (CANCELED)
+    and stops tracking it; the others stay open."""
+    window = {"since": START.isoformat(), "until": (START + timedelta(hours=2)).isoformat()}
+    collected = await markets.run(job("collect_orders", **window, details=False), Lane.MEDIUM)
+    ids = sorted(change["productOrderId"] for change in collected.data["statuses"])
+    assert len(ids) == 12
+    cancelled = ids[2]
+    sim.state.schedule(sim.state.now() + timedelta(hours=1), cancelled, "CANCELED")
+    before = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert before.data["finished"] == []
+    sim.state.advance(3600)
+    after = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert after.data["finished"] == [cancelled]
+    statuses = {
+        order["productOrder"]["productOrderId"]: order["productOrder"]["productOrderStatus"]
+        for order in after.data["orders"]
+    }
+    assert statuses[cancelled] == "CANCELED"
+    again = await markets.run(job("repoll_orders"), Lane.LOW)
+    assert sorted(again.data["unfinished"]) == [each for each in ids if each != cancelled]
+
+
+async def test_acknowledge_orders_places_them_once(sim: Running, markets: Markets) -> None:
+    """발주 확인 for up to 30 product orders; a second run finds them placed, changes nothing."""
+    ids = ["20250000000000001", "20250000000000011"]
+    first = await markets.run(job("acknowledge_orders", product_order_ids=ids), Lane.HIGH)
+    assert sorted(first.data["acknowledged"]) == ids
+    again = await markets.run(job("acknowledge_orders", product_order_ids=ids), Lane.HIGH)
+    assert sorted(again.data["acknowledged"]) == ids
+    assert {sim.state.effects[f"confirm:{each}"] for each in ids} == {1}
+    details = await markets.run(job("collect_order", product_order_ids=ids), Lane.LOW)
+    assert {order["productOrder"]["placeOrderStatus"] for order in details.data["orders"]} == {"OK"}
+
+
+async def test_a_cancel_claim_is_approved_and_a_missing_return_claim_refused(
+    sim: Running, markets: Markets
+) -> None:
+    """approve_cancel on a product order whose buyer asked to cancel: it is CANCELED; a
+    return action on it is the market's 400 (no return claim), a permanent error."""
+    claimed = "20250000000000091"
+    approved = await markets.run(
+        job("act_on_claim", product_order_id=claimed, action="approve_cancel"), Lane.HIGH
+    )
+    assert approved.data["action"] == "approve_cancel"
+    assert sim.state.effects[f"claim:{claimed}:CANCEL_DONE"] == 1
+    details = await markets.run(job("collect_order", product_order_ids=[claimed]), Lane.LOW)
+    assert details.data["orders"][0]["productOrder"]["productOrderStatus"] == "CANCELED"
+    reject = job("act_on_claim", product_order_id=claimed, action="reject_return", reason="파손")
+    with pytest.raises(PermanentError, match="no RETURN claim"):
+        await markets.run(reject, Lane.HIGH)
+
+
+async def test_product_questions_are_collected_and_answered(sim: Running, markets: Markets) -> None:
+    """Product Q&A from a window, every page; an answered question leaves the unanswered."""
+    window = {"since": START.isoformat(), "until": (START + timedelta(days=3)).isoformat()}
+    every = await markets.run(job("collect_qnas", **window), Lane.MEDIUM)
+    assert every.data["count"] == 12
+    await markets.run(job("answer_inquiry", question_id=7_000_000, answer="M입니다."), Lane.HIGH)
+    open_ones = await markets.run(job("collect_qnas", **window, answered=False), Lane.MEDIUM)
+    assert open_ones.data["count"] == 11
+    assert sim.state.effects["qna:7000000"] == 1

@@ -49,6 +49,11 @@ def test_check_accepts_every_kind_for_both_catalogues(markets: Markets) -> None:
         "collect_inquiries",
         "collect_claims",
         "repoll_orders",
+        "acknowledge_orders",
+        "act_on_claim",
+        "collect_call_center_inquiries",
+        "answer_call_center_inquiry",
+        "collect_qnas",
     }
     markets.check(JobRequest("get_product", "coupang", "A1", {"seller_product_id": 1}))
     markets.check(JobRequest("get_product", "naver", "", {"origin_product_no": 1}))

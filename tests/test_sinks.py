@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from worker.sinks import FileSink, HttpSink, SinkError, SqsSink, open_sink
+from worker.sinks import (
+    FileSink,
+    HttpSink,
+    SinkError,
+    SinkRefused,
+    SqsSink,
+    open_sink,
+)
 from worker.sqs import SqsClient
 
 
@@ -98,3 +106,53 @@ async def test_http_sink_gives_up_after_its_attempts() -> None:
         with pytest.raises(SinkError) as failure:
             await sink.send({"id": "z"})
     assert not failure.value.permanent
+
+
+async def test_a_result_over_the_queue_limit_goes_in_parts_that_join_back(
+    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]]
+) -> None:
+    """Issue 21: a 2 MB result into an SQS results queue was released at every receive
+    (never fits, never dead-lettered). A 4 MB one now goes as parts that each fit the
+    queue's size; joined in part order their `data_text` is the result's data."""
+    url = await make_queue("results-parts-test")
+    data = {"orders": [{"n": index, "name": '김"민준' * 20} for index in range(20_000)]}
+    record = {"id": "big", "kind": "collect_orders", "data": data}
+    assert len(json.dumps(record, ensure_ascii=False).encode()) > 4_000_000
+    await SqsSink(sqs, "results-parts-test").send(record)
+    parts: list[dict[str, Any]] = []
+    while True:
+        got = await sqs.receive(url, max_messages=10, wait_seconds=1)
+        if not got:
+            break
+        parts.extend(json.loads(message.body) for message in got)
+    limit = int((await sqs.attributes(url, ["MaximumMessageSize"]))["MaximumMessageSize"])
+    assert limit <= 1_048_576  # SQS's largest; the default is 256 KiB (SQS_MAX_BYTES) or 1 MiB
+    assert all(len(json.dumps(part).encode()) <= limit for part in parts)
+    parts.sort(key=lambda part: part["part"])
+    assert [part["part"] for part in parts] == list(range(1, parts[0]["parts"] + 1))
+    assert {part["id"] for part in parts} == {"big"}
+    assert json.loads("".join(part["data_text"] for part in parts)) == data
+
+
+async def test_parts_fit_the_queues_own_message_size(sqs: SqsClient) -> None:
+    """A queue whose MaximumMessageSize is 1,024 bytes gets parts of at most that."""
+    url = await sqs.create_queue("results-small-test", {"MaximumMessageSize": "1024"})
+    data = ["주문" * 40] * 40
+    await SqsSink(sqs, "results-small-test").send({"id": "small", "data": data})
+    parts: list[dict[str, Any]] = []
+    while got := await sqs.receive(url, max_messages=10, wait_seconds=1):
+        parts.extend(json.loads(message.body) for message in got)
+    assert len(parts) > 1
+    assert all(len(json.dumps(part, ensure_ascii=False).encode()) <= 1024 for part in parts)
+    parts.sort(key=lambda part: part["part"])
+    assert json.loads("".join(part["data_text"] for part in parts)) == data
+
+
+async def test_a_result_that_can_never_fit_is_refused_for_good(
+    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]]
+) -> None:
+    """Over `max_parts` parts: `SinkRefused` (a dead letter with the reason), never a wait."""
+    await make_queue("results-never")
+    sink = SqsSink(sqs, "results-never", max_bytes=1_000, max_parts=3)
+    with pytest.raises(SinkRefused, match="does not fit in 3 parts of 1000 bytes"):
+        await sink.send({"id": "huge", "data": "x" * 10_000})

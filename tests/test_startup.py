@@ -18,7 +18,11 @@ from lanes.settings import Settings
 from markets import load_config, missing_credentials
 from tests.fixtures_worker import AcmeMarket, Lanes, job
 
-COUPANG_ENV = ["LANES_CREDENTIALS__ACME__ACCESS_KEY", "LANES_CREDENTIALS__ACME__SECRET_KEY"]
+# A vendor's keys are its own: none set, each is asked per seller.
+COUPANG_ENV = [
+    "LANES_CREDENTIALS__ACME__<SELLER>_ACCESS_KEY",
+    "LANES_CREDENTIALS__ACME__<SELLER>_SECRET_KEY",
+]
 
 
 def _config(tmp_path: Path, market: str, extra: str = "") -> Config:
@@ -31,9 +35,13 @@ def _config(tmp_path: Path, market: str, extra: str = "") -> Config:
     ("market", "credentials", "missing"),
     [
         ("coupang", {}, COUPANG_ENV),
-        ("coupang", {"access_key": "a", "secret_key": "s"}, []),
-        ("coupang", {"access_key": "a", "secret_key": "  "}, COUPANG_ENV[1:]),
-        # Coupang keys may be each seller's own: one seller's pair is enough to start.
+        # Market-wide Coupang keys are nobody's: never used for a seller (issue 18).
+        ("coupang", {"access_key": "a", "secret_key": "s"}, COUPANG_ENV),
+        (
+            "coupang",
+            {"s-1_access_key": "a", "s-1_secret_key": "  "},
+            ["LANES_CREDENTIALS__ACME__S-1_SECRET_KEY"],
+        ),
         ("coupang", {"s-1_access_key": "a", "S-1.SECRET_KEY": "s"}, []),
         ("naver", {"client_id": "i"}, ["LANES_CREDENTIALS__ACME__CLIENT_SECRET"]),
         # Naver's application keys are market-wide only; a seller's account id is not one.
@@ -60,7 +68,7 @@ def test_missing_credentials_reads_a_file_source(tmp_path: Path) -> None:
         tmp_path, "coupang", f'[markets.acme.options]\ncredentials = "file:{secrets}"\n'
     )
     assert missing_credentials(config, Settings(), "acme") == [
-        f"secret_key in {secrets}, table acme"
+        f"secret_key in {secrets}, table acme.s-1"
     ]
 
 

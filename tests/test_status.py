@@ -29,6 +29,12 @@ async def _load(env: LanesEnv) -> None:
         )
         for lane in (Lane.HIGH, Lane.LOW, Lane.LOW):
             assert (await limiter.acquire(vendor, lane)).granted
+        # A seller whose last request is older than the window: its log is gone.
+        earlier = Budget.for_endpoint(
+            "coupang", "vendor", (Window(limit=5, seconds=1),), scope="seller", seller="A2"
+        )
+        assert (await limiter.acquire(earlier, Lane.LOW)).granted
+        await store.client.delete(earlier.log_key)
         changed = Budget.for_endpoint("naver", "changed_orders", (Window(limit=2, seconds=1),))
         assert (await limiter.acquire(changed, Lane.MEDIUM)).granted
         await limiter.penalize(changed, 30)
@@ -59,6 +65,8 @@ def test_status_shows_depths_and_budget_usage(
     vendor = budgets["coupang:vendor:A1"]
     assert vendor["in_window"] == {"high": 1, "medium": 0, "low": 2}
     assert (vendor["used"], vendor["limit"]) == (3, 5)
+    assert budgets["coupang:vendor:A2"]["used"] == 0  # listed a window after its use
+    assert state["seller_budgets"] == {"coupang:vendor": 2}
     changed = budgets["naver:changed_orders"]
     assert changed["in_window"]["medium"] == 1
     assert 25 < changed["cooldown"] <= 30
@@ -72,6 +80,7 @@ def test_status_shows_depths_and_budget_usage(
     assert "coupang:vendor:A1" in table
     assert "/5 per 1s" in table  # the 1 s window may have passed since the JSON run
     assert "naver" not in table
+    assert "per-seller budgets used this month: coupang:vendor 2" in table
     everything = run_cli("status").out
     assert "GNCP-GW-RateLimit (configured 2" in everything
     assert "given_back 1" in everything

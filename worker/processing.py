@@ -45,8 +45,11 @@ _HOLD_CAP = 30.0
 
 
 def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> dict[str, Any]:
-    """What the results sink receives for one successful job."""
+    """What the results sink receives for one successful job (a collection's `watermark`
+    moves once the record is delivered)."""
+    mark = {"watermark": result.watermark.record()} if result.watermark is not None else {}
     return {
+        **mark,
         "id": job.envelope.id,
         "message_id": delivery.message.message_id,
         "market": result.market,
@@ -280,6 +283,7 @@ class JobProcessor:
         Redis) so that only the sink write is tried again."""
         try:
             await self._sink.send(record)
+            await self._markets.delivered(record)
         except SinkError as exc:
             if rule_of(exc).sort is Sort.WAIT:
                 kept[:] = [record]

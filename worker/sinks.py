@@ -25,7 +25,17 @@ from lanes.errors import LanesError
 from lanes.resource import AsyncResource
 from worker.sqs import OutgoingMessage, SqsClient, SqsError
 
-__all__ = ["FileSink", "HttpSink", "ResultSink", "SinkError", "SinkRefused", "SqsSink", "open_sink"]
+__all__ = [
+    "SQS_MAX_BYTES",
+    "SQS_MAX_PARTS",
+    "FileSink",
+    "HttpSink",
+    "ResultSink",
+    "SinkError",
+    "SinkRefused",
+    "SqsSink",
+    "open_sink",
+]
 
 
 class SinkError(LanesError):
@@ -85,17 +95,80 @@ class FileSink(AsyncResource):
             self._handle = None
 
 
-class SqsSink(AsyncResource):
-    """Sends each result as one message to the queue `name` (the SQS client is borrowed)."""
+# An SQS message's size limit when the queue does not say (256 KiB; a queue's
+# MaximumMessageSize may be lower, or up to 1 MiB), and how many parts one result may take.
+SQS_MAX_BYTES = 262_144
+SQS_MAX_PARTS = 100
 
-    def __init__(self, sqs: SqsClient, name: str) -> None:
+
+def _parts(record: dict[str, Any], max_bytes: int, max_parts: int, where: str) -> list[str]:
+    """The message bodies of `record`: itself when it fits in `max_bytes`, else parts that
+    each fit: the record without `data`, plus `part` (1..n), `parts` (n) and `data_text`, a
+    slice of `data` as JSON text (joined in part order, the slices are `data`'s JSON). More
+    than `max_parts` parts is `SinkRefused`: such a result never fits."""
+    whole = _line(record)
+    if len(whole.encode()) <= max_bytes:
+        return [whole]
+    text = json.dumps(record.get("data"), separators=(",", ":"), ensure_ascii=True, default=str)
+    head = {key: value for key, value in record.items() if key != "data"}
+    room = max_bytes - len(_line({**head, "part": max_parts, "parts": max_parts, "data_text": ""}))
+    pieces: list[str] = []
+    start = 0
+    while start < len(text) and room > 0 and len(pieces) <= max_parts:
+        size = room
+        # The slice is escaped once more inside the part (a quote takes two bytes).
+        while size > 1 and len(json.dumps(text[start : start + size])) - 2 > room:
+            size //= 2
+        pieces.append(text[start : start + size])
+        start += size
+    if room <= 0 or len(pieces) > max_parts:
+        raise SinkRefused(
+            f"{where}: a result of {len(whole.encode())} bytes does not fit in "
+            f"{max_parts} parts of {max_bytes} bytes"
+        )
+    count = len(pieces)
+    return [
+        _line({**head, "part": index, "parts": count, "data_text": piece})
+        for index, piece in enumerate(pieces, start=1)
+    ]
+
+
+class SqsSink(AsyncResource):
+    """Sends each result as one message to the queue `name` (the SQS client is borrowed); a
+    result over the queue's `MaximumMessageSize` (read once; `max_bytes` caps it) goes as
+    several parts (`_parts`), one too large for `max_parts` is refused for good."""
+
+    def __init__(
+        self,
+        sqs: SqsClient,
+        name: str,
+        *,
+        max_bytes: int | None = None,
+        max_parts: int = SQS_MAX_PARTS,
+    ) -> None:
         self._sqs = sqs
         self.name = name
+        self._max_bytes = max_bytes
+        self._max_parts = max_parts
+        self._queue_bytes: int | None = None
+
+    async def _limit(self, url: str) -> int:
+        if self._queue_bytes is None:
+            found = await self._sqs.attributes(url, ["MaximumMessageSize"])
+            self._queue_bytes = int(found.get("MaximumMessageSize") or SQS_MAX_BYTES)
+        return min(self._queue_bytes, self._max_bytes or self._queue_bytes)
 
     async def send(self, record: dict[str, Any]) -> None:
         try:
             url = await self._sqs.queue_url(self.name)
-            await self._sqs.send_batch(url, [OutgoingMessage(body=_line(record))])
+            limit = await self._limit(url)
+        except SqsError as exc:
+            raise SinkError(f"results queue {self.name}: {exc}") from exc
+        bodies = _parts(record, limit, self._max_parts, f"results queue {self.name}")
+        try:
+            # One at a time: a batch's total size has the same limit as one message.
+            for body in bodies:
+                await self._sqs.send_batch(url, [OutgoingMessage(body=body)])
         except SqsError as exc:
             raise SinkError(f"results queue {self.name}: {exc}") from exc
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,7 @@ from markets.coupang_auth import sign
 from markets.simulators.data import (
     COUPANG_STATUSES,
     DEFAULT_COUPANG_CYCLE,
+    coupang_call_center,
     coupang_claims,
     coupang_inquiries,
     coupang_orders,
@@ -47,6 +48,14 @@ _SIGNATURE_LIFETIME = timedelta(minutes=5)
 _VENDOR = web.RequestKey("vendor", str)
 _V5_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})\+09:00$")
 _MAX_DAYS = 31
+_KST = timezone(timedelta(hours=9))
+# The list queries Coupang's "Timeout errors occur" page asks X-EXTENDED-TIMEOUT for.
+_LISTS = frozenset({"orders", "claims"})
+# What the gateway answers for a while after a burst ("403 Forbidden" page).
+_ACCESS_DENIED = (
+    "<HTML><HEAD>\n<TITLE>Access Denied</TITLE>\n</HEAD><BODY>\n<H1>Access Denied</H1>\n"
+    "You don't have permission to access this server.</BODY>\n</HTML>\n"
+)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -64,6 +73,7 @@ class _Vendor:
     inquiries: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
     claims: list[dict[str, Any]]
+    call_center: list[dict[str, Any]]
     arrivals: deque[float] = field(default_factory=deque)
     blocked_until: float = 0.0
     violations: int = 0
@@ -96,14 +106,17 @@ class _Coupang:
                 inquiries=coupang_inquiries(vendor, 40, start, seed),
                 products=coupang_products(vendor, 20, seed),
                 claims=coupang_claims(sheets),
+                call_center=coupang_call_center(vendor, 20, start, seed),
             )
 
-    def authenticate(self, request: web.Request) -> str | web.Response:
-        """The vendorId the request is signed for, or the gateway's 401/403."""
+    def authenticate(self, request: web.Request, seen: Counter[str]) -> str | web.Response:
+        """The vendorId the request is signed for, or the gateway's 401/403; each access
+        key is counted in `seen`."""
         match = _HEADER.match(request.headers.get("Authorization", ""))
         if match is None:
             return _error(401, "HMAC format is invalid.")
         access_key, date_text, signature = match.groups()
+        seen[access_key] += 1
         found = self.keys.get(access_key)
         if found is None:
             return _error(401, "Invalid access key.")
@@ -174,9 +187,14 @@ def coupang_app(
     async def _through_gateway(
         request: web.Request, handler: Handler, name: str
     ) -> web.StreamResponse:
-        vendor = market.authenticate(request)
+        if sim.faults.access_denied > 0:
+            sim.faults.access_denied -= 1
+            return web.Response(status=403, text=_ACCESS_DENIED, content_type="text/html")
+        vendor = market.authenticate(request, sim.keys_seen)
         if isinstance(vendor, web.Response):
             return vendor
+        if name in _LISTS and sim.faults.slow_lists and "X-EXTENDED-TIMEOUT" not in request.headers:
+            return _error(504, "Gateway Timeout (a list query without X-EXTENDED-TIMEOUT)")
         admitted, near = market.admit(vendor)
         if not admitted:
             return _error(429, "Too many requests: the vendor is blocked for a while.")
@@ -252,8 +270,19 @@ def coupang_app(
         return _ok(page, nextToken=token)
 
     async def claims(request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("cancelType") == "RETURN" and not (
+            query.get("status") or query.get("orderId")
+        ):
+            return _error(400, "status or orderId is required when cancelType=RETURN")
+        rows = [
+            claim
+            for claim in vendor_of(request).claims
+            if query.get("status") in (None, claim.get("status"))
+            and query.get("orderId") in (None, str(claim["orderId"]))
+        ]
         fields = ("cancelType", "createdAt", "receiptId")
-        found = token_page(request, vendor_of(request).claims, plain_day, fields, "cancelType")
+        found = token_page(request, rows, plain_day, fields, "cancelType")
         if isinstance(found, web.Response):
             return found
         page, _rest, token = found
@@ -272,78 +301,110 @@ def coupang_app(
 
     async def acknowledge(request: web.Request) -> web.Response:
         body = await request.json()
+        boxes = body.get("shipmentBoxIds")
+        if not isinstance(boxes, list) or not 1 <= len(boxes) <= 50:
+            return _error(400, "shipmentBoxIds: 1 to 50 shipment boxes")
         results = []
-        for box in body.get("shipmentBoxIds", [])[:50]:
+        for box in boxes:
             found = find_order(request, "shipmentBoxId", box)
             if found and found[0]["status"] == "ACCEPT":
                 found[0]["status"] = "INSTRUCT"
+                sim.effects[f"acknowledge:{box}"] += 1
+            ok = bool(found) and found[0]["status"] == "INSTRUCT"
+            message = "" if ok else "shipmentBoxId not found" if not found else "past ACCEPT"
             results.append(
                 {
                     "shipmentBoxId": box,
-                    "succeed": bool(found),
-                    "resultCode": "OK" if found else "NOT_FOUND",
+                    "succeed": ok,
+                    "resultCode": "OK" if ok else "FAIL",
+                    "retryRequired": False,
+                    "resultMessage": message,
                 }
             )
-        return _ok({"responseCode": 0, "responseMessage": "SUCCESS", "responseList": results})
+        succeeded = sum(1 for item in results if item["succeed"])
+        code = 0 if succeeded == len(results) else 1 if succeeded else 99
+        return _ok({"responseCode": code, "responseMessage": "", "responseList": results})
+
+    def box_verdict(vendor: _Vendor, box: Any, dtos: list[dict[str, Any]]) -> tuple[str, str, bool]:
+        """(result code, message, retry required) for one box's invoices; "OK" ships them.
+        As Coupang's "Uploading Waybills": one invoice per vendorItemId of the box, all of
+        them unless the box is split; only an acknowledged (INSTRUCT) order ships."""
+        found = [order for order in vendor.orders if order["shipmentBoxId"] == box]
+        if not found:
+            return "FAIL", "shipmentBoxId not found", False
+        order = found[0]
+        if order["status"] == "ACCEPT":
+            return "FAIL", "the order is not acknowledged (ACCEPT): acknowledge it first", False
+        items = {item["vendorItemId"]: item for item in order["orderItems"]}
+        sent = {dto.get("vendorItemId") for dto in dtos}
+        unknown = sent - set(items)
+        if unknown:
+            names = ", ".join(sorted(map(str, unknown)))
+            return "NOT_FOUND_VENDOR_ITEM", f"vendorItemId {names} not in the box", False
+        unshipped = {key for key, item in items.items() if not item["invoiceNumber"]}
+        if order["status"] not in ("INSTRUCT", "DEPARTURE") or not unshipped:
+            return "FAIL", "already shipped", False
+        split = all(dto.get("splitShipping") for dto in dtos)
+        missing = sorted(unshipped - sent)
+        if missing and not split:
+            return "FAIL", f"every vendorItemId of the box needs its invoice: {missing}", False
+        numbers = {str(dto.get("invoiceNumber", "")) for dto in dtos}
+        for other in vendor.orders:
+            if other["shipmentBoxId"] != box and other["invoiceNumber"] in numbers:
+                # The market says retryRequired for this one, although a retry cannot help.
+                return "DUPLICATE_INVOICE_NUMBER", "the invoice number is used by another box", True
+        return "OK", "", False
 
     async def invoices(request: web.Request) -> web.Response:
         body = await request.json()
         dtos = body.get("orderSheetInvoiceApplyDtos")
         if not isinstance(dtos, list) or not dtos:
             return _error(400, "orderSheetInvoiceApplyDtos is required")
-        results = []
+        boxes: dict[Any, list[dict[str, Any]]] = {}
         for dto in dtos:
-            sim.items_posted[str(dto.get("shipmentBoxId"))] += 1
-            found = find_order(request, "shipmentBoxId", dto.get("shipmentBoxId"))
-            if sim.faults.fails_once(str(dto.get("shipmentBoxId"))):
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": False,
-                        "resultCode": "FAIL",
-                        "retryRequired": True,
-                        "resultMessage": "temporarily unavailable, retry",
-                    }
-                )
-            elif found and found[0]["status"] in ("ACCEPT", "INSTRUCT"):
-                sim.effects[f"invoice:{dto.get('shipmentBoxId')}"] += 1
-                found[0].update(
-                    status="DEPARTURE",
-                    invoiceNumber=dto.get("invoiceNumber", ""),
-                    deliveryCompanyName=dto.get("deliveryCompanyCode", ""),
-                )
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": True,
-                        "resultCode": "OK",
-                        "retryRequired": False,
-                        "resultMessage": "",
-                    }
-                )
+            boxes.setdefault(dto.get("shipmentBoxId"), []).append(dto)
+            sim.items_posted[f"{dto.get('shipmentBoxId')}/{dto.get('vendorItemId')}"] += 1
+        vendor = vendor_of(request)
+        results = []
+        for box, sent in boxes.items():
+            if sim.faults.fails_once(str(box)):
+                code, message, retry = "FAIL", "temporarily unavailable, retry", True
             else:
-                message = "already shipped" if found else "shipmentBoxId not found"
-                results.append(
-                    {
-                        "shipmentBoxId": dto.get("shipmentBoxId"),
-                        "succeed": False,
-                        "resultCode": "FAIL",
-                        "retryRequired": False,
-                        "resultMessage": message,
-                    }
-                )
+                code, message, retry = box_verdict(vendor, box, sent)
+            if code == "OK":
+                order = next(order for order in vendor.orders if order["shipmentBoxId"] == box)
+                for dto in sent:
+                    sim.effects[f"invoice:{box}/{dto.get('vendorItemId')}"] += 1
+                    for item in order["orderItems"]:
+                        if item["vendorItemId"] == dto.get("vendorItemId"):
+                            item["invoiceNumber"] = dto.get("invoiceNumber", "")
+                order["invoiceNumber"] = sent[-1].get("invoiceNumber", "")
+                order["deliveryCompanyName"] = sent[-1].get("deliveryCompanyCode", "")
+                if all(item["invoiceNumber"] for item in order["orderItems"]):
+                    order["status"] = "DEPARTURE"
+            results.append(
+                {
+                    "shipmentBoxId": box,
+                    "succeed": code == "OK",
+                    "resultCode": code,
+                    "retryRequired": retry,
+                    "resultMessage": message,
+                }
+            )
         succeeded = sum(1 for item in results if item["succeed"])
-        code = 0 if succeeded == len(results) else 1 if succeeded else 99
+        overall = 0 if succeeded == len(results) else 1 if succeeded else 99
         return _ok(
             {
-                "responseCode": code,
-                "responseMessage": "SUCCESS" if code == 0 else "FAILED",
+                "responseCode": overall,
+                "responseMessage": "SUCCESS" if overall == 0 else "FAILED",
                 "responseList": results,
             }
         )
 
     async def inquiries(request: web.Request) -> web.Response:
         query = request.query
+        if query.get("vendorId") != request[_VENDOR]:
+            return _error(400, "vendorId is required in the query (the path's vendorId)")
         try:
             since = date.fromisoformat(query["inquiryStartAt"])
             until = date.fromisoformat(query["inquiryEndAt"])
@@ -386,6 +447,85 @@ def coupang_app(
                 return _ok(None)
         return _error(400, "inquiry not found")
 
+    def find_claim(request: web.Request) -> dict[str, Any] | None:
+        wanted = int(request.match_info["receiptId"])
+        return next(
+            (claim for claim in vendor_of(request).claims if claim["receiptId"] == wanted), None
+        )
+
+    def return_action(before: tuple[str, ...], after: str, needs: tuple[str, ...]) -> Handler:
+        """A return request's action: from a `before` receipt status to `after`."""
+
+        async def act(request: web.Request) -> web.Response:
+            body = await request.json()
+            missing = [name for name in ("vendorId", "receiptId", *needs) if not body.get(name)]
+            if missing:
+                return _error(400, f"{', '.join(missing)} required")
+            claim = find_claim(request)
+            if claim is None or claim["cancelType"] != "RETURN":
+                return _error(400, "There is no history of the return request")
+            if claim["receiptStatus"] == after:
+                return _error(400, "already processed (이미 처리되었습니다)")
+            if claim["receiptStatus"] not in before:
+                return _error(400, f"the return is {claim['receiptStatus']}")
+            sim.effects[f"return:{claim['receiptId']}:{after}"] += 1
+            claim["receiptStatus"] = after
+            return _ok({"resultCode": "SUCCESS", "resultMessage": "OK"})
+
+        return act
+
+    async def call_center(request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("vendorId") != request[_VENDOR]:
+            return _error(400, "vendorId is required in the query (the path's vendorId)")
+        try:
+            since = date.fromisoformat(query["inquiryStartAt"])
+            until = date.fromisoformat(query["inquiryEndAt"])
+            page, size = int(query.get("pageNum", "1")), int(query.get("pageSize", "10"))
+        except (KeyError, ValueError) as exc:
+            return _error(400, f"invalid or missing parameter: {exc}")
+        if (until - since).days > 7:
+            return _error(400, "the inquiry period may be at most 7 days")
+        status = query.get("partnerCounselingStatus", "NONE")
+        matching = [
+            item
+            for item in vendor_of(request).call_center
+            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until
+            and status in ("NONE", item["partnerCounselingStatus"])
+        ]
+        content = matching[(page - 1) * size : page * size]
+        pagination = {
+            "currentPage": page,
+            "totalPages": max(1, -(-len(matching) // size)),
+            "totalElements": len(matching),
+            "countPerPage": size,
+        }
+        return _ok({"content": content, "pagination": pagination})
+
+    async def call_center_reply(request: web.Request) -> web.Response:
+        body = await request.json()
+        missing = [
+            name
+            for name in ("vendorId", "inquiryId", "content", "replyBy", "parentAnswerId")
+            if not body.get(name)
+        ]
+        if missing:
+            return _error(400, f"{', '.join(missing)} required")
+        wanted = int(request.match_info["inquiryId"])
+        for item in vendor_of(request).call_center:
+            if item["inquiryId"] != wanted:
+                continue
+            if item["replies"]:
+                return _error(400, "이미 답변이 등록된 문의입니다 (already answered)")
+            asked = datetime.fromisoformat(item["inquiryAt"]).replace(tzinfo=_KST)
+            if sim.now() - asked > timedelta(hours=24):
+                return _error(400, "the 24-hour reply period of this inquiry is over")
+            sim.effects[f"call_center_reply:{wanted}"] += 1
+            item["replies"].append({"content": body["content"], "replyBy": body["replyBy"]})
+            item["partnerCounselingStatus"] = "ANSWER"
+            return _ok(None)
+        return _error(400, "inquiry not found")
+
     async def product(request: web.Request) -> web.Response:
         found = vendor_of(request).products.get(int(request.match_info["sellerProductId"]))
         if found is None:
@@ -426,6 +566,39 @@ def coupang_app(
         f"{_V4}/onlineInquiries/{{inquiryId:\\d+}}/replies", reply, name="inquiry_reply"
     )
     routes.add_get(f"{_PRODUCTS}/seller-products/{{sellerProductId:\\d+}}", product, name="product")
+    receipt = f"{_V4}/returnRequests/{{receiptId:\\d+}}"
+    stop = ("RELEASE_STOP_UNCHECKED",)
+    for action, name, before, after, needs in (
+        ("stoppedShipment", "return_stop_shipment", stop, "RETURNS_COMPLETED", ("cancelCount",)),
+        (
+            "completedShipment",
+            "return_already_shipped",
+            stop,
+            "RETURNS_UNCHECKED",
+            ("deliveryCompanyCode", "invoiceNumber"),
+        ),
+        (
+            "receiveConfirmation",
+            "return_receipt_confirm",
+            ("RETURNS_UNCHECKED",),
+            "VENDOR_WAREHOUSE_CONFIRM",
+            (),
+        ),
+        (
+            "approval",
+            "return_approve",
+            ("VENDOR_WAREHOUSE_CONFIRM",),
+            "RETURNS_COMPLETED",
+            ("cancelCount",),
+        ),
+    ):
+        routes.add_put(f"{receipt}/{action}", return_action(before, after, needs), name=name)
+    routes.add_get(f"{_V4}/callCenterInquiries", call_center, name="call_center_inquiries")
+    routes.add_post(
+        f"{_V4}/callCenterInquiries/{{inquiryId:\\d+}}/replies",
+        call_center_reply,
+        name="call_center_reply",
+    )
     routes.add_put(
         f"{_PRODUCTS}/vendor-items/{{vendorItemId:\\d+}}/quantities/{{quantity:\\d+}}",
         item_setter("maximumBuyCount", "quantity", "재고 변경 완료"),

@@ -7,8 +7,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = [
+    "BUNDLE_EVERY",
+    "BUNDLE_FROM",
+    "BUNDLE_ITEMS",
     "COUPANG_STATUSES",
     "DEFAULT_COUPANG_CYCLE",
+    "RETURN_STATUSES",
+    "coupang_call_center",
     "coupang_claims",
     "coupang_inquiries",
     "coupang_orders",
@@ -45,6 +50,10 @@ COUPANG_STATUSES = (
 )
 # Four of five new orders are accepted, one is already being prepared.
 DEFAULT_COUPANG_CYCLE = ("INSTRUCT", "ACCEPT", "ACCEPT", "ACCEPT", "ACCEPT")
+RETURN_STATUSES = ("RU", "UC", "CC", "PR")
+# Every tenth order, from the sixth (600000005, INSTRUCT in the default cycle), is a bundle:
+# three vendor items in one shipment box.
+BUNDLE_EVERY, BUNDLE_FROM, BUNDLE_ITEMS = 10, 5, 3
 
 
 def coupang_orders(
@@ -82,13 +91,15 @@ def coupang_orders(
                 },
                 "orderItems": [
                     {
-                        "vendorItemId": 70_000_000 + index % 20,
+                        "vendorItemId": 70_000_000 + (index + extra) % 20,
                         "vendorItemName": rng.choice(_GOODS),
-                        "sellerProductId": 1_000_000 + index % 20,
+                        "sellerProductId": 1_000_000 + (index + extra) % 20,
                         "shippingCount": quantity,
                         "salesPrice": price,
                         "orderPrice": price * quantity,
+                        "invoiceNumber": "",
                     }
+                    for extra in range(BUNDLE_ITEMS if index % BUNDLE_EVERY == BUNDLE_FROM else 1)
                 ],
                 "shippingPrice": 0 if price >= 30_000 else 3_000,
                 "deliveryCompanyName": "",
@@ -100,17 +111,25 @@ def coupang_orders(
 
 
 def coupang_claims(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A cancel or return request for every seventh order."""
-    return [
-        {
+    """A cancel or return request for every seventh order; the returns' statuses go round
+    RU (stop shipment asked), UC (received), CC (completed), PR (Coupang's check asked)."""
+    claims = []
+    for index, order in enumerate(orders[::7]):
+        claim = {
             "receiptId": 40_000_000 + index,
             "orderId": order["orderId"],
             "cancelType": "RETURN" if index % 2 else "CANCEL",
             "receiptStatus": "RETURNS_UNCHECKED",
             "createdAt": order["paidAt"],
+            "cancelCount": 1,
+            "releaseStatus": "N",
         }
-        for index, order in enumerate(orders[::7])
-    ]
+        if claim["cancelType"] == "RETURN":
+            claim["status"] = RETURN_STATUSES[index // 2 % len(RETURN_STATUSES)]
+            if claim["status"] == "RU":
+                claim["receiptStatus"] = "RELEASE_STOP_UNCHECKED"
+        claims.append(claim)
+    return claims
 
 
 def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> list[dict[str, Any]]:
@@ -125,6 +144,24 @@ def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> li
             ),
             "inquiryAt": _local(start + timedelta(hours=3 * index)),
             "commentDtoList": [],
+        }
+        for index in range(count)
+    ]
+
+
+def coupang_call_center(
+    vendor: str, count: int, start: datetime, seed: int
+) -> list[dict[str, Any]]:
+    """Inquiries Coupang's call center passes on, one every 6 hours from `start`."""
+    rng = random.Random(f"{seed}:{vendor}:call-center")
+    return [
+        {
+            "inquiryId": 5_000_000 + index,
+            "orderId": 25_000_000_000 + index,
+            "content": rng.choice(("배송지 변경 요청", "부분 취소 가능 여부 문의")),
+            "inquiryAt": _local(start + timedelta(hours=6 * index)),
+            "partnerCounselingStatus": "NO_ANSWER",
+            "replies": [],
         }
         for index in range(count)
     ]

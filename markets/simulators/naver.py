@@ -8,7 +8,8 @@ changed-orders query, 429 `GW.QUOTA_LIMIT` once the app's quota is spent.
 
 Every answer carries `GNCP-GW-RateLimit-Replenish-Rate/-Burst-Capacity/-Remaining`;
 an empty bucket answers 429 `GW.RATE_LIMIT`. Routes live under `/external`, so the
-market's base_url is the served URL + "/external".
+market's base_url is the served URL + "/external" (an API agency's app: `prefix="/partner"`,
+base_url + "/partner").
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ __all__ = ["DEFAULT_APPS", "naver_app"]
 
 # client_id -> client_secret (a bcrypt salt)
 DEFAULT_APPS: Mapping[str, str] = {"aaaabbbbcccc": "$2a$04$abcdefghijklmnopqrstuu"}
-_BASE = "/external"
 _TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
 _SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
 _DAY = timedelta(hours=24)
@@ -140,15 +140,42 @@ def naver_app(
     days: int = 3,
     seed: int = 1,
     state: SimState | None = None,
+    prefix: str = "/external",
 ) -> web.Application:
     """The simulator; `apps` maps client_id -> client_secret. `rate` is every API's R,
     `rates` overrides it by endpoint name (the catalogue's names, `token` included).
-    Product orders change from `start` (default `days` days ago) over `days` days."""
+    Product orders change from `start` (default `days` days ago) over `days` days. Routes
+    live under `prefix` (API agencies' apps use `/partner`)."""
     market = _Naver(apps, rate, rates or {}, token_ttl)
     begin = start or datetime.now(UTC) - timedelta(days=days)
     product_orders = naver_product_orders(orders, begin, days, seed)
     by_id = {item["productOrderId"]: item for item in product_orders}
+
+    def apply_due() -> None:
+        """Changes scheduled on the simulator's clock (a buyer cancels an hour later)."""
+        for when, order, status in sim.due():
+            if order in by_id:
+                by_id[order].update(
+                    productOrderStatus=status, changed=when.astimezone(KST), changedType="CLAIM"
+                )
+
+    # A claim on every product order whose last change is a request (a cancel)
+    for item in product_orders:
+        if item.get("changedType") == "CLAIM_REQUESTED":
+            item.update(claimType="CANCEL", claimStatus="CANCEL_REQUEST")
     products = naver_products(20, seed)
+    qnas: dict[int, dict[str, Any]] = {
+        7_000_000 + index: {
+            "questionId": 7_000_000 + index,
+            "question": "사이즈가 어떻게 되나요?",
+            "answer": None,
+            "answered": False,
+            "createDate": (begin + timedelta(hours=6 * index))
+            .astimezone(KST)
+            .isoformat(timespec="milliseconds"),
+        }
+        for index in range(12)
+    }
     inquiries: dict[int, dict[str, Any]] = {
         9_000_000 + index: {"inquiryNo": 9_000_000 + index, "title": "배송 문의", "answered": False}
         for index in range(20)
@@ -159,7 +186,10 @@ def naver_app(
         request: web.Request, handler: Handler, name: str
     ) -> web.StreamResponse:
         if name == "token":
-            app_id: str | None = (await request.post()).get("client_id")  # type: ignore[assignment]
+            form = await request.post()
+            app_id: str | None = form.get("client_id")  # type: ignore[assignment]
+            account = str(form.get("account_id") or "")
+            sim.keys_seen[f"{app_id}/{account}" if account else str(app_id)] += 1
             if not isinstance(app_id, str) or app_id not in market.apps:
                 return _gateway_error(401, "GW.AUTHN", "unknown client_id")
         else:
@@ -171,7 +201,13 @@ def naver_app(
         if sim.faults.quota_left is not None:
             if sim.faults.quota_left <= 0:
                 quota = _gateway_error(429, "GW.QUOTA_LIMIT", "할당량을 모두 사용했습니다.")
-                quota.headers.update({"GNCP-GW-Quota-Limit": "0", "GNCP-GW-Quota-Remaining": "0"})
+                quota.headers.update(
+                    {
+                        "GNCP-GW-Quota-Limit": "0",
+                        "GNCP-GW-Quota-Remaining": "0",
+                        "GNCP-GW-Quota-Period": sim.faults.quota_period,
+                    }
+                )
                 return quota
             sim.faults.quota_left -= 1
         admitted, headers = market.take(app_id, name)
@@ -242,6 +278,7 @@ def naver_app(
         return datetime.fromisoformat(text)
 
     async def changed(request: web.Request) -> web.Response:
+        apply_due()
         query = request.query
         try:
             since = parse_time(query["lastChangedFrom"])
@@ -249,7 +286,7 @@ def naver_app(
             limit = int(query.get("limitCount", "300"))
         except (KeyError, ValueError) as exc:
             return _gateway_error(400, "BadRequest", f"invalid or missing parameter: {exc}")
-        if until - since > _DAY or until <= since:
+        if until - since > _DAY or until < since:
             return _gateway_error(
                 400, "BadRequest", "lastChangedTo must be within 24 hours after lastChangedFrom"
             )
@@ -261,7 +298,8 @@ def naver_app(
             (
                 (index, item)
                 for index, item in enumerate(product_orders)
-                if since <= item["changed"] < until
+                # Both ends are included, as at Naver.
+                if since <= item["changed"] <= until
                 and (item["changed"] > since or f"{index:020d}" >= sequence)
                 and (wanted_type is None or item.get("changedType", "PAYED") == wanted_type)
             ),
@@ -299,6 +337,7 @@ def naver_app(
         return _ok(data)
 
     async def details(request: web.Request) -> web.Response:
+        apply_due()
         body = await request.json()
         ids = body.get("productOrderIds")
         if not isinstance(ids, list) or not 1 <= len(ids) <= 300:
@@ -309,6 +348,7 @@ def naver_app(
                 "productOrder": {
                     **by_id[each]["productOrder"],
                     "productOrderStatus": by_id[each]["productOrderStatus"],
+                    "placeOrderStatus": by_id[each].get("placeOrderStatus", "NOT_YET"),
                 },
                 "delivery": by_id[each].get("delivery"),
             }
@@ -320,6 +360,24 @@ def naver_app(
     async def order_ids(request: web.Request) -> web.Response:
         wanted = request.match_info["orderId"]
         return _ok([item["productOrderId"] for item in product_orders if item["orderId"] == wanted])
+
+    async def confirm(request: web.Request) -> web.Response:
+        """Place orders (발주 확인), up to 30 product orders: PAYED ones only."""
+        ids = (await request.json()).get("productOrderIds")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 30:
+            return _gateway_error(400, "BadRequest", "productOrderIds: 1 to 30 ids")
+        confirmed, failed = [], []
+        for each in ids:
+            found = by_id.get(each)
+            if found is not None and found["productOrderStatus"] == "PAYED":
+                if found.get("placeOrderStatus") != "OK":
+                    sim.effects[f"confirm:{each}"] += 1
+                found["placeOrderStatus"] = "OK"
+                confirmed.append({"productOrderId": each, "isReceiverAddressChanged": False})
+            else:
+                code = "NOT_FOUND" if found is None else "INVALID_STATUS"
+                failed.append({"productOrderId": each, "code": code, "message": code})
+        return _ok({"successProductOrderInfos": confirmed, "failProductOrderInfos": failed})
 
     async def dispatch(request: web.Request) -> web.Response:
         body = await request.json()
@@ -389,13 +447,66 @@ def naver_app(
         return _ok({"inquiryCommentNo": found["inquiryNo"] * 10})
 
     async def list_qnas(request: web.Request) -> web.Response:
-        return web.json_response({"contents": [], "totalElements": 0})
+        query = request.query
+        try:
+            since, until = parse_time(query["fromDate"]), parse_time(query["toDate"])
+            page, size = int(query.get("page", "1")), int(query.get("size", "100"))
+        except (KeyError, ValueError) as exc:
+            return _gateway_error(400, "BadRequest", f"invalid or missing parameter: {exc}")
+        answered = query.get("answered")
+        matching = [
+            qna
+            for qna in qnas.values()
+            if since <= datetime.fromisoformat(qna["createDate"]) <= until
+            and (answered is None or str(qna["answered"]).lower() == answered)
+        ]
+        contents = matching[(page - 1) * size : page * size]
+        pages = max(1, -(-len(matching) // size))
+        return web.json_response(
+            {
+                "contents": contents,
+                "page": page,
+                "size": size,
+                "totalElements": len(matching),
+                "totalPages": pages,
+            }
+        )
 
     async def answer_qna(request: web.Request) -> web.Response:
         body = await request.json()
         if not body.get("commentContent"):
             return _gateway_error(400, "BadRequest", "commentContent is required")
-        return web.json_response({"questionId": int(request.match_info["questionId"])})
+        question = int(request.match_info["questionId"])
+        if question in qnas:
+            sim.effects[f"qna:{question}"] += 1
+            qnas[question].update(answer=body["commentContent"], answered=True)
+        return web.json_response({"questionId": question})
+
+    def claim_action(kind: str, target: str) -> Handler:
+        """Approve or reject a product order's claim of `kind`; it then is `target`."""
+
+        async def act(request: web.Request) -> web.Response:
+            wanted = request.match_info["productOrderId"]
+            found = by_id.get(wanted)
+            if found is None:
+                return _gateway_error(400, "BadRequest", "productOrderId not found")
+            if found.get("claimType") != kind:
+                return _gateway_error(400, "BadRequest", f"no {kind} claim on this product order")
+            if found.get("claimStatus") == target:
+                return _gateway_error(
+                    400, "BadRequest", "이미 처리된 클레임입니다 (already processed)"
+                )
+            if target == "RETURN_REJECT" and not (await request.json()).get("rejectReturnReason"):
+                return _gateway_error(400, "BadRequest", "rejectReturnReason is required")
+            sim.effects[f"claim:{wanted}:{target}"] += 1
+            found["claimStatus"] = target
+            if target == "CANCEL_DONE":
+                found["productOrderStatus"] = "CANCELED"
+            elif target == "RETURN_DONE":
+                found["productOrderStatus"] = "RETURNED"
+            return _ok({"productOrderId": wanted})
+
+        return act
 
     async def origin_product(request: web.Request) -> web.Response:
         found = products.get(int(request.match_info["originProductNo"]))
@@ -420,8 +531,8 @@ def naver_app(
 
     app = simulator_app(sim, _through_gateway)
     routes = app.router
-    order_base = f"{_BASE}/v1/pay-order/seller"
-    routes.add_post(f"{_BASE}/v1/oauth2/token", token, name="token")
+    order_base = f"{prefix}/v1/pay-order/seller"
+    routes.add_post(f"{prefix}/v1/oauth2/token", token, name="token")
     routes.add_get(
         f"{order_base}/product-orders/last-changed-statuses", changed, name="changed_orders"
     )
@@ -430,18 +541,27 @@ def naver_app(
         f"{order_base}/orders/{{orderId}}/product-order-ids", order_ids, name="order_product_ids"
     )
     routes.add_post(f"{order_base}/product-orders/dispatch", dispatch, name="dispatch")
-    routes.add_get(f"{_BASE}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
+    routes.add_post(f"{order_base}/product-orders/confirm", confirm, name="confirm")
+    claim = f"{order_base}/product-orders/{{productOrderId:\\d+}}/claim"
+    for action, kind, target in (
+        ("cancel/approve", "CANCEL", "CANCEL_DONE"),
+        ("return/approve", "RETURN", "RETURN_DONE"),
+        ("return/reject", "RETURN", "RETURN_REJECT"),
+    ):
+        name = "claim_" + action.replace("/", "_")
+        routes.add_post(f"{claim}/{action}", claim_action(kind, target), name=name)
+    routes.add_get(f"{prefix}/v1/pay-user/inquiries", list_inquiries, name="inquiries")
     routes.add_post(
-        f"{_BASE}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
+        f"{prefix}/v1/pay-merchant/inquiries/{{inquiryNo:\\d+}}/answer",
         answer,
         name="inquiry_answer",
     )
-    routes.add_get(f"{_BASE}/v1/contents/qnas", list_qnas, name="qnas")
-    routes.add_put(f"{_BASE}/v1/contents/qnas/{{questionId:\\d+}}", answer_qna, name="qna_answer")
-    origin = f"{_BASE}/v2/products/origin-products/{{originProductNo:\\d+}}"
+    routes.add_get(f"{prefix}/v1/contents/qnas", list_qnas, name="qnas")
+    routes.add_put(f"{prefix}/v1/contents/qnas/{{questionId:\\d+}}", answer_qna, name="qna_answer")
+    origin = f"{prefix}/v2/products/origin-products/{{originProductNo:\\d+}}"
     routes.add_get(origin, origin_product, name="origin_product")
     routes.add_put(origin, origin_product, name="origin_product_update")
-    channel = f"{_BASE}/v2/products/channel-products/{{channelProductNo:\\d+}}"
+    channel = f"{prefix}/v2/products/channel-products/{{channelProductNo:\\d+}}"
     routes.add_get(channel, channel_product, name="channel_product")
     routes.add_put(channel, channel_product, name="channel_product_update")
     return app

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,10 @@ class Faults:
     although the market acted). Pages of `big_page` items or more wait `big_page_delay`.
     `change_while_paging` orders change status (and their change time) while a query is
     paged. Items in `retry_once` fail once with the market's "retry" answer. `quota_left`
-    (when not None) is how many calls the app's quota still allows.
+    (when not None) is how many calls the app's quota still allows, `quota_period` the
+    period its answer names. The next `access_denied` requests get Coupang's temporary 403
+    "Access Denied" page. `slow_lists`: list queries without X-EXTENDED-TIMEOUT time out
+    at the gateway (504).
     """
 
     fail_next: int = 0
@@ -39,6 +43,9 @@ class Faults:
     change_while_paging: int = 0
     retry_once: set[str] = field(default_factory=set)
     quota_left: int | None = None
+    quota_period: str = "HOURS"
+    access_denied: int = 0
+    slow_lists: bool = False
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,12 +83,37 @@ class SimState:
     tokens_issued: int = 0
     # calls per account (Naver: the token's account, "SELF" for the app's own)
     accounts: Counter[str] = field(default_factory=Counter)
+    # every key a request was signed or asked a token with (Coupang: the access key;
+    # Naver: "client_id" or "client_id/account_id"), valid or not
+    keys_seen: Counter[str] = field(default_factory=Counter)
     # side effects carried out, by what they did ("reply:3000001", "invoice:600000001")
     effects: Counter[str] = field(default_factory=Counter)
     # each block a market put on a vendor, in seconds (Coupang's grow with each violation)
     blocks: list[float] = field(default_factory=list)
     # how often each item of a batch (an invoice's box, a dispatch's product order) was posted
     items_posted: Counter[str] = field(default_factory=Counter)
+    # the simulator's clock runs `skew` seconds ahead of real time (`advance`), and the
+    # order changes `schedule`d for a moment of it happen once it is reached
+    skew: float = 0.0
+    scheduled: list[tuple[datetime, str, str]] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.skew)
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock on (an hour passes in no time)."""
+        self.skew += seconds
+
+    def schedule(self, when: datetime, order: str, status: str) -> None:
+        """Order `order` takes `status` at `when` (the simulator's clock)."""
+        self.scheduled.append((when, order, status))
+
+    def due(self) -> list[tuple[datetime, str, str]]:
+        """The scheduled changes whose moment has come, taken off the schedule."""
+        now = self.now()
+        ready = [change for change in self.scheduled if change[0] <= now]
+        self.scheduled = [change for change in self.scheduled if change[0] > now]
+        return ready
 
     def record(self, endpoint: str, status: int) -> None:
         self.statuses[status] += 1
@@ -99,6 +131,7 @@ class SimState:
             "statuses": {str(code): count for code, count in self.statuses.items()},
             "tokens_issued": self.tokens_issued,
             "accounts": dict(self.accounts),
+            "keys_seen": dict(self.keys_seen),
             "effects": dict(self.effects),
             "items_posted": dict(self.items_posted),
             "blocks": list(self.blocks),
