@@ -30,7 +30,7 @@ from lanes.policy import LanePolicies
 from markets import JobResult, Markets
 from markets.errors import OutcomeUnknown, PartialFailure, RetryLater, TransientError
 from worker.envelope import PreparedJob, prepare
-from worker.idempotency import CheckFirst, Claim, IdempotencyGuard
+from worker.idempotency import CheckFirst, Claim, ClaimLost, IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import ATTEMPT_BACKOFF, FREE_RELEASES, Outcome, Sort, outcome_of_error, rule_of
 from worker.queues import Delivery
@@ -63,13 +63,14 @@ def _after_posting(claim: Claim, exc: Exception) -> Exception:
     """What a run that may have posted ends with; its record stays "posting" (`give_up`).
 
     A market failure or a deadline is tried again, resumed (checking what landed first);
-    a request without answer stops the run and is tried again the same way. Items refused
-    for good are reported as they are. Anything else (a 4xx, a lost claim, Redis down)
-    leaves the outcome unknown: a person looks (docs/DESIGN.md rule 11).
+    a request without answer, or a claim lost (Redis restarted empty: `give_up` put the
+    record back "posting"), stops the run and is tried again the same way. Items refused
+    for good are reported as they are. Anything else (a 4xx, Redis down) leaves the outcome
+    unknown: a person looks (docs/DESIGN.md rule 11).
     """
     if isinstance(exc, OutcomeUnknown | PartialFailure | TransientError | RetryLater):
         return exc
-    if isinstance(exc, CheckFirst):
+    if isinstance(exc, CheckFirst | ClaimLost):
         return TransientError(f"{exc}; checked before anything is sent again", market=claim.market)
     return OutcomeUnknown(f"a request may have landed before: {exc}", market=claim.market)
 
