@@ -176,10 +176,11 @@ class IdempotencyGuard:
         return claim
 
     async def finish(self, claim: Claim, result: dict[str, Any]) -> None:
-        """Record the done result (replaces the claim, whoever holds it now)."""
+        """Record the done result (replaces the claim, whoever holds it now). One round trip,
+        no transaction: a lease left behind only lapses, as `begin` reads "done" first."""
         payload = "done:" + json.dumps(result, separators=(",", ":"), default=str)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(claim.key, payload, ex=self._ttl)
                 pipe.delete(claim.lease)
                 await pipe.execute()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,11 +39,14 @@ from worker.queues import Delivery
 from worker.sinks import ResultSink, SinkError
 from worker.tracking import Attempts, JobTracker
 
-__all__ = ["JobProcessor", "result_record"]
+__all__ = ["RUNNING_AFTER", "JobProcessor", "result_record"]
 
 _log = structlog.get_logger("worker.processing")
 # Longest single in-process wait before looking again (Redis, a claim, the sink).
 _HOLD_CAP = 30.0
+# A job still running after this long is recorded "running"; one done sooner goes from
+# "queued" straight to its ending, so a quick job costs one status write, not two.
+RUNNING_AFTER = 1.0
 
 
 def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> dict[str, Any]:
@@ -203,8 +208,8 @@ class JobProcessor:
                         f"(max_attempts {limit}) without finishing",
                         attempts=attempts - 1,
                     )
-            await self._track(delivery, job, "running", attempts=attempts)
-            return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
+            async with self._running_later(delivery, job, attempts):
+                return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
         except Exception as exc:  # noqa: BLE001 - every ending is sorted by the table
             outcome = self._sorted(delivery, exc, attempts=attempts)
             if counted and outcome.label in FREE_RELEASES:
@@ -298,6 +303,28 @@ class JobProcessor:
         outcome = await self._deliver(delivery, record, kept)
         await self._attempts.forget_result(delivery)
         return replace(outcome, label="result_resent")
+
+    @asynccontextmanager
+    async def _running_later(
+        self, delivery: Delivery, job: PreparedJob, attempts: int
+    ) -> AsyncIterator[None]:
+        """Record the job "running" once it has run `RUNNING_AFTER` s. A write under way
+        when the body ends is awaited, so it never lands after the job's ending."""
+        writing = False
+
+        async def later() -> None:
+            nonlocal writing
+            await asyncio.sleep(RUNNING_AFTER)
+            writing = True
+            await self._track(delivery, job, "running", attempts=attempts)
+
+        writer = asyncio.create_task(later())
+        try:
+            yield
+        finally:
+            if not writing:
+                writer.cancel()  # still asleep: nothing was sent
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _track(self, delivery: Delivery, job: PreparedJob, state: str, **fields: Any) -> None:
         await self._tracker.update(
