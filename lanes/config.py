@@ -1,13 +1,17 @@
 """The TOML file: markets, their endpoints and budgets, and the lane policies.
 
-Loaded into frozen pydantic models; a wrong file raises `ConfigError` with one
-line naming the file and the field.
+Loaded into frozen pydantic models, strictly (docs/DESIGN.md, "Faults and bad input"):
+a TOML value of the wrong type is refused, never converted (`max_attempts = "3"` is
+refused as `rps = "eight"` is), and a value the run could not use (a path that does not
+format, a market name SQS or Redis would refuse) is refused at load. A wrong file raises
+`ConfigError` with one line naming the file and the field.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
 import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
@@ -46,6 +50,11 @@ Scope = Literal["app", "seller"]
 _MAX_RPS_DENOMINATOR = 86_400
 # Budget names become Redis Cluster hash tags `{market:endpoint}`: no braces.
 _NAME = re.compile(r"^[^{}\s]+$")
+# A market names SQS queues (`{prefix}-{market}-{lane}`: ASCII letters, digits, - and _)
+# and Redis keys (`{market:endpoint}`: no colon).
+_MARKET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Every model: TOML gives typed values, so a wrong type is a mistake, never converted.
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 # Market options the budget reads as numbers of seconds (markets.ratelimits).
 _SECONDS_OPTIONS = (
     "cooldown_seconds",
@@ -76,10 +85,25 @@ def _check_names(names: dict[str, Any], what: str) -> None:
             raise ValueError(f"{what} name {name!r} may not contain braces or spaces")
 
 
+def _check_path(path: str) -> None:
+    """A path template the client can fill: text and `{name}` placeholders only."""
+    try:
+        parts = list(string.Formatter().parse(path))
+    except ValueError as exc:
+        raise ValueError(f"path {path!r} is not a path template: {exc}") from None
+    for _text, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(
+                f"path {path!r}: placeholder {{{name}}} must be a plain name such as {{orderId}}"
+            )
+
+
 class Window(BaseModel):
     """At most `limit` requests in any trailing `seconds`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     limit: int = Field(ge=1)
     seconds: float = Field(gt=0, allow_inf_nan=False)
@@ -99,10 +123,11 @@ class Window(BaseModel):
 class _Limits(BaseModel):
     """The limit fields shared by an endpoint and a budget group."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    windows: tuple[Window, ...] = ()
+    # A TOML array is a list: the container may be one, each window is still strict.
+    windows: tuple[Window, ...] = Field(default=(), strict=False)
     scope: Scope = "app"
 
     @field_validator("rps")
@@ -143,13 +168,14 @@ class EndpointConfig(_Limits):
             raise ValueError("an endpoint needs rps, windows or a budget group")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
+        _check_path(self.path)
         return self
 
 
 class MarketConfig(BaseModel):
     """One market: where it is, how requests are signed, its endpoints."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     base_url: str = Field(pattern=r"^https?://")
     auth: str = "none"
@@ -204,15 +230,21 @@ def _check_options(options: dict[str, str]) -> None:
 class Config(BaseModel):
     """The whole TOML file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     lanes: LanePolicies = LanePolicies()
     markets: dict[str, MarketConfig] = {}
 
-    @model_validator(mode="after")
-    def _market_names(self) -> Config:
-        _check_names(self.markets, "market")
-        return self
+    @field_validator("markets")
+    @classmethod
+    def _market_names(cls, markets: dict[str, MarketConfig]) -> dict[str, MarketConfig]:
+        for name in markets:
+            if not _MARKET.match(name):
+                raise ValueError(
+                    f"market name {name!r} must be 1 to 64 ASCII letters, digits, '-' or '_' "
+                    "(it names SQS queues and Redis keys)"
+                )
+        return markets
 
     def market(self, name: str) -> MarketConfig:
         try:

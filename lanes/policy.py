@@ -25,7 +25,7 @@ class LanePolicy(BaseModel):
     may always use, so it is never starved of concurrency.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     ceiling: float = Field(gt=0, le=1)
     max_attempts: int | None = Field(default=None, ge=1)
@@ -36,7 +36,7 @@ class LanePolicy(BaseModel):
 class LanePolicies(BaseModel):
     """The policy of each lane; a TOML `[lanes.X]` table overrides single fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     high: LanePolicy = LanePolicy(ceiling=1.0, weight=6)
     medium: LanePolicy = LanePolicy(ceiling=0.8, weight=3)

@@ -46,7 +46,10 @@ class Settings(BaseSettings):
     wait_seconds: int = Field(default=20, ge=1, le=20)
     grace_seconds: float = Field(default=20.0, ge=0, le=3600, allow_inf_nan=False)
     results_url: str = Field(default="file:results.jsonl", pattern=r"^(file:|sqs:|https?://)")
-    idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    # Seconds Redis keeps a side effect's record (and a job's attempt count). At most a
+    # year: far past SQS's 14-day retention, and well inside what Redis takes as an EX
+    # (a huge one is refused at every write, and every side-effect job would wait forever).
+    idempotency_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
     # After a side effect's request got no answer, how long the market may still be acting
     # on it: the job's resumed run (which checks what landed) waits that long.
     settle_seconds: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)

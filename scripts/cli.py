@@ -272,7 +272,13 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
     ):
         while True:
             state = await snapshot(
-                sqs, store.client, limiter, config, prefix=settings.queue_prefix, markets=chosen
+                sqs,
+                store.client,
+                limiter,
+                config,
+                prefix=settings.queue_prefix,
+                markets=chosen,
+                need_redis=True,
             )
             if clear:
                 print("\x1b[2J\x1b[H", end="")

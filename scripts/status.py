@@ -193,13 +193,18 @@ async def snapshot(
     *,
     prefix: str,
     markets: list[str],
+    need_redis: bool = False,
 ) -> Snapshot:
-    """Queue depths and budget usage now; Redis being down still shows the queues."""
+    """Queue depths and budget usage now; Redis being down still shows the queues, unless
+    `need_redis` (`lanes status`: an operator must not read "no budgets in use" when
+    nothing could be read), where it raises one-line `BudgetUnavailable`."""
     queues = await queue_depths(sqs, prefix, markets)
     try:
         budgets = await _budget_rows(redis, limiter, config, markets)
         lateness = await read_lateness(redis)
     except (BudgetUnavailable, RedisError, OSError) as exc:
+        if need_redis:
+            raise BudgetUnavailable(f"cannot read Redis for the budgets: {exc}") from exc
         return Snapshot(queues, [], budgets_error=str(exc))
     return Snapshot(queues, budgets, lateness=lateness)
 

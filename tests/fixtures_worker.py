@@ -303,7 +303,9 @@ async def start_worker(store: Any) -> AsyncIterator[Callable[..., Awaitable[Runn
     async def start(
         settings: Settings, config: Config, *, concurrency: int | None = None, **kw: Any
     ) -> RunningWorker:
-        runtime = await Runtime(settings, config).open()
+        runtime = Runtime(settings, config)
+        runtime.guard.restart_guard = False  # as make_runtime below
+        await runtime.open()
         dispatcher = await build_dispatcher(runtime, concurrency=concurrency, **kw)
         worker = RunningWorker(runtime, dispatcher, asyncio.create_task(dispatcher.run()))
         started.append(worker)
@@ -337,6 +339,7 @@ async def make_runtime(
         # This Redis is the tests' own and each test empties it: a budget's first window
         # would wait as if data were lost (rule 10, tested on its own in test_budget_rules).
         runtime.limiter._restart_guard = False
+        runtime.guard.restart_guard = False  # and a claim in its first seconds (rule 11)
         await runtime.open()
         opened.append(runtime)
         return runtime

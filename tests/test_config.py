@@ -127,11 +127,24 @@ OPTIONS = ACME.replace(
         (OPTIONS.replace("OPTION", 'slowdown_after_429 = "half"'), "slowdown_after_429"),
         (OPTIONS.replace("OPTION", 'slowdown_seconds = "0"'), "slowdown_seconds"),
         (ACME.replace("endpoints.orders]", 'endpoints."or{ders}"]'), "braces"),
+        (ACME.replace('"/api/orders"', '"/o/{"'), "path '/o/{' is not a path template"),
+        (ACME.replace('"/api/orders"', '"/o/{}"'), "must be a plain name"),
+        (ACME.replace('"/api/orders"', '"/o/{id.x}"'), "must be a plain name"),
+        (ACME.replace('"/api/orders"', '"/o/{id!r}"'), "must be a plain name"),
+        (ACME.replace("rps = 20", "rps = 0.00001"), "write windows"),
+        (ACME.replace("rps = 20", 'rps = "eight"'), "orders.rps: Input should be a valid number"),
+        (ACME.replace("rps = 20", 'rps = "8"'), "orders.rps: Input should be a valid number"),
+        (ACME + '\n[lanes.low]\nmax_attempts = "3"\n', "lanes.low.max_attempts"),
+        (ACME + "\n[lanes.low]\nmax_attempts = 3.0\n", "lanes.low.max_attempts"),
+        (ACME + "\n[lanes.high]\nweight = true\n", "lanes.high.weight"),
+        (ACME.replace("rps = 20", "windows = [{limit = 5.0, seconds = 1}]"), "windows.0.limit"),
+        (ACME.replace('base_url = "', 'timeout = "5"\nbase_url = "'), "acme.timeout"),
+        (OPTIONS.replace("OPTION", "cooldown_seconds = 5"), "options.cooldown_seconds"),
         (
             ACME.replace("[markets.acme]", '[markets."ac{me"]').replace(
                 "[markets.acme.", '[markets."ac{me".'
             ),
-            "braces",
+            "market name 'ac{me' must be",
         ),
     ],
 )
@@ -143,4 +156,17 @@ def test_values_that_would_fail_at_run_time_fail_at_load(
     with pytest.raises(ConfigError) as caught:
         load_config(write_toml(text))
     assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["ac:me", "마켓", "acmé", "a" * 65, "ac me", ""])
+def test_a_market_name_sqs_or_redis_would_refuse_fails_at_load(
+    write_toml: WriteToml, name: str
+) -> None:
+    """Issue 25 (5): a market names SQS queues and Redis keys: a colon, a non-ASCII letter or
+    more than 64 characters is refused at load, naming the file, the field and the name."""
+    text = ACME.replace("[markets.acme", f'[markets."{name}"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_toml(text))
+    assert f": markets: Value error, market name {name!r} must be" in str(caught.value)
     assert "\n" not in str(caught.value)

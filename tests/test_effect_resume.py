@@ -23,6 +23,7 @@ from lanes.policy import Lane
 from lanes.settings import Settings
 from markets import JobRequest
 from markets.simulators import coupang_app, naver_app
+from tests.conftest import OwnRedis
 from tests.fixtures_markets import (
     COUPANG_KEYS,
     COUPANG_VENDOR,
@@ -31,7 +32,15 @@ from tests.fixtures_markets import (
     StartSimulator,
     markets_config,
 )
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, deliver, job, results
+from tests.fixtures_worker import (
+    AcmeMarket,
+    Lanes,
+    acme_config,
+    deliver,
+    job,
+    results,
+    wait_until,
+)
 from tests.test_market_scenarios import (
     COUPANG_FAST,
     LOST,
@@ -282,3 +291,35 @@ async def test_a_call_post_of_a_killed_worker_stops_for_a_person(
         assert outcome.reason.startswith("outcome unknown: ")
     assert len(acme.calls("/ship")) == 1
     assert results(runtime.settings) == []
+
+
+async def test_a_redis_restart_mid_post_and_a_duplicate_delivery_post_once(
+    acme: AcmeMarket,
+    own_redis: OwnRedis,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    make_runtime: MakeRuntime,
+) -> None:
+    """Issue 25 (2): Redis restarts empty while a worker's POST is in flight, and a duplicate
+    delivery of the same message runs on another worker. The duplicate does not take the
+    missing record at its word: it waits while the holder puts its record back, then finds
+    the holder's result. The market sees one POST; the duplicate ends as a duplicate."""
+    settings = make_settings(redis_url=own_redis.server.url)
+    holder = await make_runtime(settings, acme_config(acme))
+    other = await make_runtime(settings, acme_config(acme))
+    other.guard.restart_guard = True  # a worker on a Redis that just restarted
+    (message,) = await deliver(lanes, Lane.HIGH, [job("ship", id="ship-r", order="o", sleep=2)])
+    deadline = time.monotonic() + 60
+    posting = asyncio.create_task(holder.processor.process(message, deadline=deadline))
+
+    async def posted() -> bool:
+        return bool(acme.calls("/ship"))
+
+    await wait_until(posted)  # the POST is in flight: the market answers after 2 s
+    await asyncio.to_thread(own_redis.server.stop)
+    await asyncio.to_thread(own_redis.server.start)
+    duplicate = await other.processor.process(message, deadline=deadline)
+    first = await posting
+    assert (first.action, first.label) == (Action.DELETE, "done")
+    assert (duplicate.action, duplicate.label) == (Action.DELETE, "duplicate")
+    assert len(acme.calls("/ship")) == 1

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+import structlog
 
 from lanes.policy import Lane
 from worker.heartbeat import Heartbeat
@@ -35,3 +39,79 @@ async def test_held_message_stays_invisible_and_returns_once_forgotten(
         beating.cancel()
     (back,) = await sqs.receive(url, max_messages=1, wait_seconds=5)
     assert back.message_id == message.message_id
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_thousand_held_messages_at_the_minimum_visibility_stay_invisible(
+    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25 (3): 1,000 messages held at once (a worker with 1,000 slots) at
+    LANES_VISIBILITY_TIMEOUT=10, the least, with SQS a region away (250 ms per visibility
+    call; moto on loopback answers in a few): for two whole visibilities, another worker
+    polling the queue receives none of them. (100 such calls in a row, as before, take
+    25 s: the last messages of a round went visible, and ran twice.)"""
+    near = SqsClient._calling
+
+    @asynccontextmanager
+    async def far(self: SqsClient, action: str, queue: str) -> AsyncIterator[Any]:
+        if action == "ChangeMessageVisibilityBatch":
+            await asyncio.sleep(0.25)
+        async with near(self, action, queue) as client:
+            yield client
+
+    monkeypatch.setattr(SqsClient, "_calling", far)
+    url = await make_queue(visibility_timeout=10)
+    await sqs.send_batch(url, [OutgoingMessage(body=str(n)) for n in range(1000)])
+    heartbeat = Heartbeat(Settler(sqs), visibility_timeout=10)
+    queue = QueueName("p", "acme", Lane.HIGH)
+    beating = asyncio.create_task(heartbeat.run())
+    held: set[str] = set()
+    stolen: set[str] = set()  # received again while held: it would run twice
+    try:
+        while len(held) < 1000:
+            for message in await sqs.receive(
+                url, max_messages=10, wait_seconds=1, visibility_timeout=10
+            ):
+                (stolen if message.message_id in held else held).add(message.message_id)
+                heartbeat.track(Delivery(message=message, queue=queue, url=url))
+        until = time.monotonic() + 20
+        while time.monotonic() < until:  # another worker, long-polling the queue
+            got = await sqs.receive(url, max_messages=10, wait_seconds=1, visibility_timeout=0)
+            stolen.update(message.message_id for message in got)
+        assert stolen == set()
+        assert heartbeat.held == len(held)
+    finally:
+        beating.cancel()
+
+
+async def test_a_message_whose_extension_failed_or_came_late_is_logged_as_may_run_twice(
+    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]]
+) -> None:
+    """Issue 25 (3): an extension SQS refuses (the receipt is no longer valid: the message
+    was received again or is gone) is logged `heartbeat.may_run_twice` with the message id,
+    and the message is no longer held; one extended after its deadline (the heartbeat came
+    late) is logged the same way and still held, with its new deadline."""
+    url = await make_queue(visibility_timeout=30)
+    await sqs.send_batch(url, [OutgoingMessage(body="late"), OutgoingMessage(body="gone")])
+    received = await sqs.receive(url, max_messages=2, wait_seconds=1, visibility_timeout=30)
+    late, gone = sorted(received, key=lambda message: message.body != "late")
+    await sqs.delete_batch(url, [gone.receipt_handle])
+    queue = QueueName("p", "acme", Lane.HIGH)
+    held = {m.body: Delivery(message=m, queue=queue, url=url) for m in (late, gone)}
+    heartbeat = Heartbeat(Settler(sqs), visibility_timeout=30)
+    for delivery in held.values():
+        heartbeat.track(delivery)
+    heartbeat._held[held["late"]].expires = time.monotonic() - 1  # its deadline has passed
+    heartbeat._held[held["gone"]].expires = time.monotonic() + 1  # due, and gone
+    with structlog.testing.capture_logs() as logs:
+        await heartbeat.beat()
+    warned = {
+        log["message_id"]: log["why"] for log in logs if log["event"] == "heartbeat.may_run_twice"
+    }
+    assert warned == {
+        late.message_id: "extended after its deadline",
+        gone.message_id: "its extension failed",
+    }
+    assert heartbeat.held == 1
+    assert heartbeat._held[held["late"]].expires > time.monotonic() + 20

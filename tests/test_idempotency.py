@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lanes.errors import BudgetUnavailable
+from tests.conftest import OwnRedis
 from tests.fixtures_worker import AcmeMarket
 from worker.idempotency import CheckFirst, ClaimBusy, ClaimLost, IdempotencyGuard
 
@@ -163,6 +164,73 @@ async def test_a_claim_lost_before_posting_stops_the_request(
                 pass
     assert acme.calls() == []
     assert not claim.uncertain
+
+
+async def test_a_claim_in_a_redis_just_started_waits_for_live_holders(
+    own_redis: OwnRedis,
+) -> None:
+    """Issue 25 (2): in a Redis younger than the quarantine, a missing record may be one the
+    restart lost while its holder is still posting: the claim waits (ClaimBusy, no attempt)
+    for the holders to put theirs back. A done record is answered at once; without the
+    guard (a Redis nobody else used) the claim is taken."""
+    client = own_redis.store.client
+    guard = IdempotencyGuard(client, ttl=60, claim_seconds=10, restart_guard=True)
+    assert guard.quarantine_seconds == 3 * 2.0 + 1.0
+    with pytest.raises(ClaimBusy) as busy:
+        await guard.begin(*SHIP, "young")
+    assert busy.value.retry_after >= 1.0
+    assert await client.exists(IdempotencyGuard.key(*SHIP, "young")) == 0
+    await client.set(IdempotencyGuard.key(*SHIP, "known"), 'done:{"x": 1}')
+    assert (await guard.begin(*SHIP, "known")).done == {"x": 1}
+    guard.restart_guard = False
+    assert (await guard.begin(*SHIP, "young")).done is None
+
+
+async def test_a_holder_puts_back_the_record_a_restart_lost(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Issue 25 (2): the holder's refresh finds its record gone (Redis restarted empty) and
+    puts it back, "posting" with its lease, so a duplicate delivery finds it held; a record
+    another holder took is not overwritten: the claim is lost for good."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
+    claim = await guard.begin(*SHIP, "restored")
+    claim.posting = True
+    await redis_client.delete(claim.key, claim.lease)
+    await guard.refresh(claim)
+    assert await redis_client.get(claim.key) == f"posting:{claim.token}".encode()
+    assert await redis_client.get(claim.lease) == claim.token.encode()
+    assert 0 < await redis_client.ttl(claim.key) <= 60
+    with pytest.raises(ClaimBusy):
+        await guard.begin(*SHIP, "restored")
+    assert not claim.lost
+
+    await redis_client.set(claim.key, "claimed:someone-else")
+    await guard.refresh(claim)
+    assert claim.lost
+    assert await redis_client.get(claim.key) == b"claimed:someone-else"
+
+
+async def test_a_claim_lost_after_posting_stops_the_next_post_and_is_resumed(
+    redis_client: aioredis.Redis, acme: AcmeMarket
+) -> None:
+    """Issue 25 (2): every changing request checks the claim first, not only the first one:
+    after Redis lost the record mid-job, the next POST does not leave (ClaimLost); giving up
+    puts the record back "posting", so the next delivery is resumed (checks the market
+    before it posts), never a fresh claim that posts blindly."""
+    guard = IdempotencyGuard(redis_client, ttl=60, claim_seconds=5)
+    claim = await guard.begin(*SHIP, "two-posts")
+    session = aiohttp.ClientSession(trace_configs=[guard.trace_config()])
+    async with session, guard.held(claim):
+        async with session.post(f"{acme.url}/ship", json={}) as answer:
+            assert answer.status == 200
+        await redis_client.delete(claim.key, claim.lease)  # Redis restarted empty
+        with pytest.raises(ClaimLost):
+            async with session.post(f"{acme.url}/ship", json={}):
+                pass
+    assert len(acme.calls("/ship")) == 1
+    assert claim.uncertain
+    await guard.give_up(claim)
+    assert (await guard.begin(*SHIP, "two-posts")).resumed
 
 
 async def test_redis_down_is_budget_unavailable() -> None:

@@ -21,8 +21,10 @@ from tests.fixtures_worker import (
     job,
     receive_deliveries,
     results,
+    wait_until,
 )
 from worker.outcomes import Action
+from worker.processing import RUNNING_AFTER
 from worker.queues import Delivery
 from worker.runtime import Runtime
 
@@ -261,3 +263,27 @@ async def test_hostile_bodies_dead_letter_with_a_reason_in_every_lane(
         assert (outcome.action, outcome.label) == (Action.DEAD_LETTER, "poison")
         assert outcome.reason.startswith("poison message: ")
     assert acme.calls() == []
+
+
+async def test_a_job_is_recorded_running_only_once_it_has_run_a_while(
+    runtime: Runtime, lanes: Lanes
+) -> None:
+    """Issue 24: a quick job writes no "running" record (its ending is its one status
+    write, by the settler); one still running after RUNNING_AFTER s is recorded running,
+    with its attempts, before it ends."""
+    quick, slow = await deliver(
+        lanes, Lane.LOW, [job(id="quick", key="q"), job(id="slow", key="s", sleep=1.5)]
+    )
+    assert (await runtime.processor.process(quick, deadline=None)).action is Action.DELETE
+    assert await runtime.tracker.get("quick") is None
+    running = asyncio.create_task(runtime.processor.process(slow, deadline=None))
+
+    async def recorded_running() -> bool:
+        record = await runtime.tracker.get("slow")
+        return record is not None and record["state"] == "running"
+
+    await wait_until(recorded_running)
+    assert not running.done()
+    assert (await runtime.tracker.get("slow") or {})["attempts"] == 1
+    assert (await running).action is Action.DELETE
+    assert RUNNING_AFTER <= 1.5

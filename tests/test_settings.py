@@ -48,6 +48,8 @@ def test_wrong_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LANES_SQS_ENDPOINT_URL", "localhost:5000", "sqs_endpoint_url"),
         ("LANES_CREDENTIALS", "coupang=abc", "credentials: not valid JSON"),
         ("LANES_CREDENTIALS", '{"coupang": 1}', "credentials"),
+        ("LANES_IDEMPOTENCY_TTL", "100000000000000000", "idempotency_ttl"),
+        ("LANES_IDEMPOTENCY_TTL", "1e17", "idempotency_ttl"),
     ],
 )
 def test_each_setting_mistake_is_one_line(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from lanes import Budget, Lane, Limiter, RedisStore, Window
+from scripts.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import OutgoingMessage, SqsClient
 
@@ -84,3 +85,16 @@ def test_status_shows_depths_and_budget_usage(
     everything = run_cli("status").out
     assert "GNCP-GW-RateLimit (configured 2" in everything
     assert "given_back 1" in everything
+
+
+def test_status_exits_non_zero_with_one_line_when_redis_cannot_be_read(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25 (5): with no Redis answering, `lanes status` does not print tables that say
+    "no budgets in use": one error line naming Redis, exit 1."""
+    monkeypatch.setenv("LANES_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    result = run_cli("status")
+    assert result.code == 1
+    assert result.out == ""
+    (line,) = result.err.splitlines()
+    assert line.startswith("lanes: error: cannot read Redis for the budgets: ")

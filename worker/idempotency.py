@@ -21,8 +21,14 @@ delivery that finds:
 claimed job leaves, so a job that was still waiting for budget when it died
 is simply claimed again. The same hook refuses a second request after one that
 got no answer (a timeout) within one run (`CheckFirst`: the job is resumed on
-the next attempt), and a claim lost before posting (Redis restarted empty) is
-noticed there and waited out (`ClaimLost`) instead of posting without a record.
+the next attempt), and a claim lost (Redis restarted empty) is noticed there before every
+changing request and stops the run (`ClaimLost`) instead of posting without a record.
+
+Across a Redis restart (`restart_guard`, the worker's): a live holder puts its lost record
+back within one refresh period, and a claim that finds no record in a Redis younger than
+three such periods waits (`ClaimBusy`) instead of taking the record's absence at its word,
+so a duplicate delivery finds the holder (and then its result), never an unclaimed job. A
+holder that stops after its claim was lost leaves it "posting": the next run checks first.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ __all__ = ["CheckFirst", "Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard"]
 
 _BUSY_RETRY_CAP = 3.0
 _LOST_RETRY = 1.0
+_REFRESH_CAP = 2.0  # seconds between a holder's lease refreshes, at most
 _log = structlog.get_logger("worker.idempotency")
 _holding: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("lanes_claim", default=None)
 
@@ -93,6 +100,7 @@ class Claim:
     landed: bool = False  # a changing request was answered 2xx
     unanswered: bool = False  # a request left and got no answer (timeout, lost connection)
     unsettled: bool = False  # ... and it was a changing one: the market may still act on it
+    lost: bool = False  # another holder took the record: nothing more of this run leaves
 
     @property
     def uncertain(self) -> bool:
@@ -101,7 +109,13 @@ class Claim:
 
 
 class IdempotencyGuard:
-    """Claims and done records in Redis; a Redis failure raises `BudgetUnavailable`."""
+    """Claims and done records in Redis; a Redis failure raises `BudgetUnavailable`.
+
+    `restart_guard`: a missing record is believed only in a Redis up for longer than
+    `quarantine_seconds` (three refresh periods and a second), so a holder posting when
+    Redis restarted empty has put its record back before a duplicate can claim the job.
+    Only a Redis nobody else can have used (the tests' own) may leave it off.
+    """
 
     def __init__(
         self,
@@ -110,11 +124,15 @@ class IdempotencyGuard:
         ttl: int,
         claim_seconds: float,
         settle_seconds: float = 30.0,
+        restart_guard: bool = False,
     ) -> None:
         self._redis = redis
         self._ttl = ttl
         self._lease_ms = max(1000, int(claim_seconds * 1000))
         self._settle_ms = round(settle_seconds * 1000)
+        self.refresh_seconds = min(_REFRESH_CAP, self._lease_ms / 3000)
+        self.quarantine_seconds = 3 * self.refresh_seconds + 1.0
+        self.restart_guard = restart_guard
         self._claim = redis.register_script(_script("claim.lua"))
         self._posting = redis.register_script(_script("posting.lua"))
         self._refresh = redis.register_script(_script("refresh.lua"))
@@ -137,8 +155,10 @@ class IdempotencyGuard:
         key = self.key(market, seller, kind, job_id)
         claim = Claim(key=key, lease=f"{key}:lease", market=market, token=secrets.token_hex(8))
         try:
+            quarantine_ms = round(self.quarantine_seconds * 1000) if self.restart_guard else 0
             state, detail = await self._claim(
-                keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, self._ttl]
+                keys=[claim.key, claim.lease],
+                args=[claim.token, self._lease_ms, self._ttl, quarantine_ms],
             )
         except RedisError as exc:
             raise BudgetUnavailable(f"idempotency store unreachable: {exc}") from exc
@@ -156,10 +176,11 @@ class IdempotencyGuard:
         return claim
 
     async def finish(self, claim: Claim, result: dict[str, Any]) -> None:
-        """Record the done result (replaces the claim, whoever holds it now)."""
+        """Record the done result (replaces the claim, whoever holds it now). One round trip,
+        no transaction: a lease left behind only lapses, as `begin` reads "done" first."""
         payload = "done:" + json.dumps(result, separators=(",", ":"), default=str)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(claim.key, payload, ex=self._ttl)
                 pipe.delete(claim.lease)
                 await pipe.execute()
@@ -176,13 +197,16 @@ class IdempotencyGuard:
     async def give_up(self, claim: Claim) -> None:
         """Stop holding a claim whose request may have landed: the record stays "posting", so
         the next delivery takes it over and checks first (or, for a job whose market cannot
-        tell, stops for a person). At once, unless a changing request left without an answer
-        (a timeout, a cancel): the market may still be acting on it, and a check now could
-        miss it and post twice, so the lease is kept `settle_seconds` (the next delivery
-        waits, `ClaimBusy`). Best effort (the lease lapses anyway)."""
+        tell, stops for a person); a record Redis lost is put back "posting" for that. At
+        once, unless a changing request left without an answer (a timeout, a cancel): the
+        market may still be acting on it, and a check now could miss it and post twice, so
+        the lease is kept `settle_seconds` (the next delivery waits, `ClaimBusy`). Best
+        effort (the lease lapses anyway)."""
         keep_ms = self._settle_ms if claim.unsettled else 0
         try:
-            await self._drop_lease(keys=[claim.lease], args=[claim.token, keep_ms])
+            await self._drop_lease(
+                keys=[claim.key, claim.lease], args=[claim.token, keep_ms, self._ttl]
+            )
         except RedisError:
             return
 
@@ -191,25 +215,38 @@ class IdempotencyGuard:
         """Run the body as the claim's holder: the lease is kept alive, and requests the body
         sends are watched by the trace hook (`trace_config`)."""
         reset = _holding.set(claim)
-        refresher = asyncio.create_task(self._refresh_forever(claim))
+        stop = asyncio.Event()
+        refresher = asyncio.create_task(self._refresh_forever(claim, stop))
         try:
             yield
         finally:
             _holding.reset(reset)
+            # The flag as well as the cancel: redis-py may turn a cancel that hits a command
+            # into a connection error, which the loop would take for a Redis outage.
+            stop.set()
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
-    async def _refresh_forever(self, claim: Claim) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
+    async def _refresh_forever(self, claim: Claim, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.refresh_seconds)
             try:
-                ours = await self._refresh(
-                    keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms]
-                )
+                await self.refresh(claim)
             except RedisError:
                 continue  # Redis is back soon; the job itself goes on
-            if not ours:
-                _log.warning("idempotency.claim_lost", posting=claim.posting)
+
+    async def refresh(self, claim: Claim) -> None:
+        """Keep the lease alive; put back a record Redis lost (a duplicate delivery then finds
+        it held); note a record another holder took (`Claim.lost`)."""
+        state = "posting" if claim.posting else "claimed"
+        answer = await self._refresh(
+            keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, state, self._ttl]
+        )
+        if answer == 2:
+            _log.warning("idempotency.claim_restored", posting=claim.posting)
+        elif not answer and not claim.lost:
+            claim.lost = True
+            _log.warning("idempotency.claim_lost", posting=claim.posting)
 
     # -- the trace hook: what the job's requests did ----------------------------------------
 
@@ -223,7 +260,10 @@ class IdempotencyGuard:
         return config
 
     async def _request_start(
-        self, _session: aiohttp.ClientSession, _ctx: SimpleNamespace, _params: Any
+        self,
+        _session: aiohttp.ClientSession,
+        _ctx: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
     ) -> None:
         claim = _holding.get()
         if claim is None:
@@ -232,7 +272,10 @@ class IdempotencyGuard:
             # A request of this run got no answer: sending again could do it twice. The next
             # run is resumed: it checks what landed before anything is posted again.
             raise CheckFirst("an earlier request of this job got no answer")
-        if not claim.posting:
+        if claim.lost:
+            raise ClaimLost(f"claim {claim.key} was taken by another holder")
+        if not claim.posting or params.method != "GET":
+            # Before the first request and before every changing one: is the claim still ours?
             try:
                 ours = await self._posting(
                     keys=[claim.key, claim.lease], args=[claim.token, self._lease_ms, self._ttl]
@@ -240,6 +283,7 @@ class IdempotencyGuard:
             except RedisError as exc:
                 raise BudgetUnavailable(f"idempotency store unreachable: {exc}") from exc
             if not ours:
+                claim.lost = True
                 raise ClaimLost(f"claim {claim.key} was lost before posting")
             claim.posting = True
         claim.in_flight += 1

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,18 +32,21 @@ from lanes.policy import LanePolicies
 from markets import JobResult, Markets
 from markets.errors import OutcomeUnknown, PartialFailure, RetryLater, TransientError
 from worker.envelope import PreparedJob, prepare
-from worker.idempotency import CheckFirst, Claim, IdempotencyGuard
+from worker.idempotency import CheckFirst, Claim, ClaimLost, IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import ATTEMPT_BACKOFF, FREE_RELEASES, Outcome, Sort, outcome_of_error, rule_of
 from worker.queues import Delivery
 from worker.sinks import ResultSink, SinkError
 from worker.tracking import Attempts, JobTracker
 
-__all__ = ["JobProcessor", "result_record"]
+__all__ = ["RUNNING_AFTER", "JobProcessor", "result_record"]
 
 _log = structlog.get_logger("worker.processing")
 # Longest single in-process wait before looking again (Redis, a claim, the sink).
 _HOLD_CAP = 30.0
+# A job still running after this long is recorded "running"; one done sooner goes from
+# "queued" straight to its ending, so a quick job costs one status write, not two.
+RUNNING_AFTER = 1.0
 
 
 def result_record(delivery: Delivery, job: PreparedJob, result: JobResult) -> dict[str, Any]:
@@ -66,13 +71,14 @@ def _after_posting(claim: Claim, exc: Exception) -> Exception:
     """What a run that may have posted ends with; its record stays "posting" (`give_up`).
 
     A market failure or a deadline is tried again, resumed (checking what landed first);
-    a request without answer stops the run and is tried again the same way. Items refused
-    for good are reported as they are. Anything else (a 4xx, a lost claim, Redis down)
-    leaves the outcome unknown: a person looks (docs/DESIGN.md rule 11).
+    a request without answer, or a claim lost (Redis restarted empty: `give_up` put the
+    record back "posting"), stops the run and is tried again the same way. Items refused
+    for good are reported as they are. Anything else (a 4xx, Redis down) leaves the outcome
+    unknown: a person looks (docs/DESIGN.md rule 11).
     """
     if isinstance(exc, OutcomeUnknown | PartialFailure | TransientError | RetryLater):
         return exc
-    if isinstance(exc, CheckFirst):
+    if isinstance(exc, CheckFirst | ClaimLost):
         return TransientError(f"{exc}; checked before anything is sent again", market=claim.market)
     return OutcomeUnknown(f"a request may have landed before: {exc}", market=claim.market)
 
@@ -205,8 +211,8 @@ class JobProcessor:
                         f"(max_attempts {limit}) without finishing",
                         attempts=attempts - 1,
                     )
-            await self._track(delivery, job, "running", attempts=attempts)
-            return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
+            async with self._running_later(delivery, job, attempts):
+                return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
         except Exception as exc:  # noqa: BLE001 - every ending is sorted by the table
             outcome = self._sorted(delivery, exc, attempts=attempts)
             if counted and outcome.label in FREE_RELEASES:
@@ -301,6 +307,28 @@ class JobProcessor:
         outcome = await self._deliver(delivery, record, kept)
         await self._attempts.forget_result(delivery)
         return replace(outcome, label="result_resent")
+
+    @asynccontextmanager
+    async def _running_later(
+        self, delivery: Delivery, job: PreparedJob, attempts: int
+    ) -> AsyncIterator[None]:
+        """Record the job "running" once it has run `RUNNING_AFTER` s. A write under way
+        when the body ends is awaited, so it never lands after the job's ending."""
+        writing = False
+
+        async def later() -> None:
+            nonlocal writing
+            await asyncio.sleep(RUNNING_AFTER)
+            writing = True
+            await self._track(delivery, job, "running", attempts=attempts)
+
+        writer = asyncio.create_task(later())
+        try:
+            yield
+        finally:
+            if not writing:
+                writer.cancel()  # still asleep: nothing was sent
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _track(self, delivery: Delivery, job: PreparedJob, state: str, **fields: Any) -> None:
         await self._tracker.update(

@@ -50,6 +50,7 @@ class Runtime(AsyncResource):
             ttl=settings.idempotency_ttl,
             claim_seconds=settings.visibility_timeout,
             settle_seconds=settings.settle_seconds,
+            restart_guard=True,
         )
         # The markets' session carries the hooks that mark a side effect "posting" and
         # measure budget waits and 429s.

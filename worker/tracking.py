@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -109,6 +110,9 @@ class Attempts:
     def __init__(self, redis: aioredis.Redis, *, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
+        self._spend = redis.register_script(
+            resources.files("worker").joinpath("attempt.lua").read_text(encoding="utf-8")
+        )
 
     @staticmethod
     def _key(delivery: Delivery, what: str) -> str:
@@ -116,12 +120,8 @@ class Attempts:
 
     async def spend(self, delivery: Delivery) -> int:
         """Count one attempt of `delivery` (before it runs); the attempts spent, this one too."""
-        key = self._key(delivery, "attempts")
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self._ttl)
-                count, _ = await pipe.execute()
+            count = await self._spend(keys=[self._key(delivery, "attempts")], args=[self._ttl])
         except RedisError as exc:
             raise BudgetUnavailable(f"attempt count unreachable: {exc}") from exc
         return int(count)
