@@ -1,0 +1,191 @@
+"""Fairness between the sellers of one lane (docs/DESIGN.md rule 14): a lane's buffer.
+
+SQS hands a lane's messages out roughly in arrival order, so one seller's
+20,000-job backlog would run before any other seller's job behind it. Each
+lane of a worker holds up to `capacity` received messages (kept invisible by
+the heartbeat) and starts them seller by seller:
+
+- **Pick.** The seller with buffered work and the fewest running jobs of this
+  lane goes next; among equals, the one whose last start is oldest. So starts
+  go round robin across sellers, and a seller's share of the lane's running
+  slots is bounded the same way (max-min fair).
+- **Share.** A seller may hold `capacity // (active sellers + 1)` buffered
+  messages (at least 1); the `+ 1` keeps room for a seller not seen yet.
+- **Set aside.** A message received beyond its seller's share is made
+  invisible again until about its seller's turn (its place among the seller's
+  messages ahead, at the seller's share of the lane's start rate, between 1 s
+  and `max_aside` s), so the poller reaches the other sellers' messages behind
+  a backlog. No attempt is counted (the job did not run); a message already
+  received `KEEP_AFTER_RECEIVES` times is buffered regardless, so setting
+  aside never brings a message near its queue's redrive count (1000).
+- **Recall.** A turn is an estimate; when the lane could start more than it
+  holds (the other sellers' work ran out sooner), the earliest-due messages
+  set aside are made visible again at once, so the lane never idles while its
+  work sits aside.
+- **Bound.** A lane holds at most what it started in the last visibility
+  timeout (at least `floor`, the worker's slots), so a buffered message
+  starts within about a visibility timeout.
+
+`capacity = 0` turns this off: one queue, started in the order received.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+from collections import Counter, deque
+
+from worker.queues import Delivery
+from worker.sqs import SqsMessage
+
+__all__ = ["KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
+
+# A message received this often is never set aside again.
+KEEP_AFTER_RECEIVES = 50
+# Seconds over which the lane's start rate is measured for a set-aside's turn.
+_RATE_WINDOW = 10
+
+
+def seller_of(message: SqsMessage) -> str:
+    """The message's seller: its MessageGroupId (every producer sets the seller), else the
+    body's `seller`, else "" (a body without one is poison and ends at once anyway)."""
+    group = message.attributes.get("MessageGroupId")
+    if group:
+        return group
+    try:
+        body = json.loads(message.body)
+    except (ValueError, RecursionError):
+        return ""
+    seller = body.get("seller") if isinstance(body, dict) else None
+    return seller if isinstance(seller, str) else ""
+
+
+class SellerBuffer:
+    """One lane's received messages, started fairly across sellers (see the module text)."""
+
+    def __init__(self, capacity: int, *, floor: int, window: int, max_aside: int) -> None:
+        self.capacity = capacity
+        self._floor = floor
+        self._window = window  # the visibility timeout, seconds
+        self._max_aside = max_aside
+        # Seller -> buffered deliveries; dict order is the rotation (last started at the end).
+        self._waiting: dict[str, deque[Delivery]] = {}
+        self._count = 0
+        self.running: Counter[str] = Counter()
+        self._turns: dict[str, float] = {}  # seller -> when its last set-aside message is due
+        self._starts: deque[list[int]] = deque()  # [second, starts in it], last `window` s
+        # Set aside and not yet due: (due, tie-break, delivery), earliest due first.
+        self._aside: list[tuple[float, int, Delivery]] = []
+        self._order = itertools.count()
+        self.set_aside = 0
+
+    @classmethod
+    def in_order(cls) -> SellerBuffer:
+        """A buffer that starts messages in the order received (fairness off)."""
+        return cls(0, floor=0, window=1, max_aside=1)
+
+    @property
+    def fair(self) -> bool:
+        return self.capacity > 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def key(self, message: SqsMessage) -> str:
+        return seller_of(message) if self.fair else ""
+
+    # -- bounds ----------------------------------------------------------------------------
+
+    def limit(self, now: float) -> int:
+        """Messages this lane may hold now."""
+        self._prune(now)
+        started = sum(count for _, count in self._starts)
+        return min(self.capacity, max(self._floor, started))
+
+    def _active(self) -> int:
+        """Sellers with work buffered or running."""
+        return len(self._waiting.keys() | +self.running)
+
+    def share(self, now: float) -> int:
+        """Buffered messages one seller may hold."""
+        return max(1, self.limit(now) // (self._active() + 1))
+
+    def _rate(self, now: float) -> float:
+        """Starts per second of this lane lately (at least 1, so a cold lane's turns are
+        long rather than infinite)."""
+        self._prune(now)
+        since = int(now) - _RATE_WINDOW
+        recent = sum(count for second, count in self._starts if second > since)
+        return max(1.0, recent / _RATE_WINDOW)
+
+    def _prune(self, now: float) -> None:
+        oldest = int(now) - self._window
+        while self._starts and self._starts[0][0] <= oldest:
+            self._starts.popleft()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def add(self, delivery: Delivery, now: float) -> int:
+        """Buffer `delivery`; or return the seconds to set it aside for (0: buffered)."""
+        seller = self.key(delivery.message)
+        held = self._waiting.get(seller)
+        if (
+            self.fair
+            and held is not None
+            and len(held) >= self.share(now)
+            and delivery.message.receive_count < KEEP_AFTER_RECEIVES
+        ):
+            self.set_aside += 1
+            seconds = self._turn(seller, len(held), now)
+            heapq.heappush(self._aside, (now + seconds, next(self._order), delivery))
+            return seconds
+        self._waiting.setdefault(seller, deque()).append(delivery)
+        self._count += 1
+        return 0
+
+    def _turn(self, seller: str, held: int, now: float) -> int:
+        self._turns = {s: due for s, due in self._turns.items() if due > now}
+        per_seller = self._rate(now) / max(1, self._active())
+        due = max(self._turns.get(seller, now), now + held / per_seller) + 1 / per_seller
+        self._turns[seller] = due
+        return max(1, min(self._max_aside, math.ceil(due - now)))
+
+    def recall(self, now: float, wanted: int) -> list[Delivery]:
+        """Up to `wanted` set-aside messages, earliest due first, to make visible now (those
+        already due are visible again and may be someone else's: forgotten)."""
+        while self._aside and self._aside[0][0] <= now:
+            heapq.heappop(self._aside)
+        return [heapq.heappop(self._aside)[2] for _ in range(min(wanted, len(self._aside)))]
+
+    # -- starting --------------------------------------------------------------------------
+
+    def pop(self, now: float) -> tuple[str, Delivery]:
+        """The next delivery to start and its seller (the buffer must not be empty)."""
+        seller = min(self._waiting, key=lambda s: self.running[s])  # first of equals: oldest
+        held = self._waiting.pop(seller)
+        delivery = held.popleft()
+        if held:
+            self._waiting[seller] = held  # to the end of the rotation
+        self._count -= 1
+        self.running[seller] += 1
+        second = int(now)
+        if self._starts and self._starts[-1][0] == second:
+            self._starts[-1][1] += 1
+        else:
+            self._starts.append([second, 1])
+        return seller, delivery
+
+    def finished(self, seller: str) -> None:
+        """A job of `seller` started from this buffer ended."""
+        self.running[seller] -= 1
+        if self.running[seller] <= 0:
+            del self.running[seller]
+
+    def drain(self) -> list[Delivery]:
+        """Every buffered delivery, the buffer emptied (at shutdown)."""
+        taken = [delivery for held in self._waiting.values() for delivery in held]
+        self._waiting.clear()
+        self._count = 0
+        return taken
