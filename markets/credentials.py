@@ -39,6 +39,7 @@ __all__ = [
     "check_spec",
     "credential_source",
     "held",
+    "list_sellers",
 ]
 
 Secrets = Mapping[str, SecretStr]
@@ -144,6 +145,11 @@ class FileSource:
             key.casefold() == name and _filled(value) for t in tables for key, value in t.items()
         )
 
+    def sellers(self, market: str) -> list[str]:
+        """The sellers with a table of their own under the market's."""
+        table = self._markets.get(market.casefold(), {})
+        return [str(key) for key, value in table.items() if isinstance(value, Mapping)]
+
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         table = self._markets.get(market.casefold(), {})
         if seller is not None:
@@ -186,6 +192,30 @@ class AwsSource:
         self._cache[name] = (time.monotonic() + _AWS_TTL_S, found)
         return found
 
+    async def sellers(self, market: str) -> list[str]:
+        """The sellers with a secret (parameter) `<prefix><market>/<seller>` of their own."""
+        base = self._name(market, None) + "/"
+        try:
+            async with self._session.client(
+                self._service, endpoint_url=self._endpoint_url
+            ) as client:
+                if self._service == "ssm":
+                    pages = client.get_paginator("get_parameters_by_path").paginate(
+                        Path=base.rstrip("/"), Recursive=False
+                    )
+                    names = [p["Name"] async for page in pages for p in page["Parameters"]]
+                else:
+                    pages = client.get_paginator("list_secrets").paginate(
+                        Filters=[{"Key": "name", "Values": [base]}]
+                    )
+                    names = [s["Name"] async for page in pages for s in page["SecretList"]]
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(
+                f"{self._service}: cannot list the sellers under {base}: {type(exc).__name__}"
+            ) from exc
+        found = (name.removeprefix(base) for name in names if name.startswith(base))
+        return sorted(seller for seller in found if seller and "/" not in seller)
+
     async def _fetch(self, name: str, market: str) -> str | None:
         try:
             async with self._session.client(
@@ -206,6 +236,20 @@ class AwsSource:
             raise TransientError(
                 f"{self._service} unreachable: {type(exc).__name__}", market=market
             ) from exc
+
+
+async def list_sellers(source: CredentialSource, market: str) -> list[str]:
+    """Every seller `source` holds credentials of for `market` (the scheduler's sellers).
+    Environment variables fold case and `<seller>_<name>` cannot be told from a name with
+    an underscore, so the env source lists none: a `ConfigError` saying what to use."""
+    if isinstance(source, FileSource):
+        return source.sellers(market)
+    if isinstance(source, AwsSource):
+        return await source.sellers(market)
+    raise ConfigError(
+        f"market {market}: credentials from the environment cannot list sellers; give a "
+        "seller list file, or keep credentials in file:, secretsmanager: or ssm:"
+    )
 
 
 def check_spec(spec: str) -> tuple[str, str]:

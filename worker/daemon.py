@@ -137,7 +137,7 @@ class Dispatcher:
         self._jobs: dict[asyncio.Task[None], tuple[LaneSource, str, Delivery]] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
-        for source in sources:
+        for source in sources if seller_buffer else ():
             source.buffer = SellerBuffer(
                 seller_buffer,
                 floor=max(concurrency, 2 * BATCH_ENTRIES),
