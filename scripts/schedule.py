@@ -6,7 +6,7 @@ template's EventBridge Scheduler rule) run the same `Scheduler.tick`:
 - **Once per tick.** A tick is the schedule's period the moment falls in
   (Redis `TIME`, or the scheduler's `scheduled-time`, floored to `every`), so
   two schedulers, or one invoked twice, name the same tick. Its key
-  `lanes:schedule:{market}:{kind}:{lane}:{tick}` is taken with SET NX (expiring
+  `lanes:schedule:{queue}:{kind}:{tick}` is taken with SET NX (expiring
   after three periods); only its taker sends.
 - **Every seller.** From a seller list the operator gives (one per line) or
   the market's credential source (a `file:` table per seller, a secret or
@@ -124,7 +124,8 @@ class Scheduler:
 
     def _key(self, tick: int) -> str:
         plan = self.plan
-        return f"lanes:schedule:{plan.market}:{plan.kind}:{plan.lane.value}:{tick}"
+        queue = QueueName(self._settings.queue_prefix, plan.market, plan.lane).queue
+        return f"lanes:schedule:{queue}:{plan.kind}:{tick}"
 
     async def sellers(self) -> list[str]:
         if self.plan.sellers_file is not None:
