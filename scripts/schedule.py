@@ -242,13 +242,20 @@ def _moment(event: Mapping[str, Any]) -> float | None:
         raise UsageError(f"event 'at' is not an ISO 8601 moment: {at!r}") from None
 
 
+def _seconds(every: object) -> int:
+    """A period as seconds (600) or a duration ("10m")."""
+    if isinstance(every, int):
+        return every
+    return round(parse_duration(str(every)).total_seconds())
+
+
 async def _handle(event: Mapping[str, Any], settings: Settings) -> TickReport:
     config = load_config(settings.config)
     plan = Plan(
         market=str(event["market"]),
         kind=str(event.get("kind", "collect_orders")),
         lane=Lane(str(event.get("lane", Lane.MEDIUM.value))),
-        every=int(event.get("every", 600)),
+        every=_seconds(event.get("every", 600)),
         spread=int(event.get("spread", settings.schedule_spread)),
         sellers_file=Path(event["sellers_file"]) if event.get("sellers_file") else None,
     )
@@ -262,7 +269,7 @@ async def _handle(event: Mapping[str, Any], settings: Settings) -> TickReport:
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     """The Lambda entry point (`scripts.schedule.handler`) of the EventBridge Scheduler rule:
-    `{"market": M, "every": 600, "at": "<aws.scheduler.scheduled-time>"}` (and optionally
+    `{"market": M, "every": "10m", "at": "<aws.scheduler.scheduled-time>"}` (and optionally
     `kind`, `lane`, `spread`, `sellers_file`). A bad event raises: the scheduler's retry
     policy and dead-letter queue keep it."""
     settings = load_settings()

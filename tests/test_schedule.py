@@ -134,7 +134,7 @@ def test_the_lambda_handler_ticks_once_per_scheduled_time(
     """The EventBridge rule's event, delivered twice (at-least-once), sends one tick."""
     sellers = _sellers(tmp_path / "sellers.txt", 12)
     asyncio.run(_make_queue(lanes_env))
-    event = {"market": "naver", "every": 600, "at": "2026-12-04T10:00:00Z",
+    event = {"market": "naver", "every": "10m", "at": "2026-12-04T10:00:00Z",
              "sellers_file": str(sellers)}  # fmt: skip
     first, second = handler(event, None), handler(event, None)
     assert (first["sent"], second["sent"]) == (12, 0)
