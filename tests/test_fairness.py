@@ -101,3 +101,32 @@ def test_off_starts_in_the_order_received() -> None:
     assert [buffer.add(item, 0.0) for item in items] == [0] * 31
     assert [buffer.pop(0.0)[1] for _ in range(31)] == items
     assert buffer.drain() == []
+
+
+def test_a_sellers_next_set_aside_message_is_recalled_when_its_last_buffered_one_starts() -> None:
+    """A turn is only an estimate: when a seller's last buffered message starts, its next
+    set-aside message is made visible at once; while it still holds one, nothing is."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    first, second = delivery("q"), delivery("q")
+    for item in (first, second):
+        buffer.add(item, 0.0)
+    aside = [delivery("q") for _ in range(3)]
+    assert all(buffer.add(item, 0.0) > 0 for item in aside)
+    buffer.pop(0.0)
+    assert buffer.recall_for("q", 0.0) is None  # one still buffered
+    buffer.pop(0.0)
+    assert buffer.recall_for("q", 0.0) is aside[0]
+    assert buffer.recall_for("q", 0.0) is aside[1]
+
+
+def test_an_idle_lane_recalls_the_earliest_due_set_aside_messages() -> None:
+    """With slots free and nothing buffered, the messages set aside come back earliest due
+    first; those already due are visible again anyway and are forgotten."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    for _ in range(2):
+        buffer.add(delivery("a"), 0.0)
+    aside = [(buffer.add(item, 0.0), item) for item in [delivery("a") for _ in range(5)]]
+    dues = sorted(seconds for seconds, _ in aside)
+    later = [item for seconds, item in aside if seconds > dues[0]]
+    assert buffer.recall(float(dues[0]), 10) == later
+    assert buffer.recall(0.0, 10) == []

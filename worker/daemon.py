@@ -319,7 +319,11 @@ class Dispatcher:
             async with self._changed:
                 await self._changed.wait_for(self._pick_ready)
                 while (source := self._pick()) is not None:
-                    self._start(source, *source.buffer.pop(time.monotonic()))
+                    now = time.monotonic()
+                    seller, delivery = source.buffer.pop(now)
+                    self._start(source, seller, delivery)
+                    if (forward := source.buffer.recall_for(seller, now)) is not None:
+                        self._in_background(self._settler.release(forward, 0))
                 self._changed.notify_all()
 
     def _pick_ready(self) -> bool:

@@ -18,10 +18,13 @@ the heartbeat) and starts them seller by seller:
   a backlog. No attempt is counted (the job did not run); a message already
   received `KEEP_AFTER_RECEIVES` times is buffered regardless, so setting
   aside never brings a message near its queue's redrive count (1000).
-- **Recall.** A turn is an estimate; when the lane could start more than it
-  holds (the other sellers' work ran out sooner), the earliest-due messages
-  set aside are made visible again at once, so the lane never idles while its
-  work sits aside.
+- **Recall.** A turn is an estimate (the lane's rate here, not every
+  worker's), so set-aside messages are also made visible again at once when
+  they are wanted: a seller's next one when its last buffered message starts
+  (it comes back at the head of the queue, roughly in its place), and the
+  earliest-due ones when the lane could start more than it holds (the other
+  sellers' work ran out sooner). The lane never idles while its work sits
+  aside, and no seller waits for an estimate.
 - **Bound.** A lane holds at most what it started in the last visibility
   timeout (at least `floor`, the worker's slots), so a buffered message
   starts within about a visibility timeout.
@@ -31,8 +34,6 @@ the heartbeat) and starts them seller by seller:
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import math
 from collections import Counter, deque
@@ -76,9 +77,8 @@ class SellerBuffer:
         self.running: Counter[str] = Counter()
         self._turns: dict[str, float] = {}  # seller -> when its last set-aside message is due
         self._starts: deque[list[int]] = deque()  # [second, starts in it], last `window` s
-        # Set aside and not yet due: (due, tie-break, delivery), earliest due first.
-        self._aside: list[tuple[float, int, Delivery]] = []
-        self._order = itertools.count()
+        # Seller -> its set-aside messages not yet due, (due, delivery) in the order set aside.
+        self._aside: dict[str, deque[tuple[float, Delivery]]] = {}
         self.set_aside = 0
 
     @classmethod
@@ -139,7 +139,7 @@ class SellerBuffer:
         ):
             self.set_aside += 1
             seconds = self._turn(seller, len(held), now)
-            heapq.heappush(self._aside, (now + seconds, next(self._order), delivery))
+            self._aside.setdefault(seller, deque()).append((now + seconds, delivery))
             return seconds
         self._waiting.setdefault(seller, deque()).append(delivery)
         self._count += 1
@@ -152,12 +152,34 @@ class SellerBuffer:
         self._turns[seller] = due
         return max(1, min(self._max_aside, math.ceil(due - now)))
 
+    def _next_aside(self, seller: str, now: float) -> deque[tuple[float, Delivery]] | None:
+        """The seller's set-aside messages not yet due (those due are visible again and may
+        be another worker's: forgotten), or None."""
+        aside = self._aside.get(seller)
+        while aside and aside[0][0] <= now:
+            aside.popleft()
+        if not aside:
+            self._aside.pop(seller, None)
+            return None
+        return aside
+
     def recall(self, now: float, wanted: int) -> list[Delivery]:
-        """Up to `wanted` set-aside messages, earliest due first, to make visible now (those
-        already due are visible again and may be someone else's: forgotten)."""
-        while self._aside and self._aside[0][0] <= now:
-            heapq.heappop(self._aside)
-        return [heapq.heappop(self._aside)[2] for _ in range(min(wanted, len(self._aside)))]
+        """Up to `wanted` set-aside messages to make visible now, earliest due first."""
+        recalled: list[Delivery] = []
+        while len(recalled) < wanted:
+            heads = [(q[0][0], s) for s in list(self._aside) if (q := self._next_aside(s, now))]
+            if not heads:
+                break
+            recalled.append(self._aside[min(heads)[1]].popleft()[1])
+        return recalled
+
+    def recall_for(self, seller: str, now: float) -> Delivery | None:
+        """`seller`'s next set-aside message, to make visible now, if it holds none buffered
+        (its turn has come, whatever the estimate said)."""
+        if seller in self._waiting:
+            return None
+        aside = self._next_aside(seller, now)
+        return aside.popleft()[1] if aside else None
 
     # -- starting --------------------------------------------------------------------------
 
