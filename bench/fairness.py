@@ -161,6 +161,17 @@ async def _run(run: str, args: argparse.Namespace, redis_url: str, moto_url: str
         await _send(sqs, url, quiet, args.jobs, f"{run}: scheduled collection")
         await asyncio.to_thread(market.all_arrived.wait, args.timeout)
         seconds = time.monotonic() - started
+        missing = sorted(market.waiting)
+        if missing:
+            dead = await sqs.attributes(
+                await sqs.queue_url(QueueName(prefix, "acme", Lane.MEDIUM).dead_letter)
+            )
+            print(
+                f"{run}: {len(missing)} quiet jobs did not arrive ({', '.join(missing[:10])}); "
+                f"dead letters {dead.get('ApproximateNumberOfMessages')}; "
+                f"outcomes {[d.outcomes for d in dispatchers]}; "
+                f"buffered {[len(s.buffer) for d in dispatchers for s in d.sources]}"
+            )
         for dispatcher in dispatchers:
             dispatcher.stop()
         await asyncio.gather(*tasks)

@@ -130,3 +130,11 @@ def test_an_idle_lane_recalls_the_earliest_due_set_aside_messages() -> None:
     later = [item for seconds, item in aside if seconds > dues[0]]
     assert buffer.recall(float(dues[0]), 10) == later
     assert buffer.recall(0.0, 10) == []
+
+
+def test_below_half_full_a_seller_may_hold_more_than_its_share() -> None:
+    """A few sellers' short runs of jobs are held whole while the buffer has room; setting
+    aside starts only once it is half full."""
+    buffer = SellerBuffer(100, floor=100, window=60, max_aside=60)
+    items = [delivery(f"q{s}") for s in range(3) for _ in range(5)]
+    assert [buffer.add(item, 0.0) for item in items] == [0] * 15

@@ -9,8 +9,10 @@ the heartbeat) and starts them seller by seller:
   lane goes next; among equals, the one whose last start is oldest. So starts
   go round robin across sellers, and a seller's share of the lane's running
   slots is bounded the same way (max-min fair).
-- **Share.** A seller may hold `capacity // (active sellers + 1)` buffered
-  messages (at least 1); the `+ 1` keeps room for a seller not seen yet.
+- **Share.** Once the buffer is half full, a seller may hold
+  `limit // (active sellers + 1)` buffered messages (at least 1); the `+ 1`
+  keeps room for a seller not seen yet. Below half full anyone may add, so
+  a few sellers' short runs of jobs are held whole.
 - **Set aside.** A message received beyond its seller's share is made
   invisible again until about its seller's turn (its place among the seller's
   messages ahead, at the seller's share of the lane's start rate, between 1 s
@@ -135,6 +137,7 @@ class SellerBuffer:
             self.fair
             and held is not None
             and len(held) >= self.share(now)
+            and 2 * self._count >= self.limit(now)
             and delivery.message.receive_count < KEEP_AFTER_RECEIVES
         ):
             self.set_aside += 1
