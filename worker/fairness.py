@@ -14,19 +14,19 @@ the heartbeat) and starts them seller by seller:
   keeps room for a seller not seen yet. Below half full anyone may add, so
   a few sellers' short runs of jobs are held whole.
 - **Set aside.** A message received beyond its seller's share is made
-  invisible again until about its seller's turn (its place among the seller's
-  messages ahead, at the seller's share of the lane's start rate, between 1 s
-  and `max_aside` s), so the poller reaches the other sellers' messages behind
-  a backlog. No attempt is counted (the job did not run); a message already
-  received `KEEP_AFTER_RECEIVES` times is buffered regardless, so setting
-  aside never brings a message near its queue's redrive count (1000).
-- **Recall.** A turn is an estimate (the lane's rate here, not every
-  worker's), so set-aside messages are also made visible again at once when
-  they are wanted: a seller's next one when its last buffered message starts
-  (it comes back at the head of the queue, roughly in its place), and the
-  earliest-due ones when the lane could start more than it holds (the other
-  sellers' work ran out sooner). The lane never idles while its work sits
-  aside, and no seller waits for an estimate.
+  invisible again for `max_aside` s (the visibility timeout), so the poller
+  reaches the other sellers' messages behind a backlog. No attempt is counted
+  (the job did not run); a message already received `KEEP_AFTER_RECEIVES`
+  times is buffered regardless, so setting aside never brings a message near
+  its queue's redrive count (1000).
+- **Recall.** Set-aside messages are made visible again at once when they are
+  wanted: a seller's next one when its last buffered message starts (it
+  comes back near the head of the queue, roughly in its place), and the
+  earliest set aside when the lane could start more than it holds. No guess
+  of a seller's turn is needed (one would be per worker, and wrong by the
+  number of workers): the lane never idles while its work sits aside, and a
+  seller's next job is in reach when its turn comes. What no worker recalls
+  (a worker stopped) returns on its own after `max_aside`.
 - **Bound.** A lane holds at most what it started in the last visibility
   timeout (at least `floor`, the worker's slots), so a buffered message
   starts within about a visibility timeout.
@@ -37,7 +37,6 @@ the heartbeat) and starts them seller by seller:
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, deque
 
 from worker.queues import Delivery
@@ -47,8 +46,6 @@ __all__ = ["KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
 
 # A message received this often is never set aside again.
 KEEP_AFTER_RECEIVES = 50
-# Seconds over which the lane's start rate is measured for a set-aside's turn.
-_RATE_WINDOW = 10
 
 
 def seller_of(message: SqsMessage) -> str:
@@ -77,7 +74,6 @@ class SellerBuffer:
         self._waiting: dict[str, deque[Delivery]] = {}
         self._count = 0
         self.running: Counter[str] = Counter()
-        self._turns: dict[str, float] = {}  # seller -> when its last set-aside message is due
         self._starts: deque[list[int]] = deque()  # [second, starts in it], last `window` s
         # Seller -> its set-aside messages not yet due, (due, delivery) in the order set aside.
         self._aside: dict[str, deque[tuple[float, Delivery]]] = {}
@@ -114,14 +110,6 @@ class SellerBuffer:
         """Buffered messages one seller may hold."""
         return max(1, self.limit(now) // (self._active() + 1))
 
-    def _rate(self, now: float) -> float:
-        """Starts per second of this lane lately (at least 1, so a cold lane's turns are
-        long rather than infinite)."""
-        self._prune(now)
-        since = int(now) - _RATE_WINDOW
-        recent = sum(count for second, count in self._starts if second > since)
-        return max(1.0, recent / _RATE_WINDOW)
-
     def _prune(self, now: float) -> None:
         oldest = int(now) - self._window
         while self._starts and self._starts[0][0] <= oldest:
@@ -141,19 +129,11 @@ class SellerBuffer:
             and delivery.message.receive_count < KEEP_AFTER_RECEIVES
         ):
             self.set_aside += 1
-            seconds = self._turn(seller, len(held), now)
-            self._aside.setdefault(seller, deque()).append((now + seconds, delivery))
-            return seconds
+            self._aside.setdefault(seller, deque()).append((now + self._max_aside, delivery))
+            return self._max_aside
         self._waiting.setdefault(seller, deque()).append(delivery)
         self._count += 1
         return 0
-
-    def _turn(self, seller: str, held: int, now: float) -> int:
-        self._turns = {s: due for s, due in self._turns.items() if due > now}
-        per_seller = self._rate(now) / max(1, self._active())
-        due = max(self._turns.get(seller, now), now + held / per_seller) + 1 / per_seller
-        self._turns[seller] = due
-        return max(1, min(self._max_aside, math.ceil(due - now)))
 
     def _next_aside(self, seller: str, now: float) -> deque[tuple[float, Delivery]] | None:
         """The seller's set-aside messages not yet due (those due are visible again and may
