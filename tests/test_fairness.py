@@ -51,7 +51,7 @@ def test_the_seller_with_fewest_running_jobs_goes_next() -> None:
     for seller in ["a", "a", "a", "b", "b"]:
         buffer.add(delivery(seller), 0.0)
     assert [buffer.pop(0.0)[0] for _ in range(2)] == ["a", "b"]
-    buffer.finished("b")
+    assert buffer.finished("b", 0.0) is None
     assert buffer.pop(0.0)[0] == "b"  # a still runs one, b none
     assert buffer.pop(0.0)[0] == "a"
 
@@ -101,9 +101,9 @@ def test_off_starts_in_the_order_received() -> None:
     assert buffer.drain() == []
 
 
-def test_a_sellers_next_set_aside_message_is_recalled_when_its_last_buffered_one_starts() -> None:
-    """A turn is only an estimate: when a seller's last buffered message starts, its next
-    set-aside message is made visible at once; while it still holds one, nothing is."""
+def test_a_sellers_next_set_aside_message_is_recalled_when_it_has_nothing_left_here() -> None:
+    """When a seller's last buffered message starts, and again when its last job here ends,
+    its next set-aside message is made visible at once; while it holds one, nothing is."""
     buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
     first, second = delivery("q"), delivery("q")
     for item in (first, second):
@@ -114,7 +114,8 @@ def test_a_sellers_next_set_aside_message_is_recalled_when_its_last_buffered_one
     assert buffer.recall_for("q", 0.0) is None  # one still buffered
     buffer.pop(0.0)
     assert buffer.recall_for("q", 0.0) is aside[0]
-    assert buffer.recall_for("q", 0.0) is aside[1]
+    assert buffer.finished("q", 0.0) is None  # one still runs here
+    assert buffer.finished("q", 0.0) is aside[1]  # its next job may run elsewhere
 
 
 def test_an_idle_lane_recalls_the_earliest_set_aside_messages() -> None:

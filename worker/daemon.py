@@ -338,7 +338,8 @@ class Dispatcher:
     def _job_done(self, task: asyncio.Task[None]) -> None:
         source, seller, delivery = self._jobs.pop(task)
         source.running -= 1
-        source.buffer.finished(seller)
+        if (forward := source.buffer.finished(seller, time.monotonic())) is not None:
+            self._in_background(self._settler.release(forward, 0))
         self.heartbeat.forget(delivery)
         if not task.cancelled() and task.exception() is not None:
             _log.error("job.settle_crashed", error=repr(task.exception()))

@@ -20,8 +20,9 @@ the heartbeat) and starts them seller by seller:
   times is buffered regardless, so setting aside never brings a message near
   its queue's redrive count (1000).
 - **Recall.** Set-aside messages are made visible again at once when they are
-  wanted: a seller's next one when its last buffered message starts (it
-  comes back near the head of the queue, roughly in its place), and the
+  wanted: a seller's next one when its last buffered message starts, and
+  again when its last job here ends (it comes back near the head of the
+  queue, roughly in its place, to whichever worker receives it), and the
   earliest set aside when the lane could start more than it holds. No guess
   of a seller's turn is needed (one would be per worker, and wrong by the
   number of workers): the lane never idles while its work sits aside, and a
@@ -182,11 +183,15 @@ class SellerBuffer:
             self._starts.append([second, 1])
         return seller, delivery
 
-    def finished(self, seller: str) -> None:
-        """A job of `seller` started from this buffer ended."""
+    def finished(self, seller: str, now: float) -> Delivery | None:
+        """A job of `seller` started from this buffer ended; returns the seller's next
+        set-aside message to make visible now if the seller has nothing left here (its next
+        job may have gone to another worker, which knows nothing of these)."""
         self.running[seller] -= 1
-        if self.running[seller] <= 0:
-            del self.running[seller]
+        if self.running[seller] > 0:
+            return None
+        del self.running[seller]
+        return self.recall_for(seller, now)
 
     def drain(self) -> list[Delivery]:
         """Every buffered delivery, the buffer emptied (at shutdown)."""
