@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 from lanes.policy import Lane
-from worker.fairness import KEEP_AFTER_RECEIVES, SellerBuffer, seller_of
+from worker.fairness import ASIDE_STEP, KEEP_AFTER_RECEIVES, SellerBuffer, seller_of
 from worker.queues import Delivery, QueueName
 from worker.sqs import SqsMessage
 
@@ -58,12 +58,15 @@ def test_the_seller_with_fewest_running_jobs_goes_next() -> None:
 
 def test_a_seller_beyond_its_share_is_set_aside() -> None:
     """Once the buffer is half full, one seller holds at most limit // (active sellers + 1)
-    buffered messages; the rest are set aside for `max_aside` (until recalled)."""
+    buffered messages; the rest are set aside, its k-th for k x ASIDE_STEP s, at most
+    `max_aside` (unless recalled sooner)."""
     buffer = SellerBuffer(20, floor=20, window=60, max_aside=60)
     kept = [buffer.add(delivery("noisy"), 0.0) for _ in range(10)]
     assert kept == [0] * 10  # share 20 // 2
     asides = [buffer.add(delivery("noisy"), 0.0) for _ in range(100)]
-    assert asides == [60] * 100
+    assert asides[:3] == [round(k * ASIDE_STEP) for k in (1, 2, 3)]
+    assert asides == sorted(asides)
+    assert asides[-1] == 60
     assert len(buffer) == 10
     assert buffer.set_aside == 100
     assert buffer.add(delivery("quiet"), 0.0) == 0  # another seller still gets in
@@ -131,8 +134,9 @@ def test_an_idle_lane_recalls_the_earliest_set_aside_messages() -> None:
     late = [delivery("b"), delivery("a")]
     for at, item in enumerate(late, start=1):
         buffer.add(item, float(at))
-    assert buffer.recall(10.0, 3) == [*early, late[0]]
-    assert buffer.recall(62.0, 10) == []  # the last one came back on its own at 62 s
+    # due at 2 (a), 3 (b: its first), 4 (a), 8 (a: its third here, and not before 4)
+    assert buffer.recall(1.5, 3) == [early[0], late[0], early[1]]
+    assert buffer.recall(8.0, 10) == []  # the last came back on its own
 
 
 def test_below_half_full_a_seller_may_hold_more_than_its_share() -> None:

@@ -14,8 +14,9 @@ the heartbeat) and starts them seller by seller:
   keeps room for a seller not seen yet. Below half full anyone may add, so
   a few sellers' short runs of jobs are held whole.
 - **Set aside.** A message received beyond its seller's share is made
-  invisible again for `max_aside` s (the visibility timeout), so the poller
-  reaches the other sellers' messages behind a backlog. No attempt is counted
+  invisible again, the seller's k-th here for k x `ASIDE_STEP` s (at most
+  `max_aside`, the visibility timeout), so the poller reaches the other
+  sellers' messages behind a backlog. No attempt is counted
   (the job did not run); a message already received `KEEP_AFTER_RECEIVES`
   times is buffered regardless, so setting aside never brings a message near
   its queue's redrive count (1000).
@@ -23,11 +24,10 @@ the heartbeat) and starts them seller by seller:
   wanted: a seller's next one when its last buffered message starts, and
   again when its last job here ends (it comes back near the head of the
   queue, roughly in its place, to whichever worker receives it), and the
-  earliest set aside when the lane could start more than it holds. No guess
-  of a seller's turn is needed (one would be per worker, and wrong by the
-  number of workers): the lane never idles while its work sits aside, and a
-  seller's next job is in reach when its turn comes. What no worker recalls
-  (a worker stopped) returns on its own after `max_aside`.
+  earliest set aside when the lane could start more than it holds. Only the
+  worker that set a message aside can recall it, so the step bounds what a
+  seller whose jobs moved to other workers waits: a few jobs come back within
+  seconds, a backlog's after the visibility timeout.
 - **Bound.** A lane holds at most what it started in the last visibility
   timeout (at least `floor`, the worker's slots), so a buffered message
   starts within about a visibility timeout.
@@ -38,15 +38,18 @@ the heartbeat) and starts them seller by seller:
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, deque
 
 from worker.queues import Delivery
 from worker.sqs import SqsMessage
 
-__all__ = ["KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
+__all__ = ["ASIDE_STEP", "KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
 
 # A message received this often is never set aside again.
 KEEP_AFTER_RECEIVES = 50
+# Seconds a seller's k-th set-aside message stays aside per k (at most the visibility timeout).
+ASIDE_STEP = 2.0
 
 
 def seller_of(message: SqsMessage) -> str:
@@ -130,8 +133,14 @@ class SellerBuffer:
             and delivery.message.receive_count < KEEP_AFTER_RECEIVES
         ):
             self.set_aside += 1
-            self._aside.setdefault(seller, deque()).append((now + self._max_aside, delivery))
-            return self._max_aside
+            aside = self._next_aside(seller, now) or self._aside.setdefault(seller, deque())
+            # The k-th of a seller's messages set aside here: k x ASIDE_STEP s at most (due
+            # times kept in order), so a quiet seller's few come back within seconds even if
+            # no recall reaches them, and a backlog's after the visibility timeout.
+            last = aside[-1][0] if aside else now
+            due = min(now + self._max_aside, max(last, now + (len(aside) + 1) * ASIDE_STEP))
+            aside.append((due, delivery))
+            return math.ceil(due - now)
         self._waiting.setdefault(seller, deque()).append(delivery)
         self._count += 1
         return 0
