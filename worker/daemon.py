@@ -98,6 +98,7 @@ class LaneSource:
     buffer: SellerBuffer = field(default_factory=SellerBuffer.in_order)
     running: int = 0
     current: int = 0  # smooth weighted round robin state
+    drained: bool = False  # the last receive got fewer than it asked for
 
     @property
     def weight(self) -> int:
@@ -273,7 +274,9 @@ class Dispatcher:
                     lambda: self._room(source) > 0 or self._stopped.is_set()
                 )
                 want = self._room(source)
-                idle = self._startable(source) > len(source.buffer)
+                # Only when the queue shows nothing more: a recalled message is older than
+                # the other sellers' visible ones and would be received before them.
+                idle = source.drained and self._startable(source) > len(source.buffer)
                 recalled = source.buffer.recall(time.monotonic(), want) if idle else []
             if self._stopped.is_set():
                 return
@@ -293,6 +296,7 @@ class Dispatcher:
                 await self._pause(pause)
                 continue
             failures = 0
+            source.drained = len(messages) < want
             if self._metrics is not None:
                 self._metrics.received(source.queue, messages)
             if not messages:

@@ -24,7 +24,9 @@ the heartbeat) and starts them seller by seller:
   wanted: a seller's next one when its last buffered message starts, and
   again when its last job here ends (it comes back near the head of the
   queue, roughly in its place, to whichever worker receives it), and the
-  earliest set aside when the lane could start more than it holds. Only the
+  earliest set aside when the lane could start more than it holds and its
+  queue shows nothing more (a recalled message is older than the other
+  sellers' and would be received before them). Only the
   worker that set a message aside can recall it, so the step bounds what a
   seller whose jobs moved to other workers waits: a few jobs come back within
   seconds, a backlog's after the visibility timeout.
