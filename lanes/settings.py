@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # The daemon's /metrics and /healthz port (0: off) and address.
     metrics_port: int = Field(default=0, ge=0, le=65_535)
     metrics_host: str = "127.0.0.1"  # the daemon image sets 0.0.0.0: its probes come from outside
+    # Messages a worker holds per lane to start them round robin across sellers
+    # (docs/DESIGN.md rule 14); 0 starts them in the order received.
+    seller_buffer: int = Field(default=100, ge=0, le=10_000)
+    # `lanes schedule`: seconds one tick's jobs are spread over (SQS delays, at most 900).
+    schedule_spread: int = Field(default=300, ge=0, le=900)
 
 
 def load_settings(**overrides: object) -> Settings:

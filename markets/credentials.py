@@ -42,6 +42,7 @@ __all__ = [
     "check_spec",
     "credential_source",
     "held",
+    "list_sellers",
     "sellers_holding",
 ]
 
@@ -90,7 +91,7 @@ def sellers_holding(
     """Each seller that holds any of `names` in `source`, with the ones it holds (non-empty);
     None when only asking AWS would tell."""
     if isinstance(source, SettingsSource | FileSource):
-        return source.sellers(market, tuple(name.casefold() for name in names))
+        return source.seller_keys(market, tuple(name.casefold() for name in names))
     return None
 
 
@@ -114,7 +115,7 @@ class SettingsSource:
             for key, value in found.items()
         )
 
-    def sellers(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
+    def seller_keys(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
         """`<seller>_<name>` or `<seller>.<name>` keys, by seller."""
         found: dict[str, set[str]] = {}
         for key, value in self._markets.get(market.casefold(), {}).items():
@@ -167,7 +168,7 @@ class FileSource:
             key.casefold() == name and _filled(value) for t in tables for key, value in t.items()
         )
 
-    def sellers(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
+    def seller_keys(self, market: str, names: tuple[str, ...]) -> dict[str, set[str]]:
         """Each seller's sub-table, with the `names` it fills."""
         table = self._markets.get(market.casefold(), {})
         return {
@@ -179,6 +180,10 @@ class FileSource:
             for seller, values in table.items()
             if isinstance(values, Mapping)
         }
+
+    def sellers(self, market: str) -> list[str]:
+        """The sellers with a table of their own under the market's."""
+        return list(self.seller_keys(market, ()))
 
     async def secrets(self, market: str, seller: str | None) -> Secrets:
         table = self._markets.get(market.casefold(), {})
@@ -222,6 +227,30 @@ class AwsSource:
         self._cache[name] = (time.monotonic() + _AWS_TTL_S, found)
         return found
 
+    async def sellers(self, market: str) -> list[str]:
+        """The sellers with a secret (parameter) `<prefix><market>/<seller>` of their own."""
+        base = self._name(market, None) + "/"
+        try:
+            async with self._session.client(
+                self._service, endpoint_url=self._endpoint_url
+            ) as client:
+                if self._service == "ssm":
+                    pages = client.get_paginator("get_parameters_by_path").paginate(
+                        Path=base.rstrip("/"), Recursive=False
+                    )
+                    names = [p["Name"] async for page in pages for p in page["Parameters"]]
+                else:
+                    pages = client.get_paginator("list_secrets").paginate(
+                        Filters=[{"Key": "name", "Values": [base]}]
+                    )
+                    names = [s["Name"] async for page in pages for s in page["SecretList"]]
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(
+                f"{self._service}: cannot list the sellers under {base}: {type(exc).__name__}"
+            ) from exc
+        found = (name.removeprefix(base) for name in names if name.startswith(base))
+        return sorted(seller for seller in found if seller and "/" not in seller)
+
     async def _fetch(self, name: str, market: str) -> str | None:
         try:
             async with self._session.client(
@@ -242,6 +271,20 @@ class AwsSource:
             raise TransientError(
                 f"{self._service} unreachable: {type(exc).__name__}", market=market
             ) from exc
+
+
+async def list_sellers(source: CredentialSource, market: str) -> list[str]:
+    """Every seller `source` holds credentials of for `market` (the scheduler's sellers).
+    Environment variables fold case and `<seller>_<name>` cannot be told from a name with
+    an underscore, so the env source lists none: a `ConfigError` saying what to use."""
+    if isinstance(source, FileSource):
+        return source.sellers(market)
+    if isinstance(source, AwsSource):
+        return await source.sellers(market)
+    raise ConfigError(
+        f"market {market}: credentials from the environment cannot list sellers; give a "
+        "seller list file, or keep credentials in file:, secretsmanager: or ssm:"
+    )
 
 
 def check_spec(spec: str) -> tuple[str, str]:

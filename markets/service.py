@@ -36,7 +36,14 @@ from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
 from markets.watermark import Watermark, Watermarks
 
-__all__ = ["JOB_KINDS", "LANE_POLICY", "Markets", "missing_credentials", "validate_job"]
+__all__ = [
+    "JOB_KINDS",
+    "LANE_POLICY",
+    "Markets",
+    "credentials_source",
+    "missing_credentials",
+    "validate_job",
+]
 
 log = structlog.get_logger("markets")
 
@@ -96,6 +103,11 @@ def _source(settings: Settings, name: str, market: MarketConfig) -> CredentialSo
         key: secrets for key, secrets in settings.credentials.items() if key.casefold() == wanted
     }
     return credential_source(market.options.get("credentials", "env"), found)
+
+
+def credentials_source(settings: Settings, config: Config, name: str) -> CredentialSource:
+    """Market `name`'s credential source (for listing its sellers)."""
+    return _source(settings, name, config.market(name))
 
 
 def missing_credentials(config: Config, settings: Settings, name: str) -> list[str]:

@@ -330,6 +330,13 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
+async def _schedule(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.schedule import run  # lazy: only this command needs it
+
+    async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
+        return await run(args, settings, config, store=store, sqs=sqs)
+
+
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
 
@@ -555,6 +562,28 @@ def build_parser() -> _Parser:
     status_parser.add_argument("--json", action="store_true", help="one JSON object per refresh")
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
+    schedule = _command(
+        commands,
+        "schedule",
+        _schedule,
+        "Every period, enqueue one collection job per seller of a market (once per period "
+        "however many schedulers run).",
+        "  lanes schedule -m naver --every 10m\n"
+        "  lanes schedule -m coupang --once --sellers-file sellers.txt\n"
+        "  lanes schedule -m naver --every 30m --spread 600 --dry-run\n"
+        "\nSellers come from --sellers-file (one per line) or the market's credential source."
+        "\nJobs carry no window: each collection reads from its seller's watermark.\n",
+    )
+    _one_market_and_lane(schedule, lane_default=Lane.MEDIUM.value)
+    schedule.add_argument("-k", "--kind", default="collect_orders", metavar="K")
+    schedule.add_argument("--every", default="10m", metavar="D", help="period (default 10m)")
+    schedule.add_argument(
+        "--spread", type=int, metavar="S", help="seconds a tick is spread over (default: "
+        "LANES_SCHEDULE_SPREAD)"
+    )  # fmt: skip
+    schedule.add_argument("-f", "--sellers-file", metavar="F", help="one seller per line")
+    schedule.add_argument("--once", action="store_true", help="one tick, then exit")
+    schedule.add_argument("-n", "--dry-run", action="store_true", help="print, send nothing")
     _add_api_command(commands)
     demo = _command(
         commands,

@@ -22,7 +22,7 @@ def _dispatcher(concurrency: int, policies: LanePolicies, depth: dict[Lane, int]
         )
         for n in range(depth.get(lane, 0)):
             message = SqsMessage(message_id=f"{lane}-{n}", receipt_handle="r", body="{}")
-            source.buffer.append(Delivery(message=message, queue=source.queue, url=source.url))
+            source.buffer.add(Delivery(message=message, queue=source.queue, url=source.url), 0.0)
         sources.append(source)
     return Dispatcher(
         sqs=sqs,
@@ -41,7 +41,7 @@ def _picks(dispatcher: Dispatcher, count: int) -> Counter[str]:
     for _ in range(count):
         source = dispatcher._pick()
         assert source is not None
-        source.buffer.popleft()
+        source.buffer.pop(0.0)
         picked[source.queue.lane.value] += 1
     return picked
 

@@ -14,7 +14,12 @@ Pick. Received messages wait in their queue's buffer (kept invisible by the
 heartbeat). Whenever a slot is free, a queue below its floor goes first;
 otherwise a smooth weighted round robin over the queues that have messages
 (high 6, medium 3, low 1 by default) picks, so an empty lane simply falls
-through to the next.
+through to the next. Within a queue, the buffer starts its messages round
+robin across sellers (`worker.fairness`, `LANES_SELLER_BUFFER` messages per
+queue): its poller receives while the buffer has room, not only while slots
+are free, and sets aside what a seller holds beyond its share, so it reaches
+the other sellers behind one seller's backlog. With the buffer off, a poller
+receives only what it could start now.
 
 Shutdown. `stop` stops receiving; a receive in flight is let finish (never
 abandoned: its endpoint would hand it the next message) and what it got goes
@@ -32,8 +37,7 @@ import asyncio
 import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +51,7 @@ from lanes.logs import configure_logging, redact_url
 from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings, load_settings
 from markets import load_config, missing_credentials
+from worker.fairness import SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
 from worker.outcomes import Outcome, Settler
@@ -90,9 +95,10 @@ class LaneSource:
     url: str
     policy: LanePolicy
     floor: int = 0
-    buffer: deque[Delivery] = field(default_factory=deque)
+    buffer: SellerBuffer = field(default_factory=SellerBuffer.in_order)
     running: int = 0
     current: int = 0  # smooth weighted round robin state
+    drained: bool = False  # the last receive got fewer than it asked for
 
     @property
     def weight(self) -> int:
@@ -115,6 +121,7 @@ class Dispatcher:
         grace_seconds: float,
         job_seconds: float = DEFAULT_JOB_SECONDS,
         metrics: Metrics | None = None,
+        seller_buffer: int = 0,
     ) -> None:
         self._metrics = metrics
         self._sqs = sqs
@@ -128,9 +135,16 @@ class Dispatcher:
         self._job_seconds = job_seconds
         self.heartbeat = Heartbeat(settler, visibility_timeout)
         self._changed = asyncio.Condition()
-        self._jobs: dict[asyncio.Task[None], tuple[LaneSource, Delivery]] = {}
+        self._jobs: dict[asyncio.Task[None], tuple[LaneSource, str, Delivery]] = {}
         self._stopped = asyncio.Event()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        for source in sources if seller_buffer else ():
+            source.buffer = SellerBuffer(
+                seller_buffer,
+                floor=max(concurrency, 2 * BATCH_ENTRIES),
+                window=visibility_timeout,
+                max_aside=visibility_timeout,
+            )
         floors = sum(source.policy.min_slots for source in sources)
         if floors < concurrency:
             for source in sources:
@@ -163,7 +177,12 @@ class Dispatcher:
 
     def _room(self, source: LaneSource) -> int:
         """Messages `source`'s poller may receive now."""
-        return max(0, min(BATCH_ENTRIES, self._startable(source) - len(source.buffer)))
+        buffer = source.buffer
+        if buffer.fair:
+            room = buffer.limit(time.monotonic()) - len(buffer)
+        else:
+            room = self._startable(source) - len(buffer)
+        return max(0, min(BATCH_ENTRIES, room))
 
     def _pick(self) -> LaneSource | None:
         ready = [s for s in self.sources if s.buffer and self._startable(s) > 0]
@@ -255,8 +274,14 @@ class Dispatcher:
                     lambda: self._room(source) > 0 or self._stopped.is_set()
                 )
                 want = self._room(source)
+                # Only when the queue shows nothing more: a recalled message is older than
+                # the other sellers' visible ones and would be received before them.
+                idle = source.drained and self._startable(source) > len(source.buffer)
+                recalled = source.buffer.recall(time.monotonic(), want) if idle else []
             if self._stopped.is_set():
                 return
+            # Visible before this receive asks; a failed one returns when due.
+            await asyncio.gather(*(self._settler.release(d, 0) for d in recalled))
             try:
                 messages = await self._sqs.receive(
                     source.url,
@@ -271,6 +296,7 @@ class Dispatcher:
                 await self._pause(pause)
                 continue
             failures = 0
+            source.drained = len(messages) < want
             if self._metrics is not None:
                 self._metrics.received(source.queue, messages)
             if not messages:
@@ -281,10 +307,15 @@ class Dispatcher:
                 ]
                 await asyncio.gather(*(self._release_unstarted(d) for d in received))
                 return
+            now = time.monotonic()
             for message in messages:
                 delivery = Delivery(message=message, queue=source.queue, url=source.url)
-                self.heartbeat.track(delivery)
-                source.buffer.append(delivery)
+                if seconds := source.buffer.add(delivery, now):
+                    # Not awaited: the poller reaches further while the batch call goes out;
+                    # a failed one returns on its own.
+                    self._in_background(self._settler.release(delivery, seconds))
+                else:
+                    self.heartbeat.track(delivery)
             await self._notify()
 
     async def _dispatch_forever(self) -> None:
@@ -292,27 +323,36 @@ class Dispatcher:
             async with self._changed:
                 await self._changed.wait_for(self._pick_ready)
                 while (source := self._pick()) is not None:
-                    self._start(source, source.buffer.popleft())
+                    now = time.monotonic()
+                    seller, delivery = source.buffer.pop(now)
+                    self._start(source, seller, delivery)
+                    if (forward := source.buffer.recall_for(seller, now)) is not None:
+                        self._in_background(self._settler.release(forward, 0))
                 self._changed.notify_all()
 
     def _pick_ready(self) -> bool:
         return any(s.buffer and self._startable(s) > 0 for s in self.sources)
 
-    def _start(self, source: LaneSource, delivery: Delivery) -> None:
+    def _start(self, source: LaneSource, seller: str, delivery: Delivery) -> None:
         source.running += 1
         task = asyncio.create_task(self._job(delivery))
-        self._jobs[task] = (source, delivery)
+        self._jobs[task] = (source, seller, delivery)
         task.add_done_callback(self._job_done)
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
-        source, delivery = self._jobs.pop(task)
+        source, seller, delivery = self._jobs.pop(task)
         source.running -= 1
+        if (forward := source.buffer.finished(seller, time.monotonic())) is not None:
+            self._in_background(self._settler.release(forward, 0))
         self.heartbeat.forget(delivery)
         if not task.cancelled() and task.exception() is not None:
             _log.error("job.settle_crashed", error=repr(task.exception()))
-        notify = asyncio.get_running_loop().create_task(self._notify())
-        self._background.add(notify)
-        notify.add_done_callback(self._background.discard)
+        self._in_background(self._notify())
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _job(self, delivery: Delivery) -> None:
         deadline = time.monotonic() + self._job_seconds
@@ -334,9 +374,7 @@ class Dispatcher:
         await self._settler.settle(delivery, outcome)
 
     async def _release_buffered(self) -> None:
-        buffered = [delivery for source in self.sources for delivery in source.buffer]
-        for source in self.sources:
-            source.buffer.clear()
+        buffered = [delivery for source in self.sources for delivery in source.buffer.drain()]
         # Together, so the releases share batch calls.
         await asyncio.gather(*(self._release_unstarted(delivery) for delivery in buffered))
 
@@ -402,6 +440,7 @@ async def build_dispatcher(
         grace_seconds=settings.grace_seconds,
         job_seconds=job_seconds,
         metrics=runtime.metrics,
+        seller_buffer=settings.seller_buffer,
     )
 
 

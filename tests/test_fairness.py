@@ -1,0 +1,147 @@
+"""worker.fairness: a lane's buffer starts its messages round robin across sellers, bounds a
+seller's share of the buffer and of the lane's running jobs, and sets aside the rest."""
+
+from __future__ import annotations
+
+import itertools
+
+from lanes.policy import Lane
+from worker.fairness import ASIDE_STEP, KEEP_AFTER_RECEIVES, SellerBuffer, seller_of
+from worker.queues import Delivery, QueueName
+from worker.sqs import SqsMessage
+
+_ids = itertools.count()
+_QUEUE = QueueName("t", "acme", Lane.MEDIUM)
+
+
+def delivery(seller: str, *, group: bool = True, receives: int = 1) -> Delivery:
+    attributes = {"ApproximateReceiveCount": str(receives)}
+    if group:
+        attributes["MessageGroupId"] = seller
+    body = f'{{"kind": "call", "market": "acme", "seller": "{seller}"}}'
+    number = next(_ids)
+    message = SqsMessage(f"m{number}", f"r{number}", body, attributes)
+    return Delivery(message=message, queue=_QUEUE, url="http://q")
+
+
+def test_seller_is_the_group_id_else_the_body_seller_else_empty() -> None:
+    """The key is the MessageGroupId producers set, the body's seller without one, and "" for a
+    body that names none (a poison message)."""
+    assert seller_of(delivery("s-1").message) == "s-1"
+    assert seller_of(delivery("s-2", group=False).message) == "s-2"
+    assert seller_of(SqsMessage("m", "r", "{oops")) == ""
+    assert seller_of(SqsMessage("m", "r", '["seller"]')) == ""
+
+
+def test_starts_go_round_robin_across_sellers_not_in_arrival_order() -> None:
+    """A backlog received first does not start first: each seller's first job starts before
+    any seller's second."""
+    buffer = SellerBuffer(100, floor=100, window=120, max_aside=120)
+    for item in [delivery("noisy") for _ in range(5)] + [delivery(f"q{n}") for n in range(3)]:
+        assert buffer.add(item, 0.0) == 0
+    started = [buffer.pop(0.0)[0] for _ in range(8)]
+    assert started[:4] == ["noisy", "q0", "q1", "q2"]
+    assert started[4:] == ["noisy"] * 4
+
+
+def test_the_seller_with_fewest_running_jobs_goes_next() -> None:
+    """A seller's share of the lane's running slots is bounded the same way: while its jobs
+    run, another seller's waiting job goes first, even if that seller started more recently."""
+    buffer = SellerBuffer(100, floor=100, window=120, max_aside=120)
+    for seller in ["a", "a", "a", "b", "b"]:
+        buffer.add(delivery(seller), 0.0)
+    assert [buffer.pop(0.0)[0] for _ in range(2)] == ["a", "b"]
+    assert buffer.finished("b", 0.0) is None
+    assert buffer.pop(0.0)[0] == "b"  # a still runs one, b none
+    assert buffer.pop(0.0)[0] == "a"
+
+
+def test_a_seller_beyond_its_share_is_set_aside() -> None:
+    """Once the buffer is half full, one seller holds at most limit // (active sellers + 1)
+    buffered messages; the rest are set aside, its k-th for k x ASIDE_STEP s, at most
+    `max_aside` (unless recalled sooner)."""
+    buffer = SellerBuffer(20, floor=20, window=60, max_aside=60)
+    kept = [buffer.add(delivery("noisy"), 0.0) for _ in range(10)]
+    assert kept == [0] * 10  # share 20 // 2
+    asides = [buffer.add(delivery("noisy"), 0.0) for _ in range(100)]
+    assert asides[:3] == [round(k * ASIDE_STEP) for k in (1, 2, 3)]
+    assert asides == sorted(asides)
+    assert asides[-1] == 60
+    assert len(buffer) == 10
+    assert buffer.set_aside == 100
+    assert buffer.add(delivery("quiet"), 0.0) == 0  # another seller still gets in
+
+
+def test_a_message_received_often_is_never_set_aside() -> None:
+    """Setting aside costs a receive; a message already received many times is buffered
+    regardless, so it never nears its queue's redrive count."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    for _ in range(2):
+        buffer.add(delivery("noisy"), 0.0)
+    assert buffer.add(delivery("noisy"), 0.0) > 0
+    assert buffer.add(delivery("noisy", receives=KEEP_AFTER_RECEIVES), 0.0) == 0
+
+
+def test_a_lane_holds_no_more_than_it_started_in_a_visibility_timeout() -> None:
+    """The bound is the lane's starts over the last visibility timeout (at least the floor,
+    at most the capacity)."""
+    buffer = SellerBuffer(1000, floor=10, window=30, max_aside=30)
+    assert buffer.limit(0.0) == 10
+    for n in range(50):
+        buffer.add(delivery(f"s{n}"), 0.0)
+    for _ in range(40):
+        buffer.pop(1.0)
+    assert buffer.limit(2.0) == 40
+    assert buffer.limit(40.0) == 10  # those starts are a visibility timeout old
+
+
+def test_off_starts_in_the_order_received() -> None:
+    """Capacity 0 is the old FIFO: one queue, nothing set aside."""
+    buffer = SellerBuffer.in_order()
+    items = [delivery("noisy") for _ in range(30)] + [delivery("quiet")]
+    assert [buffer.add(item, 0.0) for item in items] == [0] * 31
+    assert [buffer.pop(0.0)[1] for _ in range(31)] == items
+    assert buffer.drain() == []
+
+
+def test_a_sellers_next_set_aside_message_is_recalled_when_it_has_nothing_left_here() -> None:
+    """When a seller's last buffered message starts, and again when its last job here ends,
+    its next set-aside message is made visible at once; while it holds one, nothing is."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    first, second = delivery("q"), delivery("q")
+    for item in (first, second):
+        buffer.add(item, 0.0)
+    aside = [delivery("q") for _ in range(3)]
+    assert all(buffer.add(item, 0.0) > 0 for item in aside)
+    buffer.pop(0.0)
+    assert buffer.recall_for("q", 0.0) is None  # one still buffered
+    buffer.pop(0.0)
+    assert buffer.recall_for("q", 0.0) is aside[0]
+    assert buffer.finished("q", 0.0) is None  # one still runs here
+    assert buffer.finished("q", 0.0) is aside[1]  # its next job may run elsewhere
+
+
+def test_an_idle_lane_recalls_the_earliest_set_aside_messages() -> None:
+    """With slots free and nothing buffered, the messages set aside come back earliest first,
+    across sellers; those already due are visible again anyway and are forgotten."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    for seller in ("a", "a"):
+        buffer.add(delivery(seller), 0.0)
+    early = [delivery("a"), delivery("a")]
+    for item in early:
+        buffer.add(item, 0.0)
+    buffer.add(delivery("b"), 1.0)  # b holds none: buffered
+    late = [delivery("b"), delivery("a")]
+    for item in late:
+        buffer.add(item, 1.0)
+    # due at 2 (a), 3 (b: its first), 4 (a), 7 (a: its third here)
+    assert buffer.recall(1.5, 3) == [early[0], late[0], early[1]]
+    assert buffer.recall(7.0, 10) == []  # the last came back on its own
+
+
+def test_below_half_full_a_seller_may_hold_more_than_its_share() -> None:
+    """A few sellers' short runs of jobs are held whole while the buffer has room; setting
+    aside starts only once it is half full."""
+    buffer = SellerBuffer(100, floor=100, window=60, max_aside=60)
+    items = [delivery(f"q{s}") for s in range(3) for _ in range(5)]
+    assert [buffer.add(item, 0.0) for item in items] == [0] * 15

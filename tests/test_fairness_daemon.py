@@ -1,0 +1,84 @@
+"""Rule 14 in the daemon: one seller's backlog, received first, does not hold back the other
+sellers of its lane (moto's SQS, which hands messages out in arrival order; real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from lanes.policy import Lane
+from lanes.settings import Settings
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from worker.sqs import OutgoingMessage
+
+StartWorker = Callable[..., Awaitable[RunningWorker]]
+NOISY = 200
+JOB_SECONDS = "0.2"  # at the market: the worker starts work slower than it receives
+QUIET = 20  # sellers, two jobs each
+
+
+async def _start_order(
+    acme: AcmeMarket, lanes: Lanes, settings: Settings, start_worker: StartWorker
+) -> list[str]:
+    """Enqueue the backlog, then the quiet sellers' jobs; the sellers in the order their jobs
+    reached the market (each job is one call), once all ran."""
+    noisy = [
+        ("noisy", job(seller="noisy", key=f"noisy-{n}", sleep=JOB_SECONDS)) for n in range(NOISY)
+    ]
+    quiet = [
+        (f"q{s}", job(seller=f"q{s}", key=f"q{s}-{n}", sleep=JOB_SECONDS))
+        for n in range(2)
+        for s in range(QUIET)
+    ]
+    url = lanes.url(Lane.MEDIUM)
+    for batch in range(0, len(noisy + quiet), 100):
+        await lanes.sqs.send_batch(
+            url,
+            [OutgoingMessage(body=b, group_id=s) for s, b in (noisy + quiet)[batch : batch + 100]],
+        )
+    worker = await start_worker(settings, acme_config(acme, rps=200), concurrency=4)
+
+    async def all_ran() -> bool:
+        return len(acme.calls()) >= NOISY + 2 * QUIET
+
+    await wait_until(all_ran, within=120)
+    await worker.stop()
+    return [arrival.query["key"].split("-")[0] for arrival in acme.calls()]
+
+
+@pytest.mark.slow
+async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_them(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """200 jobs of one seller are enqueued before 20 quiet sellers' 40: every quiet job starts
+    before a third of the backlog has, and no quiet seller waits for another's second job."""
+    acme.rps = 200
+    order = await _start_order(
+        acme, lanes, make_settings(seller_buffer=40, visibility_timeout=30), start_worker
+    )
+    quiet_at = [n for n, seller in enumerate(order) if seller != "noisy"]
+    assert len(quiet_at) == 2 * QUIET
+    assert order[: quiet_at[-1]].count("noisy") < NOISY // 3
+    firsts = {seller: order.index(seller) for seller in set(order) if seller != "noisy"}
+    seconds = {seller: len(order) - 1 - order[::-1].index(seller) for seller in firsts}
+    assert max(firsts.values()) < min(seconds.values())  # round robin: all firsts, then seconds
+    assert acme.violations == 0
+
+
+@pytest.mark.slow
+async def test_with_the_buffer_off_the_backlog_runs_first(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., Settings],
+    start_worker: StartWorker,
+) -> None:
+    """The same load with `LANES_SELLER_BUFFER=0` (the old FIFO): the quiet sellers wait for
+    nearly the whole backlog."""
+    acme.rps = 200
+    order = await _start_order(acme, lanes, make_settings(seller_buffer=0), start_worker)
+    first_quiet = next(n for n, seller in enumerate(order) if seller != "noisy")
+    assert first_quiet > NOISY - 20
