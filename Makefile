@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lanes demo
 
-# Two tests at a time (pytest-xdist): most of a test is waiting on Redis, SQS, a market or
-# a child process. Each xdist worker starts its own Redis and moto on free ports.
-XDIST := -n 2
+# Four tests at a time (pytest-xdist), two per core on a 2-core host: most of a test is
+# waiting (on SQS visibility, a child process, a market), not computing. Each xdist worker
+# starts its own Redis and moto on free ports.
+XDIST := -n 4
 
 # Everything but the fault and soak rows (make test-faults).
 test: $(STAMP)
