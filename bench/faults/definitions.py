@@ -15,9 +15,9 @@ from bench.faults.rig import Run
 
 __all__ = ["FAULTS", "LONG_RUNNING", "Fault", "market_fault"]
 
-# A Redis up this long has no restart to tell a flush by: longer than any window of the
+# A Redis up this long has no restart to tell a flush by: longer than any span of the
 # rig's budgets (the per-seller endpoint's low lane spans 10 s).
-LONG_RUNNING = 30.0
+LONG_RUNNING = 12.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Fault:
     seconds: float  # how long the fault lasts in the bench (tests shorten it)
     redis_gate: bool = False  # workers reach Redis through the gate
     lambda_timeout: float | None = None  # run Lambda handlers with this timeout, not daemons
+    before: Callable[[Run], None] | None = None  # readies the rig before the workers start
 
 
 def _nothing(run: Run) -> None:
@@ -68,13 +69,19 @@ def _redis_restart_empty(run: Run) -> None:
     _redis_start(run)
 
 
+def _long_running(run: Run) -> None:
+    """A fresh rig's Redis is let age past every window before the workers start, so that
+    the flush below finds no restart to tell it by."""
+    with redis.Redis(port=run.rig.redis.port) as client:
+        uptime = int(client.info("server")["uptime_in_seconds"])
+    if uptime < LONG_RUNNING:
+        time.sleep(LONG_RUNNING - uptime)
+
+
 def _flushall(run: Run) -> None:
     """FLUSHALL on a Redis that has been up longer than any window: no restart to tell the
     loss by (docs/DESIGN.md rule 10). Injected, then again at the heal: twice per run."""
     with redis.Redis(port=run.rig.redis.port) as client:
-        uptime = int(client.info("server")["uptime_in_seconds"])
-        if uptime < LONG_RUNNING:
-            time.sleep(LONG_RUNNING - uptime)  # the first row of a fresh rig: let it age
         client.flushall()
 
 
@@ -115,7 +122,7 @@ FAULTS = {
         Fault("clocks-differ", _clocks_differ, _nothing, 0),
         Fault("redis-down", _redis_stop, _redis_start, 45),
         Fault("redis-restart-empty", _redis_restart_empty, _nothing, 0),
-        Fault("redis-flushall", _flushall, _flushall, 15),
+        Fault("redis-flushall", _flushall, _flushall, 15, before=_long_running),
         Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15, True),
         Fault("429-storm", market_fault(status=429), market_fault(), 15),
         Fault("5xx-storm", market_fault(status=503), market_fault(), 15),

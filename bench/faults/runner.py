@@ -89,6 +89,8 @@ def run_fault(
                 dead.setdefault(json.loads(message["Body"]).get("id", "?"), message)
 
     drained = None
+    if fault.before is not None:
+        fault.before(run)
     try:
         for _ in range(workers):
             run.spawn()
