@@ -1,12 +1,12 @@
 # Two commands on a fresh machine with Python 3.11+ and pip:
 #   make demo   runs the whole system locally (no AWS account, no Redis needed)
-#   make test   runs the test suite
+#   make test   runs the test suite (make test-faults: the fault and soak rows)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench bench-faults clean
+.PHONY: demo test test-fast test-faults lint bench bench-faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lanes demo
 
-test: $(STAMP)
-	$(BIN)/pytest -q
+# Four tests at a time (pytest-xdist), two per core on a 2-core host: most of a test is
+# waiting (on SQS visibility, a child process, a market), not computing. Each xdist worker
+# starts its own Redis and moto on free ports.
+XDIST := -n 4
 
-# The edit-test loop: everything but the tests marked slow (processes, long scenarios).
+# Everything but the fault and soak rows (make test-faults).
+test: $(STAMP)
+	$(BIN)/pytest -q $(XDIST) -m "not faults"
+
+# The edit-test loop: also without the tests marked slow (processes, long scenarios).
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not faults"
+
+# The fault and soak rows, one at a time: worker processes under faults, and measured rates
+# that a second test running beside them would disturb.
+test-faults: $(STAMP)
+	$(BIN)/pytest -q -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check lanes markets worker scripts tests bench

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from lanes import Budget, LanePolicies, Limiter, RedisStore, Window
@@ -20,11 +22,34 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
+def _ours(server: RedisServer) -> bool:
+    """Is the Redis answering on `server.port` a child of this process? Between
+    `free_port()` and the bind another process may take the port (xdist workers start
+    their servers at the same moment); a test must never touch that one's Redis."""
+    try:
+        with redis.Redis(port=server.port, socket_timeout=5) as client:
+            pid = int(client.info("server")["process_id"])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (redis.RedisError, OSError):
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
+
+
+def start_own_redis() -> RedisServer:
+    """A redis-server on a free port, started by and answering for this process."""
+    for _ in range(3):
+        server = RedisServer()
+        server.start()
+        if _ours(server):
+            return server
+        server.stop()
+    raise RuntimeError("no free port for a redis-server of our own")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """One redis-server on a free port for the whole session."""
-    server = RedisServer()
-    server.start()
+    """One redis-server on a free port for the whole session (one per xdist worker)."""
+    server = start_own_redis()
     yield server
     server.stop()
 
@@ -47,8 +72,7 @@ class OwnRedis:
 async def own_redis() -> AsyncIterator[OwnRedis]:
     """A redis-server of the test's own, to stop and restart (empty), and a store on it
     whose calls give up after 0.5 s."""
-    server = RedisServer()
-    server.start()
+    server = start_own_redis()
     try:
         async with RedisStore(server.url, socket_timeout=0.5) as store:
             yield OwnRedis(server, store)

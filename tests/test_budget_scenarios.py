@@ -98,6 +98,7 @@ async def _run_lanes(
     ids=["low-alone", "low-and-medium"],
 )
 @pytest.mark.slow
+@pytest.mark.faults  # a measured rate: run alone
 async def test_lower_lanes_stop_at_their_ceiling(
     make_limiter: MakeLimiter, make_budget: MakeBudget, lanes: list[Lane], share: float
 ) -> None:
@@ -109,6 +110,7 @@ async def test_lower_lanes_stop_at_their_ceiling(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a measured rate: run alone
 async def test_high_is_admitted_at_once_and_reaches_the_full_limit(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
@@ -130,6 +132,7 @@ async def test_high_is_admitted_at_once_and_reaches_the_full_limit(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a measured rate: run alone
 async def test_small_limit_does_not_starve_low(
     make_limiter: MakeLimiter, make_budget: MakeBudget
 ) -> None:
@@ -165,6 +168,7 @@ def strict_market() -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a measured rate: run alone
 @pytest.mark.timeout(120)
 def test_processes_hammering_one_budget_never_exceed_the_market(
     redis_server: RedisServer, strict_market: str

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,11 +147,13 @@ def test_worker_runs_until_sigterm(lanes_env: LanesEnv, run_cli: Callable[..., C
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    assert worker.stdout is not None
+    # Up to its first log line "worker.started" (its signal handlers are set by then).
+    started = next((line for line in worker.stdout if "worker.started" in line), None)
     worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=30)
+    _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    assert "worker.started" in out
+    assert started is not None
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -230,7 +230,8 @@ async def test_a_send_late_when_its_connection_is_ready_is_moved_to_now(
     log = await store.client.zrange(client.budget("answer", None).log_key, 0, -1, withscores=True)
     assert len(log) == 1  # the late entry was given back
     assert log[0][1] / 1_000_000 >= stalled_until[0] - 0.002  # the one sent was admitted after
-    assert limiter.lateness.counts.get("moved") == 1
+    # Moved at least once (a starved host may find the moved ticket late again, and move it).
+    assert limiter.lateness.counts.get("moved", 0) >= 1
 
 
 async def test_every_new_connection_slower_than_the_tolerance_still_sends(

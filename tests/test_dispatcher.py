@@ -103,6 +103,7 @@ async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a measured latency: run alone
 async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     acme: AcmeMarket,
     lanes: Lanes,

@@ -88,6 +88,7 @@ async def test_returns_exactly_the_failed_records(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a 3 s function, timed on the host's clock: run alone
 async def test_unfinished_records_fail_before_time_runs_out(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -151,6 +152,7 @@ def test_handler_entry_point_reads_settings_from_the_environment(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a 2.5 s function, timed on the host's clock: run alone
 async def test_a_job_that_overruns_is_cancelled_and_released(
     acme: AcmeMarket,
     lanes: Lanes,

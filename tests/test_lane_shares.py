@@ -72,6 +72,7 @@ async def _check_shares(sim: Running, workers: list[Markets], request: JobReques
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # measured shares: run alone
 async def test_naver_lanes_share_an_app_budget_without_429(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:
@@ -86,6 +87,7 @@ async def test_naver_lanes_share_an_app_budget_without_429(
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # measured shares: run alone
 async def test_coupang_lanes_share_a_vendor_budget_without_429(
     start_simulator: StartSimulator, make_markets: MakeMarkets
 ) -> None:

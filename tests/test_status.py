@@ -48,6 +48,7 @@ async def _load(env: LanesEnv) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # the budget's entries count for its 1 s window only: run alone
 def test_status_shows_depths_and_budget_usage(
     lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
 ) -> None:

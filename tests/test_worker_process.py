@@ -60,6 +60,7 @@ def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # a measured exit time: run alone
 async def test_sigterm_releases_everything_within_the_grace_period(
     acme: AcmeMarket,
     lanes: Lanes,
@@ -180,7 +181,14 @@ async def test_metrics_of_a_running_worker_show_the_per_lane_series(
                 text = await got.text()
         except aiohttp.ClientError:
             return False
-        return 'lanes_jobs_total{lane="low",market="acme",outcome="dead_lettered"} 1.0' in text
+        # Every message settled (the high ones may finish after the low one).
+        return all(
+            series in text
+            for series in (
+                'lanes_jobs_total{lane="low",market="acme",outcome="dead_lettered"} 1.0',
+                'lanes_jobs_total{lane="high",market="acme",outcome="done"} 2.0',
+            )
+        )
 
     await wait_until(scraped)
     async with aiohttp.ClientSession() as session:
