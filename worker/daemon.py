@@ -50,6 +50,7 @@ from markets import load_config, missing_credentials
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
 from worker.outcomes import Outcome, Settler
+from worker.pauses import LanePauses
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
@@ -78,6 +79,8 @@ _POLL_SLACK = 5.0
 # An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
 # Queue depth for the metrics, asked this often.
 _DEPTH_PERIOD = 15.0
+# A paused lane's poller looks at the flag again after this long.
+_PAUSED_RECHECK = 1.0
 _DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 _log = structlog.get_logger("worker.daemon")
 
@@ -115,8 +118,10 @@ class Dispatcher:
         grace_seconds: float,
         job_seconds: float = DEFAULT_JOB_SECONDS,
         metrics: Metrics | None = None,
+        pauses: LanePauses | None = None,
     ) -> None:
         self._metrics = metrics
+        self._pauses = pauses
         self._sqs = sqs
         self._processor = processor
         self._settler = settler
@@ -257,6 +262,10 @@ class Dispatcher:
                 want = self._room(source)
             if self._stopped.is_set():
                 return
+            lane = source.queue
+            if self._pauses and await self._pauses.paused(lane.market, lane.lane):
+                await self._pause(_PAUSED_RECHECK)  # an operator paused it (`lanes pause`)
+                continue
             try:
                 messages = await self._sqs.receive(
                     source.url,
@@ -402,6 +411,7 @@ async def build_dispatcher(
         grace_seconds=settings.grace_seconds,
         job_seconds=job_seconds,
         metrics=runtime.metrics,
+        pauses=LanePauses(runtime.store.client),
     )
 
 
