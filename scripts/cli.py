@@ -324,6 +324,40 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
+async def _pause(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    """`lanes pause` and `lanes resume`: the lane's flag that workers (and the board) read."""
+    from worker.pauses import LanePauses
+
+    config.market(args.market)
+    lane = Lane(args.lane)
+    by = args.by or os.environ.get("USER") or "cli"
+    async with RedisStore(settings.redis_url) as store:
+        pauses = LanePauses(store.client)
+        if args.command == "pause":
+            record = await pauses.pause(args.market, lane, by=by)
+            print(f"paused {args.market} {lane.value} (by {by} at {record['at']}): workers stop "
+                  "receiving its messages within about a second")  # fmt: skip
+        elif await pauses.resume(args.market, lane, by=by):
+            print(f"resumed {args.market} {lane.value}")
+        else:
+            print(f"{args.market} {lane.value} was not paused")
+    return 0
+
+
+def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    for name, summary in (
+        ("pause", "Pause a lane of a market: workers stop receiving its messages."),
+        ("resume", "Resume a paused lane of a market."),
+    ):
+        parser = _command(
+            commands, name, _pause, summary,
+            f"  lanes {name} -m coupang -l low\n  lanes {name} -m naver -l medium --by alice\n"
+            "\nThe flag is in Redis (who and when); the board shows it and sets it too.\n",
+        )  # fmt: skip
+        _one_market_and_lane(parser)
+        parser.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+
+
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
 
@@ -550,6 +584,7 @@ def build_parser() -> _Parser:
     status_parser.add_argument("--watch", type=_positive_float, metavar="SECONDS")
 
     _add_api_command(commands)
+    _add_pause_commands(commands)
     demo = _command(
         commands,
         "demo",

@@ -10,6 +10,7 @@ within about that long.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ class LanePauses:
         self._refresh = refresh
         self._known: dict[str, dict[str, Any]] = {}
         self._read_at = float("-inf")
+        self._reading = asyncio.Lock()  # one read at a time; the lanes waiting share it
 
     async def pause(self, market: str, lane: Lane, *, by: str) -> dict[str, Any]:
         """Set the flag (again: `by` and `at` are replaced); the record as stored."""
@@ -78,10 +80,11 @@ class LanePauses:
     async def paused(self, market: str, lane: Lane) -> bool:
         """Whether the lane is paused, as read at most `refresh` s ago. Redis down: the last
         answer stands (a worker keeps its lanes as they were rather than stop or start)."""
-        if time.monotonic() - self._read_at >= self._refresh:
-            self._read_at = time.monotonic()
-            try:
-                self._known = await self.all()
-            except BudgetUnavailable as exc:
-                _log.warning("pauses.read_failed", error=str(exc))
+        async with self._reading:
+            if time.monotonic() - self._read_at >= self._refresh:
+                try:
+                    self._known = await self.all()
+                except BudgetUnavailable as exc:
+                    _log.warning("pauses.read_failed", error=str(exc))
+                self._read_at = time.monotonic()
         return _field(market, lane) in self._known
