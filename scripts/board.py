@@ -59,7 +59,8 @@ COOKIE = "lanes_board"
 SESSION_SECONDS = 8 * 3600
 INTERVAL = 1.0  # seconds between two reads of the shared snapshot
 HISTORY = 300  # snapshots of usage kept for the charts (5 minutes at INTERVAL)
-BUSIEST = 20  # per-seller budgets shown without a search
+BUSIEST = 20  # per-seller budgets listed without a search
+CARDS = 6  # per-seller budgets in use drawn as cards beside the app budgets
 LIST_MAX = 500  # dead letters listed per lane at most
 _OPEN = frozenset({BOARD, f"{BOARD}/", f"{BOARD}/login", f"{BOARD}/logout"})
 # The pages load only what lanes serves (docs/DESIGN.md rule 8 keeps keys out of pages).
@@ -172,12 +173,15 @@ class Feed:
             market, endpoint, seller = _split(row["budget"])
             row.update(market=market, endpoint=endpoint, seller=seller)
             (sellers if seller else apps).append(row)
-        sellers.sort(key=lambda row: (-row["used"], row["budget"]))
+        sellers.sort(key=lambda row: (-row["used"], -row["cooldown"], row["budget"]))
         self._sellers = sellers
+        # Cards: every app budget, and the busiest per-seller ones in use (Coupang counts
+        # every call per vendor: its cards are its vendors').
+        cards = apps + [row for row in sellers[:CARDS] if row["used"] or row["cooldown"]]
         now = time.time()
         self._history.append(
             {"t": now, "used": {row["budget"]: [row["in_window"][lane.value] for lane in Lane]
-                                for row in apps}}
+                                for row in cards}}
         )  # fmt: skip
         self._current = {
             "at": now,
@@ -185,7 +189,7 @@ class Feed:
             "lanes": {lane.value: config.lanes[lane].ceiling for lane in Lane},
             "markets": names,
             "queues": data["queues"],
-            "budgets": apps,
+            "budgets": cards,
             "busiest_sellers": sellers[:BUSIEST],
             "seller_budgets": len(sellers),
             "budgets_error": state_error,

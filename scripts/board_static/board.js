@@ -283,9 +283,8 @@ async function replayIds(ids) {
     ask(`Dry run: would move ${dry.would_move} of ${ids.length} to ${pick.market} ${pick.lane}. Move them?`,
       async () => {
         const done = await call("replay", { json: { ...pick, dry_run: false } });
-        $("#dead-status").textContent = `moved ${done.moved}`
-          + (done.left_in_dead_letter ? `, ${done.left_in_dead_letter} also still in the dead-letter queue` : "");
-        await listDead();
+        await listDead(null, `moved ${done.moved}`
+          + (done.left_in_dead_letter ? ` (${done.left_in_dead_letter} also still in the dead-letter queue)` : ""));
       });
   } catch (error) { problem(error); }
 }
@@ -295,8 +294,7 @@ async function discardIds(ids) {
   ask(`Delete ${ids.length} dead letter(s) of ${pick.market} ${pick.lane} for good?`, async () => {
     try {
       const done = await call("discard", { json: pick });
-      $("#dead-status").textContent = `deleted ${done.deleted}`;
-      await listDead();
+      await listDead(null, `deleted ${done.deleted}`);
     } catch (error) { problem(error); }
   });
 }
@@ -304,7 +302,7 @@ async function discardIds(ids) {
 function groupBox(group, index) {
   const ids = group.jobs.map((job) => job.message_id);
   return el("div", { class: "group", "data-reason": group.reason },
-    el("h3", {}, `${group.count} × ${group.reason}`),
+    el("h3", {}, `${group.count} x ${group.reason}`),
     el("div", { class: "inline" },
       el("button", { type: "button", class: "replay-group", onclick: () => replayIds(ids) }, "Replay group"),
       el("button", { type: "button", class: "replay-picked",
@@ -319,13 +317,15 @@ function groupBox(group, index) {
         el("td", {}, job.failed_at || ""), el("td", {}, seconds(job.age)), el("td", {}, job.error || "")))))));
 }
 
-async function listDead(event) {
+async function listDead(event, done) {
   if (event) event.preventDefault();
   deadLane = { market: $("#dead-market").value, lane: $("#dead-lane").value };
-  $("#dead-status").textContent = "looking…";
+  const before = done ? done + "; " : "";
+  $("#dead-status").textContent = before + "looking…";
   try {
     const report = await call(`dead-letters?market=${encodeURIComponent(deadLane.market)}&lane=${deadLane.lane}`);
-    $("#dead-status").textContent = `${report.would_move} dead letter(s) in ${report.groups.length} group(s)`;
+    $("#dead-status").textContent = before
+      + `${report.would_move} dead letter(s) in ${report.groups.length} group(s)`;
     $("#dead-groups").replaceChildren(...report.groups.map(groupBox));
   } catch (error) {
     $("#dead-status").textContent = "";
