@@ -622,6 +622,10 @@ def build_parser() -> _Parser:
         help="lanes worker processes, or the Lambda handler behind the emulator",
     )
     demo.add_argument("--no-compare", action="store_true", help="skip the run without lanes")
+    demo.add_argument(
+        "--board", type=_positive_int, metavar="PORT",
+        help="also serve `lanes api` on PORT during the lanes run; prints the board's URL",
+    )  # fmt: skip
     services = _command(
         commands,
         "services",
@@ -693,6 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     workers=args.workers,
                     mode=args.mode,
                     compare=not args.no_compare,
+                    board_port=args.board,
                 )
             )
         settings = _settings(args)

@@ -42,7 +42,13 @@ function seconds(value) {
 }
 
 function clock(epoch) {
-  return new Date(epoch * 1000).toLocaleTimeString();
+  return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+}
+
+function active(row, snap) {
+  // In use now or in the charted minutes, or paused, or on an advertised limit.
+  return row.used > 0 || row.cooldown > 0 || row.quota_pause > 0 || row.limit_source !== "configured"
+    || snap.history.some((point) => (point.used[row.budget] || []).some((count) => count > 0));
 }
 
 // --- markets -------------------------------------------------------------------------
@@ -112,7 +118,7 @@ function budgetCard(row, snap) {
       `limit ${row.limit}/${row.seconds}s from ${row.limit_source} (configured ${row.configured}, ${seconds(row.advertised_for)} left)`));
   const ahead = LANES.reduce((sum, lane) => sum + row.reserved[lane], 0);
   if (ahead) tags.push(el("span", { class: "tag" }, `${ahead} reserved ahead`));
-  return el("div", { class: "card budget", "data-budget": row.budget,
+  return el("div", { class: active(row, snap) ? "card budget" : "card budget idle", "data-budget": row.budget,
       "data-used-high": row.in_window.high, "data-used-medium": row.in_window.medium,
       "data-used-low": row.in_window.low, "data-cooldown": row.cooldown },
     el("h3", {}, el("span", {}, row.budget), el("span", { class: "used" }, `${row.used}/${row.limit}`)),
@@ -186,7 +192,9 @@ function draw(snap) {
   const problemLine = $("#problem");
   problemLine.hidden = !snap.budgets_error;
   problemLine.textContent = snap.budgets_error ? "budgets: " + snap.budgets_error : "";
-  $("#budgets").replaceChildren(...snap.budgets.map((row) => budgetCard(row, snap)));
+  // Busy budgets first (a stable sort keeps the server's order among equals).
+  const rows = [...snap.budgets].sort((a, b) => active(b, snap) - active(a, snap));
+  $("#budgets").replaceChildren(...rows.map((row) => budgetCard(row, snap)));
   if (!snap.budgets.length) $("#budgets").append(el("p", { class: "muted" }, "no budgets in use"));
   $("#queues tbody").replaceChildren(...snap.queues.map((queue) => queueRow(queue, snap)));
   const late = Object.entries(snap.lateness || {});
