@@ -161,12 +161,23 @@ class Feed:
             prefix=runtime.settings.queue_prefix, markets=names,
         )  # fmt: skip
         state_error = state.budgets_error
+        now = time.time()
+        minute, into = divmod(now, 60)
         try:
             paused = await LanePauses(runtime.store.client).all()
+            this_minute = await runtime.records.outcomes(int(minute))
+            last_minute = await runtime.records.outcomes(int(minute) - 1)
         except BudgetUnavailable as exc:  # shown on the page, as the budgets' error
-            paused, state_error = {}, str(exc)
+            paused, this_minute, last_minute, state_error = {}, {}, {}, str(exc)
         self.reads += 1
         data = state.as_json()
+        for queue in data["queues"]:
+            # The trailing minute: this minute's counts and the part of the last one
+            # still inside it (as if it were spread evenly).
+            for outcome in ("done", "failed", "dead_lettered"):
+                name = f"{queue['market']}:{queue['lane']}:{outcome}"
+                recent = this_minute.get(name, 0) + last_minute.get(name, 0) * (1 - into / 60)
+                queue[f"{outcome}_per_minute"] = round(recent, 1)
         apps: list[dict[str, Any]] = []
         sellers: list[dict[str, Any]] = []
         for row in data["budgets"]:
@@ -178,7 +189,6 @@ class Feed:
         # Cards: every app budget, and the busiest per-seller ones in use (Coupang counts
         # every call per vendor: its cards are its vendors').
         cards = apps + [row for row in sellers[:CARDS] if row["used"] or row["cooldown"]]
-        now = time.time()
         self._history.append(
             {"t": now, "used": {row["budget"]: [row["in_window"][lane.value] for lane in Lane]
                                 for row in cards}}
@@ -439,7 +449,8 @@ def mount_board(app: FastAPI, keys: Sequence[bytes]) -> Callable[[Scope], bool]:
     """Serve the board at /board in `app`; returns what the gate lets through without a
     key (`Gate(admits=...)`)."""
     sessions = Sessions(keys)
-    app.include_router(_router(sessions, Feed()))
+    app.state.board_feed = feed = Feed()
+    app.include_router(_router(sessions, feed))
     app.mount(
         f"{BOARD}/static",
         StaticFiles(packages=[("scripts", "board_static")]),

@@ -182,3 +182,21 @@ async def test_pause_and_resume_a_lane_with_who_and_when(board: httpx.AsyncClien
     assert await LanePauses(runtime.store.client).paused("naver", Lane.MEDIUM)
     assert (await board.post("/board/api/lanes/naver/medium/resume")).json()["paused"] == {}
     assert (await board.post("/board/api/lanes/naver/medium/stop")).status_code == 422
+
+
+async def test_queues_show_the_outcomes_of_the_trailing_minute(board: httpx.AsyncClient) -> None:
+    """Settled states written by the workers are counted per minute by market and lane (in
+    the status writes' round trip); queued and running ones are not."""
+    await _sign_in(board)
+    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    await records.update_many(
+        [{"id": f"o{n}", "state": state, "market": "naver", "lane": "low"}
+         for n, state in enumerate(["done", "done", "failed", "dead_lettered", "queued"])]
+    )  # fmt: skip
+    snap = (await board.get("/board/api/snapshot")).json()
+    (row,) = [q for q in snap["queues"] if (q["market"], q["lane"]) == ("naver", "low")]
+    # 2, 1, 1 (less a share of each if the minute turned between the write and the read)
+    done, failed = row["done_per_minute"], row["failed_per_minute"]
+    assert done > 0
+    assert failed == pytest.approx(done / 2, abs=0.1)
+    assert row["dead_lettered_per_minute"] == failed

@@ -141,6 +141,7 @@ function queueRow(queue, snap) {
   return el("tr", { "data-queue": `${queue.market}:${queue.lane}` },
     el("td", {}, queue.market), el("td", {}, queue.lane),
     cell(queue.visible), cell(queue.in_flight), cell(queue.delayed), cell(queue.dead_letter),
+    cell(queue.done_per_minute), cell(queue.failed_per_minute), cell(queue.dead_lettered_per_minute),
     el("td", { class: flag ? "paused state" : "state" },
       flag ? `paused by ${flag.by} at ${flag.at}` : "running"),
     el("td", {}, el("button", { type: "button", class: action,
