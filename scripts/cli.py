@@ -592,7 +592,8 @@ def build_parser() -> _Parser:
         "Run the whole system on this machine (own Redis, moto SQS, market simulators): "
         "a burst with lanes, then the same burst in one FIFO queue.",
         "  lanes demo\n  lanes demo --duration 30 --sellers 100 --workers 2\n"
-        "  lanes demo --mode lambda --duration 30\n  make demo\n",
+        "  lanes demo --mode lambda --duration 30\n  lanes demo --board 8090   # and the board\n"
+        "  make demo\n",
     )
     demo.add_argument(
         "--duration",
