@@ -7,15 +7,20 @@ a seller's recent jobs are read back; lanes are paused with who and when."""
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import pytest
 
 from lanes import Lane
+from scripts import api
 from scripts.api import create_app
 from scripts.board import COOKIE, Sessions
-from tests.fixtures_api import KEY, ApiEnv
+from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv
+from tests.fixtures_markets import COUPANG_VENDOR
+from tests.fixtures_scripts import LanesEnv
 from worker.pauses import LanePauses
 from worker.queues import ATTR_REASON, QueueName
 from worker.sqs import OutgoingMessage
@@ -200,3 +205,52 @@ async def test_queues_show_the_outcomes_of_the_trailing_minute(board: httpx.Asyn
     assert done > 0
     assert failed == pytest.approx(done / 2, abs=0.1)
     assert row["dead_lettered_per_minute"] == failed
+
+
+async def test_the_busiest_sellers_and_a_search(board: httpx.AsyncClient) -> None:
+    """A per-vendor budget in use (a Coupang collection now) is listed, and found by search."""
+    collected = await board.post(
+        f"/v1/markets/coupang/sellers/{COUPANG_VENDOR}/orders/{COUPANG_ORDER}/collect",
+        headers={"X-API-Key": KEY},
+    )
+    assert collected.status_code == 200, collected.text
+    await _sign_in(board)
+    snap = (await board.get("/board/api/snapshot")).json()
+    assert [row["seller"] for row in snap["busiest_sellers"]] == [COUPANG_VENDOR]
+    found = (await board.get("/board/api/sellers", params={"q": COUPANG_VENDOR[-5:]})).json()
+    assert [row["seller"] for row in found] == [COUPANG_VENDOR]
+    assert (await board.get("/board/api/sellers", params={"q": "nobody"})).json() == []
+
+
+def _event(path: str, *, method: str = "GET", body: str = "", cookie: str = "") -> dict[str, Any]:
+    headers = {"host": "lanes.example", "content-type": "application/x-www-form-urlencoded"}
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers, "cookies": [cookie] if cookie else [],
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "stage": "$default",
+        },
+        "body": body, "isBase64Encoded": False,
+    }  # fmt: skip
+
+
+def test_the_board_behind_api_gateway(lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda (Mangum) serves the same board: the login form, the cookie, the data."""
+    monkeypatch.setenv("LANES_API_KEYS", KEY)
+    monkeypatch.setattr(api, "_lambda", None)
+    monkeypatch.setattr(api, "configure_logging", lambda level: None)
+    page = api.handler(_event("/board"), None)
+    assert page["statusCode"] == 401
+    assert 'action="/board/login"' in page["body"]
+    assert api.handler(_event("/board/api/snapshot"), None)["statusCode"] == 401
+    signed = api.handler(_event("/board/login", method="POST", body=f"key={KEY}"), None)
+    assert signed["statusCode"] == 303
+    (cookie,) = signed["cookies"]
+    assert "httponly" in cookie.lower()
+    snap = api.handler(_event("/board/api/snapshot", cookie=cookie.split(";")[0]), None)
+    assert snap["statusCode"] == 200
+    assert json.loads(snap["body"])["who"] == "operator"
+    script = api.handler(_event("/board/static/board.js"), None)
+    assert script["statusCode"] == 200
