@@ -25,6 +25,7 @@ from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv, coupang_job
 from tests.fixtures_markets import COUPANG_VENDOR, Running
 from tests.fixtures_worker import RunningWorker
 from worker.envelope import Envelope
+from worker.pauses import LanePauses
 from worker.queues import ATTR_REASON, QueueName
 from worker.sqs import OutgoingMessage
 
@@ -207,3 +208,15 @@ async def test_a_job_looked_up_by_id_shows_its_result(page: Page, served: Served
     await page.fill("#job-id", "no-such-job")
     await page.click("#job-form button")
     await page.wait_for_selector("#job .error")
+
+
+async def test_a_lane_paused_and_resumed_from_the_page(page: Page, served: Served) -> None:
+    await sign_in(page, served)
+    row = "#queues tr[data-queue='naver:low']"
+    await page.click(f"{row} button.pause")
+    await page.wait_for_selector(f"{row} .paused:has-text('paused by on call')")
+    pauses = LanePauses(served.app.state.runtime.store.client)
+    assert await pauses.paused("naver", Lane.LOW)
+    await page.click(f"{row} button.resume")
+    await page.wait_for_selector(f"{row} .state:has-text('running')")
+    assert await pauses.all() == {}
