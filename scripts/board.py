@@ -29,7 +29,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -49,6 +49,9 @@ from scripts.status import snapshot
 from worker.pauses import LanePauses
 from worker.queues import QueueName
 from worker.sqs import SqsClient
+
+if TYPE_CHECKING:  # the API imports this module to mount it
+    from scripts.api import ApiRuntime
 
 __all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
 
@@ -140,20 +143,20 @@ class Feed:
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.reads = 0  # snapshots read (the board's tests and measurements count them)
 
-    async def current(self, runtime: Any) -> dict[str, Any]:
+    async def current(self, runtime: ApiRuntime) -> dict[str, Any]:
         async with self._lock:
             if time.monotonic() - self._at >= self.interval:
                 await self._read(runtime)
                 self._at = time.monotonic()
         return self._current
 
-    async def sellers(self, runtime: Any, text: str, limit: int) -> list[dict[str, Any]]:
+    async def sellers(self, runtime: ApiRuntime, text: str, limit: int) -> list[dict[str, Any]]:
         """Per-seller budgets whose seller contains `text` (any case), busiest first."""
         await self.current(runtime)
         wanted = text.casefold()
         return [row for row in self._sellers if wanted in row["seller"].casefold()][:limit]
 
-    async def _read(self, runtime: Any) -> None:
+    async def _read(self, runtime: ApiRuntime) -> None:
         config = runtime.config
         names = sorted(config.markets)
         state = await snapshot(
@@ -303,13 +306,18 @@ def _page(name: str, status: int = 200, *, error: bool = False) -> HTMLResponse:
     return HTMLResponse(text, status_code=status, headers=_HEADERS)
 
 
-def _unknown_market(runtime: Any, market: str) -> JSONResponse | None:
+def _runtime(request: Request) -> ApiRuntime:
+    runtime: ApiRuntime = request.app.state.runtime
+    return runtime
+
+
+def _unknown_market(runtime: ApiRuntime, market: str) -> JSONResponse | None:
     if market in runtime.config.markets:
         return None
     return problem(404, f"unknown market {market!r}", "market")
 
 
-def _urls(runtime: Any, market: str, lane: Lane) -> QueueName:
+def _urls(runtime: ApiRuntime, market: str, lane: Lane) -> QueueName:
     return QueueName(runtime.settings.queue_prefix, market, lane)
 
 
@@ -350,7 +358,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.get("/api/snapshot")
     async def current(request: Request) -> JSONResponse:
-        data = await feed.current(request.app.state.runtime)
+        data = await feed.current(_runtime(request))
         return JSONResponse({**data, "who": who(request)}, headers={"Cache-Control": "no-store"})
 
     @router.get("/api/sellers")
@@ -359,13 +367,13 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         q: Annotated[str, Query(max_length=200)] = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
-        return await feed.sellers(request.app.state.runtime, q, limit)
+        return await feed.sellers(_runtime(request), q, limit)
 
     @router.get("/api/dead-letters")
     async def dead_letters(
         request: Request, market: Annotated[str, Query()], lane: Annotated[Lane, Query()]
     ) -> JSONResponse:
-        runtime = request.app.state.runtime
+        runtime = _runtime(request)
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
         names = _urls(runtime, market, lane)
@@ -380,7 +388,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
     @router.post("/api/replay")
     async def replay_picked(request: Request, pick: Annotated[Replay, Body()]) -> JSONResponse:
         """A dry run lists what would move; the confirmed run moves exactly those ids."""
-        runtime = request.app.state.runtime
+        runtime = _runtime(request)
         if (refused := _unknown_market(runtime, pick.market)) is not None:
             return refused
         names = _urls(runtime, pick.market, pick.lane)
@@ -397,7 +405,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.post("/api/discard")
     async def discard_picked(request: Request, pick: Annotated[Pick, Body()]) -> JSONResponse:
-        runtime = request.app.state.runtime
+        runtime = _runtime(request)
         if (refused := _unknown_market(runtime, pick.market)) is not None:
             return refused
         names = _urls(runtime, pick.market, pick.lane)
@@ -408,7 +416,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.get("/api/jobs/{job_id}")
     async def job(request: Request, job_id: Annotated[str, Path(max_length=200)]) -> Response:
-        record = await request.app.state.runtime.records.get(job_id)
+        record = await _runtime(request).records.get(job_id)
         if record is None:
             return problem(404, f"no job {job_id!r} (unknown, or its record expired)", "job_id")
         return JSONResponse(record)
@@ -420,7 +428,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         seller: Annotated[str, Path(max_length=200)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> Response:
-        runtime = request.app.state.runtime
+        runtime = _runtime(request)
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
         return JSONResponse(await runtime.records.recent(market, seller, limit=limit))
@@ -432,7 +440,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         lane: Annotated[Lane, Path()],
         action: Annotated[str, Path(pattern="^(pause|resume)$")],
     ) -> Response:
-        runtime = request.app.state.runtime
+        runtime = _runtime(request)
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
         pauses = LanePauses(runtime.store.client)
