@@ -72,7 +72,7 @@ Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, i
 # whose presence shows it is installed (looked up, not imported: moto's server runs in a
 # child process, and `lanes api --help` need not load FastAPI).
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "api": ("api", ("fastapi", "mangum", "uvicorn")),
+    "api": ("api", ("fastapi", "itsdangerous", "mangum", "uvicorn")),
     "demo": ("demo", ("rich", "matplotlib", "moto", "flask")),
     "services": ("local", ("moto", "flask")),
 }
