@@ -65,6 +65,7 @@ from scripts.api_models import (
     Problem,
     SentJob,
 )
+from scripts.board import mount_board
 from scripts.status import snapshot
 from scripts.validate import JobValidator
 from worker.idempotency import IdempotencyGuard
@@ -425,8 +426,11 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
         version="1",
         lifespan=lifespan,
     )
+    admits = mount_board(app, keys)  # the board at /board: its session cookie passes the gate
     # The last added runs first: every request is logged, then gated.
-    app.add_middleware(Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits
+    )
     app.middleware("http")(_access_log)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)

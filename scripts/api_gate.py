@@ -12,7 +12,7 @@ chunked is stopped at the limit (413) too.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from starlette.datastructures import Headers
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scripts.api_models import FieldProblem, Problem
 
-__all__ = ["OPEN_PATHS", "BodyTooLarge", "Gate", "problem"]
+__all__ = ["OPEN_PATHS", "BodyTooLarge", "Gate", "key_matches", "problem"]
 
 log = structlog.get_logger("api")
 
@@ -45,23 +45,39 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the body is over {limit} bytes (LANES_API_MAX_BODY_BYTES)")
 
 
+def key_matches(given: str, keys: Sequence[bytes]) -> bool:
+    """Whether `given` is one of `keys`; every key is compared, so the time does not tell
+    which one matched."""
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given.encode(), key)
+    return matched
+
+
 class Gate:
     """The key (any of `keys`, compared in constant time; none: every request passes) and
-    the body limit, for every path but `OPEN_PATHS`."""
+    the body limit, for every path but `OPEN_PATHS`. `admits` lets a request through
+    without the key header (the board: its login page, and its session cookie)."""
 
-    def __init__(self, app: ASGIApp, *, keys: Sequence[bytes], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: Sequence[bytes],
+        max_body_bytes: int,
+        admits: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self._keys = list(keys)
         self._limit = max_body_bytes
+        self._admits = admits
 
     def _known(self, headers: Headers) -> bool:
         given = headers.get("x-api-key")
         if given is None:
             scheme, _, credentials = headers.get("authorization", "").partition(" ")
             given = credentials.strip() if scheme.lower() == "bearer" else ""
-        matched = False
-        for key in self._keys:  # every key compared: the time does not tell which one matched
-            matched |= hmac.compare_digest(given.encode(), key)
+        matched = key_matches(given, self._keys)
         if not matched:
             log.warning("api.unauthorized", reason="wrong key" if given else "missing key")
         return matched
@@ -71,7 +87,8 @@ class Gate:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if self._keys and not self._known(headers):
+        admitted = self._admits is not None and self._admits(scope)
+        if self._keys and not admitted and not self._known(headers):
             refused = problem(401, "missing or wrong API key", "X-API-Key",
                               {"WWW-Authenticate": "Bearer"})  # fmt: skip
             await refused(scope, receive, send)

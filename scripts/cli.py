@@ -72,7 +72,7 @@ Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, i
 # whose presence shows it is installed (looked up, not imported: moto's server runs in a
 # child process, and `lanes api --help` need not load FastAPI).
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "api": ("api", ("fastapi", "mangum", "uvicorn")),
+    "api": ("api", ("fastapi", "itsdangerous", "mangum", "uvicorn")),
     "demo": ("demo", ("rich", "matplotlib", "moto", "flask")),
     "services": ("local", ("moto", "flask")),
 }
@@ -337,6 +337,40 @@ async def _schedule(args: argparse.Namespace, settings: Settings, config: Config
         return await run(args, settings, config, store=store, sqs=sqs)
 
 
+async def _pause(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    """`lanes pause` and `lanes resume`: the lane's flag that workers (and the board) read."""
+    from worker.pauses import LanePauses
+
+    config.market(args.market)
+    lane = Lane(args.lane)
+    by = args.by or os.environ.get("USER") or "cli"
+    async with RedisStore(settings.redis_url) as store:
+        pauses = LanePauses(store.client)
+        if args.command == "pause":
+            record = await pauses.pause(args.market, lane, by=by)
+            print(f"paused {args.market} {lane.value} (by {by} at {record['at']}): workers stop "
+                  "receiving its messages within about a second")  # fmt: skip
+        elif await pauses.resume(args.market, lane, by=by):
+            print(f"resumed {args.market} {lane.value}")
+        else:
+            print(f"{args.market} {lane.value} was not paused")
+    return 0
+
+
+def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    for name, summary in (
+        ("pause", "Pause a lane of a market: workers stop receiving its messages."),
+        ("resume", "Resume a paused lane of a market."),
+    ):
+        parser = _command(
+            commands, name, _pause, summary,
+            f"  lanes {name} -m coupang -l low\n  lanes {name} -m naver -l medium --by alice\n"
+            "\nThe flag is in Redis (who and when); the board shows it and sets it too.\n",
+        )  # fmt: skip
+        _one_market_and_lane(parser)
+        parser.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+
+
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
 
@@ -585,6 +619,7 @@ def build_parser() -> _Parser:
     schedule.add_argument("--once", action="store_true", help="one tick, then exit")
     schedule.add_argument("-n", "--dry-run", action="store_true", help="print, send nothing")
     _add_api_command(commands)
+    _add_pause_commands(commands)
     demo = _command(
         commands,
         "demo",
@@ -592,7 +627,8 @@ def build_parser() -> _Parser:
         "Run the whole system on this machine (own Redis, moto SQS, market simulators): "
         "a burst with lanes, then the same burst in one FIFO queue.",
         "  lanes demo\n  lanes demo --duration 30 --sellers 100 --workers 2\n"
-        "  lanes demo --mode lambda --duration 30\n  make demo\n",
+        "  lanes demo --mode lambda --duration 30\n  lanes demo --board 8090   # and the board\n"
+        "  make demo\n",
     )
     demo.add_argument(
         "--duration",
@@ -622,6 +658,10 @@ def build_parser() -> _Parser:
         help="lanes worker processes, or the Lambda handler behind the emulator",
     )
     demo.add_argument("--no-compare", action="store_true", help="skip the run without lanes")
+    demo.add_argument(
+        "--board", type=_positive_int, metavar="PORT",
+        help="also serve `lanes api` on PORT during the lanes run; prints the board's URL",
+    )  # fmt: skip
     services = _command(
         commands,
         "services",
@@ -693,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     workers=args.workers,
                     mode=args.mode,
                     compare=not args.no_compare,
+                    board_port=args.board,
                 )
             )
         settings = _settings(args)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -82,6 +83,7 @@ class DemoOptions:
     workers: int = 3
     mode: Mode = "daemon"
     compare: bool = True  # also play the burst without lanes
+    board_port: int | None = None  # serve `lanes api` (and its board) beside the lanes run
 
     @property
     def chart_name(self) -> str:
@@ -206,6 +208,34 @@ async def _lambda_workers(
         finally:
             emulator.stop()
             await running
+
+
+@contextlib.asynccontextmanager
+async def _board(
+    port: int | None, environment: Mapping[str, str], logs: Path, out: TextIO
+) -> AsyncIterator[None]:
+    """`lanes api` on `port` beside the run (none: nothing), its board's URL and key shown."""
+    if port is None:
+        yield
+        return
+    key = secrets.token_urlsafe(12)
+    with (logs / "api.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scripts.cli", "api", "--port", str(port),
+            env={**os.environ, **environment, "LANES_API_KEYS": key},
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    print(f"board: http://127.0.0.1:{port}/board (key {key}, for this run)", file=out)
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def _produce(
@@ -338,7 +368,8 @@ async def _play(
             else _lambda_workers(options, sqs, prefix, environment, fifo, work)
         )
         deadline = time.monotonic() + 3 * options.duration + 60
-        async with aiohttp.ClientSession() as session, workers:
+        board = _board(None if fifo else options.board_port, environment, work, out)
+        async with aiohttp.ClientSession() as session, workers, board:
             await _warm_up(sqs, urls, results, options.workers)
             view = LiveView(tally, out)
             producer = asyncio.create_task(_produce(sqs, urls, plan, tally))

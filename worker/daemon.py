@@ -55,6 +55,7 @@ from worker.fairness import SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
 from worker.outcomes import Outcome, Settler
+from worker.pauses import LanePauses
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
@@ -83,6 +84,8 @@ _POLL_SLACK = 5.0
 # An empty short poll (LANES_WAIT_SECONDS=0) waits this long before asking again.
 # Queue depth for the metrics, asked this often.
 _DEPTH_PERIOD = 15.0
+# A paused lane's poller looks at the flag again after this long.
+_PAUSED_RECHECK = 1.0
 _DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 _log = structlog.get_logger("worker.daemon")
 
@@ -122,8 +125,10 @@ class Dispatcher:
         job_seconds: float = DEFAULT_JOB_SECONDS,
         metrics: Metrics | None = None,
         seller_buffer: int = 0,
+        pauses: LanePauses | None = None,
     ) -> None:
         self._metrics = metrics
+        self._pauses = pauses
         self._sqs = sqs
         self._processor = processor
         self._settler = settler
@@ -282,6 +287,10 @@ class Dispatcher:
                 return
             # Visible before this receive asks; a failed one returns when due.
             await asyncio.gather(*(self._settler.release(d, 0) for d in recalled))
+            lane = source.queue
+            if self._pauses and await self._pauses.paused(lane.market, lane.lane):
+                await self._pause(_PAUSED_RECHECK)  # an operator paused it (`lanes pause`)
+                continue
             try:
                 messages = await self._sqs.receive(
                     source.url,
@@ -441,6 +450,7 @@ async def build_dispatcher(
         job_seconds=job_seconds,
         metrics=runtime.metrics,
         seller_buffer=settings.seller_buffer,
+        pauses=LanePauses(runtime.store.client),
     )
 
 

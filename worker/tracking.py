@@ -13,7 +13,12 @@
   `state` is `queued` (sent, or back in its queue after a wait), `running`,
   `done` (with `result`, the market data the job returned, and its `calls`), `failed` (an attempt
   failed; it runs again after `retry_in` s, with `error`) or `dead_lettered`
-  (with `reason` and `error`).
+  (with `reason` and `error`). A record naming its market and seller also puts its
+  id in that seller's index (`lanes:seller-jobs:{market}:{seller}`, a sorted set by
+  last change, the newest `SELLER_JOBS` kept, the same `ttl`), in the same round
+  trip: `recent` reads a seller's jobs back (the board's seller view). Settled states
+  (`done`, `failed`, `dead_lettered`) are also counted per minute by market and lane
+  (`lanes:outcomes:{minute}`, a hash kept an hour), in the same round trip: `outcomes`.
 - **Attempts** (`Attempts`): the attempts a message has spent, counted by lanes
   and not by SQS receives, so waits (budget, Redis, a claim, a sink) never
   count (docs/DESIGN.md rule 12) and a message whose deliveries keep dying is
@@ -40,15 +45,37 @@ from redis.exceptions import RedisError
 from lanes.errors import BudgetUnavailable
 from worker.queues import Delivery
 
-__all__ = ["STATES", "Attempts", "JobTracker", "job_key"]
+__all__ = [
+    "SELLER_JOBS",
+    "STATES",
+    "Attempts",
+    "JobTracker",
+    "job_key",
+    "outcomes_key",
+    "seller_jobs_key",
+]
 
 STATES = ("queued", "running", "done", "failed", "dead_lettered")
+SELLER_JOBS = 1000  # the newest job ids kept per seller
+_COUNTED = frozenset({"done", "failed", "dead_lettered"})
+_OUTCOMES_KEEP = 3600  # seconds a minute's outcome counts are kept
 _log = structlog.get_logger("worker.tracking")
 
 
 def job_key(job_id: str) -> str:
     """The Redis key of job `job_id`'s status record."""
     return f"lanes:job:{job_id}"
+
+
+def seller_jobs_key(market: str, seller: str) -> str:
+    """The Redis key of a seller's index of recent job ids (scored by last change, epoch s)."""
+    return f"lanes:seller-jobs:{market}:{seller}"
+
+
+def outcomes_key(minute: int) -> str:
+    """The hash of the outcome counts of `minute` (Unix time // 60), fields
+    `{market}:{lane}:{state}`."""
+    return f"lanes:outcomes:{minute}"
 
 
 def _dumps(value: Any) -> str:
@@ -85,12 +112,25 @@ class JobTracker:
         Best effort: a lost status line costs less than failing the job it describes.
         Returns the records as stored.
         """
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = datetime.now(UTC)
+        stamp = now.isoformat(timespec="milliseconds")
         stamped = [{**record, "updated_at": stamp} for record in records]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for record in stamped:
-                    pipe.set(job_key(str(record["id"])), _dumps(record), ex=self._ttl)
+                    job_id = str(record["id"])
+                    pipe.set(job_key(job_id), _dumps(record), ex=self._ttl)
+                    market, seller = record.get("market"), record.get("seller")
+                    if market and seller:
+                        index = seller_jobs_key(str(market), str(seller))
+                        pipe.zadd(index, {job_id: now.timestamp()})
+                        pipe.zremrangebyrank(index, 0, -SELLER_JOBS - 1)
+                        pipe.expire(index, self._ttl)
+                    lane, state = record.get("lane"), record.get("state")
+                    if market and lane and state in _COUNTED:
+                        counts = outcomes_key(int(now.timestamp() // 60))
+                        pipe.hincrby(counts, f"{market}:{lane}:{state}", 1)
+                        pipe.expire(counts, _OUTCOMES_KEEP)
                 await pipe.execute()
         except RedisError as exc:
             _log.warning("tracking.write_failed", error=str(exc))
@@ -102,6 +142,37 @@ class JobTracker:
         Raises `BudgetUnavailable` when Redis cannot be read.
         """
         return await _get_json(self._redis, job_key(job_id), "job records")
+
+    async def recent(self, market: str, seller: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The seller's newest `limit` records, newest first (expired ones left out).
+
+        Raises `BudgetUnavailable` when Redis cannot be read.
+        """
+        try:
+            ids = await self._redis.zrevrange(seller_jobs_key(market, seller), 0, limit - 1)
+            # GETs in one pipeline, not MGET: the records' keys are in many cluster slots.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.get(job_key(job_id.decode() if isinstance(job_id, bytes) else str(job_id)))
+                raw = await pipe.execute()
+        except RedisError as exc:
+            raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
+        return [json.loads(value) for value in raw if value is not None]
+
+
+    async def outcomes(self, minute: int) -> dict[str, int]:
+        """`{"market:lane:state": count}` settled in `minute` (Unix time // 60).
+
+        Raises `BudgetUnavailable` when Redis cannot be read.
+        """
+        try:
+            raw = await self._redis.hgetall(outcomes_key(minute))
+        except RedisError as exc:
+            raise BudgetUnavailable(f"outcome counts unreachable: {exc}") from exc
+        return {
+            (name.decode() if isinstance(name, bytes) else str(name)): int(count)
+            for name, count in raw.items()
+        }
 
 
 class Attempts:

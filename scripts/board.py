@@ -1,0 +1,467 @@
+"""The board: a web page at /board where an operator sees every budget and lane live, and
+acts on dead letters, jobs and lanes (issue 23).
+
+Served by the API app (`lanes api`, and the same Lambda behind API Gateway): plain
+HTML, CSS and JS from `scripts/board_static` (nothing from the internet; the chart is
+inline SVG drawn by the page's own script), and JSON under `/board/api/`.
+
+- **Sign-in**: the operator enters an API key (and a name, recorded on pauses) once on
+  the login form; the answer is a signed session cookie (`lanes_board`: HTTP-only,
+  Secure, SameSite=Strict, `SESSION_SECONDS` long) that the API's gate
+  (`scripts.api_gate`) takes instead of the key on `/board/api/`. The key is never in
+  a URL or in the page; the cookie is signed with a secret derived from all the keys,
+  so changing `LANES_API_KEYS` ends every session. Without the cookie (or a key
+  header) the data answers 401 and the page is the login form.
+- **Live data**: pages poll `/board/api/snapshot` every second; one shared snapshot
+  (`Feed`) is read at most once per `INTERVAL` whatever the number of open pages, with
+  the `lanes status` readers (`scripts.status.snapshot`) and the pause flags.
+- **Actions** go through the code of the CLI: dead letters are listed and replayed by
+  `scripts.replay.replay` (dry run first, then the confirmed move of exactly the
+  messages listed), lanes paused by `worker.pauses`, jobs read by `worker.tracking`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qs
+
+import structlog
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from lanes.errors import BudgetUnavailable
+from lanes.policy import Lane
+from scripts.api_gate import key_matches, problem
+from scripts.replay import DeadLetter, ReplayFilter, ReplayReport, replay
+from scripts.status import snapshot
+from worker.pauses import LanePauses
+from worker.queues import QueueName
+from worker.sqs import SqsClient
+
+if TYPE_CHECKING:  # the API imports this module to mount it
+    from scripts.api import ApiRuntime
+
+__all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
+
+log = structlog.get_logger("api.board")
+
+BOARD = "/board"
+COOKIE = "lanes_board"
+SESSION_SECONDS = 8 * 3600
+INTERVAL = 1.0  # seconds between two reads of the shared snapshot
+HISTORY = 300  # snapshots of usage kept for the charts (5 minutes at INTERVAL)
+BUSIEST = 20  # per-seller budgets listed without a search
+CARDS = 6  # per-seller budgets in use drawn as cards beside the app budgets
+LIST_MAX = 500  # dead letters listed per lane at most
+_OPEN = frozenset({BOARD, f"{BOARD}/", f"{BOARD}/login", f"{BOARD}/logout"})
+# The pages load only what lanes serves (docs/DESIGN.md rule 8 keeps keys out of pages).
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_STATIC = files("scripts") / "board_static"
+
+
+class Sessions:
+    """Signed session cookies carrying the operator's name, valid `max_age` seconds."""
+
+    def __init__(self, keys: Sequence[bytes], *, max_age: int = SESSION_SECONDS) -> None:
+        self.keys = list(keys)
+        self.max_age = max_age
+        secret = hashlib.sha256(b"lanes board session\0" + b"\0".join(sorted(keys))).hexdigest()
+        self._signer = URLSafeTimedSerializer(secret, salt="lanes-board")
+
+    def issue(self, who: str) -> str:
+        return self._signer.dumps({"who": who})
+
+    def who(self, token: str | None) -> str | None:
+        """The name in a valid, unexpired `token`; None otherwise."""
+        if not token:
+            return None
+        try:
+            data = self._signer.loads(token, max_age=self.max_age)
+        except BadSignature:  # SignatureExpired is one
+            return None
+        return str(data.get("who", "?")) if isinstance(data, dict) else None
+
+    def of(self, headers: Headers) -> str | None:
+        """Who the request's cookie names, "api key" for a key header, "local" with no keys."""
+        if not self.keys:
+            return "local"
+        cookies = _cookies(headers.get("cookie", ""))
+        return self.who(cookies.get(COOKIE))
+
+    def admits(self, scope: Scope) -> bool:
+        """For the gate: the login page and static files always; `/board/api/` with a
+        valid session cookie."""
+        path: str = scope["path"]
+        if path in _OPEN or path.startswith(f"{BOARD}/static/"):
+            return True
+        return path.startswith(f"{BOARD}/api/") and self.of(Headers(scope=scope)) is not None
+
+
+def _cookies(header: str) -> dict[str, str]:
+    pairs = (part.strip().partition("=") for part in header.split(";"))
+    return {name: value for name, _, value in pairs if name}
+
+
+# --- the shared snapshot ----------------------------------------------------------------
+
+
+def _split(budget: str) -> tuple[str, str, str | None]:
+    """`market:endpoint[:seller]` as its parts (a seller may hold ':')."""
+    market, _, rest = budget.partition(":")
+    endpoint, _, seller = rest.partition(":")
+    return market, endpoint, seller or None
+
+
+class Feed:
+    """The one snapshot every page reads: refreshed when older than `interval`, by one
+    reader at a time (the others wait for it and share its answer)."""
+
+    def __init__(self, *, interval: float = INTERVAL) -> None:
+        self.interval = interval
+        self._lock = asyncio.Lock()
+        self._at = float("-inf")
+        self._current: dict[str, Any] = {}
+        self._sellers: list[dict[str, Any]] = []
+        self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.reads = 0  # snapshots read (the board's tests and measurements count them)
+
+    async def current(self, runtime: ApiRuntime) -> dict[str, Any]:
+        async with self._lock:
+            if time.monotonic() - self._at >= self.interval:
+                await self._read(runtime)
+                self._at = time.monotonic()
+        return self._current
+
+    async def sellers(self, runtime: ApiRuntime, text: str, limit: int) -> list[dict[str, Any]]:
+        """Per-seller budgets whose seller contains `text` (any case), busiest first."""
+        await self.current(runtime)
+        wanted = text.casefold()
+        return [row for row in self._sellers if wanted in row["seller"].casefold()][:limit]
+
+    async def _read(self, runtime: ApiRuntime) -> None:
+        config = runtime.config
+        names = sorted(config.markets)
+        state = await snapshot(
+            runtime.sqs, runtime.store.client, runtime.limiter, config,
+            prefix=runtime.settings.queue_prefix, markets=names,
+        )  # fmt: skip
+        state_error = state.budgets_error
+        now = time.time()
+        minute, into = divmod(now, 60)
+        try:
+            paused = await LanePauses(runtime.store.client).all()
+            this_minute = await runtime.records.outcomes(int(minute))
+            last_minute = await runtime.records.outcomes(int(minute) - 1)
+        except BudgetUnavailable as exc:  # shown on the page, as the budgets' error
+            paused, this_minute, last_minute, state_error = {}, {}, {}, str(exc)
+        self.reads += 1
+        data = state.as_json()
+        for queue in data["queues"]:
+            # The trailing minute: this minute's counts and the part of the last one
+            # still inside it (as if it were spread evenly).
+            for outcome in ("done", "failed", "dead_lettered"):
+                name = f"{queue['market']}:{queue['lane']}:{outcome}"
+                recent = this_minute.get(name, 0) + last_minute.get(name, 0) * (1 - into / 60)
+                queue[f"{outcome}_per_minute"] = round(recent, 1)
+        apps: list[dict[str, Any]] = []
+        sellers: list[dict[str, Any]] = []
+        for row in data["budgets"]:
+            market, endpoint, seller = _split(row["budget"])
+            row.update(market=market, endpoint=endpoint, seller=seller)
+            (sellers if seller else apps).append(row)
+        sellers.sort(key=lambda row: (-row["used"], -row["cooldown"], row["budget"]))
+        self._sellers = sellers
+        # Cards: every app budget, and the busiest per-seller ones in use (Coupang counts
+        # every call per vendor: its cards are its vendors').
+        cards = apps + [row for row in sellers[:CARDS] if row["used"] or row["cooldown"]]
+        self._history.append(
+            {"t": now, "used": {row["budget"]: [row["in_window"][lane.value] for lane in Lane]
+                                for row in cards}}
+        )  # fmt: skip
+        self._current = {
+            "at": now,
+            "interval": self.interval,
+            "lanes": {lane.value: config.lanes[lane].ceiling for lane in Lane},
+            "markets": names,
+            "queues": data["queues"],
+            "budgets": cards,
+            "busiest_sellers": sellers[:BUSIEST],
+            "seller_budgets": len(sellers),
+            "budgets_error": state_error,
+            "lateness": data["lateness"],
+            "paused": paused,
+            "history": list(self._history),
+        }
+
+
+# --- dead letters -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Picked(ReplayFilter):
+    """The dead letters an operator picked on the page, by message id."""
+
+    ids: frozenset[str] = frozenset()
+
+    def matches(self, dead: DeadLetter) -> bool:
+        return dead.message.message_id in self.ids and super().matches(dead)
+
+
+def _dead(dead: DeadLetter) -> dict[str, Any]:
+    attributes = dead.message.message_attributes
+    return {
+        "message_id": dead.message.message_id,
+        "kind": dead.kind,
+        "seller": dead.seller,
+        "reason": dead.reason,
+        "attempts": dead.attempts,
+        "age": round(dead.age.total_seconds(), 1),
+        "failed_at": attributes.get("lanes.failed_at"),
+        "error": attributes.get("lanes.error"),
+    }
+
+
+def _groups(listed: list[DeadLetter]) -> list[dict[str, Any]]:
+    """Dead letters by reason, the largest group first."""
+    by_reason: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for dead in listed:
+        by_reason[dead.reason].append(_dead(dead))
+    return [
+        {"reason": reason, "count": len(jobs), "jobs": jobs}
+        for reason, jobs in sorted(by_reason.items(), key=lambda item: -len(item[1]))
+    ]
+
+
+def _report(report: ReplayReport) -> dict[str, Any]:
+    return {
+        "examined": report.examined,
+        "moved": report.moved,
+        "would_move": len(report.listed),
+        "groups": _groups(report.listed),
+        "came_back": dict(report.came_back),
+        "arrived": report.arrived,
+        "left_in_dead_letter": report.left_in_dead_letter,
+    }
+
+
+async def discard(sqs: SqsClient, url: str, ids: frozenset[str]) -> int:
+    """Delete the dead letters `ids` from the queue at `url`; the number deleted. Others
+    received meanwhile are held invisible until the end, so each is looked at once."""
+    left = set(ids)
+    held: list[str] = []
+    deleted = empty = 0
+    try:
+        while left and empty < 2:  # two empty polls: the rest is gone already
+            batch = await sqs.receive(url, max_messages=10, wait_seconds=1, visibility_timeout=60)
+            empty = 0 if batch else empty + 1
+            chosen = [message for message in batch if message.message_id in left]
+            held.extend(m.receipt_handle for m in batch if m.message_id not in left)
+            if chosen:
+                failed = await sqs.delete_batch(url, [m.receipt_handle for m in chosen])
+                deleted += len(chosen) - len(failed)
+                left.difference_update(m.message_id for m in chosen)
+    finally:
+        if held:
+            await sqs.change_visibility_batch(url, [(receipt, 0) for receipt in held])
+    return deleted
+
+
+class Pick(BaseModel):
+    """Dead letters of one lane's dead-letter queue, by message id."""
+
+    market: str
+    lane: Lane
+    ids: list[str] = Field(min_length=1, max_length=LIST_MAX)
+
+
+class Replay(Pick):
+    dry_run: bool = True
+
+
+# --- the routes -------------------------------------------------------------------------
+
+
+def _page(name: str, status: int = 200, *, error: bool = False) -> HTMLResponse:
+    text = (_STATIC / name).read_text(encoding="utf-8")
+    if error:
+        text = text.replace('id="error" hidden', 'id="error"')
+    return HTMLResponse(text, status_code=status, headers=_HEADERS)
+
+
+def _runtime(request: Request) -> ApiRuntime:
+    runtime: ApiRuntime = request.app.state.runtime
+    return runtime
+
+
+def _unknown_market(runtime: ApiRuntime, market: str) -> JSONResponse | None:
+    if market in runtime.config.markets:
+        return None
+    return problem(404, f"unknown market {market!r}", "market")
+
+
+def _urls(runtime: ApiRuntime, market: str, lane: Lane) -> QueueName:
+    return QueueName(runtime.settings.queue_prefix, market, lane)
+
+
+def _router(sessions: Sessions, feed: Feed) -> APIRouter:
+    router = APIRouter(prefix=BOARD, include_in_schema=False)
+
+    def who(request: Request) -> str:
+        return sessions.of(request.headers) or "api key"
+
+    @router.get("")
+    @router.get("/")
+    async def page(request: Request) -> Response:
+        if sessions.of(request.headers) is None:
+            return _page("login.html", 401)
+        return _page("index.html")
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        key = (form.get("key") or [""])[0]
+        name = " ".join((form.get("name") or ["operator"])[0].split())[:60] or "operator"
+        if sessions.keys and not key_matches(key, sessions.keys):
+            log.warning("board.login_refused")
+            return _page("login.html", 401, error=True)
+        answer = RedirectResponse(BOARD, status_code=303)
+        answer.set_cookie(
+            COOKIE, sessions.issue(name), max_age=sessions.max_age, path=BOARD,
+            httponly=True, secure=True, samesite="strict",
+        )  # fmt: skip
+        log.info("board.login", who=name)
+        return answer
+
+    @router.post("/logout")
+    async def logout() -> Response:
+        answer = RedirectResponse(BOARD, status_code=303)
+        answer.delete_cookie(COOKIE, path=BOARD, httponly=True, secure=True, samesite="strict")
+        return answer
+
+    @router.get("/api/snapshot")
+    async def current(request: Request) -> JSONResponse:
+        data = await feed.current(_runtime(request))
+        return JSONResponse({**data, "who": who(request)}, headers={"Cache-Control": "no-store"})
+
+    @router.get("/api/sellers")
+    async def sellers(
+        request: Request,
+        q: Annotated[str, Query(max_length=200)] = "",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[dict[str, Any]]:
+        return await feed.sellers(_runtime(request), q, limit)
+
+    @router.get("/api/dead-letters")
+    async def dead_letters(
+        request: Request, market: Annotated[str, Query()], lane: Annotated[Lane, Query()]
+    ) -> JSONResponse:
+        runtime = _runtime(request)
+        if (refused := _unknown_market(runtime, market)) is not None:
+            return refused
+        names = _urls(runtime, market, lane)
+        report = await replay(
+            runtime.sqs,
+            dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
+            lane_url=await runtime.sqs.queue_url(names.queue),
+            only=ReplayFilter(), max_messages=LIST_MAX, dry_run=True, visibility=60,
+        )  # fmt: skip
+        return JSONResponse(_report(report))
+
+    @router.post("/api/replay")
+    async def replay_picked(request: Request, pick: Annotated[Replay, Body()]) -> JSONResponse:
+        """A dry run lists what would move; the confirmed run moves exactly those ids."""
+        runtime = _runtime(request)
+        if (refused := _unknown_market(runtime, pick.market)) is not None:
+            return refused
+        names = _urls(runtime, pick.market, pick.lane)
+        report = await replay(
+            runtime.sqs,
+            dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
+            lane_url=await runtime.sqs.queue_url(names.queue),
+            only=Picked(ids=frozenset(pick.ids)), max_messages=len(pick.ids),
+            dry_run=pick.dry_run, visibility=60,
+        )  # fmt: skip
+        log.info("board.replay", who=who(request), queue=names.dead_letter,
+                 dry_run=pick.dry_run, moved=report.moved, listed=len(report.listed))  # fmt: skip
+        return JSONResponse(_report(report))
+
+    @router.post("/api/discard")
+    async def discard_picked(request: Request, pick: Annotated[Pick, Body()]) -> JSONResponse:
+        runtime = _runtime(request)
+        if (refused := _unknown_market(runtime, pick.market)) is not None:
+            return refused
+        names = _urls(runtime, pick.market, pick.lane)
+        url = await runtime.sqs.queue_url(names.dead_letter)
+        deleted = await discard(runtime.sqs, url, frozenset(pick.ids))
+        log.info("board.discard", who=who(request), queue=names.dead_letter, deleted=deleted)
+        return JSONResponse({"deleted": deleted})
+
+    @router.get("/api/jobs/{job_id}")
+    async def job(request: Request, job_id: Annotated[str, Path(max_length=200)]) -> Response:
+        record = await _runtime(request).records.get(job_id)
+        if record is None:
+            return problem(404, f"no job {job_id!r} (unknown, or its record expired)", "job_id")
+        return JSONResponse(record)
+
+    @router.get("/api/sellers/{market}/{seller}/jobs")
+    async def seller_jobs(
+        request: Request,
+        market: Annotated[str, Path()],
+        seller: Annotated[str, Path(max_length=200)],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> Response:
+        runtime = _runtime(request)
+        if (refused := _unknown_market(runtime, market)) is not None:
+            return refused
+        return JSONResponse(await runtime.records.recent(market, seller, limit=limit))
+
+    @router.post("/api/lanes/{market}/{lane}/{action}")
+    async def control(
+        request: Request,
+        market: Annotated[str, Path()],
+        lane: Annotated[Lane, Path()],
+        action: Annotated[str, Path(pattern="^(pause|resume)$")],
+    ) -> Response:
+        runtime = _runtime(request)
+        if (refused := _unknown_market(runtime, market)) is not None:
+            return refused
+        pauses = LanePauses(runtime.store.client)
+        if action == "pause":
+            await pauses.pause(market, lane, by=who(request))
+        else:
+            await pauses.resume(market, lane, by=who(request))
+        return JSONResponse({"paused": await pauses.all()})
+
+    return router
+
+
+def mount_board(app: FastAPI, keys: Sequence[bytes]) -> Callable[[Scope], bool]:
+    """Serve the board at /board in `app`; returns what the gate lets through without a
+    key (`Gate(admits=...)`)."""
+    sessions = Sessions(keys)
+    app.state.board_feed = feed = Feed()
+    app.include_router(_router(sessions, feed))
+    app.mount(
+        f"{BOARD}/static",
+        StaticFiles(packages=[("scripts", "board_static")]),
+        name="board-static",
+    )
+    return sessions.admits
