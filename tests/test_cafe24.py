@@ -16,6 +16,7 @@ import pytest
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
 from markets.cafe24_jobs import ORDERS, cafe24_time
+from markets.client import Call, MarketClient
 from markets.registry import AUTH_SCHEMES, MARKETS, built_in
 from markets.simulators import DEFAULT_MALLS, cafe24_app, cafe24_malls
 from scripts.backfill import window_jobs
@@ -50,6 +51,16 @@ def test_the_registry_brings_cafe24_in_with_its_one_line() -> None:
     market = config.markets["cafe24"]
     assert market.base_url == "https://example.invalid/{seller}/api/v2"
     assert {endpoint.scope for endpoint in market.endpoints.values()} == {"seller"}
+
+
+def test_the_base_url_carries_the_mall() -> None:
+    """`{seller}` in the base URL is the mall, quoted; a call without a seller is refused."""
+    config = cafe24_config("https://example.invalid", "file:/x.json").markets["cafe24"]
+    client = MarketClient("cafe24", config, session=None, limiter=None)  # type: ignore[arg-type]
+    url = client.url(Call("order", path={"order_id": "20260101-0000001"}), "my mall")
+    assert str(url) == "https://example.invalid/my%20mall/api/v2/admin/orders/20260101-0000001"
+    with pytest.raises(PermanentError, match="needs the message's seller"):
+        client.url(Call("orders"), None)
 
 
 async def test_a_60_day_backfill_returns_every_order_once(

@@ -5,8 +5,10 @@ sources that cannot be written refused with one clear line."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
+import aioboto3
 import pytest
 
 from markets import PermanentError
@@ -17,6 +19,7 @@ from markets.cafe24_refresh_store import (
     fingerprint,
     refresh_store,
 )
+from scripts.services import MotoServer
 
 
 def _text(path: Path) -> str:
@@ -84,3 +87,24 @@ def test_writable_sources_are_chosen_by_the_spec(path: Path) -> None:
     aws = refresh_store("ssm:/lanes/@http://127.0.0.1:1", "cafe24")
     assert isinstance(aws, AwsRefreshStore)
     assert aws.where("mallone") == "refresh_token in ssm /lanes/cafe24/mallone"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["secretsmanager", "ssm"])
+async def test_aws_store_swaps_the_malls_secret(moto_server: MotoServer, service: str) -> None:
+    """Secrets Manager or SSM: the mall's JSON secret takes the new token (its other keys
+    kept), and a swap from a token no longer held writes nothing."""
+    prefix = f"/lanes-{uuid.uuid4().hex[:8]}/"
+    name = f"{prefix}cafe24/mallone"
+    value = json.dumps({"refresh_token": "r0", "note": "kept"})
+    async with aioboto3.Session().client(service, endpoint_url=moto_server.url) as client:
+        if service == "ssm":
+            await client.put_parameter(Name=name, Value=value, Type="SecureString")
+        else:
+            await client.create_secret(Name=name, SecretString=value)
+    store = refresh_store(f"{service}:{prefix}@{moto_server.url}", "cafe24")
+    assert await store.read("mallone") == Stored("r0")
+    assert await store.swap("mallone", "r0", Stored("r1", previous_refresh_token="r0"))
+    assert not await store.swap("mallone", "r0", Stored("stale"))
+    assert await store.read("mallone") == Stored("r1", previous_refresh_token="r0")
+    assert await store.read("absent") is None
