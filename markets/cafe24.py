@@ -27,7 +27,7 @@ from lanes.policy import Lane
 from markets.auth import Auth
 from markets.cafe24_auth import Cafe24Auth, Cafe24Tokens
 from markets.cafe24_jobs import CAFE24_JOBS, ORDERS
-from markets.cafe24_refresh_store import RefreshStore, refresh_store
+from markets.cafe24_refresh_store import RefreshStore, check_writable, refresh_store
 from markets.client import Call
 from markets.market import AuthSetup, Market
 
@@ -60,4 +60,6 @@ MARKET = Market(
     # The app's own keys; each mall's refresh token is its own (written back on rotation).
     app_keys=("client_id", "client_secret"),
     seller_keys=lambda options: ("refresh_token",),
+    # Refused at load: a source the rotated refresh tokens cannot be written back to.
+    check_options=check_writable,
 )

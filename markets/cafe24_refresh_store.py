@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 import aioboto3
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from lanes.errors import ConfigError
 from markets.credentials import check_spec
 from markets.errors import PermanentError, TransientError
 
@@ -42,6 +44,7 @@ __all__ = [
     "FileRefreshStore",
     "RefreshStore",
     "Stored",
+    "check_writable",
     "fingerprint",
     "refresh_store",
 ]
@@ -273,17 +276,33 @@ class AwsRefreshStore:
             ) from exc
 
 
+def _unwritable(spec: str) -> str | None:
+    """Why `spec` cannot hold a rotating token, or None when it can."""
+    kind, rest = check_spec(spec)
+    if (kind == "file" and rest.endswith(".json")) or kind in ("secretsmanager", "ssm"):
+        return None
+    return (
+        f"{spec!r} cannot be written, and Cafe24's refresh token changes on every refresh: "
+        "use file:<path>.json, secretsmanager:<prefix> or ssm:<prefix>"
+    )
+
+
+def check_writable(options: Mapping[str, str]) -> None:
+    """At load: `options.credentials` must be a source the new refresh tokens can be written
+    to (a one-line `ConfigError` otherwise)."""
+    why = _unwritable(options.get("credentials", "env"))
+    if why is not None:
+        raise ConfigError(f"credentials: {why}")
+
+
 def refresh_store(spec: str, market: str) -> RefreshStore:
     """The writable store behind `options.credentials`; a `PermanentError` for one that
     cannot hold a rotating token (the environment, a TOML file)."""
+    why = _unwritable(spec)
+    if why is not None:
+        raise PermanentError(f"options.credentials {why}", market=market)
     kind, rest = check_spec(spec)
-    if kind == "file" and rest.endswith(".json"):
+    if kind == "file":
         return FileRefreshStore(Path(rest), market)
-    if kind in ("secretsmanager", "ssm"):
-        prefix, _, endpoint = rest.partition("@")
-        return AwsRefreshStore(kind, prefix, market, endpoint or None)
-    raise PermanentError(
-        f"options.credentials {spec!r} cannot be written, and Cafe24's refresh token changes "
-        "on every refresh: use file:<path>.json, secretsmanager:<prefix> or ssm:<prefix>",
-        market=market,
-    )
+    prefix, _, endpoint = rest.partition("@")
+    return AwsRefreshStore(kind, prefix, market, endpoint or None)

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from lanes import Config, Lane, RedisStore, Settings
+from lanes.errors import ConfigError
 from markets import JobRequest, Markets, PermanentError, RetryLater
 from markets.cafe24_auth import Cafe24Auth, Cafe24Tokens
 from markets.catalogue import parse_with_catalogues
@@ -203,26 +204,12 @@ async def test_a_refused_refresh_token_fails_the_mall_once_with_its_reason(
     await markets.run(product(MALLS[1]), Lane.HIGH)
 
 
-async def test_an_unwritable_credential_source_is_refused_clearly(
-    cafe24_sim: Running, make_markets: MakeMarkets
-) -> None:
-    """Environment credentials cannot hold a token that changes on every refresh: one
-    permanent error saying where to keep them instead."""
-    settings = Settings(
-        credentials={
-            "cafe24": {
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                f"{MALLS[0]}_refresh_token": DEFAULT_MALLS[MALLS[0]],
-            }
-        }
-    )
-    markets = await make_markets(cafe24_config(cafe24_sim.url, "env"), settings=settings)
-    with pytest.raises(PermanentError, match=r"cannot be written.*file:<path>\.json"):
-        await markets.run(product(MALLS[0]), Lane.HIGH)
-    assert cafe24_sim.state.arrived["token"] == 0
-
-
-@pytest.fixture
-async def cafe24_sim(start_simulator: StartSimulator) -> Running:
-    return await start_simulator(cafe24_app())
+@pytest.mark.parametrize("spec", ["env", "file:/etc/lanes/credentials.toml"])
+def test_an_unwritable_credential_source_is_refused_at_load(spec: str) -> None:
+    """The environment or a TOML file cannot take the refresh token that changes on every
+    refresh: the TOML is refused when loaded, in one line naming where to keep them."""
+    with pytest.raises(ConfigError) as raised:
+        cafe24_config("https://example.invalid", spec)
+    assert str(raised.value).startswith("test: markets.cafe24.options.credentials: ")
+    assert "file:<path>.json, secretsmanager:<prefix> or ssm:<prefix>" in str(raised.value)
+    assert "\n" not in str(raised.value)
