@@ -86,10 +86,10 @@ async def _window(
     search = _search(context, low, high)
     counted = expect_dict(await context.call("orders_count", params=search), market, "orders_count")
     total = int(counted.get("count", 0))
-    if total > MAX_OFFSET + limit:
+    if total and (total - 1) // limit * limit > MAX_OFFSET:  # its last page's offset
         if high - low <= 2 * _SECOND:
             raise PermanentError(
-                f"more than {MAX_OFFSET + limit} orders in {search['start_date']}: "
+                f"{total} orders in two seconds from {search['start_date']}: "
                 "Cafe24 cannot page through them",
                 market=market,
                 endpoint="orders",

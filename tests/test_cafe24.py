@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 
 from lanes import Lane
-from markets import JobRequest, Markets, PermanentError
+from markets import JobRequest, Markets, PermanentError, cafe24_jobs
 from markets.cafe24_jobs import ORDERS, cafe24_time
 from markets.client import Call, MarketClient
 from markets.registry import AUTH_SCHEMES, MARKETS, built_in
 from markets.simulators import DEFAULT_MALLS, cafe24_app, cafe24_malls
+from markets.simulators import cafe24 as cafe24_simulator
 from scripts.backfill import window_jobs
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator
 from tests.test_cafe24_auth import (
@@ -85,6 +86,36 @@ async def test_a_60_day_backfill_returns_every_order_once(
     assert sorted(seen) == sorted(expected)
     assert len(seen) == len(set(seen)) == 150
     assert sim.state.rate_limited["orders"] == 0
+
+
+async def test_a_window_past_the_largest_offset_is_halved_until_it_fits(
+    start_simulator: StartSimulator,
+    make_markets: MakeMarkets,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the largest offset at 20 and pages of 10, a window of 150 orders cannot be paged
+    through: it is halved (its size read first) until each part fits, and every order comes
+    once, without one refused query."""
+    monkeypatch.setattr(cafe24_jobs, "MAX_OFFSET", 20)
+    monkeypatch.setattr(cafe24_simulator, "MAX_OFFSET", 20)
+    now = datetime.now(UTC).replace(microsecond=0)
+    sim, app = await served(start_simulator, orders=150, start=now - timedelta(days=10), days=10)
+    fast = {"rps": 20, "scope": "seller"}
+    markets = await _markets(
+        sim, make_markets, tmp_path, endpoints={"orders": fast, "orders_count": fast}
+    )
+    payload = {
+        "since": (now - timedelta(days=11)).isoformat(),
+        "until": now.isoformat(),
+        "limit": 10,
+    }
+    result = await markets.run(_run("collect_orders", payload), Lane.LOW)
+    ids = [order["order_id"] for order in result.data["orders"]]
+    assert sorted(ids) == sorted(o["order_id"] for o in cafe24_malls(app).malls[MALL].orders)
+    assert sim.state.served["orders_count"] > 1
+    assert sim.state.statuses[422] == 0
+    assert sim.state.rate_limited == {}
 
 
 async def test_collect_orders_pages_and_moves_the_watermark(
