@@ -49,6 +49,7 @@ from markets.auth import Signer
 from markets.cafe24_refresh_store import RefreshStore, Stored, fingerprint
 from markets.credentials import Credentials
 from markets.errors import PermanentError, RetryLater, TransientError
+from markets.jobs import maybe_landed
 from markets.market import KST
 
 __all__ = ["Cafe24Auth", "Cafe24Tokens", "TokenFetch"]
@@ -226,7 +227,7 @@ class Cafe24Tokens:
         try:
             answer = await self._fetch(mall, form, {"Authorization": f"Basic {basic}"}, lane)
         except TransientError as exc:
-            if exc.status != 429:
+            if maybe_landed(exc):
                 # The answer may be lost after Cafe24 rotated the token: say so if it is
                 # refused later.
                 *_, uncertain = await self._keys(mall)
