@@ -213,3 +213,21 @@ def test_an_unwritable_credential_source_is_refused_at_load(spec: str) -> None:
     assert str(raised.value).startswith("test: markets.cafe24.options.credentials: ")
     assert "file:<path>.json, secretsmanager:<prefix> or ssm:<prefix>" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+async def test_an_answer_lost_on_the_wire_after_rotation_is_named_as_the_cause(
+    start_simulator: StartSimulator, make_markets: MakeMarkets, tmp_path: Path
+) -> None:
+    """What cannot be recovered (Cafe24 documents no grace for a rotated token): the token
+    call times out after Cafe24 rotated; the next refresh is refused, and the mall's
+    permanent error says an answer was lost, not that the seller revoked the app."""
+    sim, app = await served(start_simulator)
+    sim.state.faults.lose_answer["token"] = 1
+    sim.state.faults.lost_answer_delay = 1.0
+    path = credentials_file(tmp_path)
+    config = cafe24_config(sim.url, f"file:{path}", endpoints={"token": {"timeout": 0.3}})
+    markets = await make_markets(config, settings=NO_SETTINGS)
+    with pytest.raises(PermanentError, match="answer was lost after Cafe24 rotated"):
+        await markets.run(product(MALLS[0]), Lane.HIGH)
+    assert sim.state.tokens_issued == 1
+    assert cafe24_malls(app).refused_refresh >= 1
