@@ -13,7 +13,7 @@ from typing import Any
 from lanes.config import Config, parse_config, read_toml
 from lanes.errors import ConfigError
 from markets.credentials import check_spec
-from markets.registry import AUTH_SCHEMES, built_in
+from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, built_in
 
 __all__ = ["expand_catalogues", "load_config", "parse_with_catalogues"]
 
@@ -51,8 +51,11 @@ def _check_auth(config: Config, source: str) -> Config:
             raise ConfigError(
                 f"{source}: markets.{name}.auth: unknown scheme {market.auth!r} (known: {known})"
             )
+        owner = AUTH_MARKETS.get(market.auth)
         try:
             check_spec(market.options.get("credentials", "env"))
+            if owner is not None:
+                owner.check_options(market.options)
         except ConfigError as exc:
             raise ConfigError(f"{source}: markets.{name}.options.{exc}") from None
     return config

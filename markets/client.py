@@ -127,6 +127,8 @@ def _one_line(text: str) -> str:
 
 def _market_error(body: Any, fallback: str) -> tuple[str | None, str]:
     """The market's own error code and message, where its body has them."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # Cafe24's {"error": {"code", "message"}}
     if isinstance(body, dict):
         code = body.get("code") or body.get("error")
         message = body.get("message") or body.get("error_description") or fallback
@@ -223,8 +225,20 @@ class MarketClient:
             values[name] = quote(str(value), safe="")
         path = endpoint.path.format(**values)
         query = build_query(call.params)
-        text = self.config.base_url.rstrip("/") + path + (f"?{query}" if query else "")
+        text = self._base(seller, call.endpoint) + path + (f"?{query}" if query else "")
         return URL(text, encoded=True)
+
+    def _base(self, seller: str | None, endpoint: str) -> str:
+        """The base URL; a `{seller}` in it (a market with a host per seller, Cafe24's
+        `https://{seller}.cafe24api.com/api/v2`) is the message's seller."""
+        base = self.config.base_url.rstrip("/")
+        if "{seller}" not in base:
+            return base
+        if not seller:
+            raise PermanentError(
+                f"base_url {base} needs the message's seller", market=self.name, endpoint=endpoint
+            )
+        return base.replace("{seller}", quote(seller, safe=""))
 
     async def send(
         self,
@@ -249,10 +263,12 @@ class MarketClient:
             log.info("market.auth_refused_refreshing", market=self.name, endpoint=call.endpoint)
             return await self._exchange(call, lane, seller, deadline, on_sent, prepare)
 
-    async def send_unsigned(self, call: Call, lane: Lane, *, deadline: float | None = None) -> Any:
+    async def send_unsigned(
+        self, call: Call, lane: Lane, *, deadline: float | None = None, seller: str | None = None
+    ) -> Any:
         """One attempt without the market's auth, in the endpoint's own budget: the call that
-        fetches the auth itself (Naver's token)."""
-        return await self._exchange(call, lane, None, deadline, None, None)
+        fetches the auth itself (Naver's token; Cafe24's, for `seller`'s own host)."""
+        return await self._exchange(call, lane, seller, deadline, None, None)
 
     async def _exchange(
         self,

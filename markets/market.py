@@ -84,6 +84,9 @@ class Market:
     # come from each seller's own entry only (markets/credentials.py).
     app_keys: tuple[str, ...] = ()
     seller_keys: Callable[[Mapping[str, str]], tuple[str, ...]] = lambda options: ()
+    # The market's own check of a table's options when the TOML is loaded (a `ConfigError`
+    # whose text starts with the option's name): what only this market needs of them.
+    check_options: Callable[[Mapping[str, str]], None] = lambda options: None
 
     def catalogue(self) -> dict[str, Any]:
         """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""

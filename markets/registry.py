@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lanes.errors import ConfigError
-from markets import coupang, naver
+from markets import cafe24, coupang, naver
 from markets.auth import Auth, NoAuth
 from markets.market import AuthFactory, AuthSetup, Market
 
 __all__ = ["AUTH_MARKETS", "AUTH_SCHEMES", "JOB_KINDS", "MARKETS", "built_in"]
 
-BUILT_IN: tuple[Market, ...] = (coupang.MARKET, naver.MARKET)
+BUILT_IN: tuple[Market, ...] = (coupang.MARKET, naver.MARKET, cafe24.MARKET)
 
 MARKETS: Mapping[str, Market] = {market.name: market for market in BUILT_IN}
 

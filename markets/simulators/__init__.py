@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from markets.simulators.cafe24 import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
 from markets.simulators.coupang import DEFAULT_KEYS, coupang_app
 from markets.simulators.naver import DEFAULT_APPS, naver_app
 from markets.simulators.serve import serve
@@ -9,9 +10,13 @@ from markets.simulators.state import Faults, SimState, sim_state
 
 __all__ = [
     "DEFAULT_APPS",
+    "DEFAULT_CAFE24_APP",
     "DEFAULT_KEYS",
+    "DEFAULT_MALLS",
     "Faults",
     "SimState",
+    "cafe24_app",
+    "cafe24_malls",
     "coupang_app",
     "naver_app",
     "serve",
