@@ -191,16 +191,20 @@ class IdempotencyGuard:
         """Run the body as the claim's holder: the lease is kept alive, and requests the body
         sends are watched by the trace hook (`trace_config`)."""
         reset = _holding.set(claim)
-        refresher = asyncio.create_task(self._refresh_forever(claim))
+        done = asyncio.Event()
+        refresher = asyncio.create_task(self._refresh_forever(claim, done))
         try:
             yield
         finally:
             _holding.reset(reset)
+            done.set()
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
-    async def _refresh_forever(self, claim: Claim) -> None:
-        while True:
+    async def _refresh_forever(self, claim: Claim, done: asyncio.Event) -> None:
+        # `done` as well as the cancel: redis-py (8.2) drops a cancel that lands while a
+        # command is in flight, and a refresher that missed it would hold the claim forever.
+        while not done.is_set():
             await asyncio.sleep(self._lease_ms / 3000)
             try:
                 ours = await self._refresh(
