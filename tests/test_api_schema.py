@@ -41,7 +41,7 @@ def _problem(answer: httpx.Response) -> tuple[int, list[str | None]]:
 @pytest.mark.parametrize(
     ("method", "path", "request_args", "status", "field"),
     [
-        ("POST", "/v1/jobs?lane=low", {}, 422, "body"),
+        ("POST", "/v1/jobs?lane=low", {}, 400, "body"),
         ("POST", "/v1/jobs?lane=low", {"content": b"[{", "headers": AS_JSON}, 400, "body"),
         ("POST", "/v1/jobs?lane=low", {"content": b"\xff\xfe", "headers": AS_JSON}, 400, "body"),
         ("POST", "/v1/jobs?lane=fast", {"json": {}}, 422, "lane"),
