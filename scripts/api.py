@@ -12,6 +12,7 @@ answer is in the OpenAPI document.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -40,6 +41,7 @@ from lanes.store import RedisStore
 from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
 from scripts.api_gate import Gate, problem
 from scripts.api_jobs import (
+    MAX_JOBS,
     BadRequest,
     IdempotencyConflict,
     Record,
@@ -68,6 +70,7 @@ from scripts.api_models import (
 from scripts.board import mount_board
 from scripts.status import snapshot
 from scripts.validate import JobValidator
+from worker.envelope import Envelope
 from worker.idempotency import IdempotencyGuard
 from worker.runtime import TRACK_TTL
 from worker.sqs import QueueMissing, SqsClient, SqsError
@@ -149,15 +152,19 @@ LaneQuery = Annotated[Lane, Query(description="the lane the job runs in")]
 
 async def submit_jobs(
     runtime: Runtime,
+    request: Request,
     lane: Annotated[Lane, Query(description="the lane queue the jobs go to")],
-    jobs: Annotated[
-        dict[str, Any] | list[Any],
-        Body(description="one job (a message body object) or a list of them"),
-    ],
     idempotency: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Check every job as `lanes enqueue` does, then send them all (nothing if one is bad);
-    past the deadline, answer 207 with what was sent (a repeat with the key sends the rest)."""
+    past the deadline, answer 207 with what was sent (a repeat with the key sends the rest).
+
+    The body is read here, not as a FastAPI body parameter: any JSON is taken, so that
+    each bad job is answered by its index (the document shows the jobs' schema)."""
+    try:
+        jobs = json.loads(await request.body())
+    except ValueError:  # not UTF-8, or not JSON
+        raise HTTPException(400, "the body is not valid JSON") from None
     batch = jobs if isinstance(jobs, list) else [jobs]
     key = idempotency_key(idempotency, batch)
     envelopes = check_jobs(batch, runtime.validators, job_ids(key))
@@ -404,6 +411,15 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": _MEANING[status]} for status in statuses}
 
 
+def _jobs_body(config: Config) -> dict[str, Any]:
+    """The request body as the OpenAPI document shows it: a job envelope, or a list of them."""
+    job = Envelope.model_json_schema()
+    job["properties"]["market"] = {"type": "string", "enum": sorted(config.markets)}
+    jobs = {"type": "array", "items": job, "minItems": 1, "maxItems": MAX_JOBS}
+    schema = {"anyOf": [job, jobs]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def create_app(settings: Settings, config: Config, *, insecure_local: bool = False) -> FastAPI:
     """The app; its lifespan opens an `ApiRuntime` (no keys and not `insecure_local`:
     `ConfigError`)."""
@@ -450,6 +466,7 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
         status_code=202,
         dependencies=secured,
         response_model=JobsAccepted,
+        openapi_extra=_jobs_body(config),
         responses={
             207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
             **_errors(400, 401, 409, 413, 422, 503),

@@ -88,15 +88,18 @@ class Gate:
             return
         headers = Headers(scope=scope)
         admitted = self._admits is not None and self._admits(scope)
+        # Answered before the body is read: its bytes are still on the connection, so the
+        # connection is closed after the answer, not kept for another request.
+        unread = {"Connection": "close"}
         if self._keys and not admitted and not self._known(headers):
             refused = problem(401, "missing or wrong API key", "X-API-Key",
-                              {"WWW-Authenticate": "Bearer"})  # fmt: skip
+                              {"WWW-Authenticate": "Bearer"} | unread)  # fmt: skip
             await refused(scope, receive, send)
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
             too_large = BodyTooLarge(self._limit)
-            await problem(413, too_large.detail, "body")(scope, receive, send)
+            await problem(413, too_large.detail, "body", unread)(scope, receive, send)
             return
         read = 0
 

@@ -256,6 +256,8 @@ async def send_jobs(
         ]
         fresh += len(jobs)
         sent.update((job.index, job) for job in jobs)
+        if record is not None:
+            await record(jobs)
         await sender.records.update_many(
             {
                 "id": job.id,
@@ -268,8 +270,6 @@ async def send_jobs(
             }
             for job in jobs
         )
-        if record is not None:
-            await record(jobs)
     return JobsAccepted(
         lane=lane.value,
         count=len(sent),

@@ -48,6 +48,7 @@ async def test_a_wrong_key_is_401_before_the_body_is_read(
     answer = await limited.post("/v1/jobs", params={"lane": "low"}, content=body, headers=headers)
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert answer.headers["Connection"] == "close"  # the unread body is not taken as a request
     assert answer.json()["errors"] == [
         {"index": None, "field": "X-API-Key", "reason": "missing or wrong API key"}
     ]
