@@ -42,7 +42,7 @@ async def test_held_message_stays_invisible_and_returns_once_forgotten(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 async def test_a_thousand_held_messages_at_the_minimum_visibility_stay_invisible(
     sqs: SqsClient, make_queue: Callable[..., Awaitable[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
