@@ -242,7 +242,10 @@ async def test_every_new_connection_slower_than_the_tolerance_still_sends(
     pools it only after the request) and the next attempt would wait for another handshake,
     for ever; instead the ticket is moved to the moment the connection is ready."""
 
+    handshakes: list[float] = []
+
     async def handshake(*_args: object) -> None:
+        handshakes.append(time.monotonic())
         time.sleep(0.05)  # noqa: ASYNC251 - longer than the 15 ms tolerance
 
     slow_connect = aiohttp.TraceConfig()
@@ -251,4 +254,5 @@ async def test_every_new_connection_slower_than_the_tolerance_still_sends(
     for _ in range(3):
         assert await client.send(Call("answer"), Lane.HIGH, seller=None)
     assert scripted.seen == ["/answer"] * 3
-    assert limiter.lateness.counts.get("moved") == 1  # then the pooled connection is reused
+    assert len(handshakes) == 1  # then the pooled connection is reused
+    assert limiter.lateness.counts.get("moved", 0) >= 1  # (a starved host may move more)

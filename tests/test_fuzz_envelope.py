@@ -36,6 +36,9 @@ CONFIG = parse_with_catalogues(
 )
 VALIDATORS = {name: JobValidator(CONFIG, name) for name in CONFIG.markets}
 FUZZ = settings(max_examples=1250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Thousands of cases on one core: a loaded host needs longer than the default 60 s hang guard
+# (cut mid-case, hypothesis reports its data generation as flaky).
+pytestmark = pytest.mark.timeout(600)
 
 # Any JSON value, with big numbers among the scalars.
 scalars = (
