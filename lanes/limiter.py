@@ -136,9 +136,10 @@ class Limiter(AsyncResource):
     failure is raised as `BudgetUnavailable`: nothing is admitted without Redis.
     The limiter owns one pub/sub subscription (`lanes.watch`), opened on first need.
 
-    `restart_guard` (docs/DESIGN.md rule 10): a budget with no state in a Redis that
-    started less than a window ago counts its unknown past as full. Only a Redis
-    nobody else can have used (the tests' own) may turn it off. `tolerance`: seconds
+    `restart_guard` (docs/DESIGN.md rule 10): a budget with no state counts its past
+    as full up to now unless its slot's epoch (`lanes.epoch`) shows that Redis kept
+    every write since earlier. Only a Redis nobody else can have used (the tests'
+    own) may turn it off. `tolerance`: seconds
     a request may leave after its admitted moment; default the budget's margin x 0.6
     (a margin of 0 leaves lateness unchecked).
     """
@@ -247,7 +248,7 @@ class Limiter(AsyncResource):
         started = time.monotonic()
         with _unavailable(budget):
             now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key, budget.seen_key], args=args
+                keys=[budget.log_key, budget.state_key, budget.epoch_key], args=args
             )
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
