@@ -399,12 +399,13 @@ class Limiter(AsyncResource):
         restart loses the reservations ahead too, and a new Redis would admit into them).
 
         A subscription live since before the grant tells both without a command: a pause
-        is published, and a restart breaks the subscription. Otherwise the state is read:
-        a restarted Redis has another `known` (or none).
+        is published, a restart breaks the subscription, and client tracking tells it of a
+        FLUSHALL (`lanes.watch`; on one node only, so not on a Cluster). Otherwise the
+        state is read: a Redis that lost its data has another `known` (or none).
         """
         if self.watch.lost_since(asked):
             return False
-        if self.watch.live_since(asked):
+        if self.watch.live_since(asked) and self.watch.sees_flushes:
             return self.watch.paused(budget.name) == 0
         with _unavailable(budget):
             cool, quota, known = await self._client.hmget(

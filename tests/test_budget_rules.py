@@ -35,6 +35,16 @@ def _block_the_loop(seconds: float) -> None:
     time.sleep(seconds)
 
 
+async def _soon(condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds within a few seconds (a subscription's messages arrive
+    on their own task; there is no event to wait for)."""
+    for _ in range(500):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 async def _redis_now(client: aioredis.Redis) -> float:
     seconds, micros = await client.time()
     return int(seconds) + int(micros) / 1_000_000
@@ -549,3 +559,22 @@ async def test_an_uncertain_clock_is_sharpened_before_judging_lateness(
     assert "given_back" not in limiter.lateness.counts
     low, high = limiter.clock.bounds()
     assert high - low <= 0.02 * 0.5
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_a_live_subscription_learns_of_a_flushall(
+    redis_server: RedisServer, protocol: int
+) -> None:
+    """A FLUSHALL keeps every connection, so no broken subscription shows it: client
+    tracking on the pause subscription does, in RESP3 (redis-py's default) as in RESP2.
+    A reservation granted before the flush is then not used (`lost_since`)."""
+    async with RedisStore(f"{redis_server.url}?protocol={protocol}") as store:
+        limiter = Limiter(store.client)
+        limiter.watch.enter()
+        assert await _soon(lambda: limiter.watch.live)
+        granted = time.monotonic()
+        assert not limiter.watch.lost_since(granted)
+        await store.client.flushall()
+        assert await _soon(lambda: limiter.watch.lost_since(granted))
+        limiter.watch.leave()
+        await limiter.aclose()
