@@ -275,11 +275,13 @@ if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
 end
 -- The log forgets itself once its newest entry (perhaps an earlier caller's
--- reservation) has left every window. Its expiry is set with 5 s to spare and
--- noted in the state, so that most calls need not set it again.
-if granted and newest + longest > tonumber(state['log_until'] or '0') then
-  local ends = newest + longest + 5000000
-  redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000))
-  redis.call('HSET', KEYS[2], 'log_until', ends)
+-- reservation) has left every window; its expiry is set with 5 s to spare. It is
+-- read from the key itself (PTTL), never cached: a log emptied by a give-back is
+-- deleted with its expiry, and made anew by the next ZADD without one.
+if granted then
+  local ttl = redis.call('PTTL', KEYS[1])  -- ms; -1: none
+  if ttl < 0 or now + ttl * 1000 < newest + longest then
+    redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
+  end
 end
 return result

@@ -54,6 +54,9 @@ _PRUNE_EVERY = 8
 # the tolerance with at most this many `TIME` round trips (see `_sleep_until`).
 _SHARP_SHARE = 0.5
 _SHARPEN_TRIES = 2
+# A budget's state hash is kept a day past its last pause or advertised limit (as
+# `acquire.lua` and `pause.lua` keep it).
+_STATE_DAY_S = 86_400
 
 
 @contextmanager
@@ -520,17 +523,25 @@ class Limiter(AsyncResource):
         ratio = rate / budget.rate
         if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
             return False
+        # The state outlives the advertised limit by a day, as a pause's does; a state this
+        # call makes (none yet: a budget that never acquired) gets that expiry too.
+        keep_ms = round((ttl + _STATE_DAY_S) * 1000)
         with _unavailable(budget):
             (seconds, micros) = await self._client.time()
             until = seconds * _US + micros + round(ttl * _US)
-            await self._client.hset(
-                budget.state_key,
-                mapping={
-                    "adv_ppm": max(1, math.floor(ratio * _US)),
-                    "adv_until": until,
-                    "adv_source": source,
-                },
-            )
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    budget.state_key,
+                    mapping={
+                        "adv_ppm": max(1, math.floor(ratio * _US)),
+                        "adv_until": until,
+                        "adv_source": source,
+                    },
+                )
+                pipe.pttl(budget.state_key)
+                _, left_ms = await pipe.execute()
+            if left_ms < keep_ms:  # never shortened: a long quota pause may need more
+                await self._client.pexpire(budget.state_key, keep_ms)
         return True
 
     async def usage(self, budget: Budget) -> BudgetUsage:

@@ -157,3 +157,37 @@ async def test_redis_down_fails_closed_then_recovers(
         await limiter.wait(budget, Lane.HIGH)
     own_redis.server.start()
     assert (await limiter.acquire(budget, Lane.HIGH)).granted
+
+
+async def _keys_without_expiry(client: aioredis.Redis) -> list[str]:
+    """Every budget key in the test Redis that would live forever. The slots' epochs
+    (`lanes.epoch`, 16384 at most) are meant to: they are the proof of continuity."""
+    return [
+        key.decode()
+        async for key in client.scan_iter(match="lanes:*")
+        if not key.startswith(b"lanes:epoch:") and await client.pttl(key) < 0
+    ]
+
+
+async def test_every_budget_key_expires_on_every_write_path(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """2,000 one-call sellers must not leave 2,000 keys forever: a log emptied by a
+    give-back and made anew (on its own, or by the give-back's own round trip) gets its
+    expiry again, as does a state made by an advertised limit or a pause; the scan of
+    the whole test Redis finds no budget key without one."""
+    limiter = make_limiter()
+    sellers = [make_budget(10, 1.0, name=f"acme:orders:seller-{index}") for index in range(6)]
+    for budget in sellers:
+        ticket = await limiter.admit(budget, Lane.HIGH)
+        await limiter.release(budget, ticket.members)  # the log is empty: gone
+        await limiter.admit(budget, Lane.HIGH)  # and made anew
+    given_back = sellers[0]
+    (grant,) = await limiter._submit(given_back, [(Lane.HIGH, 1)])
+    await limiter._submit(given_back, [(Lane.HIGH, 1)], grant.members)  # in one round trip
+    await limiter.advertise(make_budget(10, 1.0, name="acme:advertised"), 5, "X-Test", ttl=60)
+    await limiter.pause_for_quota(make_budget(10, 1.0, name="acme:quota"), 1.0)
+    await limiter.cool_down(
+        make_budget(10, 1.0, name="acme:cooled"), asked=None, base=0.1, most=1.0, admitted_at=0
+    )
+    assert await _keys_without_expiry(redis_client) == []
