@@ -16,7 +16,14 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-__all__ = ["BUCKETS_MS", "LATENESS_KEY", "Lateness", "bucket_labels", "read_lateness"]
+__all__ = [
+    "BUCKETS_MS",
+    "LATENESS_KEY",
+    "Lateness",
+    "WakeLead",
+    "bucket_labels",
+    "read_lateness",
+]
 
 log = structlog.get_logger("lanes.lateness")
 
@@ -79,6 +86,30 @@ class Lateness:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("budget.lateness_not_shared", error=str(exc))
+
+
+class WakeLead:
+    """How late this process's event loop wakes a sleeper (a busy loop, a starved CPU):
+    a running estimate of the `quantile` of the overshoot of `asyncio.sleep`, so that a
+    caller can wake that much ahead of its moment and wait the rest precisely, instead
+    of waking past its tolerance and losing its slot (docs/DESIGN.md rule 9).
+
+    A stochastic quantile estimate (no history kept): each sample moves it up by
+    `step` x quantile when above, down by `step` x (1 - quantile) when below. Never
+    above `most`: a lead that long would only spin the loop.
+    """
+
+    def __init__(self, *, quantile: float = 0.9, step: float = 0.0005, most: float) -> None:
+        self._quantile = quantile
+        self._step = step
+        self._most = most
+        self.seconds = 0.0
+
+    def record(self, overshoot: float) -> None:
+        if overshoot > self.seconds:
+            self.seconds = min(self._most, self.seconds + self._step * self._quantile)
+        else:
+            self.seconds = max(0.0, self.seconds - self._step * (1 - self._quantile))
 
 
 def _text(value: bytes | str) -> str:

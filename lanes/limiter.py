@@ -32,7 +32,7 @@ from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
 from lanes.clock import ClockBounds
 from lanes.errors import BudgetTimeout, BudgetUnavailable
-from lanes.lateness import Lateness
+from lanes.lateness import Lateness, WakeLead
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
 from lanes.resource import AsyncResource
 from lanes.watch import CHANNEL, PauseWatch
@@ -54,6 +54,11 @@ _PRUNE_EVERY = 8
 # the tolerance with at most this many `TIME` round trips (see `_sleep_until`).
 _SHARP_SHARE = 0.5
 _SHARPEN_TRIES = 2
+# A process's first admit loads the scripts and samples the clock this many times
+# first (`warm_up`), so that its first grants are neither slowed nor judged late.
+_WARM_TIME_TRIPS = 3
+# The most a caller wakes ahead of its moment (then waits the rest by yielding).
+_MOST_LEAD_S = 0.01
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
 _STATE_DAY_S = 86_400
@@ -161,15 +166,17 @@ class Limiter(AsyncResource):
         self._horizon = horizon
         self._restart_guard = restart_guard
         self._tolerance = tolerance
-        self._acquire = client.register_script(_lua("acquire.lua"))
-        self._pause = client.register_script(_lua("pause.lua"))
-        self._usage = client.register_script(_lua("usage.lua"))
+        self._sources = tuple(_lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua"))
+        self._acquire, self._pause, self._usage = map(client.register_script, self._sources)
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
         self.lateness = Lateness()
         self.clock = ClockBounds()
         self._sharpening = asyncio.Lock()
+        self._warming = asyncio.Lock()
+        self._warm = False
+        self.wake_lead = WakeLead(most=_MOST_LEAD_S)
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -192,6 +199,27 @@ class Limiter(AsyncResource):
         if budget.margin_ms <= 0:
             return math.inf
         return budget.margin_ms / 1000 * _TOLERANCE_SHARE
+
+    async def warm_up(self) -> None:
+        """Load the scripts and sharpen the clock before the first grant (once; again
+        after a failure). Cold, the first acquire's round trip carries a NOSCRIPT and a
+        script load, and a clock known only to within those slow round trips makes every
+        early grant look late: the first second of a process would serve little."""
+        if self._warm:
+            return
+        async with self._warming:
+            if self._warm:
+                return
+            try:
+                for source in self._sources:
+                    await self._client.script_load(source)
+                for _ in range(_WARM_TIME_TRIPS):
+                    started = time.monotonic()
+                    seconds, micros = await self._client.time()
+                    self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+            except (RedisError, OSError) as exc:
+                raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
+            self._warm = True
 
     async def acquire(
         self,
@@ -293,6 +321,7 @@ class Limiter(AsyncResource):
         tolerance = self.tolerance(budget)
         unused: tuple[str, ...] = ()
         found_late: tuple[str, ...] = ()
+        await self.warm_up()
         while True:
             if found_late:
                 moved, unused = await self._move_to_now(budget, lane, cost, found_late, tolerance)
@@ -442,9 +471,18 @@ class Limiter(AsyncResource):
                         with _unavailable(budget):
                             seconds, micros = await self._client.time()
                         self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+            # Wake ahead by what this loop's wake-ups measured late (most of them), then
+            # sleep the short rest: a wake-up past the tolerance would cost the slot, and
+            # a short timer set from a woken caller is late by far less than a long one.
+            lead = min(self.wake_lead.seconds, tolerance / 2)
             left = moment + self.clock.bounds()[1] - time.monotonic()
-            if left > 0:
-                await asyncio.sleep(left)
+            if left > lead:
+                started = time.monotonic()
+                await asyncio.sleep(left - lead)
+                self.wake_lead.record(time.monotonic() - started - (left - lead))
+            rest = moment + self.clock.bounds()[1] - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)  # never early: until the moment is surely reached
         except asyncio.CancelledError:
             # Unused reservations would block the budget for nobody's benefit.
             await self.release(budget, members)

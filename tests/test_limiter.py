@@ -191,3 +191,30 @@ async def test_every_budget_key_expires_on_every_write_path(
         make_budget(10, 1.0, name="acme:cooled"), asked=None, base=0.1, most=1.0, admitted_at=0
     )
     assert await _keys_without_expiry(redis_client) == []
+
+
+async def test_the_first_admit_warms_up_before_its_first_grant(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A cold process loads its scripts and sharpens its clock before asking: its first
+    grant is not slowed by a script load nor judged late on an uncertain clock."""
+    await redis_client.script_flush()
+    limiter, budget = make_limiter(), make_budget(5, 1.0, margin_ms=25)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.may_send()
+    assert all(await redis_client.script_exists(limiter._acquire.sha, limiter._pause.sha))
+    low, high = limiter.clock.bounds()
+    assert high - low <= limiter.tolerance(budget) / 2
+
+
+async def test_a_caller_woken_ahead_still_never_sends_before_its_moment(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """With a learned wake-up lead (a loop that wakes its sleepers late), callers wake
+    ahead of their reserved moments and wait the rest: each leaves at or after its
+    moment as surely reached on this process's clock, never before."""
+    limiter, budget = make_limiter(), make_budget(5, 0.2, margin_ms=25)
+    limiter.wake_lead.seconds = 0.0075
+    for _ in range(15):
+        ticket = await limiter.admit(budget, Lane.HIGH)
+        assert time.monotonic() >= ticket.at + limiter.clock.bounds()[1]
