@@ -56,6 +56,11 @@ class Lateness:
         """A request found late where it was to be sent (`Ticket.renew`)."""
         self._count("given_back")
 
+    def handed(self) -> None:
+        """A reservation whose caller had not woken by half its tolerance was sent by
+        another caller of the process (`Limiter.admit`); its owner asks anew."""
+        self._count("handed", "sent")
+
     def moved(self) -> None:
         """A request given back was admitted again at once and sent (`Limiter.admit`)."""
         self._count("moved", "sent")
@@ -121,5 +126,5 @@ async def read_lateness(client: aioredis.Redis) -> dict[str, int]:
     moved (given back, then admitted again at once and sent)."""
     raw = await client.hgetall(LATENESS_KEY)
     found = {_text(key): int(value) for key, value in raw.items()}
-    order = [*bucket_labels(), "sent", "given_back", "moved"]
+    order = [*bucket_labels(), "sent", "given_back", "moved", "handed"]
     return {name: found[name] for name in order if name in found}

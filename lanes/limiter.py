@@ -137,6 +137,17 @@ class Ticket:
         return await self.limiter.renew(self)
 
 
+@dataclass(slots=True)
+class _Slot:
+    """A reservation its caller sleeps on, which another caller of this process may send
+    on instead when the owner has not woken by half its tolerance past the moment."""
+
+    grant: Grant
+    asked: float
+    lane: Lane
+    taken: bool = False
+
+
 class Limiter(AsyncResource):
     """Admits requests to shared budgets held in Redis.
 
@@ -177,6 +188,7 @@ class Limiter(AsyncResource):
         self._warming = asyncio.Lock()
         self._warm = False
         self.wake_lead = WakeLead(most=_MOST_LEAD_S)
+        self._slots: dict[str, list[_Slot]] = {}  # budget name -> reservations slept on
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -332,6 +344,8 @@ class Limiter(AsyncResource):
                 await self.lateness.flush(self._client)
             if deadline is not None and time.monotonic() > deadline:
                 raise BudgetTimeout(budget.name, 0.0)
+            if not unused and (handed := await self._take_due(budget, lane, cost, tolerance)):
+                return handed
             asked = time.monotonic()
             grant = await self._batcher.request(budget, lane, cost, unused)
             unused = ()
@@ -346,10 +360,17 @@ class Limiter(AsyncResource):
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
             reserved = admission.wait > 0
+            slot = None
             if reserved:
                 self.watch.enter()
+                slot = _Slot(grant, asked, lane)
+                self._slots.setdefault(budget.name, []).append(slot)
             try:
-                await self._sleep_until(budget, admission.at, tolerance, grant.members)
+                await self._sleep_until(budget, admission.at, tolerance, grant.members, slot)
+                if slot is not None:
+                    if slot.taken:  # sent by another caller while this one woke late
+                        continue
+                    self._drop(budget, slot)
                 # Measured with the bounds as they are now: sharper than at grant time.
                 earliest = admission.at + self.clock.bounds()[0]
                 late = time.monotonic() - earliest
@@ -363,11 +384,53 @@ class Limiter(AsyncResource):
                     await self.release(budget, grant.members)
                     continue
             finally:
+                if slot is not None:
+                    self._drop(budget, slot)
                 if reserved:
                     self.watch.leave()
             return Ticket(
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
+
+    def _drop(self, budget: Budget, slot: _Slot) -> None:
+        """The slot is its owner's now (or gone): no other caller may take it."""
+        if not slot.taken:
+            slot.taken = True
+            self._slots[budget.name].remove(slot)
+
+    async def _take_due(
+        self, budget: Budget, lane: Lane, cost: int, tolerance: float
+    ) -> Ticket | None:
+        """A late wake loses no slot: a caller about to ask takes a reservation of this
+        process whose moment is surely reached and whose owner has not woken by half its
+        tolerance past it (a busy loop, a starved task), and sends on it now, within the
+        tolerance; the owner, waking, asks anew. Only a reservation of the same cost in
+        a lane whose ceiling is not above this caller's (a lower lane never spends what
+        high was given). No round trip: it saves the caller's acquire."""
+        slots = self._slots.get(budget.name)
+        if not slots:
+            return None
+        low, high = self.clock.bounds()
+        now = time.monotonic()
+        ceiling = self._policies[lane].ceiling
+        for slot in slots:
+            at = slot.grant.admission.at
+            late = now - (at + low)
+            if (
+                at + high <= now
+                and tolerance / 2 <= late <= tolerance
+                and len(slot.grant.members) == cost
+                and self._policies[slot.lane].ceiling <= ceiling
+            ):
+                self._drop(budget, slot)
+                if not await self._reservation_holds(budget, slot.grant, slot.asked):
+                    await self.release(budget, slot.grant.members)
+                    return None
+                self.lateness.handed()
+                return Ticket(
+                    budget, slot.grant.members, at, at + low + tolerance, self.watch, lane, self
+                )
+        return None
 
     async def _move_to_now(
         self, budget: Budget, lane: Lane, cost: int, late: tuple[str, ...], tolerance: float
@@ -453,7 +516,12 @@ class Limiter(AsyncResource):
         return high - low > tolerance * _SHARP_SHARE
 
     async def _sleep_until(
-        self, budget: Budget, moment: float, tolerance: float, members: Sequence[str]
+        self,
+        budget: Budget,
+        moment: float,
+        tolerance: float,
+        members: Sequence[str],
+        slot: _Slot | None = None,
     ) -> None:
         """Sleep until the Redis `moment` is surely reached here (never early).
 
@@ -484,8 +552,12 @@ class Limiter(AsyncResource):
             if rest > 0:
                 await asyncio.sleep(rest)  # never early: until the moment is surely reached
         except asyncio.CancelledError:
-            # Unused reservations would block the budget for nobody's benefit.
-            await self.release(budget, members)
+            # Unused reservations would block the budget for nobody's benefit (unless
+            # another caller took it: its entries are that caller's now).
+            if slot is None or not slot.taken:
+                if slot is not None:
+                    self._drop(budget, slot)  # before the await: nobody takes it meanwhile
+                await self.release(budget, members)
             raise
 
     async def release(self, budget: Budget, members: Sequence[str]) -> None:

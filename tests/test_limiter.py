@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -218,3 +219,33 @@ async def test_a_caller_woken_ahead_still_never_sends_before_its_moment(
     for _ in range(15):
         ticket = await limiter.admit(budget, Lane.HIGH)
         assert time.monotonic() >= ticket.at + limiter.clock.bounds()[1]
+
+
+async def test_a_slot_whose_caller_wakes_late_is_sent_by_another_caller(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller sleeping on a reservation has not woken by half its tolerance past the
+    moment (a busy loop); another caller of the process, about to ask, sends on that
+    reservation instead, within the tolerance and without a round trip. The owner,
+    waking, asks anew: the slot is not lost, and no entry is used twice."""
+    limiter, budget = make_limiter(tolerance=1.0), make_budget(1, 0.5)
+    assert (await limiter.acquire(budget, Lane.HIGH)).granted  # the window is full
+    sleep_until = limiter._sleep_until
+    drowsy = asyncio.Event()
+
+    async def late_owner(*args: Any, **options: Any) -> None:
+        await sleep_until(*args, **options)
+        if not drowsy.is_set():
+            drowsy.set()
+            await asyncio.sleep(0.9)  # wakes 0.9 s past its moment: past half the tolerance
+
+    monkeypatch.setattr(limiter, "_sleep_until", late_owner)
+    owner = asyncio.create_task(limiter.admit(budget, Lane.HIGH))
+    await drowsy.wait()  # its moment came; it has not woken
+    await asyncio.sleep(0.6)
+    handed = await limiter.admit(budget, Lane.HIGH)
+    assert limiter.lateness.counts.get("handed") == 1
+    assert handed.may_send()
+    again = await owner
+    assert set(again.members).isdisjoint(handed.members)
+    assert again.at >= handed.at + 0.5
