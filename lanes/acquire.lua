@@ -16,15 +16,16 @@
 --
 -- The state hash holds what every worker must share: the cooldown after a 429,
 -- a quota pause, an advertised lower limit, and `known`, the moment since when
--- this budget's past is known. When the hash is missing and Redis started less
--- than a window ago, Redis lost its data: the unknown past before its start
--- counts as full windows (docs/DESIGN.md rule 10). A Redis up for long that lost
--- its data (FLUSHALL, a failover to an empty replica) is told by the budget's
--- sentinel, a key without expiry: missing too, the past is unknown up to now
--- (as on a budget's very first use).
+-- this budget's past is known. A budget without state is new or was lost with
+-- Redis's data (docs/DESIGN.md rule 10); its slot's epoch (lanes/epoch.py) tells
+-- which. Present and of this server run, the slot kept every write since the
+-- epoch, so the budget's past is empty since then: `known` is the epoch. Missing
+-- (a FLUSHALL, a restart or a failover to an empty replica, a Redis never marked)
+-- or left by another run (a restart with persistence, a failover): the past is
+-- unknown up to now, and the epoch is written anew.
 --
 -- KEYS[1]  the log (sorted set)              KEYS[2]  the state (hash)
--- KEYS[3]  the sentinel (string, no expiry)
+-- KEYS[3]  the slot's epoch (string "run_id:us", no expiry; one per hash slot)
 -- ARGV[1]  member token                      ARGV[2]  longest span of any check (us)
 -- ARGV[3]  prune stale entries now (1 or 0)  ARGV[4]  restart guard (1 or 0)
 -- ARGV[5]  number of lanes L; per lane: its name, its horizon (longest
@@ -82,17 +83,16 @@ local known = tonumber(state['known'] or '')
 if known == nil then
   known = 0
   if ARGV[4] == '1' then
-    local info = redis.call('INFO', 'server')
-    local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000000
-    if uptime < longest then
-      -- The latest moment Redis can have started: its past before that is unknown.
-      known = now - uptime
-    elseif redis.call('EXISTS', KEYS[3]) == 0 then
+    local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+    local epoch = redis.call('GET', KEYS[3]) or ''
+    local epoch_run, since = string.match(epoch, '^(%w+):(%d+)$')
+    if epoch_run == run then
+      known = tonumber(since)
+    else
       known = now
+      redis.call('SET', KEYS[3], run .. ':' .. string.format('%.0f', now))
     end
   end
-  -- Kept a month past the budget's last new state: a budget unused that long has no past.
-  redis.call('SET', KEYS[3], 1, 'EX', 2592000)
   redis.call('HSET', KEYS[2], 'known', known)
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
@@ -275,11 +275,13 @@ if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
 end
 -- The log forgets itself once its newest entry (perhaps an earlier caller's
--- reservation) has left every window. Its expiry is set with 5 s to spare and
--- noted in the state, so that most calls need not set it again.
-if granted and newest + longest > tonumber(state['log_until'] or '0') then
-  local ends = newest + longest + 5000000
-  redis.call('PEXPIRE', KEYS[1], math.ceil((ends - now) / 1000))
-  redis.call('HSET', KEYS[2], 'log_until', ends)
+-- reservation) has left every window; its expiry is set with 5 s to spare. It is
+-- read from the key itself (PTTL), never cached: a log emptied by a give-back is
+-- deleted with its expiry, and made anew by the next ZADD without one.
+if granted then
+  local ttl = redis.call('PTTL', KEYS[1])  -- ms; -1: none
+  if ttl < 0 or now + ttl * 1000 < newest + longest then
+    redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
+  end
 end
 return result

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from lanes.config import Scope, Window
+from lanes.epoch import epoch_key
 
 __all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check"]
 
@@ -109,10 +110,9 @@ class Budget:
         return f"lanes:{{{self.name}}}:log"
 
     @property
-    def seen_key(self) -> str:
-        """The sentinel, kept a month past the budget's last new state: gone sooner only
-        when Redis lost its data (rule 10)."""
-        return f"lanes:{{{self.name}}}:seen"
+    def epoch_key(self) -> str:
+        """Its hash slot's epoch (`lanes.epoch`): tells a new budget from a lost one (rule 10)."""
+        return epoch_key(self.name)
 
     @property
     def state_key(self) -> str:

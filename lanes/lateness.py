@@ -16,7 +16,14 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-__all__ = ["BUCKETS_MS", "LATENESS_KEY", "Lateness", "bucket_labels", "read_lateness"]
+__all__ = [
+    "BUCKETS_MS",
+    "LATENESS_KEY",
+    "Lateness",
+    "WakeLead",
+    "bucket_labels",
+    "read_lateness",
+]
 
 log = structlog.get_logger("lanes.lateness")
 
@@ -48,6 +55,11 @@ class Lateness:
     def given_back(self) -> None:
         """A request found late where it was to be sent (`Ticket.renew`)."""
         self._count("given_back")
+
+    def handed(self) -> None:
+        """A reservation whose caller had not woken by half its tolerance was sent by
+        another caller of the process (`Limiter.admit`); its owner asks anew."""
+        self._count("handed", "sent")
 
     def moved(self) -> None:
         """A request given back was admitted again at once and sent (`Limiter.admit`)."""
@@ -81,6 +93,30 @@ class Lateness:
             log.warning("budget.lateness_not_shared", error=str(exc))
 
 
+class WakeLead:
+    """How late this process's event loop wakes a sleeper (a busy loop, a starved CPU):
+    a running estimate of the `quantile` of the overshoot of `asyncio.sleep`, so that a
+    caller can wake that much ahead of its moment and wait the rest precisely, instead
+    of waking past its tolerance and losing its slot (docs/DESIGN.md rule 9).
+
+    A stochastic quantile estimate (no history kept): each sample moves it up by
+    `step` x quantile when above, down by `step` x (1 - quantile) when below. Never
+    above `most`: a lead that long would only spin the loop.
+    """
+
+    def __init__(self, *, quantile: float = 0.9, step: float = 0.0005, most: float) -> None:
+        self._quantile = quantile
+        self._step = step
+        self._most = most
+        self.seconds = 0.0
+
+    def record(self, overshoot: float) -> None:
+        if overshoot > self.seconds:
+            self.seconds = min(self._most, self.seconds + self._step * self._quantile)
+        else:
+            self.seconds = max(0.0, self.seconds - self._step * (1 - self._quantile))
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -90,5 +126,5 @@ async def read_lateness(client: aioredis.Redis) -> dict[str, int]:
     moved (given back, then admitted again at once and sent)."""
     raw = await client.hgetall(LATENESS_KEY)
     found = {_text(key): int(value) for key, value in raw.items()}
-    order = [*bucket_labels(), "sent", "given_back", "moved"]
+    order = [*bucket_labels(), "sent", "given_back", "moved", "handed"]
     return {name: found[name] for name in order if name in found}

@@ -32,7 +32,7 @@ from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
 from lanes.clock import ClockBounds
 from lanes.errors import BudgetTimeout, BudgetUnavailable
-from lanes.lateness import Lateness
+from lanes.lateness import Lateness, WakeLead
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
 from lanes.resource import AsyncResource
 from lanes.watch import CHANNEL, PauseWatch
@@ -54,6 +54,14 @@ _PRUNE_EVERY = 8
 # the tolerance with at most this many `TIME` round trips (see `_sleep_until`).
 _SHARP_SHARE = 0.5
 _SHARPEN_TRIES = 2
+# A process's first admit loads the scripts and samples the clock this many times
+# first (`warm_up`), so that its first grants are neither slowed nor judged late.
+_WARM_TIME_TRIPS = 3
+# The most a caller wakes ahead of its moment (then waits the rest by yielding).
+_MOST_LEAD_S = 0.01
+# A budget's state hash is kept a day past its last pause or advertised limit (as
+# `acquire.lua` and `pause.lua` keep it).
+_STATE_DAY_S = 86_400
 
 
 @contextmanager
@@ -129,6 +137,17 @@ class Ticket:
         return await self.limiter.renew(self)
 
 
+@dataclass(slots=True)
+class _Slot:
+    """A reservation its caller sleeps on, which another caller of this process may send
+    on instead when the owner has not woken by half its tolerance past the moment."""
+
+    grant: Grant
+    asked: float
+    lane: Lane
+    taken: bool = False
+
+
 class Limiter(AsyncResource):
     """Admits requests to shared budgets held in Redis.
 
@@ -136,9 +155,10 @@ class Limiter(AsyncResource):
     failure is raised as `BudgetUnavailable`: nothing is admitted without Redis.
     The limiter owns one pub/sub subscription (`lanes.watch`), opened on first need.
 
-    `restart_guard` (docs/DESIGN.md rule 10): a budget with no state in a Redis that
-    started less than a window ago counts its unknown past as full. Only a Redis
-    nobody else can have used (the tests' own) may turn it off. `tolerance`: seconds
+    `restart_guard` (docs/DESIGN.md rule 10): a budget with no state counts its past
+    as full up to now unless its slot's epoch (`lanes.epoch`) shows that Redis kept
+    every write since earlier. Only a Redis nobody else can have used (the tests'
+    own) may turn it off. `tolerance`: seconds
     a request may leave after its admitted moment; default the budget's margin x 0.6
     (a margin of 0 leaves lateness unchecked).
     """
@@ -157,15 +177,18 @@ class Limiter(AsyncResource):
         self._horizon = horizon
         self._restart_guard = restart_guard
         self._tolerance = tolerance
-        self._acquire = client.register_script(_lua("acquire.lua"))
-        self._pause = client.register_script(_lua("pause.lua"))
-        self._usage = client.register_script(_lua("usage.lua"))
+        self._sources = tuple(_lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua"))
+        self._acquire, self._pause, self._usage = map(client.register_script, self._sources)
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
         self.lateness = Lateness()
         self.clock = ClockBounds()
         self._sharpening = asyncio.Lock()
+        self._warming = asyncio.Lock()
+        self._warm = False
+        self.wake_lead = WakeLead(most=_MOST_LEAD_S)
+        self._slots: dict[str, list[_Slot]] = {}  # budget name -> reservations slept on
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -188,6 +211,27 @@ class Limiter(AsyncResource):
         if budget.margin_ms <= 0:
             return math.inf
         return budget.margin_ms / 1000 * _TOLERANCE_SHARE
+
+    async def warm_up(self) -> None:
+        """Load the scripts and sharpen the clock before the first grant (once; again
+        after a failure). Cold, the first acquire's round trip carries a NOSCRIPT and a
+        script load, and a clock known only to within those slow round trips makes every
+        early grant look late: the first second of a process would serve little."""
+        if self._warm:
+            return
+        async with self._warming:
+            if self._warm:
+                return
+            try:
+                for source in self._sources:
+                    await self._client.script_load(source)
+                for _ in range(_WARM_TIME_TRIPS):
+                    started = time.monotonic()
+                    seconds, micros = await self._client.time()
+                    self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+            except (RedisError, OSError) as exc:
+                raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
+            self._warm = True
 
     async def acquire(
         self,
@@ -247,7 +291,7 @@ class Limiter(AsyncResource):
         started = time.monotonic()
         with _unavailable(budget):
             now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key, budget.seen_key], args=args
+                keys=[budget.log_key, budget.state_key, budget.epoch_key], args=args
             )
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
@@ -289,6 +333,7 @@ class Limiter(AsyncResource):
         tolerance = self.tolerance(budget)
         unused: tuple[str, ...] = ()
         found_late: tuple[str, ...] = ()
+        await self.warm_up()
         while True:
             if found_late:
                 moved, unused = await self._move_to_now(budget, lane, cost, found_late, tolerance)
@@ -299,6 +344,8 @@ class Limiter(AsyncResource):
                 await self.lateness.flush(self._client)
             if deadline is not None and time.monotonic() > deadline:
                 raise BudgetTimeout(budget.name, 0.0)
+            if not unused and (handed := await self._take_due(budget, lane, cost, tolerance)):
+                return handed
             asked = time.monotonic()
             grant = await self._batcher.request(budget, lane, cost, unused)
             unused = ()
@@ -313,10 +360,17 @@ class Limiter(AsyncResource):
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
             reserved = admission.wait > 0
+            slot = None
             if reserved:
                 self.watch.enter()
+                slot = _Slot(grant, asked, lane)
+                self._slots.setdefault(budget.name, []).append(slot)
             try:
-                await self._sleep_until(budget, admission.at, tolerance, grant.members)
+                await self._sleep_until(budget, admission.at, tolerance, grant.members, slot)
+                if slot is not None:
+                    if slot.taken:  # sent by another caller while this one woke late
+                        continue
+                    self._drop(budget, slot)
                 # Measured with the bounds as they are now: sharper than at grant time.
                 earliest = admission.at + self.clock.bounds()[0]
                 late = time.monotonic() - earliest
@@ -330,11 +384,53 @@ class Limiter(AsyncResource):
                     await self.release(budget, grant.members)
                     continue
             finally:
+                if slot is not None:
+                    self._drop(budget, slot)
                 if reserved:
                     self.watch.leave()
             return Ticket(
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
+
+    def _drop(self, budget: Budget, slot: _Slot) -> None:
+        """The slot is its owner's now (or gone): no other caller may take it."""
+        if not slot.taken:
+            slot.taken = True
+            self._slots[budget.name].remove(slot)
+
+    async def _take_due(
+        self, budget: Budget, lane: Lane, cost: int, tolerance: float
+    ) -> Ticket | None:
+        """A late wake loses no slot: a caller about to ask takes a reservation of this
+        process whose moment is surely reached and whose owner has not woken by half its
+        tolerance past it (a busy loop, a starved task), and sends on it now, within the
+        tolerance; the owner, waking, asks anew. Only a reservation of the same cost in
+        a lane whose ceiling is not above this caller's (a lower lane never spends what
+        high was given). No round trip: it saves the caller's acquire."""
+        slots = self._slots.get(budget.name)
+        if not slots:
+            return None
+        low, high = self.clock.bounds()
+        now = time.monotonic()
+        ceiling = self._policies[lane].ceiling
+        for slot in slots:
+            at = slot.grant.admission.at
+            late = now - (at + low)
+            if (
+                at + high <= now
+                and tolerance / 2 <= late <= tolerance
+                and len(slot.grant.members) == cost
+                and self._policies[slot.lane].ceiling <= ceiling
+            ):
+                self._drop(budget, slot)
+                if not await self._reservation_holds(budget, slot.grant, slot.asked):
+                    await self.release(budget, slot.grant.members)
+                    return None
+                self.lateness.handed()
+                return Ticket(
+                    budget, slot.grant.members, at, at + low + tolerance, self.watch, lane, self
+                )
+        return None
 
     async def _move_to_now(
         self, budget: Budget, lane: Lane, cost: int, late: tuple[str, ...], tolerance: float
@@ -398,12 +494,13 @@ class Limiter(AsyncResource):
         restart loses the reservations ahead too, and a new Redis would admit into them).
 
         A subscription live since before the grant tells both without a command: a pause
-        is published, and a restart breaks the subscription. Otherwise the state is read:
-        a restarted Redis has another `known` (or none).
+        is published, a restart breaks the subscription, and client tracking tells it of a
+        FLUSHALL (`lanes.watch`; on one node only, so not on a Cluster). Otherwise the
+        state is read: a Redis that lost its data has another `known` (or none).
         """
         if self.watch.lost_since(asked):
             return False
-        if self.watch.live_since(asked):
+        if self.watch.live_since(asked) and self.watch.sees_flushes:
             return self.watch.paused(budget.name) == 0
         with _unavailable(budget):
             cool, quota, known = await self._client.hmget(
@@ -419,7 +516,12 @@ class Limiter(AsyncResource):
         return high - low > tolerance * _SHARP_SHARE
 
     async def _sleep_until(
-        self, budget: Budget, moment: float, tolerance: float, members: Sequence[str]
+        self,
+        budget: Budget,
+        moment: float,
+        tolerance: float,
+        members: Sequence[str],
+        slot: _Slot | None = None,
     ) -> None:
         """Sleep until the Redis `moment` is surely reached here (never early).
 
@@ -437,12 +539,25 @@ class Limiter(AsyncResource):
                         with _unavailable(budget):
                             seconds, micros = await self._client.time()
                         self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+            # Wake ahead by what this loop's wake-ups measured late (most of them), then
+            # sleep the short rest: a wake-up past the tolerance would cost the slot, and
+            # a short timer set from a woken caller is late by far less than a long one.
+            lead = min(self.wake_lead.seconds, tolerance / 2)
             left = moment + self.clock.bounds()[1] - time.monotonic()
-            if left > 0:
-                await asyncio.sleep(left)
+            if left > lead:
+                started = time.monotonic()
+                await asyncio.sleep(left - lead)
+                self.wake_lead.record(time.monotonic() - started - (left - lead))
+            rest = moment + self.clock.bounds()[1] - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)  # never early: until the moment is surely reached
         except asyncio.CancelledError:
-            # Unused reservations would block the budget for nobody's benefit.
-            await self.release(budget, members)
+            # Unused reservations would block the budget for nobody's benefit (unless
+            # another caller took it: its entries are that caller's now).
+            if slot is None or not slot.taken:
+                if slot is not None:
+                    self._drop(budget, slot)  # before the await: nobody takes it meanwhile
+                await self.release(budget, members)
             raise
 
     async def release(self, budget: Budget, members: Sequence[str]) -> None:
@@ -518,17 +633,25 @@ class Limiter(AsyncResource):
         ratio = rate / budget.rate
         if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
             return False
+        # The state outlives the advertised limit by a day, as a pause's does; a state this
+        # call makes (none yet: a budget that never acquired) gets that expiry too.
+        keep_ms = round((ttl + _STATE_DAY_S) * 1000)
         with _unavailable(budget):
             (seconds, micros) = await self._client.time()
             until = seconds * _US + micros + round(ttl * _US)
-            await self._client.hset(
-                budget.state_key,
-                mapping={
-                    "adv_ppm": max(1, math.floor(ratio * _US)),
-                    "adv_until": until,
-                    "adv_source": source,
-                },
-            )
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    budget.state_key,
+                    mapping={
+                        "adv_ppm": max(1, math.floor(ratio * _US)),
+                        "adv_until": until,
+                        "adv_source": source,
+                    },
+                )
+                pipe.pttl(budget.state_key)
+                _, left_ms = await pipe.execute()
+            if left_ms < keep_ms:  # never shortened: a long quota pause may need more
+                await self._client.pexpire(budget.state_key, keep_ms)
         return True
 
     async def usage(self, budget: Budget) -> BudgetUsage:

@@ -51,7 +51,7 @@ from scripts.enqueue import (
     readable_twice,
 )
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.provision import provision
+from scripts.provision import mark_redis, provision
 from scripts.replay import ReplayFilter, replay
 from scripts.status import render_snapshot, snapshot
 from scripts.table import render_table
@@ -142,6 +142,7 @@ async def _provision(args: argparse.Namespace, settings: Settings, config: Confi
             update=args.update,
         )
     print(render_table(["queue", "state"], [[r.queue, r.state] for r in reports]))
+    print(f"redis slot epochs: {await mark_redis(settings.redis_url)}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 A queue that exists is compared with what the settings want; a difference is
 reported and left alone unless the operator asks for `--update` (changing a
-live queue's redrive or retention is a decision, not a side effect).
+live queue's redrive or retention is a decision, not a side effect). Redis gets
+each hash slot's epoch (`lanes.epoch`), so that a budget first used a window
+after provisioning starts with an empty past (docs/DESIGN.md rule 10).
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
+from lanes.epoch import epoch_keys, mark_epochs
+from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
+from lanes.store import RedisStore
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
 
@@ -22,6 +29,7 @@ __all__ = [
     "QueueReport",
     "dead_letter_attributes",
     "lane_attributes",
+    "mark_redis",
     "provision",
 ]
 
@@ -110,3 +118,14 @@ async def provision(
             want = lane_attributes(visibility_timeout, arn)
             reports.append((await _ensure(sqs, names.queue, want, update=update))[0])
     return reports
+
+
+async def mark_redis(redis_url: str) -> str:
+    """Every hash slot's epoch, written where missing or left by another server run;
+    returns what was done, for the report."""
+    try:
+        async with RedisStore(redis_url) as store:
+            written = await mark_epochs(store.client)
+    except (RedisError, OSError) as exc:
+        raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
+    return f"{written} written, {len(epoch_keys()) - written} kept"

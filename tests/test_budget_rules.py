@@ -15,11 +15,14 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from lanes import Budget, BudgetUnavailable, Lane, Limiter, Window
+from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
 from lanes.budget import PACE_BURST
+from lanes.epoch import epoch_keys, mark_epochs
 from lanes.limiter import Ticket
+from scripts.services import RedisServer
 from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 
@@ -30,6 +33,16 @@ MakeBudget = Callable[..., Budget]
 def _block_the_loop(seconds: float) -> None:
     """What a starved CPU or a blocking call does to every task of the process."""
     time.sleep(seconds)
+
+
+async def _soon(condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds within a few seconds (a subscription's messages arrive
+    on their own task; there is no event to wait for)."""
+    for _ in range(500):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return False
 
 
 async def _redis_now(client: aioredis.Redis) -> float:
@@ -386,12 +399,10 @@ async def test_a_reservation_lost_in_a_redis_restart_is_not_used(
 async def test_a_flushed_redis_counts_its_lost_past_as_full(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
-    """FLUSHALL (or a failover to an empty replica) on a Redis up for longer than the
-    window: no restart to see, but the budget's sentinel is gone with its log, so the
-    past counts as a full window (rule 10) rather than as empty. A budget's very first
-    use is the same case: its first window waits."""
-    if int((await redis_client.info("server"))["uptime_in_seconds"]) < 1:
-        await asyncio.sleep(1.1)
+    """FLUSHALL on a Redis up for longer than the window: no restart to see, but the
+    slot's epoch is gone with the budget's log, so the past counts as a full window
+    (rule 10) rather than as empty. So does a budget's first use on a Redis never
+    marked (no epoch): its first window waits."""
     limiter, budget = make_limiter(restart_guard=True), make_budget(2, 0.5)
     first = await limiter.acquire(budget, Lane.HIGH)
     assert first.granted
@@ -402,6 +413,117 @@ async def test_a_flushed_redis_counts_its_lost_past_as_full(
     after = await limiter.acquire(budget, Lane.HIGH)
     assert after.granted
     assert after.wait == pytest.approx(0.5, abs=0.05)
+
+
+_MINUTE = (Window(limit=100, seconds=60.0),)
+
+
+async def _known_for(client: aioredis.Redis, budget: Budget, seconds: float) -> None:
+    """Age the budget's slot epoch: this Redis run has kept its data for `seconds`
+    (what `lanes provision` and that much time would leave)."""
+    await mark_epochs(client)
+    run, since = (await client.get(budget.epoch_key)).decode().split(":")
+    await client.set(budget.epoch_key, f"{run}:{int(since) - round(seconds * 1_000_000)}")
+
+
+async def _first_use(limiter: Limiter, name: str) -> Admission:
+    """A budget never used before, with a 1-minute window: admitted now, or not."""
+    return await limiter.acquire(Budget(name, _MINUTE), Lane.HIGH, max_wait=0)
+
+
+async def test_a_new_budget_on_a_redis_known_for_a_window_is_admitted_at_once(
+    make_limiter: MakeLimiter, redis_client: aioredis.Redis
+) -> None:
+    """A new budget (a new seller, a new endpoint) with a 1-minute window, on a Redis
+    whose slot epoch shows it kept every write for more than a minute, has an empty
+    past: its first request is admitted at once, not a minute later (rule 10)."""
+    limiter = make_limiter(restart_guard=True)
+    new = Budget("acme:orders:seller-1", _MINUTE)
+    await _known_for(redis_client, new, 61.0)
+    admission = await _first_use(limiter, new.name)
+    assert admission.granted
+    assert admission.wait == 0
+
+
+async def test_a_new_budget_on_a_redis_marked_less_than_a_window_ago_waits_the_rest(
+    make_limiter: MakeLimiter, redis_client: aioredis.Redis
+) -> None:
+    """Marked 20 s ago: writes before then are unknown, so a 1-minute window reaching
+    back before the epoch counts as full until 60 s after it."""
+    limiter = make_limiter(restart_guard=True)
+    new = Budget("acme:orders:seller-2", _MINUTE)
+    await _known_for(redis_client, new, 20.0)
+    admission = await _first_use(limiter, new.name)
+    assert not admission.granted
+    assert admission.wait == pytest.approx(40.0, abs=1.0)
+
+
+async def test_after_a_flushall_a_budget_waits_its_window(
+    make_limiter: MakeLimiter, redis_client: aioredis.Redis
+) -> None:
+    """Admitted at once on a Redis known for long; after FLUSHALL (the connection
+    kept, the server's run unchanged) the same budget, and a new one, wait a whole
+    minute: the flush took the slot's epoch with it."""
+    limiter = make_limiter(restart_guard=True)
+    await _known_for(redis_client, Budget("acme:orders:seller-3", _MINUTE), 120.0)
+    await _known_for(redis_client, Budget("acme:orders:seller-4", _MINUTE), 120.0)
+    assert (await _first_use(limiter, "acme:orders:seller-3")).granted
+    await redis_client.flushall()
+    for name in ("acme:orders:seller-3", "acme:orders:seller-4"):
+        admission = await _first_use(limiter, name)
+        assert not admission.granted
+        assert admission.wait == pytest.approx(60.0, abs=1.0)
+
+
+@pytest.mark.slow
+async def test_after_a_restart_a_budget_waits_its_window(own_redis: OwnRedis) -> None:
+    """Redis restarts (here empty; with persistence the epoch would come back from
+    another server run, which counts the same): the budget admitted at once before
+    waits a whole minute after, as does a budget never used."""
+    client = own_redis.store.client
+    limiter = Limiter(client)
+    await _known_for(client, Budget("acme:orders:seller-5", _MINUTE), 120.0)
+    assert (await _first_use(limiter, "acme:orders:seller-5")).granted
+    own_redis.server.stop()
+    own_redis.server.start()
+    for _ in range(5):  # the pool's connections to the old Redis are replaced
+        with contextlib.suppress(RedisError):
+            await client.ping()
+    for name in ("acme:orders:seller-5", "acme:orders:seller-6"):
+        admission = await _first_use(limiter, name)
+        assert not admission.granted
+        assert admission.wait == pytest.approx(60.0, abs=1.0)
+    await limiter.aclose()
+
+
+@pytest.mark.slow
+async def test_after_a_failover_to_an_empty_replica_a_budget_waits_its_window(
+    own_redis: OwnRedis,
+) -> None:
+    """Workers move to a replica that holds none of the primary's data (it lost it, or
+    never synced) and has been up for long: no epoch there, so the budget admitted at
+    once on the primary waits a whole minute on the replica."""
+    limiter = Limiter(own_redis.store.client)
+    await _known_for(own_redis.store.client, Budget("acme:orders:seller-7", _MINUTE), 120.0)
+    assert (await _first_use(limiter, "acme:orders:seller-7")).granted
+    await limiter.aclose()
+    replica = RedisServer()
+    replica.start()
+    try:
+        async with RedisStore(replica.url) as store, Limiter(store.client) as promoted:
+            admission = await _first_use(promoted, "acme:orders:seller-7")
+    finally:
+        replica.stop()
+    assert not admission.granted
+    assert admission.wait == pytest.approx(60.0, abs=1.0)
+
+
+async def test_provision_marks_every_slot_once(redis_client: aioredis.Redis) -> None:
+    """`lanes provision` writes each of the 16384 slots' epochs; run again, it keeps them
+    (an older epoch of the same server run proves more)."""
+    assert await mark_epochs(redis_client) == len(epoch_keys()) == 16384
+    assert await mark_epochs(redis_client) == 0
+    assert {key_slot(key.encode()) for key in epoch_keys()} == set(range(16384))
 
 
 async def test_admitted_moments_are_paced_not_one_burst(
@@ -437,3 +559,22 @@ async def test_an_uncertain_clock_is_sharpened_before_judging_lateness(
     assert "given_back" not in limiter.lateness.counts
     low, high = limiter.clock.bounds()
     assert high - low <= 0.02 * 0.5
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_a_live_subscription_learns_of_a_flushall(
+    redis_server: RedisServer, protocol: int
+) -> None:
+    """A FLUSHALL keeps every connection, so no broken subscription shows it: client
+    tracking on the pause subscription does, in RESP3 (redis-py's default) as in RESP2.
+    A reservation granted before the flush is then not used (`lost_since`)."""
+    async with RedisStore(f"{redis_server.url}?protocol={protocol}") as store:
+        limiter = Limiter(store.client)
+        limiter.watch.enter()
+        assert await _soon(lambda: limiter.watch.live)
+        granted = time.monotonic()
+        assert not limiter.watch.lost_since(granted)
+        await store.client.flushall()
+        assert await _soon(lambda: limiter.watch.lost_since(granted))
+        limiter.watch.leave()
+        await limiter.aclose()

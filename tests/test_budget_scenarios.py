@@ -14,13 +14,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.budget import Run, process_main
+from bench.budget import Run, market_process, process_main
 from lanes import Budget, Lane, Limiter, RedisStore, Window
+from lanes.epoch import mark_epochs
 from scripts.services import RedisServer, free_port
+from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
@@ -193,3 +196,50 @@ def test_processes_hammering_one_budget_never_exceed_the_market(
     assert market["refused"] == 0
     assert market["accepted"] / run.seconds >= 20 * 0.8
     assert sum(report.errors for report in reports) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_flushall_under_load_is_held_to_the_limit_at_the_market(
+    own_redis: OwnRedis,
+) -> None:
+    """A Redis that lost nothing for long, 30 callers on a 10/s budget, and two FLUSHALLs
+    during the run (the connections kept, the server's run unchanged): a strict market
+    that refuses any arrival over 10 in a trailing second refuses none. The callers
+    sleeping on reservations when the flush came are admitted anew, not sent into the
+    first window of the emptied Redis (rule 10)."""
+    client = own_redis.store.client
+    # A wide margin: the test is about the flush (19 where 10 are allowed), not about
+    # a loaded host's last milliseconds.
+    budget = Budget("acme:orders", (Window(limit=10, seconds=1.0),), margin_ms=100)
+    await mark_epochs(client)
+    run, since = (await client.get(budget.epoch_key)).decode().split(":")
+    await client.set(budget.epoch_key, f"{run}:{int(since) - 2_000_000}")  # known for 2 s
+    limiter = Limiter(client)
+    stop = asyncio.Event()
+
+    async def caller(session: aiohttp.ClientSession, url: str) -> None:
+        while not stop.is_set():
+            ticket = await limiter.admit(budget, Lane.HIGH)
+            if stop.is_set() or not ticket.may_send():
+                await limiter.release(budget, ticket.members)
+                continue
+            async with session.get(f"{url}/call") as answer:
+                await answer.read()
+
+    with market_process(10) as url:
+        async with aiohttp.ClientSession() as session:
+            callers = [asyncio.create_task(caller(session, url)) for _ in range(30)]
+            for _ in range(2):
+                await asyncio.sleep(2.0)
+                await client.flushall()
+            await asyncio.sleep(2.5)
+            stop.set()
+            await asyncio.wait(callers, timeout=10)
+            for task in callers:
+                task.cancel()
+            async with session.get(f"{url}/stats") as answer:
+                stats = await answer.json()
+    await limiter.aclose()
+    assert stats["refused"] == 0, stats
+    assert stats["accepted"] >= 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from lanes.lateness import Lateness, bucket_labels, read_lateness
+from lanes.lateness import Lateness, WakeLead, bucket_labels, read_lateness
 
 
 async def test_counts_by_bucket_and_shares_them(redis_client: aioredis.Redis) -> None:
@@ -24,3 +24,20 @@ async def test_counts_by_bucket_and_shares_them(redis_client: aioredis.Redis) ->
     assert list(shared) == ["<=1ms", "<=5ms", "<=1000ms", ">1000ms", "sent", "given_back"]
     assert shared["given_back"] == 2
     assert bucket_labels()[-1] == ">1000ms"
+
+
+def test_wake_lead_learns_how_late_most_wake_ups_are_and_stays_bounded() -> None:
+    """Fed wake-ups late by 1..10 ms evenly, the lead settles near their 90th percentile
+    (about 9 ms); it never exceeds its bound, and an idle loop's punctual wake-ups bring
+    it back to nothing."""
+    lead = WakeLead(most=0.02)
+    for index in range(20_000):
+        lead.record((1 + index % 10) / 1000)
+    assert 0.008 <= lead.seconds <= 0.0105
+    bounded = WakeLead(most=0.005)
+    for _ in range(1000):
+        bounded.record(1.0)
+    assert bounded.seconds == 0.005
+    for _ in range(20_000):
+        lead.record(0.0)
+    assert lead.seconds == 0.0

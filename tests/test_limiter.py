@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -174,3 +175,94 @@ async def test_redis_down_fails_closed_then_recovers(
         await limiter.wait(budget, Lane.HIGH)
     own_redis.server.start()
     assert (await limiter.acquire(budget, Lane.HIGH)).granted
+
+
+async def _keys_without_expiry(client: aioredis.Redis) -> list[str]:
+    """Every budget key in the test Redis that would live forever. The slots' epochs
+    (`lanes.epoch`, 16384 at most) are meant to: they are the proof of continuity."""
+    return [
+        key.decode()
+        async for key in client.scan_iter(match="lanes:*")
+        if not key.startswith(b"lanes:epoch:") and await client.pttl(key) < 0
+    ]
+
+
+async def test_every_budget_key_expires_on_every_write_path(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """2,000 one-call sellers must not leave 2,000 keys forever: a log emptied by a
+    give-back and made anew (on its own, or by the give-back's own round trip) gets its
+    expiry again, as does a state made by an advertised limit or a pause; the scan of
+    the whole test Redis finds no budget key without one."""
+    limiter = make_limiter()
+    sellers = [make_budget(10, 1.0, name=f"acme:orders:seller-{index}") for index in range(6)]
+    for budget in sellers:
+        ticket = await limiter.admit(budget, Lane.HIGH)
+        await limiter.release(budget, ticket.members)  # the log is empty: gone
+        await limiter.admit(budget, Lane.HIGH)  # and made anew
+    given_back = sellers[0]
+    (grant,) = await limiter._submit(given_back, [(Lane.HIGH, 1)])
+    await limiter._submit(given_back, [(Lane.HIGH, 1)], grant.members)  # in one round trip
+    await limiter.advertise(make_budget(10, 1.0, name="acme:advertised"), 5, "X-Test", ttl=60)
+    await limiter.pause_for_quota(make_budget(10, 1.0, name="acme:quota"), 1.0)
+    await limiter.cool_down(
+        make_budget(10, 1.0, name="acme:cooled"), asked=None, base=0.1, most=1.0, admitted_at=0
+    )
+    assert await _keys_without_expiry(redis_client) == []
+
+
+async def test_the_first_admit_warms_up_before_its_first_grant(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A cold process loads its scripts and sharpens its clock before asking: its first
+    grant is not slowed by a script load nor judged late on an uncertain clock."""
+    await redis_client.script_flush()
+    limiter, budget = make_limiter(), make_budget(5, 1.0, margin_ms=25)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.may_send()
+    assert all(await redis_client.script_exists(limiter._acquire.sha, limiter._pause.sha))
+    low, high = limiter.clock.bounds()
+    assert high - low <= limiter.tolerance(budget) / 2
+
+
+async def test_a_caller_woken_ahead_still_never_sends_before_its_moment(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """With a learned wake-up lead (a loop that wakes its sleepers late), callers wake
+    ahead of their reserved moments and wait the rest: each leaves at or after its
+    moment as surely reached on this process's clock, never before."""
+    limiter, budget = make_limiter(), make_budget(5, 0.2, margin_ms=25)
+    limiter.wake_lead.seconds = 0.0075
+    for _ in range(15):
+        ticket = await limiter.admit(budget, Lane.HIGH)
+        assert time.monotonic() >= ticket.at + limiter.clock.bounds()[1]
+
+
+async def test_a_slot_whose_caller_wakes_late_is_sent_by_another_caller(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller sleeping on a reservation has not woken by half its tolerance past the
+    moment (a busy loop); another caller of the process, about to ask, sends on that
+    reservation instead, within the tolerance and without a round trip. The owner,
+    waking, asks anew: the slot is not lost, and no entry is used twice."""
+    limiter, budget = make_limiter(tolerance=1.0), make_budget(1, 0.5)
+    assert (await limiter.acquire(budget, Lane.HIGH)).granted  # the window is full
+    sleep_until = limiter._sleep_until
+    drowsy = asyncio.Event()
+
+    async def late_owner(*args: Any, **options: Any) -> None:
+        await sleep_until(*args, **options)
+        if not drowsy.is_set():
+            drowsy.set()
+            await asyncio.sleep(0.9)  # wakes 0.9 s past its moment: past half the tolerance
+
+    monkeypatch.setattr(limiter, "_sleep_until", late_owner)
+    owner = asyncio.create_task(limiter.admit(budget, Lane.HIGH))
+    await drowsy.wait()  # its moment came; it has not woken
+    await asyncio.sleep(0.6)
+    handed = await limiter.admit(budget, Lane.HIGH)
+    assert limiter.lateness.counts.get("handed") == 1
+    assert handed.may_send()
+    again = await owner
+    assert set(again.members).isdisjoint(handed.members)
+    assert again.at >= handed.at + 0.5

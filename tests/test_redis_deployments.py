@@ -19,6 +19,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
+from lanes.epoch import mark_epochs
 from scripts.services import free_port, redis_server_binary
 
 _PASSWORD = "s3cret-pw"
@@ -222,6 +223,38 @@ async def test_cluster_runs_every_budget_script_on_every_node(cluster: list[int]
             assert client.keyslot(budget.log_key) == client.keyslot(budget.state_key)
             await _every_budget_script(limiter, budget)
         assert nodes == {0, 1, 2}
+        await limiter.aclose()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.slow
+async def test_cluster_epochs_are_per_slot_so_one_node_flushed_counts_alone(
+    cluster: list[int],
+) -> None:
+    """`lanes provision` marks every slot's epoch on the node that holds it; new budgets on
+    every node then start at once. One node flushed (or failed over to an empty replica)
+    proves nothing of the others: only its budgets wait a whole window (rule 10)."""
+    client = RedisCluster(host="127.0.0.1", port=cluster[0])
+    await client.initialize()
+    minute = (Window(limit=100, seconds=60.0),)
+    try:
+        assert await mark_epochs(client) == 16384
+        limiter = Limiter(client, restart_guard=True)
+        budgets = [Budget(f"acme:orders:seller-{index}", minute) for index in range(12)]
+        for budget in budgets:
+            run, since = (await client.get(budget.epoch_key)).decode().split(":")
+            await client.set(budget.epoch_key, f"{run}:{int(since) - 120_000_000}")
+        node_of = {budget.name: client.keyslot(budget.log_key) // 5461 for budget in budgets}
+        assert set(node_of.values()) == {0, 1, 2}
+        for budget in budgets[:6]:
+            assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+        flushed = redis.Redis(host="127.0.0.1", port=cluster[0])
+        flushed.flushall()
+        flushed.close()
+        for budget in budgets:
+            admission = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
+            assert admission.granted == (node_of[budget.name] != 0), budget.name
         await limiter.aclose()
     finally:
         await client.aclose()
