@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from lanes.batcher import AcquireBatcher, Grant
 from lanes.budget import Admission, Budget
 from lanes.clock import ClockBounds
+from lanes.epoch import prepare as prepare_epochs
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.lateness import Lateness, WakeLead
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
@@ -213,15 +214,17 @@ class Limiter(AsyncResource):
         return budget.margin_ms / 1000 * _TOLERANCE_SHARE
 
     async def warm_up(self) -> None:
-        """Load the scripts and sharpen the clock before the first grant (once; again
-        after a failure). Cold, the first acquire's round trip carries a NOSCRIPT and a
-        script load, and a clock known only to within those slow round trips makes every
-        early grant look late: the first second of a process would serve little."""
+        """Load the scripts, sharpen the clock and name the slots' epochs before the
+        first grant (once; again after a failure). Cold, the first acquire's round trip
+        carries a NOSCRIPT and a script load, and a clock known only to within those slow
+        round trips makes every early grant look late: the first second of a process
+        would serve little."""
         if self._warm:
             return
         async with self._warming:
             if self._warm:
                 return
+            prepare_epochs()
             try:
                 for source in self._sources:
                     await self._client.script_load(source)

@@ -24,7 +24,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 __all__ = ["CHANNEL", "PauseWatch"]
 
@@ -61,6 +61,7 @@ class PauseWatch:
         self._stop: asyncio.TimerHandle | None = None
         self._live_from = math.inf  # time.monotonic() since when the subscription is live
         self._lost_at = -math.inf  # when a subscription was last lost (Redis went away)
+        self._tracking = True  # until Redis refuses client tracking
 
     @property
     def live(self) -> bool:
@@ -110,8 +111,10 @@ class PauseWatch:
 
     @property
     def sees_flushes(self) -> bool:
-        """Whether a live subscription also learns of a FLUSHALL (not on a Cluster)."""
-        return not isinstance(self._client, RedisCluster)
+        """Whether a live subscription also learns of a FLUSHALL: not on a Cluster (one
+        node's only), nor where Redis refuses client tracking (before 6, or a managed
+        Redis that disables CLIENT)."""
+        return self._tracking and not isinstance(self._client, RedisCluster)
 
     async def _track_flushes(self, pubsub: PubSub) -> tuple[str, ...]:
         """Turn on client tracking, redirected to the subscription's own connection, before
@@ -124,10 +127,15 @@ class PauseWatch:
         await pubsub.connect()  # type: ignore[no-untyped-call]
         connection = pubsub.connection
         assert connection is not None  # set by connect()
-        await connection.send_command("CLIENT", "ID")
-        own_id = await connection.read_response()
-        await connection.send_command("CLIENT", "TRACKING", "on", "REDIRECT", own_id)
-        await connection.read_response()
+        try:
+            await connection.send_command("CLIENT", "ID")
+            own_id = await connection.read_response()
+            await connection.send_command("CLIENT", "TRACKING", "on", "REDIRECT", own_id)
+            await connection.read_response()
+        except ResponseError as exc:  # callers then read the state at wake time instead
+            self._tracking = False
+            log.warning("budget.flushes_not_tracked", error=str(exc))
+            return (CHANNEL,)
         # A silent reconnect would lose the tracking, and may hide a restart: start over.
         connection.register_connect_callback(self._reconnected)
         if str(connection.protocol) == "3" and _on_invalidate(connection, self._invalidated):

@@ -7,6 +7,7 @@ test is skipped, with that reason, when it is missing.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -258,3 +259,32 @@ async def test_cluster_epochs_are_per_slot_so_one_node_flushed_counts_alone(
         await limiter.aclose()
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def no_client_redis(tmp_path: Path) -> Iterator[int]:
+    """A Redis that refuses CLIENT (as some managed ones do)."""
+    port = free_port()
+    process = _started(["--port", str(port), "--rename-command", "CLIENT", '""'], tmp_path)
+    _wait_for_port(port, process)
+    yield port
+    _stop([process])
+
+
+async def test_a_redis_without_client_tracking_still_runs_the_budget(
+    no_client_redis: int,
+) -> None:
+    """Where CLIENT TRACKING is refused, the pause subscription still goes live (without
+    flush news) and a waking reservation reads the state instead: every script runs."""
+    async with RedisStore(f"redis://127.0.0.1:{no_client_redis}/0") as store:
+        limiter = Limiter(store.client, restart_guard=False)
+        limiter.watch.enter()
+        for _ in range(500):
+            if limiter.watch.live:
+                break
+            await asyncio.sleep(0.01)
+        assert limiter.watch.live
+        assert not limiter.watch.sees_flushes
+        limiter.watch.leave()
+        await _every_budget_script(limiter, Budget("acme:orders", (Window(limit=3, seconds=0.5),)))
+        await limiter.aclose()
