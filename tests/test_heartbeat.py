@@ -42,34 +42,35 @@ async def test_held_message_stays_invisible_and_returns_once_forgotten(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-async def test_a_thousand_held_messages_at_the_minimum_visibility_stay_invisible(
+@pytest.mark.timeout(600)
+async def test_many_held_messages_at_the_minimum_visibility_stay_invisible(
     sqs: SqsClient, make_queue: Callable[..., Awaitable[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 25 (3): 1,000 messages held at once (a worker with 1,000 slots) at
-    LANES_VISIBILITY_TIMEOUT=10, the least, with SQS a region away (250 ms per visibility
-    call; moto on loopback answers in a few): for two whole visibilities, another worker
-    polling the queue receives none of them. (100 such calls in a row, as before, take
-    25 s: the last messages of a round went visible, and ran twice.)"""
+    """Issue 25 (3): 300 messages held at once at LANES_VISIBILITY_TIMEOUT=10, the least,
+    with SQS a region away (500 ms per visibility call; moto on loopback answers in a
+    few): for two whole visibilities, another worker polling the queue receives none of
+    them. (30 such calls in a row, as before, take 15 s: the last messages of a round went
+    visible, and ran twice; 1,000 held messages are the same at 150 ms a call, but moto
+    on a loaded 2-core host takes minutes to hand out 1,000.)"""
     near = SqsClient._calling
 
     @asynccontextmanager
     async def far(self: SqsClient, action: str, queue: str) -> AsyncIterator[Any]:
         if action == "ChangeMessageVisibilityBatch":
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
         async with near(self, action, queue) as client:
             yield client
 
     monkeypatch.setattr(SqsClient, "_calling", far)
     url = await make_queue(visibility_timeout=10)
-    await sqs.send_batch(url, [OutgoingMessage(body=str(n)) for n in range(1000)])
+    await sqs.send_batch(url, [OutgoingMessage(body=str(n)) for n in range(300)])
     heartbeat = Heartbeat(Settler(sqs), visibility_timeout=10)
     queue = QueueName("p", "acme", Lane.HIGH)
     beating = asyncio.create_task(heartbeat.run())
     held: set[str] = set()
     stolen: set[str] = set()  # received again while held: it would run twice
     try:
-        while len(held) < 1000:
+        while len(held) < 300:
             for message in await sqs.receive(
                 url, max_messages=10, wait_seconds=1, visibility_timeout=10
             ):

@@ -75,10 +75,14 @@ class Heartbeat:
     async def beat(self) -> None:
         """Extend every message with half of its visibility left, or less."""
         started = time.monotonic()
+        # By deadline alone: deliveries do not compare, and two deadlines may be equal.
         due = sorted(
-            (held.expires, delivery)
-            for delivery, held in self._held.items()
-            if held.expires - started <= self._lead
+            (
+                (held.expires, delivery)
+                for delivery, held in self._held.items()
+                if held.expires - started <= self._lead
+            ),
+            key=lambda pair: pair[0],
         )
         if not due:
             return
