@@ -163,14 +163,15 @@ async def _run(run: str, args: argparse.Namespace, redis_url: str, moto_url: str
         seconds = time.monotonic() - started
         missing = sorted(market.waiting)
         if missing:
-            dead = await sqs.attributes(
-                await sqs.queue_url(QueueName(prefix, "acme", Lane.MEDIUM).dead_letter)
-            )
+            dead_url = await sqs.queue_url(QueueName(prefix, "acme", Lane.MEDIUM).dead_letter)
+            dead, depth = await sqs.attributes(dead_url), await sqs.attributes(url)
+            held = [len(s.buffer) for d in dispatchers for s in d.sources]
+            held += [d.running for d in dispatchers]
             print(
                 f"{run}: {len(missing)} quiet jobs did not arrive ({', '.join(missing[:10])}); "
-                f"dead letters {dead.get('ApproximateNumberOfMessages')}; "
-                f"outcomes {[d.outcomes for d in dispatchers]}; "
-                f"buffered {[len(s.buffer) for d in dispatchers for s in d.sources]}"
+                f"queue: {depth.get('ApproximateNumberOfMessages')} visible, "
+                f"{depth.get('ApproximateNumberOfMessagesNotVisible')} in flight; "
+                f"{dead.get('ApproximateNumberOfMessages')} dead letters; workers hold {sum(held)}"
             )
         for dispatcher in dispatchers:
             dispatcher.stop()

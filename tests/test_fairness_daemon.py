@@ -47,6 +47,7 @@ async def _start_order(
     return [arrival.query["key"].split("-")[0] for arrival in acme.calls()]
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_them(
     acme: AcmeMarket,
@@ -69,6 +70,7 @@ async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_th
     assert acme.violations == 0
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_with_the_buffer_off_the_backlog_runs_first(
     acme: AcmeMarket,

@@ -143,6 +143,8 @@ class Dispatcher:
         self._jobs: dict[asyncio.Task[None], tuple[LaneSource, str, Delivery]] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        # Set-aside visibility changes not yet answered, by delivery (see `_recall`).
+        self._asides: dict[Delivery, asyncio.Task[Any]] = {}
         for source in sources if seller_buffer else ():
             source.buffer = SellerBuffer(
                 seller_buffer,
@@ -286,7 +288,7 @@ class Dispatcher:
             if self._stopped.is_set():
                 return
             # Visible before this receive asks; a failed one returns when due.
-            await asyncio.gather(*(self._settler.release(d, 0) for d in recalled))
+            await asyncio.gather(*(self._recall(d) for d in recalled))
             lane = source.queue
             if self._pauses and await self._pauses.paused(lane.market, lane.lane):
                 await self._pause(_PAUSED_RECHECK)  # an operator paused it (`lanes pause`)
@@ -322,7 +324,7 @@ class Dispatcher:
                 if seconds := source.buffer.add(delivery, now):
                     # Not awaited: the poller reaches further while the batch call goes out;
                     # a failed one returns on its own.
-                    self._in_background(self._settler.release(delivery, seconds))
+                    self._set_aside(delivery, seconds)
                 else:
                     self.heartbeat.track(delivery)
             await self._notify()
@@ -336,7 +338,7 @@ class Dispatcher:
                     seller, delivery = source.buffer.pop(now)
                     self._start(source, seller, delivery)
                     if (forward := source.buffer.recall_for(seller, now)) is not None:
-                        self._in_background(self._settler.release(forward, 0))
+                        self._in_background(self._recall(forward))
                 self._changed.notify_all()
 
     def _pick_ready(self) -> bool:
@@ -352,16 +354,31 @@ class Dispatcher:
         source, seller, delivery = self._jobs.pop(task)
         source.running -= 1
         if (forward := source.buffer.finished(seller, time.monotonic())) is not None:
-            self._in_background(self._settler.release(forward, 0))
+            self._in_background(self._recall(forward))
         self.heartbeat.forget(delivery)
         if not task.cancelled() and task.exception() is not None:
             _log.error("job.settle_crashed", error=repr(task.exception()))
         self._in_background(self._notify())
 
-    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    def _set_aside(self, delivery: Delivery, seconds: int) -> None:
+        task = self._in_background(self._settler.release(delivery, seconds))
+        self._asides[delivery] = task
+        task.add_done_callback(lambda _: self._asides.pop(delivery, None))
+
+    async def _recall(self, delivery: Delivery) -> None:
+        """Make a set-aside message visible now, after its set-aside change was answered:
+        the two in one batch call (one receipt twice) left it invisible for the whole
+        visibility timeout on moto."""
+        pending = self._asides.get(delivery)
+        if pending is not None:
+            await asyncio.wait([pending])
+        await self._settler.release(delivery, 0)
 
     async def _job(self, delivery: Delivery) -> None:
         deadline = time.monotonic() + self._job_seconds
