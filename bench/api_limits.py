@@ -11,7 +11,7 @@ uvicorn on loopback in this process, then prints
   repeated until each answers 202: the answers (202/207), the slowest one, and
   the lane queue's depth at the end (each job sent once: clients x 1,000).
 
-    python -m bench.api_limits --clients 20 --deadline 5
+    python -m bench.api_limits --clients 4 --deadline 5
 """
 
 from __future__ import annotations
@@ -131,6 +131,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", type=int, default=4, help="50 MB POSTs with a wrong key")
-    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--deadline", type=float, default=5.0, help="LANES_API_DEADLINE")
     asyncio.run(main(parser.parse_args()))
