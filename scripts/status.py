@@ -128,7 +128,8 @@ async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> l
 
 async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> list[Budget]:
     """Every app-scope budget of the market, and every seller-scope one used within its
-    sentinel's month (its log is gone a window after its last request)."""
+    state's day (the state hash expires a day after it was made; its log a window after
+    its last request)."""
     limits: dict[str, GroupConfig | EndpointConfig] = dict(market.groups)
     limits.update({key: value for key, value in market.endpoints.items() if value.group is None})
     budgets: list[Budget] = []
@@ -140,13 +141,13 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
             )
             continue
         head = f"lanes:{{{name}:{budget_name}:"
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:seen"
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:state"
         try:
             keys = [key.decode() async for key in redis.scan_iter(match=pattern, count=1000)]
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
         for key in sorted(keys):
-            seller = key[len(head) : -len("}:seen")]
+            seller = key[len(head) : -len("}:state")]
             budgets.append(
                 Budget.for_endpoint(
                     name,
@@ -250,7 +251,7 @@ def render_snapshot(state: Snapshot) -> str:
         parts.append("budgets: none in use")
     if state.budgets and seller_budgets(state.budgets):
         parts.append(
-            "per-seller budgets used this month: "
+            "per-seller budgets used within a day: "
             + ", ".join(f"{name} {count}" for name, count in seller_budgets(state.budgets).items())
         )
     if state.lateness:

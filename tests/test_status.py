@@ -82,7 +82,7 @@ def test_status_shows_depths_and_budget_usage(
     assert "coupang:vendor:A1" in table
     assert "/5 per 1s" in table  # the 1 s window may have passed since the JSON run
     assert "naver" not in table
-    assert "per-seller budgets used this month: coupang:vendor 2" in table
+    assert "per-seller budgets used within a day: coupang:vendor 2" in table
     everything = run_cli("status").out
     assert "GNCP-GW-RateLimit (configured 2" in everything
     assert "given_back 1" in everything
