@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from lanes.policy import Lane
 
-__all__ = ["Auth", "NoAuth", "Signer"]
+__all__ = ["Auth", "NoAuth", "Signer", "bearer"]
 
 # (method, path as sent, query string as sent without "?") -> headers to add
 Signer = Callable[[str, str, str], dict[str, str]]
@@ -36,3 +36,13 @@ class NoAuth:
 
     async def invalidate(self, seller: str | None) -> bool:
         return False
+
+
+def bearer(token: str, extra: Mapping[str, str] | None = None) -> Signer:
+    """The same `Authorization: Bearer <token>` (and `extra`) headers on every request."""
+    headers = {"Authorization": f"Bearer {token}", **(extra or {})}
+
+    def signer(method: str, path: str, query: str) -> dict[str, str]:
+        return headers
+
+    return signer

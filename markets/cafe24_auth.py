@@ -31,26 +31,22 @@ import asyncio
 import base64
 import contextlib
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
-from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from markets.auth import Signer
+from markets.auth import Signer, bearer
 from markets.cafe24_refresh_store import RefreshStore, Stored, fingerprint
 from markets.credentials import Credentials
 from markets.errors import PermanentError, RetryLater, TransientError
 from markets.jobs import maybe_landed
 from markets.market import KST
+from markets.token_cache import TokenCache
 
 __all__ = ["Cafe24Auth", "Cafe24Tokens", "TokenFetch"]
 
@@ -66,13 +62,6 @@ LOCK_MS = 120_000
 MARKER_MS = 10 * 60 * 1000  # a refused mall fails fast this long before the store is read again
 UNCERTAIN_MS = 24 * 3600 * 1000
 _WRITES = (0.05, 0.2, 1.0)  # pauses between attempts to write the new refresh token
-_COMPARE_DELETE = resources.files("markets").joinpath("compare_delete.lua").read_text("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    token: str
-    fresh_until: float  # time.monotonic()
 
 
 def _lifetime_s(answer: dict[str, Any]) -> float:
@@ -99,12 +88,12 @@ class Cafe24Tokens:
     ) -> None:
         self._market = market
         self._redis = redis
-        self._compare_delete = redis.register_script(_COMPARE_DELETE)
+        self._cache = TokenCache(market, redis)
+        self._redis_call = self._cache.call
         self._credentials = credentials
         self._make_store = store
         self._store: RefreshStore | None = None
         self._fetch = fetch
-        self._held: dict[str, _Held] = {}
         self._refused: dict[str, tuple[float, str]] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._unsaved: dict[str, tuple[str, Stored]] = {}
@@ -129,9 +118,9 @@ class Cafe24Tokens:
             raise PermanentError(
                 "Cafe24 calls need the message's seller (the mall id)", market=self._market
             )
-        held = self._held.get(mall)
-        if held is not None and time.monotonic() < held.fresh_until:
-            return held.token
+        held = self._cache.held(mall)
+        if held is not None:
+            return held
         refused = self._refused.get(mall)
         if refused is not None and time.monotonic() < refused[0]:
             raise self._refusal(mall, refused[1])
@@ -153,7 +142,7 @@ class Cafe24Tokens:
         key, lock, marker, _uncertain = await self._keys(mall)
         pause = 0.05
         while True:
-            cached = await self._cached(mall, key)
+            cached = await self._cache.cached(mall, key)
             if cached is not None:
                 return cached
             reason = await self._redis_call(self._redis.get(marker))
@@ -161,29 +150,17 @@ class Cafe24Tokens:
                 text = bytes(reason).decode()
                 self._refused[mall] = (time.monotonic() + MARKER_MS / 1000, text)
                 raise self._refusal(mall, text)
-            owner = secrets.token_hex(8)
-            if await self._redis_call(self._redis.set(lock, owner, nx=True, px=LOCK_MS)):
-                try:
-                    return await self._refresh(mall, key, lane)
-                finally:
-                    await self._redis_call(self._compare_delete(keys=[lock], args=[owner]))
+            fetched = await self._cache.under_lock(
+                lock, LOCK_MS, lambda: self._refresh(mall, key, lane)
+            )
+            if fetched is not None:
+                return fetched
             await asyncio.sleep(pause + random.uniform(0, pause))
             pause = min(pause * 2, 1.0)
 
-    async def _cached(self, mall: str, key: str) -> str | None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.pttl(key)
-            value, pttl = await self._redis_call(pipe.execute())
-        if value is None or pttl <= 0:
-            return None
-        token = bytes(value).decode()
-        self._held[mall] = _Held(token, time.monotonic() + pttl / 1000)
-        return token
-
     async def _refresh(self, mall: str, key: str, lane: Lane) -> str:
         # Another worker may have refreshed between our look and our lock.
-        cached = await self._cached(mall, key)
+        cached = await self._cache.cached(mall, key)
         if cached is not None:
             return cached
         store = self.store()
@@ -256,9 +233,7 @@ class Cafe24Tokens:
             lifetime = _lifetime_s(answer)
         except (KeyError, TypeError, ValueError):
             lifetime = 3600.0
-        lifetime_ms = max(1_000, round((lifetime - min(REFRESH_BEFORE_S, lifetime / 2)) * 1000))
-        await self._redis_call(self._redis.set(key, token, px=lifetime_ms))
-        self._held[mall] = _Held(token, time.monotonic() + lifetime_ms / 1000)
+        await self._cache.keep(mall, key, token, lifetime, REFRESH_BEFORE_S)
         self._refused.pop(mall, None)
         log.info("cafe24.token_refreshed", market=self._market, mall=mall, expires_in=lifetime)
         return token
@@ -313,18 +288,10 @@ class Cafe24Tokens:
 
     async def forget(self, mall: str) -> None:
         """Drop the mall's access token here and in Redis (only if Redis still holds it)."""
-        held = self._held.pop(mall, None)
-        if held is not None:
+        token = self._cache.drop(mall)
+        if token is not None:
             key, *_ = await self._keys(mall)
-            await self._redis_call(self._compare_delete(keys=[key], args=[held.token]))
-
-    async def _redis_call(self, pending: Awaitable[Any]) -> Any:
-        try:
-            return await pending
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(
-                f"{self._market} token cache: redis unavailable: {exc}"
-            ) from exc
+            await self._cache.delete(key, token)
 
 
 class Cafe24Auth:
@@ -335,13 +302,7 @@ class Cafe24Auth:
         self._version = {"X-Cafe24-Api-Version": api_version} if api_version else {}
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
-        token = await self.tokens.token(seller or "", lane, deadline)
-        headers = {"Authorization": f"Bearer {token}", **self._version}
-
-        def signer(method: str, path: str, query: str) -> dict[str, str]:
-            return headers
-
-        return signer
+        return bearer(await self.tokens.token(seller or "", lane, deadline), self._version)
 
     async def invalidate(self, seller: str | None) -> bool:
         """A 401 may mean the access token was revoked: refresh once."""

@@ -13,23 +13,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import bcrypt
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
-from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from markets.auth import Signer
+from markets.auth import Signer, bearer
 from markets.credentials import Credentials
 from markets.errors import PermanentError, RetryLater
+from markets.token_cache import TokenCache
 
 __all__ = ["NaverAuth", "NaverTokens", "TokenFetch", "client_secret_sign"]
 
@@ -44,19 +40,12 @@ REFRESH_BEFORE_S = 30 * 60 - 60
 LOCK_MS = 15_000
 # The token's timestamp is checked against Naver's clock: stay a little behind it.
 CLOCK_SKEW_MS = 3_000
-_COMPARE_DELETE = resources.files("markets").joinpath("compare_delete.lua").read_text("utf-8")
 
 
 def client_secret_sign(client_id: str, client_secret: str, timestamp_ms: int) -> str:
     """base64(bcrypt(f"{client_id}_{timestamp}", salt=client_secret)), as Naver defines it."""
     hashed = bcrypt.hashpw(f"{client_id}_{timestamp_ms}".encode(), client_secret.encode())
     return base64.b64encode(hashed).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    token: str
-    fresh_until: float  # time.monotonic()
 
 
 class NaverTokens:
@@ -76,12 +65,10 @@ class NaverTokens:
         if token_type not in ("SELF", "SELLER"):
             raise PermanentError(f"token_type {token_type!r}: SELF or SELLER", market=market)
         self._market = market
-        self._redis = redis
-        self._compare_delete = redis.register_script(_COMPARE_DELETE)
+        self._cache = TokenCache(market, redis)
         self._credentials = credentials
         self._fetch = fetch
         self._token_type = token_type
-        self._held: dict[str, _Held] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.fetched = 0  # tokens this process fetched from the market
 
@@ -104,48 +91,36 @@ class NaverTokens:
 
     async def token(self, lane: Lane, deadline: float | None, seller: str | None = None) -> str:
         account = await self.account(seller)
-        held = self._held.get(account)
-        if held is not None and time.monotonic() < held.fresh_until:
-            return held.token
+        held = self._cache.held(account)
+        if held is not None:
+            return held
         # One coroutine per process and account goes to Redis; the rest reuse its answer.
         async with self._locks.setdefault(account, asyncio.Lock()):
-            held = self._held.get(account)
-            if held is not None and time.monotonic() < held.fresh_until:
-                return held.token
+            held = self._cache.held(account)
+            if held is not None:
+                return held
             return await self._shared(account, lane, deadline)
 
     async def _shared(self, account: str, lane: Lane, deadline: float | None) -> str:
         key, lock = await self._keys(account)
         pause = 0.05
         while True:
-            cached = await self._cached(account, key)
+            cached = await self._cache.cached(account, key)
             if cached is not None:
                 return cached
-            owner = secrets.token_hex(8)
-            if await self._redis_call(self._redis.set(lock, owner, nx=True, px=LOCK_MS)):
-                try:
-                    return await self._refresh(account, key, lane, deadline)
-                finally:
-                    await self._redis_call(self._compare_delete(keys=[lock], args=[owner]))
+            fetched = await self._cache.under_lock(
+                lock, LOCK_MS, lambda: self._refresh(account, key, lane, deadline)
+            )
+            if fetched is not None:
+                return fetched
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise RetryLater(pause, f"{self._market}: waiting for another worker's token")
             await asyncio.sleep(pause + random.uniform(0, pause))
             pause = min(pause * 2, 1.0)
 
-    async def _cached(self, account: str, key: str) -> str | None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.pttl(key)
-            value, pttl = await self._redis_call(pipe.execute())
-        if value is None or pttl <= 0:
-            return None
-        token = bytes(value).decode()
-        self._held[account] = _Held(token, time.monotonic() + pttl / 1000)
-        return token
-
     async def _refresh(self, account: str, key: str, lane: Lane, deadline: float | None) -> str:
         # Another worker may have refreshed between our look and our lock.
-        cached = await self._cached(account, key)
+        cached = await self._cache.cached(account, key)
         if cached is not None:
             return cached
         client_id = (await self._credentials.get("client_id")).get_secret_value()
@@ -176,10 +151,7 @@ class NaverTokens:
             ) from None
         self.fetched += 1
         # Refresh inside the last 30 minutes (or half of a short-lived token's life).
-        margin = min(REFRESH_BEFORE_S, expires_in / 2)
-        lifetime_ms = max(1_000, round((expires_in - margin) * 1000))
-        await self._redis_call(self._redis.set(key, token, px=lifetime_ms))
-        self._held[account] = _Held(token, time.monotonic() + lifetime_ms / 1000)
+        await self._cache.keep(account, key, token, expires_in, REFRESH_BEFORE_S)
         log.info("naver.token_refreshed", market=self._market, expires_in=expires_in)
         return token
 
@@ -187,18 +159,10 @@ class NaverTokens:
         """Drop the seller's token here and in Redis (only if Redis still holds that very
         token: another worker may already have replaced it)."""
         account = await self.account(seller)
-        held = self._held.pop(account, None)
-        if held is not None:
+        token = self._cache.drop(account)
+        if token is not None:
             key, _lock = await self._keys(account)
-            await self._redis_call(self._compare_delete(keys=[key], args=[held.token]))
-
-    async def _redis_call(self, pending: Awaitable[Any]) -> Any:
-        try:
-            return await pending
-        except (RedisError, OSError) as exc:
-            raise BudgetUnavailable(
-                f"{self._market} token cache: redis unavailable: {exc}"
-            ) from exc
+            await self._cache.delete(key, token)
 
 
 class NaverAuth:
@@ -208,13 +172,7 @@ class NaverAuth:
         self.tokens = tokens
 
     async def prepare(self, seller: str | None, lane: Lane, deadline: float | None) -> Signer:
-        token = await self.tokens.token(lane, deadline, seller)
-        headers = {"Authorization": f"Bearer {token}"}
-
-        def signer(method: str, path: str, query: str) -> dict[str, str]:
-            return headers
-
-        return signer
+        return bearer(await self.tokens.token(lane, deadline, seller))
 
     async def invalidate(self, seller: str | None) -> bool:
         """A 401 may mean the token was revoked: fetch a new one once."""
