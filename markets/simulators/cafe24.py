@@ -21,7 +21,6 @@ The clock of tokens and orders is `SimState.now()` (`advance` expires tokens in 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import math
@@ -278,10 +277,7 @@ def cafe24_app(
         if not admitted:
             response: web.StreamResponse = _error(429, "Too Many Requests")
         else:
-            if sim.faults.latency > 0:
-                await asyncio.sleep(sim.faults.latency)
-            if sim.faults.should_fail():
-                sim.injected[name] += 1
+            if await sim.fails(name):
                 response = _error(sim.faults.status, "Service Unavailable")
             else:
                 response = await handler(request)

@@ -10,7 +10,6 @@ a second reply to an inquiry is refused.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections import Counter, deque
@@ -198,10 +197,7 @@ def coupang_app(
         admitted, near = market.admit(vendor)
         if not admitted:
             return _error(429, "Too many requests: the vendor is blocked for a while.")
-        if sim.faults.latency > 0:
-            await asyncio.sleep(sim.faults.latency)
-        if sim.faults.should_fail():
-            sim.injected[name] += 1
+        if await sim.fails(name):
             return _error(sim.faults.status, "Internal Server Error")
         request[_VENDOR] = vendor
         response = await handler(request)
@@ -401,7 +397,13 @@ def coupang_app(
             }
         )
 
-    async def inquiries(request: web.Request) -> web.Response:
+    def inquiry_page(
+        request: web.Request,
+        items: list[dict[str, Any]],
+        keep: Callable[[dict[str, Any]], bool],
+    ) -> web.Response:
+        """One page of the `items` asked within the query's period (7 days at most) that
+        `keep`: product inquiries and call-center inquiries list alike."""
         query = request.query
         if query.get("vendorId") != request[_VENDOR]:
             return _error(400, "vendorId is required in the query (the path's vendorId)")
@@ -414,22 +416,29 @@ def coupang_app(
             return _error(400, f"invalid or missing parameter: {exc}")
         if (until - since).days > 7:
             return _error(400, "the inquiry period may be at most 7 days")
-        answered = query.get("answeredType", "ALL")
         matching = [
             item
-            for item in vendor_of(request).inquiries
-            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until
-            and (answered == "ALL" or (answered == "ANSWERED") == bool(item["commentDtoList"]))
+            for item in items
+            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until and keep(item)
         ]
         content = matching[(page - 1) * size : page * size]
-        pages = max(1, -(-len(matching) // size))
         pagination = {
             "currentPage": page,
-            "totalPages": pages,
+            "totalPages": max(1, -(-len(matching) // size)),
             "totalElements": len(matching),
             "countPerPage": size,
         }
         return _ok({"content": content, "pagination": pagination})
+
+    async def inquiries(request: web.Request) -> web.Response:
+        answered = request.query.get("answeredType", "ALL")
+        return inquiry_page(
+            request,
+            vendor_of(request).inquiries,
+            lambda item: (
+                answered == "ALL" or (answered == "ANSWERED") == bool(item["commentDtoList"])
+            ),
+        )
 
     async def reply(request: web.Request) -> web.Response:
         body = await request.json()
@@ -475,32 +484,12 @@ def coupang_app(
         return act
 
     async def call_center(request: web.Request) -> web.Response:
-        query = request.query
-        if query.get("vendorId") != request[_VENDOR]:
-            return _error(400, "vendorId is required in the query (the path's vendorId)")
-        try:
-            since = date.fromisoformat(query["inquiryStartAt"])
-            until = date.fromisoformat(query["inquiryEndAt"])
-            page, size = int(query.get("pageNum", "1")), int(query.get("pageSize", "10"))
-        except (KeyError, ValueError) as exc:
-            return _error(400, f"invalid or missing parameter: {exc}")
-        if (until - since).days > 7:
-            return _error(400, "the inquiry period may be at most 7 days")
-        status = query.get("partnerCounselingStatus", "NONE")
-        matching = [
-            item
-            for item in vendor_of(request).call_center
-            if since <= date.fromisoformat(item["inquiryAt"][:10]) <= until
-            and status in ("NONE", item["partnerCounselingStatus"])
-        ]
-        content = matching[(page - 1) * size : page * size]
-        pagination = {
-            "currentPage": page,
-            "totalPages": max(1, -(-len(matching) // size)),
-            "totalElements": len(matching),
-            "countPerPage": size,
-        }
-        return _ok({"content": content, "pagination": pagination})
+        status = request.query.get("partnerCounselingStatus", "NONE")
+        return inquiry_page(
+            request,
+            vendor_of(request).call_center,
+            lambda item: status in ("NONE", item["partnerCounselingStatus"]),
+        )
 
     async def call_center_reply(request: web.Request) -> web.Response:
         body = await request.json()

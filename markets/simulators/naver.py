@@ -216,10 +216,7 @@ def naver_app(
                 429, "GW.RATE_LIMIT", "요청이 많아 일시적으로 사용할 수 없습니다."
             )
         else:
-            if sim.faults.latency > 0:
-                await asyncio.sleep(sim.faults.latency)
-            if sim.faults.should_fail():
-                sim.injected[name] += 1
+            if await sim.fails(name):
                 response = _gateway_error(sim.faults.status, "GW.PROXY", "upstream failed")
             else:
                 response = await handler(request)

@@ -97,6 +97,16 @@ class SimState:
     skew: float = 0.0
     scheduled: list[tuple[datetime, str, str]] = field(default_factory=list)
 
+    async def fails(self, endpoint: str) -> bool:
+        """The injected latency, then whether this request fails by injection (counted in
+        `injected`); each simulator answers the failure in its market's words."""
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)
+        if self.faults.should_fail():
+            self.injected[endpoint] += 1
+            return True
+        return False
+
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.skew)
 
