@@ -431,6 +431,23 @@ class CollectInquiries(Payload):
     answered: bool | None = None
 
 
+async def _collect(
+    context: JobContext,
+    endpoint: str,
+    params: dict[str, Any],
+    following: Callable[[Any], dict[str, Any] | None],
+    field: str,
+    key: str,
+) -> list[Any]:
+    """The items under `field` of every page of `endpoint`, each once (by `key`): a page
+    may repeat an item the one before it had."""
+    found: dict[Any, Any] = {}
+    async for answer in pages(context, endpoint, params, following):
+        for item in expect_list(answer, context.client.name, endpoint, field):
+            found[item.get(key)] = item
+    return list(found.values())
+
+
 async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
     market = context.client.name
     params = {
@@ -440,11 +457,10 @@ async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> d
         "page": 1,
         "size": 100,
     }
-    found: dict[Any, Any] = {}
-    async for answer in pages(context, "inquiries", params, _inquiry_pages(market)):
-        for item in expect_list(answer, market, "inquiries", "content"):
-            found[item.get("inquiryNo")] = item
-    return {"inquiries": list(found.values()), "count": len(found)}
+    found = await _collect(
+        context, "inquiries", params, _inquiry_pages(market), "content", "inquiryNo"
+    )
+    return {"inquiries": found, "count": len(found)}
 
 
 class CollectQnas(Payload):
@@ -470,11 +486,8 @@ async def collect_qnas(context: JobContext, payload: CollectQnas) -> dict[str, A
         "page": 1,
         "size": 100,
     }
-    found: dict[Any, Any] = {}
-    async for answer in pages(context, "qnas", params, following):
-        for item in expect_list(answer, market, "qnas", "contents"):
-            found[item.get("questionId")] = item
-    return {"qnas": list(found.values()), "count": len(found)}
+    found = await _collect(context, "qnas", params, following, "contents", "questionId")
+    return {"qnas": found, "count": len(found)}
 
 
 ClaimAction = Literal["approve_cancel", "approve_return", "reject_return"]
