@@ -353,26 +353,45 @@ def _page_numbers(market: str, endpoint: str) -> Callable[[Any], dict[str, Any] 
     return following
 
 
-async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
+async def _collect_inquiries(
+    context: JobContext,
+    endpoint: str,
+    first: date,
+    last: date,
+    page_size: int,
+    **filters: Any,
+) -> dict[str, Any]:
+    """Every inquiry of `endpoint` (online or call-center: the same query and answer) from
+    `first` to `last`, in 7-day queries, every page, each once."""
     market = context.client.name
-
-    following = _page_numbers(market, "inquiries")
+    following = _page_numbers(market, endpoint)
     found: dict[Any, Any] = {}
-    for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
+    for since, until in day_windows(first, last, _INQUIRY_SPAN):
         params = {
             # Required in the query as well as the path (the "Online Inquiry" page).
             "vendorId": context.seller,
             "inquiryStartAt": since.isoformat(),
             "inquiryEndAt": until.isoformat(),
-            "answeredType": payload.answered,
-            "pageSize": payload.page_size,
+            **filters,
+            "pageSize": page_size,
             "pageNum": 1,
         }
-        async for answer in pages(context, "inquiries", params, following):
-            data = expect_dict(answer, market, "inquiries", "data")
-            for item in expect_list(data, market, "inquiries", "content"):
+        async for answer in pages(context, endpoint, params, following):
+            data = expect_dict(answer, market, endpoint, "data")
+            for item in expect_list(data, market, endpoint, "content"):
                 found[item.get("inquiryId")] = item
     return {"inquiries": list(found.values()), "count": len(found)}
+
+
+async def collect_inquiries(context: JobContext, payload: CollectInquiries) -> dict[str, Any]:
+    return await _collect_inquiries(
+        context,
+        "inquiries",
+        payload.since,
+        payload.until,
+        payload.page_size,
+        answeredType=payload.answered,
+    )
 
 
 class CollectClaims(Payload):
@@ -514,23 +533,14 @@ class CollectCallCenterInquiries(Payload):
 async def collect_call_center_inquiries(
     context: JobContext, payload: CollectCallCenterInquiries
 ) -> dict[str, Any]:
-    market = context.client.name
-    endpoint = "call_center_inquiries"
-    found: dict[Any, Any] = {}
-    for since, until in day_windows(payload.since, payload.until, _INQUIRY_SPAN):
-        params = {
-            "vendorId": context.seller,
-            "inquiryStartAt": since.isoformat(),
-            "inquiryEndAt": until.isoformat(),
-            "partnerCounselingStatus": payload.status,
-            "pageSize": payload.page_size,
-            "pageNum": 1,
-        }
-        async for answer in pages(context, endpoint, params, _page_numbers(market, endpoint)):
-            data = expect_dict(answer, market, endpoint, "data")
-            for item in expect_list(data, market, endpoint, "content"):
-                found[item.get("inquiryId")] = item
-    return {"inquiries": list(found.values()), "count": len(found)}
+    return await _collect_inquiries(
+        context,
+        "call_center_inquiries",
+        payload.since,
+        payload.until,
+        payload.page_size,
+        partnerCounselingStatus=payload.status,
+    )
 
 
 class AnswerCallCenterInquiry(Payload):
