@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field
 
 from markets.answers import expect_dict, expect_list
 from markets.client import Call
 from markets.errors import PermanentError
-from markets.jobs import NOT_LANDED, JobContext, JobSpec, Landed, Payload
+from markets.jobs import NOT_LANDED, JobContext, JobSpec, Landed, Payload, Window
 from markets.market import KST, OrderShape
 from markets.paging import mark_collected, settled_now, since_last, windows
 
@@ -50,22 +50,12 @@ def _to_seconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-class CollectOrders(Payload):
+class CollectOrders(Window):
     """Every order (every status, with its items) from `since` to before `until` (default:
     the settled now), each once. Without `since`: since the mall's last collection (its
     watermark, minus the overlap), and the watermark moves once the result is delivered."""
 
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
     limit: int = Field(default=PAGE_LIMIT, ge=1, le=PAGE_LIMIT)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CollectOrders:
-        if self.since is None and self.until is not None:
-            raise ValueError("until needs since")
-        if self.since is not None and self.until is not None and self.until <= self.since:
-            raise ValueError("until is not after since")
-        return self
 
 
 def _search(context: JobContext, low: datetime, high: datetime) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from lanes.policy import Lane
 from markets.client import Call, MarketClient
@@ -28,6 +28,7 @@ __all__ = [
     "JobSpec",
     "Landed",
     "Payload",
+    "Window",
     "maybe_landed",
 ]
 
@@ -53,6 +54,22 @@ class Payload(BaseModel):
 
     def _count_given(self, names: tuple[str, ...]) -> int:
         return sum(getattr(self, name) is not None for name in names)
+
+
+class Window(Payload):
+    """A collection's window [since, until), both optional: `until` needs `since` and comes
+    after it (the orders collections of markets that take moments, not days)."""
+
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.since is None and self.until is not None:
+            raise ValueError("until needs since")
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until is not after since")
+        return self
 
 
 # What `landed` answers when the earlier request did not land: send it again.

@@ -12,7 +12,7 @@ from markets.answers import expect_dict, expect_list
 from markets.client import Call
 from markets.effects import Batch, Verdict, run_batch
 from markets.errors import OutcomeUnknown
-from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload
+from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload, Window
 from markets.market import KST, OrderShape
 from markets.paging import (
     mark_collected,
@@ -71,25 +71,15 @@ def _to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-class CollectOrders(Payload):
+class CollectOrders(Window):
     """Every product order changed from `since` to before `until` (default: the settled
     now; `until` is the next window's), each once, with its details. Without `since`: since
     the seller's last collection (its watermark, minus the overlap). `statuses` keeps only
     those product order statuses."""
 
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
     statuses: tuple[str, ...] = ()
     limit_count: int = Field(default=300, ge=1, le=300)
     details: bool = True
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CollectOrders:
-        if self.since is None and self.until is not None:
-            raise ValueError("until needs since")
-        if self.since is not None and self.until is not None and self.until <= self.since:
-            raise ValueError("until is not after since")
-        return self
 
 
 async def _details(context: JobContext, ids: list[str]) -> list[Any]:
