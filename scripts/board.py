@@ -321,6 +321,22 @@ def _urls(runtime: ApiRuntime, market: str, lane: Lane) -> QueueName:
     return QueueName(runtime.settings.queue_prefix, market, lane)
 
 
+async def _replay(
+    runtime: ApiRuntime, names: QueueName, only: ReplayFilter, max_messages: int, *, dry_run: bool
+) -> ReplayReport:
+    """`names`' dead letters that `only` picks, moved back to its lane queue (a dry run
+    lists them); the listing and the confirmed move run the same replay."""
+    return await replay(
+        runtime.sqs,
+        dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
+        lane_url=await runtime.sqs.queue_url(names.queue),
+        only=only,
+        max_messages=max_messages,
+        dry_run=dry_run,
+        visibility=60,
+    )
+
+
 def _router(sessions: Sessions, feed: Feed) -> APIRouter:
     router = APIRouter(prefix=BOARD, include_in_schema=False)
 
@@ -377,12 +393,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
         names = _urls(runtime, market, lane)
-        report = await replay(
-            runtime.sqs,
-            dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
-            lane_url=await runtime.sqs.queue_url(names.queue),
-            only=ReplayFilter(), max_messages=LIST_MAX, dry_run=True, visibility=60,
-        )  # fmt: skip
+        report = await _replay(runtime, names, ReplayFilter(), LIST_MAX, dry_run=True)
         return JSONResponse(_report(report))
 
     @router.post("/api/replay")
@@ -392,13 +403,8 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         if (refused := _unknown_market(runtime, pick.market)) is not None:
             return refused
         names = _urls(runtime, pick.market, pick.lane)
-        report = await replay(
-            runtime.sqs,
-            dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
-            lane_url=await runtime.sqs.queue_url(names.queue),
-            only=Picked(ids=frozenset(pick.ids)), max_messages=len(pick.ids),
-            dry_run=pick.dry_run, visibility=60,
-        )  # fmt: skip
+        picked = Picked(ids=frozenset(pick.ids))
+        report = await _replay(runtime, names, picked, len(pick.ids), dry_run=pick.dry_run)
         log.info("board.replay", who=who(request), queue=names.dead_letter,
                  dry_run=pick.dry_run, moved=report.moved, listed=len(report.listed))  # fmt: skip
         return JSONResponse(_report(report))
