@@ -1,4 +1,4 @@
-# The lanes images, three targets from two install stages:
+# The lanes images, three targets from two install stages (and one runtime base):
 #   docker build --target daemon -t lanes .      `lanes worker` (ECS, Kubernetes); the default
 #   docker build --target api -t lanes-api .     `lanes api` on port 8080 (keys: LANES_API_KEYS)
 #   docker build --target lambda -t lanes-lambda .
@@ -26,26 +26,25 @@ COPY deploy/lanes.toml ${LAMBDA_TASK_ROOT}/lanes.toml
 ENV PYTHONUNBUFFERED=1 LANES_CONFIG=/var/task/lanes.toml
 CMD ["worker.lambda_handler.handler"]
 
-FROM python:3.11-slim AS api
+# What the api and daemon images share: the unprivileged user, the baked config, `lanes`.
+FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 lanes
-COPY --from=api-install /install /usr/local
 COPY deploy/lanes.toml /etc/lanes/lanes.toml
-USER lanes
 WORKDIR /home/lanes
 ENV PYTHONUNBUFFERED=1 LANES_CONFIG=/etc/lanes/lanes.toml
-EXPOSE 8080
 ENTRYPOINT ["lanes"]
+
+FROM runtime AS api
+COPY --from=api-install /install /usr/local
+USER lanes
+EXPOSE 8080
 # All interfaces: in a container, requests come from outside it (a load balancer in front).
 CMD ["api", "--host", "0.0.0.0", "--port", "8080"]
 
-FROM python:3.11-slim AS daemon
-RUN useradd --create-home --uid 10001 lanes
+FROM runtime AS daemon
 COPY --from=core-install /install /usr/local
-COPY deploy/lanes.toml /etc/lanes/lanes.toml
 USER lanes
-WORKDIR /home/lanes
 # LANES_METRICS_HOST: the orchestrator's probes of /metrics and /healthz come from outside the
 # container (the default outside one is 127.0.0.1); LANES_METRICS_PORT turns them on.
-ENV PYTHONUNBUFFERED=1 LANES_CONFIG=/etc/lanes/lanes.toml LANES_METRICS_HOST=0.0.0.0
-ENTRYPOINT ["lanes"]
+ENV LANES_METRICS_HOST=0.0.0.0
 CMD ["worker"]
