@@ -26,25 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-import uvicorn
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 import markets
+from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
 from scripts.api import create_app
 from scripts.demo_load import MARKET_RATES, MARKETS, config_text, credential_variables, plan_burst
 from scripts.provision import provision
-from scripts.services import MotoServer, RedisServer, SimulatorServer, free_port
+from scripts.services import MotoServer, RedisServer, SimulatorServer
 from worker.daemon import build_dispatcher
 from worker.queues import QueueName
 from worker.runtime import Runtime
 from worker.sqs import OutgoingMessage, SqsClient
 
 KEY = "bench-board-key"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 async def _redis_calls(client: aioredis.Redis) -> int:
@@ -68,24 +65,6 @@ async def _open_pages(browser: Browser, url: str, count: int, **context: Any) ->
 async def _close(pages: list[Page]) -> None:
     for page in pages:
         await page.context.close()
-
-
-@contextlib.asynccontextmanager
-async def _served(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # it failed to start: raise why
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _burst(sqs: SqsClient, prefix: str, seconds: float) -> None:
@@ -127,8 +106,8 @@ async def main(seconds: float, screenshots: Path | None) -> None:
         async with (
             SqsClient(endpoint_url=moto.url, region="us-east-1") as sqs,
             aioredis.Redis.from_url(redis_server.url) as redis,
-            _served(app) as url,
-            async_playwright() as driver,
+            served(app) as url,
+            chromium() as browser,
         ):
             await provision(sqs, prefix="bench", markets=list(MARKETS), visibility_timeout=60)
             runtime = app.state.runtime
@@ -142,7 +121,6 @@ async def main(seconds: float, screenshots: Path | None) -> None:
                     yield client
 
             runtime.sqs._calling = counted
-            browser = await driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             worker = Runtime(settings, config)
             worker.limiter._restart_guard = False  # this Redis is new: no data was lost
             await worker.open()
@@ -181,7 +159,6 @@ async def main(seconds: float, screenshots: Path | None) -> None:
                 reads = (app.state.board_feed.reads - before_reads) / seconds
                 print(f"{count:5}  {redis_rate:11.1f}  {sqs_rate:11.1f}  {reads:11.2f}")
                 await _close(pages)
-            await browser.close()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ and an in-process worker. Skipped, with the reason, where chromium or playwright
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -15,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
+from bench.browser import CHROMIUM, chromium
+from bench.browser import served as serve
 from lanes import Lane
 from scripts.api import create_app
-from scripts.services import free_port
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv, coupang_job
 from tests.fixtures_markets import COUPANG_VENDOR, Running
 from tests.fixtures_worker import RunningWorker
@@ -32,7 +31,6 @@ from worker.sqs import OutgoingMessage
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
 
 pytestmark = [
@@ -41,16 +39,6 @@ pytestmark = [
         not Path(CHROMIUM).exists(),
         reason="no chromium (Debian: apt-get install -y chromium chromium-driver)",
     ),
-]
-
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
 ]
 
 
@@ -65,28 +53,16 @@ class Served:
 async def served(api_env: ApiEnv, exit_stack: AsyncExitStack) -> AsyncIterator[Served]:
     """The API app (and so the board) served by uvicorn on a free loopback port."""
     app = create_app(api_env.settings, api_env.config)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    app.state.runtime.limiter._restart_guard = False
-    yield Served(f"http://127.0.0.1:{port}", api_env, app)
-    server.should_exit = True
-    await task
+    async with serve(app) as url:
+        app.state.runtime.limiter._restart_guard = False
+        yield Served(url, api_env, app)
 
 
 @pytest.fixture
 async def page(served: Served) -> AsyncIterator[Page]:
-    async with playwright_api.async_playwright() as driver:
-        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    async with chromium() as browser:
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         yield await context.new_page()
-        await browser.close()
 
 
 async def sign_in(page: Page, served: Served, key: str = KEY) -> None:
