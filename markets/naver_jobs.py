@@ -59,6 +59,20 @@ _RETRYABLE_DISPATCH = frozenset({"SYSTEM_ERROR", "TEMPORARY_ERROR", "GW.TIMEOUT"
 _INQUIRY_LOOKBACK = timedelta(days=90)
 
 
+def _failed(data: Any, market: str, endpoint: str) -> list[tuple[str, Verdict, str]]:
+    """The verdicts of a batch answer's `failProductOrderInfos` (confirm and dispatch answer
+    failures alike): retried when their code says so, refused otherwise."""
+    verdicts = []
+    for item in expect_list(data, market, endpoint, "failProductOrderInfos"):
+        item = item if isinstance(item, dict) else {}
+        code = str(item.get("code"))
+        verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
+        verdicts.append(
+            (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
+        )
+    return verdicts
+
+
 _MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -253,14 +267,7 @@ async def acknowledge_orders(context: JobContext, payload: AcknowledgeOrders) ->
             for item in expect_list(data, market, "confirm", "successProductOrderInfos")
             if isinstance(item, dict)
         ]
-        for item in expect_list(data, market, "confirm", "failProductOrderInfos"):
-            item = item if isinstance(item, dict) else {}
-            code = str(item.get("code"))
-            verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
-            verdicts.append(
-                (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
-            )
-        return verdicts
+        return verdicts + _failed(data, market, "confirm")
 
     batch = Batch(
         endpoint="confirm",
@@ -309,14 +316,7 @@ def _sort_dispatch(market: str) -> Callable[[Any], list[tuple[str, Verdict, str]
             (str(each), Verdict.DONE, "")
             for each in expect_list(data, market, "dispatch", "successProductOrderIds")
         ]
-        for item in expect_list(data, market, "dispatch", "failProductOrderInfos"):
-            item = item if isinstance(item, dict) else {}
-            code = str(item.get("code"))
-            verdict = Verdict.RETRY if code in _RETRYABLE_DISPATCH else Verdict.REFUSED
-            verdicts.append(
-                (str(item.get("productOrderId")), verdict, f"{code}: {item.get('message')}")
-            )
-        return verdicts
+        return verdicts + _failed(data, market, "dispatch")
 
     return sort
 
