@@ -89,7 +89,6 @@ class Cafe24Tokens:
         self._market = market
         self._redis = redis
         self._cache = TokenCache(market, redis)
-        self._redis_call = self._cache.call
         self._credentials = credentials
         self._make_store = store
         self._store: RefreshStore | None = None
@@ -145,7 +144,7 @@ class Cafe24Tokens:
             cached = await self._cache.cached(mall, key)
             if cached is not None:
                 return cached
-            reason = await self._redis_call(self._redis.get(marker))
+            reason = await self._cache.call(self._redis.get(marker))
             if reason is not None:
                 text = bytes(reason).decode()
                 self._refused[mall] = (time.monotonic() + MARKER_MS / 1000, text)
@@ -208,7 +207,7 @@ class Cafe24Tokens:
                 # The answer may be lost after Cafe24 rotated the token: say so if it is
                 # refused later.
                 *_, uncertain = await self._keys(mall)
-                await self._redis_call(self._redis.set(uncertain, "1", px=UNCERTAIN_MS))
+                await self._cache.call(self._redis.set(uncertain, "1", px=UNCERTAIN_MS))
             raise
         if (
             not isinstance(answer, dict)
@@ -259,7 +258,7 @@ class Cafe24Tokens:
 
     async def _mark_refused(self, mall: str, stored: Stored) -> PermanentError:
         *_, uncertain = await self._keys(mall)
-        lost = await self._redis_call(self._redis.get(uncertain)) is not None
+        lost = await self._cache.call(self._redis.get(uncertain)) is not None
         cause = (
             "an earlier refresh's answer was lost after Cafe24 rotated the token"
             if lost
@@ -283,7 +282,7 @@ class Cafe24Tokens:
 
     async def _remember_refused(self, mall: str, reason: str) -> None:
         _key, _lock, marker, _uncertain = await self._keys(mall)
-        await self._redis_call(self._redis.set(marker, reason, px=MARKER_MS))
+        await self._cache.call(self._redis.set(marker, reason, px=MARKER_MS))
         self._refused[mall] = (time.monotonic() + MARKER_MS / 1000, reason)
 
     async def forget(self, mall: str) -> None:
