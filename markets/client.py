@@ -289,15 +289,18 @@ class MarketClient:
             signed = signer(endpoint.method, url.raw_path, url.raw_query_string) if signer else {}
             headers = {**call.headers, **signed}
             if ticket.may_send():
-                if on_sent is not None:
-                    on_sent()  # it starts (it may still be stopped as late, below)
+                left = True
                 try:
                     answer = await self._request(
                         endpoint.method, url, headers, call, deadline, timeout, ticket
                     )
                     break
                 except LateSend:
-                    pass  # stopped before a byte left
+                    left = False  # stopped before a byte left: no call was made
+                finally:
+                    # A call counts once it may have reached the market, answered or not.
+                    if left and on_sent is not None:
+                        on_sent()
             # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
             await self._limiter.release(budget, ticket.members)
         return await self._sort(answer, call.endpoint, budget, ticket, bound)
