@@ -1,6 +1,6 @@
 """What a market brings: its TOML catalogue, its auth, its job kinds and its order shape.
 
-Each market module (`markets/coupang.py`, `markets/naver.py`) builds one `Market`;
+Each market module (`markets/coupang/__init__.py`, `markets/naver/__init__.py`) builds one `Market`;
 `markets/registry.py` lists them. Adding a market is one new module (plus its
 `<name>.toml`) and one line in the registry.
 """
@@ -89,6 +89,6 @@ class Market:
     check_options: Callable[[Mapping[str, str]], None] = lambda options: None
 
     def catalogue(self) -> dict[str, Any]:
-        """The market's built-in TOML table (`markets/<name>.toml`) as raw data."""
-        path = resources.files("markets").joinpath(f"{self.name}.toml")
+        """The market's built-in TOML table (`markets/<name>/catalogue.toml`) as raw data."""
+        path = resources.files(f"markets.{self.name}").joinpath("catalogue.toml")
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """The built-in markets, in one list.
 
 Adding a market: write `markets/<name>.py` building a `Market` (its jobs, auth
-factory and order shape; see `markets/coupang.py`), put its endpoints in
+factory and order shape; see `markets/coupang/__init__.py`), put its endpoints in
 `markets/<name>.toml`, and add its `MARKET` to `BUILT_IN` below.
 """
 

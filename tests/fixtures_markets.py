@@ -14,7 +14,7 @@ from aiohttp import web
 from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
 from markets import Backoff, Markets
 from markets.catalogue import parse_with_catalogues
-from markets.naver_auth import NaverAuth, NaverTokens
+from markets.naver.auth import NaverAuth, NaverTokens
 from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
 
 COUPANG_VENDOR = "A00012345"

@@ -16,7 +16,7 @@ from aiohttp import web
 from lanes import Config, Lane, RedisStore, Settings
 from lanes.errors import ConfigError
 from markets import JobRequest, Markets, PermanentError, RetryLater
-from markets.cafe24_auth import Cafe24Auth, Cafe24Tokens
+from markets.cafe24.auth import Cafe24Auth, Cafe24Tokens
 from markets.catalogue import parse_with_catalogues
 from markets.simulators import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator

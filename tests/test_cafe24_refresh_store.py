@@ -12,7 +12,7 @@ import aioboto3
 import pytest
 
 from markets import PermanentError
-from markets.cafe24_refresh_store import (
+from markets.cafe24.refresh_store import (
     AwsRefreshStore,
     FileRefreshStore,
     Stored,

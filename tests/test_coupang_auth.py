@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from lanes import Lane
 from markets import JobRequest, PermanentError
-from markets.coupang_auth import CoupangAuth, authorization, sign, signed_date
+from markets.coupang.auth import CoupangAuth, authorization, sign, signed_date
 from markets.credentials import Credentials, SettingsSource
 from tests.fixtures_markets import (
     COUPANG_VENDOR,

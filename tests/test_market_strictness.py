@@ -13,7 +13,7 @@ import pytest
 from lanes import Lane
 from markets import AttemptsExhausted, JobRequest, PermanentError
 from markets.errors import QuotaExhausted
-from markets.naver_auth import client_secret_sign
+from markets.naver.auth import client_secret_sign
 from markets.simulators import coupang_app, naver_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,

@@ -8,7 +8,7 @@ import pytest
 
 from lanes import Lane, RedisStore
 from markets import JobRequest, PermanentError
-from markets.naver_auth import client_secret_sign
+from markets.naver.auth import client_secret_sign
 from markets.simulators import naver_app
 from tests.fixtures_markets import (
     NAVER_APP,

@@ -11,7 +11,7 @@ import pytest
 
 from lanes import Lane
 from markets import JobRequest
-from markets.coupang_auth import authorization, sign, signed_date
+from markets.coupang.auth import authorization, sign, signed_date
 from markets.simulators import coupang_app, naver_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from markets.simulators.cafe24 import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
-from markets.simulators.coupang import DEFAULT_KEYS, coupang_app
-from markets.simulators.naver import DEFAULT_APPS, naver_app
+from markets.cafe24.simulator import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
+from markets.coupang.simulator import DEFAULT_KEYS, coupang_app
+from markets.naver.simulator import DEFAULT_APPS, naver_app
 from markets.simulators.serve import serve
 from markets.simulators.state import Faults, SimState, sim_state
 

@@ -15,9 +15,9 @@ import argparse
 
 from aiohttp import web
 
-from markets.simulators.cafe24 import cafe24_app
-from markets.simulators.coupang import coupang_app
-from markets.simulators.naver import naver_app
+from markets.cafe24.simulator import cafe24_app
+from markets.coupang.simulator import coupang_app
+from markets.naver.simulator import naver_app
 from markets.simulators.state import Faults, SimState
 
 

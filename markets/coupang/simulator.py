@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from markets.coupang_auth import sign
+from markets.coupang.auth import sign
 from markets.simulators.data import (
     COUPANG_STATUSES,
     DEFAULT_COUPANG_CYCLE,

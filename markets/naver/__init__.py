@@ -12,8 +12,8 @@ from lanes.policy import Lane
 from markets.auth import Auth
 from markets.client import Call
 from markets.market import AuthSetup, Market
-from markets.naver_auth import NaverAuth, NaverTokens
-from markets.naver_jobs import NAVER_JOBS, ORDERS
+from markets.naver.auth import NaverAuth, NaverTokens
+from markets.naver.jobs import NAVER_JOBS, ORDERS
 
 __all__ = ["MARKET"]
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from lanes.policy import Lane
 from markets.auth import Auth
-from markets.cafe24_auth import Cafe24Auth, Cafe24Tokens
-from markets.cafe24_jobs import CAFE24_JOBS, ORDERS
-from markets.cafe24_refresh_store import RefreshStore, check_writable, refresh_store
+from markets.cafe24.auth import Cafe24Auth, Cafe24Tokens
+from markets.cafe24.jobs import CAFE24_JOBS, ORDERS
+from markets.cafe24.refresh_store import RefreshStore, check_writable, refresh_store
 from markets.client import Call
 from markets.market import AuthSetup, Market
 

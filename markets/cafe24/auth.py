@@ -2,7 +2,7 @@
 durably, one refresh per mall at a time across every worker.
 
 Each mall (the message's seller) installed the app and holds its own refresh token in
-the seller's credential source (`markets/cafe24_refresh_store.py`). An access token lives
+the seller's credential source (`markets/cafe24/refresh_store.py`). An access token lives
 about two hours; the refresh token two weeks, and Cafe24 issues a new one on every
 refresh while the old one stops working [developers.cafe24.com, "Issuing the refresh
 token"]. So a refresh is a one-way door, and:
@@ -41,7 +41,7 @@ import structlog
 
 from lanes.policy import Lane
 from markets.auth import Signer, bearer
-from markets.cafe24_refresh_store import RefreshStore, Stored, fingerprint
+from markets.cafe24.refresh_store import RefreshStore, Stored, fingerprint
 from markets.credentials import Credentials
 from markets.errors import PermanentError, RetryLater, TransientError
 from markets.jobs import maybe_landed
@@ -50,7 +50,7 @@ from markets.token_cache import TokenCache
 
 __all__ = ["Cafe24Auth", "Cafe24Tokens", "TokenFetch"]
 
-log = structlog.get_logger("markets.cafe24_auth")
+log = structlog.get_logger("markets.cafe24.auth")
 
 # (mall, form fields, headers, lane) -> the token endpoint's JSON answer
 TokenFetch = Callable[[str, dict[str, str], dict[str, str], Lane], Awaitable[Any]]

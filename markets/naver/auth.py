@@ -29,7 +29,7 @@ from markets.token_cache import TokenCache
 
 __all__ = ["NaverAuth", "NaverTokens", "TokenFetch", "client_secret_sign"]
 
-log = structlog.get_logger("markets.naver_auth")
+log = structlog.get_logger("markets.naver.auth")
 
 # (form fields, lane, deadline) -> the token endpoint's JSON answer
 TokenFetch = Callable[[dict[str, str], Lane, float | None], Awaitable[Any]]

@@ -6,8 +6,8 @@ Signed per vendor with CEA HMAC; the message's seller is the vendorId.
 from __future__ import annotations
 
 from markets.auth import Auth
-from markets.coupang_auth import CoupangAuth
-from markets.coupang_jobs import COUPANG_JOBS, ORDERS
+from markets.coupang.auth import CoupangAuth
+from markets.coupang.jobs import COUPANG_JOBS, ORDERS
 from markets.market import AuthSetup, Market
 
 __all__ = ["MARKET"]
