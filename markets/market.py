@@ -1,8 +1,11 @@
-"""What a market brings: its TOML catalogue, its auth, its job kinds and its order shape.
+"""The market contract: what a market brings (its TOML catalogue, auth, job kinds, order
+shape, time zone, product id field and simulator), in one `Market`.
 
-Each market module (`markets/coupang/__init__.py`, `markets/naver/__init__.py`) builds one `Market`;
-`markets/registry.py` lists them. Adding a market is one new module (plus its
-`<name>.toml`) and one line in the registry.
+Each market is a package `markets/<name>/` whose `__init__.py` builds its `MARKET`
+(beside it: `catalogue.toml`, `auth.py`, `jobs.py`, `simulator.py`); `markets/registry.py`
+lists them. Adding a market is its folder and one line in the registry: everything else
+(the worker, the API, the simulators' command line, `lanes services`, backfill) reads the
+`Market`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import timedelta, tzinfo
 from importlib import resources
 from typing import Any
 
@@ -22,9 +25,7 @@ from markets.client import MarketClient
 from markets.credentials import Credentials
 from markets.jobs import JobSpec
 
-__all__ = ["KST", "AuthFactory", "AuthSetup", "Market", "OrderShape"]
-
-KST = timezone(timedelta(hours=9))  # both markets' own time
+__all__ = ["AuthFactory", "AuthSetup", "Market", "OrderShape", "SimulatorEntry"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,18 @@ AuthFactory = Callable[[AuthSetup], Auth]
 
 
 @dataclass(frozen=True)
+class SimulatorEntry:
+    """The market's local simulator: `module` holds `make_app(rate, state)` (imported only when
+    a simulator runs, so the worker never loads it); `rate` its default rate (what `rate` means
+    is the simulator's: calls/s, a token refill, a bucket's leak); `base_path` what follows
+    `http://127.0.0.1:<port>` in the market's `base_url`."""
+
+    module: str
+    rate: float
+    base_path: str = ""
+
+
+@dataclass(frozen=True)
 class Market:
     """One built-in market: `catalogue = "<name>"` in a TOML table brings it in."""
 
@@ -79,6 +92,10 @@ class Market:
     make_auth: AuthFactory
     jobs: Mapping[str, JobSpec]
     orders: OrderShape
+    time_zone: tzinfo  # the market's own time: naive dates and moments are read in it
+    # The payload field of `get_product` one product id fills (the API's product route).
+    product_id_field: str = "product_id"
+    simulator: SimulatorEntry | None = None
     # The credentials its auth reads, checked at worker start-up: `app_keys` are the
     # application's own, market-wide; `seller_keys(options)` sign or identify a seller and
     # come from each seller's own entry only (markets/credentials.py).

@@ -31,7 +31,7 @@ from markets.errors import PermanentError, TransientError
 from markets.jobs import CALL, CallPayload, JobContext, JobSpec, Payload
 from markets.market import AuthSetup
 from markets.open_orders import OpenOrders
-from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, MARKETS
+from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, JOB_KINDS, market_of
 from markets.request import JobRequest, JobResult
 from markets.retry import Backoff
 from markets.watermark import Watermark, Watermarks
@@ -67,7 +67,7 @@ def _spec(config: Config, request: JobRequest) -> JobSpec:
     market = _market_of(config, request.market)
     if request.kind == "call":
         return CALL
-    built_in = MARKETS.get(market.catalogue or "")
+    built_in = market_of(market)
     jobs = built_in.jobs if built_in is not None else {}
     spec = jobs.get(request.kind)
     if spec is None:
@@ -215,7 +215,7 @@ class Markets(AsyncResource):
         if request.kind == "call":
             endpoint = market.endpoints.get(str(request.payload.get("endpoint")))
             return endpoint is not None and endpoint.method != "GET"
-        built_in = MARKETS.get(market.catalogue or "")
+        built_in = market_of(market)
         spec = built_in.jobs.get(request.kind) if built_in is not None else None
         return spec is not None and spec.side_effect
 

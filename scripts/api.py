@@ -39,6 +39,7 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
+from markets.registry import market_of
 from scripts.api_gate import Gate, problem
 from scripts.api_jobs import (
     MAX_JOBS,
@@ -83,8 +84,6 @@ log = structlog.get_logger("api")
 DEFAULT_WAIT = 10.0
 # API Gateway gives an integration 29 s: an answer must be on its way before that.
 MAX_WAIT = 25.0
-# The payload field a per-product collection's path id fills, per catalogue.
-PRODUCT_ID_FIELDS = {"coupang": "seller_product_id", "naver": "origin_product_no"}
 _CLAIM_SECONDS = 30.0
 
 
@@ -272,8 +271,9 @@ async def collect_product(
 ) -> JSONResponse:
     """`get_product` now through the shared budget; 202 with the job id past `wait`."""
     known = runtime.config.markets.get(target.market)
-    catalogue = (known.catalogue if known else None) or ""
-    payload = {target.field or PRODUCT_ID_FIELDS.get(catalogue, "product_id"): product_id}
+    built_in = market_of(known) if known else None  # its own product id field, else the generic one
+    field = built_in.product_id_field if built_in else "product_id"
+    payload = {target.field or field: product_id}
     return await _collect(runtime, "get_product", target, payload)
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from lanes.config import MarketConfig
-from markets.market import KST, Market
+from markets.market import Market
 from markets.paging import day_windows, windows
-from markets.registry import MARKETS
+from markets.registry import MARKETS, market_of
 from scripts.inputs import UsageError
 
 __all__ = ["Numbered", "id_jobs", "producer_id", "window_jobs"]
@@ -35,7 +35,7 @@ def producer_id(*parts: str) -> str:
 
 
 def _built_in(market_name: str, market: MarketConfig) -> Market:
-    found = MARKETS.get(market.catalogue or "")
+    found = market_of(market)
     if found is None:
         known = ", ".join(sorted(MARKETS))
         raise UsageError(
@@ -60,12 +60,12 @@ def _day(value: date | datetime) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def _moment(value: date | datetime, *, end: bool) -> datetime:
-    """Naive values are Korean time (both markets' own); a day as an end includes that day."""
+def _moment(value: date | datetime, zone: tzinfo, *, end: bool) -> datetime:
+    """Naive values are the market's own time; a day as an end includes that day."""
     if not isinstance(value, datetime):
         day = value + timedelta(days=1) if end else value
-        return datetime.combine(day, time(), KST)
-    return value if value.tzinfo is not None else value.replace(tzinfo=KST)
+        return datetime.combine(day, time(), zone)
+    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
 
 
 def window_jobs(
@@ -80,7 +80,8 @@ def window_jobs(
     """One `collect_orders` per window from `since` through `until`, each at most `step`
     long and never longer than the market accepts; `statuses` (default: every active
     one) go into each job."""
-    shape = _built_in(market_name, market).orders
+    built_in = _built_in(market_name, market)
+    shape = built_in.orders
     step = min(step or shape.max_span, shape.max_span)
     extra: dict[str, object] = {"statuses": list(statuses)} if statuses else {}
     spans: Iterator[tuple[date, date]] | Iterator[tuple[datetime, datetime]]
@@ -92,7 +93,8 @@ def window_jobs(
             raise UsageError(f"--until {last} is before --since {first}")
         spans = day_windows(first, last, step)
     else:
-        start, end = _moment(since, end=False), _moment(until, end=True)
+        zone = built_in.time_zone
+        start, end = _moment(since, zone, end=False), _moment(until, zone, end=True)
         if end <= start:
             raise UsageError(f"--until {end.isoformat()} is not after --since {start.isoformat()}")
         spans = windows(start, end, step)

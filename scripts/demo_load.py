@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lanes.policy import Lane
-from markets.simulators import DEFAULT_APPS, DEFAULT_KEYS
+from markets.coupang.simulator import DEFAULT_KEYS
+from markets.naver.simulator import DEFAULT_APPS
 from scripts.backfill import producer_id
 
 __all__ = [

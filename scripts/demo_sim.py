@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 
-from markets.simulators import coupang_app, naver_app
+from markets.simulators import simulated, simulator_app
 from markets.simulators.state import Handler
 
 __all__ = ["ARRIVALS_PATH", "with_arrival_log"]
@@ -50,7 +50,7 @@ def with_arrival_log(app: web.Application) -> web.Application:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.demo_sim")
-    parser.add_argument("market", choices=["coupang", "naver"])
+    parser.add_argument("market", choices=list(simulated()))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rate", type=float, required=True)
     args = parser.parse_args()
@@ -58,7 +58,7 @@ def main() -> None:
     # ahead of other work on this host, so that it stamps arrivals when they come.
     with contextlib.suppress(PermissionError):
         os.nice(_AHEAD)
-    app = (coupang_app if args.market == "coupang" else naver_app)(rate=args.rate)
+    app = simulator_app(args.market, args.rate)
     web.run_app(
         with_arrival_log(app), host="127.0.0.1", port=args.port, print=None, access_log=None
     )

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from lanes.errors import LanesError
+from markets.simulators import simulator_of
 
 __all__ = [
     "MotoServer",
@@ -242,8 +243,8 @@ class SimulatorServer(_ChildServer):
 
     @property
     def base_url(self) -> str:
-        """The market's `base_url` (Naver's API lives under `/external`)."""
-        return self.root + ("/external" if self.market == "naver" else "")
+        """The market's `base_url`: the root and its simulator's `base_path`."""
+        return self.root + simulator_of(self.market).base_path
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", self.module, self.market,

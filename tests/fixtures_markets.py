@@ -14,8 +14,10 @@ from aiohttp import web
 from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
 from markets import Backoff, Markets
 from markets.catalogue import parse_with_catalogues
+from markets.coupang.simulator import coupang_app
 from markets.naver.auth import NaverAuth, NaverTokens
-from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
+from markets.naver.simulator import naver_app
+from markets.simulators import SimState, serve, sim_state
 
 COUPANG_VENDOR = "A00012345"
 # A vendor's keys are its own (never market-wide): `<vendorId>_<name>`.

@@ -13,9 +13,10 @@ from lanes import Lane
 from lanes.config import MarketConfig
 from markets import JobRequest
 from markets.catalogue import parse_with_catalogues
-from markets.market import KST
+from markets.coupang.jobs import KST
+from markets.coupang.simulator import coupang_app
+from markets.naver.simulator import naver_app
 from markets.registry import MARKETS
-from markets.simulators import coupang_app, naver_app
 from scripts.backfill import id_jobs, window_jobs
 from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
 from scripts.sending import group_id

@@ -8,8 +8,8 @@ import pytest
 
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
+from markets.coupang.simulator import coupang_app
 from markets.errors import PartialFailure
-from markets.simulators import coupang_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     MakeMarkets,

@@ -16,8 +16,9 @@ from lanes import ConfigError
 from lanes.policy import Lane
 from lanes.settings import Settings
 from markets import PermanentError
+from markets.coupang.simulator import coupang_app
 from markets.credentials import Credentials, SettingsSource, credential_source
-from markets.simulators import coupang_app, naver_app
+from markets.naver.simulator import naver_app
 from scripts.services import MotoServer
 from tests.fixtures_markets import NAVER_APP, StartSimulator, markets_config
 from worker.outcomes import Action

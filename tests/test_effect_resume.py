@@ -22,7 +22,8 @@ import pytest
 from lanes.policy import Lane
 from lanes.settings import Settings
 from markets import JobRequest
-from markets.simulators import coupang_app, naver_app
+from markets.coupang.simulator import coupang_app
+from markets.naver.simulator import naver_app
 from tests.conftest import OwnRedis
 from tests.fixtures_markets import (
     COUPANG_KEYS,

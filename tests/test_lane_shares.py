@@ -17,7 +17,8 @@ import pytest
 
 from lanes import Lane
 from markets import JobRequest, Markets
-from markets.simulators import coupang_app, naver_app
+from markets.coupang.simulator import coupang_app
+from markets.naver.simulator import naver_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     MakeMarkets,

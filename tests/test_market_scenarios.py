@@ -12,9 +12,10 @@ import pytest
 
 from lanes import Lane, RedisStore
 from markets import JobRequest, Markets
+from markets.coupang.jobs import KST
+from markets.coupang.simulator import coupang_app
 from markets.errors import OutcomeUnknown, PartialFailure
-from markets.market import KST
-from markets.simulators import coupang_app, naver_app
+from markets.naver.simulator import naver_app
 from markets.simulators.data import COUPANG_STATUSES
 from markets.watermark import Watermarks
 from scripts.backfill import window_jobs

@@ -12,9 +12,10 @@ import pytest
 
 from lanes import Lane
 from markets import AttemptsExhausted, JobRequest, PermanentError
+from markets.coupang.simulator import coupang_app
 from markets.errors import QuotaExhausted
 from markets.naver.auth import client_secret_sign
-from markets.simulators import coupang_app, naver_app
+from markets.naver.simulator import naver_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     NAVER_APP,

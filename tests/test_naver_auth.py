@@ -9,7 +9,7 @@ import pytest
 from lanes import Lane, RedisStore
 from markets import JobRequest, PermanentError
 from markets.naver.auth import client_secret_sign
-from markets.simulators import naver_app
+from markets.naver.simulator import naver_app
 from tests.fixtures_markets import (
     NAVER_APP,
     MakeMarkets,

@@ -9,7 +9,7 @@ import pytest
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
 from markets.errors import PartialFailure
-from markets.simulators import naver_app
+from markets.naver.simulator import naver_app
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, markets_config
 
 START = datetime(2025, 7, 1, tzinfo=UTC)

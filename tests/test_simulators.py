@@ -12,7 +12,8 @@ import pytest
 from lanes import Lane
 from markets import JobRequest
 from markets.coupang.auth import authorization, sign, signed_date
-from markets.simulators import coupang_app, naver_app
+from markets.coupang.simulator import coupang_app
+from markets.naver.simulator import naver_app
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     MakeMarkets,

@@ -13,7 +13,7 @@ import pytest
 from lanes import RedisStore
 from lanes.policy import Lane
 from lanes.settings import Settings
-from markets.simulators import coupang_app
+from markets.coupang.simulator import coupang_app
 from markets.watermark import Watermarks
 from tests.fixtures_markets import COUPANG_KEYS, COUPANG_VENDOR, StartSimulator, markets_config
 from tests.fixtures_worker import results

@@ -26,10 +26,10 @@ from typing import Any
 from lanes.policy import Lane
 from markets.auth import Auth
 from markets.cafe24.auth import Cafe24Auth, Cafe24Tokens
-from markets.cafe24.jobs import CAFE24_JOBS, ORDERS
+from markets.cafe24.jobs import CAFE24_JOBS, KST, ORDERS
 from markets.cafe24.refresh_store import RefreshStore, check_writable, refresh_store
 from markets.client import Call
-from markets.market import AuthSetup, Market
+from markets.market import AuthSetup, Market, SimulatorEntry
 
 __all__ = ["MARKET"]
 
@@ -57,6 +57,9 @@ MARKET = Market(
     make_auth=_auth,
     jobs=CAFE24_JOBS,
     orders=ORDERS,
+    time_zone=KST,
+    product_id_field="product_no",
+    simulator=SimulatorEntry("markets.cafe24.simulator", rate=2.0, base_path="/{seller}/api/v2"),
     # The app's own keys; each mall's refresh token is its own (written back on rotation).
     app_keys=("client_id", "client_secret"),
     seller_keys=lambda options: ("refresh_token",),

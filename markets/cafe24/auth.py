@@ -41,11 +41,11 @@ import structlog
 
 from lanes.policy import Lane
 from markets.auth import Signer, bearer
+from markets.cafe24.jobs import KST
 from markets.cafe24.refresh_store import RefreshStore, Stored, fingerprint
 from markets.credentials import Credentials
 from markets.errors import PermanentError, RetryLater, TransientError
 from markets.jobs import maybe_landed
-from markets.market import KST
 from markets.token_cache import TokenCache
 
 __all__ = ["Cafe24Auth", "Cafe24Tokens", "TokenFetch"]

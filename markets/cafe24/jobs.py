@@ -8,7 +8,7 @@ fits (its size read from `orders/count` first).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import Field
@@ -17,13 +17,15 @@ from markets.answers import expect_dict, expect_list
 from markets.client import Call
 from markets.errors import PermanentError
 from markets.jobs import NOT_LANDED, JobContext, JobSpec, Landed, Payload, Window
-from markets.market import KST, OrderShape
+from markets.market import OrderShape
 from markets.paging import mark_collected, settled_now, since_last, windows
 
-__all__ = ["CAFE24_JOBS", "MAX_OFFSET", "ORDERS", "PAGE_LIMIT", "cafe24_time"]
+__all__ = ["CAFE24_JOBS", "KST", "MAX_OFFSET", "ORDERS", "PAGE_LIMIT", "cafe24_time"]
 
 PAGE_LIMIT = 1000  # orders per page, Cafe24's largest `limit`
 MAX_OFFSET = 15000  # Cafe24's largest `offset` for orders [?]
+KST = timezone(timedelta(hours=9))  # the market's own time
+
 ORDERS = OrderShape(
     # Cafe24 refuses a search longer than this; the published maximum is not certain, so
     # a cautious month. [?]

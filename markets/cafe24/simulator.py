@@ -38,7 +38,14 @@ from aiohttp import web
 from markets.simulators.data import KST
 from markets.simulators.state import Handler, SimState, simulator_app
 
-__all__ = ["DEFAULT_CAFE24_APP", "DEFAULT_MALLS", "Cafe24Malls", "cafe24_app", "cafe24_malls"]
+__all__ = [
+    "DEFAULT_CAFE24_APP",
+    "DEFAULT_MALLS",
+    "Cafe24Malls",
+    "cafe24_app",
+    "cafe24_malls",
+    "make_app",
+]
 
 # client_id -> client_secret
 DEFAULT_CAFE24_APP: Mapping[str, str] = {"cafe24-client-id": "cafe24-client-secret"}
@@ -471,3 +478,9 @@ def cafe24_app(
         name="inventory",
     )
     return app
+
+
+def make_app(rate: float, state: SimState) -> web.Application:
+    """The simulator as `python -m markets.simulators cafe24` serves it;
+    `rate`: the bucket's leak per second, per mall and API."""
+    return cafe24_app(leak=rate, state=state)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from markets.auth import Auth
 from markets.coupang.auth import CoupangAuth
-from markets.coupang.jobs import COUPANG_JOBS, ORDERS
-from markets.market import AuthSetup, Market
+from markets.coupang.jobs import COUPANG_JOBS, KST, ORDERS
+from markets.market import AuthSetup, Market, SimulatorEntry
 
 __all__ = ["MARKET"]
 
@@ -23,6 +23,9 @@ MARKET = Market(
     make_auth=_auth,
     jobs=COUPANG_JOBS,
     orders=ORDERS,
+    time_zone=KST,
+    product_id_field="seller_product_id",
+    simulator=SimulatorEntry("markets.coupang.simulator", rate=10.0),
     # Each vendor has its own keys; there are no application keys.
     seller_keys=lambda options: ("access_key", "secret_key"),
 )

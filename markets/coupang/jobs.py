@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
@@ -13,7 +13,7 @@ from markets.client import Call
 from markets.effects import Batch, Verdict, run_batch
 from markets.errors import PermanentError
 from markets.jobs import JobContext, JobSpec, Payload
-from markets.market import KST, OrderShape
+from markets.market import OrderShape
 from markets.paging import (
     day_windows,
     mark_collected,
@@ -30,6 +30,8 @@ OrderStatus = Literal[
 ]
 ORDER_STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
 FINAL_STATUSES = frozenset({"FINAL_DELIVERY"})
+KST = timezone(timedelta(hours=9))  # the market's own time
+
 ORDERS = OrderShape(
     # ordersheets answers for at most 31 days (createdAtFrom..createdAtTo) per query.
     max_span=timedelta(days=31),

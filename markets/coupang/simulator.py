@@ -32,7 +32,7 @@ from markets.simulators.data import (
 )
 from markets.simulators.state import Handler, SimState, simulator_app
 
-__all__ = ["DEFAULT_KEYS", "coupang_app"]
+__all__ = ["DEFAULT_KEYS", "coupang_app", "make_app"]
 
 # access key -> (vendorId, secret key)
 DEFAULT_KEYS: Mapping[str, tuple[str, str]] = {"test-access-key": ("A00012345", "test-secret-key")}
@@ -599,3 +599,9 @@ def coupang_app(
         name="price",
     )
     return app
+
+
+def make_app(rate: float, state: SimState) -> web.Application:
+    """The simulator as `python -m markets.simulators coupang` serves it;
+    `rate`: calls/s per vendor."""
+    return coupang_app(rate=rate, state=state)

@@ -11,9 +11,9 @@ from typing import Any
 from lanes.policy import Lane
 from markets.auth import Auth
 from markets.client import Call
-from markets.market import AuthSetup, Market
+from markets.market import AuthSetup, Market, SimulatorEntry
 from markets.naver.auth import NaverAuth, NaverTokens
-from markets.naver.jobs import NAVER_JOBS, ORDERS
+from markets.naver.jobs import KST, NAVER_JOBS, ORDERS
 
 __all__ = ["MARKET"]
 
@@ -42,6 +42,9 @@ MARKET = Market(
     make_auth=_auth,
     jobs=NAVER_JOBS,
     orders=ORDERS,
+    time_zone=KST,
+    product_id_field="origin_product_no",
+    simulator=SimulatorEntry("markets.naver.simulator", rate=2.0, base_path="/external"),
     # The application's keys; a solution app's (token_type SELLER) seller is named by
     # its own account_id.
     app_keys=("client_id", "client_secret"),

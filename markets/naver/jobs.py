@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -13,7 +13,7 @@ from markets.client import Call
 from markets.effects import Batch, Verdict, run_batch
 from markets.errors import OutcomeUnknown
 from markets.jobs import NOT_LANDED, JobContext, JobSpec, Payload, Window
-from markets.market import KST, OrderShape
+from markets.market import OrderShape
 from markets.paging import (
     mark_collected,
     open_to_repoll,
@@ -37,6 +37,8 @@ CLAIM_CHANGES = (
     "COLLECT_DONE",
     "CLAIM_COMPLETED",
 )
+KST = timezone(timedelta(hours=9))  # the market's own time
+
 ORDERS = OrderShape(
     # last-changed-statuses answers for at most 24 hours from lastChangedFrom.
     max_span=timedelta(hours=24),

@@ -32,7 +32,7 @@ from aiohttp import web
 from markets.simulators.data import KST, naver_product_orders, naver_products
 from markets.simulators.state import Handler, SimState, simulator_app
 
-__all__ = ["DEFAULT_APPS", "naver_app"]
+__all__ = ["DEFAULT_APPS", "make_app", "naver_app"]
 
 # client_id -> client_secret (a bcrypt salt)
 DEFAULT_APPS: Mapping[str, str] = {"aaaabbbbcccc": "$2a$04$abcdefghijklmnopqrstuu"}
@@ -562,3 +562,9 @@ def naver_app(
     routes.add_get(channel, channel_product, name="channel_product")
     routes.add_put(channel, channel_product, name="channel_product_update")
     return app
+
+
+def make_app(rate: float, state: SimState) -> web.Application:
+    """The simulator as `python -m markets.simulators naver` serves it;
+    `rate`: the token refill per second (R)."""
+    return naver_app(rate=rate, state=state)

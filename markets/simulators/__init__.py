@@ -1,24 +1,55 @@
-"""Local simulators of the markets, for tests, benchmarks and `lanes demo`."""
+"""Local simulators of the markets, for tests, benchmarks and `lanes demo`.
+
+Each market's own simulator is `markets/<name>/simulator.py` (named by its `Market`'s
+`simulator` entry); this package holds what they share and runs them by market name.
+"""
 
 from __future__ import annotations
 
-from markets.cafe24.simulator import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
-from markets.coupang.simulator import DEFAULT_KEYS, coupang_app
-from markets.naver.simulator import DEFAULT_APPS, naver_app
+import importlib
+from typing import Protocol
+
+from aiohttp import web
+
+from lanes.errors import ConfigError
+from markets.market import Market, SimulatorEntry
+from markets.registry import MARKETS
 from markets.simulators.serve import serve
 from markets.simulators.state import Faults, SimState, sim_state
 
 __all__ = [
-    "DEFAULT_APPS",
-    "DEFAULT_CAFE24_APP",
-    "DEFAULT_KEYS",
-    "DEFAULT_MALLS",
     "Faults",
     "SimState",
-    "cafe24_app",
-    "cafe24_malls",
-    "coupang_app",
-    "naver_app",
     "serve",
     "sim_state",
+    "simulated",
+    "simulator_app",
+    "simulator_of",
 ]
+
+
+class _SimulatorModule(Protocol):
+    def make_app(self, rate: float, state: SimState) -> web.Application: ...
+
+
+def simulated() -> dict[str, Market]:
+    """The built-in markets that have a simulator, by name."""
+    return {name: market for name, market in MARKETS.items() if market.simulator is not None}
+
+
+def simulator_of(name: str) -> SimulatorEntry:
+    """Market `name`'s simulator entry; a `ConfigError` naming the simulated markets."""
+    market = simulated().get(name)
+    if market is None or market.simulator is None:
+        known = ", ".join(simulated())
+        raise ConfigError(f"no simulator for market {name!r} (simulated: {known})")
+    return market.simulator
+
+
+def simulator_app(
+    name: str, rate: float | None = None, state: SimState | None = None
+) -> web.Application:
+    """Market `name`'s simulator app at `rate` (default: its entry's)."""
+    entry = simulator_of(name)
+    module: _SimulatorModule = importlib.import_module(entry.module)
+    return module.make_app(entry.rate if rate is None else rate, state or SimState())
