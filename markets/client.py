@@ -180,8 +180,13 @@ class MarketClient:
         session: aiohttp.ClientSession,
         limiter: Limiter,
         auth: Auth | None = None,
+        *,
+        seller_path: str | None = None,
     ) -> None:
         self.name = name
+        # Path placeholders the message's seller fills: `seller`, and the market's own name
+        # for it (`Market.seller_path`, Coupang's `vendorId`).
+        self._seller_fields = frozenset({"seller", seller_path or "seller"})
         self.config = config
         self.auth: Auth = auth or NoAuth()
         self._session = session
@@ -216,7 +221,7 @@ class MarketClient:
         values: dict[str, str] = {}
         for name in _placeholders(endpoint.path):
             value = call.path.get(name)
-            if value is None and name in ("vendorId", "seller"):
+            if value is None and name in self._seller_fields:
                 value = seller
             if value is None or value == "":
                 raise PermanentError(

@@ -96,6 +96,9 @@ class Market:
     # The payload field of `get_product` one product id fills (the API's product route).
     product_id_field: str = "product_id"
     simulator: SimulatorEntry | None = None
+    # The market's own name for the seller in its paths (besides `{seller}`), filled from the
+    # message's seller: Coupang's `{vendorId}`.
+    seller_path: str | None = None
     # The credentials its auth reads, checked at worker start-up: `app_keys` are the
     # application's own, market-wide; `seller_keys(options)` sign or identify a seller and
     # come from each seller's own entry only (markets/credentials.py).

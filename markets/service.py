@@ -184,7 +184,14 @@ class Markets(AsyncResource):
             market = self._market(name)
             if self._session is None:
                 self._session = aiohttp.ClientSession(trace_configs=[send_check_trace()])
-            client = MarketClient(name, market, self._session, self._limiter)
+            built_in = market_of(market)
+            client = MarketClient(
+                name,
+                market,
+                self._session,
+                self._limiter,
+                seller_path=built_in.seller_path if built_in else None,
+            )
             client.auth = self._auth(name, market, client)
             self._clients[name] = client
         return client

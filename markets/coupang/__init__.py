@@ -25,6 +25,7 @@ MARKET = Market(
     orders=ORDERS,
     time_zone=KST,
     product_id_field="seller_product_id",
+    seller_path="vendorId",
     simulator=SimulatorEntry("markets.coupang.simulator", rate=10.0),
     # Each vendor has its own keys; there are no application keys.
     seller_keys=lambda options: ("access_key", "secret_key"),
