@@ -73,10 +73,10 @@ AuthFactory = Callable[[AuthSetup], Auth]
 
 @dataclass(frozen=True)
 class SimulatorEntry:
-    """The market's local simulator: `module` holds `make_app(rate, state)` (imported only when
-    a simulator runs, so the worker never loads it); `rate` its default rate (what `rate` means
-    is the simulator's: calls/s, a token refill, a bucket's leak); `base_path` what follows
-    `http://127.0.0.1:<port>` in the market's `base_url`."""
+    """The market's local simulator: `module` holds `make_app(rate, state)` and its
+    `TEST_CREDENTIALS` (imported only when a simulator runs, so the worker never loads it);
+    `rate` its default rate (what `rate` means is the simulator's: calls/s, a token refill,
+    a bucket's leak); `base_path` what follows `http://127.0.0.1:<port>` in its `base_url`."""
 
     module: str
     rate: float

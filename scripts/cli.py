@@ -723,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "services":  # no settings needed
             from scripts.devservices import run_services
 
-            return run_services(args.coupang_port, args.naver_port)
+            return run_services({"coupang": args.coupang_port, "naver": args.naver_port})
         if args.command == "demo":  # the demo makes its own settings and services
             from scripts.demo import DemoOptions, run_demo
 

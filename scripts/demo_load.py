@@ -15,14 +15,14 @@ for Naver the demo pools the APIs it calls).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lanes.policy import Lane
 from markets.coupang.simulator import DEFAULT_KEYS
-from markets.naver.simulator import DEFAULT_APPS
+from markets.simulators import simulator_credentials
 from scripts.backfill import producer_id
 
 __all__ = [
@@ -42,8 +42,7 @@ MARKETS = ("coupang", "naver")
 # 10 calls in any second, so it is budgeted below that, as its catalogue advises.
 LIMITS: Mapping[str, float] = {"coupang": 8.0, "naver": 10.0}
 MARKET_RATES: Mapping[str, float] = {"coupang": 10.0, "naver": 10.0}
-COUPANG_ACCESS, (COUPANG_VENDOR, _COUPANG_SECRET) = next(iter(DEFAULT_KEYS.items()))
-_NAVER_ID, _NAVER_SECRET = next(iter(DEFAULT_APPS.items()))
+COUPANG_VENDOR = next(iter(DEFAULT_KEYS.values()))[0]
 ROUTE_LANES: Mapping[str, Mapping[str, Lane]] = {
     "coupang": {
         "invoices": Lane.HIGH,
@@ -95,20 +94,12 @@ def config_text(base_urls: Mapping[str, str]) -> str:
     )
 
 
-def credential_variables() -> dict[str, str]:
+def credential_variables(markets: Sequence[str] = MARKETS) -> dict[str, str]:
     """The simulators' test credentials as `LANES_CREDENTIALS__<MARKET>__<NAME>` variables."""
-    names = {
-        # A vendor's keys are its own: `<vendorId>_<name>`, never market-wide.
-        "coupang": {
-            f"{COUPANG_VENDOR}_access_key": COUPANG_ACCESS,
-            f"{COUPANG_VENDOR}_secret_key": _COUPANG_SECRET,
-        },
-        "naver": {"client_id": _NAVER_ID, "client_secret": _NAVER_SECRET},
-    }
     return {
         f"LANES_CREDENTIALS__{market.upper()}__{name.upper()}": value
-        for market, values in names.items()
-        for name, value in values.items()
+        for market in markets
+        for name, value in simulator_credentials(market).items()
     }
 
 

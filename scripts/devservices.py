@@ -1,4 +1,4 @@
-"""`lanes services`: Redis, moto's SQS and both market simulators for running lanes by hand.
+"""`lanes services`: Redis, moto's SQS and market simulators for running lanes by hand.
 
 Starts each as a child process, prints the `export` lines a shell needs (settings,
 the simulators' test credentials, dummy AWS keys) and the next commands, then
@@ -10,17 +10,19 @@ examples/lanes.toml, or a copy of it with the base URLs of the simulators' ports
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from lanes.errors import LanesError
-from scripts.demo_load import credential_variables
+from scripts.demo_load import MARKETS, credential_variables
 from scripts.inputs import UsageError
 from scripts.moto_server import QuickMotoServer
 from scripts.services import RedisServer, SimulatorServer, port_in_use
@@ -32,7 +34,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _WATCH_SECONDS = 0.5
 
 
-def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
+def export_lines(
+    redis_url: str, sqs_url: str, config: Path, markets: Sequence[str] = MARKETS
+) -> list[str]:
     values = {
         "LANES_CONFIG": str(config),
         "LANES_REDIS_URL": redis_url,
@@ -40,7 +44,7 @@ def export_lines(redis_url: str, sqs_url: str, config: Path) -> list[str]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
-        **credential_variables(),
+        **credential_variables(markets),
     }
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
@@ -68,53 +72,59 @@ def services_config(simulators: list[SimulatorServer], directory: Path) -> Path:
     return copy
 
 
-def _check_ports(coupang_port: int, naver_port: int) -> None:
-    if coupang_port == naver_port:
-        raise UsageError(f"--coupang-port and --naver-port are both {coupang_port}")
-    for option, port in (("--coupang-port", coupang_port), ("--naver-port", naver_port)):
+def _check_ports(ports: Mapping[str, int]) -> None:
+    seen: dict[int, str] = {}
+    for market, port in ports.items():
+        if port in seen:
+            raise UsageError(f"--{seen[port]}-port and --{market}-port are both {port}")
+        seen[port] = market
         if port_in_use(port):
             raise LanesError(
-                f"port {port} is taken by another process: stop it, or choose another with {option}"
+                f"port {port} is taken by another process: stop it, or choose another with "
+                f"--{market}-port"
             )
 
 
-def run_services(coupang_port: int, naver_port: int, out: TextIO | None = None) -> int:
-    """Serve until SIGINT or SIGTERM, then 0; a port taken or a child that ended raises
-    `LanesError` (one line, exit 1)."""
+def run_services(ports: Mapping[str, int], out: TextIO | None = None) -> int:
+    """Serve each market's simulator on its port (`ports`: market -> port) until SIGINT or
+    SIGTERM, then 0; a port taken or a child that ended raises `LanesError` (one line,
+    exit 1)."""
     out = out or sys.stdout
     if not (EXAMPLES / "lanes.toml").is_file():
         raise LanesError(f"lanes services runs from a clone of lanes: {EXAMPLES} is missing")
-    _check_ports(coupang_port, naver_port)
+    _check_ports(ports)
     # Started in the background by a shell, SIGINT comes ignored (and Python then installs
     # no handler for it): Ctrl-C, or `kill -INT`, would never stop the services.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    coupang = SimulatorServer("coupang", 10.0, port=coupang_port)
-    naver = SimulatorServer("naver", 10.0, port=naver_port)
+    simulators = [SimulatorServer(market, 10.0, port=port) for market, port in ports.items()]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="lanes-services-") as directory,
             RedisServer() as redis,
             QuickMotoServer() as moto,
-            coupang,
-            naver,
+            contextlib.ExitStack() as started,
         ):
-            config = services_config([coupang, naver], Path(directory))
+            for simulator in simulators:
+                started.enter_context(simulator)
+            config = services_config(simulators, Path(directory))
             print("# lanes services are up; paste these lines into another shell:", file=out)
-            for line in export_lines(redis.url, moto.url, config):
+            for line in export_lines(redis.url, moto.url, config, list(ports)):
                 print(line, file=out)
             where = "examples/lanes.toml"
             if config.parent != EXAMPLES:
                 where = "a copy of examples/lanes.toml with these ports, removed at Ctrl-C"
             print(
-                f"# Coupang {coupang.base_url}, Naver {naver.base_url} ({where})\n"
+                "# "
+                + ", ".join(f"{each.market} {each.base_url}" for each in simulators)
+                + f" ({where})\n"
                 "# then: lanes provision && lanes enqueue --market coupang --lane high "
                 f"--file {EXAMPLES / 'jobs.jsonl'} && lanes worker\n"
                 "# Ctrl-C here stops Redis, moto and the simulators.",
                 file=out,
                 flush=True,
             )
-            children = (redis, moto, coupang, naver)
+            children = (redis, moto, *simulators)
             while not any(child.exit_code is not None for child in children):
                 time.sleep(_WATCH_SECONDS)
             ended = next(child for child in children if child.exit_code is not None)

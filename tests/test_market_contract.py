@@ -23,6 +23,7 @@ from markets.market import Market, OrderShape, SimulatorEntry
 from markets.registry import MARKETS, market_of
 from markets.simulators import SimState, simulated, simulator_app
 from scripts.backfill import window_jobs
+from scripts.devservices import export_lines
 from scripts.services import SimulatorServer
 
 _README = Path(__file__).resolve().parent.parent / "README.md"
@@ -55,6 +56,7 @@ def test_the_readme_names_every_credential_of_each_market(name: str) -> None:
 # else in lanes names it, so what follows finds it only through the registry.
 _FAKE_RATE = 3.0
 _made: list[float] = []
+TEST_CREDENTIALS = {"api_key": "fake-key"}
 
 
 def make_app(rate: float, state: SimState) -> web.Application:
@@ -105,13 +107,15 @@ def test_a_registered_market_has_its_simulator_everywhere_simulators_are_named(
     fake_market: Config,
 ) -> None:
     """`python -m markets.simulators`, `scripts.demo_sim` and `lanes services` take their
-    markets and base URLs from the registry: the new market is simulated with its own rate
-    and base path."""
+    markets, base URLs and test credentials from the registry: the new market is simulated
+    with its own rate, base path and credentials."""
     assert FAKE.name in simulated()
     simulator_app(FAKE.name)
     assert _made[-1] == _FAKE_RATE
     server = SimulatorServer(FAKE.name, 1.0, port=9)
     assert server.base_url == "http://127.0.0.1:9/api"
+    lines = export_lines("redis://127.0.0.1:1/0", "http://127.0.0.1:2", Path("x"), [FAKE.name])
+    assert "export LANES_CREDENTIALS__FAKEMART__API_KEY=fake-key" in lines
 
 
 async def test_a_registered_market_is_run_backfilled_and_served_by_the_api(

@@ -41,6 +41,7 @@ from markets.simulators.state import Handler, SimState, simulator_app
 __all__ = [
     "DEFAULT_CAFE24_APP",
     "DEFAULT_MALLS",
+    "TEST_CREDENTIALS",
     "Cafe24Malls",
     "cafe24_app",
     "cafe24_malls",
@@ -54,6 +55,13 @@ DEFAULT_MALLS: Mapping[str, str] = {
     "mallone": "refresh-mallone-0",
     "malltwo": "refresh-malltwo-0",
     "mallthree": "refresh-mallthree-0",
+}
+# The app and each mall's refresh token as lanes reads them (`LANES_CREDENTIALS__CAFE24__<NAME>`).
+_TEST_ID, _TEST_SECRET = next(iter(DEFAULT_CAFE24_APP.items()))
+TEST_CREDENTIALS: Mapping[str, str] = {
+    "client_id": _TEST_ID,
+    "client_secret": _TEST_SECRET,
+    **{f"{mall}_refresh_token": token for mall, token in DEFAULT_MALLS.items()},
 }
 MAX_LIMIT = 1000
 MAX_OFFSET = 15000

@@ -32,7 +32,7 @@ from markets.simulators.data import (
 )
 from markets.simulators.state import Handler, SimState, simulator_app
 
-__all__ = ["DEFAULT_KEYS", "coupang_app", "make_app"]
+__all__ = ["DEFAULT_KEYS", "TEST_CREDENTIALS", "coupang_app", "make_app"]
 
 # access key -> (vendorId, secret key)
 DEFAULT_KEYS: Mapping[str, tuple[str, str]] = {"test-access-key": ("A00012345", "test-secret-key")}
@@ -55,6 +55,13 @@ _ACCESS_DENIED = (
     "<HTML><HEAD>\n<TITLE>Access Denied</TITLE>\n</HEAD><BODY>\n<H1>Access Denied</H1>\n"
     "You don't have permission to access this server.</BODY>\n</HTML>\n"
 )
+# The first key pair as lanes reads it (`LANES_CREDENTIALS__COUPANG__<NAME>`): a vendor's keys
+# are its own, `<vendorId>_<name>`, never market-wide.
+_TEST_ACCESS, (_TEST_VENDOR, _TEST_SECRET) = next(iter(DEFAULT_KEYS.items()))
+TEST_CREDENTIALS: Mapping[str, str] = {
+    f"{_TEST_VENDOR}_access_key": _TEST_ACCESS,
+    f"{_TEST_VENDOR}_secret_key": _TEST_SECRET,
+}
 
 
 def _error(status: int, message: str) -> web.Response:

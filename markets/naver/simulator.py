@@ -32,7 +32,7 @@ from aiohttp import web
 from markets.simulators.data import KST, naver_product_orders, naver_products
 from markets.simulators.state import Handler, SimState, simulator_app
 
-__all__ = ["DEFAULT_APPS", "make_app", "naver_app"]
+__all__ = ["DEFAULT_APPS", "TEST_CREDENTIALS", "make_app", "naver_app"]
 
 # client_id -> client_secret (a bcrypt salt)
 DEFAULT_APPS: Mapping[str, str] = {"aaaabbbbcccc": "$2a$04$abcdefghijklmnopqrstuu"}
@@ -40,6 +40,9 @@ _TIMESTAMP_LIFETIME_MS = 5 * 60 * 1000
 _SAME_TOKEN_WHILE = 30 * 60  # seconds left for which the same token comes back
 _DAY = timedelta(hours=24)
 _NAVER_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
+# The first app as lanes reads it (`LANES_CREDENTIALS__NAVER__<NAME>`).
+_TEST_ID, _TEST_SECRET = next(iter(DEFAULT_APPS.items()))
+TEST_CREDENTIALS: Mapping[str, str] = {"client_id": _TEST_ID, "client_secret": _TEST_SECRET}
 
 
 def _gateway_error(status: int, code: str, message: str) -> web.Response:

@@ -7,6 +7,7 @@ Each market's own simulator is `markets/<name>/simulator.py` (named by its `Mark
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Protocol
 
 from aiohttp import web
@@ -24,12 +25,20 @@ __all__ = [
     "sim_state",
     "simulated",
     "simulator_app",
+    "simulator_credentials",
     "simulator_of",
 ]
 
 
 class _SimulatorModule(Protocol):
+    TEST_CREDENTIALS: Mapping[str, str]
+
     def make_app(self, rate: float, state: SimState) -> web.Application: ...
+
+
+def _module(name: str) -> _SimulatorModule:
+    module: _SimulatorModule = importlib.import_module(simulator_of(name).module)
+    return module
 
 
 def simulated() -> dict[str, Market]:
@@ -51,5 +60,10 @@ def simulator_app(
 ) -> web.Application:
     """Market `name`'s simulator app at `rate` (default: its entry's)."""
     entry = simulator_of(name)
-    module: _SimulatorModule = importlib.import_module(entry.module)
-    return module.make_app(entry.rate if rate is None else rate, state or SimState())
+    return _module(name).make_app(entry.rate if rate is None else rate, state or SimState())
+
+
+def simulator_credentials(name: str) -> dict[str, str]:
+    """Market `name`'s simulator's test credentials, by the name lanes reads each under
+    (`LANES_CREDENTIALS__<MARKET>__<NAME>`)."""
+    return dict(_module(name).TEST_CREDENTIALS)
