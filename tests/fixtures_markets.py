@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
-from markets import Backoff, Markets
+from markets import Backoff, JobRequest, Markets
 from markets.catalogue import parse_with_catalogues
 from markets.coupang.simulator import coupang_app
 from markets.naver.auth import NaverAuth, NaverTokens
@@ -177,3 +177,13 @@ def naver_tokens(markets: Markets, name: str = "naver") -> NaverTokens:
     auth = markets.client(name).auth
     assert isinstance(auth, NaverAuth)
     return auth.tokens
+
+
+def coupang_job(kind: str, **payload: Any) -> JobRequest:
+    """A Coupang job of the test vendor (`COUPANG_VENDOR`)."""
+    return JobRequest(kind, "coupang", COUPANG_VENDOR, dict(payload))
+
+
+def naver_job(kind: str, **payload: Any) -> JobRequest:
+    """A Naver job of the test seller `seller-1`."""
+    return JobRequest(kind, "naver", "seller-1", dict(payload))

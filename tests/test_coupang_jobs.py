@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lanes import Lane
-from markets import JobRequest, Markets, PermanentError
+from markets import Markets, PermanentError
 from markets.coupang.simulator import coupang_app
 from markets.errors import PartialFailure
 from tests.fixtures_markets import (
@@ -16,6 +16,9 @@ from tests.fixtures_markets import (
     Running,
     StartSimulator,
     markets_config,
+)
+from tests.fixtures_markets import (
+    coupang_job as job,
 )
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
@@ -31,10 +34,6 @@ async def sim(start_simulator: StartSimulator) -> Running:
 async def markets(sim: Running, make_markets: MakeMarkets) -> Markets:
     config = markets_config(coupang=sim.url, extra={"coupang": {"groups": {"vendor": {"rps": 10}}}})
     return await make_markets(config)
-
-
-def job(kind: str, **payload: object) -> JobRequest:
-    return JobRequest(kind, "coupang", COUPANG_VENDOR, dict(payload))
 
 
 @pytest.mark.slow

@@ -24,6 +24,9 @@ from tests.fixtures_markets import (
     StartSimulator,
     markets_config,
 )
+from tests.fixtures_markets import (
+    coupang_job as job,
+)
 from tests.test_simulators import _coupang_headers
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
@@ -156,9 +159,6 @@ async def test_coupang_inquiries_claims_and_repoll(
     """Inquiries in 7-day queries, claims of both types, and unfinished orders read again:
     each item once."""
     markets = await make_markets(markets_config(coupang=coupang.url, extra=FAST))
-
-    def job(kind: str, **payload: Any) -> JobRequest:
-        return JobRequest(kind, "coupang", COUPANG_VENDOR, payload)
 
     inquiries = await markets.run(
         job("collect_inquiries", since="2025-06-28", until="2025-07-08"), Lane.MEDIUM

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lanes import Lane
-from markets import JobRequest, Markets, PermanentError
+from markets import Markets, PermanentError
 from markets.errors import PartialFailure
 from markets.naver.simulator import naver_app
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, markets_config
+from tests.fixtures_markets import naver_job as job
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
 FAST_NAVER = {
@@ -34,10 +35,6 @@ async def sim(start_simulator: StartSimulator) -> Running:
 @pytest.fixture
 async def markets(sim: Running, make_markets: MakeMarkets) -> Markets:
     return await make_markets(markets_config(naver=sim.url, extra=FAST_NAVER))
-
-
-def job(kind: str, **payload: object) -> JobRequest:
-    return JobRequest(kind, "naver", "seller-1", dict(payload))
 
 
 @pytest.mark.slow
