@@ -59,7 +59,7 @@ ROUTE_LANES: Mapping[str, Mapping[str, Lane]] = {
         "origin_product": Lane.LOW,
     },
 }
-# What the simulators hold (markets.simulators.data): ids the jobs may use.
+# What the simulators hold (markets/<name>/simulator_data.py): ids the jobs may use.
 # Shipment boxes 600000000..; acknowledged (INSTRUCT, shippable) where index % 5 == 0, a
 # bundle of three items where index % 10 == 5: the demo ships the single-item INSTRUCT ones.
 _COUPANG_BOXES = 120

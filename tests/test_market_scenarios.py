@@ -14,9 +14,9 @@ from lanes import Lane, RedisStore
 from markets import JobRequest, Markets
 from markets.coupang.jobs import KST
 from markets.coupang.simulator import coupang_app
+from markets.coupang.simulator_data import COUPANG_STATUSES
 from markets.errors import OutcomeUnknown, PartialFailure
 from markets.naver.simulator import naver_app
-from markets.simulators.data import COUPANG_STATUSES
 from markets.watermark import Watermarks
 from scripts.backfill import window_jobs
 from tests.fixtures_markets import (

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from markets.simulators.data import KST
+from markets.simulators.sample import KST
 from markets.simulators.state import Handler, SimState, simulator_app
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from markets.coupang.auth import sign
-from markets.simulators.data import (
+from markets.coupang.simulator_data import (
     COUPANG_STATUSES,
     DEFAULT_COUPANG_CYCLE,
     coupang_call_center,

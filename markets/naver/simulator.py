@@ -29,7 +29,8 @@ from typing import Any
 import bcrypt
 from aiohttp import web
 
-from markets.simulators.data import KST, naver_product_orders, naver_products
+from markets.naver.simulator_data import naver_product_orders, naver_products
+from markets.simulators.sample import KST
 from markets.simulators.state import Handler, SimState, simulator_app
 
 __all__ = ["DEFAULT_APPS", "TEST_CREDENTIALS", "make_app", "naver_app"]

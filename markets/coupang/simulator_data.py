@@ -1,10 +1,12 @@
-"""Realistic-looking, deterministic sample data for the simulators."""
+"""Realistic-looking, deterministic sample data for the Coupang simulator."""
 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
+
+from markets.simulators.sample import GOODS, NAMES, STREETS, local, masked
 
 __all__ = [
     "BUNDLE_EVERY",
@@ -18,27 +20,7 @@ __all__ = [
     "coupang_inquiries",
     "coupang_orders",
     "coupang_products",
-    "naver_product_orders",
-    "naver_products",
 ]
-
-KST = timezone(timedelta(hours=9))
-_NAMES = ("김민준", "이서연", "박지호", "최수아", "정도윤", "강하은", "조예준", "윤지우")
-_GOODS = ("무선 이어폰", "스테인리스 텀블러 500ml", "면 티셔츠 L", "캠핑 의자", "유기농 쌀 10kg")
-_STREETS = (
-    "서울특별시 강남구 테헤란로 123",
-    "부산광역시 해운대구 센텀로 45",
-    "대전광역시 유성구 대학로 99",
-)
-
-
-def _masked(name: str) -> str:
-    return name[0] + "*" + name[-1]
-
-
-def _local(moment: datetime) -> str:
-    return moment.astimezone(KST).strftime("%Y-%m-%dT%H:%M:%S")
-
 
 COUPANG_STATUSES = (
     "ACCEPT",
@@ -71,28 +53,28 @@ def coupang_orders(
     orders = []
     for index in range(count):
         ordered = start + step * index
-        name = rng.choice(_NAMES)
+        name = rng.choice(NAMES)
         price = rng.randrange(5_000, 90_000, 100)
         quantity = rng.randint(1, 3)
         orders.append(
             {
                 "shipmentBoxId": 600_000_000 + index,
                 "orderId": 25_000_000_000 + index,
-                "orderedAt": _local(ordered),
-                "paidAt": _local(ordered + timedelta(seconds=30)),
+                "orderedAt": local(ordered),
+                "paidAt": local(ordered + timedelta(seconds=30)),
                 "status": cycle[index % len(cycle)],
-                "orderer": {"name": _masked(name), "email": "", "safeNumber": "0502-1234-5678"},
+                "orderer": {"name": masked(name), "email": "", "safeNumber": "0502-1234-5678"},
                 "receiver": {
-                    "name": _masked(rng.choice(_NAMES)),
+                    "name": masked(rng.choice(NAMES)),
                     "safeNumber": "0502-8765-4321",
-                    "addr1": rng.choice(_STREETS),
+                    "addr1": rng.choice(STREETS),
                     "addr2": f"{rng.randint(101, 1203)}호",
                     "postCode": f"{rng.randint(10000, 63999)}",
                 },
                 "orderItems": [
                     {
                         "vendorItemId": 70_000_000 + (index + extra) % 20,
-                        "vendorItemName": rng.choice(_GOODS),
+                        "vendorItemName": rng.choice(GOODS),
                         "sellerProductId": 1_000_000 + (index + extra) % 20,
                         "shippingCount": quantity,
                         "salesPrice": price,
@@ -142,7 +124,7 @@ def coupang_inquiries(vendor: str, count: int, start: datetime, seed: int) -> li
             "content": rng.choice(
                 ("배송 언제 되나요?", "사이즈 교환 가능한가요?", "재입고 예정 있나요?")
             ),
-            "inquiryAt": _local(start + timedelta(hours=3 * index)),
+            "inquiryAt": local(start + timedelta(hours=3 * index)),
             "commentDtoList": [],
         }
         for index in range(count)
@@ -159,7 +141,7 @@ def coupang_call_center(
             "inquiryId": 5_000_000 + index,
             "orderId": 25_000_000_000 + index,
             "content": rng.choice(("배송지 변경 요청", "부분 취소 가능 여부 문의")),
-            "inquiryAt": _local(start + timedelta(hours=6 * index)),
+            "inquiryAt": local(start + timedelta(hours=6 * index)),
             "partnerCounselingStatus": "NO_ANSWER",
             "replies": [],
         }
@@ -174,7 +156,7 @@ def coupang_products(vendor: str, count: int, seed: int) -> dict[int, dict[str, 
         price = rng.randrange(5_000, 90_000, 100)
         products[1_000_000 + index] = {
             "sellerProductId": 1_000_000 + index,
-            "sellerProductName": rng.choice(_GOODS),
+            "sellerProductName": rng.choice(GOODS),
             "vendorId": vendor,
             "statusName": "승인완료",
             "items": [
@@ -188,69 +170,3 @@ def coupang_products(vendor: str, count: int, seed: int) -> dict[int, dict[str, 
             ],
         }
     return products
-
-
-def naver_product_orders(count: int, start: datetime, days: int, seed: int) -> list[dict[str, Any]]:
-    """`count` product orders; several share one change moment (paging must use the sequence)."""
-    rng = random.Random(f"{seed}:naver")
-    step = timedelta(days=days) / max(count // 3, 1)
-    orders = []
-    for index in range(count):
-        changed = (start + step * (index // 3)).astimezone(KST)
-        order_id = f"2025{index // 2:012d}"
-        name = rng.choice(_NAMES)
-        price = rng.randrange(5_000, 90_000, 100)
-        quantity = rng.randint(1, 3)
-        orders.append(
-            {
-                "productOrderId": f"2025{index:012d}1",
-                "orderId": order_id,
-                "changed": changed,
-                "productOrderStatus": "PAYED",
-                # one in ten has a cancel request as its last change
-                "changedType": "CLAIM_REQUESTED" if index % 10 == 9 else "PAYED",
-                "order": {
-                    "orderId": order_id,
-                    "orderDate": changed.isoformat(timespec="milliseconds"),
-                    "ordererName": _masked(name),
-                    "paymentDate": changed.isoformat(timespec="milliseconds"),
-                    "paymentMeans": "신용카드",
-                },
-                "productOrder": {
-                    "productOrderId": f"2025{index:012d}1",
-                    "productName": rng.choice(_GOODS),
-                    "quantity": quantity,
-                    "unitPrice": price,
-                    "totalPaymentAmount": price * quantity,
-                    "originProductNo": 5_000_000 + index % 20,
-                    "shippingAddress": {
-                        "name": _masked(rng.choice(_NAMES)),
-                        "baseAddress": rng.choice(_STREETS),
-                        "zipCode": f"{rng.randint(10000, 63999)}",
-                    },
-                },
-            }
-        )
-    return orders
-
-
-def naver_products(count: int, seed: int) -> dict[int, dict[str, Any]]:
-    rng = random.Random(f"{seed}:naver:products")
-    return {
-        5_000_000 + index: {
-            "originProduct": {
-                "statusType": "SALE",
-                "name": rng.choice(_GOODS),
-                "salePrice": rng.randrange(5_000, 90_000, 100),
-                "stockQuantity": rng.randint(0, 500),
-                "detailContent": "<p>상세 설명</p>",
-                "leafCategoryId": "50000803",
-            },
-            "smartstoreChannelProduct": {
-                "channelProductNo": 8_000_000 + index,
-                "channelProductDisplayStatusType": "ON",
-                "naverShoppingRegistration": True,
-            },
-        }
-        for index in range(count)
-    }
