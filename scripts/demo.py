@@ -401,7 +401,9 @@ def _run_once(
         market: SimulatorServer(market, MARKET_RATES[market], module="scripts.demo_sim")
         for market in MARKETS
     }
-    with RedisServer() as redis, simulators["coupang"], simulators["naver"]:
+    with RedisServer() as redis, contextlib.ExitStack() as started:
+        for simulator in simulators.values():
+            started.enter_context(simulator)
         config = work / f"{prefix}.toml"
         config.write_text(
             config_text({market: sim.base_url for market, sim in simulators.items()}),
