@@ -2,7 +2,7 @@
 
 `catalogue = "coupang"` (or "naver") in a market's table brings in the
 market's real endpoints, budget groups, base URL and auth scheme from the
-package's `<name>.toml`; whatever the user's table says wins, field by field.
+market's `markets/<name>/catalogue.toml`; whatever the user's table says wins, field by field.
 """
 
 from __future__ import annotations

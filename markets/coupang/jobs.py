@@ -46,7 +46,7 @@ ORDERS = OrderShape(
     first_lookback=timedelta(days=31),
 )
 # Coupang's "Timeout errors occur" page: order, return and exchange list queries ask the
-# gateway for a longer timeout (ms), and the client waits as long (coupang.toml `timeout`).
+# gateway for a longer timeout (ms), and the client waits as long (catalogue.toml `timeout`).
 EXTENDED_TIMEOUT = {"X-EXTENDED-TIMEOUT": "90000"}
 # returnRequests with cancelType=RETURN needs a status (or an orderId) ("Return/Cancellation
 # Request List Query"): RU stop-shipment asked, UC return received, CC return completed,
