@@ -66,6 +66,10 @@ BUSIEST = 20  # per-seller budgets listed without a search
 CARDS = 6  # per-seller budgets in use drawn as cards beside the app budgets
 LIST_MAX = 500  # dead letters listed per lane at most
 _OPEN = frozenset({BOARD, f"{BOARD}/", f"{BOARD}/login", f"{BOARD}/logout"})
+# Every URL the pages and their answers use is relative to the page at `/board/`, so the
+# board works under any prefix the browser sees and the app does not (an API Gateway
+# stage, `/prod/board/`; a proxy's path; `--root-path`). The cookie's path is left to
+# the browser (the directory of the login's URL: `/prod/board`) for the same reason.
 # The pages load only what lanes serves (docs/DESIGN.md rule 8 keeps keys out of pages).
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -109,10 +113,18 @@ class Sessions:
     def admits(self, scope: Scope) -> bool:
         """For the gate: the login page and static files always; `/board/api/` with a
         valid session cookie."""
-        path: str = scope["path"]
+        path = _route_path(scope)
         if path in _OPEN or path.startswith(f"{BOARD}/static/"):
             return True
         return path.startswith(f"{BOARD}/api/") and self.of(Headers(scope=scope)) is not None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes by: without the `root_path` a server or a mount put in front
+    (ASGI servers may or may not include it in `path`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _cookies(header: str) -> dict[str, str]:
@@ -344,6 +356,11 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         return sessions.of(request.headers) or "api key"
 
     @router.get("")
+    async def to_page() -> Response:
+        # Relative, so it keeps any prefix: /prod/board -> /prod/board/ (the page's URLs
+        # are relative to it).
+        return RedirectResponse("board/", status_code=307)
+
     @router.get("/")
     async def page(request: Request) -> Response:
         if sessions.of(request.headers) is None:
@@ -358,9 +375,9 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         if sessions.keys and not key_matches(key, sessions.keys):
             log.warning("board.login_refused")
             return _page("login.html", 401, error=True)
-        answer = RedirectResponse(BOARD, status_code=303)
+        answer = RedirectResponse("./", status_code=303)
         answer.set_cookie(
-            COOKIE, sessions.issue(name), max_age=sessions.max_age, path=BOARD,
+            COOKIE, sessions.issue(name), max_age=sessions.max_age, path=None,
             httponly=True, secure=True, samesite="strict",
         )  # fmt: skip
         log.info("board.login", who=name)
@@ -368,8 +385,8 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.post("/logout")
     async def logout() -> Response:
-        answer = RedirectResponse(BOARD, status_code=303)
-        answer.delete_cookie(COOKIE, path=BOARD, httponly=True, secure=True, samesite="strict")
+        answer = RedirectResponse("./", status_code=303)
+        answer.delete_cookie(COOKIE, path=None, httponly=True, secure=True, samesite="strict")
         return answer
 
     @router.get("/api/snapshot")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from lanes import Lane
 from scripts import api
@@ -50,9 +53,10 @@ async def _sign_in(board: httpx.AsyncClient, key: str = KEY) -> httpx.Response:
 async def test_without_a_session_the_page_is_the_login_form_and_the_data_401(
     board: httpx.AsyncClient,
 ) -> None:
-    page = await board.get("/board")
+    assert (await board.get("/board")).headers["location"] == "board/"
+    page = await board.get("/board/")
     assert page.status_code == 401
-    assert 'action="/board/login"' in page.text
+    assert 'action="login"' in page.text
     assert "Content-Security-Policy" in page.headers
     data = await board.get("/board/api/snapshot")
     assert data.status_code == 401
@@ -73,14 +77,15 @@ async def test_the_key_once_then_a_secure_http_only_strict_cookie(
     opens the page and the data (but not the API's own routes)."""
     answer = await _sign_in(board)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/board"
+    assert answer.headers["location"] == "./"
     cookie = answer.headers["set-cookie"]
-    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/board", "Max-Age=28800"):
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Max-Age=28800"):
         assert flag.lower() in cookie.lower()
+    assert "path=" not in cookie.lower()  # the browser's default: the login URL's directory
     assert KEY not in cookie
-    page = await board.get("/board")
+    page = await board.get("/board/")
     assert page.status_code == 200
-    assert "/board/static/board.js" in page.text
+    assert '"static/board.js"' in page.text
     assert KEY not in page.text
     snap = await board.get("/board/api/snapshot")
     assert snap.status_code == 200
@@ -91,6 +96,43 @@ async def test_the_key_once_then_a_secure_http_only_strict_cookie(
     }
     assert (await board.get("/v1/status")).status_code == 401
     assert (await board.get("/board/static/board.js")).status_code == 200
+
+
+async def test_under_a_prefix_every_url_stays_under_it(
+    api_env: ApiEnv, exit_stack: AsyncExitStack
+) -> None:
+    """Behind a prefix the app does not see in its routes (an API Gateway stage, a proxy's
+    path: here the app mounted at /prod), a client that follows only what the board names,
+    resolved against the page's URL as a browser does, stays under /prod: the redirects,
+    the form actions, the static files, the script's fetches; the cookie is scoped to
+    /prod/board by the browser's default."""
+    app = create_app(api_env.settings, api_env.config)
+    await exit_stack.enter_async_context(app.router.lifespan_context(app))
+    app.state.runtime.limiter._restart_guard = False
+    outer = Starlette(routes=[Mount("/prod", app=app)])
+    client = await exit_stack.enter_async_context(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=outer),
+                          base_url="https://lanes.test", follow_redirects=True)
+    )  # fmt: skip
+    login = await client.get("/prod/board")
+    assert (login.status_code, login.url.path) == (401, "/prod/board/")
+    named = re.findall(r'(?:href|src|action)="([^"]+)"', login.text)
+    assert named and not [url for url in named if url.startswith("/")]
+    assert (await client.get(login.url.join("static/board.css"))).status_code == 200
+    page = await client.post(login.url.join("login"), data={"key": KEY, "name": "Ada"})
+    assert (page.status_code, page.url.path) == (200, "/prod/board/")
+    (cookie,) = client.cookies.jar
+    assert cookie.path == "/prod/board"
+    named = re.findall(r'(?:href|src|action)="([^"]+)"', page.text)
+    assert named and not [url for url in named if url.startswith("/")]
+    script = await client.get(page.url.join("static/board.js"))
+    assert 'fetch("api/" + path' in script.text
+    assert not re.search(r"""["'`]/board""", script.text)  # no absolute URL of the board
+    snap = await client.get(page.url.join("api/snapshot"))
+    assert (snap.status_code, snap.json()["who"]) == (200, "Ada")
+    out = await client.post(page.url.join("logout"))
+    assert (out.status_code, out.url.path) == (401, "/prod/board/")
+    assert (await client.get(page.url.join("api/snapshot"))).status_code == 401
 
 
 async def test_a_tampered_or_expired_cookie_is_refused(board: httpx.AsyncClient) -> None:
@@ -241,9 +283,9 @@ def test_the_board_behind_api_gateway(lanes_env: LanesEnv, monkeypatch: pytest.M
     monkeypatch.setenv("LANES_API_KEYS", KEY)
     monkeypatch.setattr(api, "_lambda", None)
     monkeypatch.setattr(api, "configure_logging", lambda level: None)
-    page = api.handler(_event("/board"), None)
+    page = api.handler(_event("/board/"), None)
     assert page["statusCode"] == 401
-    assert 'action="/board/login"' in page["body"]
+    assert 'action="login"' in page["body"]
     assert api.handler(_event("/board/api/snapshot"), None)["statusCode"] == 401
     signed = api.handler(_event("/board/login", method="POST", body=f"key={KEY}"), None)
     assert signed["statusCode"] == 303

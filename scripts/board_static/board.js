@@ -1,5 +1,5 @@
 // The lanes board: polls the shared snapshot every second and draws it; acts through
-// /board/api/ with the session cookie (the page never holds the API key).
+// api/ (relative to the page at board/: any prefix works) with the session cookie (the page never holds the API key).
 "use strict";
 
 const LANES = ["high", "medium", "low"];
@@ -28,7 +28,7 @@ async function call(path, options) {
     init.headers = { "Content-Type": "application/json" };
     init.body = JSON.stringify(init.json);
   }
-  const answer = await fetch("/board/api/" + path, { credentials: "same-origin", ...init });
+  const answer = await fetch("api/" + path, { credentials: "same-origin", ...init });
   if (answer.status === 401) { location.reload(); throw new Error("signed out"); }
   const data = await answer.json();
   if (!answer.ok) throw new Error(data.detail || answer.statusText);
