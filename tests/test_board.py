@@ -117,14 +117,16 @@ async def test_under_a_prefix_every_url_stays_under_it(
     login = await client.get("/prod/board")
     assert (login.status_code, login.url.path) == (401, "/prod/board/")
     named = re.findall(r'(?:href|src|action)="([^"]+)"', login.text)
-    assert named and not [url for url in named if url.startswith("/")]
+    assert named
+    assert not [url for url in named if url.startswith("/")]
     assert (await client.get(login.url.join("static/board.css"))).status_code == 200
     page = await client.post(login.url.join("login"), data={"key": KEY, "name": "Ada"})
     assert (page.status_code, page.url.path) == (200, "/prod/board/")
     (cookie,) = client.cookies.jar
     assert cookie.path == "/prod/board"
     named = re.findall(r'(?:href|src|action)="([^"]+)"', page.text)
-    assert named and not [url for url in named if url.startswith("/")]
+    assert named
+    assert not [url for url in named if url.startswith("/")]
     script = await client.get(page.url.join("static/board.js"))
     assert 'fetch("api/" + path' in script.text
     assert not re.search(r"""["'`]/board""", script.text)  # no absolute URL of the board
