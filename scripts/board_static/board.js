@@ -135,12 +135,23 @@ function cell(value) {
   return el("td", { class: "num" }, value === null ? "missing" : value);
 }
 
+function age(value) {
+  return el("td", { class: "num age" }, value === null || value === undefined ? "-" : seconds(value));
+}
+
+function deadQueueRow(queue) {
+  return el("tr", { "data-dead-queue": `${queue.market}:${queue.lane}` },
+    el("td", {}, queue.market), el("td", {}, queue.lane),
+    cell(queue.dead_letter), cell(queue.dead_letter_in_flight), age(queue.dead_letter_oldest_age),
+    cell(queue.dead_lettered_per_minute), cell(queue.replayed_per_minute), cell(queue.discarded_per_minute));
+}
+
 function queueRow(queue, snap) {
   const flag = snap.paused[`${queue.market}:${queue.lane}`];
   const action = flag ? "resume" : "pause";
   return el("tr", { "data-queue": `${queue.market}:${queue.lane}` },
     el("td", {}, queue.market), el("td", {}, queue.lane),
-    cell(queue.visible), cell(queue.in_flight), cell(queue.delayed), cell(queue.dead_letter),
+    cell(queue.visible), cell(queue.in_flight), cell(queue.delayed), age(queue.oldest_age),
     cell(queue.done_per_minute), cell(queue.failed_per_minute), cell(queue.dead_lettered_per_minute),
     el("td", { class: flag ? "paused state" : "state" },
       flag ? `paused by ${flag.by} at ${flag.at}` : "running"),
@@ -198,6 +209,7 @@ function draw(snap) {
   $("#budgets").replaceChildren(...rows.map((row) => budgetCard(row, snap)));
   if (!snap.budgets.length) $("#budgets").append(el("p", { class: "muted" }, "no budgets in use"));
   $("#queues tbody").replaceChildren(...snap.queues.map((queue) => queueRow(queue, snap)));
+  $("#dead-queues tbody").replaceChildren(...snap.queues.map(deadQueueRow));
   const late = Object.entries(snap.lateness || {});
   $("#lateness").textContent = late.length
     ? "lateness of admitted requests (all workers, last hour): " + late.map(([k, v]) => `${k} ${v}`).join(", ")
@@ -319,11 +331,12 @@ function groupBox(group, index) {
       el("button", { type: "button", class: "discard-picked",
         onclick: () => { const chosen = picked(index); if (chosen.length) discardIds(chosen); } }, "Delete selected")),
     el("div", { class: "scroll" }, el("table", {},
-      el("thead", {}, el("tr", {}, ["", "kind", "seller", "attempts", "dead-lettered", "age", "error"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["", "kind", "seller", "attempts", "first attempt", "last attempt", "age", "error"].map((h) => el("th", {}, h)))),
       el("tbody", {}, group.jobs.map((job) => el("tr", {},
         el("td", {}, el("input", { type: "checkbox", value: job.message_id, "data-group": index })),
         el("td", {}, job.kind || "?"), el("td", {}, job.seller || "?"), el("td", { class: "num" }, job.attempts),
-        el("td", {}, job.failed_at || ""), el("td", {}, seconds(job.age)), el("td", {}, job.error || "")))))));
+        el("td", { class: "first-attempt" }, job.first_attempt_at || "?"),
+        el("td", { class: "last-attempt" }, job.last_attempt_at || "?"), el("td", {}, seconds(job.age)), el("td", {}, job.error || "")))))));
 }
 
 async function listDead(event, done) {
