@@ -20,12 +20,12 @@ from starlette.routing import Mount
 from lanes import Lane
 from scripts import api
 from scripts.api import create_app
-from scripts.board import COOKIE, Sessions
+from scripts.board import COOKIE, Feed, Sessions
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv
 from tests.fixtures_markets import COUPANG_VENDOR
 from tests.fixtures_scripts import LanesEnv
 from worker.pauses import LanePauses
-from worker.queues import ATTR_REASON, QueueName
+from worker.queues import ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, ATTR_REASON, QueueName
 from worker.sqs import OutgoingMessage
 
 
@@ -165,18 +165,27 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
     gone from both queues."""
     await _sign_in(board)
     sqs = api_env.sqs
+    tried = {ATTR_FIRST_ATTEMPT_AT: "2026-12-04T10:00:00+00:00",
+             ATTR_FAILED_AT: "2026-12-04T10:05:00+00:00"}  # fmt: skip
     names = QueueName(api_env.settings.queue_prefix, "coupang", Lane.LOW)
     dead_url = await sqs.queue_url(names.dead_letter)
     await sqs.send_batch(
         dead_url,
         [
             OutgoingMessage(body=f'{{"kind":"collect_order","seller":"s{n}"}}',
-                            attributes={ATTR_REASON: reason})
-            for n, reason in enumerate(["permanent: 401", "permanent: 401", "timeout"])
+                            attributes={ATTR_REASON: reason, **attempts})
+            for n, (reason, attempts) in enumerate(
+                [("permanent: 401", {}), ("permanent: 401", {}), ("timeout", tried)]
+            )
         ],
     )  # fmt: skip
     listed = (await board.get("/board/api/dead-letters?market=coupang&lane=low")).json()
     groups = {group["reason"]: group for group in listed["groups"]}
+    (timed_out,) = groups["timeout"]["jobs"]
+    assert (timed_out["first_attempt_at"], timed_out["last_attempt_at"]) == (
+        tried[ATTR_FIRST_ATTEMPT_AT], tried[ATTR_FAILED_AT],
+    )  # fmt: skip
+    assert groups["permanent: 401"]["jobs"][0]["first_attempt_at"] is None  # SQS redrove it
     assert {reason: group["count"] for reason, group in groups.items()} == {
         "permanent: 401": 2,
         "timeout": 1,
@@ -196,6 +205,11 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
     assert gone.json() == {"deleted": 1}
     after = (await board.get("/board/api/dead-letters?market=coupang&lane=low")).json()
     assert after["groups"] == []
+    await asyncio.sleep(Feed().interval)  # the shared snapshot is read anew
+    snap = (await board.get("/board/api/snapshot")).json()
+    (row,) = [q for q in snap["queues"] if (q["market"], q["lane"]) == ("coupang", "low")]
+    assert row["replayed_per_minute"] > 0  # 2, less a share if the minute turned
+    assert row["discarded_per_minute"] == pytest.approx(row["replayed_per_minute"] / 2, abs=0.1)
     bad = await board.post("/board/api/replay", json={**pick, "market": "nowhere"})
     assert bad.status_code == 404
 
@@ -298,3 +312,29 @@ def test_the_board_behind_api_gateway(lanes_env: LanesEnv, monkeypatch: pytest.M
     assert json.loads(snap["body"])["who"] == "operator"
     script = api.handler(_event("/board/static/board.js"), None)
     assert script["statusCode"] == 200
+
+
+async def test_queues_show_the_age_of_their_oldest_unsettled_job(
+    board: httpx.AsyncClient, api_env: ApiEnv
+) -> None:
+    """A lane holding a message shows the age of its oldest job not yet settled (since the
+    API recorded it queued); an empty queue shows none, whatever its waiting set says (an
+    entry whose settle was never recorded); the dead-letter queue shows its own."""
+    await _sign_in(board)
+    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    lane = {"market": "naver", "lane": "high"}
+    await records.update_many(
+        [{"id": "w1", "state": "queued", **lane}, {"id": "w2", "state": "dead_lettered", **lane},
+         {"id": "w3", "state": "queued", "market": "naver", "lane": "low"}]
+    )  # fmt: skip
+    names = QueueName(api_env.settings.queue_prefix, "naver", Lane.HIGH)
+    for queue in (names.queue, names.dead_letter):
+        await api_env.sqs.send_batch(
+            await api_env.sqs.queue_url(queue), [OutgoingMessage(body="{}")]
+        )
+    snap = (await board.get("/board/api/snapshot")).json()
+    rows = {q["lane"]: q for q in snap["queues"] if q["market"] == "naver"}
+    assert rows["high"]["oldest_age"] is not None
+    assert rows["high"]["dead_letter_oldest_age"] is not None
+    assert rows["high"]["dead_letter"] == 1
+    assert rows["low"]["oldest_age"] is None  # the queue is empty
