@@ -234,3 +234,25 @@ async def test_the_board_under_a_stage_prefix(api_env: ApiEnv) -> None:
         assert page.url == f"{url}/prod/board/"
     assert asked
     assert [u for u in asked if not u.startswith(f"{url}/prod/board")] == []
+
+
+async def test_a_sellers_failed_jobs_listed_on_the_page(page: Page, served: Served) -> None:
+    """The seller view counts the seller's recent jobs by lane and state and lists those of
+    the state picked: the failed ones, so support can answer for one seller."""
+    records = served.app.state.runtime.records
+    await records.update_many(
+        [{"id": f"s{n}", "state": state, "market": "naver", "seller": "S1", "lane": lane}
+         for n, (state, lane) in enumerate(
+             [("done", "high"), ("failed", "low"), ("dead_lettered", "low"), ("failed", "high")]
+         )]
+    )  # fmt: skip
+    await sign_in(page, served)
+    await page.wait_for_selector("#seller-market option", state="attached")
+    await page.select_option("#seller-market", "naver")
+    await page.fill("#seller-id", "S1")
+    await page.select_option("#seller-state", "failed")
+    await page.click("#seller-form button")
+    await page.wait_for_selector("#seller-jobs tr[data-job]")
+    rows = await page.query_selector_all("#seller-jobs tr[data-job]")
+    assert sorted([await row.get_attribute("data-job") for row in rows]) == ["s1", "s3"]
+    assert "low failed: 1" in (await page.text_content("#seller-jobs p") or "")

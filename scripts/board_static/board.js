@@ -263,7 +263,10 @@ async function sellerJobs(event) {
   const seller = $("#seller-id").value.trim();
   const out = $("#seller-jobs");
   try {
-    const records = await call(`sellers/${encodeURIComponent(market)}/${encodeURIComponent(seller)}/jobs`);
+    // Every record the seller's index keeps (its newest 1000, over the records' lifetime).
+    const records = await call(`sellers/${encodeURIComponent(market)}/${encodeURIComponent(seller)}/jobs?limit=1000`);
+    const state = $("#seller-state").value;
+    const shown = state ? records.filter((record) => record.state === state) : records;
     const counts = {};
     for (const record of records) {
       const key = `${record.lane} ${record.state}`;
@@ -273,7 +276,7 @@ async function sellerJobs(event) {
       el("p", { class: "muted" }, records.length ? Object.entries(counts).map(([k, v]) => `${k}: ${v}`).join(", ") : "no recent jobs"),
       el("div", { class: "scroll" }, el("table", {},
         el("thead", {}, el("tr", {}, ["id", "lane", "kind", "state", "updated", "reason / error"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, records.map((record) => el("tr", {},
+        el("tbody", {}, shown.map((record) => el("tr", { "data-job": record.id, "data-state": record.state },
           el("td", {}, record.id), el("td", {}, record.lane), el("td", {}, record.kind),
           el("td", {}, record.state), el("td", {}, record.updated_at),
           el("td", {}, record.reason || record.error || "")))))));
