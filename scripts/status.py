@@ -144,21 +144,19 @@ async def _depth(sqs: SqsClient, prefix: str, market: str, lane: Lane) -> QueueD
 
 
 async def _with_ages(redis: aioredis.Redis, depths: list[QueueDepth]) -> list[QueueDepth]:
-    """`depths` with the oldest ages of the queues that hold messages (a waiting set may
-    still name a job settled where no record told, until its entry expires)."""
-    asked = [(d.market, d.lane, dead) for d in depths for dead in (False, True)]
-    ages = iter(await oldest_waiting(redis, asked, time.time()))
-    aged = []
-    for depth in depths:
-        own, dead = next(ages), next(ages)
-        aged.append(
-            replace(
-                depth,
-                oldest_age=own if depth.holds() else None,
-                dead_letter_oldest_age=dead if depth.holds(dead_letter=True) else None,
-            )
+    """`depths` with the oldest ages of the queues that hold messages, read for those only
+    (a waiting set may still name a job settled where no record told, until it expires)."""
+    asked = [(d.market, d.lane, dead) for d in depths for dead in (False, True)
+             if d.holds(dead_letter=dead)]  # fmt: skip
+    ages = dict(zip(asked, await oldest_waiting(redis, asked, time.time()), strict=True))
+    return [
+        replace(
+            d,
+            oldest_age=ages.get((d.market, d.lane, False)),
+            dead_letter_oldest_age=ages.get((d.market, d.lane, True)),
         )
-    return aged
+        for d in depths
+    ]
 
 
 async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> list[QueueDepth]:
