@@ -6,7 +6,10 @@ Starts its own Redis, moto SQS and the demo's two simulators (child processes), 
 the API app in this process, runs one in-process worker on the demo's burst
 (`scripts.demo_load`), and opens headless Chromium pages (Debian's `chromium`, driven by
 Playwright) on the board. With `--screenshots DIR` it writes `board.png` (a laptop) and
-`board-phone.png` while the burst runs. Then, the burst drained and the worker stopped
+`board-phone.png` while the burst runs, once a budget's card shows a cooldown: for that
+run the Coupang simulator allows a vendor 60 % of the rate lanes is configured with, so
+the market answers 429 during the burst as a market whose limit fell would. Then, the
+burst drained and the worker stopped
 (so that every command counted is the board's), it counts for `--seconds` each with 0,
 1 and 10 pages open: Redis commands per second (`INFO commandstats` deltas, less the
 INFO calls themselves), the API's SQS calls per second, and the snapshots read.
@@ -33,7 +36,14 @@ from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
 from scripts.api import create_app
-from scripts.demo_load import MARKET_RATES, MARKETS, config_text, credential_variables, plan_burst
+from scripts.demo_load import (
+    LIMITS,
+    MARKET_RATES,
+    MARKETS,
+    config_text,
+    credential_variables,
+    plan_burst,
+)
 from scripts.provision import provision
 from scripts.services import MotoServer, RedisServer, SimulatorServer
 from worker.daemon import build_dispatcher
@@ -81,9 +91,12 @@ async def main(seconds: float, screenshots: Path | None) -> None:
     with contextlib.ExitStack() as stack:
         redis_server = stack.enter_context(RedisServer())
         moto = stack.enter_context(MotoServer())
+        rates = dict(MARKET_RATES)
+        if screenshots is not None:  # a cooldown to show: 429s from Coupang
+            rates["coupang"] = LIMITS["coupang"] * 0.6
         sims = {
             market: stack.enter_context(
-                SimulatorServer(market, MARKET_RATES[market], module="scripts.demo_sim")
+                SimulatorServer(market, rates[market], module="scripts.demo_sim")
             )
             for market in MARKETS
         }
@@ -137,6 +150,8 @@ async def main(seconds: float, screenshots: Path | None) -> None:
                     device_scale_factor=2, is_mobile=True,
                 )  # fmt: skip
                 await asyncio.sleep(22)  # into the high phase, with charts of 20 s
+                for page in (laptop, phone):
+                    await page.wait_for_selector(".card .cooldown", timeout=60_000)
                 await laptop.screenshot(path=str(screenshots / "board.png"), full_page=True)
                 await phone.screenshot(path=str(screenshots / "board-phone.png"))
                 await _close([laptop, phone])

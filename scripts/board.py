@@ -47,7 +47,7 @@ from scripts.api_gate import key_matches, problem
 from scripts.replay import DeadLetter, ReplayFilter, ReplayReport, replay
 from scripts.status import snapshot
 from worker.pauses import LanePauses
-from worker.queues import QueueName
+from worker.queues import ATTR_ERROR, ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, QueueName
 from worker.sqs import SqsClient
 
 if TYPE_CHECKING:  # the API imports this module to mount it
@@ -65,7 +65,13 @@ HISTORY = 300  # snapshots of usage kept for the charts (5 minutes at INTERVAL)
 BUSIEST = 20  # per-seller budgets listed without a search
 CARDS = 6  # per-seller budgets in use drawn as cards beside the app budgets
 LIST_MAX = 500  # dead letters listed per lane at most
+# Outcomes counted per minute for a dead-letter queue, beside its dead_lettered (in).
+_DEAD_LETTER_OUTS = ("replayed", "discarded")
 _OPEN = frozenset({BOARD, f"{BOARD}/", f"{BOARD}/login", f"{BOARD}/logout"})
+# Every URL the pages and their answers use is relative to the page at `/board/`, so the
+# board works under any prefix the browser sees and the app does not (an API Gateway
+# stage, `/prod/board/`; a proxy's path; `--root-path`). The cookie's path is left to
+# the browser (the directory of the login's URL: `/prod/board`) for the same reason.
 # The pages load only what lanes serves (docs/DESIGN.md rule 8 keeps keys out of pages).
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -109,10 +115,18 @@ class Sessions:
     def admits(self, scope: Scope) -> bool:
         """For the gate: the login page and static files always; `/board/api/` with a
         valid session cookie."""
-        path: str = scope["path"]
+        path = _route_path(scope)
         if path in _OPEN or path.startswith(f"{BOARD}/static/"):
             return True
         return path.startswith(f"{BOARD}/api/") and self.of(Headers(scope=scope)) is not None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes by: without the `root_path` a server or a mount put in front
+    (ASGI servers may or may not include it in `path`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _cookies(header: str) -> dict[str, str]:
@@ -167,17 +181,17 @@ class Feed:
         now = time.time()
         minute, into = divmod(now, 60)
         try:
-            paused = await LanePauses(runtime.store.client).all()
             this_minute = await runtime.records.outcomes(int(minute))
             last_minute = await runtime.records.outcomes(int(minute) - 1)
         except BudgetUnavailable as exc:  # shown on the page, as the budgets' error
-            paused, this_minute, last_minute, state_error = {}, {}, {}, str(exc)
+            this_minute, last_minute, state_error = {}, {}, str(exc)
         self.reads += 1
         data = state.as_json()
         for queue in data["queues"]:
             # The trailing minute: this minute's counts and the part of the last one
-            # still inside it (as if it were spread evenly).
-            for outcome in ("done", "failed", "dead_lettered"):
+            # still inside it (as if it were spread evenly). The dead-letter queue's:
+            # in, dead_lettered; out, the board's replays and deletions.
+            for outcome in ("done", "failed", "dead_lettered", *_DEAD_LETTER_OUTS):
                 name = f"{queue['market']}:{queue['lane']}:{outcome}"
                 recent = this_minute.get(name, 0) + last_minute.get(name, 0) * (1 - into / 60)
                 queue[f"{outcome}_per_minute"] = round(recent, 1)
@@ -207,7 +221,7 @@ class Feed:
             "seller_budgets": len(sellers),
             "budgets_error": state_error,
             "lateness": data["lateness"],
-            "paused": paused,
+            "paused": data["paused"],
             "history": list(self._history),
         }
 
@@ -234,8 +248,10 @@ def _dead(dead: DeadLetter) -> dict[str, Any]:
         "reason": dead.reason,
         "attempts": dead.attempts,
         "age": round(dead.age.total_seconds(), 1),
-        "failed_at": attributes.get("lanes.failed_at"),
-        "error": attributes.get("lanes.error"),
+        # Set by lanes when it dead-letters; a message SQS redrove carries neither.
+        "first_attempt_at": attributes.get(ATTR_FIRST_ATTEMPT_AT),
+        "last_attempt_at": attributes.get(ATTR_FAILED_AT),
+        "error": attributes.get(ATTR_ERROR),
     }
 
 
@@ -344,6 +360,11 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         return sessions.of(request.headers) or "api key"
 
     @router.get("")
+    async def to_page() -> Response:
+        # Relative, so it keeps any prefix: /prod/board -> /prod/board/ (the page's URLs
+        # are relative to it).
+        return RedirectResponse("board/", status_code=307)
+
     @router.get("/")
     async def page(request: Request) -> Response:
         if sessions.of(request.headers) is None:
@@ -358,9 +379,9 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         if sessions.keys and not key_matches(key, sessions.keys):
             log.warning("board.login_refused")
             return _page("login.html", 401, error=True)
-        answer = RedirectResponse(BOARD, status_code=303)
+        answer = RedirectResponse("./", status_code=303)
         answer.set_cookie(
-            COOKIE, sessions.issue(name), max_age=sessions.max_age, path=BOARD,
+            COOKIE, sessions.issue(name), max_age=sessions.max_age, path=None,
             httponly=True, secure=True, samesite="strict",
         )  # fmt: skip
         log.info("board.login", who=name)
@@ -368,8 +389,9 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.post("/logout")
     async def logout() -> Response:
-        answer = RedirectResponse(BOARD, status_code=303)
-        answer.delete_cookie(COOKIE, path=BOARD, httponly=True, secure=True, samesite="strict")
+        answer = RedirectResponse("./", status_code=303)
+        answer.set_cookie(COOKIE, "", max_age=0, expires=0, path=None, httponly=True,
+                          secure=True, samesite="strict")  # fmt: skip
         return answer
 
     @router.get("/api/snapshot")
@@ -405,6 +427,8 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         names = _urls(runtime, pick.market, pick.lane)
         picked = Picked(ids=frozenset(pick.ids))
         report = await _replay(runtime, names, picked, len(pick.ids), dry_run=pick.dry_run)
+        if report.moved:
+            await runtime.records.count(pick.market, pick.lane.value, "replayed", report.moved)
         log.info("board.replay", who=who(request), queue=names.dead_letter,
                  dry_run=pick.dry_run, moved=report.moved, listed=len(report.listed))  # fmt: skip
         return JSONResponse(_report(report))
@@ -417,6 +441,8 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         names = _urls(runtime, pick.market, pick.lane)
         url = await runtime.sqs.queue_url(names.dead_letter)
         deleted = await discard(runtime.sqs, url, frozenset(pick.ids))
+        if deleted:
+            await runtime.records.count(pick.market, pick.lane.value, "discarded", deleted)
         log.info("board.discard", who=who(request), queue=names.dead_letter, deleted=deleted)
         return JSONResponse({"deleted": deleted})
 

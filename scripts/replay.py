@@ -26,12 +26,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from scripts.sending import group_id
-from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
+from worker.queues import (
+    ATTR_ATTEMPTS,
+    ATTR_ERROR,
+    ATTR_FAILED_AT,
+    ATTR_FIRST_ATTEMPT_AT,
+    ATTR_REASON,
+)
 from worker.sqs import BATCH_ENTRIES, OutgoingMessage, SqsClient, SqsMessage
 
 __all__ = ["DeadLetter", "ReplayFilter", "ReplayReport", "replay"]
 
-_DEAD_LETTER_ATTRIBUTES = frozenset({ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON})
+_DEAD_LETTER_ATTRIBUTES = frozenset(
+    {ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, ATTR_REASON}
+)
 # Two empty polls in a row: the queue holds nothing more we have not looked at.
 _EMPTY_POLLS = 2
 _POLL_SECONDS = 1

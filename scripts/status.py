@@ -1,5 +1,11 @@
 """`lanes status`: queue depths per market and lane, live usage per budget.
 
+Each lane queue (and its dead-letter queue) also shows the age of its oldest job not
+yet settled, from the waiting sets the status records keep (`worker.tracking`: SQS
+gives that age only to CloudWatch, and reading it off the queue would receive
+messages), shown only while the queue holds messages; and its pause flag, with who set
+it and when (`worker.pauses`).
+
 App-scope budgets come from the config; seller-scope ones (one per seller)
 are found by scanning Redis for their keys. Each budget shows its effective
 limit and where it comes from (configured, or a lower limit the market
@@ -10,9 +16,10 @@ lateness histogram of admitted requests that every worker shares.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,8 +32,10 @@ from lanes.lateness import read_lateness
 from lanes.limiter import Limiter
 from lanes.policy import Lane
 from scripts.table import render_table
+from worker.pauses import LanePauses
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
+from worker.tracking import oldest_waiting
 
 __all__ = [
     "BudgetRow",
@@ -43,7 +52,8 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 @dataclass(frozen=True)
 class QueueDepth:
-    """A lane queue's messages by state, and its dead-letter queue's (None: queue missing)."""
+    """A lane queue's messages by state, and its dead-letter queue's (None: queue missing);
+    the age in seconds of each one's oldest unsettled job (None: empty, or none known)."""
 
     market: str
     lane: str
@@ -51,6 +61,15 @@ class QueueDepth:
     in_flight: int | None
     delayed: int | None
     dead_letter: int | None
+    dead_letter_in_flight: int | None = None
+    oldest_age: float | None = None
+    dead_letter_oldest_age: float | None = None
+
+    def holds(self, *, dead_letter: bool = False) -> bool:
+        """Whether the queue holds any message (an age is shown only then)."""
+        if dead_letter:
+            return bool(self.dead_letter or self.dead_letter_in_flight)
+        return bool(self.visible or self.in_flight or self.delayed)
 
 
 @dataclass(frozen=True)
@@ -81,10 +100,12 @@ class Snapshot:
     budgets: list[BudgetRow]
     budgets_error: str | None = None
     lateness: dict[str, int] | None = None
+    paused: dict[str, dict[str, Any]] | None = None  # "market:lane" -> {"by", "at"}
 
     def as_json(self) -> dict[str, Any]:
         return {
             "queues": [asdict(depth) for depth in self.queues],
+            "paused": self.paused or {},
             "budgets": [{**asdict(row), "used": row.used} for row in self.budgets],
             "budgets_error": self.budgets_error,
             "lateness": self.lateness or {},
@@ -114,12 +135,28 @@ async def _depth(sqs: SqsClient, prefix: str, market: str, lane: Lane) -> QueueD
     except QueueMissing:
         lane_depth = (None, None, None)
     try:
-        dead = await sqs.attributes(await sqs.queue_url(names.dead_letter), wanted[:1])
-        dead_depth: int | None = _count(dead, wanted[0])
+        dead = await sqs.attributes(await sqs.queue_url(names.dead_letter), wanted[:2])
+        dead_depth: tuple[int | None, ...] = tuple(_count(dead, name) for name in wanted[:2])
     except QueueMissing:
-        dead_depth = None
+        dead_depth = (None, None)
     visible, in_flight, delayed = lane_depth
-    return QueueDepth(market, lane.value, visible, in_flight, delayed, dead_depth)
+    return QueueDepth(market, lane.value, visible, in_flight, delayed, *dead_depth)
+
+
+async def _with_ages(redis: aioredis.Redis, depths: list[QueueDepth]) -> list[QueueDepth]:
+    """`depths` with the oldest ages of the queues that hold messages, read for those only
+    (a waiting set may still name a job settled where no record told, until it expires)."""
+    asked = [(d.market, d.lane, dead) for d in depths for dead in (False, True)
+             if d.holds(dead_letter=dead)]  # fmt: skip
+    ages = dict(zip(asked, await oldest_waiting(redis, asked, time.time()), strict=True))
+    return [
+        replace(
+            d,
+            oldest_age=ages.get((d.market, d.lane, False)),
+            dead_letter_oldest_age=ages.get((d.market, d.lane, True)),
+        )
+        for d in depths
+    ]
 
 
 async def queue_depths(sqs: SqsClient, prefix: str, markets: Iterable[str]) -> list[QueueDepth]:
@@ -203,28 +240,46 @@ async def snapshot(
     try:
         budgets = await _budget_rows(redis, limiter, config, markets)
         lateness = await read_lateness(redis)
+        queues = await _with_ages(redis, queues)
+        paused = await LanePauses(redis).all()
     except (BudgetUnavailable, RedisError, OSError) as exc:
         if need_redis:
             raise BudgetUnavailable(f"cannot read Redis for the budgets: {exc}") from exc
         return Snapshot(queues, [], budgets_error=str(exc))
-    return Snapshot(queues, budgets, lateness=lateness)
+    return Snapshot(queues, budgets, lateness=lateness, paused=paused)
 
 
 def _cell(value: int | None) -> str:
     return "missing" if value is None else str(value)
 
 
+def _age(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 60:.1f}min" if value >= 60 else f"{value:.0f}s"
+
+
+def _state(state: Snapshot, depth: QueueDepth) -> str:
+    if state.paused is None:
+        return "?"  # Redis could not be read
+    flag = state.paused.get(f"{depth.market}:{depth.lane}")
+    return f"paused by {flag.get('by', '?')} at {flag.get('at', '?')}" if flag else "running"
+
+
 def render_snapshot(state: Snapshot) -> str:
     queue_rows = [
         [q.market, q.lane, _cell(q.visible), _cell(q.in_flight), _cell(q.delayed),
-         _cell(q.dead_letter)]
+         _age(q.oldest_age), _cell(q.dead_letter), _age(q.dead_letter_oldest_age),
+         _state(state, q)]
         for q in state.queues
     ]  # fmt: skip
     parts = [
         render_table(
-            ["market", "lane", "visible", "in flight", "delayed", "dead-letter"], queue_rows
+            ["market", "lane", "visible", "in flight", "delayed", "oldest", "dead-letter",
+             "oldest dead", "state"],
+            queue_rows,
         )
-    ]
+    ]  # fmt: skip
     if state.budgets_error:
         parts.append(f"budgets: {state.budgets_error}")
     elif state.budgets:

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from lanes import Lane
 from scripts import api
 from scripts.api import create_app
-from scripts.board import COOKIE, Sessions
+from scripts.board import COOKIE, Feed, Sessions
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv
 from tests.fixtures_markets import COUPANG_VENDOR
 from tests.fixtures_scripts import LanesEnv
 from worker.pauses import LanePauses
-from worker.queues import ATTR_REASON, QueueName
+from worker.queues import ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, ATTR_REASON, QueueName
 from worker.sqs import OutgoingMessage
 
 
@@ -50,9 +53,10 @@ async def _sign_in(board: httpx.AsyncClient, key: str = KEY) -> httpx.Response:
 async def test_without_a_session_the_page_is_the_login_form_and_the_data_401(
     board: httpx.AsyncClient,
 ) -> None:
-    page = await board.get("/board")
+    assert (await board.get("/board")).headers["location"] == "board/"
+    page = await board.get("/board/")
     assert page.status_code == 401
-    assert 'action="/board/login"' in page.text
+    assert 'action="login"' in page.text
     assert "Content-Security-Policy" in page.headers
     data = await board.get("/board/api/snapshot")
     assert data.status_code == 401
@@ -73,14 +77,15 @@ async def test_the_key_once_then_a_secure_http_only_strict_cookie(
     opens the page and the data (but not the API's own routes)."""
     answer = await _sign_in(board)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/board"
+    assert answer.headers["location"] == "./"
     cookie = answer.headers["set-cookie"]
-    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/board", "Max-Age=28800"):
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Max-Age=28800"):
         assert flag.lower() in cookie.lower()
+    assert "path=" not in cookie.lower()  # the browser's default: the login URL's directory
     assert KEY not in cookie
-    page = await board.get("/board")
+    page = await board.get("/board/")
     assert page.status_code == 200
-    assert "/board/static/board.js" in page.text
+    assert '"static/board.js"' in page.text
     assert KEY not in page.text
     snap = await board.get("/board/api/snapshot")
     assert snap.status_code == 200
@@ -91,6 +96,45 @@ async def test_the_key_once_then_a_secure_http_only_strict_cookie(
     }
     assert (await board.get("/v1/status")).status_code == 401
     assert (await board.get("/board/static/board.js")).status_code == 200
+
+
+async def test_under_a_prefix_every_url_stays_under_it(
+    api_env: ApiEnv, exit_stack: AsyncExitStack
+) -> None:
+    """Behind a prefix the app does not see in its routes (an API Gateway stage, a proxy's
+    path: here the app mounted at /prod), a client that follows only what the board names,
+    resolved against the page's URL as a browser does, stays under /prod: the redirects,
+    the form actions, the static files, the script's fetches; the cookie is scoped to
+    /prod/board by the browser's default."""
+    app = create_app(api_env.settings, api_env.config)
+    await exit_stack.enter_async_context(app.router.lifespan_context(app))
+    app.state.runtime.limiter._restart_guard = False
+    outer = Starlette(routes=[Mount("/prod", app=app)])
+    client = await exit_stack.enter_async_context(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=outer),
+                          base_url="https://lanes.test", follow_redirects=True)
+    )  # fmt: skip
+    login = await client.get("/prod/board")
+    assert (login.status_code, login.url.path) == (401, "/prod/board/")
+    named = re.findall(r'(?:href|src|action)="([^"]+)"', login.text)
+    assert named
+    assert not [url for url in named if url.startswith("/")]
+    assert (await client.get(login.url.join("static/board.css"))).status_code == 200
+    page = await client.post(login.url.join("login"), data={"key": KEY, "name": "Ada"})
+    assert (page.status_code, page.url.path) == (200, "/prod/board/")
+    (cookie,) = client.cookies.jar
+    assert cookie.path == "/prod/board"
+    named = re.findall(r'(?:href|src|action)="([^"]+)"', page.text)
+    assert named
+    assert not [url for url in named if url.startswith("/")]
+    script = await client.get(page.url.join("static/board.js"))
+    assert 'fetch("api/" + path' in script.text
+    assert not re.search(r"""["'`]/board""", script.text)  # no absolute URL of the board
+    snap = await client.get(page.url.join("api/snapshot"))
+    assert (snap.status_code, snap.json()["who"]) == (200, "Ada")
+    out = await client.post(page.url.join("logout"))
+    assert (out.status_code, out.url.path) == (401, "/prod/board/")
+    assert (await client.get(page.url.join("api/snapshot"))).status_code == 401
 
 
 async def test_a_tampered_or_expired_cookie_is_refused(board: httpx.AsyncClient) -> None:
@@ -121,18 +165,27 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
     gone from both queues."""
     await _sign_in(board)
     sqs = api_env.sqs
+    tried = {ATTR_FIRST_ATTEMPT_AT: "2026-12-04T10:00:00+00:00",
+             ATTR_FAILED_AT: "2026-12-04T10:05:00+00:00"}  # fmt: skip
     names = QueueName(api_env.settings.queue_prefix, "coupang", Lane.LOW)
     dead_url = await sqs.queue_url(names.dead_letter)
     await sqs.send_batch(
         dead_url,
         [
             OutgoingMessage(body=f'{{"kind":"collect_order","seller":"s{n}"}}',
-                            attributes={ATTR_REASON: reason})
-            for n, reason in enumerate(["permanent: 401", "permanent: 401", "timeout"])
+                            attributes={ATTR_REASON: reason, **attempts})
+            for n, (reason, attempts) in enumerate(
+                [("permanent: 401", {}), ("permanent: 401", {}), ("timeout", tried)]
+            )
         ],
     )  # fmt: skip
     listed = (await board.get("/board/api/dead-letters?market=coupang&lane=low")).json()
     groups = {group["reason"]: group for group in listed["groups"]}
+    (timed_out,) = groups["timeout"]["jobs"]
+    assert (timed_out["first_attempt_at"], timed_out["last_attempt_at"]) == (
+        tried[ATTR_FIRST_ATTEMPT_AT], tried[ATTR_FAILED_AT],
+    )  # fmt: skip
+    assert groups["permanent: 401"]["jobs"][0]["first_attempt_at"] is None  # SQS redrove it
     assert {reason: group["count"] for reason, group in groups.items()} == {
         "permanent: 401": 2,
         "timeout": 1,
@@ -152,6 +205,11 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
     assert gone.json() == {"deleted": 1}
     after = (await board.get("/board/api/dead-letters?market=coupang&lane=low")).json()
     assert after["groups"] == []
+    await asyncio.sleep(Feed().interval)  # the shared snapshot is read anew
+    snap = (await board.get("/board/api/snapshot")).json()
+    (row,) = [q for q in snap["queues"] if (q["market"], q["lane"]) == ("coupang", "low")]
+    assert row["replayed_per_minute"] > 0  # 2, less a share if the minute turned
+    assert row["discarded_per_minute"] == pytest.approx(row["replayed_per_minute"] / 2, abs=0.1)
     bad = await board.post("/board/api/replay", json={**pick, "market": "nowhere"})
     assert bad.status_code == 404
 
@@ -241,9 +299,9 @@ def test_the_board_behind_api_gateway(lanes_env: LanesEnv, monkeypatch: pytest.M
     monkeypatch.setenv("LANES_API_KEYS", KEY)
     monkeypatch.setattr(api, "_lambda", None)
     monkeypatch.setattr(api, "configure_logging", lambda level: None)
-    page = api.handler(_event("/board"), None)
+    page = api.handler(_event("/board/"), None)
     assert page["statusCode"] == 401
-    assert 'action="/board/login"' in page["body"]
+    assert 'action="login"' in page["body"]
     assert api.handler(_event("/board/api/snapshot"), None)["statusCode"] == 401
     signed = api.handler(_event("/board/login", method="POST", body=f"key={KEY}"), None)
     assert signed["statusCode"] == 303
@@ -254,3 +312,29 @@ def test_the_board_behind_api_gateway(lanes_env: LanesEnv, monkeypatch: pytest.M
     assert json.loads(snap["body"])["who"] == "operator"
     script = api.handler(_event("/board/static/board.js"), None)
     assert script["statusCode"] == 200
+
+
+async def test_queues_show_the_age_of_their_oldest_unsettled_job(
+    board: httpx.AsyncClient, api_env: ApiEnv
+) -> None:
+    """A lane holding a message shows the age of its oldest job not yet settled (since the
+    API recorded it queued); an empty queue shows none, whatever its waiting set says (an
+    entry whose settle was never recorded); the dead-letter queue shows its own."""
+    await _sign_in(board)
+    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    lane = {"market": "naver", "lane": "high"}
+    await records.update_many(
+        [{"id": "w1", "state": "queued", **lane}, {"id": "w2", "state": "dead_lettered", **lane},
+         {"id": "w3", "state": "queued", "market": "naver", "lane": "low"}]
+    )  # fmt: skip
+    names = QueueName(api_env.settings.queue_prefix, "naver", Lane.HIGH)
+    for queue in (names.queue, names.dead_letter):
+        await api_env.sqs.send_batch(
+            await api_env.sqs.queue_url(queue), [OutgoingMessage(body="{}")]
+        )
+    snap = (await board.get("/board/api/snapshot")).json()
+    rows = {q["lane"]: q for q in snap["queues"] if q["market"] == "naver"}
+    assert rows["high"]["oldest_age"] is not None
+    assert rows["high"]["dead_letter_oldest_age"] is not None
+    assert rows["high"]["dead_letter"] == 1
+    assert rows["low"]["oldest_age"] is None  # the queue is empty

@@ -6,6 +6,7 @@ and an in-process worker. Skipped, with the reason, where chromium or playwright
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from bench.browser import CHROMIUM, chromium
 from bench.browser import served as serve
@@ -65,8 +68,8 @@ async def page(served: Served) -> AsyncIterator[Page]:
         yield await context.new_page()
 
 
-async def sign_in(page: Page, served: Served, key: str = KEY) -> None:
-    await page.goto(f"{served.url}/board")
+async def sign_in(page: Page, served: Served, key: str = KEY, *, prefix: str = "") -> None:
+    await page.goto(f"{served.url}{prefix}/board")
     await page.fill("#key", key)
     await page.fill("#name", "on call")
     await page.click("#signin")
@@ -203,3 +206,53 @@ async def test_a_lane_paused_and_resumed_from_the_page(page: Page, served: Serve
     await page.click(f"{row} button.resume")
     await page.wait_for_selector(f"{row} .state:has-text('running')")
     assert await pauses.all() == {}
+
+
+async def test_the_board_under_a_stage_prefix(api_env: ApiEnv) -> None:
+    """Served under /prod (as behind API Gateway's stage: the app mounted there), the page
+    signs in, draws the live data, pauses a lane and signs out without leaving /prod."""
+    app = create_app(api_env.settings, api_env.config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with app.router.lifespan_context(app):
+            yield
+
+    outer = Starlette(routes=[Mount("/prod", app=app)], lifespan=lifespan)
+    async with serve(outer) as url, chromium() as browser:
+        app.state.runtime.limiter._restart_guard = False
+        page = await browser.new_page()
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        await sign_in(page, Served(url, api_env, app), prefix="/prod")
+        row = "#queues tr[data-queue='naver:low']"
+        await page.wait_for_selector(row, timeout=30_000)
+        await page.click(f"{row} button.pause")
+        await page.wait_for_selector(f"{row} .paused:has-text('paused by on call')")
+        await page.click("header button[type=submit]")
+        await page.wait_for_selector("#key")
+        assert page.url == f"{url}/prod/board/"
+    assert asked
+    assert [u for u in asked if not u.startswith(f"{url}/prod/board")] == []
+
+
+async def test_a_sellers_failed_jobs_listed_on_the_page(page: Page, served: Served) -> None:
+    """The seller view counts the seller's recent jobs by lane and state and lists those of
+    the state picked: the failed ones, so support can answer for one seller."""
+    records = served.app.state.runtime.records
+    await records.update_many(
+        [{"id": f"s{n}", "state": state, "market": "naver", "seller": "S1", "lane": lane}
+         for n, (state, lane) in enumerate(
+             [("done", "high"), ("failed", "low"), ("dead_lettered", "low"), ("failed", "high")]
+         )]
+    )  # fmt: skip
+    await sign_in(page, served)
+    await page.wait_for_selector("#seller-market option", state="attached")
+    await page.select_option("#seller-market", "naver")
+    await page.fill("#seller-id", "S1")
+    await page.select_option("#seller-state", "failed")
+    await page.click("#seller-form button")
+    await page.wait_for_selector("#seller-jobs tr[data-job]")
+    rows = await page.query_selector_all("#seller-jobs tr[data-job]")
+    assert sorted([await row.get_attribute("data-job") for row in rows]) == ["s1", "s3"]
+    assert "low failed: 1" in (await page.text_content("#seller-jobs p") or "")

@@ -11,6 +11,7 @@ from worker.queues import (
     ATTR_ATTEMPTS,
     ATTR_ERROR,
     ATTR_FAILED_AT,
+    ATTR_FIRST_ATTEMPT_AT,
     ATTR_REASON,
     Delivery,
     QueueName,
@@ -38,6 +39,7 @@ async def test_dead_letter_keeps_the_body_and_attributes_and_adds_the_reason(
     assert dead.message_attributes[ATTR_ATTEMPTS] == "3"
     assert dead.message_attributes[ATTR_ERROR] == "HTTP 503"
     assert dead.message_attributes[ATTR_FAILED_AT].endswith("+00:00")
+    assert dead.message_attributes[ATTR_FIRST_ATTEMPT_AT].endswith("+00:00")  # first receive
 
 
 def test_dead_letter_attributes_fit_the_sqs_limit() -> None:

@@ -11,7 +11,9 @@ import pytest
 from lanes import Budget, Lane, Limiter, RedisStore, Window
 from scripts.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
+from worker.pauses import LanePauses
 from worker.sqs import OutgoingMessage, SqsClient
+from worker.tracking import JobTracker
 
 
 async def _load(env: LanesEnv) -> None:
@@ -99,3 +101,34 @@ def test_status_exits_non_zero_with_one_line_when_redis_cannot_be_read(
     assert result.out == ""
     (line,) = result.err.splitlines()
     assert line.startswith("lanes: error: cannot read Redis for the budgets: ")
+
+
+def test_status_shows_paused_lanes_with_who_and_when(
+    lanes_env: LanesEnv, run_cli: Callable[..., CliRun]
+) -> None:
+    """A lane paused (`lanes pause`, the board) is shown paused, by whom and since when, in
+    the table and the JSON; the others run. A paused lane holding a job shows how long
+    its oldest has waited."""
+    assert run_cli("provision").code == 0
+
+    async def pause() -> None:
+        async with RedisStore(lanes_env.redis_url) as store:
+            await LanePauses(store.client).pause("naver", Lane.LOW, by="on call")
+            await JobTracker(store.client, ttl=60).update(
+                "stuck", "queued", market="naver", lane="low"
+            )
+        async with SqsClient(endpoint_url=lanes_env.sqs_endpoint) as sqs:
+            url = await sqs.queue_url(lanes_env.queue("naver", "low"))
+            await sqs.send_batch(url, [OutgoingMessage(body="{}")])
+
+    asyncio.run(pause())
+    state = json.loads(run_cli("status", "--json").out)
+    assert state["paused"]["naver:low"]["by"] == "on call"
+    queues = {(q["market"], q["lane"]): q for q in state["queues"]}
+    assert queues["naver", "low"]["oldest_age"] is not None
+    assert queues["naver", "high"]["oldest_age"] is None
+    table = run_cli("status").out
+    (paused,) = [line for line in table.splitlines() if "paused by" in line]
+    assert paused.split()[:2] == ["naver", "low"]
+    assert "paused by on call at 20" in paused
+    assert table.count("running") == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -11,7 +12,7 @@ from lanes.policy import Lane
 from lanes.settings import Settings
 from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, deliver, job
 from worker.runtime import TRACK_TTL, Runtime
-from worker.tracking import job_key
+from worker.tracking import JobTracker, job_key, oldest_waiting, waiting_key
 
 MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
 
@@ -67,3 +68,35 @@ async def test_a_failed_attempt_is_recorded_with_its_retry(
     assert (record["state"], record["attempts"]) == ("failed", 1)
     assert "503" in record["error"]
     assert record["retry_in"] >= 30
+
+
+async def test_waiting_sets_give_each_queues_oldest_unsettled_job(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A job is in its lane's waiting set from its first record (queued, running or failed:
+    the first time stays) until done; dead-lettered, it moves to the dead-letter queue's
+    set, and leaves it when it is recorded in its lane again (replayed). The oldest age is
+    read per queue in one round trip; none known is None."""
+    tracker = JobTracker(redis_client, ttl=3600)
+    lane = {"market": "acme", "lane": "low"}
+    await tracker.update_many([{"id": "a", "state": "queued", **lane}])
+    await redis_client.zadd(waiting_key("acme", "low"), {"a": time.time() - 100})  # sent 100 s ago
+    await tracker.update_many(
+        [{"id": "a", "state": "running", **lane}, {"id": "b", "state": "failed", **lane}]
+    )
+    asked = [("acme", "low", False), ("acme", "low", True), ("acme", "high", False)]
+    oldest, dead, other = await oldest_waiting(redis_client, asked, time.time())
+    assert oldest is not None
+    assert 100 <= oldest < 200  # "running" kept the first time
+    assert (dead, other) == (None, None)
+    await tracker.update_many([{"id": "a", "state": "done", **lane}])
+    oldest, _, _ = await oldest_waiting(redis_client, asked, time.time())
+    assert oldest is not None
+    assert oldest < 100  # b's now
+    await tracker.update_many([{"id": "b", "state": "dead_lettered", **lane}])
+    oldest, dead, _ = await oldest_waiting(redis_client, asked, time.time())
+    assert (oldest, dead is not None) == (None, True)
+    await tracker.update_many([{"id": "b", "state": "queued", **lane}])  # replayed
+    oldest, dead, _ = await oldest_waiting(redis_client, asked, time.time())
+    assert (oldest is not None, dead) == (True, None)
+    assert 0 < await redis_client.ttl(waiting_key("acme", "low")) <= 3600

@@ -45,7 +45,14 @@ from markets.errors import (
 from worker.envelope import PoisonMessage
 from worker.idempotency import ClaimBusy, ClaimLost
 from worker.metrics import Metrics
-from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON, Delivery
+from worker.queues import (
+    ATTR_ATTEMPTS,
+    ATTR_ERROR,
+    ATTR_FAILED_AT,
+    ATTR_FIRST_ATTEMPT_AT,
+    ATTR_REASON,
+    Delivery,
+)
 from worker.sinks import SinkError, SinkRefused
 from worker.sqs import Coalescer, OutgoingMessage, SqsClient, SqsError
 from worker.tracking import JobTracker
@@ -245,6 +252,10 @@ def dead_letter_message(delivery: Delivery, outcome: Outcome) -> OutgoingMessage
         ATTR_ERROR: _clip(outcome.error or outcome.reason) or outcome.label,
         ATTR_FAILED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    first = delivery.message.attributes.get("ApproximateFirstReceiveTimestamp", "")
+    if first.isdigit():
+        at = datetime.fromtimestamp(int(first) / 1000, tz=UTC)
+        ours[ATTR_FIRST_ATTEMPT_AT] = at.isoformat(timespec="seconds")
     # SQS allows 10 message attributes: ours win, the producer's keep what room is left.
     theirs = {
         name: value

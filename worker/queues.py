@@ -12,6 +12,7 @@ __all__ = [
     "ATTR_ATTEMPTS",
     "ATTR_ERROR",
     "ATTR_FAILED_AT",
+    "ATTR_FIRST_ATTEMPT_AT",
     "ATTR_REASON",
     "DLQ_SUFFIX",
     "Delivery",
@@ -25,7 +26,10 @@ DLQ_SUFFIX = "-dlq"
 ATTR_REASON = "lanes.reason"  # one line: why it was dead-lettered
 ATTR_ATTEMPTS = "lanes.attempts"  # attempts made (a whole number)
 ATTR_ERROR = "lanes.error"  # the last error, one line
-ATTR_FAILED_AT = "lanes.failed_at"  # ISO 8601 UTC
+ATTR_FAILED_AT = "lanes.failed_at"  # ISO 8601 UTC: the last attempt
+# ISO 8601 UTC: the first receive of the message in its lane (SQS's
+# ApproximateFirstReceiveTimestamp, which the dead-letter copy would not carry)
+ATTR_FIRST_ATTEMPT_AT = "lanes.first_attempt_at"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,15 @@
   trip: `recent` reads a seller's jobs back (the board's seller view). Settled states
   (`done`, `failed`, `dead_lettered`) are also counted per minute by market and lane
   (`lanes:outcomes:{minute}`, a hash kept an hour), in the same round trip: `outcomes`.
+- **Waiting since** (`oldest_waiting`): SQS gives a queue's age of the oldest message
+  only to CloudWatch, and reading it from the queue would take (receive) messages. So
+  each lane keeps a sorted set of its jobs not yet settled, by when lanes first recorded
+  them (`lanes:waiting:{market}:{lane}`: added NX by `queued`, `running`, `failed`,
+  removed by `done`; `dead_lettered` moves the job to `...:dead`, and any later record
+  in the lane, a replayed job's, takes it out of there), in the same round trip. A job
+  sent by the API is recorded `queued` as it is sent; one sent straight to SQS (`lanes
+  enqueue`, another producer) is known from a worker's first record of it. Entries are
+  dropped after `ttl` (the records' lifetime), so a lost settle costs at most that.
 - **Attempts** (`Attempts`): the attempts a message has spent, counted by lanes
   and not by SQS receives, so waits (budget, Redis, a claim, a sink) never
   count (docs/DESIGN.md rule 12) and a message whose deliveries keep dying is
@@ -51,8 +60,10 @@ __all__ = [
     "Attempts",
     "JobTracker",
     "job_key",
+    "oldest_waiting",
     "outcomes_key",
     "seller_jobs_key",
+    "waiting_key",
 ]
 
 STATES = ("queued", "running", "done", "failed", "dead_lettered")
@@ -76,6 +87,30 @@ def outcomes_key(minute: int) -> str:
     """The hash of the outcome counts of `minute` (Unix time // 60), fields
     `{market}:{lane}:{state}`."""
     return f"lanes:outcomes:{minute}"
+
+
+def waiting_key(market: str, lane: str, *, dead_letter: bool = False) -> str:
+    """The sorted set of a lane's (or its dead-letter queue's) unsettled job ids, scored
+    by when lanes first recorded them there (epoch s)."""
+    return f"lanes:waiting:{market}:{lane}" + (":dead" if dead_letter else "")
+
+
+async def oldest_waiting(
+    redis: aioredis.Redis, queues: Iterable[tuple[str, str, bool]], now: float
+) -> list[float | None]:
+    """Per `(market, lane, dead_letter)`: seconds since the oldest job still waiting there
+    was first recorded, or None (none known). One round trip.
+
+    Raises `BudgetUnavailable` when Redis cannot be read.
+    """
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for market, lane, dead in queues:
+                pipe.zrange(waiting_key(market, lane, dead_letter=dead), 0, 0, withscores=True)
+            found = await pipe.execute()
+    except RedisError as exc:
+        raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
+    return [max(0.0, now - float(first[0][1])) if first else None for first in found]
 
 
 def _dumps(value: Any) -> str:
@@ -127,6 +162,8 @@ class JobTracker:
                         pipe.zremrangebyrank(index, 0, -SELLER_JOBS - 1)
                         pipe.expire(index, self._ttl)
                     lane, state = record.get("lane"), record.get("state")
+                    if market and lane:
+                        self._waiting(pipe, str(market), str(lane), job_id, str(state), now)
                     if market and lane and state in _COUNTED:
                         counts = outcomes_key(int(now.timestamp() // 60))
                         pipe.hincrby(counts, f"{market}:{lane}:{state}", 1)
@@ -135,6 +172,25 @@ class JobTracker:
         except RedisError as exc:
             _log.warning("tracking.write_failed", error=str(exc))
         return stamped
+
+    def _waiting(
+        self, pipe: Any, market: str, lane: str, job_id: str, state: str, now: datetime
+    ) -> None:
+        """Keep the lane's waiting sets (see the module's docstring) in `pipe`."""
+        queue = waiting_key(market, lane)
+        dead = waiting_key(market, lane, dead_letter=True)
+        if state == "done":
+            pipe.zrem(queue, job_id)
+            return
+        if state == "dead_lettered":
+            pipe.zrem(queue, job_id)
+            into = dead
+        else:  # in its lane again (a replayed job's too)
+            pipe.zrem(dead, job_id)
+            into = queue
+        pipe.zadd(into, {job_id: now.timestamp()}, nx=True)
+        pipe.zremrangebyscore(into, "-inf", now.timestamp() - self._ttl)
+        pipe.expire(into, self._ttl)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """The record of `job_id`, or None when there is none (or it expired).
@@ -159,6 +215,17 @@ class JobTracker:
             raise BudgetUnavailable(f"job records unreachable: {exc}") from exc
         return [json.loads(value) for value in raw if value is not None]
 
+    async def count(self, market: str, lane: str, outcome: str, n: int) -> None:
+        """Count `n` `outcome`s of this minute that no status record tells (the dead
+        letters the board replayed or deleted). Best effort, as the status writes."""
+        counts = outcomes_key(int(datetime.now(UTC).timestamp() // 60))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(counts, f"{market}:{lane}:{outcome}", n)
+                pipe.expire(counts, _OUTCOMES_KEEP)
+                await pipe.execute()
+        except RedisError as exc:
+            _log.warning("tracking.write_failed", error=str(exc))
 
     async def outcomes(self, minute: int) -> dict[str, int]:
         """`{"market:lane:state": count}` settled in `minute` (Unix time // 60).

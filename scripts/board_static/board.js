@@ -1,5 +1,5 @@
 // The lanes board: polls the shared snapshot every second and draws it; acts through
-// /board/api/ with the session cookie (the page never holds the API key).
+// api/ (relative to the page at board/: any prefix works) with the session cookie (the page never holds the API key).
 "use strict";
 
 const LANES = ["high", "medium", "low"];
@@ -28,7 +28,7 @@ async function call(path, options) {
     init.headers = { "Content-Type": "application/json" };
     init.body = JSON.stringify(init.json);
   }
-  const answer = await fetch("/board/api/" + path, { credentials: "same-origin", ...init });
+  const answer = await fetch("api/" + path, { credentials: "same-origin", ...init });
   if (answer.status === 401) { location.reload(); throw new Error("signed out"); }
   const data = await answer.json();
   if (!answer.ok) throw new Error(data.detail || answer.statusText);
@@ -135,12 +135,23 @@ function cell(value) {
   return el("td", { class: "num" }, value === null ? "missing" : value);
 }
 
+function age(value) {
+  return el("td", { class: "num age" }, value === null || value === undefined ? "-" : seconds(value));
+}
+
+function deadQueueRow(queue) {
+  return el("tr", { "data-dead-queue": `${queue.market}:${queue.lane}` },
+    el("td", {}, queue.market), el("td", {}, queue.lane),
+    cell(queue.dead_letter), cell(queue.dead_letter_in_flight), age(queue.dead_letter_oldest_age),
+    cell(queue.dead_lettered_per_minute), cell(queue.replayed_per_minute), cell(queue.discarded_per_minute));
+}
+
 function queueRow(queue, snap) {
   const flag = snap.paused[`${queue.market}:${queue.lane}`];
   const action = flag ? "resume" : "pause";
   return el("tr", { "data-queue": `${queue.market}:${queue.lane}` },
     el("td", {}, queue.market), el("td", {}, queue.lane),
-    cell(queue.visible), cell(queue.in_flight), cell(queue.delayed), cell(queue.dead_letter),
+    cell(queue.visible), cell(queue.in_flight), cell(queue.delayed), age(queue.oldest_age),
     cell(queue.done_per_minute), cell(queue.failed_per_minute), cell(queue.dead_lettered_per_minute),
     el("td", { class: flag ? "paused state" : "state" },
       flag ? `paused by ${flag.by} at ${flag.at}` : "running"),
@@ -198,6 +209,7 @@ function draw(snap) {
   $("#budgets").replaceChildren(...rows.map((row) => budgetCard(row, snap)));
   if (!snap.budgets.length) $("#budgets").append(el("p", { class: "muted" }, "no budgets in use"));
   $("#queues tbody").replaceChildren(...snap.queues.map((queue) => queueRow(queue, snap)));
+  $("#dead-queues tbody").replaceChildren(...snap.queues.map(deadQueueRow));
   const late = Object.entries(snap.lateness || {});
   $("#lateness").textContent = late.length
     ? "lateness of admitted requests (all workers, last hour): " + late.map(([k, v]) => `${k} ${v}`).join(", ")
@@ -251,7 +263,10 @@ async function sellerJobs(event) {
   const seller = $("#seller-id").value.trim();
   const out = $("#seller-jobs");
   try {
-    const records = await call(`sellers/${encodeURIComponent(market)}/${encodeURIComponent(seller)}/jobs`);
+    // Every record the seller's index keeps (its newest 1000, over the records' lifetime).
+    const records = await call(`sellers/${encodeURIComponent(market)}/${encodeURIComponent(seller)}/jobs?limit=1000`);
+    const state = $("#seller-state").value;
+    const shown = state ? records.filter((record) => record.state === state) : records;
     const counts = {};
     for (const record of records) {
       const key = `${record.lane} ${record.state}`;
@@ -261,7 +276,7 @@ async function sellerJobs(event) {
       el("p", { class: "muted" }, records.length ? Object.entries(counts).map(([k, v]) => `${k}: ${v}`).join(", ") : "no recent jobs"),
       el("div", { class: "scroll" }, el("table", {},
         el("thead", {}, el("tr", {}, ["id", "lane", "kind", "state", "updated", "reason / error"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, records.map((record) => el("tr", {},
+        el("tbody", {}, shown.map((record) => el("tr", { "data-job": record.id, "data-state": record.state },
           el("td", {}, record.id), el("td", {}, record.lane), el("td", {}, record.kind),
           el("td", {}, record.state), el("td", {}, record.updated_at),
           el("td", {}, record.reason || record.error || "")))))));
@@ -319,11 +334,12 @@ function groupBox(group, index) {
       el("button", { type: "button", class: "discard-picked",
         onclick: () => { const chosen = picked(index); if (chosen.length) discardIds(chosen); } }, "Delete selected")),
     el("div", { class: "scroll" }, el("table", {},
-      el("thead", {}, el("tr", {}, ["", "kind", "seller", "attempts", "dead-lettered", "age", "error"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["", "kind", "seller", "attempts", "first attempt", "last attempt", "age", "error"].map((h) => el("th", {}, h)))),
       el("tbody", {}, group.jobs.map((job) => el("tr", {},
         el("td", {}, el("input", { type: "checkbox", value: job.message_id, "data-group": index })),
         el("td", {}, job.kind || "?"), el("td", {}, job.seller || "?"), el("td", { class: "num" }, job.attempts),
-        el("td", {}, job.failed_at || ""), el("td", {}, seconds(job.age)), el("td", {}, job.error || "")))))));
+        el("td", { class: "first-attempt" }, job.first_attempt_at || "?"),
+        el("td", { class: "last-attempt" }, job.last_attempt_at || "?"), el("td", {}, seconds(job.age)), el("td", {}, job.error || "")))))));
 }
 
 async function listDead(event, done) {
