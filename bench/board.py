@@ -4,7 +4,7 @@
 
 Starts its own Redis, moto SQS and the demo's two simulators (child processes), serves
 the API app in this process, runs one in-process worker on the demo's burst
-(`scripts.demo_load`), and opens headless Chromium pages (Debian's `chromium`, driven by
+(`scripts.demo.load`), and opens headless Chromium pages (Debian's `chromium`, driven by
 Playwright) on the board. With `--screenshots DIR` it writes `board.png` (a laptop) and
 `board-phone.png` while the burst runs. Then, the burst drained and the worker stopped
 (so that every command counted is the board's), it counts for `--seconds` each with 0,
@@ -32,10 +32,10 @@ import markets
 from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
-from scripts.api import create_app
-from scripts.demo_load import MARKET_RATES, MARKETS, config_text, credential_variables, plan_burst
-from scripts.provision import provision
-from scripts.services import MotoServer, RedisServer, SimulatorServer
+from scripts.api.app import create_app
+from scripts.demo.load import MARKET_RATES, MARKETS, config_text, credential_variables, plan_burst
+from scripts.local.services import MotoServer, RedisServer, SimulatorServer
+from scripts.tools.provision import provision
 from worker.daemon import build_dispatcher
 from worker.queues import QueueName
 from worker.runtime import Runtime
@@ -83,7 +83,7 @@ async def main(seconds: float, screenshots: Path | None) -> None:
         moto = stack.enter_context(MotoServer())
         sims = {
             market: stack.enter_context(
-                SimulatorServer(market, MARKET_RATES[market], module="scripts.demo_sim")
+                SimulatorServer(market, MARKET_RATES[market], module="scripts.demo.sim")
             )
             for market in MARKETS
         }

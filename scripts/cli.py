@@ -42,20 +42,20 @@ from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings, load_settings, unknown_variables
 from lanes.store import RedisStore
-from scripts.backfill import Numbered, id_jobs, window_jobs
-from scripts.enqueue import (
+from scripts.tools.backfill import Numbered, id_jobs, window_jobs
+from scripts.tools.enqueue import (
     EnqueueTarget,
     Source,
     enqueue,
     file_jobs,
     readable_twice,
 )
-from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.provision import mark_redis, provision
-from scripts.replay import ReplayFilter, replay
-from scripts.status import render_snapshot, snapshot
-from scripts.table import render_table
-from scripts.validate import JobValidator
+from scripts.tools.inputs import UsageError, parse_day_or_moment, parse_duration
+from scripts.tools.provision import mark_redis, provision
+from scripts.tools.replay import ReplayFilter, replay
+from scripts.tools.status import render_snapshot, snapshot
+from scripts.tools.table import render_table
+from scripts.tools.validate import JobValidator
 from worker.daemon import serve as worker_main
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
@@ -294,7 +294,7 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
 async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     import uvicorn
 
-    from scripts.api import create_app
+    from scripts.api.app import create_app
 
     if args.insecure_local and args.host not in _LOOPBACK:
         raise UsageError(f"--insecure-local serves only this machine, not --host {args.host}")
@@ -332,7 +332,7 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 async def _schedule(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    from scripts.schedule import run  # lazy: only this command needs it
+    from scripts.tools.schedule import run  # lazy: only this command needs it
 
     async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
         return await run(args, settings, config, store=store, sqs=sqs)
@@ -721,11 +721,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing_extra is not None:
             return _fail(missing_extra, EXIT_RUNTIME)
         if args.command == "services":  # no settings needed
-            from scripts.devservices import run_services
+            from scripts.local.devservices import run_services
 
             return run_services(args.coupang_port, args.naver_port)
         if args.command == "demo":  # the demo makes its own settings and services
-            from scripts.demo import DemoOptions, run_demo
+            from scripts.demo.run import DemoOptions, run_demo
 
             return run_demo(
                 DemoOptions(

@@ -16,9 +16,9 @@ from markets.catalogue import parse_with_catalogues
 from markets.market import KST
 from markets.registry import MARKETS
 from markets.simulators import coupang_app, naver_app
-from scripts.backfill import id_jobs, window_jobs
-from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.sending import group_id
+from scripts.tools.backfill import id_jobs, window_jobs
+from scripts.tools.inputs import UsageError, parse_day_or_moment, parse_duration
+from scripts.tools.sending import group_id
 from tests.fixtures_markets import COUPANG_VENDOR, MakeMarkets, StartSimulator, markets_config
 
 

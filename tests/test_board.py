@@ -1,4 +1,4 @@
-"""The board's server side (scripts/board.py) through httpx on the real app, Redis and moto:
+"""The board's server side (scripts/api/board.py) through httpx on the real app, Redis and moto:
 the key is taken once on the login form and then only a signed session cookie (HTTP-only,
 Secure, SameSite=Strict) opens the data; one snapshot is read per interval whatever the
 number of pages; dead letters are listed by reason and replayed or deleted by id; jobs and
@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from lanes import Lane
-from scripts import api
-from scripts.api import create_app
-from scripts.board import COOKIE, Sessions
+from scripts.api import app as api
+from scripts.api.app import create_app
+from scripts.api.board import COOKIE, Sessions
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv
 from tests.fixtures_markets import COUPANG_VENDOR
 from tests.fixtures_scripts import LanesEnv

@@ -20,7 +20,7 @@ from markets.client import Call, MarketClient
 from markets.registry import AUTH_SCHEMES, MARKETS, built_in
 from markets.simulators import DEFAULT_MALLS, cafe24_app, cafe24_malls
 from markets.simulators import cafe24 as cafe24_simulator
-from scripts.backfill import window_jobs
+from scripts.tools.backfill import window_jobs
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator
 from tests.test_cafe24_auth import (
     MALLS,

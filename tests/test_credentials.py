@@ -18,7 +18,7 @@ from lanes.settings import Settings
 from markets import PermanentError
 from markets.credentials import Credentials, SettingsSource, credential_source
 from markets.simulators import coupang_app, naver_app
-from scripts.services import MotoServer
+from scripts.local.services import MotoServer
 from tests.fixtures_markets import NAVER_APP, StartSimulator, markets_config
 from worker.outcomes import Action
 from worker.queues import Delivery, QueueName

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from markets import JobRequest, PermanentError
 from markets.catalogue import parse_with_catalogues
 from markets.service import validate_job
-from scripts.validate import BadJob, JobValidator
+from scripts.tools.validate import BadJob, JobValidator
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
 
 CONFIG = parse_with_catalogues(

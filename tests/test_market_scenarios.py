@@ -17,7 +17,7 @@ from markets.market import KST
 from markets.simulators import coupang_app, naver_app
 from markets.simulators.data import COUPANG_STATUSES
 from markets.watermark import Watermarks
-from scripts.backfill import window_jobs
+from scripts.tools.backfill import window_jobs
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     NAVER_APP,

@@ -18,7 +18,7 @@ import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.services import free_port
+from scripts.local.services import free_port
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,

@@ -22,7 +22,7 @@ from typing import Any
 
 from lanes.policy import Lane
 from markets.simulators import DEFAULT_APPS, DEFAULT_KEYS
-from scripts.backfill import producer_id
+from scripts.tools.backfill import producer_id
 
 __all__ = [
     "COUPANG_VENDOR",

@@ -20,10 +20,10 @@ from typing import TextIO
 
 from lanes.errors import LanesError
 from lanes.policy import Lane
-from scripts.backfill import Numbered
-from scripts.inputs import UsageError
-from scripts.sending import Progress, group_id, send_stream
-from scripts.validate import BadJob, JobValidator
+from scripts.tools.backfill import Numbered
+from scripts.tools.inputs import UsageError
+from scripts.tools.sending import Progress, group_id, send_stream
+from scripts.tools.validate import BadJob, JobValidator
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, QueueMissing, SqsClient, SqsError
 

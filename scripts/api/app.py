@@ -2,9 +2,9 @@
 
 One ASGI app (FastAPI, OpenAPI page at /docs) served by uvicorn (`lanes api`)
 and, in the same image, as a Lambda behind API Gateway through Mangum
-(`scripts.api.handler`). Every route but /healthz and the docs needs an API
+(`scripts.api.app.handler`). Every route but /healthz and the docs needs an API
 key (`X-API-Key` or `Authorization: Bearer`), checked before the body is read
-(`scripts.api_gate`); keys never reach a log line or an answer (docs/DESIGN.md
+(`scripts.api.gate`); keys never reach a log line or an answer (docs/DESIGN.md
 rule 8). Every error is one shape (`Problem`), and every status a route can
 answer is in the OpenAPI document.
 """
@@ -39,8 +39,9 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
 from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
-from scripts.api_gate import Gate, problem
-from scripts.api_jobs import (
+from scripts.api.board import mount_board
+from scripts.api.gate import Gate, problem
+from scripts.api.jobs import (
     MAX_JOBS,
     BadRequest,
     IdempotencyConflict,
@@ -56,7 +57,7 @@ from scripts.api_jobs import (
     send_jobs,
     send_once,
 )
-from scripts.api_models import (
+from scripts.api.models import (
     Collected,
     CollectQueued,
     FieldProblem,
@@ -67,9 +68,8 @@ from scripts.api_models import (
     Problem,
     SentJob,
 )
-from scripts.board import mount_board
-from scripts.status import snapshot
-from scripts.validate import JobValidator
+from scripts.tools.status import snapshot
+from scripts.tools.validate import JobValidator
 from worker.envelope import Envelope
 from worker.idempotency import IdempotencyGuard
 from worker.runtime import TRACK_TTL
@@ -444,9 +444,7 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
     )
     admits = mount_board(app, keys)  # the board at /board: its session cookie passes the gate
     # The last added runs first: every request is logged, then gated.
-    app.add_middleware(
-        Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits
-    )
+    app.add_middleware(Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits)
     app.middleware("http")(_access_log)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)

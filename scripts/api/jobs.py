@@ -1,7 +1,7 @@
 """Jobs sent through the HTTP API: checked exactly as `lanes enqueue` checks them, sent to
 their lane queues only when every one is good, once per idempotency key.
 
-The checks are `scripts.validate` (the envelope, then the market's own); a job
+The checks are `scripts.tools.validate` (the envelope, then the market's own); a job
 without an `id` gets one, so its status can be read back and a side-effect job
 runs at most once (docs/DESIGN.md rule 11). Under an idempotency key the id is
 derived from the key and the job's place in the request, and what was sent is
@@ -27,9 +27,9 @@ from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from scripts.api_models import FieldProblem, JobsAccepted, JobState, SentJob
-from scripts.sending import group_id
-from scripts.validate import BadJob, JobValidator, parse_job
+from scripts.api.models import FieldProblem, JobsAccepted, JobState, SentJob
+from scripts.tools.sending import group_id
+from scripts.tools.validate import BadJob, JobValidator, parse_job
 from worker.envelope import Envelope
 from worker.idempotency import ClaimBusy, IdempotencyGuard
 from worker.queues import QueueName

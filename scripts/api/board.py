@@ -2,21 +2,21 @@
 acts on dead letters, jobs and lanes (issue 23).
 
 Served by the API app (`lanes api`, and the same Lambda behind API Gateway): plain
-HTML, CSS and JS from `scripts/board_static` (nothing from the internet; the chart is
+HTML, CSS and JS from `scripts/api/board_static` (nothing from the internet; the chart is
 inline SVG drawn by the page's own script), and JSON under `/board/api/`.
 
 - **Sign-in**: the operator enters an API key (and a name, recorded on pauses) once on
   the login form; the answer is a signed session cookie (`lanes_board`: HTTP-only,
   Secure, SameSite=Strict, `SESSION_SECONDS` long) that the API's gate
-  (`scripts.api_gate`) takes instead of the key on `/board/api/`. The key is never in
+  (`scripts.api.gate`) takes instead of the key on `/board/api/`. The key is never in
   a URL or in the page; the cookie is signed with a secret derived from all the keys,
   so changing `LANES_API_KEYS` ends every session. Without the cookie (or a key
   header) the data answers 401 and the page is the login form.
 - **Live data**: pages poll `/board/api/snapshot` every second; one shared snapshot
   (`Feed`) is read at most once per `INTERVAL` whatever the number of open pages, with
-  the `lanes status` readers (`scripts.status.snapshot`) and the pause flags.
+  the `lanes status` readers (`scripts.tools.status.snapshot`) and the pause flags.
 - **Actions** go through the code of the CLI: dead letters are listed and replayed by
-  `scripts.replay.replay` (dry run first, then the confirmed move of exactly the
+  `scripts.tools.replay.replay` (dry run first, then the confirmed move of exactly the
   messages listed), lanes paused by `worker.pauses`, jobs read by `worker.tracking`.
 """
 
@@ -43,15 +43,15 @@ from starlette.types import Scope
 
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from scripts.api_gate import key_matches, problem
-from scripts.replay import DeadLetter, ReplayFilter, ReplayReport, replay
-from scripts.status import snapshot
+from scripts.api.gate import key_matches, problem
+from scripts.tools.replay import DeadLetter, ReplayFilter, ReplayReport, replay
+from scripts.tools.status import snapshot
 from worker.pauses import LanePauses
 from worker.queues import QueueName
 from worker.sqs import SqsClient
 
 if TYPE_CHECKING:  # the API imports this module to mount it
-    from scripts.api import ApiRuntime
+    from scripts.api.app import ApiRuntime
 
 __all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
 
@@ -74,7 +74,7 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_STATIC = files("scripts") / "board_static"
+_STATIC = files("scripts.api") / "board_static"
 
 
 class Sessions:
@@ -467,7 +467,7 @@ def mount_board(app: FastAPI, keys: Sequence[bytes]) -> Callable[[Scope], bool]:
     app.include_router(_router(sessions, feed))
     app.mount(
         f"{BOARD}/static",
-        StaticFiles(packages=[("scripts", "board_static")]),
+        StaticFiles(packages=[("scripts.api", "board_static")]),
         name="board-static",
     )
     return sessions.admits
