@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
@@ -42,23 +42,14 @@ from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings, load_settings, unknown_variables
 from lanes.store import RedisStore
-from scripts.tools.backfill import Numbered, id_jobs, window_jobs
-from scripts.tools.enqueue import (
-    EnqueueTarget,
-    Source,
-    enqueue,
-    file_jobs,
-    readable_twice,
-)
-from scripts.tools.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.tools.provision import mark_redis, provision
-from scripts.tools.replay import ReplayFilter, replay
-from scripts.tools.status import render_snapshot, snapshot
+from scripts.tools.inputs import UsageError, parse_duration
 from scripts.tools.table import render_table
-from scripts.tools.validate import JobValidator
-from worker.daemon import serve as worker_main
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
+
+if TYPE_CHECKING:  # the commands' modules load when their command runs
+    from scripts.tools.backfill import Numbered
+    from scripts.tools.enqueue import Source
 
 __all__ = ["EXTRAS", "build_parser", "main"]
 
@@ -133,6 +124,8 @@ async def _lane_urls(sqs: SqsClient, names: QueueName) -> tuple[str, str]:
 
 
 async def _provision(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.provision import mark_redis, provision
+
     async with _sqs(settings) as sqs:
         reports = await provision(
             sqs,
@@ -148,6 +141,9 @@ async def _provision(args: argparse.Namespace, settings: Settings, config: Confi
 
 def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None) -> Source:
     """The jobs of a backfill: windows of `--since`..`--until`, or one per id of `--ids-file`."""
+    from scripts.tools.backfill import id_jobs, window_jobs
+    from scripts.tools.inputs import parse_day_or_moment
+
     if not args.seller:
         raise UsageError("a backfill needs --seller")
     market = config.market(args.market)
@@ -176,6 +172,9 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
 
 async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
+    from scripts.tools.enqueue import EnqueueTarget, enqueue, file_jobs, readable_twice
+    from scripts.tools.validate import JobValidator
+
     from_file = getattr(args, "file", None)
     backfill = any(value is not None for value in (args.kind, args.since, args.ids_file))
     if from_file is not None and backfill:
@@ -203,6 +202,8 @@ async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Confi
 
 
 async def _replay(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.replay import ReplayFilter, replay
+
     config.market(args.market)
     only = ReplayFilter(
         kinds=frozenset(args.kind or ()),
@@ -264,6 +265,8 @@ def _age(seconds: float) -> str:
 
 
 async def _status(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.status import render_snapshot, snapshot
+
     chosen = _markets(args, config)
     clear = args.watch is not None and sys.stdout.isatty() and not args.json
     async with (
@@ -373,7 +376,9 @@ def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
+    from worker.daemon import serve
+
+    return await serve(settings, config, markets=args.market, concurrency=args.concurrency)
 
 
 # --- the parser -----------------------------------------------------------------------
