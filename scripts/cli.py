@@ -98,10 +98,7 @@ def _positive_float(text: str) -> float:
 
 
 def _sqs(settings: Settings) -> SqsClient:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region is None and settings.sqs_endpoint_url:
-        region = "us-east-1"  # a local endpoint (moto) accepts any region
-    return SqsClient(endpoint_url=settings.sqs_endpoint_url, region=region)
+    return SqsClient(endpoint_url=settings.sqs_endpoint_url)
 
 
 def _markets(args: argparse.Namespace, config: Config) -> list[str]:

@@ -194,7 +194,7 @@ def _bad_lines() -> dict[str, str]:
     deep = '{"a":' * 2000 + "1" + "}" * 2000
     return {
         "oversized": _line(
-            kind="call", payload={"endpoint": "orders", "params": {"x": "y" * (300 * 1024)}}
+            kind="call", payload={"endpoint": "orders", "params": {"x": "y" * (1100 * 1024)}}
         ),
         "NaN": _line().replace('"A1"', '"A1", "id": NaN'),
         "Infinity": _line().replace('"A1"', '"A1", "id": Infinity'),

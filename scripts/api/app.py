@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -88,13 +87,6 @@ PRODUCT_ID_FIELDS = {"coupang": "seller_product_id", "naver": "origin_product_no
 _CLAIM_SECONDS = 30.0
 
 
-def _region(settings: Settings) -> str | None:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region is None and settings.sqs_endpoint_url:
-        return "us-east-1"  # a local endpoint (moto) accepts any region
-    return region
-
-
 class ApiRuntime(AsyncResource):
     """What the app holds open while it serves: Redis, SQS, the markets and the checks."""
 
@@ -103,7 +95,7 @@ class ApiRuntime(AsyncResource):
         self.config = config
         self._stack = AsyncExitStack()
         self.store = RedisStore(settings.redis_url)
-        self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url, region=_region(settings))
+        self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
         self.limiter = Limiter(self.store.client, config.lanes)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
         self.validators = {name: JobValidator(config, name) for name in config.markets}

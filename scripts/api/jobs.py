@@ -53,7 +53,7 @@ __all__ = [
     "send_once",
 ]
 
-# One request holds at most this many jobs (each up to SQS's 256 KiB): the body limit
+# One request holds at most this many jobs (each up to SQS's 1 MiB): the body limit
 # (LANES_API_MAX_BODY_BYTES) is the tighter bound in practice.
 MAX_JOBS = 1000
 # The namespace of request keys in the idempotency store: never a market name

@@ -7,11 +7,9 @@ from lanes.config import Config
 from markets import JobRequest, PermanentError
 from markets.service import validate_job
 from worker.envelope import Envelope, PoisonMessage, parse_envelope
+from worker.sqs import MESSAGE_BYTES
 
-__all__ = ["MAX_BODY_BYTES", "BadJob", "JobValidator", "parse_job"]
-
-# SQS's largest message: 256 KiB for the body and attributes together (we send none).
-MAX_BODY_BYTES = 256 * 1024
+__all__ = ["BadJob", "JobValidator", "parse_job"]
 
 
 class BadJob(ValueError):
@@ -50,8 +48,8 @@ class JobValidator:
         except PermanentError as exc:
             raise BadJob(str(exc)) from None
         size = len(envelope.body().encode())
-        if size > MAX_BODY_BYTES:
-            raise BadJob(f"message is {size} bytes, over SQS's limit of {MAX_BODY_BYTES}")
+        if size > MESSAGE_BYTES:
+            raise BadJob(f"message is {size} bytes, over SQS's limit of {MESSAGE_BYTES}")
         return envelope
 
     def check_body(self, body: str) -> Envelope:
