@@ -306,4 +306,4 @@ def test_validating_does_no_io(lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("lanes.store.RedisStore.__init__", forbidden)
     config = markets.load_config(lanes_env.config)
     validator = scripts.tools.validate.JobValidator(config, "coupang")
-    assert validator.check_body(_line()).seller == "A1"
+    assert validator.check_body(_line()).request.seller == "A1"

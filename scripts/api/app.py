@@ -37,7 +37,7 @@ from lanes.policy import Lane
 from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
-from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
+from markets import Markets, PermanentError, RetryLater, TransientError
 from scripts.api.board import mount_board
 from scripts.api.gate import Gate, problem
 from scripts.api.jobs import (
@@ -159,7 +159,7 @@ async def submit_jobs(
         raise HTTPException(400, "the body is not valid JSON") from None
     batch = jobs if isinstance(jobs, list) else [jobs]
     key = idempotency_key(idempotency, batch)
-    envelopes = check_jobs(batch, runtime.validators, job_ids(key))
+    envelopes = [job.envelope for job in check_jobs(batch, runtime.validators, job_ids(key))]
 
     async def send(already: Mapping[int, SentJob], record: Record) -> JobsAccepted:
         return await send_jobs(runtime.sender, lane, envelopes, already=already, record=record)
@@ -186,18 +186,17 @@ async def _collect(
         raise NotFound(f"unknown market {market!r}", field="market")
     job_id = new_job_id()
     body = {"kind": kind, "market": market, "seller": seller, "payload": payload, "id": job_id}
-    (envelope,) = check_jobs([body], runtime.validators)
+    (job,) = check_jobs([body], runtime.validators)
     record = JobRecord(
         id=job_id, state=JobState.RUNNING, market=market, lane=lane.value, kind=kind, seller=seller
     )
-    request = JobRequest(kind=kind, market=market, seller=seller, payload=payload, id=job_id)
     retry_after: float | None = None
     started = time.monotonic()
     try:
         # The deadline lets the budget refuse at once what cannot start in time; the
         # timeout cancels a slow market call (a cancelled wait hands its reservation back).
         async with asyncio.timeout(wait):
-            result = await runtime.markets.run(request, lane, deadline=started + wait)
+            result = await runtime.markets.run(job.checked, lane, deadline=started + wait)
     except RetryLater as exc:
         retry_after = exc.retry_after
     except (TimeoutError, TransientError):
@@ -218,7 +217,7 @@ async def _collect(
         log.info("api.collected", market=market, kind=kind, lane=lane.value,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
         return JSONResponse(collected.model_dump(exclude_none=True))
-    accepted = await send_jobs(runtime.sender, lane, [envelope])
+    accepted = await send_jobs(runtime.sender, lane, [job.envelope])
     queued = CollectQueued(
         **record.model_dump(exclude={"state", "updated_at", "message_id"}),
         state=JobState.QUEUED,

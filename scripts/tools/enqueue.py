@@ -128,7 +128,7 @@ def _outgoing(
     source: Source, validator: JobValidator, group_ids: bool
 ) -> Iterator[OutgoingMessage]:
     for _, body in source():
-        envelope = validator.check_body(body)
+        envelope = validator.check_body(body).envelope
         yield OutgoingMessage(
             body=envelope.body(), group_id=group_id(envelope.seller) if group_ids else None
         )
@@ -149,7 +149,7 @@ async def enqueue(
     total = _validated(source, validator)
     if sqs is None:
         for _, body in source():
-            print(validator.check_body(body).body(), file=out)
+            print(validator.check_body(body).envelope.body(), file=out)
         print(f"dry run: would send {total} message(s) to {target.queue}", file=sys.stderr)
         return total
     if total == 0:

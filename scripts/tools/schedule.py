@@ -145,7 +145,7 @@ class Scheduler:
                     seller=seller,
                     id=f"schedule-{plan.market}-{plan.kind}-{tick}-{seller}"[:128],
                 )
-                envelopes.append(self._validator.check_envelope(envelope))
+                envelopes.append(self._validator.check_envelope(envelope).envelope)
             except (ValueError, BadJob) as exc:  # a pydantic ValidationError is a ValueError
                 bad.append(f"seller {seller!r}: {str(exc).splitlines()[0]}")
         if bad:
