@@ -158,7 +158,7 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
 
 async def test_a_job_by_id_and_a_sellers_recent_jobs(board: httpx.AsyncClient) -> None:
     await _sign_in(board)
-    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    records = board._transport.app.state.runtime.tracker  # type: ignore[attr-defined]
     await records.update_many(
         [
             {"id": "j1", "state": "done", "market": "coupang", "seller": "S1", "lane": "high",
@@ -193,7 +193,7 @@ async def test_queues_show_the_outcomes_of_the_trailing_minute(board: httpx.Asyn
     """Settled states written by the workers are counted per minute by market and lane (in
     the status writes' round trip); queued and running ones are not."""
     await _sign_in(board)
-    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    records = board._transport.app.state.runtime.tracker  # type: ignore[attr-defined]
     await records.update_many(
         [{"id": f"o{n}", "state": state, "market": "naver", "lane": "low"}
          for n, state in enumerate(["done", "done", "failed", "dead_lettered", "queued"])]

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,12 +31,9 @@ from starlette.exceptions import HTTPException
 import markets
 from lanes.config import Config
 from lanes.errors import BudgetUnavailable, ConfigError
-from lanes.limiter import Limiter
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
-from lanes.store import RedisStore
 from markets import Markets, PermanentError, RetryLater, TransientError
 from scripts.api.board import mount_board
 from scripts.api.gate import Gate, problem
@@ -71,9 +68,8 @@ from scripts.tools.status import snapshot
 from scripts.tools.validate import JobValidator
 from worker.envelope import Envelope
 from worker.idempotency import IdempotencyGuard
-from worker.runtime import TRACK_TTL
-from worker.sqs import QueueMissing, SqsClient, SqsError
-from worker.tracking import JobTracker
+from worker.runtime import Connections
+from worker.sqs import QueueMissing, SqsError
 
 __all__ = ["DEFAULT_WAIT", "MAX_WAIT", "ApiRuntime", "NotFound", "create_app", "handler"]
 
@@ -87,37 +83,26 @@ PRODUCT_ID_FIELDS = {"coupang": "seller_product_id", "naver": "origin_product_no
 _CLAIM_SECONDS = 30.0
 
 
-class ApiRuntime(AsyncResource):
-    """What the app holds open while it serves: Redis, SQS, the markets and the checks."""
+class ApiRuntime(Connections):
+    """What the app holds open while it serves: the worker's connections (`Connections`),
+    plus the markets, the checks and the sender."""
 
     def __init__(self, settings: Settings, config: Config) -> None:
-        self.settings = settings
-        self.config = config
-        self._stack = AsyncExitStack()
-        self.store = RedisStore(settings.redis_url)
-        self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
-        self.limiter = Limiter(self.store.client, config.lanes)
+        super().__init__(settings, config)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
         self.validators = {name: JobValidator(config, name) for name in config.markets}
         self.guard = IdempotencyGuard(
             self.store.client, ttl=settings.idempotency_ttl, claim_seconds=_CLAIM_SECONDS
         )
         self.send_log = SendLog(self.store.client, ttl=settings.idempotency_ttl)
-        self.records = JobTracker(self.store.client, ttl=TRACK_TTL)
-        self.sender = Sender(self.sqs, settings.queue_prefix, self.records, settings.api_deadline)
-        self._stack.push_async_callback(self.store.aclose)
-        self._stack.push_async_callback(self.sqs.aclose)
-        self._stack.push_async_callback(self.limiter.aclose)
+        self.sender = Sender(self.sqs, settings.queue_prefix, self.tracker, settings.api_deadline)
         self._stack.push_async_callback(self.markets.aclose)
-
-    async def _close(self) -> None:
-        await self._stack.aclose()
 
 
 async def _store(runtime: ApiRuntime, record: JobRecord) -> JobRecord:
     """Write `record` as the job's status (the worker's format); the record as stored."""
     fields = record.model_dump(mode="json", exclude_none=True)
-    (stored,) = await runtime.records.update_many([fields])
+    (stored,) = await runtime.tracker.update_many([fields])
     return JobRecord.model_validate(stored)
 
 
@@ -270,7 +255,7 @@ async def collect_product(
 
 async def job_status(runtime: Runtime, job_id: Annotated[str, Path()]) -> JobRecord:
     """queued, running, done (with the result), failed or dead_lettered (with the reason)."""
-    record = await runtime.records.get(job_id)
+    record = await runtime.tracker.get(job_id)
     if record is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its record expired)", field="job_id")
     return JobRecord.model_validate(record)

@@ -168,8 +168,8 @@ class Feed:
         minute, into = divmod(now, 60)
         try:
             paused = await LanePauses(runtime.store.client).all()
-            this_minute = await runtime.records.outcomes(int(minute))
-            last_minute = await runtime.records.outcomes(int(minute) - 1)
+            this_minute = await runtime.tracker.outcomes(int(minute))
+            last_minute = await runtime.tracker.outcomes(int(minute) - 1)
         except BudgetUnavailable as exc:  # shown on the page, as the budgets' error
             paused, this_minute, last_minute, state_error = {}, {}, {}, str(exc)
         self.reads += 1
@@ -422,7 +422,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.get("/api/jobs/{job_id}")
     async def job(request: Request, job_id: Annotated[str, Path(max_length=200)]) -> Response:
-        record = await _runtime(request).records.get(job_id)
+        record = await _runtime(request).tracker.get(job_id)
         if record is None:
             return problem(404, f"no job {job_id!r} (unknown, or its record expired)", "job_id")
         return JSONResponse(record)
@@ -437,7 +437,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         runtime = _runtime(request)
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
-        return JSONResponse(await runtime.records.recent(market, seller, limit=limit))
+        return JSONResponse(await runtime.tracker.recent(market, seller, limit=limit))
 
     @router.post("/api/lanes/{market}/{lane}/{action}")
     async def control(
