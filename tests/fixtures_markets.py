@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
-from markets import Backoff, Markets
+from markets import Backoff, JobRequest, Markets
 from markets.catalogue import parse_with_catalogues
 from markets.naver_auth import NaverAuth, NaverTokens
 from markets.simulators import SimState, coupang_app, naver_app, serve, sim_state
@@ -175,3 +175,12 @@ def naver_tokens(markets: Markets, name: str = "naver") -> NaverTokens:
     auth = markets.client(name).auth
     assert isinstance(auth, NaverAuth)
     return auth.tokens
+
+
+def market_job(market: str, seller: str) -> Callable[..., JobRequest]:
+    """The test's `job(kind, **payload)`: a request of `market` for `seller`."""
+
+    def job(kind: str, **payload: Any) -> JobRequest:
+        return JobRequest(kind, market, seller, dict(payload))
+
+    return job

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lanes import Lane
-from markets import JobRequest, Markets, PermanentError
+from markets import Markets, PermanentError
 from markets.errors import PartialFailure
 from markets.simulators import coupang_app
 from tests.fixtures_markets import (
@@ -15,6 +15,7 @@ from tests.fixtures_markets import (
     MakeMarkets,
     Running,
     StartSimulator,
+    market_job,
     markets_config,
 )
 
@@ -33,8 +34,7 @@ async def markets(sim: Running, make_markets: MakeMarkets) -> Markets:
     return await make_markets(config)
 
 
-def job(kind: str, **payload: object) -> JobRequest:
-    return JobRequest(kind, "coupang", COUPANG_VENDOR, dict(payload))
+job = market_job("coupang", COUPANG_VENDOR)
 
 
 @pytest.mark.slow

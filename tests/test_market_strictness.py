@@ -21,6 +21,7 @@ from tests.fixtures_markets import (
     MakeMarkets,
     Running,
     StartSimulator,
+    market_job,
     markets_config,
 )
 from tests.test_simulators import _coupang_headers
@@ -156,8 +157,7 @@ async def test_coupang_inquiries_claims_and_repoll(
     each item once."""
     markets = await make_markets(markets_config(coupang=coupang.url, extra=FAST))
 
-    def job(kind: str, **payload: Any) -> JobRequest:
-        return JobRequest(kind, "coupang", COUPANG_VENDOR, payload)
+    job = market_job("coupang", COUPANG_VENDOR)
 
     inquiries = await markets.run(
         job("collect_inquiries", since="2025-06-28", until="2025-07-08"), Lane.MEDIUM

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lanes import Lane
-from markets import JobRequest, Markets, PermanentError
+from markets import Markets, PermanentError
 from markets.errors import PartialFailure
 from markets.simulators import naver_app
-from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, markets_config
+from tests.fixtures_markets import MakeMarkets, Running, StartSimulator, market_job, markets_config
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
 FAST_NAVER = {
@@ -36,8 +36,7 @@ async def markets(sim: Running, make_markets: MakeMarkets) -> Markets:
     return await make_markets(markets_config(naver=sim.url, extra=FAST_NAVER))
 
 
-def job(kind: str, **payload: object) -> JobRequest:
-    return JobRequest(kind, "naver", "seller-1", dict(payload))
+job = market_job("naver", "seller-1")
 
 
 @pytest.mark.slow
