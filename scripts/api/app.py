@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -396,6 +396,53 @@ def _jobs_body(config: Config) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def _routes(config: Config) -> APIRouter:
+    """The API's routes (the board's are `scripts.api.board`'s router): a new route is its
+    handler above and one registration here."""
+    router = APIRouter()
+    # The gate checks the key; these only put the two ways to send it in the OpenAPI document.
+    secured = [
+        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        Security(HTTPBearer(auto_error=False)),
+    ]
+    router.post(
+        "/v1/jobs",
+        status_code=202,
+        dependencies=secured,
+        response_model=JobsAccepted,
+        openapi_extra=_jobs_body(config),
+        responses={
+            207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
+            **_errors(400, 401, 409, 413, 422, 503),
+        },
+    )(submit_jobs)
+    collect_responses: dict[int | str, dict[str, Any]] = {
+        202: {"model": CollectQueued, "description": "past `wait`: queued instead"},
+        502: {"model": JobRecord, "description": "the market refused: the job failed"},
+        **_errors(401, 404, 413, 422, 503),
+    }
+    router.post(
+        "/v1/markets/{market}/sellers/{seller}/orders/{order_id}/collect",
+        dependencies=secured,
+        response_model=Collected,
+        responses=collect_responses,
+    )(collect_order)
+    router.post(
+        "/v1/markets/{market}/sellers/{seller}/products/{product_id}/collect",
+        dependencies=secured,
+        response_model=Collected,
+        responses=collect_responses,
+    )(collect_product)
+    lookups = _errors(401, 404, 413, 422, 503)
+    router.get("/v1/jobs/{job_id}", dependencies=secured, response_model=JobRecord,
+            responses=lookups)(job_status)  # fmt: skip
+    router.get("/v1/status", dependencies=secured, responses=lookups)(status)
+    router.get("/healthz", response_model=Health,
+            responses={503: {"model": Health, "description": "Redis does not answer"}},
+            )(healthz)  # fmt: skip
+    return router
+
+
 def create_app(settings: Settings, config: Config, *, insecure_local: bool = False) -> FastAPI:
     """The app; its lifespan opens an `ApiRuntime` (no keys and not `insecure_local`:
     `ConfigError`)."""
@@ -430,46 +477,7 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
     app.add_exception_handler(BudgetUnavailable, _unavailable)
     app.add_exception_handler(SqsError, _sqs_failed)
     app.add_exception_handler(IdempotencyConflict, _conflict)
-    # The gate checks the key; these only put the two ways to send it in the OpenAPI document.
-    secured = [
-        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
-        Security(HTTPBearer(auto_error=False)),
-    ]
-    app.post(
-        "/v1/jobs",
-        status_code=202,
-        dependencies=secured,
-        response_model=JobsAccepted,
-        openapi_extra=_jobs_body(config),
-        responses={
-            207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
-            **_errors(400, 401, 409, 413, 422, 503),
-        },
-    )(submit_jobs)
-    collect_responses: dict[int | str, dict[str, Any]] = {
-        202: {"model": CollectQueued, "description": "past `wait`: queued instead"},
-        502: {"model": JobRecord, "description": "the market refused: the job failed"},
-        **_errors(401, 404, 413, 422, 503),
-    }
-    app.post(
-        "/v1/markets/{market}/sellers/{seller}/orders/{order_id}/collect",
-        dependencies=secured,
-        response_model=Collected,
-        responses=collect_responses,
-    )(collect_order)
-    app.post(
-        "/v1/markets/{market}/sellers/{seller}/products/{product_id}/collect",
-        dependencies=secured,
-        response_model=Collected,
-        responses=collect_responses,
-    )(collect_product)
-    lookups = _errors(401, 404, 413, 422, 503)
-    app.get("/v1/jobs/{job_id}", dependencies=secured, response_model=JobRecord,
-            responses=lookups)(job_status)  # fmt: skip
-    app.get("/v1/status", dependencies=secured, responses=lookups)(status)
-    app.get("/healthz", response_model=Health,
-            responses={503: {"model": Health, "description": "Redis does not answer"}},
-            )(healthz)  # fmt: skip
+    app.include_router(_routes(config))
     return app
 
 
