@@ -3,7 +3,7 @@
 #   docker build --target api -t lanes-api .     `lanes api` on port 8080 (keys: LANES_API_KEYS)
 #   docker build --target lambda -t lanes-lambda .
 #       both Lambda handlers on the AWS Lambda Python base image: worker.lambda_handler.handler
-#       (the command) and scripts.api.handler (deploy/template.yaml's API function sets it)
+#       (the command) and scripts.api.app.handler (deploy/template.yaml's API function sets it)
 # The daemon gets the core install only (`pip install .`); the API and the Lambda image add
 # the api extra (`pip install '.[api]'`). No image carries the demo's extras.
 FROM python:3.11-slim AS source

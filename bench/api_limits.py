@@ -29,9 +29,9 @@ import uvicorn
 import markets
 from lanes import Lane, Settings
 from lanes.logs import configure_logging
-from scripts.api import create_app
-from scripts.provision import provision
-from scripts.services import MotoServer, RedisServer, free_port
+from scripts.api.app import create_app
+from scripts.local.services import MotoServer, RedisServer, free_port
+from scripts.tools.provision import provision
 from worker.queues import QueueName
 from worker.sqs import SqsClient
 

@@ -4,7 +4,7 @@
 
 Starts its own Redis, moto SQS and the demo's two simulators (child processes), serves
 the API app in this process, runs one in-process worker on the demo's burst
-(`scripts.demo_load`), and opens headless Chromium pages (Debian's `chromium`, driven by
+(`scripts.demo.load`), and opens headless Chromium pages (Debian's `chromium`, driven by
 Playwright) on the board. With `--screenshots DIR` it writes `board.png` (a laptop) and
 `board-phone.png` while the burst runs, once a budget's card shows a cooldown: for that
 run the Coupang simulator allows a vendor 60 % of the rate lanes is configured with, so
@@ -35,8 +35,8 @@ import markets
 from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
-from scripts.api import create_app
-from scripts.demo_load import (
+from scripts.api.app import create_app
+from scripts.demo.load import (
     LIMITS,
     MARKET_RATES,
     MARKETS,
@@ -44,8 +44,8 @@ from scripts.demo_load import (
     credential_variables,
     plan_burst,
 )
-from scripts.provision import provision
-from scripts.services import MotoServer, RedisServer, SimulatorServer
+from scripts.local.services import MotoServer, RedisServer, SimulatorServer
+from scripts.tools.provision import provision
 from worker.daemon import build_dispatcher
 from worker.queues import QueueName
 from worker.runtime import Runtime
@@ -96,7 +96,7 @@ async def main(seconds: float, screenshots: Path | None) -> None:
             rates["coupang"] = LIMITS["coupang"] * 0.6
         sims = {
             market: stack.enter_context(
-                SimulatorServer(market, rates[market], module="scripts.demo_sim")
+                SimulatorServer(market, rates[market], module="scripts.demo.sim")
             )
             for market in MARKETS
         }

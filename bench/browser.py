@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from scripts.services import free_port
+from scripts.local.services import free_port
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser

@@ -61,7 +61,7 @@ from lanes.config import EndpointConfig, MarketConfig
 from lanes.limiter import Ticket
 from markets.client import Call, MarketClient, send_check_trace
 from markets.errors import LateSend, RateLimited
-from scripts.services import RedisServer, free_port
+from scripts.local.services import RedisServer, free_port
 
 SCENARIOS = ("share", "lanes", "hogs", "storm", "cost", "peers")
 CONTENDERS = (

@@ -39,10 +39,10 @@ from aiohttp import web
 from lanes import Lane, configure_logging
 from lanes.config import Config, parse_config
 from lanes.settings import Settings
-from scripts.moto_server import QuickMotoServer
-from scripts.provision import provision
-from scripts.sending import Progress, group_id, send_stream
-from scripts.services import RedisServer, free_port
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer, free_port
+from scripts.tools.provision import provision
+from scripts.tools.sending import Progress, group_id, send_stream
 from worker.daemon import build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import QueueName

@@ -1,5 +1,5 @@
 """`lanes worker`'s Lambda twin for the fault suite: the Lambda handler behind the local
-SQS event-source emulator (`scripts.lambda_emulator`), one event source per lane of
+SQS event-source emulator (`scripts.local.lambda_emulator`), one event source per lane of
 market `acme`, until SIGTERM. Settings come from the `LANES_*` environment, as the
 handler reads them; `--timeout` is the function's timeout, so that a fault can make
 invocations run out of time.
@@ -15,7 +15,7 @@ import os
 import signal
 
 from lanes import Lane, load_settings
-from scripts.lambda_emulator import EventSource, LambdaEmulator
+from scripts.local.lambda_emulator import EventSource, LambdaEmulator
 from worker.queues import QueueName
 from worker.sqs import SqsClient
 

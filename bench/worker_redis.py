@@ -38,8 +38,8 @@ from lanes.config import parse_config
 from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.moto_server import QuickMotoServer
-from scripts.services import RedisServer, free_port
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer, free_port
 from worker.daemon import build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import QueueName

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from markets.watermark import Watermark, Watermarks
 __all__ = [
     "JOB_KINDS",
     "LANE_POLICY",
+    "CheckedJob",
     "Markets",
     "credentials_source",
     "missing_credentials",
@@ -79,9 +81,21 @@ def _spec(config: Config, request: JobRequest) -> JobSpec:
     return spec
 
 
-def validate_job(config: Config, request: JobRequest) -> tuple[JobSpec, Payload]:
-    """The job's spec and validated payload, or `PermanentError` (one line) for an unknown
-    market, kind or endpoint, or a bad payload. Pure: no I/O, no client, no Redis."""
+@dataclass(frozen=True, slots=True)
+class CheckedJob:
+    """A request judged against the config once: its spec, its validated payload, and
+    whether it changes something at the market (ship, answer, update, a non-GET call).
+    `Markets.run` runs it as it is, on every attempt, without checking it again."""
+
+    request: JobRequest
+    spec: JobSpec
+    payload: Payload
+    side_effect: bool
+
+
+def validate_job(config: Config, request: JobRequest) -> CheckedJob:
+    """The job checked, or `PermanentError` (one line) for an unknown market, kind or
+    endpoint, or a bad payload. Pure: no I/O, no client, no Redis."""
     spec = _spec(config, request)
     try:
         payload = spec.model.model_validate(request.payload)
@@ -90,10 +104,14 @@ def validate_job(config: Config, request: JobRequest) -> tuple[JobSpec, Payload]
             describe_validation_error(exc, f"{request.kind} payload"), market=request.market
         ) from None
     market = _market_of(config, request.market)
-    endpoints = (payload.endpoint,) if isinstance(payload, CallPayload) else spec.endpoints
-    for endpoint in endpoints:
-        endpoint_limits(request.market, market, endpoint, request.seller)
-    return spec, payload
+    if isinstance(payload, CallPayload):
+        called, _ = endpoint_limits(request.market, market, payload.endpoint, request.seller)
+        side_effect = called.method != "GET"
+    else:
+        for endpoint in spec.endpoints:
+            endpoint_limits(request.market, market, endpoint, request.seller)
+        side_effect = spec.side_effect
+    return CheckedJob(request, spec, payload, side_effect)
 
 
 def _source(settings: Settings, name: str, market: MarketConfig) -> CredentialSource:
@@ -203,45 +221,28 @@ class Markets(AsyncResource):
         setup = AuthSetup(name, market, self._credentials(name, market), self._redis, client)
         return factory(setup)
 
-    def _validate(self, request: JobRequest) -> tuple[JobSpec, Payload]:
+    def check(self, request: JobRequest) -> CheckedJob:
+        """The job checked (`validate_job`), or `PermanentError` (one line). No I/O."""
         return validate_job(self.config, request)
-
-    def check(self, request: JobRequest) -> None:
-        """Raise `PermanentError` (one line) for an unknown market, kind or endpoint, or a bad
-        payload. No I/O."""
-        self._validate(request)
-
-    def is_side_effect(self, request: JobRequest) -> bool:
-        """Does the job change something at the market (ship, answer, update, a non-GET call)?
-
-        Never raises: an invalid request answers False (`check` reports it).
-        """
-        market = self.config.markets.get(request.market)
-        if market is None:
-            return False
-        if request.kind == "call":
-            endpoint = market.endpoints.get(str(request.payload.get("endpoint")))
-            return endpoint is not None and endpoint.method != "GET"
-        built_in = market_of(market)
-        spec = built_in.jobs.get(request.kind) if built_in is not None else None
-        return spec is not None and spec.side_effect
 
     async def run(
         self,
-        request: JobRequest,
+        job: CheckedJob | JobRequest,
         lane: Lane,
         *,
         deadline: float | None = None,
         max_attempts: int | Literal[_Default.LANE_POLICY] | None = LANE_POLICY,
         resumed: bool = False,
     ) -> JobResult:
-        """Run the job in `lane`; `deadline` is a `time.monotonic()` moment; `resumed`: an
+        """Run the job in `lane` (a bare `JobRequest` is checked first; a `CheckedJob` is
+        not checked again); `deadline` is a `time.monotonic()` moment; `resumed`: an
         earlier attempt may have landed, so side effects check first (`JobContext.resumed`).
 
         Raises `PermanentError` (never retried), `AttemptsExhausted` (a lane with
         max_attempts ran out), `RetryLater` (the deadline came first).
         """
-        spec, payload = self._validate(request)
+        checked = job if isinstance(job, CheckedJob) else self.check(job)
+        request, spec, payload = checked.request, checked.spec, checked.payload
         attempts = (
             self.config.lanes[lane].max_attempts if max_attempts is LANE_POLICY else max_attempts
         )

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
@@ -42,23 +42,14 @@ from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import Settings, load_settings, unknown_variables
 from lanes.store import RedisStore
-from scripts.backfill import Numbered, id_jobs, window_jobs
-from scripts.enqueue import (
-    EnqueueTarget,
-    Source,
-    enqueue,
-    file_jobs,
-    readable_twice,
-)
-from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.provision import mark_redis, provision
-from scripts.replay import ReplayFilter, replay
-from scripts.status import render_snapshot, snapshot
-from scripts.table import render_table
-from scripts.validate import JobValidator
-from worker.daemon import serve as worker_main
+from scripts.tools.inputs import UsageError, parse_duration
+from scripts.tools.table import render_table
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient
+
+if TYPE_CHECKING:  # the commands' modules load when their command runs
+    from scripts.tools.backfill import Numbered
+    from scripts.tools.enqueue import Source
 
 __all__ = ["EXTRAS", "build_parser", "main"]
 
@@ -107,10 +98,7 @@ def _positive_float(text: str) -> float:
 
 
 def _sqs(settings: Settings) -> SqsClient:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region is None and settings.sqs_endpoint_url:
-        region = "us-east-1"  # a local endpoint (moto) accepts any region
-    return SqsClient(endpoint_url=settings.sqs_endpoint_url, region=region)
+    return SqsClient(endpoint_url=settings.sqs_endpoint_url)
 
 
 def _markets(args: argparse.Namespace, config: Config) -> list[str]:
@@ -133,6 +121,8 @@ async def _lane_urls(sqs: SqsClient, names: QueueName) -> tuple[str, str]:
 
 
 async def _provision(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.provision import mark_redis, provision
+
     async with _sqs(settings) as sqs:
         reports = await provision(
             sqs,
@@ -148,6 +138,9 @@ async def _provision(args: argparse.Namespace, settings: Settings, config: Confi
 
 def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None) -> Source:
     """The jobs of a backfill: windows of `--since`..`--until`, or one per id of `--ids-file`."""
+    from scripts.tools.backfill import id_jobs, window_jobs
+    from scripts.tools.inputs import parse_day_or_moment
+
     if not args.seller:
         raise UsageError("a backfill needs --seller")
     market = config.market(args.market)
@@ -176,6 +169,9 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
 
 async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
+    from scripts.tools.enqueue import EnqueueTarget, enqueue, file_jobs, readable_twice
+    from scripts.tools.validate import JobValidator
+
     from_file = getattr(args, "file", None)
     backfill = any(value is not None for value in (args.kind, args.since, args.ids_file))
     if from_file is not None and backfill:
@@ -203,6 +199,8 @@ async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Confi
 
 
 async def _replay(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.replay import ReplayFilter, replay
+
     config.market(args.market)
     only = ReplayFilter(
         kinds=frozenset(args.kind or ()),
@@ -264,6 +262,8 @@ def _age(seconds: float) -> str:
 
 
 async def _status(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+    from scripts.tools.status import render_snapshot, snapshot
+
     chosen = _markets(args, config)
     clear = args.watch is not None and sys.stdout.isatty() and not args.json
     async with (
@@ -294,7 +294,7 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
 async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
     import uvicorn
 
-    from scripts.api import create_app
+    from scripts.api.app import create_app
 
     if args.insecure_local and args.host not in _LOOPBACK:
         raise UsageError(f"--insecure-local serves only this machine, not --host {args.host}")
@@ -332,7 +332,7 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 async def _schedule(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    from scripts.schedule import run  # lazy: only this command needs it
+    from scripts.tools.schedule import run  # lazy: only this command needs it
 
     async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
         return await run(args, settings, config, store=store, sqs=sqs)
@@ -373,7 +373,9 @@ def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
-    return await worker_main(settings, config, markets=args.market, concurrency=args.concurrency)
+    from worker.daemon import serve
+
+    return await serve(settings, config, markets=args.market, concurrency=args.concurrency)
 
 
 # --- the parser -----------------------------------------------------------------------
@@ -721,11 +723,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing_extra is not None:
             return _fail(missing_extra, EXIT_RUNTIME)
         if args.command == "services":  # no settings needed
-            from scripts.devservices import run_services
+            from scripts.local.devservices import run_services
 
             return run_services({"coupang": args.coupang_port, "naver": args.naver_port})
         if args.command == "demo":  # the demo makes its own settings and services
-            from scripts.demo import DemoOptions, run_demo
+            from scripts.demo.run import DemoOptions, run_demo
 
             return run_demo(
                 DemoOptions(

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from lanes import Budget, LanePolicies, Limiter, RedisStore, Window
-from scripts.services import MotoServer, RedisServer
+from scripts.local.services import MotoServer, RedisServer
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from lanes import Config, Lane, RedisStore, Settings
-from scripts.api import create_app
-from scripts.provision import provision
-from scripts.services import RedisServer
+from scripts.api.app import create_app
+from scripts.local.services import RedisServer
+from scripts.tools.provision import provision
 from tests.fixtures_markets import COUPANG_KEYS, COUPANG_VENDOR, NAVER_APP, Running, markets_config
 from worker.queues import QueueName
 from worker.sqs import SqsClient

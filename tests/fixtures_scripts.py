@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from scripts.cli import main
-from scripts.moto_server import QuickMotoServer
-from scripts.services import RedisServer
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer
 
 CONFIG = """
 [lanes.low]
@@ -47,7 +47,7 @@ class LanesEnv:
 
 @pytest.fixture(scope="session")
 def quick_moto() -> Iterator[QuickMotoServer]:
-    """moto's SQS server with a cheaper clock (see `scripts.moto_server`), for the session."""
+    """moto's SQS server with a cheaper clock (see `scripts.local.moto_server`), for the session."""
     server = QuickMotoServer()
     server.start()
     yield server

@@ -27,7 +27,7 @@ from aiohttp import web
 from lanes.config import Config, parse_config
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.services import MotoServer, RedisServer, free_port
+from scripts.local.services import MotoServer, RedisServer, free_port
 from worker.daemon import Dispatcher, build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import Delivery, QueueName

@@ -16,9 +16,9 @@ from lanes import Config, Lane, Limiter, RedisStore, Settings
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
-from scripts import api
-from scripts.api import create_app
-from scripts.services import free_port
+from scripts.api import app as api
+from scripts.api.app import create_app
+from scripts.local.services import free_port
 from tests.fixtures_api import (
     COUPANG_ORDER,
     KEY,
@@ -425,7 +425,7 @@ def test_lanes_api_refuses_to_start_without_keys(
 def test_the_same_app_answers_as_a_lambda_behind_api_gateway(
     lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`scripts.api.handler` (Mangum) serves an API Gateway HTTP API event."""
+    """`scripts.api.app.handler` (Mangum) serves an API Gateway HTTP API event."""
     monkeypatch.setenv("LANES_API_KEYS", KEY)
     monkeypatch.setattr(api, "_lambda", None)
     monkeypatch.setattr(api, "configure_logging", lambda level: None)

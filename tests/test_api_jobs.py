@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from lanes import Lane
-from scripts.provision import provision
+from scripts.tools.provision import provision
 from tests.fixtures_api import NAVER_ORDER, NAVER_SELLER, ApiEnv, MakeClient, coupang_job
 from worker.queues import QueueName
 from worker.sqs import SqsClient

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import uvicorn
 
-from scripts.api import create_app
-from scripts.services import free_port
+from scripts.api.app import create_app
+from scripts.local.services import free_port
 from tests.fixtures_api import KEY, ApiEnv
 from tests.fixtures_markets import COUPANG_VENDOR
 from tests.fixtures_worker import wait_until

@@ -17,9 +17,9 @@ from markets.coupang.jobs import KST
 from markets.coupang.simulator import coupang_app
 from markets.naver.simulator import naver_app
 from markets.registry import MARKETS
-from scripts.backfill import id_jobs, window_jobs
-from scripts.inputs import UsageError, parse_day_or_moment, parse_duration
-from scripts.sending import group_id
+from scripts.tools.backfill import id_jobs, window_jobs
+from scripts.tools.inputs import UsageError, parse_day_or_moment, parse_duration
+from scripts.tools.sending import group_id
 from tests.fixtures_markets import COUPANG_VENDOR, MakeMarkets, StartSimulator, markets_config
 
 

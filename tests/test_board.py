@@ -1,4 +1,4 @@
-"""The board's server side (scripts/board.py) through httpx on the real app, Redis and moto:
+"""The board's server side (scripts/api/board.py) through httpx on the real app, Redis and moto:
 the key is taken once on the login form and then only a signed session cookie (HTTP-only,
 Secure, SameSite=Strict) opens the data; one snapshot is read per interval whatever the
 number of pages; dead letters are listed by reason and replayed or deleted by id; jobs and
@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from lanes import Lane
-from scripts import api
-from scripts.api import create_app
-from scripts.board import COOKIE, Feed, Sessions
+from scripts.api import app as api
+from scripts.api.app import create_app
+from scripts.api.board import COOKIE, Feed, Sessions
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv
 from tests.fixtures_markets import COUPANG_VENDOR
 from tests.fixtures_scripts import LanesEnv
@@ -216,7 +216,7 @@ async def test_dead_letters_by_reason_replayed_by_id_after_a_dry_run(
 
 async def test_a_job_by_id_and_a_sellers_recent_jobs(board: httpx.AsyncClient) -> None:
     await _sign_in(board)
-    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    records = board._transport.app.state.runtime.tracker  # type: ignore[attr-defined]
     await records.update_many(
         [
             {"id": "j1", "state": "done", "market": "coupang", "seller": "S1", "lane": "high",
@@ -251,7 +251,7 @@ async def test_queues_show_the_outcomes_of_the_trailing_minute(board: httpx.Asyn
     """Settled states written by the workers are counted per minute by market and lane (in
     the status writes' round trip); queued and running ones are not."""
     await _sign_in(board)
-    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    records = board._transport.app.state.runtime.tracker  # type: ignore[attr-defined]
     await records.update_many(
         [{"id": f"o{n}", "state": state, "market": "naver", "lane": "low"}
          for n, state in enumerate(["done", "done", "failed", "dead_lettered", "queued"])]

@@ -22,7 +22,7 @@ from starlette.routing import Mount
 from bench.browser import CHROMIUM, chromium
 from bench.browser import served as serve
 from lanes import Lane
-from scripts.api import create_app
+from scripts.api.app import create_app
 from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv, coupang_job
 from tests.fixtures_markets import COUPANG_VENDOR, Running
 from tests.fixtures_worker import RunningWorker

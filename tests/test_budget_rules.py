@@ -22,7 +22,7 @@ from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, RedisStor
 from lanes.budget import PACE_BURST
 from lanes.epoch import epoch_keys, mark_epochs
 from lanes.limiter import Ticket
-from scripts.services import RedisServer
+from scripts.local.services import RedisServer
 from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 

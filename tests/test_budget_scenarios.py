@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bench.budget import Run, market_process, process_main
 from lanes import Budget, Lane, Limiter, RedisStore, Window
 from lanes.epoch import mark_epochs
-from scripts.services import RedisServer, free_port
+from scripts.local.services import RedisServer, free_port
 from tests.conftest import OwnRedis
 from tests.windows import over_limit_windows
 

@@ -21,7 +21,7 @@ from markets.cafe24.jobs import ORDERS, cafe24_time
 from markets.cafe24.simulator import DEFAULT_MALLS, cafe24_app, cafe24_malls
 from markets.client import Call, MarketClient
 from markets.registry import AUTH_SCHEMES, MARKETS, built_in
-from scripts.backfill import window_jobs
+from scripts.tools.backfill import window_jobs
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator
 from tests.test_cafe24_auth import (
     MALLS,

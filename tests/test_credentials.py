@@ -19,7 +19,7 @@ from markets import PermanentError
 from markets.coupang.simulator import coupang_app
 from markets.credentials import Credentials, SettingsSource, credential_source
 from markets.naver.simulator import naver_app
-from scripts.services import MotoServer
+from scripts.local.services import MotoServer
 from tests.fixtures_markets import NAVER_APP, StartSimulator, markets_config
 from worker.outcomes import Action
 from worker.queues import Delivery, QueueName

@@ -13,8 +13,8 @@ import pytest
 
 from lanes.policy import Lane
 from markets.registry import MARKETS
-from scripts.demo_load import LIMITS, ROUTE_LANES, plan_burst
-from scripts.demo_measure import RunTally, peak_in_window
+from scripts.demo.load import LIMITS, ROUTE_LANES, plan_burst
+from scripts.demo.measure import RunTally, peak_in_window
 
 
 def test_peak_counts_the_busiest_trailing_window() -> None:

@@ -17,7 +17,7 @@ import yaml
 
 import markets
 from lanes.policy import Lane, LanePolicies
-from scripts.provision import REDRIVE_UNTIL_SUCCESS
+from scripts.tools.provision import REDRIVE_UNTIL_SUCCESS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "template.yaml"

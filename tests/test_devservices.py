@@ -14,8 +14,8 @@ import pytest
 
 import markets
 from lanes.errors import LanesError
-from scripts.devservices import EXAMPLES, export_lines, services_config
-from scripts.services import SimulatorServer, free_port
+from scripts.local.devservices import EXAMPLES, export_lines, services_config
+from scripts.local.services import SimulatorServer, free_port
 
 
 def test_export_lines_quote_what_a_shell_would_expand() -> None:

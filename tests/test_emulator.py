@@ -1,4 +1,4 @@
-"""scripts.lambda_emulator: the Lambda path end to end, handler in spawned worker processes."""
+"""scripts.local.lambda_emulator: the Lambda path end to end, handler in spawned workers."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from lanes.policy import Lane
-from scripts.lambda_emulator import (
+from scripts.local.lambda_emulator import (
     EventSource,
     InvocationContext,
     LambdaEmulator,
     _failed_ids,
     sqs_event,
 )
-from scripts.services import MotoServer, RedisServer
+from scripts.local.services import MotoServer, RedisServer
 from tests.fixtures_worker import AcmeMarket, Lanes, acme_toml, job, wait_until
 from worker.sqs import SqsMessage
 

@@ -19,9 +19,9 @@ import pytest
 
 import markets
 from lanes import Lane, load_settings
-from scripts.backfill import id_jobs
-from scripts.enqueue import EnqueueTarget, enqueue
-from scripts.validate import JobValidator
+from scripts.tools.backfill import id_jobs
+from scripts.tools.enqueue import EnqueueTarget, enqueue
+from scripts.tools.validate import JobValidator
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import SqsClient
 
@@ -194,7 +194,7 @@ def _bad_lines() -> dict[str, str]:
     deep = '{"a":' * 2000 + "1" + "}" * 2000
     return {
         "oversized": _line(
-            kind="call", payload={"endpoint": "orders", "params": {"x": "y" * (300 * 1024)}}
+            kind="call", payload={"endpoint": "orders", "params": {"x": "y" * (1100 * 1024)}}
         ),
         "NaN": _line().replace('"A1"', '"A1", "id": NaN'),
         "Infinity": _line().replace('"A1"', '"A1", "id": Infinity'),
@@ -297,7 +297,7 @@ def test_a_fifo_is_spooled(
 def test_validating_does_no_io(lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """A validator is built from the config alone: no Redis store, limiter or `Markets`."""
     import markets.service
-    import scripts.validate
+    import scripts.tools.validate
 
     def forbidden(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("validation built a connection owner")
@@ -305,5 +305,5 @@ def test_validating_does_no_io(lanes_env: LanesEnv, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(markets.service.Markets, "__init__", forbidden)
     monkeypatch.setattr("lanes.store.RedisStore.__init__", forbidden)
     config = markets.load_config(lanes_env.config)
-    validator = scripts.validate.JobValidator(config, "coupang")
-    assert validator.check_body(_line()).seller == "A1"
+    validator = scripts.tools.validate.JobValidator(config, "coupang")
+    assert validator.check_body(_line()).request.seller == "A1"

@@ -12,11 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from markets import JobRequest, PermanentError
+from markets import PermanentError
 from markets.catalogue import parse_with_catalogues
-from markets.service import validate_job
-from scripts.validate import BadJob, JobValidator
-from worker.envelope import Envelope, PoisonMessage, parse_envelope
+from scripts.tools.validate import BadJob, JobValidator
+from worker.envelope import Envelope, PoisonMessage, parse_envelope, prepare_envelope
 
 CONFIG = parse_with_catalogues(
     {
@@ -99,19 +98,9 @@ mutations = st.one_of(
 
 
 def _parse_and_validate(body: str) -> Envelope:
-    """The worker's way: the envelope, then the job's market, kind and payload."""
-    envelope = parse_envelope(body)
-    validate_job(
-        CONFIG,
-        JobRequest(
-            kind=envelope.kind,
-            market=envelope.market,
-            seller=envelope.seller,
-            payload=envelope.payload,
-            id=envelope.id,
-        ),
-    )
-    return envelope
+    """The worker's own path: `parse_envelope`, then `prepare_envelope` (market, kind and
+    payload), as `prepare` runs it for every message."""
+    return prepare_envelope(parse_envelope(body), CONFIG).envelope
 
 
 def _outcome(body: str) -> Envelope | PoisonMessage | PermanentError:

@@ -22,9 +22,9 @@ from markets.catalogue import parse_with_catalogues
 from markets.market import Market, OrderShape, SimulatorEntry
 from markets.registry import MARKETS, market_of
 from markets.simulators import SimState, simulated, simulator_app
-from scripts.backfill import window_jobs
-from scripts.devservices import export_lines
-from scripts.services import SimulatorServer
+from scripts.local.devservices import export_lines
+from scripts.local.services import SimulatorServer
+from scripts.tools.backfill import window_jobs
 
 _README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -106,7 +106,7 @@ def fake_market(monkeypatch: pytest.MonkeyPatch) -> Config:
 def test_a_registered_market_has_its_simulator_everywhere_simulators_are_named(
     fake_market: Config,
 ) -> None:
-    """`python -m markets.simulators`, `scripts.demo_sim` and `lanes services` take their
+    """`python -m markets.simulators`, `scripts.demo.sim` and `lanes services` take their
     markets, base URLs and test credentials from the registry: the new market is simulated
     with its own rate, base path and credentials."""
     assert FAKE.name in simulated()

@@ -18,7 +18,7 @@ from markets.coupang.simulator_data import COUPANG_STATUSES
 from markets.errors import OutcomeUnknown, PartialFailure
 from markets.naver.simulator import naver_app
 from markets.watermark import Watermarks
-from scripts.backfill import window_jobs
+from scripts.tools.backfill import window_jobs
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     NAVER_APP,

@@ -89,7 +89,7 @@ def test_a_clean_install_starts_what_each_image_runs(tmp_path: Path) -> None:
         )
 
     _pip_install("api-install", venv, source)
-    handler = "import scripts.api as a; assert callable(a.handler)"
+    handler = "import scripts.api.app as a; assert callable(a.handler)"
     done = _run(venv, "python", "-c", handler, cwd=elsewhere)
     assert done.returncode == 0, done.stderr
 
@@ -127,7 +127,7 @@ def test_the_images_build_and_start() -> None:
         assert built.returncode == 0, built.stderr[-3000:]
     assert docker("run", "--rm", "lanes-test-daemon", "worker", "--help").returncode == 0
     assert docker("run", "--rm", "lanes-test-api", "api", "--help").returncode == 0
-    handlers = "import worker.lambda_handler, scripts.api; print('ok')"
+    handlers = "import worker.lambda_handler, scripts.api.app; print('ok')"
     done = docker(
         "run", "--rm", "--workdir", "/var/task", "--entrypoint", "python3",
         "lanes-test-lambda", "-c", handlers,

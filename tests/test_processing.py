@@ -12,7 +12,7 @@ import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.services import RedisServer
+from scripts.local.services import RedisServer
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,

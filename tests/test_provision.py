@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from scripts.provision import DEAD_LETTER_RETENTION, LANE_RETENTION, REDRIVE_UNTIL_SUCCESS
+from scripts.tools.provision import DEAD_LETTER_RETENTION, LANE_RETENTION, REDRIVE_UNTIL_SUCCESS
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.sqs import SqsClient
 

@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
 from lanes.epoch import mark_epochs
-from scripts.services import free_port, redis_server_binary
+from scripts.local.services import free_port, redis_server_binary
 
 _PASSWORD = "s3cret-pw"
 

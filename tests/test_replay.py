@@ -16,7 +16,7 @@ import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.replay import DeadLetter, ReplayFilter, replay
+from scripts.tools.replay import DeadLetter, ReplayFilter, replay
 from tests.fixtures_scripts import CliRun, LanesEnv
 from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON

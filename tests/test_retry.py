@@ -9,7 +9,7 @@ import pytest
 
 from lanes import Lane, LanePolicies
 from markets import AttemptsExhausted, JobRequest, PermanentError, RetryLater
-from scripts.services import RedisServer
+from scripts.local.services import RedisServer
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
     MakeMarkets,

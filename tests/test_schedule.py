@@ -1,4 +1,4 @@
-"""scripts.schedule: each tick enqueues one collection job per seller, once however many
+"""scripts.tools.schedule: each tick enqueues one collection job per seller, once however many
 schedulers run, spread over the tick (moto's SQS server, the test Redis)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import markets
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
-from scripts.enqueue import BadInput
-from scripts.schedule import Plan, Scheduler, handler
+from scripts.tools.enqueue import BadInput
+from scripts.tools.schedule import Plan, Scheduler, handler
 from tests.fixtures_scripts import CONFIG, CliRun, LanesEnv
 from worker.sqs import SqsClient
 

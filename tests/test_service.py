@@ -1,4 +1,4 @@
-"""`Markets.check` and `is_side_effect`: a request is judged before anything is sent."""
+"""`Markets.check`: a request is judged once, before anything is sent."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from lanes import Lane
 from markets import JOB_KINDS, JobRequest, Markets, PermanentError
+from markets.registry import MARKETS
 from tests.fixtures_markets import MakeMarkets, acme_config, markets_config
 
 
@@ -62,21 +63,42 @@ def test_check_accepts_every_kind_for_both_catalogues(markets: Markets) -> None:
 @pytest.mark.parametrize(
     ("request_", "expected"),
     [
-        (JobRequest("ship_order", "coupang", "s", {}), True),
-        (JobRequest("answer_inquiry", "naver", "s", {}), True),
-        (JobRequest("update_product", "naver", "s", {}), True),
-        (JobRequest("collect_orders", "coupang", "s", {}), False),
-        (JobRequest("get_product", "naver", "s", {}), False),
         (JobRequest("call", "acme", "s", {"endpoint": "post"}), True),
         (JobRequest("call", "acme", "s", {"endpoint": "answer"}), False),
         (JobRequest("call", "coupang", "s", {"endpoint": "invoices"}), True),
-        (JobRequest("call", "ebay", "s", {"endpoint": "x"}), False),
-        (JobRequest("call", "acme", "s", {}), False),
+        (JobRequest("get_product", "coupang", "s", {"seller_product_id": 1}), False),
     ],
 )
-def test_is_side_effect(markets: Markets, request_: JobRequest, expected: bool) -> None:
-    """Ship, answer, update and non-GET calls change things; it never raises."""
-    assert markets.is_side_effect(request_) is expected
+def test_a_checked_job_knows_whether_it_is_a_side_effect(
+    markets: Markets, request_: JobRequest, expected: bool
+) -> None:
+    """Non-GET calls change things, GET calls and reads do not: judged once, by `check`."""
+    assert markets.check(request_).side_effect is expected
+
+
+@pytest.mark.parametrize(
+    ("catalogue", "kind", "expected"),
+    [
+        ("coupang", "ship_order", True),
+        ("naver", "answer_inquiry", True),
+        ("naver", "update_product", True),
+        ("coupang", "collect_orders", False),
+        ("naver", "get_product", False),
+    ],
+)
+def test_ship_answer_and_update_are_side_effects(catalogue: str, kind: str, expected: bool) -> None:
+    """The spec a checked job carries says whether its kind changes things at the market."""
+    assert MARKETS[catalogue].jobs[kind].side_effect is expected
+
+
+def test_a_call_to_an_unknown_market_or_without_endpoint_is_refused(markets: Markets) -> None:
+    """What cannot be judged is refused by `check` (one line), never guessed."""
+    for request_ in (
+        JobRequest("call", "ebay", "s", {"endpoint": "x"}),
+        JobRequest("call", "acme", "s", {}),
+    ):
+        with pytest.raises(PermanentError):
+            markets.check(request_)
 
 
 async def test_run_refuses_an_invalid_request_without_io(markets: Markets) -> None:

@@ -126,7 +126,7 @@ async def test_a_result_over_the_queue_limit_goes_in_parts_that_join_back(
             break
         parts.extend(json.loads(message.body) for message in got)
     limit = int((await sqs.attributes(url, ["MaximumMessageSize"]))["MaximumMessageSize"])
-    assert limit <= 1_048_576  # SQS's largest; the default is 256 KiB (SQS_MAX_BYTES) or 1 MiB
+    assert limit <= 1_048_576  # SQS's largest (MESSAGE_BYTES)
     assert all(len(json.dumps(part).encode()) <= limit for part in parts)
     parts.sort(key=lambda part: part["part"])
     assert [part["part"] for part in parts] == list(range(1, parts[0]["parts"] + 1))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from lanes import Budget, Lane, Limiter, RedisStore, Window
-from scripts.services import free_port
+from scripts.local.services import free_port
 from tests.fixtures_scripts import CliRun, LanesEnv
 from worker.pauses import LanePauses
 from worker.sqs import OutgoingMessage, SqsClient

@@ -18,7 +18,7 @@ import pytest
 
 from lanes.policy import Lane
 from lanes.settings import Settings
-from scripts.services import free_port
+from scripts.local.services import free_port
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
@@ -150,7 +150,7 @@ def test_missing_queues_fail_with_one_line(
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "lanes worker: SQS queue 'nope-acme-high' does not exist (run `lanes provision`)"
+        "lanes: error: SQS queue 'nope-acme-high' does not exist (run `lanes provision`)"
     ]
 
 
@@ -262,5 +262,5 @@ def test_an_unreachable_redis_fails_at_start_up_with_one_line(
     )
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("lanes worker: Redis at redis://:[redacted]@127.0.0.1:")
+    assert line.startswith("lanes: error: Redis at redis://:[redacted]@127.0.0.1:")
     assert "hunter2" not in done.stderr

@@ -1,10 +1,13 @@
-"""`python -m worker`: the daemon, as `lanes worker` runs it (same settings, same exit codes)."""
+"""`python -m worker` is `lanes worker`: the same parser, settings, warnings and exit codes.
+
+The one module of `worker` that imports `scripts`: an entry point, like the console script.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from worker.daemon import main
+from scripts.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["worker", *sys.argv[1:]]))

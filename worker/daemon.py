@@ -32,10 +32,8 @@ Metrics. With `LANES_METRICS_PORT` set, `serve` also answers `/metrics` and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -46,11 +44,11 @@ import structlog
 from redis.exceptions import RedisError
 
 from lanes.config import Config
-from lanes.errors import ConfigError, LanesError
-from lanes.logs import configure_logging, redact_url
+from lanes.errors import ConfigError
+from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
-from lanes.settings import Settings, load_settings
-from markets import load_config, missing_credentials
+from lanes.settings import Settings
+from markets import missing_credentials
 from worker.fairness import SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
@@ -63,19 +61,12 @@ from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError
 
 __all__ = [
     "DEFAULT_JOB_SECONDS",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_STARTUP",
     "Dispatcher",
     "LaneSource",
     "build_dispatcher",
-    "main",
     "serve",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1  # SQS or Redis failed while running
-EXIT_STARTUP = 2  # bad settings, unknown market, missing queue: one line on stderr
 # How long one delivery may retry or wait in process before it goes back to its queue.
 DEFAULT_JOB_SECONDS = 600.0
 _POLL_BACKOFF_CAP = 30.0
@@ -528,25 +519,4 @@ async def serve(
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m worker [--market M ...] [--concurrency N]`: `lanes worker`'s twin."""
-    parser = argparse.ArgumentParser(prog="python -m worker", description="the lanes daemon")
-    parser.add_argument("--market", action="append", help="a market to drain (repeatable)")
-    parser.add_argument("--concurrency", type=int, help="jobs at once (LANES_CONCURRENCY)")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        config = load_config(settings.config)
-        configure_logging(settings.log_level)
-        return asyncio.run(
-            serve(settings, config, markets=args.market, concurrency=args.concurrency)
-        )
-    except ConfigError as exc:
-        print(f"lanes worker: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
-    except LanesError as exc:
-        print(f"lanes worker: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return 0

@@ -14,11 +14,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lanes.config import describe_validation_error
-from markets import JobRequest, Markets
+from lanes.config import Config, describe_validation_error
+from markets import JobRequest
+from markets.service import CheckedJob, validate_job
 from worker.queues import QueueName
 
-__all__ = ["Envelope", "PoisonMessage", "PreparedJob", "parse_envelope", "prepare"]
+__all__ = [
+    "Envelope",
+    "PoisonMessage",
+    "PreparedJob",
+    "parse_envelope",
+    "prepare",
+    "prepare_envelope",
+]
 
 
 class PoisonMessage(ValueError):
@@ -86,21 +94,25 @@ def _first_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedJob:
-    """A message's job, validated: what the market runs, and whether it changes anything."""
+    """A message's job, validated once: the envelope, and the checked job (spec, payload,
+    side effect or not) that the market runs on every attempt without checking again."""
 
     envelope: Envelope
-    request: JobRequest
-    side_effect: bool
+    checked: CheckedJob
+
+    @property
+    def request(self) -> JobRequest:
+        return self.checked.request
+
+    @property
+    def side_effect(self) -> bool:
+        return self.checked.side_effect
 
 
-def prepare(body: str, queue: QueueName, markets: Markets) -> PreparedJob:
-    """Parse and validate `body` from `queue` (no I/O); `PoisonMessage` or the market's
-    `PermanentError` when it can never run."""
-    envelope = parse_envelope(body)
-    if envelope.market != queue.market:
-        raise PoisonMessage(
-            f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
-        )
+def prepare_envelope(envelope: Envelope, config: Config) -> PreparedJob:
+    """The envelope's job checked against `config` (no I/O): the one conversion from an
+    envelope to a job, for the worker, the HTTP API and `lanes enqueue` alike. The market's
+    `PermanentError`, or `PoisonMessage`, when it can never run."""
     request = JobRequest(
         kind=envelope.kind,
         market=envelope.market,
@@ -109,7 +121,17 @@ def prepare(body: str, queue: QueueName, markets: Markets) -> PreparedJob:
         id=envelope.id,
     )
     try:
-        markets.check(request)
+        return PreparedJob(envelope, validate_job(config, request))
     except RecursionError:
         raise PoisonMessage("payload is nested too deeply") from None
-    return PreparedJob(envelope, request, markets.is_side_effect(request))
+
+
+def prepare(body: str, queue: QueueName, config: Config) -> PreparedJob:
+    """Parse and validate `body` from `queue` (no I/O); `PoisonMessage` or the market's
+    `PermanentError` when it can never run."""
+    envelope = parse_envelope(body)
+    if envelope.market != queue.market:
+        raise PoisonMessage(
+            f"message names market {envelope.market!r} but sits in queue {queue.queue!r}"
+        )
+    return prepare_envelope(envelope, config)

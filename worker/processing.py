@@ -123,7 +123,7 @@ class JobProcessor:
             receive=message.receive_count,
         ):
             try:
-                job = prepare(message.body, queue, self._markets)
+                job = prepare(message.body, queue, self._markets.config)
             except Exception as exc:  # noqa: BLE001 - sorted by the table (poison, permanent)
                 outcome = self._sorted(delivery, exc, attempts=0)
             else:
@@ -278,9 +278,9 @@ class JobProcessor:
         lane = delivery.queue.lane
         if one_attempt:
             return await self._markets.run(
-                job.request, lane, deadline=deadline, max_attempts=1, resumed=resumed
+                job.checked, lane, deadline=deadline, max_attempts=1, resumed=resumed
             )
-        return await self._markets.run(job.request, lane, deadline=deadline, resumed=resumed)
+        return await self._markets.run(job.checked, lane, deadline=deadline, resumed=resumed)
 
     async def _deliver(
         self, delivery: Delivery, record: dict[str, Any], kept: list[dict[str, Any]]

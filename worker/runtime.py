@@ -28,22 +28,38 @@ from worker.tracking import Attempts, JobTracker
 # Status records outlive their job by a day (the HTTP API's "job status").
 TRACK_TTL = 86_400
 
-__all__ = ["TRACK_TTL", "Runtime"]
+__all__ = ["TRACK_TTL", "Connections", "Runtime"]
 
 
-class Runtime(AsyncResource):
-    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice.
+class Connections(AsyncResource):
+    """What every process kind holds: Redis, SQS, the budget and the job records; the
+    worker's `Runtime` and the HTTP API's runtime build on it. `aclose()` closes what was
+    pushed on `_stack` (last first), safe twice."""
 
-    `lambda_mode` settles the Lambda event source's way (it deletes what succeeded).
-    """
-
-    def __init__(self, settings: Settings, config: Config, *, lambda_mode: bool = False) -> None:
+    def __init__(self, settings: Settings, config: Config) -> None:
         self.settings = settings
         self.config = config
         self._stack = AsyncExitStack()
         self.store = RedisStore(settings.redis_url)
         self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url)
         self.limiter = Limiter(self.store.client, config.lanes)
+        self.tracker = JobTracker(self.store.client, ttl=TRACK_TTL)
+        self._stack.push_async_callback(self.store.aclose)
+        self._stack.push_async_callback(self.sqs.aclose)
+        self._stack.push_async_callback(self.limiter.aclose)
+
+    async def _close(self) -> None:
+        await self._stack.aclose()
+
+
+class Runtime(Connections):
+    """Opens on `async with` (or `open()`); `aclose()` closes all of it, safe twice.
+
+    `lambda_mode` settles the Lambda event source's way (it deletes what succeeded).
+    """
+
+    def __init__(self, settings: Settings, config: Config, *, lambda_mode: bool = False) -> None:
+        super().__init__(settings, config)
         self.metrics = Metrics()
         self.guard = IdempotencyGuard(
             self.store.client,
@@ -69,7 +85,6 @@ class Runtime(AsyncResource):
             self.sqs,
             token=settings.credentials.get("results", {}).get("token"),
         )
-        self.tracker = JobTracker(self.store.client, ttl=TRACK_TTL)
         self.processor = JobProcessor(
             markets=self.markets,
             policies=config.lanes,
@@ -86,9 +101,6 @@ class Runtime(AsyncResource):
 
     async def open(self) -> Self:
         # Closed in reverse: the sink before the SQS client it may borrow.
-        self._stack.push_async_callback(self.store.aclose)
-        self._stack.push_async_callback(self.sqs.aclose)
-        self._stack.push_async_callback(self.limiter.aclose)
         self._stack.push_async_callback(self.session.close)
         self._stack.push_async_callback(self.markets.aclose)
         self._stack.push_async_callback(self.sink.aclose)
@@ -97,6 +109,3 @@ class Runtime(AsyncResource):
 
     async def __aenter__(self) -> Self:
         return await self.open()
-
-    async def _close(self) -> None:
-        await self._stack.aclose()

@@ -23,10 +23,9 @@ from tenacity import (
 
 from lanes.errors import LanesError
 from lanes.resource import AsyncResource
-from worker.sqs import OutgoingMessage, SqsClient, SqsError
+from worker.sqs import MESSAGE_BYTES, OutgoingMessage, SqsClient, SqsError
 
 __all__ = [
-    "SQS_MAX_BYTES",
     "SQS_MAX_PARTS",
     "FileSink",
     "HttpSink",
@@ -95,9 +94,8 @@ class FileSink(AsyncResource):
             self._handle = None
 
 
-# An SQS message's size limit when the queue does not say (256 KiB; a queue's
-# MaximumMessageSize may be lower, or up to 1 MiB), and how many parts one result may take.
-SQS_MAX_BYTES = 262_144
+# How many parts one result may take. A queue's size limit is its MaximumMessageSize,
+# SQS's largest (MESSAGE_BYTES) when it does not say.
 SQS_MAX_PARTS = 100
 
 
@@ -155,7 +153,7 @@ class SqsSink(AsyncResource):
     async def _limit(self, url: str) -> int:
         if self._queue_bytes is None:
             found = await self._sqs.attributes(url, ["MaximumMessageSize"])
-            self._queue_bytes = int(found.get("MaximumMessageSize") or SQS_MAX_BYTES)
+            self._queue_bytes = int(found.get("MaximumMessageSize") or MESSAGE_BYTES)
         return min(self._queue_bytes, self._max_bytes or self._queue_bytes)
 
     async def send(self, record: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any
 
-from scripts.services import free_port
+from scripts.local.services import free_port
 
 __all__ = ["Gate"]
 

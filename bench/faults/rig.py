@@ -21,8 +21,8 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 
 from bench.faults.gate import Gate
-from scripts.moto_server import QuickMotoServer
-from scripts.services import RedisServer, free_port
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer, free_port
 
 __all__ = [
     "PASSWORD",

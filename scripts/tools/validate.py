@@ -4,14 +4,17 @@ SQS body limit. Pure: no Redis, no limiter, no HTTP session is made to check a l
 from __future__ import annotations
 
 from lanes.config import Config
-from markets import JobRequest, PermanentError
-from markets.service import validate_job
-from worker.envelope import Envelope, PoisonMessage, parse_envelope
+from markets import PermanentError
+from worker.envelope import (
+    Envelope,
+    PoisonMessage,
+    PreparedJob,
+    parse_envelope,
+    prepare_envelope,
+)
+from worker.sqs import MESSAGE_BYTES
 
-__all__ = ["MAX_BODY_BYTES", "BadJob", "JobValidator", "parse_job"]
-
-# SQS's largest message: 256 KiB for the body and attributes together (we send none).
-MAX_BODY_BYTES = 256 * 1024
+__all__ = ["BadJob", "JobValidator", "parse_job"]
 
 
 class BadJob(ValueError):
@@ -34,26 +37,22 @@ class JobValidator:
         self.config = config
         self.market = market
 
-    def check_envelope(self, envelope: Envelope) -> Envelope:
-        """The envelope if the worker could run it; else `BadJob` saying why."""
+    def check_envelope(self, envelope: Envelope) -> PreparedJob:
+        """The job if the worker could run it (`prepare_envelope`, the worker's own check);
+        else `BadJob` saying why."""
         if envelope.market != self.market:
             raise BadJob(f"market is {envelope.market!r}, not {self.market!r}")
-        request = JobRequest(
-            kind=envelope.kind,
-            market=envelope.market,
-            seller=envelope.seller,
-            payload=envelope.payload,
-            id=envelope.id,
-        )
         try:
-            validate_job(self.config, request)
+            job = prepare_envelope(envelope, self.config)
         except PermanentError as exc:
             raise BadJob(str(exc)) from None
+        except PoisonMessage as exc:
+            raise BadJob(exc.reason) from None
         size = len(envelope.body().encode())
-        if size > MAX_BODY_BYTES:
-            raise BadJob(f"message is {size} bytes, over SQS's limit of {MAX_BODY_BYTES}")
-        return envelope
+        if size > MESSAGE_BYTES:
+            raise BadJob(f"message is {size} bytes, over SQS's limit of {MESSAGE_BYTES}")
+        return job
 
-    def check_body(self, body: str) -> Envelope:
+    def check_body(self, body: str) -> PreparedJob:
         """Parse and check one message body (a JSON object)."""
         return self.check_envelope(parse_job(body))

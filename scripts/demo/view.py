@@ -14,9 +14,9 @@ from rich.live import Live
 from rich.table import Table
 
 from lanes.policy import Lane, LanePolicies
-from scripts.demo_load import LIMITS, MARKET_RATES, MARKETS
-from scripts.demo_measure import CHECK_SECONDS, SHARE_TOLERANCE, LaneFigures, RunTally
-from scripts.table import render_table
+from scripts.demo.load import LIMITS, MARKET_RATES, MARKETS
+from scripts.demo.measure import CHECK_SECONDS, SHARE_TOLERANCE, LaneFigures, RunTally
+from scripts.tools.table import render_table
 
 __all__ = ["LiveView", "render_summary"]
 

@@ -47,7 +47,7 @@ from worker.sqs import SqsClient, SqsError, SqsMessage
 
 __all__ = ["EmulatorStats", "EventSource", "InvocationContext", "LambdaEmulator", "sqs_event"]
 
-_log = structlog.get_logger("scripts.lambda_emulator")
+_log = structlog.get_logger("scripts.local.lambda_emulator")
 DEFAULT_HANDLER = "worker.lambda_handler.handler"
 _REGION = "us-east-1"
 _MAX_RECEIVE = 10  # one ReceiveMessage answers at most 10 messages

@@ -42,10 +42,10 @@ from lanes.store import RedisStore
 from markets import load_config
 from markets.credentials import list_sellers
 from markets.service import credentials_source
-from scripts.enqueue import BadInput
-from scripts.inputs import UsageError, parse_duration
-from scripts.sending import Progress, group_id, send_stream
-from scripts.validate import BadJob, JobValidator
+from scripts.tools.enqueue import BadInput
+from scripts.tools.inputs import UsageError, parse_duration
+from scripts.tools.sending import Progress, group_id, send_stream
+from scripts.tools.validate import BadJob, JobValidator
 from worker.envelope import Envelope
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, SqsClient
@@ -54,7 +54,7 @@ __all__ = ["MAX_DELAY", "Plan", "Scheduler", "TickReport", "handler", "read_sell
 
 MAX_DELAY = 900  # SQS's longest DelaySeconds
 _KEEP_TICKS = 3  # a tick key outlives its tick by two periods
-_log = structlog.get_logger("scripts.schedule")
+_log = structlog.get_logger("scripts.tools.schedule")
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Scheduler:
                     seller=seller,
                     id=f"schedule-{plan.market}-{plan.kind}-{tick}-{seller}"[:128],
                 )
-                envelopes.append(self._validator.check_envelope(envelope))
+                envelopes.append(self._validator.check_envelope(envelope).envelope)
             except (ValueError, BadJob) as exc:  # a pydantic ValidationError is a ValueError
                 bad.append(f"seller {seller!r}: {str(exc).splitlines()[0]}")
         if bad:
@@ -268,7 +268,7 @@ async def _handle(event: Mapping[str, Any], settings: Settings) -> TickReport:
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    """The Lambda entry point (`scripts.schedule.handler`) of the EventBridge Scheduler rule:
+    """The Lambda entry point (`scripts.tools.schedule.handler`) of the EventBridge Scheduler rule:
     `{"market": M, "every": "10m", "at": "<aws.scheduler.scheduled-time>"}` (and optionally
     `kind`, `lane`, `spread`, `sellers_file`). A bad event raises: the scheduler's retry
     policy and dead-letter queue keep it."""

@@ -2,21 +2,21 @@
 acts on dead letters, jobs and lanes (issue 23).
 
 Served by the API app (`lanes api`, and the same Lambda behind API Gateway): plain
-HTML, CSS and JS from `scripts/board_static` (nothing from the internet; the chart is
+HTML, CSS and JS from `scripts/api/board_static` (nothing from the internet; the chart is
 inline SVG drawn by the page's own script), and JSON under `/board/api/`.
 
 - **Sign-in**: the operator enters an API key (and a name, recorded on pauses) once on
   the login form; the answer is a signed session cookie (`lanes_board`: HTTP-only,
   Secure, SameSite=Strict, `SESSION_SECONDS` long) that the API's gate
-  (`scripts.api_gate`) takes instead of the key on `/board/api/`. The key is never in
+  (`scripts.api.gate`) takes instead of the key on `/board/api/`. The key is never in
   a URL or in the page; the cookie is signed with a secret derived from all the keys,
   so changing `LANES_API_KEYS` ends every session. Without the cookie (or a key
   header) the data answers 401 and the page is the login form.
 - **Live data**: pages poll `/board/api/snapshot` every second; one shared snapshot
   (`Feed`) is read at most once per `INTERVAL` whatever the number of open pages, with
-  the `lanes status` readers (`scripts.status.snapshot`) and the pause flags.
+  the `lanes status` readers (`scripts.tools.status.snapshot`) and the pause flags.
 - **Actions** go through the code of the CLI: dead letters are listed and replayed by
-  `scripts.replay.replay` (dry run first, then the confirmed move of exactly the
+  `scripts.tools.replay.replay` (dry run first, then the confirmed move of exactly the
   messages listed), lanes paused by `worker.pauses`, jobs read by `worker.tracking`.
 """
 
@@ -43,15 +43,15 @@ from starlette.types import Scope
 
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from scripts.api_gate import key_matches, problem
-from scripts.replay import DeadLetter, ReplayFilter, ReplayReport, replay
-from scripts.status import snapshot
+from scripts.api.gate import key_matches, problem
+from scripts.tools.replay import DeadLetter, ReplayFilter, ReplayReport, replay
+from scripts.tools.status import snapshot
 from worker.pauses import LanePauses
 from worker.queues import ATTR_ERROR, ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, QueueName
 from worker.sqs import SqsClient
 
 if TYPE_CHECKING:  # the API imports this module to mount it
-    from scripts.api import ApiRuntime
+    from scripts.api.app import ApiRuntime
 
 __all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
 
@@ -80,7 +80,7 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_STATIC = files("scripts") / "board_static"
+_STATIC = files("scripts.api") / "board_static"
 
 
 class Sessions:
@@ -181,8 +181,8 @@ class Feed:
         now = time.time()
         minute, into = divmod(now, 60)
         try:
-            this_minute = await runtime.records.outcomes(int(minute))
-            last_minute = await runtime.records.outcomes(int(minute) - 1)
+            this_minute = await runtime.tracker.outcomes(int(minute))
+            last_minute = await runtime.tracker.outcomes(int(minute) - 1)
         except BudgetUnavailable as exc:  # shown on the page, as the budgets' error
             this_minute, last_minute, state_error = {}, {}, str(exc)
         self.reads += 1
@@ -428,7 +428,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         picked = Picked(ids=frozenset(pick.ids))
         report = await _replay(runtime, names, picked, len(pick.ids), dry_run=pick.dry_run)
         if report.moved:
-            await runtime.records.count(pick.market, pick.lane.value, "replayed", report.moved)
+            await runtime.tracker.count(pick.market, pick.lane.value, "replayed", report.moved)
         log.info("board.replay", who=who(request), queue=names.dead_letter,
                  dry_run=pick.dry_run, moved=report.moved, listed=len(report.listed))  # fmt: skip
         return JSONResponse(_report(report))
@@ -442,13 +442,13 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         url = await runtime.sqs.queue_url(names.dead_letter)
         deleted = await discard(runtime.sqs, url, frozenset(pick.ids))
         if deleted:
-            await runtime.records.count(pick.market, pick.lane.value, "discarded", deleted)
+            await runtime.tracker.count(pick.market, pick.lane.value, "discarded", deleted)
         log.info("board.discard", who=who(request), queue=names.dead_letter, deleted=deleted)
         return JSONResponse({"deleted": deleted})
 
     @router.get("/api/jobs/{job_id}")
     async def job(request: Request, job_id: Annotated[str, Path(max_length=200)]) -> Response:
-        record = await _runtime(request).records.get(job_id)
+        record = await _runtime(request).tracker.get(job_id)
         if record is None:
             return problem(404, f"no job {job_id!r} (unknown, or its record expired)", "job_id")
         return JSONResponse(record)
@@ -463,7 +463,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         runtime = _runtime(request)
         if (refused := _unknown_market(runtime, market)) is not None:
             return refused
-        return JSONResponse(await runtime.records.recent(market, seller, limit=limit))
+        return JSONResponse(await runtime.tracker.recent(market, seller, limit=limit))
 
     @router.post("/api/lanes/{market}/{lane}/{action}")
     async def control(
@@ -493,7 +493,7 @@ def mount_board(app: FastAPI, keys: Sequence[bytes]) -> Callable[[Scope], bool]:
     app.include_router(_router(sessions, feed))
     app.mount(
         f"{BOARD}/static",
-        StaticFiles(packages=[("scripts", "board_static")]),
+        StaticFiles(packages=[("scripts.api", "board_static")]),
         name="board-static",
     )
     return sessions.admits

@@ -21,7 +21,7 @@ from lanes.config import MarketConfig
 from markets.market import Market
 from markets.paging import day_windows, windows
 from markets.registry import MARKETS, market_of
-from scripts.inputs import UsageError
+from scripts.tools.inputs import UsageError
 
 __all__ = ["Numbered", "id_jobs", "producer_id", "window_jobs"]
 

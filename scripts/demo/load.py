@@ -23,7 +23,7 @@ from typing import Any
 from lanes.policy import Lane
 from markets.coupang.simulator import DEFAULT_KEYS
 from markets.simulators import simulator_credentials
-from scripts.backfill import producer_id
+from scripts.tools.backfill import producer_id
 
 __all__ = [
     "COUPANG_VENDOR",

@@ -1,6 +1,6 @@
 """A market simulator for `lanes demo` that also logs every arrival with its moment.
 
-`python -m scripts.demo_sim coupang --port P --rate R` serves the simulator of
+`python -m scripts.demo.sim coupang --port P --rate R` serves the simulator of
 `markets.simulators` unchanged, with one outer middleware that notes
 (wall-clock time, route name, status) for each request before the simulator's
 gateway sees it and after it answered. `GET /_demo/arrivals?after=N` returns the
@@ -49,7 +49,7 @@ def with_arrival_log(app: web.Application) -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m scripts.demo_sim")
+    parser = argparse.ArgumentParser(prog="python -m scripts.demo.sim")
     parser.add_argument("market", choices=list(simulated()))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rate", type=float, required=True)

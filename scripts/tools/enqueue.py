@@ -20,10 +20,10 @@ from typing import TextIO
 
 from lanes.errors import LanesError
 from lanes.policy import Lane
-from scripts.backfill import Numbered
-from scripts.inputs import UsageError
-from scripts.sending import Progress, group_id, send_stream
-from scripts.validate import BadJob, JobValidator
+from scripts.tools.backfill import Numbered
+from scripts.tools.inputs import UsageError
+from scripts.tools.sending import Progress, group_id, send_stream
+from scripts.tools.validate import BadJob, JobValidator
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, QueueMissing, SqsClient, SqsError
 
@@ -128,7 +128,7 @@ def _outgoing(
     source: Source, validator: JobValidator, group_ids: bool
 ) -> Iterator[OutgoingMessage]:
     for _, body in source():
-        envelope = validator.check_body(body)
+        envelope = validator.check_body(body).envelope
         yield OutgoingMessage(
             body=envelope.body(), group_id=group_id(envelope.seller) if group_ids else None
         )
@@ -149,7 +149,7 @@ async def enqueue(
     total = _validated(source, validator)
     if sqs is None:
         for _, body in source():
-            print(validator.check_body(body).body(), file=out)
+            print(validator.check_body(body).envelope.body(), file=out)
         print(f"dry run: would send {total} message(s) to {target.queue}", file=sys.stderr)
         return total
     if total == 0:

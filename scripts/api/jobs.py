@@ -1,7 +1,7 @@
 """Jobs sent through the HTTP API: checked exactly as `lanes enqueue` checks them, sent to
 their lane queues only when every one is good, once per idempotency key.
 
-The checks are `scripts.validate` (the envelope, then the market's own); a job
+The checks are `scripts.tools.validate` (the envelope, then the market's own); a job
 without an `id` gets one, so its status can be read back and a side-effect job
 runs at most once (docs/DESIGN.md rule 11). Under an idempotency key the id is
 derived from the key and the job's place in the request, and what was sent is
@@ -27,10 +27,10 @@ from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
-from scripts.api_models import FieldProblem, JobsAccepted, JobState, SentJob
-from scripts.sending import group_id
-from scripts.validate import BadJob, JobValidator, parse_job
-from worker.envelope import Envelope
+from scripts.api.models import FieldProblem, JobsAccepted, JobState, SentJob
+from scripts.tools.sending import group_id
+from scripts.tools.validate import BadJob, JobValidator, parse_job
+from worker.envelope import Envelope, PreparedJob
 from worker.idempotency import ClaimBusy, IdempotencyGuard
 from worker.queues import QueueName
 from worker.sqs import BATCH_ENTRIES, OutgoingMessage, SqsClient, SqsError
@@ -53,7 +53,7 @@ __all__ = [
     "send_once",
 ]
 
-# One request holds at most this many jobs (each up to SQS's 256 KiB): the body limit
+# One request holds at most this many jobs (each up to SQS's 1 MiB): the body limit
 # (LANES_API_MAX_BODY_BYTES) is the tighter bound in practice.
 MAX_JOBS = 1000
 # The namespace of request keys in the idempotency store: never a market name
@@ -130,7 +130,7 @@ def _field(reason: str, market: str | None) -> str | None:
     return next((field for prefix, field in _FIELDS if reason.startswith(prefix)), None)
 
 
-def _check_one(job: Any, validators: Mapping[str, JobValidator], job_id: str) -> Envelope:
+def _check_one(job: Any, validators: Mapping[str, JobValidator], job_id: str) -> PreparedJob:
     """`JobValidator.check_body` of the job (with `job_id` when it has no id), the validator
     picked by the job's market."""
     if not isinstance(job, dict):
@@ -149,19 +149,19 @@ def check_jobs(
     jobs: Sequence[Any],
     validators: Mapping[str, JobValidator],
     ids: Callable[[int], str] | None = None,
-) -> list[Envelope]:
-    """Every job as an envelope (one without an id gets `ids(index)`, default a new id), or
+) -> list[PreparedJob]:
+    """Every job checked (one without an id gets `ids(index)`, default a new id), or
     `Refused` listing each bad one."""
     ids = ids or job_ids(None)
     if not jobs:
         raise BadRequest("no jobs in the request", field="body")
     if len(jobs) > MAX_JOBS:
         raise BadRequest(f"{len(jobs)} jobs in one request; at most {MAX_JOBS}", field="body")
-    envelopes: list[Envelope] = []
+    checked: list[PreparedJob] = []
     problems: list[FieldProblem] = []
     for index, job in enumerate(jobs):
         try:
-            envelopes.append(_check_one(job, validators, ids(index)))
+            checked.append(_check_one(job, validators, ids(index)))
         except BadJob as exc:
             reason = str(exc)
             market = job.get("market") if isinstance(job, dict) else None
@@ -169,7 +169,7 @@ def check_jobs(
             problems.append(FieldProblem(index=index, field=field, reason=reason))
     if problems:
         raise Refused(problems)
-    return envelopes
+    return checked
 
 
 def idempotency_key(header: str | None, jobs: Sequence[Any]) -> str | None:

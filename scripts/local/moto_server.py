@@ -4,7 +4,7 @@ moto counts a queue's messages on every SendMessage (it builds all queue
 attributes) and on every ReceiveMessage, reading the clock through a
 datetime-based helper once per message per count: a queue of n messages costs
 O(n) slow clock reads per call. Reading `time.time()` instead keeps the same
-behaviour at a fraction of the cost. Run as `python -m scripts.moto_server -p PORT`.
+behaviour at a fraction of the cost. Run as `python -m scripts.local.moto_server -p PORT`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime
 
-from scripts.services import MotoServer
+from scripts.local.services import MotoServer
 
 __all__ = ["QuickMotoServer", "patch_moto_clock"]
 
@@ -30,13 +30,13 @@ def patch_moto_clock() -> None:
 
 
 class QuickMotoServer(MotoServer):
-    """`scripts.services.MotoServer` running this module's patched server."""
+    """`scripts.local.services.MotoServer` running this module's patched server."""
 
     def _command(self) -> list[str]:
         return [
             sys.executable,
             "-m",
-            "scripts.moto_server",
+            "scripts.local.moto_server",
             "-H",
             "127.0.0.1",
             "-p",

@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lanes.policy import Lane, LanePolicies
-from scripts.demo_load import LIMITS, MARKETS
-from scripts.demo_measure import RunTally
+from scripts.demo.load import LIMITS, MARKETS
+from scripts.demo.measure import RunTally
 
 __all__ = ["write_chart"]
 

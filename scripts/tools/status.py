@@ -31,7 +31,7 @@ from lanes.errors import BudgetUnavailable
 from lanes.lateness import read_lateness
 from lanes.limiter import Limiter
 from lanes.policy import Lane
-from scripts.table import render_table
+from scripts.tools.table import render_table
 from worker.pauses import LanePauses
 from worker.queues import QueueName
 from worker.sqs import QueueMissing, SqsClient

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TextIO
 
 from lanes.errors import LanesError
-from scripts.demo_load import MARKETS, credential_variables
-from scripts.inputs import UsageError
-from scripts.moto_server import QuickMotoServer
-from scripts.services import RedisServer, SimulatorServer, port_in_use
+from scripts.demo.load import MARKETS, credential_variables
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer, SimulatorServer, port_in_use
+from scripts.tools.inputs import UsageError
 
 __all__ = ["EXAMPLES", "export_lines", "run_services", "services_config"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # How often the running services look for a child that ended.
 _WATCH_SECONDS = 0.5
 

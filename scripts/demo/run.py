@@ -1,6 +1,6 @@
 """`lanes demo`: the whole system on one machine, with no AWS account and no Redis.
 
-Plays the burst of `scripts.demo_load` twice against the Coupang and Naver
+Plays the burst of `scripts.demo.load` twice against the Coupang and Naver
 simulators, each time with a fresh Redis and fresh simulators, on one moto SQS
 server, all child processes this command starts and stops:
 
@@ -37,8 +37,8 @@ from typing import Literal, TextIO
 import aiohttp
 
 from lanes.policy import Lane
-from scripts.chart import write_chart
-from scripts.demo_load import (
+from scripts.demo.chart import write_chart
+from scripts.demo.load import (
     COUPANG_VENDOR,
     LIMITS,
     MARKET_RATES,
@@ -48,13 +48,13 @@ from scripts.demo_load import (
     credential_variables,
     plan_burst,
 )
-from scripts.demo_measure import RunTally
-from scripts.demo_sim import ARRIVALS_PATH
-from scripts.demo_view import LiveView, render_summary
-from scripts.lambda_emulator import EventSource, LambdaEmulator
-from scripts.moto_server import QuickMotoServer
-from scripts.provision import provision
-from scripts.services import RedisServer, SimulatorServer
+from scripts.demo.measure import RunTally
+from scripts.demo.sim import ARRIVALS_PATH
+from scripts.demo.view import LiveView, render_summary
+from scripts.local.lambda_emulator import EventSource, LambdaEmulator
+from scripts.local.moto_server import QuickMotoServer
+from scripts.local.services import RedisServer, SimulatorServer
+from scripts.tools.provision import provision
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, SqsClient
 
@@ -398,7 +398,7 @@ def _run_once(
 ) -> RunTally:
     """Fresh Redis and simulators for one run (a shipped order stays shipped)."""
     simulators = {
-        market: SimulatorServer(market, MARKET_RATES[market], module="scripts.demo_sim")
+        market: SimulatorServer(market, MARKET_RATES[market], module="scripts.demo.sim")
         for market in MARKETS
     }
     with RedisServer() as redis, contextlib.ExitStack() as started:

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from scripts.sending import group_id
+from scripts.tools.sending import group_id
 from worker.queues import (
     ATTR_ATTEMPTS,
     ATTR_ERROR,

@@ -2,9 +2,9 @@
 
 One ASGI app (FastAPI, OpenAPI page at /docs) served by uvicorn (`lanes api`)
 and, in the same image, as a Lambda behind API Gateway through Mangum
-(`scripts.api.handler`). Every route but /healthz and the docs needs an API
+(`scripts.api.app.handler`). Every route but /healthz and the docs needs an API
 key (`X-API-Key` or `Authorization: Bearer`), checked before the body is read
-(`scripts.api_gate`); keys never reach a log line or an answer (docs/DESIGN.md
+(`scripts.api.gate`); keys never reach a log line or an answer (docs/DESIGN.md
 rule 8). Every error is one shape (`Problem`), and every status a route can
 answer is in the OpenAPI document.
 """
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -32,16 +31,14 @@ from starlette.exceptions import HTTPException
 import markets
 from lanes.config import Config
 from lanes.errors import BudgetUnavailable, ConfigError
-from lanes.limiter import Limiter
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
-from lanes.store import RedisStore
-from markets import JobRequest, Markets, PermanentError, RetryLater, TransientError
+from markets import Markets, PermanentError, RetryLater, TransientError
 from markets.registry import market_of
-from scripts.api_gate import Gate, problem
-from scripts.api_jobs import (
+from scripts.api.board import mount_board
+from scripts.api.gate import Gate, problem
+from scripts.api.jobs import (
     MAX_JOBS,
     BadRequest,
     IdempotencyConflict,
@@ -57,7 +54,7 @@ from scripts.api_jobs import (
     send_jobs,
     send_once,
 )
-from scripts.api_models import (
+from scripts.api.models import (
     Collected,
     CollectQueued,
     FieldProblem,
@@ -68,14 +65,12 @@ from scripts.api_models import (
     Problem,
     SentJob,
 )
-from scripts.board import mount_board
-from scripts.status import snapshot
-from scripts.validate import JobValidator
+from scripts.tools.status import snapshot
+from scripts.tools.validate import JobValidator
 from worker.envelope import Envelope
 from worker.idempotency import IdempotencyGuard
-from worker.runtime import TRACK_TTL
-from worker.sqs import QueueMissing, SqsClient, SqsError
-from worker.tracking import JobTracker
+from worker.runtime import Connections
+from worker.sqs import QueueMissing, SqsError
 
 __all__ = ["DEFAULT_WAIT", "MAX_WAIT", "ApiRuntime", "NotFound", "create_app", "handler"]
 
@@ -87,44 +82,26 @@ MAX_WAIT = 25.0
 _CLAIM_SECONDS = 30.0
 
 
-def _region(settings: Settings) -> str | None:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region is None and settings.sqs_endpoint_url:
-        return "us-east-1"  # a local endpoint (moto) accepts any region
-    return region
-
-
-class ApiRuntime(AsyncResource):
-    """What the app holds open while it serves: Redis, SQS, the markets and the checks."""
+class ApiRuntime(Connections):
+    """What the app holds open while it serves: the worker's connections (`Connections`),
+    plus the markets, the checks and the sender."""
 
     def __init__(self, settings: Settings, config: Config) -> None:
-        self.settings = settings
-        self.config = config
-        self._stack = AsyncExitStack()
-        self.store = RedisStore(settings.redis_url)
-        self.sqs = SqsClient(endpoint_url=settings.sqs_endpoint_url, region=_region(settings))
-        self.limiter = Limiter(self.store.client, config.lanes)
+        super().__init__(settings, config)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
         self.validators = {name: JobValidator(config, name) for name in config.markets}
         self.guard = IdempotencyGuard(
             self.store.client, ttl=settings.idempotency_ttl, claim_seconds=_CLAIM_SECONDS
         )
         self.send_log = SendLog(self.store.client, ttl=settings.idempotency_ttl)
-        self.records = JobTracker(self.store.client, ttl=TRACK_TTL)
-        self.sender = Sender(self.sqs, settings.queue_prefix, self.records, settings.api_deadline)
-        self._stack.push_async_callback(self.store.aclose)
-        self._stack.push_async_callback(self.sqs.aclose)
-        self._stack.push_async_callback(self.limiter.aclose)
+        self.sender = Sender(self.sqs, settings.queue_prefix, self.tracker, settings.api_deadline)
         self._stack.push_async_callback(self.markets.aclose)
-
-    async def _close(self) -> None:
-        await self._stack.aclose()
 
 
 async def _store(runtime: ApiRuntime, record: JobRecord) -> JobRecord:
     """Write `record` as the job's status (the worker's format); the record as stored."""
     fields = record.model_dump(mode="json", exclude_none=True)
-    (stored,) = await runtime.records.update_many([fields])
+    (stored,) = await runtime.tracker.update_many([fields])
     return JobRecord.model_validate(stored)
 
 
@@ -166,7 +143,7 @@ async def submit_jobs(
         raise HTTPException(400, "the body is not valid JSON") from None
     batch = jobs if isinstance(jobs, list) else [jobs]
     key = idempotency_key(idempotency, batch)
-    envelopes = check_jobs(batch, runtime.validators, job_ids(key))
+    envelopes = [job.envelope for job in check_jobs(batch, runtime.validators, job_ids(key))]
 
     async def send(already: Mapping[int, SentJob], record: Record) -> JobsAccepted:
         return await send_jobs(runtime.sender, lane, envelopes, already=already, record=record)
@@ -193,18 +170,17 @@ async def _collect(
         raise NotFound(f"unknown market {market!r}", field="market")
     job_id = new_job_id()
     body = {"kind": kind, "market": market, "seller": seller, "payload": payload, "id": job_id}
-    (envelope,) = check_jobs([body], runtime.validators)
+    (job,) = check_jobs([body], runtime.validators)
     record = JobRecord(
         id=job_id, state=JobState.RUNNING, market=market, lane=lane.value, kind=kind, seller=seller
     )
-    request = JobRequest(kind=kind, market=market, seller=seller, payload=payload, id=job_id)
     retry_after: float | None = None
     started = time.monotonic()
     try:
         # The deadline lets the budget refuse at once what cannot start in time; the
         # timeout cancels a slow market call (a cancelled wait hands its reservation back).
         async with asyncio.timeout(wait):
-            result = await runtime.markets.run(request, lane, deadline=started + wait)
+            result = await runtime.markets.run(job.checked, lane, deadline=started + wait)
     except RetryLater as exc:
         retry_after = exc.retry_after
     except (TimeoutError, TransientError):
@@ -225,7 +201,7 @@ async def _collect(
         log.info("api.collected", market=market, kind=kind, lane=lane.value,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
         return JSONResponse(collected.model_dump(exclude_none=True))
-    accepted = await send_jobs(runtime.sender, lane, [envelope])
+    accepted = await send_jobs(runtime.sender, lane, [job.envelope])
     queued = CollectQueued(
         **record.model_dump(exclude={"state", "updated_at", "message_id"}),
         state=JobState.QUEUED,
@@ -279,7 +255,7 @@ async def collect_product(
 
 async def job_status(runtime: Runtime, job_id: Annotated[str, Path()]) -> JobRecord:
     """queued, running, done (with the result), failed or dead_lettered (with the reason)."""
-    record = await runtime.records.get(job_id)
+    record = await runtime.tracker.get(job_id)
     if record is None:
         raise NotFound(f"no job {job_id!r} (unknown, or its record expired)", field="job_id")
     return JobRecord.model_validate(record)
@@ -420,6 +396,53 @@ def _jobs_body(config: Config) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def _routes(config: Config) -> APIRouter:
+    """The API's routes (the board's are `scripts.api.board`'s router): a new route is its
+    handler above and one registration here."""
+    router = APIRouter()
+    # The gate checks the key; these only put the two ways to send it in the OpenAPI document.
+    secured = [
+        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        Security(HTTPBearer(auto_error=False)),
+    ]
+    router.post(
+        "/v1/jobs",
+        status_code=202,
+        dependencies=secured,
+        response_model=JobsAccepted,
+        openapi_extra=_jobs_body(config),
+        responses={
+            207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
+            **_errors(400, 401, 409, 413, 422, 503),
+        },
+    )(submit_jobs)
+    collect_responses: dict[int | str, dict[str, Any]] = {
+        202: {"model": CollectQueued, "description": "past `wait`: queued instead"},
+        502: {"model": JobRecord, "description": "the market refused: the job failed"},
+        **_errors(401, 404, 413, 422, 503),
+    }
+    router.post(
+        "/v1/markets/{market}/sellers/{seller}/orders/{order_id}/collect",
+        dependencies=secured,
+        response_model=Collected,
+        responses=collect_responses,
+    )(collect_order)
+    router.post(
+        "/v1/markets/{market}/sellers/{seller}/products/{product_id}/collect",
+        dependencies=secured,
+        response_model=Collected,
+        responses=collect_responses,
+    )(collect_product)
+    lookups = _errors(401, 404, 413, 422, 503)
+    router.get("/v1/jobs/{job_id}", dependencies=secured, response_model=JobRecord,
+            responses=lookups)(job_status)  # fmt: skip
+    router.get("/v1/status", dependencies=secured, responses=lookups)(status)
+    router.get("/healthz", response_model=Health,
+            responses={503: {"model": Health, "description": "Redis does not answer"}},
+            )(healthz)  # fmt: skip
+    return router
+
+
 def create_app(settings: Settings, config: Config, *, insecure_local: bool = False) -> FastAPI:
     """The app; its lifespan opens an `ApiRuntime` (no keys and not `insecure_local`:
     `ConfigError`)."""
@@ -444,9 +467,7 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
     )
     admits = mount_board(app, keys)  # the board at /board: its session cookie passes the gate
     # The last added runs first: every request is logged, then gated.
-    app.add_middleware(
-        Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits
-    )
+    app.add_middleware(Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits)
     app.middleware("http")(_access_log)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -456,46 +477,7 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
     app.add_exception_handler(BudgetUnavailable, _unavailable)
     app.add_exception_handler(SqsError, _sqs_failed)
     app.add_exception_handler(IdempotencyConflict, _conflict)
-    # The gate checks the key; these only put the two ways to send it in the OpenAPI document.
-    secured = [
-        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
-        Security(HTTPBearer(auto_error=False)),
-    ]
-    app.post(
-        "/v1/jobs",
-        status_code=202,
-        dependencies=secured,
-        response_model=JobsAccepted,
-        openapi_extra=_jobs_body(config),
-        responses={
-            207: {"model": JobsAccepted, "description": "partly sent: see `unsent`, `stopped`"},
-            **_errors(400, 401, 409, 413, 422, 503),
-        },
-    )(submit_jobs)
-    collect_responses: dict[int | str, dict[str, Any]] = {
-        202: {"model": CollectQueued, "description": "past `wait`: queued instead"},
-        502: {"model": JobRecord, "description": "the market refused: the job failed"},
-        **_errors(401, 404, 413, 422, 503),
-    }
-    app.post(
-        "/v1/markets/{market}/sellers/{seller}/orders/{order_id}/collect",
-        dependencies=secured,
-        response_model=Collected,
-        responses=collect_responses,
-    )(collect_order)
-    app.post(
-        "/v1/markets/{market}/sellers/{seller}/products/{product_id}/collect",
-        dependencies=secured,
-        response_model=Collected,
-        responses=collect_responses,
-    )(collect_product)
-    lookups = _errors(401, 404, 413, 422, 503)
-    app.get("/v1/jobs/{job_id}", dependencies=secured, response_model=JobRecord,
-            responses=lookups)(job_status)  # fmt: skip
-    app.get("/v1/status", dependencies=secured, responses=lookups)(status)
-    app.get("/healthz", response_model=Health,
-            responses={503: {"model": Health, "description": "Redis does not answer"}},
-            )(healthz)  # fmt: skip
+    app.include_router(_routes(config))
     return app
 
 

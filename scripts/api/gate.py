@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scripts.api_models import FieldProblem, Problem
+from scripts.api.models import FieldProblem, Problem
 
 __all__ = ["OPEN_PATHS", "BodyTooLarge", "Gate", "key_matches", "problem"]
 

@@ -1,7 +1,7 @@
 """What `lanes demo` measured in one run, and the figures it derives.
 
 Requests are counted where the market sees them (the simulators' arrival logs,
-`scripts.demo_sim`), each attributed to its lane by its route (`ROUTE_LANES`).
+`scripts.demo.sim`), each attributed to its lane by its route (`ROUTE_LANES`).
 A job's wait is from the moment the demo sent its message to the moment the
 worker recorded it done (the results sink): enqueue to the market's answer.
 """
@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from lanes.policy import Lane
-from scripts.demo_load import LIMITS, ROUTE_LANES, Planned
+from scripts.demo.load import LIMITS, ROUTE_LANES, Planned
 
 __all__ = ["CHECK_SECONDS", "SHARE_TOLERANCE", "LaneFigures", "RunTally", "peak_in_window"]
 
