@@ -321,7 +321,7 @@ async def test_queues_show_the_age_of_their_oldest_unsettled_job(
     API recorded it queued); an empty queue shows none, whatever its waiting set says (an
     entry whose settle was never recorded); the dead-letter queue shows its own."""
     await _sign_in(board)
-    records = board._transport.app.state.runtime.records  # type: ignore[attr-defined]
+    records = board._transport.app.state.runtime.tracker  # type: ignore[attr-defined]
     lane = {"market": "naver", "lane": "high"}
     await records.update_many(
         [{"id": "w1", "state": "queued", **lane}, {"id": "w2", "state": "dead_lettered", **lane},

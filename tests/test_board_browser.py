@@ -239,7 +239,7 @@ async def test_the_board_under_a_stage_prefix(api_env: ApiEnv) -> None:
 async def test_a_sellers_failed_jobs_listed_on_the_page(page: Page, served: Served) -> None:
     """The seller view counts the seller's recent jobs by lane and state and lists those of
     the state picked: the failed ones, so support can answer for one seller."""
-    records = served.app.state.runtime.records
+    records = served.app.state.runtime.tracker
     await records.update_many(
         [{"id": f"s{n}", "state": state, "market": "naver", "seller": "S1", "lane": lane}
          for n, (state, lane) in enumerate(
