@@ -58,8 +58,17 @@ _SHARPEN_TRIES = 2
 # A process's first admit loads the scripts and samples the clock this many times
 # first (`warm_up`), so that its first grants are neither slowed nor judged late.
 _WARM_TIME_TRIPS = 3
+# How long warming up waits for the pause subscription to be live.
+_WARM_WATCH_S = 1.0
 # The most a caller wakes ahead of its moment (then waits the rest by yielding).
 _MOST_LEAD_S = 0.01
+# A lane booked far ahead is asked by one round trip per process for all its callers:
+# once it is booked less than its horizon less a linger ahead (the linger a share of
+# the horizon, at most `_PARK_MOST_S`). Until then callers of the lane wait without
+# asking; together they find the linger's worth of slots come within the horizon.
+# The lane stays booked ahead meanwhile, so no slot passes unused.
+_PARK_SHARE = 0.7
+_PARK_MOST_S = 1.0
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
 _STATE_DAY_S = 86_400
@@ -139,6 +148,24 @@ class Ticket:
 
 
 @dataclass(slots=True)
+class _Room:
+    """When a lane of a budget, refused for this process, is next asked (time.monotonic()):
+    every caller of the lane waits for it, and they ask in one round trip."""
+
+    at: float
+    exact: float  # the earliest moment the refusal named
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+
+    def open_at(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.at = at
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(max(0.0, at - time.monotonic()), self.opened.set)
+
+
+@dataclass(slots=True)
 class _Slot:
     """A reservation its caller sleeps on, which another caller of this process may send
     on instead when the owner has not woken by half its tolerance past the moment."""
@@ -190,6 +217,7 @@ class Limiter(AsyncResource):
         self._warm = False
         self.wake_lead = WakeLead(most=_MOST_LEAD_S)
         self._slots: dict[str, list[_Slot]] = {}  # budget name -> reservations slept on
+        self._rooms: dict[tuple[str, Lane, int], _Room] = {}  # (budget, lane, cost) refused
 
     async def _close(self) -> None:
         await self.watch.aclose()
@@ -232,6 +260,8 @@ class Limiter(AsyncResource):
                     started = time.monotonic()
                     seconds, micros = await self._client.time()
                     self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+                # Live before the first grant: reservations then need no state read.
+                await self.watch.until_live(_WARM_WATCH_S)
             except (RedisError, OSError) as exc:
                 raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
             self._warm = True
@@ -349,16 +379,30 @@ class Limiter(AsyncResource):
                 raise BudgetTimeout(budget.name, 0.0)
             if not unused and (handed := await self._take_due(budget, lane, cost, tolerance)):
                 return handed
+            room = self._rooms.get((budget.name, lane, cost))
+            if not unused and room is not None and not room.opened.is_set():
+                # Its lane was refused here: wait with the others, ask with them; a
+                # deadline before their ask but after the exact wait asks alone then.
+                if deadline is None or room.at <= deadline:
+                    self.watch.enter()  # kept live for the grants the room will bring
+                    try:
+                        await room.opened.wait()
+                    finally:
+                        self.watch.leave()
+                    continue
+                if room.exact > deadline:
+                    raise BudgetTimeout(budget.name, room.exact - time.monotonic())
+                await asyncio.sleep(room.exact - time.monotonic())
             asked = time.monotonic()
             grant = await self._batcher.request(budget, lane, cost, unused)
             unused = ()
             admission = grant.admission
             if not admission.granted:
-                pause = admission.wait + random.uniform(0, _JITTER_S)
-                if deadline is not None and time.monotonic() + pause > deadline:
+                if deadline is not None and time.monotonic() + admission.wait > deadline:
                     raise BudgetTimeout(budget.name, admission.wait)
-                await asyncio.sleep(pause)
+                self._park(budget, lane, cost, admission.wait, refused=True)
                 continue
+            self._park(budget, lane, cost, admission.wait, refused=False)
             if deadline is not None and admission.at + self.clock.bounds()[1] > deadline:
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
@@ -394,6 +438,30 @@ class Limiter(AsyncResource):
             return Ticket(
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
+
+    def _park(self, budget: Budget, lane: Lane, cost: int, wait: float, *, refused: bool) -> None:
+        """After an answer for `lane`: granted `wait` ahead, or refused for `wait` (then the
+        lane is booked a horizon past it). Where the lane is booked more than its horizon
+        less the linger ahead, its next ask is a room: every caller of the lane in this
+        process waits for it and they ask in one round trip, plus jitter so that processes
+        do not ask together. A room only ever moves later (docs/DESIGN.md rule 4: exact
+        waits, one round trip places many, none polls)."""
+        horizon = self._lane_horizon(budget, lane, None)
+        linger = min(_PARK_MOST_S, horizon * _PARK_SHARE)
+        booked = wait + horizon if refused else wait
+        now = time.monotonic()
+        if booked <= horizon - linger:
+            return
+        exact = now + (wait if refused else 0.0)
+        at = now + booked - (horizon - linger) + random.uniform(0, _JITTER_S)
+        key = (budget.name, lane, cost)
+        room = self._rooms.get(key)
+        if room is None or room.opened.is_set():
+            room = self._rooms[key] = _Room(at, exact)
+            room.open_at(at)
+        elif room.at < at:
+            room.exact = max(room.exact, exact)
+            room.open_at(at)
 
     def _drop(self, budget: Budget, slot: _Slot) -> None:
         """The slot is its owner's now (or gone): no other caller may take it."""
