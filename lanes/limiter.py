@@ -67,7 +67,7 @@ _MOST_LEAD_S = 0.01
 # the horizon, at most `_PARK_MOST_S`). Until then callers of the lane wait without
 # asking; together they find the linger's worth of slots come within the horizon.
 # The lane stays booked ahead meanwhile, so no slot passes unused.
-_PARK_SHARE = 0.7
+_PARK_SHARE = 0.8
 _PARK_MOST_S = 1.0
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
