@@ -149,20 +149,25 @@ class Ticket:
 
 @dataclass(slots=True)
 class _Room:
-    """When a lane of a budget, refused for this process, is next asked (time.monotonic()):
-    every caller of the lane waits for it, and they ask in one round trip."""
+    """When a lane of a budget, booked ahead for this process, is next asked
+    (time.monotonic()): every caller of the lane waits for it, and they ask in one round
+    trip. `exact`: the earliest moment the answer named."""
 
     at: float
-    exact: float  # the earliest moment the refusal named
+    exact: float
+    made: float = field(default_factory=time.monotonic)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
 
-    def open_at(self, at: float) -> None:
+    def open(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.at = at
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(max(0.0, at - time.monotonic()), self.opened.set)
+        self.opened.set()
+
+    def due_with(self, now: float) -> bool:
+        """Half its wait or more has passed: it may ask with another lane's room (one
+        round trip for both; its lane is still booked ahead)."""
+        return not self.opened.is_set() and self.at - now <= (self.at - self.made) / 2
 
 
 @dataclass(slots=True)
@@ -380,7 +385,7 @@ class Limiter(AsyncResource):
             if not unused and (handed := await self._take_due(budget, lane, cost, tolerance)):
                 return handed
             room = self._rooms.get((budget.name, lane, cost))
-            if not unused and room is not None and not room.opened.is_set():
+            if not unused and room is not None:
                 # Its lane was refused here: wait with the others, ask with them; a
                 # deadline before their ask but after the exact wait asks alone then.
                 if deadline is None or room.at <= deadline:
@@ -456,12 +461,25 @@ class Limiter(AsyncResource):
         at = now + booked - (horizon - linger) + random.uniform(0, _JITTER_S)
         key = (budget.name, lane, cost)
         room = self._rooms.get(key)
-        if room is None or room.opened.is_set():
+        if room is None:
             room = self._rooms[key] = _Room(at, exact)
-            room.open_at(at)
         elif room.at < at:
-            room.exact = max(room.exact, exact)
-            room.open_at(at)
+            room.at, room.exact = at, max(room.exact, exact)
+            assert room.timer is not None
+            room.timer.cancel()
+        else:
+            return
+        loop = asyncio.get_running_loop()
+        room.timer = loop.call_later(max(0.0, at - now), self._open, key)
+
+    def _open(self, key: tuple[str, Lane, int]) -> None:
+        """A room's moment: its callers ask, and with them those of the budget's other
+        rooms that are half due, so that the lanes of a mixed load share round trips."""
+        now = time.monotonic()
+        for other, room in list(self._rooms.items()):
+            if other == key or (other[0] == key[0] and room.due_with(now)):
+                room.open()
+                del self._rooms[other]  # its callers hold it; the next answer makes anew
 
     def _drop(self, budget: Budget, slot: _Slot) -> None:
         """The slot is its owner's now (or gone): no other caller may take it."""
