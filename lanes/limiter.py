@@ -62,13 +62,13 @@ _WARM_TIME_TRIPS = 3
 _WARM_WATCH_S = 1.0
 # The most a caller wakes ahead of its moment (then waits the rest by yielding).
 _MOST_LEAD_S = 0.01
-# A lane booked far ahead is asked by one round trip per process for all its callers:
-# once it is booked less than its horizon less a linger ahead (the linger a share of
-# the horizon, at most `_PARK_MOST_S`). Until then callers of the lane wait without
-# asking; together they find the linger's worth of slots come within the horizon.
-# The lane stays booked ahead meanwhile, so no slot passes unused.
-_PARK_SHARE = 0.8
-_PARK_MOST_S = 1.0
+# A lane booked ahead is asked by one round trip per process for all its callers, once
+# it is booked only `keep` ahead: a share of its horizon, at most `_KEEP_MOST_S`. Until
+# then its callers wait without asking (an ask would be placed after the booking anyway)
+# and together they find the slots that came free meanwhile. `keep` covers the round
+# trip and a late wake of the asking process, so no slot passes unused meanwhile.
+_KEEP_SHARE = 0.2
+_KEEP_MOST_S = 0.2
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
 _STATE_DAY_S = 86_400
@@ -405,9 +405,9 @@ class Limiter(AsyncResource):
             if not admission.granted:
                 if deadline is not None and time.monotonic() + admission.wait > deadline:
                     raise BudgetTimeout(budget.name, admission.wait)
-                self._park(budget, lane, cost, admission.wait, refused=True)
+                self._park(budget, lane, cost, admission)
                 continue
-            self._park(budget, lane, cost, admission.wait, refused=False)
+            self._park(budget, lane, cost, admission)
             if deadline is not None and admission.at + self.clock.bounds()[1] > deadline:
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
@@ -444,21 +444,22 @@ class Limiter(AsyncResource):
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
 
-    def _park(self, budget: Budget, lane: Lane, cost: int, wait: float, *, refused: bool) -> None:
-        """After an answer for `lane`: granted `wait` ahead, or refused for `wait` (then the
-        lane is booked a horizon past it). Where the lane is booked more than its horizon
-        less the linger ahead, its next ask is a room: every caller of the lane in this
-        process waits for it and they ask in one round trip, plus jitter so that processes
-        do not ask together. A room only ever moves later (docs/DESIGN.md rule 4: exact
-        waits, one round trip places many, none polls)."""
+    def _park(self, budget: Budget, lane: Lane, cost: int, answer: Admission) -> None:
+        """After an answer for `lane`, granted or refused: where the lane is booked more
+        than `keep` ahead (its answer's moment; a refusal's lies a horizon past its wait,
+        a pause's is now), its next ask is a room, at the end of the wait and once it is
+        booked only `keep` ahead: every caller of the lane in this process waits for it
+        and they ask in one round trip, plus jitter so that processes do not ask
+        together. A room only ever moves later (docs/DESIGN.md rule 4: exact waits, one
+        round trip places many, none polls)."""
         horizon = self._lane_horizon(budget, lane, None)
-        linger = min(_PARK_MOST_S, horizon * _PARK_SHARE)
-        booked = wait + horizon if refused else wait
+        keep = min(_KEEP_MOST_S, horizon * _KEEP_SHARE)
         now = time.monotonic()
-        if booked <= horizon - linger:
+        booked = answer.at + self.clock.bounds()[0] - now
+        if answer.granted and booked <= keep:
             return
-        exact = now + (wait if refused else 0.0)
-        at = now + booked - (horizon - linger) + random.uniform(0, _JITTER_S)
+        exact = now + (0.0 if answer.granted else answer.wait)
+        at = max(exact, now + booked - keep) + random.uniform(0, _JITTER_S)
         key = (budget.name, lane, cost)
         room = self._rooms.get(key)
         if room is None:
