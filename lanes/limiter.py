@@ -155,7 +155,6 @@ class _Room:
 
     at: float
     exact: float
-    made: float = field(default_factory=time.monotonic)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
 
@@ -163,11 +162,6 @@ class _Room:
         if self.timer is not None:
             self.timer.cancel()
         self.opened.set()
-
-    def due_with(self, now: float) -> bool:
-        """Half its wait or more has passed: it may ask with another lane's room (one
-        round trip for both; its lane is still booked ahead)."""
-        return not self.opened.is_set() and self.at - now <= (self.at - self.made) / 2
 
 
 @dataclass(slots=True)
@@ -475,10 +469,10 @@ class Limiter(AsyncResource):
 
     def _open(self, key: tuple[str, Lane, int]) -> None:
         """A room's moment: its callers ask, and with them those of the budget's other
-        rooms that are half due, so that the lanes of a mixed load share round trips."""
-        now = time.monotonic()
+        rooms, so that the lanes of a mixed load share round trips (an early ask costs
+        nothing: it is placed after its lane's booking, as it would be later)."""
         for other, room in list(self._rooms.items()):
-            if other == key or (other[0] == key[0] and room.due_with(now)):
+            if other[0] == key[0]:
                 room.open()
                 del self._rooms[other]  # its callers hold it; the next answer makes anew
 
