@@ -23,7 +23,8 @@ process) as fast as their limiter lets them, all on one Redis. Scenarios
   with 8 x 20, each lane alone, all three, pyrate-limiter and `limits`, without
   and with `--hogs` busy processes; whole-run share (accepted / (ceiling x limit
   x seconds), start-up included) and steady-state share, refusals, commands per
-  served request, and the late wakes: given back, moved to now, lost (asked anew).
+  served request (warm-up included), and the late wakes: late (given back), moved
+  to now, handed (sent by another caller before its owner woke), lost (asked anew).
 
 The host is shared: numbers vary between runs; run it twice. Run:
 

@@ -1,8 +1,10 @@
 """The budget's storage: runs `lanes.budget` checks atomically in Redis.
 
 One Lua script call (one round trip) per acquire, and in `admit` one per batch
-of this process's concurrent requests. Time is the Redis server's `TIME`, so
-any number of workers on any number of machines share one clock.
+of this process's concurrent requests; a lane booked ahead is asked once per
+process for all its callers (`Limiter._park`, docs/DESIGN.md "The budget"). Time
+is the Redis server's `TIME`, so any number of workers on any number of machines
+share one clock.
 
 `admit` ends with a confirm step (docs/DESIGN.md rules 5 and 9): a caller that
 wakes later than its tolerance after its admitted moment gives its entry back
@@ -219,6 +221,9 @@ class Limiter(AsyncResource):
         self._rooms: dict[tuple[str, Lane, int], _Room] = {}  # (budget, lane, cost) refused
 
     async def _close(self) -> None:
+        for room in self._rooms.values():  # no timer outlives the limiter
+            room.open()
+        self._rooms.clear()
         await self.watch.aclose()
 
     def _keep(self, budget: Budget) -> int:

@@ -294,3 +294,18 @@ async def test_refused_callers_of_a_lane_share_one_ask_and_never_poll(
     trips = await _acquires(redis_client) - before
     assert trips <= 10  # 19 before: about one per served request past the first
     assert over_limit_windows(moments, Window(limit=7, seconds=0.2)) == 0
+
+
+async def test_a_warmed_up_process_reads_no_state_when_its_reservations_wake(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Warming up also makes the pause subscription live, so a reservation granted after
+    it is confirmed at wake time by the subscription alone: no state read (HMGET) per
+    reservation. Before, a process's first reservations were granted before its
+    subscription was live and each read the state when it woke."""
+    limiter, budget = make_limiter(), make_budget(1, 0.2)
+    await limiter.warm_up()
+    await redis_client.config_resetstat()
+    for _ in range(3):  # the second and third wait for their moments
+        await limiter.admit(budget, Lane.HIGH)
+    assert "cmdstat_hmget" not in await redis_client.info("commandstats")
