@@ -370,6 +370,7 @@ class Limiter(AsyncResource):
         tolerance = self.tolerance(budget)
         unused: tuple[str, ...] = ()
         found_late: tuple[str, ...] = ()
+        roomed = False  # this caller waited for its lane's room
         await self.warm_up()
         while True:
             if found_late:
@@ -393,13 +394,15 @@ class Limiter(AsyncResource):
                         await room.opened.wait()
                     finally:
                         self.watch.leave()
+                    roomed = True
                     continue
                 if room.exact > deadline:
                     raise BudgetTimeout(budget.name, room.exact - time.monotonic())
                 await asyncio.sleep(room.exact - time.monotonic())
             asked = time.monotonic()
-            grant = await self._batcher.request(budget, lane, cost, unused)
-            unused = ()
+            # A room's ask goes at once: its lane is booked only `keep` ahead.
+            grant = await self._batcher.request(budget, lane, cost, unused, at_once=roomed)
+            unused, roomed = (), False
             admission = grant.admission
             if not admission.granted:
                 if deadline is not None and time.monotonic() + admission.wait > deadline:
