@@ -71,6 +71,9 @@ _MOST_LEAD_S = 0.01
 # trip and a late wake of the asking process, so no slot passes unused meanwhile.
 _KEEP_SHARE = 0.2
 _KEEP_MOST_S = 0.2
+# Only lanes with a ceiling below the whole limit (their horizon one window) have rooms:
+# high's are booked up to the limiter's horizon ahead and its asks are few already, and
+# with rooms booking it only `keep` ahead loaded runs saw refusals not seen without.
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
 _STATE_DAY_S = 86_400
@@ -407,7 +410,8 @@ class Limiter(AsyncResource):
             if not admission.granted:
                 if deadline is not None and time.monotonic() + admission.wait > deadline:
                     raise BudgetTimeout(budget.name, admission.wait)
-                self._park(budget, lane, cost, admission)
+                if not self._park(budget, lane, cost, admission):
+                    await asyncio.sleep(admission.wait + random.uniform(0, _JITTER_S))
                 continue
             self._park(budget, lane, cost, admission)
             if deadline is not None and admission.at + self.clock.bounds()[1] > deadline:
@@ -446,20 +450,23 @@ class Limiter(AsyncResource):
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
 
-    def _park(self, budget: Budget, lane: Lane, cost: int, answer: Admission) -> None:
+    def _park(self, budget: Budget, lane: Lane, cost: int, answer: Admission) -> bool:
         """After an answer for `lane`, granted or refused: where the lane is booked more
         than `keep` ahead (its answer's moment; a refusal's lies a horizon past its wait,
         a pause's is now), its next ask is a room, at the end of the wait and once it is
         booked only `keep` ahead: every caller of the lane in this process waits for it
         and they ask in one round trip, plus jitter so that processes do not ask
         together. A room only ever moves later (docs/DESIGN.md rule 4: exact waits, one
-        round trip places many, none polls)."""
+        round trip places many, none polls). Whether the caller has a room to wait for
+        (a refused caller without one sleeps its exact wait)."""
+        if self._policies[lane].ceiling >= 1.0:
+            return False  # high: see `_KEEP_MOST_S`
         horizon = self._lane_horizon(budget, lane, None)
         keep = min(_KEEP_MOST_S, horizon * _KEEP_SHARE)
         now = time.monotonic()
         booked = answer.at + self.clock.bounds()[0] - now
         if answer.granted and booked <= keep:
-            return
+            return False
         exact = now + (0.0 if answer.granted else answer.wait)
         at = max(exact, now + booked - keep) + random.uniform(0, _JITTER_S)
         key = (budget.name, lane, cost)
@@ -471,9 +478,10 @@ class Limiter(AsyncResource):
             assert room.timer is not None
             room.timer.cancel()
         else:
-            return
+            return True
         loop = asyncio.get_running_loop()
         room.timer = loop.call_later(max(0.0, at - now), self._open, key)
+        return True
 
     def _open(self, key: tuple[str, Lane, int]) -> None:
         """A room's moment: its callers ask, and with them those of the budget's other
