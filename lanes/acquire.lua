@@ -275,13 +275,13 @@ if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
 end
 -- The log forgets itself once its newest entry (perhaps an earlier caller's
--- reservation) has left every window; its expiry is set with 5 s to spare. It is
--- read from the key itself (PTTL), never cached: a log emptied by a give-back is
--- deleted with its expiry, and made anew by the next ZADD without one.
+-- reservation) has left every window; its expiry is set with 5 s to spare, at
+-- every grant, never cached: a log emptied by a give-back is deleted with its
+-- expiry, and made anew by the next ZADD without one. `newest` is the newest entry
+-- of the whole log (every reservation lies after now - exact_span, in `scores`), so
+-- setting it outright never shortens another caller's expiry, at one command
+-- where reading it first (PTTL) took one or two.
 if granted then
-  local ttl = redis.call('PTTL', KEYS[1])  -- ms; -1: none
-  if ttl < 0 or now + ttl * 1000 < newest + longest then
-    redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
-  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
 end
 return result

@@ -78,19 +78,28 @@ class AcquireBatcher:
         self._queues: dict[str, _Queue] = {}
 
     async def request(
-        self, budget: Budget, lane: Lane, cost: int, give_back: Sequence[str] = ()
+        self,
+        budget: Budget,
+        lane: Lane,
+        cost: int,
+        give_back: Sequence[str] = (),
+        *,
+        at_once: bool = False,
     ) -> Grant:
         """Wait for the round trip that carries this request; its grant is returned.
 
         `give_back`: entries of an earlier grant this caller could not use (it woke too
         late); the round trip removes them before placing, at no extra command, and
-        goes at once rather than lingering.
+        goes at once rather than lingering. `at_once`: the request has waited already
+        (a lane's shared ask, `Limiter._park`): no linger either.
         """
         queue = self._queues.setdefault(budget.name, _Queue())
         future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
         if give_back:
             # An entry given back still fills its windows: remove it without lingering.
             queue.give_back.extend(give_back)
+            queue.urgent.set()
+        if at_once:
             queue.urgent.set()
         queue.pending.append((lane, cost, future))
         if queue.drainer is None or queue.drainer.done():

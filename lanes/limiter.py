@@ -1,8 +1,10 @@
 """The budget's storage: runs `lanes.budget` checks atomically in Redis.
 
 One Lua script call (one round trip) per acquire, and in `admit` one per batch
-of this process's concurrent requests. Time is the Redis server's `TIME`, so
-any number of workers on any number of machines share one clock.
+of this process's concurrent requests; a lane booked ahead is asked once per
+process for all its callers (`Limiter._park`, docs/DESIGN.md "The budget"). Time
+is the Redis server's `TIME`, so any number of workers on any number of machines
+share one clock.
 
 `admit` ends with a confirm step (docs/DESIGN.md rules 5 and 9): a caller that
 wakes later than its tolerance after its admitted moment gives its entry back
@@ -58,8 +60,20 @@ _SHARPEN_TRIES = 2
 # A process's first admit loads the scripts and samples the clock this many times
 # first (`warm_up`), so that its first grants are neither slowed nor judged late.
 _WARM_TIME_TRIPS = 3
+# How long warming up waits for the pause subscription to be live.
+_WARM_WATCH_S = 1.0
 # The most a caller wakes ahead of its moment (then waits the rest by yielding).
 _MOST_LEAD_S = 0.01
+# A lane booked ahead is asked by one round trip per process for all its callers, once
+# it is booked only `keep` ahead: a share of its horizon, at most `_KEEP_MOST_S`. Until
+# then its callers wait without asking (an ask would be placed after the booking anyway)
+# and together they find the slots that came free meanwhile. `keep` covers the round
+# trip and a late wake of the asking process, so no slot passes unused meanwhile.
+_KEEP_SHARE = 0.2
+_KEEP_MOST_S = 0.2
+# Only lanes with a ceiling below the whole limit (their horizon one window) have rooms:
+# high's are booked up to the limiter's horizon ahead and its asks are few already, and
+# with rooms booking it only `keep` ahead loaded runs saw refusals not seen without.
 # A budget's state hash is kept a day past its last pause or advertised limit (as
 # `acquire.lua` and `pause.lua` keep it).
 _STATE_DAY_S = 86_400
@@ -139,6 +153,23 @@ class Ticket:
 
 
 @dataclass(slots=True)
+class _Room:
+    """When a lane of a budget, booked ahead for this process, is next asked
+    (time.monotonic()): every caller of the lane waits for it, and they ask in one round
+    trip. `exact`: the earliest moment the answer named."""
+
+    at: float
+    exact: float
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+
+    def open(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.opened.set()
+
+
+@dataclass(slots=True)
 class _Slot:
     """A reservation its caller sleeps on, which another caller of this process may send
     on instead when the owner has not woken by half its tolerance past the moment."""
@@ -190,8 +221,12 @@ class Limiter(AsyncResource):
         self._warm = False
         self.wake_lead = WakeLead(most=_MOST_LEAD_S)
         self._slots: dict[str, list[_Slot]] = {}  # budget name -> reservations slept on
+        self._rooms: dict[tuple[str, Lane, int], _Room] = {}  # (budget, lane, cost) refused
 
     async def _close(self) -> None:
+        for room in self._rooms.values():  # no timer outlives the limiter
+            room.open()
+        self._rooms.clear()
         await self.watch.aclose()
 
     def _keep(self, budget: Budget) -> int:
@@ -232,6 +267,8 @@ class Limiter(AsyncResource):
                     started = time.monotonic()
                     seconds, micros = await self._client.time()
                     self.clock.sample(started, time.monotonic(), seconds + micros / _US)
+                # Live before the first grant: reservations then need no state read.
+                await self.watch.until_live(_WARM_WATCH_S)
             except (RedisError, OSError) as exc:
                 raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
             self._warm = True
@@ -336,6 +373,7 @@ class Limiter(AsyncResource):
         tolerance = self.tolerance(budget)
         unused: tuple[str, ...] = ()
         found_late: tuple[str, ...] = ()
+        roomed = False  # this caller waited for its lane's room
         await self.warm_up()
         while True:
             if found_late:
@@ -349,16 +387,33 @@ class Limiter(AsyncResource):
                 raise BudgetTimeout(budget.name, 0.0)
             if not unused and (handed := await self._take_due(budget, lane, cost, tolerance)):
                 return handed
+            room = self._rooms.get((budget.name, lane, cost))
+            if not unused and room is not None:
+                # Its lane was refused here: wait with the others, ask with them; a
+                # deadline before their ask but after the exact wait asks alone then.
+                if deadline is None or room.at <= deadline:
+                    self.watch.enter()  # kept live for the grants the room will bring
+                    try:
+                        await room.opened.wait()
+                    finally:
+                        self.watch.leave()
+                    roomed = True
+                    continue
+                if room.exact > deadline:
+                    raise BudgetTimeout(budget.name, room.exact - time.monotonic())
+                await asyncio.sleep(room.exact - time.monotonic())
             asked = time.monotonic()
-            grant = await self._batcher.request(budget, lane, cost, unused)
-            unused = ()
+            # A room's ask goes at once: its lane is booked only `keep` ahead.
+            grant = await self._batcher.request(budget, lane, cost, unused, at_once=roomed)
+            unused, roomed = (), False
             admission = grant.admission
             if not admission.granted:
-                pause = admission.wait + random.uniform(0, _JITTER_S)
-                if deadline is not None and time.monotonic() + pause > deadline:
+                if deadline is not None and time.monotonic() + admission.wait > deadline:
                     raise BudgetTimeout(budget.name, admission.wait)
-                await asyncio.sleep(pause)
+                if not self._park(budget, lane, cost, admission):
+                    await asyncio.sleep(admission.wait + random.uniform(0, _JITTER_S))
                 continue
+            self._park(budget, lane, cost, admission)
             if deadline is not None and admission.at + self.clock.bounds()[1] > deadline:
                 await self.release(budget, grant.members)
                 raise BudgetTimeout(budget.name, admission.wait)
@@ -394,6 +449,48 @@ class Limiter(AsyncResource):
             return Ticket(
                 budget, grant.members, admission.at, earliest + tolerance, self.watch, lane, self
             )
+
+    def _park(self, budget: Budget, lane: Lane, cost: int, answer: Admission) -> bool:
+        """After an answer for `lane`, granted or refused: where the lane is booked more
+        than `keep` ahead (its answer's moment; a refusal's lies a horizon past its wait,
+        a pause's is now), its next ask is a room, at the end of the wait and once it is
+        booked only `keep` ahead: every caller of the lane in this process waits for it
+        and they ask in one round trip, plus jitter so that processes do not ask
+        together. A room only ever moves later (docs/DESIGN.md rule 4: exact waits, one
+        round trip places many, none polls). Whether the caller has a room to wait for
+        (a refused caller without one sleeps its exact wait)."""
+        if self._policies[lane].ceiling >= 1.0:
+            return False  # high: see `_KEEP_MOST_S`
+        horizon = self._lane_horizon(budget, lane, None)
+        keep = min(_KEEP_MOST_S, horizon * _KEEP_SHARE)
+        now = time.monotonic()
+        booked = answer.at + self.clock.bounds()[0] - now
+        if answer.granted and booked <= keep:
+            return False
+        exact = now + (0.0 if answer.granted else answer.wait)
+        at = max(exact, now + booked - keep) + random.uniform(0, _JITTER_S)
+        key = (budget.name, lane, cost)
+        room = self._rooms.get(key)
+        if room is None:
+            room = self._rooms[key] = _Room(at, exact)
+        elif room.at < at:
+            room.at, room.exact = at, max(room.exact, exact)
+            assert room.timer is not None
+            room.timer.cancel()
+        else:
+            return True
+        loop = asyncio.get_running_loop()
+        room.timer = loop.call_later(max(0.0, at - now), self._open, key)
+        return True
+
+    def _open(self, key: tuple[str, Lane, int]) -> None:
+        """A room's moment: its callers ask, and with them those of the budget's other
+        rooms, so that the lanes of a mixed load share round trips (an early ask costs
+        nothing: it is placed after its lane's booking, as it would be later)."""
+        for other, room in list(self._rooms.items()):
+            if other[0] == key[0]:
+                room.open()
+                del self._rooms[other]  # its callers hold it; the next answer makes anew
 
     def _drop(self, budget: Budget, slot: _Slot) -> None:
         """The slot is its owner's now (or gone): no other caller may take it."""

@@ -62,6 +62,7 @@ class PauseWatch:
         self._live_from = math.inf  # time.monotonic() since when the subscription is live
         self._lost_at = -math.inf  # when a subscription was last lost (Redis went away)
         self._tracking = True  # until Redis refuses client tracking
+        self._became_live = asyncio.Event()  # set while live
 
     @property
     def live(self) -> bool:
@@ -71,6 +72,19 @@ class PauseWatch:
         """Live without a break since `moment` (time.monotonic()): no pause and no loss of
         Redis since then escaped this process."""
         return self.live and self._live_from <= moment
+
+    async def until_live(self, seconds: float) -> None:
+        """Subscribe and wait (at most `seconds`) until live: a process warming up, so that
+        its first reservations need no state read at wake time (`live_since`)."""
+        self.enter()
+        try:
+            if self._task is None:  # nothing to wait for (a watch turned off)
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._became_live.wait()
+        finally:
+            self.leave()
 
     def lost_since(self, moment: float) -> bool:
         """The subscription broke (Redis may have restarted) or Redis was flushed after
@@ -96,6 +110,7 @@ class PauseWatch:
         self._stop = None
         if self._sleepers == 0 and self._task is not None:
             self._live = False
+            self._became_live.clear()
             self._task.cancel()
             self._task = None
 
@@ -169,6 +184,7 @@ class PauseWatch:
                         continue
                     if message["type"] == "subscribe" and message["data"] == len(channels):
                         self._live, self._live_from = True, time.monotonic()
+                        self._became_live.set()
                     elif message["type"] != "message":
                         continue
                     elif message["channel"] == _INVALIDATE.encode():
@@ -179,10 +195,12 @@ class PauseWatch:
                         self.note(name, int(left_ms) / 1000)
             except (RedisError, OSError) as exc:
                 self._live, self._lost_at = False, time.monotonic()
+                self._became_live.clear()
                 log.warning("budget.pause_watch_lost", error=str(exc))
                 await asyncio.sleep(_RETRY_S)
             finally:
                 self._live = False
+                self._became_live.clear()
                 if pubsub.connection is not None:  # it goes back to the pool: plain again
                     pubsub.connection.deregister_connect_callback(self._reconnected)
                     _on_invalidate(pubsub.connection, None)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from lanes import Budget, BudgetTimeout, BudgetUnavailable, Lane, Limiter
+from lanes import Budget, BudgetTimeout, BudgetUnavailable, Lane, Limiter, Window
 from tests.conftest import OwnRedis
+from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
 MakeBudget = Callable[..., Budget]
@@ -266,3 +267,45 @@ async def test_a_slot_whose_caller_wakes_late_is_sent_by_another_caller(
     again = await owner
     assert set(again.members).isdisjoint(handed.members)
     assert again.at >= handed.at + 0.5
+
+
+async def test_refused_callers_of_a_lane_share_one_ask_and_never_poll(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Twenty low callers of one process, each admitted three times, on a budget whose
+    low ceiling admits 7 per 0.2 s: the lane is booked a window ahead, so callers that
+    it refuses (and callers arriving while it is booked) wait together for the moment
+    it has room and ask in one round trip. Each refused caller used to sleep its own
+    exact wait (plus jitter) and ask alone, about one round trip per served request;
+    the lane's ceiling holds in every window either way."""
+    limiter, budget = make_limiter(), make_budget(10, 0.2)
+    await limiter.warm_up()
+    before = await _acquires(redis_client)
+
+    async def caller(index: int) -> list[float]:
+        moments = []
+        for _ in range(3):
+            moments.append((await limiter.admit(budget, Lane.LOW)).at)
+            await asyncio.sleep(0.005 * index)  # its request: answers come back spread
+        return moments
+
+    called = await asyncio.gather(*(caller(index) for index in range(20)))
+    moments = [at for each in called for at in each]
+    trips = await _acquires(redis_client) - before
+    assert trips <= 10  # 19 before: about one per served request past the first
+    assert over_limit_windows(moments, Window(limit=7, seconds=0.2)) == 0
+
+
+async def test_a_warmed_up_process_reads_no_state_when_its_reservations_wake(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Warming up also makes the pause subscription live, so a reservation granted after
+    it is confirmed at wake time by the subscription alone: no state read (HMGET) per
+    reservation. Before, a process's first reservations were granted before its
+    subscription was live and each read the state when it woke."""
+    limiter, budget = make_limiter(), make_budget(1, 0.2)
+    await limiter.warm_up()
+    await redis_client.config_resetstat()
+    for _ in range(3):  # the second and third wait for their moments
+        await limiter.admit(budget, Lane.HIGH)
+    assert "cmdstat_hmget" not in await redis_client.info("commandstats")
