@@ -38,6 +38,13 @@
 -- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
+--
+-- Lending idle headroom (docs/DESIGN.md rule 2, "Lending"), arguments after the give-backs:
+-- KEYS[4]  the demand marks (hash: lane ceiling in ppm -> until, us; expires by itself)
+-- ARGV     lend (1/0), hold (us: how long a call marks its lane's demand), reach (us:
+--          how far ahead a lent moment may lie); per lane: its ceiling (ppm), whether
+--          its calls mark demand (1/0), then per check 1 when the check is a lent
+--          ceiling (the lane's share of the shortest window), else 0
 
 local token = ARGV[1]
 local longest = tonumber(ARGV[2])
@@ -69,6 +76,23 @@ for r = 1, requests do
   total = total + cost_of[r]
 end
 local gives = tonumber(next_arg())
+local gives_at = cursor
+cursor = cursor + gives
+
+-- Lending: parse (see the header) ----------------------------------------------
+local lend = next_arg() == '1'
+local lend_hold = tonumber(next_arg())
+local lend_reach = tonumber(next_arg())
+for l = 1, #lanes do
+  local lane = lanes[l]
+  lane.ppm = tonumber(next_arg())
+  lane.marks = next_arg() == '1'
+  lane.lent = {}
+  for c = lane.first, lane.last do
+    lane.lent[c] = next_arg() == '1'
+  end
+end
+-- -------------------------------------------------------------------------------
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -97,8 +121,34 @@ if known == nil then
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
 
+-- Lending: a lane may go past its lent ceilings while no lane above it has marked
+-- demand (called within `lend_hold`); every call of a marking lane marks it anew.
+if lend then
+  local marks = redis.call('HGETALL', KEYS[4])
+  for l = 1, #lanes do
+    local lane = lanes[l]
+    lane.lends = next(lane.lent) ~= nil
+    for i = 1, #marks, 2 do
+      if tonumber(marks[i]) > lane.ppm and tonumber(marks[i + 1]) > now then
+        lane.lends = false
+      end
+    end
+  end
+  local marked = false
+  for l = 1, #lanes do
+    if lanes[l].marks then
+      redis.call('HSET', KEYS[4], lanes[l].ppm, string.format('%.0f', now + lend_hold))
+      marked = true
+    end
+  end
+  if marked then
+    redis.call('PEXPIRE', KEYS[4], math.ceil(lend_hold / 1000) + 1000)
+  end
+end
+-- -------------------------------------------------------------------------------
+
 if gives > 0 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, gives_at + 1, gives_at + gives))
 end
 
 local result = {now, known}
@@ -196,11 +246,12 @@ for c = 1, #caps do
   end
 end
 
-local function place(lane, cost)
+-- `lent`: without the lane's lent ceilings (only the market's checks and longer ceilings).
+local function place(lane, cost, lent)
   local t = now
   for c = lane.first, lane.last do
     -- Windows reaching back before `known` count as full.
-    if known + spans[c] > t then
+    if not (lent and lane.lent[c]) and known + spans[c] > t then
       t = known + spans[c]
     end
   end
@@ -208,7 +259,9 @@ local function place(lane, cost)
     local moved = t
     for c = lane.first, lane.last do
       local at = moved
-      if exact[c] then
+      if lent and lane.lent[c] then
+        at = moved
+      elseif exact[c] then
         at = earliest_exact(t, caps[c], spans[c], cost)
       elseif not roomy[c] then
         at = earliest_ranked(t, caps[c], spans[c], cost)
@@ -229,7 +282,15 @@ local newest = scores[#scores] or now
 for r = 1, requests do
   local lane, cost = lane_of[r], cost_of[r]
   local horizon = lane.horizon
-  local t = place(lane, cost)
+  local t = place(lane, cost, false)
+  if lane.lends and t > now then
+    -- Lent only at once (within the reach): entries lent ahead would hold windows a
+    -- higher lane arriving now may need, so its wait stays within one shortest window.
+    local lent_t = place(lane, cost, true)
+    if lent_t <= now + lend_reach then
+      t = lent_t
+    end
+  end
   local wait = t - now
   if wait > horizon then
     -- An hour at most: a cap that can never be met (an advertised limit below
