@@ -283,16 +283,25 @@ for r = 1, requests do
   local lane, cost = lane_of[r], cost_of[r]
   local horizon = lane.horizon
   local t = place(lane, cost, false)
+  local lent_wait = nil
   if lane.lends and t > now then
     -- Lent only at once (within the reach): entries lent ahead would hold windows a
     -- higher lane arriving now may need, so its wait stays within one shortest window.
+    -- A loan that comes sooner than the lane's own reservation is asked for again
+    -- then, rather than slept on that later reservation.
     local lent_t = place(lane, cost, true)
     if lent_t <= now + lend_reach then
       t = lent_t
+    elseif lent_t < t then
+      t = lent_t
+      lent_wait = lent_t - now - lend_reach
     end
   end
   local wait = t - now
-  if wait > horizon then
+  if lent_wait ~= nil then
+    result[#result + 1] = 0
+    result[#result + 1] = lent_wait
+  elseif wait > horizon then
     -- An hour at most: a cap that can never be met (an advertised limit below
     -- the cost) must still give a finite answer.
     t = math.min(t, now + horizon + 3600000000)
