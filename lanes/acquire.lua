@@ -118,7 +118,14 @@ if known == nil then
     end
   end
   redis.call('HSET', KEYS[2], 'known', known)
-  redis.call('PEXPIRE', KEYS[2], 86400000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil((longest + 5000000) / 1000))
+end
+-- A state that holds only `known` lives as long as the log (an idle budget leaves no
+-- key; made anew, `known` comes back from the slot's epoch); one with a pause or an
+-- advertised limit keeps the day its writer gave it (lanes/pause.lua, Limiter.advertise).
+local plain_state = true
+for field in pairs(state) do
+  plain_state = plain_state and field == 'known'
 end
 
 -- Lending: a lane may go past its lent ceilings while no lane above it has marked
@@ -351,7 +358,11 @@ end
 if granted then
   local ttl = redis.call('PTTL', KEYS[1])  -- ms; -1: none
   if ttl < 0 or now + ttl * 1000 < newest + longest then
-    redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
+    local keep = math.ceil((newest + longest + 5000000 - now) / 1000)
+    redis.call('PEXPIRE', KEYS[1], keep)
+    if plain_state then
+      redis.call('PEXPIRE', KEYS[2], keep)
+    end
   end
 end
 return result
