@@ -4,8 +4,8 @@
 `--limit` per second, the default 25 ms margin), on one `redis-server` and on a
 `--nodes`-node Redis Cluster (default 3), both started here on free loopback ports:
 
-- bytes per budget, active: MEMORY USAGE of each budget's keys (log, state, and the demand
-  mark with `--lend`) right after one full window was admitted to every budget;
+- bytes per budget, active: MEMORY USAGE of a budget's keys (log, state, and the demand
+  mark with `--lend`) right after one full window was admitted to it (500 sampled);
 - bytes per budget, idle: the same once every window has passed (what an idle budget keeps);
 - keys left after the windows pass, by kind; the slots' epoch keys (one per hash slot that
   holds a budget, at most 16,384, no expiry: docs/DESIGN.md rule 10) are the documented
@@ -49,9 +49,17 @@ def _budgets(args: argparse.Namespace) -> list[Budget]:
     ]
 
 
-async def _fill(limiter: Limiter, budgets: list[Budget], callers: int) -> None:
-    """Every budget's whole window admitted (in bursts of the pace's size at most)."""
+async def _fill(
+    limiter: Limiter,
+    client: aioredis.Redis | RedisCluster,
+    budgets: list[Budget],
+    callers: int,
+) -> float:
+    """Every budget's whole window admitted (in bursts of the pace's size at most); returns
+    the mean bytes of a sample of budgets, each read right after its window was filled."""
     queue = list(budgets)
+    sample = set(random.Random(7).sample(range(len(budgets)), min(500, len(budgets))))
+    sampled: list[int] = []
 
     async def caller() -> None:
         while queue:
@@ -64,8 +72,11 @@ async def _fill(limiter: Limiter, budgets: list[Budget], callers: int) -> None:
                     left -= cost
                 else:
                     await asyncio.sleep(admission.wait)
+            if len(queue) in sample:
+                sampled.append(await _bytes(client, [budget]))
 
     await asyncio.gather(*(caller() for _ in range(callers)))
+    return sum(sampled) / len(sampled)
 
 
 async def _bytes(client: aioredis.Redis | RedisCluster, budgets: list[Budget]) -> float:
@@ -121,8 +132,7 @@ async def _measure(
     limiter = Limiter(client, restart_guard=True)
     try:
         await limiter.warm_up()
-        await _fill(limiter, budgets, args.callers)
-        active = await _bytes(client, budgets)
+        active = await _fill(limiter, client, budgets, args.callers)
         # Every window (1 s + margin), the logs' 5 s to spare and the demand marks' hold.
         await asyncio.sleep(1.0 + 5.0 + 1.5)
         idle = await _bytes(client, budgets)
