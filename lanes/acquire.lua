@@ -118,7 +118,9 @@ if known == nil then
     end
   end
   redis.call('HSET', KEYS[2], 'known', known)
-  redis.call('PEXPIRE', KEYS[2], math.ceil((longest + 5000000) / 1000))
+  if #flat_state == 0 then  -- made here; one an advertised limit made keeps its expiry
+    redis.call('PEXPIRE', KEYS[2], math.ceil((longest + 5000000) / 1000))
+  end
 end
 -- A state that holds only `known` lives as long as the log (an idle budget leaves no
 -- key; made anew, `known` comes back from the slot's epoch); one with a pause or an
