@@ -38,6 +38,13 @@
 -- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
+--
+-- Lending idle headroom (docs/DESIGN.md rule 2, "Lending"), arguments after the give-backs:
+-- KEYS[4]  the demand marks (hash: lane ceiling in ppm -> until, us; expires by itself)
+-- ARGV     lend (1/0), hold (us: how long a call marks its lane's demand), reach (us:
+--          how far ahead a lent moment may lie); per lane: its ceiling (ppm), whether
+--          its calls mark demand (1/0), then per check 1 when the check is a lent
+--          ceiling (the lane's share of the shortest window), else 0
 
 local token = ARGV[1]
 local longest = tonumber(ARGV[2])
@@ -69,6 +76,23 @@ for r = 1, requests do
   total = total + cost_of[r]
 end
 local gives = tonumber(next_arg())
+local gives_at = cursor
+cursor = cursor + gives
+
+-- Lending: parse (see the header) ----------------------------------------------
+local lend = next_arg() == '1'
+local lend_hold = tonumber(next_arg())
+local lend_reach = tonumber(next_arg())
+for l = 1, #lanes do
+  local lane = lanes[l]
+  lane.ppm = tonumber(next_arg())
+  lane.marks = next_arg() == '1'
+  lane.lent = {}
+  for c = lane.first, lane.last do
+    lane.lent[c] = next_arg() == '1'
+  end
+end
+-- -------------------------------------------------------------------------------
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -94,11 +118,46 @@ if known == nil then
     end
   end
   redis.call('HSET', KEYS[2], 'known', known)
-  redis.call('PEXPIRE', KEYS[2], 86400000)
+  if #flat_state == 0 then  -- made here; one an advertised limit made keeps its expiry
+    redis.call('PEXPIRE', KEYS[2], math.ceil((longest + 5000000) / 1000))
+  end
+end
+-- A state that holds only `known` lives as long as the log (an idle budget leaves no
+-- key; made anew, `known` comes back from the slot's epoch); one with a pause or an
+-- advertised limit keeps the day its writer gave it (lanes/pause.lua, Limiter.advertise).
+local plain_state = true
+for field in pairs(state) do
+  plain_state = plain_state and field == 'known'
 end
 
+-- Lending: a lane may go past its lent ceilings while no lane above it has marked
+-- demand (called within `lend_hold`); every call of a marking lane marks it anew.
+if lend then
+  local marks = redis.call('HGETALL', KEYS[4])
+  for l = 1, #lanes do
+    local lane = lanes[l]
+    lane.lends = next(lane.lent) ~= nil
+    for i = 1, #marks, 2 do
+      if tonumber(marks[i]) > lane.ppm and tonumber(marks[i + 1]) > now then
+        lane.lends = false
+      end
+    end
+  end
+  local marked = false
+  for l = 1, #lanes do
+    if lanes[l].marks then
+      redis.call('HSET', KEYS[4], lanes[l].ppm, string.format('%.0f', now + lend_hold))
+      marked = true
+    end
+  end
+  if marked then
+    redis.call('PEXPIRE', KEYS[4], math.ceil(lend_hold / 1000) + 1000)
+  end
+end
+-- -------------------------------------------------------------------------------
+
 if gives > 0 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, gives_at + 1, gives_at + gives))
 end
 
 local result = {now, known}
@@ -196,11 +255,12 @@ for c = 1, #caps do
   end
 end
 
-local function place(lane, cost)
+-- `lent`: without the lane's lent ceilings (only the market's checks and longer ceilings).
+local function place(lane, cost, lent)
   local t = now
   for c = lane.first, lane.last do
     -- Windows reaching back before `known` count as full.
-    if known + spans[c] > t then
+    if not (lent and lane.lent[c]) and known + spans[c] > t then
       t = known + spans[c]
     end
   end
@@ -208,7 +268,9 @@ local function place(lane, cost)
     local moved = t
     for c = lane.first, lane.last do
       local at = moved
-      if exact[c] then
+      if lent and lane.lent[c] then
+        at = moved
+      elseif exact[c] then
         at = earliest_exact(t, caps[c], spans[c], cost)
       elseif not roomy[c] then
         at = earliest_ranked(t, caps[c], spans[c], cost)
@@ -229,9 +291,26 @@ local newest = scores[#scores] or now
 for r = 1, requests do
   local lane, cost = lane_of[r], cost_of[r]
   local horizon = lane.horizon
-  local t = place(lane, cost)
+  local t = place(lane, cost, false)
+  local lent_wait = nil
+  if lane.lends and t > now then
+    -- Lent only at once (within the reach): entries lent ahead would hold windows a
+    -- higher lane arriving now may need, so its wait stays within one shortest window.
+    -- A loan that comes sooner than the lane's own reservation is asked for again
+    -- then, rather than slept on that later reservation.
+    local lent_t = place(lane, cost, true)
+    if lent_t <= now + lend_reach then
+      t = lent_t
+    elseif lent_t < t then
+      t = lent_t
+      lent_wait = lent_t - now - lend_reach
+    end
+  end
   local wait = t - now
-  if wait > horizon then
+  if lent_wait ~= nil then
+    result[#result + 1] = 0
+    result[#result + 1] = lent_wait
+  elseif wait > horizon then
     -- An hour at most: a cap that can never be met (an advertised limit below
     -- the cost) must still give a finite answer.
     t = math.min(t, now + horizon + 3600000000)
@@ -282,6 +361,10 @@ end
 -- setting it outright never shortens another caller's expiry, at one command
 -- where reading it first (PTTL) took one or two.
 if granted then
-  redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
+  local keep = math.ceil((newest + longest + 5000000 - now) / 1000)
+  redis.call('PEXPIRE', KEYS[1], keep)
+  if plain_state then
+    redis.call('PEXPIRE', KEYS[2], keep)
+  end
 end
 return result

@@ -74,6 +74,8 @@ class Budget:
     name: str
     windows: tuple[Window, ...]
     margin_ms: float = 0.0
+    # Lanes may lend idle headroom above their ceilings (docs/DESIGN.md rule 2, "Lending").
+    lend_idle: bool = False
     _checks: dict[float, tuple[Check, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -96,6 +98,7 @@ class Budget:
         scope: Scope = "app",
         seller: str | None = None,
         margin_ms: float = 0.0,
+        lend_idle: bool = False,
     ) -> Budget:
         """The budget of `endpoint` (or budget group): one per app, or one per seller."""
         name = f"{market}:{endpoint}"
@@ -103,7 +106,7 @@ class Budget:
             if not seller:
                 raise ValueError(f"budget {name!r} is counted per seller: a seller is needed")
             name = f"{name}:{seller}"
-        return cls(name=name, windows=windows, margin_ms=margin_ms)
+        return cls(name=name, windows=windows, margin_ms=margin_ms, lend_idle=lend_idle)
 
     @property
     def log_key(self) -> str:
@@ -113,6 +116,11 @@ class Budget:
     def epoch_key(self) -> str:
         """Its hash slot's epoch (`lanes.epoch`): tells a new budget from a lost one (rule 10)."""
         return epoch_key(self.name)
+
+    @property
+    def demand_key(self) -> str:
+        """Which lanes called lately (lending, docs/DESIGN.md rule 2): expires by itself."""
+        return f"lanes:{{{self.name}}}:demand"
 
     @property
     def state_key(self) -> str:
@@ -127,6 +135,29 @@ class Budget:
     @property
     def shortest_seconds(self) -> float:
         return min(window.seconds for window in self.windows)
+
+    @property
+    def lend_hold_us(self) -> int:
+        """How long a lane's call holds the lower lanes to their ceilings: the shortest
+        window with its margin (what a higher lane may have used lately)."""
+        return round(self.shortest_seconds * _US + self.margin_ms * 1000)
+
+    @property
+    def lend_reach_us(self) -> int:
+        """How far ahead a lent moment may lie: the margin and one pace span (a paced
+        budget's next moment is rarely now), so lent entries never hold windows ahead."""
+        pace = self._pace()
+        return round(self.margin_ms * 1000) + (round(pace.seconds * _US) if pace else 0)
+
+    def lent(self, ceiling: float, checks: tuple[Check, ...]) -> tuple[bool, ...]:
+        """Per check of a lane with `ceiling`: whether lending lifts it, that is whether it
+        is the lane's share of the shortest window (or of the pace), not the market's own
+        check. Longer windows keep their ceilings: a loan there could cost a higher lane a
+        long window's wait."""
+        if ceiling >= 1.0:
+            return tuple(False for _ in checks)
+        market = set(self.checks(1.0))
+        return tuple(check.exact and check not in market for check in checks)
 
     @property
     def capacity(self) -> int:

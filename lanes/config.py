@@ -184,6 +184,9 @@ class MarketConfig(BaseModel):
     # Widens every budget window: the market counts arrivals, and the spread of
     # delays between admission and arrival must not put two windows' worth in one.
     margin_ms: float = Field(default=25.0, ge=0, le=60_000, allow_inf_nan=False)
+    # Lanes below high may use the headroom above their ceilings while no higher lane
+    # has called lately (docs/DESIGN.md rule 2, "Lending"); off, the ceilings always hold.
+    lend_idle: bool = False
     options: dict[str, str] = {}
     groups: dict[str, GroupConfig] = {}
     endpoints: dict[str, EndpointConfig] = {}

@@ -31,7 +31,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from lanes.batcher import AcquireBatcher, Grant
-from lanes.budget import Admission, Budget
+from lanes.budget import Admission, Budget, Check
 from lanes.clock import ClockBounds
 from lanes.epoch import prepare as prepare_epochs
 from lanes.errors import BudgetTimeout, BudgetUnavailable
@@ -317,9 +317,7 @@ class Limiter(AsyncResource):
             len(lanes),
         ]
         for lane in lanes:
-            checks = budget.checks(self._policies[lane].ceiling)
-            if unpaced:
-                checks = tuple(check for check in checks if not check.pace)
+            checks = self._lane_checks(budget, lane, unpaced)
             args += [lane.value, round(self._lane_horizon(budget, lane, max_wait) * _US)]
             args.append(len(checks))
             for check in checks:
@@ -328,10 +326,12 @@ class Limiter(AsyncResource):
         for lane, cost in requests:
             args += [lanes.index(lane) + 1, cost]
         args += [len(give_back), *give_back]
+        args += self._lend_args(budget, lanes, unpaced)
         started = time.monotonic()
         with _unavailable(budget):
             now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key, budget.epoch_key], args=args
+                keys=[budget.log_key, budget.state_key, budget.epoch_key, budget.demand_key],
+                args=args,
             )
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
@@ -343,6 +343,31 @@ class Limiter(AsyncResource):
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
             grants.append(Grant(admission, members if granted else (), int(known)))
         return grants
+
+    def _lend_args(self, budget: Budget, lanes: Sequence[Lane], unpaced: bool) -> list[int]:
+        """acquire.lua's lending block (docs/DESIGN.md rule 2, "Lending"): per lane its
+        ceiling, whether its calls mark demand (every lane above the lowest ceiling), and
+        which of its checks lending lifts."""
+        if not budget.lend_idle:
+            args = [0, 0, 0]
+            for lane in lanes:
+                checks = self._lane_checks(budget, lane, unpaced)
+                args += [0, 0, *(0 for _ in checks)]
+            return args
+        lowest = min(self._policies[lane].ceiling for lane in Lane)
+        args = [1, budget.lend_hold_us, budget.lend_reach_us]
+        for lane in lanes:
+            ceiling = self._policies[lane].ceiling
+            checks = self._lane_checks(budget, lane, unpaced)
+            args += [round(ceiling * _US), int(ceiling > lowest)]
+            args += [int(lent) for lent in budget.lent(ceiling, checks)]
+        return args
+
+    def _lane_checks(self, budget: Budget, lane: Lane, unpaced: bool) -> tuple[Check, ...]:
+        checks = budget.checks(self._policies[lane].ceiling)
+        if unpaced:
+            checks = tuple(check for check in checks if not check.pace)
+        return checks
 
     def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
         horizon = self._horizon

@@ -211,6 +211,7 @@ class MarketClient:
                 scope=limits.scope,
                 seller=scoped_seller,
                 margin_ms=self.config.margin_ms,
+                lend_idle=self.config.lend_idle,
             )
             self._budgets[key] = budget
         return budget

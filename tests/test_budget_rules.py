@@ -578,3 +578,17 @@ async def test_a_live_subscription_learns_of_a_flushall(
         assert await _soon(lambda: limiter.watch.lost_since(granted))
         limiter.watch.leave()
         await limiter.aclose()
+
+
+async def test_an_idle_budget_keeps_no_key_past_its_log(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A state holding only `known` expires with the log (issue 20: 10,000 sellers' idle
+    budgets leave no key but the slots' epochs); a pause's state keeps its day."""
+    limiter, budget = make_limiter(), make_budget(5, 1.0)
+    assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    log_ms = await redis_client.pttl(budget.log_key)
+    state_ms = await redis_client.pttl(budget.state_key)
+    assert 0 < state_ms <= log_ms <= 7_000
+    await limiter.penalize(budget, 1.0)
+    assert await redis_client.pttl(budget.state_key) > 86_400_000 - 60_000

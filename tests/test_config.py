@@ -57,6 +57,15 @@ def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
     )
 
 
+def test_lend_idle_is_off_unless_a_market_asks(write_toml: WriteToml) -> None:
+    """Lending (docs/DESIGN.md rule 2) is opt-in per market, and strictly a boolean."""
+    assert not load_config(write_toml(ACME)).market("acme").lend_idle
+    lending = ACME.replace('base_url = "', 'lend_idle = true\nbase_url = "')
+    assert load_config(write_toml(lending)).market("acme").lend_idle
+    with pytest.raises(ConfigError, match="lend_idle"):
+        load_config(write_toml(lending.replace("lend_idle = true", 'lend_idle = "yes"')))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

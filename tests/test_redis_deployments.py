@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,59 +17,12 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
+from bench.cluster import redis_cluster, start_redis, stop_all, wait_for_port
 from lanes import Budget, BudgetUnavailable, Lane, Limiter, RedisStore, Window
 from lanes.epoch import mark_epochs
 from scripts.local.services import free_port, redis_server_binary
 
 _PASSWORD = "s3cret-pw"
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
-    while True:
-        port = free_port()
-        if port > 55535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-
-
-def _started(arguments: list[str], tmp_path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [redis_server_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"redis-server exited: {output.strip()[-300:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"redis-server on {port} did not start")
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _every_budget_script(limiter: Limiter, budget: Budget) -> None:
@@ -93,10 +44,10 @@ async def _every_budget_script(limiter: Limiter, budget: Budget) -> None:
 @pytest.fixture
 def password_redis(tmp_path: Path) -> Iterator[int]:
     port = free_port()
-    process = _started(["--port", str(port), "--requirepass", _PASSWORD], tmp_path)
-    _wait_for_port(port, process)
+    process = start_redis(["--port", str(port), "--requirepass", _PASSWORD], tmp_path)
+    wait_for_port(port, process)
     yield port
-    _stop([process])
+    stop_all([process])
 
 
 async def _every_budget_script_at(url: str) -> None:
@@ -149,21 +100,21 @@ def _certificates(directory: Path) -> dict[str, Path]:
 def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     files = _certificates(tmp_path)
     port = free_port()
-    process = _started(
+    process = start_redis(
         ["--port", "0", "--tls-port", str(port), "--requirepass", _PASSWORD,
          "--tls-cert-file", str(files["redis.crt"]), "--tls-key-file", str(files["redis.key"]),
          "--tls-ca-cert-file", str(files["ca.crt"]), "--tls-auth-clients", "no"],
         tmp_path,
     )  # fmt: skip
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
     except RuntimeError as exc:
-        _stop([process])
+        stop_all([process])
         if "tls" in str(exc).lower() or "FATAL CONFIG" in str(exc):
             pytest.skip(f"{redis_server_binary()} was built without TLS support")
         raise
     yield port, files["ca.crt"]
-    _stop([process])
+    stop_all([process])
 
 
 async def test_tls_redis_runs_every_budget_script(tls_redis: tuple[int, Path]) -> None:
@@ -177,36 +128,8 @@ async def test_tls_redis_runs_every_budget_script(tls_redis: tuple[int, Path]) -
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[int]]:
     """Three master nodes sharing the 16384 slots."""
-    ports = [_cluster_port() for _ in range(3)]
-    processes = []
-    for port in ports:
-        directory = tmp_path / str(port)
-        directory.mkdir()
-        processes.append(
-            _started(["--port", str(port), "--cluster-enabled", "yes",
-                      "--cluster-config-file", str(directory / "nodes.conf")], directory)
-        )  # fmt: skip
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            _wait_for_port(port, process)
-        clients = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
-        bounds = (0, 5461, 10923, 16384)
-        for index, client in enumerate(clients):
-            client.execute_command("CLUSTER ADDSLOTS", *range(bounds[index], bounds[index + 1]))
-        for client in clients[1:]:
-            client.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
-        deadline = time.monotonic() + 30
-        while not all(
-            client.cluster("info")["cluster_state"] == "ok" for client in clients
-        ):  # fmt: skip
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not become ready")
-            time.sleep(0.1)
-        for client in clients:
-            client.close()
+    with redis_cluster(3, tmp_path) as ports:
         yield ports
-    finally:
-        _stop(processes)
 
 
 @pytest.mark.slow
@@ -265,10 +188,10 @@ async def test_cluster_epochs_are_per_slot_so_one_node_flushed_counts_alone(
 def no_client_redis(tmp_path: Path) -> Iterator[int]:
     """A Redis that refuses CLIENT (as some managed ones do)."""
     port = free_port()
-    process = _started(["--port", str(port), "--rename-command", "CLIENT", '""'], tmp_path)
-    _wait_for_port(port, process)
+    process = start_redis(["--port", str(port), "--rename-command", "CLIENT", '""'], tmp_path)
+    wait_for_port(port, process)
     yield port
-    _stop([process])
+    stop_all([process])
 
 
 async def test_a_redis_without_client_tracking_still_runs_the_budget(
