@@ -33,6 +33,10 @@
 --          exact (1/0) per check
 -- then     number of requests R; per request: its lane (1..L), its cost
 -- then     number of entries G to give back first, then their members
+-- then     the bucket (the BUCKET block below): 0 for none, or 1, then the
+--          emission interval T (us per call), the bucket's size (calls), the
+--          margin (us), then per lane (1..L): its cap (calls), reserves (1/0)
+-- KEYS[4]  the bucket's theoretical arrival time (string, us; with a bucket only)
 --
 -- Returns Redis `now` (us) and `known` (us: which Redis dataset granted this, see
 -- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
@@ -69,6 +73,18 @@ for r = 1, requests do
   total = total + cost_of[r]
 end
 local gives = tonumber(next_arg())
+local gives_from = cursor + 1
+cursor = cursor + gives
+-- BUCKET (issue 19): read after the give-backs, the last of ARGV.
+local bucket = nil
+if tonumber(ARGV[cursor + 1] or '0') == 1 then
+  cursor = cursor + 1
+  bucket = {interval = tonumber(next_arg()), size = tonumber(next_arg()), margin = tonumber(next_arg())}
+  for l = 1, #lanes do
+    lanes[l].bucket_cap = tonumber(next_arg())
+    lanes[l].bucket_reserves = next_arg() == '1'
+  end
+end
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -98,7 +114,7 @@ if known == nil then
 end
 
 if gives > 0 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, cursor + 1, cursor + gives))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, gives_from, gives_from + gives - 1))
 end
 
 local result = {now, known}
@@ -223,6 +239,38 @@ local function place(lane, cost)
   return t
 end
 
+-- BUCKET (issue 19): a leaky bucket of `size` calls draining one call per
+-- `interval` us, checked exactly by GCRA. `tat` (the theoretical arrival time, us)
+-- is when the bucket would be empty again: its level at t is (tat - t) / interval
+-- calls. A call of cost c at t raises tat to max(tat, t) + c x interval, and is
+-- allowed when the level then stays within the lane's cap: max(tat, t) + c x
+-- interval - t <= cap x interval - margin. So the earliest t is
+-- tat + c x interval - (cap x interval - margin), exactly, however full the log.
+-- The margin (us) widens the bucket's time as it widens windows: arrivals spread
+-- by up to the margin cannot fill the market's bucket past its size. The lane's
+-- cap is its ceiling's share of the size; lanes below full ceiling never reserve
+-- in the bucket (a reservation ahead raises the level now, which would eat the
+-- room the lanes above must find): they are granted now or told when. The 429
+-- slowdown and an advertised limit stretch the interval (a smaller scale). A
+-- lost state counts as full (rule 10): tat is at least `known` + size x interval,
+-- so a bucket whose past is unknown starts with no burst, at the refill rate. Its
+-- key expires when the bucket would be empty. Given-back entries are not refunded:
+-- one tat cannot tell which call was given back (wasted, never over).
+local tat = 0
+local step = 0
+if bucket then
+  tat = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), known + bucket.size * bucket.interval)
+  step = math.ceil(bucket.interval / scale)
+end
+
+local function bucket_earliest(lane, cost)
+  local room = lane.bucket_cap * bucket.interval - bucket.margin
+  if cost * step > room then
+    return math.huge
+  end
+  return math.max(now, tat + cost * step - room)
+end
+
 local added = {}
 local granted = false
 local newest = scores[#scores] or now
@@ -230,6 +278,12 @@ for r = 1, requests do
   local lane, cost = lane_of[r], cost_of[r]
   local horizon = lane.horizon
   local t = place(lane, cost)
+  if bucket then
+    t = math.max(t, bucket_earliest(lane, cost))
+    if not lane.bucket_reserves then
+      horizon = 0
+    end
+  end
   local wait = t - now
   if wait > horizon then
     -- An hour at most: a cap that can never be met (an advertised limit below
@@ -264,6 +318,9 @@ for r = 1, requests do
         added[#added + 1] = members[i]
       end
     end
+    if bucket then
+      tat = math.max(tat, t) + cost * step
+    end
     granted = true
     result[#result + 1] = 1
     result[#result + 1] = wait
@@ -283,5 +340,9 @@ if granted then
   if ttl < 0 or now + ttl * 1000 < newest + longest then
     redis.call('PEXPIRE', KEYS[1], math.ceil((newest + longest + 5000000 - now) / 1000))
   end
+end
+-- BUCKET: kept until it would be empty, with 5 s to spare (like the log).
+if granted and bucket then
+  redis.call('SET', KEYS[4], string.format('%.0f', tat), 'PX', math.ceil((tat + 5000000 - now) / 1000))
 end
 return result

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from lanes.config import Scope, Window
+from lanes.config import Bucket, Scope, Window
 from lanes.epoch import epoch_key
 
 __all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check"]
@@ -74,6 +74,7 @@ class Budget:
     name: str
     windows: tuple[Window, ...]
     margin_ms: float = 0.0
+    bucket: Bucket | None = None
     _checks: dict[float, tuple[Check, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -96,6 +97,7 @@ class Budget:
         scope: Scope = "app",
         seller: str | None = None,
         margin_ms: float = 0.0,
+        bucket: Bucket | None = None,
     ) -> Budget:
         """The budget of `endpoint` (or budget group): one per app, or one per seller."""
         name = f"{market}:{endpoint}"
@@ -103,7 +105,7 @@ class Budget:
             if not seller:
                 raise ValueError(f"budget {name!r} is counted per seller: a seller is needed")
             name = f"{name}:{seller}"
-        return cls(name=name, windows=windows, margin_ms=margin_ms)
+        return cls(name=name, windows=windows, margin_ms=margin_ms, bucket=bucket)
 
     @property
     def log_key(self) -> str:
@@ -120,9 +122,23 @@ class Budget:
         return f"lanes:{{{self.name}}}:state"
 
     @property
+    def bucket_key(self) -> str:
+        """The bucket's theoretical arrival time (`acquire.lua`, GCRA), where it has one."""
+        return f"lanes:{{{self.name}}}:bucket"
+
+    def bucket_cap(self, ceiling: float) -> int:
+        """The bucket's level (calls) a lane with this `ceiling` may fill it to: its share
+        of the size, rounded down so that the lanes above find their room (at least 1)."""
+        assert self.bucket is not None
+        return max(1, math.floor(Fraction(ceiling).limit_denominator(100) * self.bucket.size))
+
+    @property
     def rate(self) -> float:
-        """The configured rate, requests per second, of the strictest window."""
-        return min(window.limit / window.seconds for window in self.windows)
+        """The configured rate, requests per second, of the strictest window or the bucket."""
+        rates = [window.limit / window.seconds for window in self.windows]
+        if self.bucket is not None:
+            rates.append(self.bucket.refill_per_second)
+        return min(rates)
 
     @property
     def shortest_seconds(self) -> float:
@@ -132,11 +148,17 @@ class Budget:
     def capacity(self) -> int:
         """The most requests one acquire can ever ask for (the pace's burst at most): the
         smallest cap of the full-ceiling checks, which are cached (this runs per acquire)."""
-        return min(check.cap for check in self.checks(1.0))
+        caps = [check.cap for check in self.checks(1.0)]
+        if self.bucket is not None:
+            caps.append(self.bucket.size)
+        return min(caps)
 
     def _pace(self) -> Window | None:
         """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more
-        than PACE_ABOVE."""
+        than PACE_ABOVE. A bucket is not paced: its burst is the market's to give (and
+        its size bounds what one moment may be granted)."""
+        if self.bucket is not None:
+            return None
         shortest = min(self.windows, key=lambda window: window.seconds)
         if shortest.limit <= PACE_ABOVE:
             return None

@@ -31,6 +31,7 @@ from lanes.errors import ConfigError
 from lanes.policy import LanePolicies
 
 __all__ = [
+    "Bucket",
     "Config",
     "EndpointConfig",
     "GroupConfig",
@@ -120,6 +121,34 @@ class Window(BaseModel):
         return cls(limit=exact.numerator, seconds=float(exact.denominator))
 
 
+class Bucket(BaseModel):
+    """A leaky bucket: `size` calls at once, refilled `refill_per_second` (a burst of
+    `size`, then the rate; Cafe24's 40 + 2/s). Checked exactly in the budget (GCRA)."""
+
+    model_config = _STRICT
+
+    size: int = Field(ge=1, le=1_000_000)
+    # TOML may write a whole refill (2) or a fraction (0.5); a bool is no number.
+    refill_per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=False)
+
+    @field_validator("refill_per_second", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("refill_per_second must be a number of calls per second")
+        return value
+
+    @property
+    def seconds(self) -> float:
+        """How long a full bucket takes to drain."""
+        return self.size / self.refill_per_second
+
+    def window(self) -> Window:
+        """A window the bucket always keeps (at most `size` + a drain's refill per drain):
+        what the sliding log holds for a budget limited by its bucket alone."""
+        return Window(limit=2 * self.size, seconds=self.seconds)
+
+
 class _Limits(BaseModel):
     """The limit fields shared by an endpoint and a budget group."""
 
@@ -128,6 +157,7 @@ class _Limits(BaseModel):
     rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # A TOML array is a list: the container may be one, each window is still strict.
     windows: tuple[Window, ...] = Field(default=(), strict=False)
+    bucket: Bucket | None = None
     scope: Scope = "app"
 
     @field_validator("rps")
@@ -138,8 +168,11 @@ class _Limits(BaseModel):
         return rps
 
     def all_windows(self) -> tuple[Window, ...]:
-        """`rps` as a 1-second window, plus any extra windows."""
+        """`rps` as a 1-second window, plus any extra windows; a bucket alone is held in
+        the log by the window it implies (`Bucket.window`)."""
         base = (Window.per_second(self.rps),) if self.rps is not None else ()
+        if not base and not self.windows and self.bucket is not None:
+            return (self.bucket.window(),)
         return base + self.windows
 
 
@@ -149,7 +182,7 @@ class GroupConfig(_Limits):
     @model_validator(mode="after")
     def _has_limit(self) -> GroupConfig:
         if not self.all_windows():
-            raise ValueError("a budget group needs rps or windows")
+            raise ValueError("a budget group needs rps, windows or a bucket")
         return self
 
 
@@ -165,7 +198,7 @@ class EndpointConfig(_Limits):
     @model_validator(mode="after")
     def _has_limit(self) -> EndpointConfig:
         if self.group is None and not self.all_windows():
-            raise ValueError("an endpoint needs rps, windows or a budget group")
+            raise ValueError("an endpoint needs rps, windows, a bucket or a budget group")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         _check_path(self.path)

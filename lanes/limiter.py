@@ -291,11 +291,17 @@ class Limiter(AsyncResource):
         for lane, cost in requests:
             args += [lanes.index(lane) + 1, cost]
         args += [len(give_back), *give_back]
+        keys = [budget.log_key, budget.state_key, budget.epoch_key]
+        if budget.bucket is not None:  # acquire.lua's BUCKET block, last of ARGV and KEYS
+            interval_us = math.ceil(_US / budget.bucket.refill_per_second)
+            args += [1, interval_us, budget.bucket.size, round(budget.margin_ms * 1000)]
+            for lane in lanes:
+                ceiling = self._policies[lane].ceiling
+                args += [budget.bucket_cap(ceiling), int(ceiling >= 1.0)]
+            keys.append(budget.bucket_key)
         started = time.monotonic()
         with _unavailable(budget):
-            now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key, budget.epoch_key], args=args
-            )
+            now_us, known, *flat = await self._acquire(keys=keys, args=args)
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
         for index, (lane, cost) in enumerate(requests):

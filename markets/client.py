@@ -206,6 +206,7 @@ class MarketClient:
                 scope=limits.scope,
                 seller=scoped_seller,
                 margin_ms=self.config.margin_ms,
+                bucket=limits.bucket,
             )
             self._budgets[key] = budget
         return budget

@@ -61,7 +61,7 @@ def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
     ("text", "message"),
     [
         (ACME.replace("rps = 20", "rps = -1"), "markets.acme.endpoints.orders.rps"),
-        (ACME.replace("rps = 20", ""), "needs rps, windows or a budget group"),
+        (ACME.replace("rps = 20", ""), "needs rps, windows, a bucket or a budget group"),
         (ACME.replace('base_url = "https', 'base_url = "ftp'), "markets.acme.base_url"),
         (ACME + "\n[lanes.low]\nceiling = 2\n", "lanes.low.ceiling"),
         (ACME.replace('method = "GET"', 'method = "GET"\ncolour = "red"'), "colour"),
