@@ -80,8 +80,8 @@ class Budget:
     )
 
     def __post_init__(self) -> None:
-        if not self.windows:
-            raise ValueError(f"budget {self.name!r} has no window")
+        if not self.windows and self.bucket is None:
+            raise ValueError(f"budget {self.name!r} has no window and no bucket")
         if "{" in self.name or "}" in self.name:
             raise ValueError(f"budget name {self.name!r} may not contain braces")
         if not math.isfinite(self.margin_ms) or self.margin_ms < 0:
@@ -142,6 +142,10 @@ class Budget:
 
     @property
     def shortest_seconds(self) -> float:
+        """The shortest window's length; a bucket alone: the time it takes to drain."""
+        if not self.windows:
+            assert self.bucket is not None
+            return self.bucket.seconds
         return min(window.seconds for window in self.windows)
 
     @property
@@ -157,7 +161,7 @@ class Budget:
         """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more
         than PACE_ABOVE. A bucket is not paced: its burst is the market's to give (and
         its size bounds what one moment may be granted)."""
-        if self.bucket is not None:
+        if self.bucket is not None or not self.windows:
             return None
         shortest = min(self.windows, key=lambda window: window.seconds)
         if shortest.limit <= PACE_ABOVE:

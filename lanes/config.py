@@ -143,11 +143,6 @@ class Bucket(BaseModel):
         """How long a full bucket takes to drain."""
         return self.size / self.refill_per_second
 
-    def window(self) -> Window:
-        """A window the bucket always keeps (at most `size` + a drain's refill per drain):
-        what the sliding log holds for a budget limited by its bucket alone."""
-        return Window(limit=2 * self.size, seconds=self.seconds)
-
 
 class _Limits(BaseModel):
     """The limit fields shared by an endpoint and a budget group."""
@@ -168,11 +163,8 @@ class _Limits(BaseModel):
         return rps
 
     def all_windows(self) -> tuple[Window, ...]:
-        """`rps` as a 1-second window, plus any extra windows; a bucket alone is held in
-        the log by the window it implies (`Bucket.window`)."""
+        """`rps` as a 1-second window, plus any extra windows."""
         base = (Window.per_second(self.rps),) if self.rps is not None else ()
-        if not base and not self.windows and self.bucket is not None:
-            return (self.bucket.window(),)
         return base + self.windows
 
 
@@ -181,7 +173,7 @@ class GroupConfig(_Limits):
 
     @model_validator(mode="after")
     def _has_limit(self) -> GroupConfig:
-        if not self.all_windows():
+        if not self.all_windows() and self.bucket is None:
             raise ValueError("a budget group needs rps, windows or a bucket")
         return self
 
@@ -197,7 +189,7 @@ class EndpointConfig(_Limits):
 
     @model_validator(mode="after")
     def _has_limit(self) -> EndpointConfig:
-        if self.group is None and not self.all_windows():
+        if self.group is None and not self.all_windows() and self.bucket is None:
             raise ValueError("an endpoint needs rps, windows, a bucket or a budget group")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
