@@ -128,15 +128,7 @@ class Bucket(BaseModel):
     model_config = _STRICT
 
     size: int = Field(ge=1, le=1_000_000)
-    # TOML may write a whole refill (2) or a fraction (0.5); a bool is no number.
-    refill_per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=False)
-
-    @field_validator("refill_per_second", mode="before")
-    @classmethod
-    def _number(cls, value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("refill_per_second must be a number of calls per second")
-        return value
+    refill_per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
 
     @property
     def seconds(self) -> float:

@@ -178,8 +178,12 @@ class Limiter(AsyncResource):
         self._horizon = horizon
         self._restart_guard = restart_guard
         self._tolerance = tolerance
-        self._sources = tuple(_lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua"))
-        self._acquire, self._pause, self._usage = map(client.register_script, self._sources)
+        self._sources = tuple(
+            _lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua", "bucket.lua")
+        )
+        self._acquire, self._pause, self._usage, self._bucket = map(
+            client.register_script, self._sources
+        )
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
@@ -665,6 +669,18 @@ class Limiter(AsyncResource):
             if left_ms < keep_ms:  # never shortened: a long quota pause may need more
                 await self._client.pexpire(budget.state_key, keep_ms)
         return True
+
+    async def observe_bucket(self, budget: Budget, used: int, size: int) -> float:
+        """The market told its bucket's level, `used` of `size` calls: where that is more
+        than this budget's bucket holds (another tool of the seller's), every worker's
+        bucket is raised by the difference (`lanes/bucket.lua`). Returns the calls added."""
+        if budget.bucket is None or size <= 0:
+            return 0.0
+        level = used * budget.bucket.size / size  # the market's size may differ from ours
+        interval_us = math.ceil(_US / budget.bucket.refill_per_second)
+        with _unavailable(budget):
+            added = await self._bucket(keys=[budget.bucket_key], args=[level, interval_us])
+        return int(added) / 1000
 
     async def usage(self, budget: Budget) -> BudgetUsage:
         """Requests in the budget's first window right now, reservations ahead by lane,

@@ -34,7 +34,8 @@ async def test_a_full_burst_then_the_exact_refill_wait(make_limiter: MakeLimiter
     first = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
     for _ in range(3):
         granted = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
-        assert granted.granted and granted.wait == 0
+        assert granted.granted
+        assert granted.wait == 0
     refused = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
     assert not refused.granted
     assert refused.at == pytest.approx(first.at + _STEP, abs=1e-6)
@@ -65,7 +66,8 @@ async def test_a_lower_lane_fills_the_bucket_only_to_its_ceiling(
     assert refused.at == pytest.approx(first.at + _STEP, abs=1e-6)
     for _ in range(3):
         high = await limiter.acquire(budget, Lane.HIGH, max_wait=0)
-        assert high.granted and high.wait == 0
+        assert high.granted
+        assert high.wait == 0
     assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
 
 

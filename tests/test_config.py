@@ -82,7 +82,7 @@ def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
         ),
         (
             ACME.replace("rps = 20", 'bucket = {size = 40, refill_per_second = "2"}'),
-            "refill_per_second must be a number",
+            "bucket.refill_per_second",
         ),
     ],
 )
