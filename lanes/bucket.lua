@@ -3,12 +3,14 @@
 -- the same bucket), raise the budget's GCRA state by the difference, so that every
 -- worker waits for it (acquire.lua's BUCKET block explains `tat`).
 --
--- The market rounds its level up (a level of 37.1 is told as 38) and saw our calls
--- later than they were admitted: only a difference past one whole call is another
--- tool's, or every answer near a full bucket would lower the rate a little. The
--- level lanes knows includes its own reservations ahead, which the market has not
--- seen yet: the correction errs only towards admitting as before, never less.
---
+-- The market's `used` is its level rounded up when it answered: an upper bound of
+-- its level now (it has only drained since), so raising lanes' level to it is safe.
+-- The level lanes knows includes its own calls in flight and reservations ahead,
+-- which the market has not seen yet: when lanes is alone it knows at least the
+-- market's level (plus under one call of rounding, which is not raised for while a
+-- call of its own is on the way), and a bucket it shares with another tool is raised
+-- by what that tool used beyond lanes' own calls in flight.
+
 -- KEYS[1]  the bucket (string: tat, us)
 -- ARGV[1]  the market's level (calls, already scaled to the configured size)
 -- ARGV[2]  the emission interval (us per call)
@@ -19,7 +21,7 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[2])
 local tat = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local known = (tat - now) / interval  -- calls
-local excess = tonumber(ARGV[1]) - 1 - known
+local excess = tonumber(ARGV[1]) - known
 if excess <= 0 then
   return 0
 end

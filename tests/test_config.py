@@ -53,7 +53,8 @@ def test_a_bucket_alone_limits_an_endpoint(write_toml: WriteToml) -> None:
     )
     orders = config.market("acme").endpoints["orders"]
     assert orders.all_windows() == ()
-    assert orders.bucket is not None and orders.bucket.seconds == 20.0
+    assert orders.bucket is not None
+    assert orders.bucket.seconds == 20.0
 
 
 def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
