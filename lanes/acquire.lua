@@ -113,6 +113,23 @@ if known == nil then
   redis.call('PEXPIRE', KEYS[2], 86400000)
 end
 
+-- BUCKET: a call given back (it woke late, it never left) and asked for again is
+-- moved, not spent twice: a call admitted at s that leaves now instead raises the
+-- bucket's level by at most (now - s) / interval calls, not by a whole call. So each
+-- given-back call lends the bucket interval - (now - s) (us), spent only by a request
+-- of this round trip granted now (a reservation ahead would move it further: no
+-- lending). Without it every late send would take a second call of the bucket.
+-- Read before the entries are removed.
+local lent = {}
+if bucket and gives > 0 then
+  for i = gives_from, gives_from + gives - 1 do
+    local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]) or '')
+    if s ~= nil and s <= now and bucket.interval > now - s then
+      lent[#lent + 1] = math.floor(bucket.interval - (now - s))
+    end
+  end
+end
+
 if gives > 0 then
   redis.call('ZREM', KEYS[1], unpack(ARGV, gives_from, gives_from + gives - 1))
 end
@@ -279,6 +296,20 @@ for r = 1, requests do
   local horizon = lane.horizon
   local t = place(lane, cost)
   if bucket then
+    if #lent >= cost then
+      local credit = 0
+      for unit = 1, cost do
+        credit = credit + lent[#lent - unit + 1]
+      end
+      tat = tat - credit
+      if math.max(t, bucket_earliest(lane, cost)) == now and t == now then
+        for unit = 1, cost do
+          lent[#lent] = nil
+        end
+      else
+        tat = tat + credit
+      end
+    end
     t = math.max(t, bucket_earliest(lane, cost))
     if not lane.bucket_reserves then
       horizon = 0
