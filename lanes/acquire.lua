@@ -35,9 +35,10 @@
 -- then     number of entries G to give back first, then their members
 -- then     the bucket (the BUCKET block below): 0 for none, or 1, then the
 --          emission interval T (us per call), the bucket's size (calls), the
---          margin (us), then per lane (1..L): its cap (calls), reserves (1/0)
+--          margin (us), then per lane (1..L): its cap (calls)
 -- KEYS[4]  the bucket's theoretical arrival time (string, us; with a bucket only)
 --
+-- With a bucket, every request is granted now or refused with its exact wait.
 -- Returns Redis `now` (us) and `known` (us: which Redis dataset granted this, see
 -- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
@@ -82,7 +83,6 @@ if tonumber(ARGV[cursor + 1] or '0') == 1 then
   bucket = {interval = tonumber(next_arg()), size = tonumber(next_arg()), margin = tonumber(next_arg())}
   for l = 1, #lanes do
     lanes[l].bucket_cap = tonumber(next_arg())
-    lanes[l].bucket_reserves = next_arg() == '1'
   end
 end
 
@@ -265,9 +265,11 @@ end
 -- tat + c x interval - (cap x interval - margin), exactly, however full the log.
 -- The margin (us) widens the bucket's time as it widens windows: arrivals spread
 -- by up to the margin cannot fill the market's bucket past its size. The lane's
--- cap is its ceiling's share of the size; lanes below full ceiling never reserve
--- in the bucket (a reservation ahead raises the level now, which would eat the
--- room the lanes above must find): they are granted now or told when. The 429
+-- cap is its ceiling's share of the size. No lane reserves in a bucket: a
+-- reservation ahead raises the level now (eating the room the lanes above must
+-- find), and a late wake from it could not give its call back (below). A caller
+-- is granted now or told exactly when; high is told sooner than the lanes below
+-- (its cap is higher), so it takes the refill first while it waits. The 429
 -- slowdown and an advertised limit stretch the interval (a smaller scale). A
 -- lost state counts as full (rule 10): tat is at least `known` + size x interval,
 -- so a bucket whose past is unknown starts with no burst, at the refill rate. Its
@@ -311,9 +313,7 @@ for r = 1, requests do
       end
     end
     t = math.max(t, bucket_earliest(lane, cost))
-    if not lane.bucket_reserves then
-      horizon = 0
-    end
+    horizon = 0
   end
   local wait = t - now
   if wait > horizon then

@@ -302,9 +302,7 @@ class Limiter(AsyncResource):
         if budget.bucket is not None:  # acquire.lua's BUCKET block, last of ARGV and KEYS
             interval_us = math.ceil(_US / budget.bucket.refill_per_second)
             args += [1, interval_us, budget.bucket.size, round(budget.margin_ms * 1000)]
-            for lane in lanes:
-                ceiling = self._policies[lane].ceiling
-                args += [budget.bucket_cap(ceiling), int(ceiling >= 1.0)]
+            args += [budget.bucket_cap(self._policies[lane].ceiling) for lane in lanes]
             keys.append(budget.bucket_key)
         started = time.monotonic()
         with _unavailable(budget):

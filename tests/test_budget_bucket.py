@@ -41,14 +41,22 @@ async def test_a_full_burst_then_the_exact_refill_wait(make_limiter: MakeLimiter
     assert refused.at == pytest.approx(first.at + _STEP, abs=1e-6)
 
 
-async def test_high_reserves_at_the_refill_rate(make_limiter: MakeLimiter) -> None:
-    """Past the burst, high reserves one call per refill interval, exactly."""
+async def test_no_lane_reserves_in_a_bucket(make_limiter: MakeLimiter) -> None:
+    """Past the burst even high, with a long horizon, is refused and told the exact
+    moment of the next refill (a reservation would raise the level now); admitted
+    then (or a little later: the jitter), the next is told the refill after, one
+    interval on from the first refill: a caller coming back late loses no refill."""
     limiter, budget = make_limiter(horizon=10.0), _bucket()
     first = await limiter.acquire(budget, Lane.HIGH)
     for _ in range(3):
         await limiter.acquire(budget, Lane.HIGH)
-    moments = [(await limiter.acquire(budget, Lane.HIGH)).at for _ in range(3)]
-    assert moments == pytest.approx([first.at + k * _STEP for k in (1, 2, 3)], abs=1e-6)
+    refused = await limiter.acquire(budget, Lane.HIGH)
+    assert not refused.granted
+    assert refused.at == pytest.approx(first.at + _STEP, abs=1e-6)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert ticket.at >= first.at + _STEP
+    after = await limiter.acquire(budget, Lane.HIGH)
+    assert after.at == pytest.approx(first.at + 2 * _STEP, abs=1e-6)
 
 
 async def test_a_lower_lane_fills_the_bucket_only_to_its_ceiling(
@@ -111,3 +119,14 @@ async def test_the_bucket_key_expires_when_it_would_be_empty(
     ttl = await redis_client.pttl(budget.bucket_key)
     assert 5_000 < ttl <= 7_000
     assert budget.bucket_key.startswith("lanes:{cafe24:orders:mall-1}")
+
+
+async def test_a_late_call_moved_to_now_is_not_spent_twice(make_limiter: MakeLimiter) -> None:
+    """A ticket found late at the socket moves to now (`Ticket.renew`): its given-back
+    call lends the bucket its room, so the move costs the shift, not a second call; a
+    bucket of 2 still has room for one more call after it."""
+    limiter, budget = make_limiter(tolerance=1.0), _bucket(2)
+    ticket = await limiter.admit(budget, Lane.HIGH)
+    assert await ticket.renew()
+    assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+    assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
