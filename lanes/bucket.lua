@@ -3,13 +3,14 @@
 -- the same bucket), raise the budget's GCRA state by the difference, so that every
 -- worker waits for it (acquire.lua's BUCKET block explains `tat`).
 --
--- The market's `used` is its level rounded up when it answered: an upper bound of
--- its level now (it has only drained since), so raising lanes' level to it is safe.
--- The level lanes knows includes its own calls in flight and reservations ahead,
--- which the market has not seen yet: when lanes is alone it knows at least the
--- market's level (plus under one call of rounding, which is not raised for while a
--- call of its own is on the way), and a bucket it shares with another tool is raised
--- by what that tool used beyond lanes' own calls in flight.
+-- The market's `used` is its level rounded up when it answered, and it saw lanes'
+-- calls up to a tolerance later than admitted: alone, lanes finds the market up to
+-- one call above its own level (the rounding) on every answer near a full bucket,
+-- and raising for that would lower the rate on every answer (8 x 20 callers served
+-- 0.65 of the bucket). So only a difference of a whole call or more is another
+-- tool's, and then it is raised in full. Lanes' own level counts its calls in
+-- flight, which the market has not seen yet. A tool using less than a call between
+-- two answers is not seen: a 429 then cools the budget as for any market.
 
 -- KEYS[1]  the bucket (string: tat, us)
 -- ARGV[1]  the market's level (calls, already scaled to the configured size)
@@ -22,7 +23,7 @@ local interval = tonumber(ARGV[2])
 local tat = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local known = (tat - now) / interval  -- calls
 local excess = tonumber(ARGV[1]) - known
-if excess <= 0 then
+if excess < 1 then
   return 0
 end
 tat = tat + math.ceil(excess * interval)
