@@ -137,7 +137,9 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
         windows = limit.all_windows()
         if limit.scope == "app":
             budgets.append(
-                Budget.for_endpoint(name, budget_name, windows, margin_ms=market.margin_ms)
+                Budget.for_endpoint(
+                    name, budget_name, windows, margin_ms=market.margin_ms, bucket=limit.bucket
+                )
             )
             continue
         head = f"lanes:{{{name}:{budget_name}:"
@@ -156,6 +158,7 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
                     scope="seller",
                     seller=seller,
                     margin_ms=market.margin_ms,
+                    bucket=limit.bucket,
                 )
             )
     return budgets
