@@ -141,6 +141,15 @@ class Budget:
         return min(rates)
 
     @property
+    def shown(self) -> tuple[int, float]:
+        """The limit `lanes status` shows (requests, seconds): the first window's, or a
+        bucket alone's size over the time it takes to drain."""
+        if self.windows:
+            return self.windows[0].limit, self.windows[0].seconds
+        assert self.bucket is not None
+        return self.bucket.size, self.bucket.seconds
+
+    @property
     def shortest_seconds(self) -> float:
         """The shortest window's length; a bucket alone: the time it takes to drain."""
         if not self.windows:

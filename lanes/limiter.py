@@ -683,9 +683,8 @@ class Limiter(AsyncResource):
     async def usage(self, budget: Budget) -> BudgetUsage:
         """Requests in the budget's first window right now, reservations ahead by lane,
         pauses, and the effective limit with its source."""
-        # A bucket alone: its drain time, and its size as the limit.
-        first = budget.windows[0] if budget.windows else None
-        span_us = round((first.seconds if first else budget.shortest_seconds) * _US)
+        configured, seconds = budget.shown
+        span_us = round(seconds * _US)
         with _unavailable(budget):
             reply = await self._usage(keys=[budget.log_key, budget.state_key], args=[span_us])
         now, flat_state, *flat = reply
@@ -703,7 +702,6 @@ class Limiter(AsyncResource):
         def left(name: str) -> float:
             return max(0, int(state.get(name, "0")) - now) / _US
 
-        configured = first.limit if first else budget.bucket.size if budget.bucket else 0
         limit, source, advertised_for = configured, "configured", left("adv_until")
         if advertised_for > 0:
             limit = max(1, math.floor(configured * int(state["adv_ppm"]) / _US))

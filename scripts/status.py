@@ -175,11 +175,11 @@ async def _budget_rows(
                 BudgetRow(
                     budget=budget.name,
                     limit=usage.limit,
-                    seconds=budget.windows[0].seconds,
+                    seconds=budget.shown[1],
                     in_window={lane.value: usage.in_window[lane] for lane in Lane},
                     reserved={lane.value: usage.reserved[lane] for lane in Lane},
                     cooldown=usage.cooldown,
-                    configured=budget.windows[0].limit,
+                    configured=budget.shown[0],
                     limit_source=usage.limit_source,
                     advertised_for=usage.advertised_for,
                     level=usage.level,

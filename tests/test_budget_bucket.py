@@ -130,3 +130,14 @@ async def test_a_late_call_moved_to_now_is_not_spent_twice(make_limiter: MakeLim
     assert await ticket.renew()
     assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
     assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+
+
+async def test_a_bucket_alone_shows_its_size_over_its_drain(make_limiter: MakeLimiter) -> None:
+    """`lanes status` reads a bucket-only budget as its size over its drain time (no
+    window to show), with the calls of that span by lane."""
+    limiter, budget = make_limiter(), _bucket()
+    await limiter.acquire(budget, Lane.LOW)
+    usage = await limiter.usage(budget)
+    assert budget.shown == (4, 2.0)
+    assert usage.limit == 4
+    assert usage.in_window[Lane.LOW] == 1
