@@ -444,7 +444,9 @@ def create_app(settings: Settings, config: Config, *, insecure_local: bool = Fal
     )
     admits = mount_board(app, keys)  # the board at /board: its session cookie passes the gate
     # The last added runs first: every request is logged, then gated.
-    app.add_middleware(Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits)
+    app.add_middleware(
+        Gate, keys=keys, max_body_bytes=settings.api_max_body_bytes, admits=admits
+    )
     app.middleware("http")(_access_log)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
