@@ -273,8 +273,9 @@ end
 -- slowdown and an advertised limit stretch the interval (a smaller scale). A
 -- lost state counts as full (rule 10): tat is at least `known` + size x interval,
 -- so a bucket whose past is unknown starts with no burst, at the refill rate. Its
--- key expires when the bucket would be empty. Given-back entries are not refunded:
--- one tat cannot tell which call was given back (wasted, never over).
+-- key expires when the bucket would be empty. A given-back call is refunded only
+-- as a move to now (`lent`, above); otherwise one tat cannot tell which call it
+-- was, so its room is wasted, never over.
 local tat = 0
 local step = 0
 if bucket then
