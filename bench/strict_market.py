@@ -6,6 +6,9 @@ it is refused with 429 (and not counted). With `--cooldown S` a refusal also
 opens a penalty of S seconds in which every arrival is refused (a vendor-wide
 limit shared with other tools), and `--retry-after` sends the penalty's time
 left as `Retry-After` (in seconds, with decimals).
+With `--bucket N --refill R` it is a leaky bucket instead (Cafe24's: N calls at
+once, draining R per second; an arrival that would take it past N is refused) and
+every answer carries `X-Api-Call-Limit: used/N`.
 `GET /stats` reports the counts, `GET /log` every answer as [time, status],
 `POST /reset` clears them. Run it in its own process so that its clock is not
 delayed by the load it measures:
@@ -16,6 +19,7 @@ delayed by the load it measures:
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ class _State:
     accepted: int = 0
     refused: int = 0
     penalty_until: float = 0.0
+    level: float = 0.0  # the bucket's, at `level_at`
+    level_at: float = 0.0
     answers: list[tuple[float, int]] = field(default_factory=list)
 
 
@@ -38,7 +44,13 @@ _STATE = web.AppKey("state", _State)
 
 
 def strict_market_app(
-    limit: int, seconds: float, *, cooldown: float = 0.0, retry_after: bool = False
+    limit: int,
+    seconds: float,
+    *,
+    cooldown: float = 0.0,
+    retry_after: bool = False,
+    bucket: int = 0,
+    refill: float = 0.0,
 ) -> web.Application:
     app = web.Application()
     app[_STATE] = _State()
@@ -59,6 +71,16 @@ def strict_market_app(
         state = request.app[_STATE]
         if now < state.penalty_until:
             return refuse(state, now)
+        if bucket > 0:
+            state.level = max(0.0, state.level - (now - state.level_at) * refill)
+            state.level_at = now
+            if state.level + 1 > bucket:
+                return refuse(state, now)
+            state.level += 1
+            state.accepted += 1
+            state.answers.append((time.time(), 200))
+            used = {"X-Api-Call-Limit": f"{math.ceil(state.level)}/{bucket}"}
+            return web.json_response({"ok": True}, headers=used)
         while state.arrivals and state.arrivals[0] <= now - seconds:
             state.arrivals.popleft()
         if len(state.arrivals) >= limit:
@@ -95,10 +117,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--cooldown", type=float, default=0.0, help="penalty after a refusal")
     parser.add_argument("--retry-after", action="store_true", help="send Retry-After")
+    parser.add_argument("--bucket", type=int, default=0, help="a leaky bucket of this size")
+    parser.add_argument("--refill", type=float, default=0.0, help="the bucket's calls/s")
     args = parser.parse_args()
     web.run_app(
         strict_market_app(
-            args.limit, args.seconds, cooldown=args.cooldown, retry_after=args.retry_after
+            args.limit,
+            args.seconds,
+            cooldown=args.cooldown,
+            retry_after=args.retry_after,
+            bucket=args.bucket,
+            refill=args.refill,
         ),
         host="127.0.0.1",
         port=args.port,

@@ -33,18 +33,22 @@
 --          exact (1/0) per check
 -- then     number of requests R; per request: its lane (1..L), its cost
 -- then     number of entries G to give back first, then their members
+-- then     lending idle headroom (docs/DESIGN.md rule 2, "Lending"): lend (1/0),
+--          hold (us: how long a call marks its lane's demand), reach (us: how far
+--          ahead a lent moment may lie); per lane: its ceiling (ppm), whether its
+--          calls mark demand (1/0), then per check 1 when the check is a lent
+--          ceiling (the lane's share of the shortest window), else 0
+-- then     the bucket (the BUCKET block below): 0 for none, or 1, then the
+--          emission interval T (us per call), the bucket's size (calls), the
+--          margin (us), then per lane (1..L): its cap (calls)
+-- KEYS[4]  the demand marks (hash: lane ceiling in ppm -> until, us; expires by itself)
+-- KEYS[5]  the bucket's theoretical arrival time (string, us; with a bucket only)
 --
+-- With a bucket, every request is granted now or refused with its exact wait.
 -- Returns Redis `now` (us) and `known` (us: which Redis dataset granted this, see
 -- lanes/limiter.py), then per request {granted (1 or 0), wait (us), moment (us)}:
 -- granted 1 means send after `wait` (its entries are "lane:token:r:1".."lane:token:r:cost");
 -- granted 0 means ask again after `wait`, nothing was recorded for it.
---
--- Lending idle headroom (docs/DESIGN.md rule 2, "Lending"), arguments after the give-backs:
--- KEYS[4]  the demand marks (hash: lane ceiling in ppm -> until, us; expires by itself)
--- ARGV     lend (1/0), hold (us: how long a call marks its lane's demand), reach (us:
---          how far ahead a lent moment may lie); per lane: its ceiling (ppm), whether
---          its calls mark demand (1/0), then per check 1 when the check is a lent
---          ceiling (the lane's share of the shortest window), else 0
 
 local token = ARGV[1]
 local longest = tonumber(ARGV[2])
@@ -76,7 +80,7 @@ for r = 1, requests do
   total = total + cost_of[r]
 end
 local gives = tonumber(next_arg())
-local gives_at = cursor
+local gives_from = cursor + 1
 cursor = cursor + gives
 
 -- Lending: parse (see the header) ----------------------------------------------
@@ -93,6 +97,15 @@ for l = 1, #lanes do
   end
 end
 -- -------------------------------------------------------------------------------
+-- BUCKET (issue 19): read after the give-backs, the last of ARGV.
+local bucket = nil
+if tonumber(ARGV[cursor + 1] or '0') == 1 then
+  cursor = cursor + 1
+  bucket = {interval = tonumber(next_arg()), size = tonumber(next_arg()), margin = tonumber(next_arg())}
+  for l = 1, #lanes do
+    lanes[l].bucket_cap = tonumber(next_arg())
+  end
+end
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -156,8 +169,25 @@ if lend then
 end
 -- -------------------------------------------------------------------------------
 
+-- BUCKET: a call given back (it woke late, it never left) and asked for again is
+-- moved, not spent twice: a call admitted at s that leaves now instead raises the
+-- bucket's level by at most (now - s) / interval calls, not by a whole call. So each
+-- given-back call lends the bucket interval - (now - s) (us), spent only by a request
+-- of this round trip granted now (a reservation ahead would move it further: no
+-- lending). Without it every late send would take a second call of the bucket.
+-- Read before the entries are removed.
+local refunds = {}
+if bucket and gives > 0 then
+  for i = gives_from, gives_from + gives - 1 do
+    local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]) or '')
+    if s ~= nil and s <= now and bucket.interval > now - s then
+      refunds[#refunds + 1] = math.floor(bucket.interval - (now - s))
+    end
+  end
+end
+
 if gives > 0 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, gives_at + 1, gives_at + gives))
+  redis.call('ZREM', KEYS[1], unpack(ARGV, gives_from, gives_from + gives - 1))
 end
 
 local result = {now, known}
@@ -285,6 +315,41 @@ local function place(lane, cost, lent)
   return t
 end
 
+-- BUCKET (issue 19): a leaky bucket of `size` calls draining one call per
+-- `interval` us, checked exactly by GCRA. `tat` (the theoretical arrival time, us)
+-- is when the bucket would be empty again: its level at t is (tat - t) / interval
+-- calls. A call of cost c at t raises tat to max(tat, t) + c x interval, and is
+-- allowed when the level then stays within the lane's cap: max(tat, t) + c x
+-- interval - t <= cap x interval - margin. So the earliest t is
+-- tat + c x interval - (cap x interval - margin), exactly, however full the log.
+-- The margin (us) widens the bucket's time as it widens windows: arrivals spread
+-- by up to the margin cannot fill the market's bucket past its size. The lane's
+-- cap is its ceiling's share of the size. No lane reserves in a bucket: a
+-- reservation ahead raises the level now (eating the room the lanes above must
+-- find), and a late wake from it could not give its call back (below). A caller
+-- is granted now or told exactly when; high is told sooner than the lanes below
+-- (its cap is higher), so it takes the refill first while it waits. The 429
+-- slowdown and an advertised limit stretch the interval (a smaller scale). A
+-- lost state counts as full (rule 10): tat is at least `known` + size x interval,
+-- so a bucket whose past is unknown starts with no burst, at the refill rate. Its
+-- key expires when the bucket would be empty. A given-back call is refunded only
+-- as a move to now (`refunds`, above); otherwise one tat cannot tell which call it
+-- was, so its room is wasted, never over.
+local tat = 0
+local step = 0
+if bucket then
+  tat = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), known + bucket.size * bucket.interval)
+  step = math.ceil(bucket.interval / scale)
+end
+
+local function bucket_earliest(lane, cost)
+  local room = lane.bucket_cap * bucket.interval - bucket.margin
+  if cost * step > room then
+    return math.huge
+  end
+  return math.max(now, tat + cost * step - room)
+end
+
 local added = {}
 local granted = false
 local newest = scores[#scores] or now
@@ -305,6 +370,26 @@ for r = 1, requests do
       t = lent_t
       lent_wait = lent_t - now - lend_reach
     end
+  end
+  if bucket then
+    if #refunds >= cost then
+      local credit = 0
+      for unit = 1, cost do
+        credit = credit + refunds[#refunds - unit + 1]
+      end
+      tat = tat - credit
+      if math.max(t, bucket_earliest(lane, cost)) == now and t == now then
+        for unit = 1, cost do
+          refunds[#refunds] = nil
+        end
+      else
+        tat = tat + credit
+      end
+    end
+    t = math.max(t, bucket_earliest(lane, cost))
+    horizon = 0
+    -- Nothing is reserved in a bucket: the refusal's wait (t - now) is already exact.
+    lent_wait = nil
   end
   local wait = t - now
   if lent_wait ~= nil then
@@ -343,6 +428,9 @@ for r = 1, requests do
         added[#added + 1] = members[i]
       end
     end
+    if bucket then
+      tat = math.max(tat, t) + cost * step
+    end
     granted = true
     result[#result + 1] = 1
     result[#result + 1] = wait
@@ -366,5 +454,9 @@ if granted then
   if plain_state then
     redis.call('PEXPIRE', KEYS[2], keep)
   end
+end
+-- BUCKET: kept until it would be empty, with 5 s to spare (like the log).
+if granted and bucket then
+  redis.call('SET', KEYS[5], string.format('%.0f', tat), 'PX', math.ceil((tat + 5000000 - now) / 1000))
 end
 return result

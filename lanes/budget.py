@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from lanes.config import Scope, Window
+from lanes.config import Bucket, Scope, Window
 from lanes.epoch import epoch_key
 
 __all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check"]
@@ -76,13 +76,14 @@ class Budget:
     margin_ms: float = 0.0
     # Lanes may lend idle headroom above their ceilings (docs/DESIGN.md rule 2, "Lending").
     lend_idle: bool = False
+    bucket: Bucket | None = None
     _checks: dict[float, tuple[Check, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        if not self.windows:
-            raise ValueError(f"budget {self.name!r} has no window")
+        if not self.windows and self.bucket is None:
+            raise ValueError(f"budget {self.name!r} has no window and no bucket")
         if "{" in self.name or "}" in self.name:
             raise ValueError(f"budget name {self.name!r} may not contain braces")
         if not math.isfinite(self.margin_ms) or self.margin_ms < 0:
@@ -99,6 +100,7 @@ class Budget:
         seller: str | None = None,
         margin_ms: float = 0.0,
         lend_idle: bool = False,
+        bucket: Bucket | None = None,
     ) -> Budget:
         """The budget of `endpoint` (or budget group): one per app, or one per seller."""
         name = f"{market}:{endpoint}"
@@ -106,7 +108,9 @@ class Budget:
             if not seller:
                 raise ValueError(f"budget {name!r} is counted per seller: a seller is needed")
             name = f"{name}:{seller}"
-        return cls(name=name, windows=windows, margin_ms=margin_ms, lend_idle=lend_idle)
+        return cls(
+            name=name, windows=windows, margin_ms=margin_ms, lend_idle=lend_idle, bucket=bucket
+        )
 
     @property
     def log_key(self) -> str:
@@ -128,12 +132,39 @@ class Budget:
         return f"lanes:{{{self.name}}}:state"
 
     @property
+    def bucket_key(self) -> str:
+        """The bucket's theoretical arrival time (`acquire.lua`, GCRA), where it has one."""
+        return f"lanes:{{{self.name}}}:bucket"
+
+    def bucket_cap(self, ceiling: float) -> int:
+        """The bucket's level (calls) a lane with this `ceiling` may fill it to: its share
+        of the size, rounded down so that the lanes above find their room (at least 1)."""
+        assert self.bucket is not None
+        return max(1, math.floor(Fraction(ceiling).limit_denominator(100) * self.bucket.size))
+
+    @property
     def rate(self) -> float:
-        """The configured rate, requests per second, of the strictest window."""
-        return min(window.limit / window.seconds for window in self.windows)
+        """The configured rate, requests per second, of the strictest window or the bucket."""
+        rates = [window.limit / window.seconds for window in self.windows]
+        if self.bucket is not None:
+            rates.append(self.bucket.refill_per_second)
+        return min(rates)
+
+    @property
+    def shown(self) -> tuple[int, float]:
+        """The limit `lanes status` shows (requests, seconds): the first window's, or a
+        bucket alone's size over the time it takes to drain."""
+        if self.windows:
+            return self.windows[0].limit, self.windows[0].seconds
+        assert self.bucket is not None
+        return self.bucket.size, self.bucket.seconds
 
     @property
     def shortest_seconds(self) -> float:
+        """The shortest window's length; a bucket alone: the time it takes to drain."""
+        if not self.windows:
+            assert self.bucket is not None
+            return self.bucket.seconds
         return min(window.seconds for window in self.windows)
 
     @property
@@ -163,11 +194,17 @@ class Budget:
     def capacity(self) -> int:
         """The most requests one acquire can ever ask for (the pace's burst at most): the
         smallest cap of the full-ceiling checks, which are cached (this runs per acquire)."""
-        return min(check.cap for check in self.checks(1.0))
+        caps = [check.cap for check in self.checks(1.0)]
+        if self.bucket is not None:
+            caps.append(self.bucket.size)
+        return min(caps)
 
     def _pace(self) -> Window | None:
         """PACE_BURST per PACE_BURST / rate seconds, where the shortest window allows more
-        than PACE_ABOVE."""
+        than PACE_ABOVE. A bucket is not paced: its burst is the market's to give (and
+        its size bounds what one moment may be granted)."""
+        if self.bucket is not None or not self.windows:
+            return None
         shortest = min(self.windows, key=lambda window: window.seconds)
         if shortest.limit <= PACE_ABOVE:
             return None

@@ -31,6 +31,7 @@ from lanes.errors import ConfigError
 from lanes.policy import LanePolicies
 
 __all__ = [
+    "Bucket",
     "Config",
     "EndpointConfig",
     "GroupConfig",
@@ -120,6 +121,21 @@ class Window(BaseModel):
         return cls(limit=exact.numerator, seconds=float(exact.denominator))
 
 
+class Bucket(BaseModel):
+    """A leaky bucket: `size` calls at once, refilled `refill_per_second` (a burst of
+    `size`, then the rate; Cafe24's 40 + 2/s). Checked exactly in the budget (GCRA)."""
+
+    model_config = _STRICT
+
+    size: int = Field(ge=1, le=1_000_000)
+    refill_per_second: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+
+    @property
+    def seconds(self) -> float:
+        """How long a full bucket takes to drain."""
+        return self.size / self.refill_per_second
+
+
 class _Limits(BaseModel):
     """The limit fields shared by an endpoint and a budget group."""
 
@@ -128,6 +144,7 @@ class _Limits(BaseModel):
     rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # A TOML array is a list: the container may be one, each window is still strict.
     windows: tuple[Window, ...] = Field(default=(), strict=False)
+    bucket: Bucket | None = None
     scope: Scope = "app"
 
     @field_validator("rps")
@@ -148,8 +165,8 @@ class GroupConfig(_Limits):
 
     @model_validator(mode="after")
     def _has_limit(self) -> GroupConfig:
-        if not self.all_windows():
-            raise ValueError("a budget group needs rps or windows")
+        if not self.all_windows() and self.bucket is None:
+            raise ValueError("a budget group needs rps, windows or a bucket")
         return self
 
 
@@ -164,8 +181,8 @@ class EndpointConfig(_Limits):
 
     @model_validator(mode="after")
     def _has_limit(self) -> EndpointConfig:
-        if self.group is None and not self.all_windows():
-            raise ValueError("an endpoint needs rps, windows or a budget group")
+        if self.group is None and not self.all_windows() and self.bucket is None:
+            raise ValueError("an endpoint needs rps, windows, a bucket or a budget group")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         _check_path(self.path)

@@ -209,8 +209,12 @@ class Limiter(AsyncResource):
         self._horizon = horizon
         self._restart_guard = restart_guard
         self._tolerance = tolerance
-        self._sources = tuple(_lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua"))
-        self._acquire, self._pause, self._usage = map(client.register_script, self._sources)
+        self._sources = tuple(
+            _lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua", "bucket.lua")
+        )
+        self._acquire, self._pause, self._usage, self._bucket = map(
+            client.register_script, self._sources
+        )
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
@@ -234,9 +238,12 @@ class Limiter(AsyncResource):
         keep = self._keep_us.get(budget.name)
         if keep is None:
             keep = max(
-                check.span_us
-                for lane in Lane
-                for check in budget.checks(self._policies[lane].ceiling)
+                (
+                    check.span_us
+                    for lane in Lane
+                    for check in budget.checks(self._policies[lane].ceiling)
+                ),
+                default=round(budget.shortest_seconds * _US),  # a bucket alone
             )
             self._keep_us[budget.name] = keep
         return keep
@@ -327,12 +334,15 @@ class Limiter(AsyncResource):
             args += [lanes.index(lane) + 1, cost]
         args += [len(give_back), *give_back]
         args += self._lend_args(budget, lanes, unpaced)
+        keys = [budget.log_key, budget.state_key, budget.epoch_key, budget.demand_key]
+        if budget.bucket is not None:  # acquire.lua's BUCKET block, last of ARGV and KEYS
+            interval_us = math.ceil(_US / budget.bucket.refill_per_second)
+            args += [1, interval_us, budget.bucket.size, round(budget.margin_ms * 1000)]
+            args += [budget.bucket_cap(self._policies[lane].ceiling) for lane in lanes]
+            keys.append(budget.bucket_key)
         started = time.monotonic()
         with _unavailable(budget):
-            now_us, known, *flat = await self._acquire(
-                keys=[budget.log_key, budget.state_key, budget.epoch_key, budget.demand_key],
-                args=args,
-            )
+            now_us, known, *flat = await self._acquire(keys=keys, args=args)
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
         for index, (lane, cost) in enumerate(requests):
@@ -779,10 +789,23 @@ class Limiter(AsyncResource):
                 await self._client.pexpire(budget.state_key, keep_ms)
         return True
 
+    async def observe_bucket(self, budget: Budget, used: int, size: int) -> float:
+        """The market told its bucket's level, `used` of `size` calls: where that is more
+        than this budget's bucket holds (another tool of the seller's), every worker's
+        bucket is raised by the difference (`lanes/bucket.lua`). Returns the calls added."""
+        if budget.bucket is None or size <= 0:
+            return 0.0
+        level = used * budget.bucket.size / size  # the market's size may differ from ours
+        interval_us = math.ceil(_US / budget.bucket.refill_per_second)
+        with _unavailable(budget):
+            added = await self._bucket(keys=[budget.bucket_key], args=[level, interval_us])
+        return int(added) / 1000
+
     async def usage(self, budget: Budget) -> BudgetUsage:
         """Requests in the budget's first window right now, reservations ahead by lane,
         pauses, and the effective limit with its source."""
-        span_us = round(budget.windows[0].seconds * _US)
+        configured, seconds = budget.shown
+        span_us = round(seconds * _US)
         with _unavailable(budget):
             reply = await self._usage(keys=[budget.log_key, budget.state_key], args=[span_us])
         now, flat_state, *flat = reply
@@ -800,7 +823,6 @@ class Limiter(AsyncResource):
         def left(name: str) -> float:
             return max(0, int(state.get(name, "0")) - now) / _US
 
-        configured = budget.windows[0].limit
         limit, source, advertised_for = configured, "configured", left("adv_until")
         if advertised_for > 0:
             limit = max(1, math.floor(configured * int(state["adv_ppm"]) / _US))

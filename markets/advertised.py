@@ -12,8 +12,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Advertised", "read_advertised"]
+__all__ = ["Advertised", "read_advertised", "read_bucket_level"]
 
+_USED_OF = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _PARAM = re.compile(r"(?:^|;)\s*([a-z]+)\s*=\s*([0-9.]+)")
 
 
@@ -86,3 +87,12 @@ def read_advertised(headers: Mapping[str, str]) -> Advertised | None:
         if found is not None:
             return found
     return None
+
+
+def read_bucket_level(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """A bucket's level as the market tells it, (used, size): Cafe24's
+    `X-Api-Call-Limit: 12/40`. None where absent or not of that form."""
+    found = _USED_OF.match(headers.get("X-Api-Call-Limit", ""))
+    if found is None or int(found[2]) <= 0:
+        return None
+    return int(found[1]), int(found[2])

@@ -212,6 +212,7 @@ class MarketClient:
                 seller=scoped_seller,
                 margin_ms=self.config.margin_ms,
                 lend_idle=self.config.lend_idle,
+                bucket=limits.bucket,
             )
             self._budgets[key] = budget
         return budget

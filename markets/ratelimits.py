@@ -30,7 +30,7 @@ from lanes.budget import Budget
 from lanes.config import daily_reset
 from lanes.errors import BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
-from markets.advertised import read_advertised
+from markets.advertised import read_advertised, read_bucket_level
 from markets.errors import QuotaExhausted, RateLimited
 
 __all__ = ["RateLimits", "retry_after_seconds"]
@@ -151,8 +151,22 @@ class RateLimits:
         bound.warning("market.rate_limited", cooldown=pause, level=level, new_cooldown=new)
         return RateLimited(text, market=self._market, endpoint=endpoint, retry_after=pause)
 
+    async def _observe_bucket(self, headers: Mapping[str, str], budget: Budget, bound: Any) -> None:
+        told = read_bucket_level(headers) if budget.bucket is not None else None
+        if told is None:
+            return
+        try:
+            added = await self._limiter.observe_bucket(budget, *told)
+        except BudgetUnavailable as exc:
+            bound.warning("market.bucket_level_not_shared", error=str(exc))
+            return
+        if added > 0:
+            bound.info("market.bucket_fuller", used=told[0], size=told[1], added=added)
+
     async def observe(self, headers: Mapping[str, str], budget: Budget, bound: Any) -> None:
-        """Adopt an advertised rate below the configured one, for every worker."""
+        """Adopt an advertised rate below the configured one, for every worker; a bucket's
+        level the market saw above the budget's raises the budget's bucket."""
+        await self._observe_bucket(headers, budget, bound)
         advertised = read_advertised(headers)
         if advertised is None or advertised.rate is None or advertised.rate <= 0:
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from markets.advertised import Advertised, read_advertised
+from markets.advertised import Advertised, read_advertised, read_bucket_level
 
 
 def test_naver_gateway_headers() -> None:
@@ -40,3 +40,13 @@ def test_x_ratelimit_has_no_window_so_no_rate() -> None:
 def test_nothing_advertised() -> None:
     """No known header: None."""
     assert read_advertised(CIMultiDict({"Content-Type": "application/json"})) is None
+
+
+def test_cafe24s_bucket_level_is_read_as_used_of_size() -> None:
+    """`X-Api-Call-Limit: used/size` (Cafe24) is the bucket's level; anything else, or a
+    size of 0, is no level."""
+    assert read_bucket_level({"X-Api-Call-Limit": "12/40"}) == (12, 40)
+    assert read_bucket_level({"X-Api-Call-Limit": " 40 / 40 "}) == (40, 40)
+    for wrong in ("12", "a/40", "3/0", "-1/40", ""):
+        assert read_bucket_level({"X-Api-Call-Limit": wrong}) is None
+    assert read_bucket_level({}) is None

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from lanes import Lane
 from markets import JobRequest, Markets, PermanentError
@@ -230,6 +231,30 @@ async def test_the_simulator_refuses_an_offset_past_its_maximum(
     }
     with pytest.raises(PermanentError, match="offset"):
         await markets.run(_run("call", {"endpoint": "orders", "params": params}), Lane.LOW)
+
+
+async def test_a_bucket_fuller_than_lanes_knew_is_waited_for(
+    start_simulator: StartSimulator,
+    make_markets: MakeMarkets,
+    tmp_path: Path,
+    redis_client: aioredis.Redis,
+) -> None:
+    """Another tool of the mall's filled the product bucket to 38 of 40: lanes' first
+    read is told `X-Api-Call-Limit: 40/40` (its product and variants calls), raises the
+    budget's bucket by what it had not admitted, and the reads after it wait for the
+    refill instead of meeting a 429."""
+    sim, app = await served(start_simulator, leak=2.0)
+    malls = cafe24_malls(app)
+    for _ in range(38):
+        assert malls.take(MALL, "product")[0]
+    markets = await _markets(sim, make_markets, tmp_path)
+    await markets.run(_run("get_product", {"product_no": 1}), Lane.HIGH)
+    seconds, micros = await redis_client.time()
+    tat = int(await redis_client.get(f"lanes:{{cafe24:product:{MALL}}}:bucket") or 0)
+    assert (tat - seconds * 1_000_000 - micros) / 500_000 > 30  # calls lanes now counts
+    for _ in range(4):
+        await markets.run(_run("get_product", {"product_no": 1}), Lane.HIGH)
+    assert malls.refused_calls == 0
 
 
 async def test_the_simulator_bucket_takes_40_then_refuses_with_its_headers(

@@ -46,6 +46,17 @@ def test_design_example_loads_with_default_lanes(write_toml: WriteToml) -> None:
     assert endpoint.all_windows() == (Window(limit=20, seconds=1.0),)
 
 
+def test_a_bucket_alone_limits_an_endpoint(write_toml: WriteToml) -> None:
+    """`bucket = {size = 40, refill_per_second = 2}` is a limit of its own (no window)."""
+    config = load_config(
+        write_toml(ACME.replace("rps = 20", "bucket = {size = 40, refill_per_second = 2}"))
+    )
+    orders = config.market("acme").endpoints["orders"]
+    assert orders.all_windows() == ()
+    assert orders.bucket is not None
+    assert orders.bucket.seconds == 20.0
+
+
 def test_fractional_rps_becomes_a_longer_window(write_toml: WriteToml) -> None:
     """rps = 0.5 is one request per 2 seconds; extra windows follow the rps window."""
     config = load_config(
@@ -70,11 +81,19 @@ def test_lend_idle_is_off_unless_a_market_asks(write_toml: WriteToml) -> None:
     ("text", "message"),
     [
         (ACME.replace("rps = 20", "rps = -1"), "markets.acme.endpoints.orders.rps"),
-        (ACME.replace("rps = 20", ""), "needs rps, windows or a budget group"),
+        (ACME.replace("rps = 20", ""), "needs rps, windows, a bucket or a budget group"),
         (ACME.replace('base_url = "https', 'base_url = "ftp'), "markets.acme.base_url"),
         (ACME + "\n[lanes.low]\nceiling = 2\n", "lanes.low.ceiling"),
         (ACME.replace('method = "GET"', 'method = "GET"\ncolour = "red"'), "colour"),
         (ACME.replace("rps = 20", 'group = "missing"'), "unknown budget group"),
+        (
+            ACME.replace("rps = 20", "bucket = {size = 0, refill_per_second = 2}"),
+            "markets.acme.endpoints.orders.bucket.size",
+        ),
+        (
+            ACME.replace("rps = 20", 'bucket = {size = 40, refill_per_second = "2"}'),
+            "bucket.refill_per_second",
+        ),
     ],
 )
 def test_wrong_file_gives_one_line_naming_the_field(

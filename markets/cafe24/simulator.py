@@ -125,6 +125,7 @@ class Cafe24Malls:
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.access: dict[str, tuple[str, datetime]] = {}  # token -> (mall, expires)
         self.refused_refresh = 0  # refresh tokens refused (reused, expired, unknown)
+        self.refused_calls = 0  # calls answered 429 (a full bucket or the usage limit)
         self.malls = {
             mall: _Mall(
                 refresh,
@@ -158,6 +159,8 @@ class Cafe24Malls:
         if admitted:
             bucket.level += 1
             state.used += 1
+        else:
+            self.refused_calls += 1
         headers = {"X-Api-Call-Limit": f"{math.ceil(bucket.level)}/{self.bucket}"}
         if self.usage_limit is not None:
             share = 100 * state.used / self.usage_limit

@@ -174,7 +174,9 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
         windows = limit.all_windows()
         if limit.scope == "app":
             budgets.append(
-                Budget.for_endpoint(name, budget_name, windows, margin_ms=market.margin_ms)
+                Budget.for_endpoint(
+                    name, budget_name, windows, margin_ms=market.margin_ms, bucket=limit.bucket
+                )
             )
             continue
         head = f"lanes:{{{name}:{budget_name}:"
@@ -193,6 +195,7 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
                     scope="seller",
                     seller=seller,
                     margin_ms=market.margin_ms,
+                    bucket=limit.bucket,
                 )
             )
     return budgets
@@ -209,11 +212,11 @@ async def _budget_rows(
                 BudgetRow(
                     budget=budget.name,
                     limit=usage.limit,
-                    seconds=budget.windows[0].seconds,
+                    seconds=budget.shown[1],
                     in_window={lane.value: usage.in_window[lane] for lane in Lane},
                     reserved={lane.value: usage.reserved[lane] for lane in Lane},
                     cooldown=usage.cooldown,
-                    configured=budget.windows[0].limit,
+                    configured=budget.shown[0],
                     limit_source=usage.limit_source,
                     advertised_for=usage.advertised_for,
                     level=usage.level,
