@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import multiprocessing
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +33,7 @@ import aiohttp
 import redis
 import redis.asyncio as aioredis
 
+from bench.budget import http_json, warm
 from lanes import Lane, Limiter, Window, configure_logging
 from lanes.config import Bucket, EndpointConfig, MarketConfig
 from lanes.policy import DEFAULT_POLICIES
@@ -108,15 +107,6 @@ def process_main(run: Run) -> int:
     return asyncio.run(_process(run))
 
 
-def _warm(_index: int) -> None:
-    time.sleep(0.5)
-
-
-def _http(url: str, method: str = "GET") -> Any:
-    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as reply:
-        return json.loads(reply.read())
-
-
 def _allowed(lanes: tuple[Lane, ...], seconds: float) -> float:
     """The most the market's bucket lets these lanes have in `seconds` from empty."""
     ceiling = max(DEFAULT_POLICIES[lane].ceiling for lane in lanes)
@@ -142,7 +132,7 @@ def main() -> None:
     try:
         for _ in range(400):
             try:
-                _http(f"{url}/stats")
+                http_json(f"{url}/stats")
                 break
             except OSError:
                 time.sleep(0.05)
@@ -151,13 +141,13 @@ def main() -> None:
             RedisServer() as server,
             ProcessPoolExecutor(args.processes, mp_context=context) as pool,
         ):
-            list(pool.map(_warm, range(args.processes)))
+            list(pool.map(warm, range(args.processes)))
             admin = redis.Redis.from_url(server.url)
             for limit in ("bucket", "window"):
                 for name in args.lanes.split(","):
                     lanes = _ALL if name == "all" else _LANES[name]
                     admin.flushall()
-                    _http(f"{url}/reset", "POST")
+                    http_json(f"{url}/reset", "POST")
                     time.sleep(_SIZE / _REFILL / 20)  # the market's bucket is empty anyway
                     start = time.time() + 2.0
                     run = Run(
@@ -165,7 +155,7 @@ def main() -> None:
                         args.margin_ms,
                     )  # fmt: skip
                     refused = sum(pool.map(process_main, [run] * args.processes))
-                    answers = _http(f"{url}/log")
+                    answers = http_json(f"{url}/log")
                     served = sum(
                         1 for at, status in answers
                         if status == 200 and start <= at < start + args.seconds

@@ -316,11 +316,13 @@ def process_main(run: Run) -> ProcessReport:
     return asyncio.run(_process(run))
 
 
-def _warm(_index: int) -> None:
+def warm(_index: int) -> None:
+    """A pool task that holds its worker process, so every process starts before the run."""
     time.sleep(0.5)
 
 
-def _http(url: str, method: str = "GET") -> Any:
+def http_json(url: str, method: str = "GET") -> Any:
+    """The strict market's control routes (`/stats`, `/log`, `/reset`) answer JSON."""
     with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as reply:
         return json.loads(reply.read())
 
@@ -348,7 +350,7 @@ def run_processes(run: Run) -> list[ProcessReport]:
     """Start the processes first (imports take seconds on a loaded host), then run them."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(run.processes, mp_context=context) as pool:
-        list(pool.map(_warm, range(run.processes)))
+        list(pool.map(warm, range(run.processes)))
         run.start_at = time.time() + 1.0
         return list(pool.map(process_main, [run] * run.processes))
 
@@ -359,7 +361,7 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
     admin = redis.Redis.from_url(redis_url)
     admin.flushall()
     admin.config_resetstat()
-    _http(f"{market_url}/reset", "POST")
+    http_json(f"{market_url}/reset", "POST")
     run = Run(
         contender=contender,
         limit=limit,
@@ -376,8 +378,8 @@ def measure(args: argparse.Namespace, scenario: str, contender: str, redis_url: 
         cooldown_s=cooldown_s,
     )
     reports = run_processes(run)
-    market = _http(f"{market_url}/stats")
-    answers = _http(f"{market_url}/log")
+    market = http_json(f"{market_url}/stats")
+    answers = http_json(f"{market_url}/log")
     commands = _commands(admin)
     admin.close()
     served = market["accepted"]
@@ -482,7 +484,7 @@ def market_process(
     try:
         for _ in range(400):
             try:
-                _http(f"{url}/stats")
+                http_json(f"{url}/stats")
                 break
             except OSError:
                 time.sleep(0.05)
