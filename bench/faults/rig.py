@@ -198,6 +198,8 @@ class Run:
     redis_gate: bool = False
     lambda_timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)  # over the rig's (e.g. the soak's slots)
+    queues: dict[str, str] = field(default_factory=dict)  # lane: URL, once provisioned
+    bodies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # lane: (id, body)
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
