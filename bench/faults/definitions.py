@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from bench.faults.gate import Gate
-from bench.faults.rig import Run
+from bench.faults.rig import Run, http_json
 
 __all__ = ["FAULTS", "LONG_RUNNING", "Fault", "market_fault"]
 
@@ -72,12 +72,16 @@ def _redis_restart_empty(run: Run) -> None:
 
 def _restart_with_duplicates(run: Run) -> None:
     """Issue 25 (2): Redis restarts empty while POSTs are in flight (the market answers in
-    1.5 s), and every high job (a side effect) is delivered a second time at once."""
+    1.5 s), and every high job (a side effect) not done yet is delivered a second time at
+    once. (A duplicate of a job done before the restart is not: its record went with
+    Redis's data, and a generic POST cannot be asked whether it landed: docs/DESIGN.md,
+    "What remains open".)"""
     run.fault(sleep=1.5)
     time.sleep(1.0)
     _redis_restart_empty(run)
+    done = set(http_json(f"{run.rig.market_url}/report")["results"])
     sqs = run.rig.sqs()
-    high = run.bodies["high"]
+    high = [(job_id, body) for job_id, body in run.bodies["high"] if job_id not in done]
     for start in range(0, len(high), 10):
         entries = [{"Id": str(n), "MessageBody": body}
                    for n, (_id, body) in enumerate(high[start : start + 10])]  # fmt: skip
