@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-faults lint bench bench-faults clean
+.PHONY: demo test test-fast test-faults lint bench bench-faults soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)
 # The fault table (issue 12) for 2 and 4 worker processes; about 25 minutes.
 bench-faults: $(STAMP)
 	$(BIN)/python -m bench.faults
+
+# The soak (issue 25): 10,000 side effects over 4 workers x 1,000 slots, Redis restarted
+# empty twice; prints side effects once/twice/never and keys left without expiry.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 # Everything the build, the tests and the demo leave in the working tree.
 clean:

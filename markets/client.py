@@ -28,7 +28,14 @@ from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
 from lanes.policy import Lane
 from markets.auth import Auth, NoAuth, Signer
-from markets.errors import LateSend, NotSent, PermanentError, RetryLater, TransientError
+from markets.errors import (
+    LateSend,
+    NotSent,
+    PermanentError,
+    RetryLater,
+    TransientError,
+    late_send,
+)
 from markets.ratelimits import RateLimits, retry_after_seconds
 
 __all__ = [
@@ -50,24 +57,36 @@ _SPACES = re.compile(r"\s+")
 def send_check_trace() -> aiohttp.TraceConfig:
     """The last lateness check, on the markets' session (docs/DESIGN.md rule 9).
 
-    `MarketClient` checks its ticket before the request starts; with this trace on
-    the session it checks again once the connection is ready, after aiohttp's own
-    work and the other hooks (a side effect's "posting" mark is a Redis round trip),
-    right before the bytes are written. A late ticket is moved to now where the market's
-    windows have room (`Ticket.renew`: the request then leaves on that connection), else
-    raises `LateSend`.
+    `MarketClient` checks its ticket before the request starts; with this trace on the
+    session it checks again where aiohttp writes the bytes, after its own work and the
+    other hooks (a side effect's "posting" mark is a Redis round trip): when the headers
+    are ready (a request without a body is written right after) and before a body's first
+    chunk, which goes out with the headers in one write. That write runs in a task of its
+    own on Python < 3.12, tens of milliseconds later on a loaded loop. A late ticket is
+    moved to now where the market's windows have room (`Ticket.renew`: the request then
+    leaves on that connection), else `LateSend` is raised (from the body's task aiohttp
+    wraps it in a `ClientConnectionError`: `late_send` finds it).
     """
 
-    async def check(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
-        ticket = context.trace_request_ctx
+    async def check(ticket: Any) -> None:
         if isinstance(ticket, Ticket) and not ticket.may_send() and not await ticket.renew():
             raise LateSend(
-                "late past its tolerance when the connection was ready", market=ticket.budget.name
+                "late past its tolerance when its bytes were to be written",
+                market=ticket.budget.name,
             )
 
+    async def headers(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
+        await check(context.trace_request_ctx)
+
+    async def first_chunk(_session: aiohttp.ClientSession, context: Any, _params: Any) -> None:
+        # Later chunks follow bytes already written: the request has left.
+        if not getattr(context, "body_written", False):
+            await check(context.trace_request_ctx)
+            context.body_written = True
+
     config = aiohttp.TraceConfig()
-    config.on_connection_reuseconn.append(check)
-    config.on_connection_create_end.append(check)
+    config.on_request_headers_sent.append(headers)
+    config.on_request_chunk_sent.append(first_chunk)
     return config
 
 
@@ -370,6 +389,12 @@ class MarketClient:
                 f"no answer within {seconds:.1f}s", market=self.name, endpoint=call.endpoint
             ) from exc
         except aiohttp.ClientError as exc:
+            if late_send(exc) is not None:  # stopped in the body's task before a byte left
+                raise LateSend(
+                    "late past its tolerance when its body was to be written",
+                    market=self.name,
+                    endpoint=call.endpoint,
+                ) from exc
             # No connection made: the market never saw it (NotSent); else it may have.
             refused = isinstance(exc, aiohttp.ClientConnectorError)
             raise (NotSent if refused else TransientError)(

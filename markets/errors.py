@@ -16,6 +16,7 @@ __all__ = [
     "RateLimited",
     "RetryLater",
     "TransientError",
+    "late_send",
 ]
 
 
@@ -44,8 +45,21 @@ class NotSent(TransientError):
 
 
 class LateSend(NotSent):
-    """Its budget ticket was past its tolerance when the connection was ready: the request
-    was stopped before a byte left (docs/DESIGN.md rule 9)."""
+    """Its budget ticket was past its tolerance where its bytes were to be written: the
+    request was stopped before a byte left (docs/DESIGN.md rule 9)."""
+
+
+def late_send(exc: BaseException) -> LateSend | None:
+    """The `LateSend` that `exc` is or was caused by: aiohttp wraps an exception raised
+    while it writes a request body (in a task of its own) in a `ClientConnectionError`."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, LateSend):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
 
 
 class RateLimited(TransientError):

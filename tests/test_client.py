@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from lanes import Lane, Limiter, RedisStore
+from lanes.limiter import Ticket
 from markets import (
     AttemptsExhausted,
     Call,
@@ -197,7 +198,7 @@ async def _checked_client(
     scripted: Scripted, store: RedisStore, exit_stack: AsyncExitStack, hook: aiohttp.TraceConfig
 ) -> tuple[MarketClient, Limiter]:
     """A client of `scripted` (25 ms margin: a 15 ms tolerance) on a session with `hook`
-    first and the connection-ready check last."""
+    first and the write-point checks last."""
     session = await exit_stack.enter_async_context(
         aiohttp.ClientSession(trace_configs=[hook, send_check_trace()])
     )
@@ -256,3 +257,72 @@ async def test_every_new_connection_slower_than_the_tolerance_still_sends(
     assert scripted.seen == ["/answer"] * 3
     assert len(handshakes) == 1  # then the pooled connection is reused
     assert limiter.lateness.counts.get("moved", 0) >= 1  # (a starved host may move more)
+
+
+def _stall_first_body(seconds: float) -> tuple[aiohttp.TraceConfig, list[float]]:
+    """A hook that stalls the process before the first request body's bytes are written
+    (where aiohttp writes a body: in a task of its own on Python < 3.12, which a loaded loop
+    runs tens of milliseconds after the connection was ready); the stall's end on the list."""
+    stalled_until: list[float] = []
+
+    async def stall(*_args: object) -> None:
+        if not stalled_until:
+            time.sleep(seconds)  # noqa: ASYNC251 - a starved process: every task stops
+            stalled_until.append(time.time())  # Redis runs on this host's clock
+
+    hook = aiohttp.TraceConfig()
+    hook.on_request_chunk_sent.append(stall)
+    return hook, stalled_until
+
+
+async def test_a_post_whose_body_is_written_late_is_moved_not_sent_late(
+    scripted: Scripted, store: RedisStore, exit_stack: AsyncExitStack
+) -> None:
+    """A POST's bytes leave with its body's first chunk, after the connection was ready.
+    When that write comes past the tolerance, the late entry is given back and the request
+    is admitted at the moment it is written (docs/DESIGN.md rule 9: late is never over):
+    the one entry in the log is from after the stall, and the market saw the POST once."""
+    hook, stalled_until = _stall_first_body(0.1)  # past the 15 ms tolerance
+    client, limiter = await _checked_client(scripted, store, exit_stack, hook)
+    sent: list[bool] = []
+    call = Call("post", json={"key": "k-1"})
+    assert await client.send(call, Lane.HIGH, seller=None, on_sent=lambda: sent.append(True))
+    assert scripted.seen == ["/answer"]
+    assert sent == [True]
+    log = await store.client.zrange(client.budget("post", None).log_key, 0, -1, withscores=True)
+    assert len(log) == 1  # the late entry was given back
+    assert log[0][1] / 1_000_000 >= stalled_until[0] - 0.002
+    assert limiter.lateness.counts.get("moved", 0) >= 1
+
+
+async def test_a_late_body_without_room_now_is_given_back_and_is_no_call(
+    scripted: Scripted,
+    store: RedisStore,
+    exit_stack: AsyncExitStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the market has no room at the moment a late body is to be written, the POST is
+    stopped before a byte left (`LateSend`, though aiohttp raises it from the body's own
+    task as a connection error): its entry is given back, it is no call (`on_sent` not
+    called for it, no "outcome unknown"), and it is admitted anew and sent once."""
+    hook, stalled_until = _stall_first_body(0.1)
+    client, _limiter = await _checked_client(scripted, store, exit_stack, hook)
+    renew = Ticket.renew
+    refused: list[Ticket] = []
+
+    async def no_room_once(ticket: Ticket) -> bool:
+        if not refused:
+            refused.append(ticket)
+            return False
+        return await renew(ticket)
+
+    monkeypatch.setattr(Ticket, "renew", no_room_once)
+    sent: list[bool] = []
+    call = Call("post", json={"key": "k-1"})
+    assert await client.send(call, Lane.HIGH, seller=None, on_sent=lambda: sent.append(True))
+    assert len(refused) == 1
+    assert scripted.seen == ["/answer"]  # the stopped POST never reached the market
+    assert sent == [True]  # only the one that left counts as a call
+    log = await store.client.zrange(client.budget("post", None).log_key, 0, -1, withscores=True)
+    assert len(log) == 1  # the stopped one's entry was given back
+    assert log[0][1] / 1_000_000 >= stalled_until[0] - 0.002

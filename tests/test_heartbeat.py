@@ -41,17 +41,28 @@ async def test_held_message_stays_invisible_and_returns_once_forgotten(
     assert back.message_id == message.message_id
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(300, marks=pytest.mark.slow),
+        # The issue's case, 1,000 slots; moto on a loaded 2-core host takes minutes to hand
+        # out 1,000 messages, so it is a fault row (make test-faults).
+        pytest.param(1000, marks=pytest.mark.faults),
+    ],
+)
 async def test_many_held_messages_at_the_minimum_visibility_stay_invisible(
-    sqs: SqsClient, make_queue: Callable[..., Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+    sqs: SqsClient,
+    make_queue: Callable[..., Awaitable[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
 ) -> None:
-    """Issue 25 (3): 300 messages held at once at LANES_VISIBILITY_TIMEOUT=10, the least,
-    with SQS a region away (500 ms per visibility call; moto on loopback answers in a
-    few): for two whole visibilities, another worker polling the queue receives none of
-    them. (30 such calls in a row, as before, take 15 s: the last messages of a round went
-    visible, and ran twice; 1,000 held messages are the same at 150 ms a call, but moto
-    on a loaded 2-core host takes minutes to hand out 1,000.)"""
+    """Issue 25 (3): `count` messages (a worker's slots, up to 1,000) held at once at
+    LANES_VISIBILITY_TIMEOUT=10, the least, with SQS a region away (500 ms per visibility
+    call; moto on loopback answers in a few): for two whole visibilities, another worker
+    polling the queue receives none of them, so none runs twice. (30 such calls in a row,
+    as before, take 15 s: the last messages of a round went visible, and ran twice; 100
+    in a row for 1,000 messages take 50 s.)"""
     near = SqsClient._calling
 
     @asynccontextmanager
@@ -63,14 +74,14 @@ async def test_many_held_messages_at_the_minimum_visibility_stay_invisible(
 
     monkeypatch.setattr(SqsClient, "_calling", far)
     url = await make_queue(visibility_timeout=10)
-    await sqs.send_batch(url, [OutgoingMessage(body=str(n)) for n in range(300)])
+    await sqs.send_batch(url, [OutgoingMessage(body=str(n)) for n in range(count)])
     heartbeat = Heartbeat(Settler(sqs), visibility_timeout=10)
     queue = QueueName("p", "acme", Lane.HIGH)
     beating = asyncio.create_task(heartbeat.run())
     held: set[str] = set()
     stolen: set[str] = set()  # received again while held: it would run twice
     try:
-        while len(held) < 300:
+        while len(held) < count:
             for message in await sqs.receive(
                 url, max_messages=10, wait_seconds=1, visibility_timeout=10
             ):

@@ -51,7 +51,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from lanes.errors import BudgetUnavailable, LanesError
-from markets.errors import LateSend
+from markets.errors import late_send
 
 __all__ = ["CheckFirst", "Claim", "ClaimBusy", "ClaimLost", "IdempotencyGuard"]
 
@@ -310,7 +310,7 @@ class IdempotencyGuard:
         claim = _holding.get()
         if claim is None:
             return
-        if isinstance(params.exception, LateSend):
+        if late_send(params.exception) is not None:
             claim.in_flight = max(0, claim.in_flight - 1)  # stopped before a byte left
             return
         if isinstance(params.exception, LanesError):

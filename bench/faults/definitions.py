@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from bench.faults.gate import Gate
-from bench.faults.rig import Run
+from bench.faults.rig import Run, http_json
 
 __all__ = ["FAULTS", "LONG_RUNNING", "Fault", "market_fault"]
 
@@ -29,6 +29,7 @@ class Fault:
     redis_gate: bool = False  # workers reach Redis through the gate
     lambda_timeout: float | None = None  # run Lambda handlers with this timeout, not daemons
     before: Callable[[Run], None] | None = None  # readies the rig before the workers start
+    env: tuple[tuple[str, str], ...] = ()  # the workers' settings over the rig's
 
 
 def _nothing(run: Run) -> None:
@@ -67,6 +68,24 @@ def _redis_start(run: Run) -> None:
 def _redis_restart_empty(run: Run) -> None:
     _redis_stop(run)
     _redis_start(run)
+
+
+def _restart_with_duplicates(run: Run) -> None:
+    """Issue 25 (2): Redis restarts empty while POSTs are in flight (the market answers in
+    1.5 s), and every high job (a side effect) not done yet is delivered a second time at
+    once. (A duplicate of a job done before the restart is not: its record went with
+    Redis's data, and a generic POST cannot be asked whether it landed: docs/DESIGN.md,
+    "What remains open".)"""
+    run.fault(sleep=1.5)
+    time.sleep(1.0)
+    _redis_restart_empty(run)
+    done = set(http_json(f"{run.rig.market_url}/report")["results"])
+    sqs = run.rig.sqs()
+    high = [(job_id, body) for job_id, body in run.bodies["high"] if job_id not in done]
+    for start in range(0, len(high), 10):
+        entries = [{"Id": str(n), "MessageBody": body}
+                   for n, (_id, body) in enumerate(high[start : start + 10])]  # fmt: skip
+        sqs.send_message_batch(QueueUrl=run.queues["high"], Entries=entries)
 
 
 def _long_running(run: Run) -> None:
@@ -122,6 +141,16 @@ FAULTS = {
         Fault("clocks-differ", _clocks_differ, _nothing, 0),
         Fault("redis-down", _redis_stop, _redis_start, 45),
         Fault("redis-restart-empty", _redis_restart_empty, _nothing, 0),
+        Fault("redis-restart-duplicates", _restart_with_duplicates, market_fault(), 0),
+        # Issue 25 (3): 1,000 slots per worker at the least visibility (10 s): the heartbeat
+        # keeps every held message invisible while the market answers slowly.
+        Fault(
+            "many-slots",
+            market_fault(sleep=1.5),
+            market_fault(),
+            15,
+            env=(("LANES_CONCURRENCY", "1000"),),
+        ),
         Fault("redis-flushall", _flushall, _flushall, 15, before=_long_running),
         Fault("redis-slow", _slow("redis_gate", 0.5), _slow("redis_gate", 0.0), 15, True),
         Fault("429-storm", market_fault(status=429), market_fault(), 15),

@@ -24,7 +24,8 @@ def fault_market_app(limit: int, seconds: float) -> web.Application:
     """`bench.strict_market` (every arrival under /call counted against one limit) plus:
     `POST /fault {"status", "sleep", "sink_status"}` sets how admitted calls and the results
     sink answer; a POST's JSON `key` counts one side effect performed (an admitted arrival
-    the market did not fail); `POST /results` is a results sink; `GET /report` tells all."""
+    the market did not fail); `POST /results` is a results sink; `GET /report` tells all,
+    `GET /effects` the side effects performed per key."""
     app = strict_market_app(limit, seconds)
     app[_FAULT] = {}
     app[_EFFECTS] = Counter()
@@ -69,10 +70,14 @@ def fault_market_app(limit: int, seconds: float) -> web.Application:
             }
         )
 
+    async def effects(request: web.Request) -> web.Response:
+        return web.json_response(dict(request.app[_EFFECTS]))
+
     app.middlewares.append(faults)
     app.router.add_post("/fault", set_fault)
     app.router.add_post("/results", results)
     app.router.add_get("/report", report)
+    app.router.add_get("/effects", effects)
     return app
 
 

@@ -197,6 +197,9 @@ class Run:
     workers: int
     redis_gate: bool = False
     lambda_timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)  # over the rig's (e.g. the soak's slots)
+    queues: dict[str, str] = field(default_factory=dict)  # lane: URL, once provisioned
+    bodies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # lane: (id, body)
     logs: list[Path] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -215,7 +218,7 @@ class Run:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                env=self.rig.env(self.prefix, redis_gate=self.redis_gate),
+                env={**self.rig.env(self.prefix, redis_gate=self.redis_gate), **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

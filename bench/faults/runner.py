@@ -62,12 +62,18 @@ def run_fault(
     `seconds` (default: the fault's own), wait for the drain, count."""
     prefix = f"f{uuid.uuid4().hex[:8]}"
     run = Run(
-        rig, prefix, workers, redis_gate=fault.redis_gate, lambda_timeout=fault.lambda_timeout
+        rig,
+        prefix,
+        workers,
+        redis_gate=fault.redis_gate,
+        lambda_timeout=fault.lambda_timeout,
+        env=dict(fault.env),
     )
     http_json(f"{rig.market_url}/fault", {})
     sqs = rig.sqs()
     urls, dead_urls = rig.provision(prefix)
     bodies = _jobs(prefix, *jobs)
+    run.queues, run.bodies = urls, bodies
     ids = {job_id for lane in bodies.values() for job_id, _ in lane}
     for lane, lane_jobs in bodies.items():
         for start in range(0, len(lane_jobs), 10):
