@@ -124,7 +124,7 @@ async def test_low_deliveries_that_died_are_counted_and_stopped(
         await runtime.processor._attempts.spend(first)
     outcome = await runtime.processor.process(first, deadline=None)
     assert outcome.action is Action.DEAD_LETTER
-    assert "3 attempts spent" in outcome.reason
+    assert outcome.reason == "low lane gave up after 3 attempts"
     assert acme.calls() == []
 
 

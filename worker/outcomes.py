@@ -69,6 +69,7 @@ __all__ = [
     "Sort",
     "backoff_seconds",
     "dead_letter_message",
+    "exhausted",
     "outcome_of_error",
 ]
 
@@ -197,6 +198,17 @@ def _wait_of(exc: BaseException) -> float:
     return backoff_seconds(1)
 
 
+def exhausted(lane: Lane, attempts: int, *, error: str = "") -> Outcome:
+    """A job of a lane with `max_attempts` that spent them all (rule 7): a dead letter. The
+    one place its reason is written, whether the last attempt failed or a crash spent it."""
+    return Outcome.dead_letter(
+        "exhausted",
+        f"{lane.value} lane gave up after {attempts} attempts",
+        error=error,
+        attempts=attempts,
+    )
+
+
 def outcome_of_error(
     exc: BaseException,
     *,
@@ -224,12 +236,7 @@ def outcome_of_error(
             rule.label, backoff_seconds(attempts), error=error, attempts=attempts
         )
     if attempts >= limit:
-        return Outcome.dead_letter(
-            "exhausted",
-            f"{lane.value} lane gave up after {attempts} attempts",
-            error=error,
-            attempts=attempts,
-        )
+        return exhausted(lane, attempts, error=error)
     return Outcome.release(
         rule.label, backoff_seconds(attempts, retry_backoff), error=error, attempts=attempts
     )

@@ -34,7 +34,15 @@ from markets.errors import OutcomeUnknown, PartialFailure, RetryLater, Transient
 from worker.envelope import PreparedJob, prepare
 from worker.idempotency import CheckFirst, Claim, ClaimLost, IdempotencyGuard
 from worker.metrics import Metrics
-from worker.outcomes import ATTEMPT_BACKOFF, FREE_RELEASES, Outcome, Sort, outcome_of_error, rule_of
+from worker.outcomes import (
+    ATTEMPT_BACKOFF,
+    FREE_RELEASES,
+    Outcome,
+    Sort,
+    exhausted,
+    outcome_of_error,
+    rule_of,
+)
 from worker.queues import Delivery
 from worker.sinks import ResultSink, SinkError
 from worker.tracking import Attempts, JobTracker
@@ -204,13 +212,8 @@ class JobProcessor:
             if limit is not None:
                 attempts = await self._attempts.spend(delivery)
                 counted = True
-                if attempts > limit:
-                    return Outcome.dead_letter(
-                        "exhausted",
-                        f"{lane.value} lane gave up: {attempts - 1} attempts spent "
-                        f"(max_attempts {limit}) without finishing",
-                        attempts=attempts - 1,
-                    )
+                if attempts > limit:  # the attempts were spent by runs that never finished
+                    return exhausted(lane, attempts - 1)
             async with self._running_later(delivery, job, attempts):
                 return await self._run(delivery, job, deadline, kept, one_attempt=limit is not None)
         except Exception as exc:  # noqa: BLE001 - every ending is sorted by the table
