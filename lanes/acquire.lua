@@ -237,6 +237,9 @@ end
 -- intervals [s[i + allowed], s[i] + span); t must keep [t, t + span) clear of them.
 local function earliest_exact(from, cap, span, cost)
   local allowed = cap - cost
+  if allowed < 0 then  -- never fits (the limiter refuses such a cost before asking)
+    return math.huge
+  end
   local t = from
   -- Entries more than `span` before `from` end no interval past it: skip them
   -- (binary search), so a short pacing span costs O(log n), not a pass over the log.

@@ -308,10 +308,18 @@ class Limiter(AsyncResource):
     ) -> list[Grant]:
         """One round trip for `requests` (lane, cost), of any lanes, in order; `unpaced`
         leaves out the pace's checks (the market's windows and the lanes' ceilings stay)."""
-        for _, cost in requests:
+        for lane, cost in requests:
             if not 1 <= cost <= budget.capacity:
                 raise ValueError(
                     f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}"
+                )
+            # A lane's ceiling may hold fewer than the budget: such a cost could never be placed.
+            checks = self._lane_checks(budget, lane, unpaced)
+            room = min((check.cap for check in checks), default=cost)  # a bucket alone: none
+            if cost > room:
+                raise ValueError(
+                    f"cost {cost} over the {room} the {lane.value} lane may hold at once "
+                    f"in budget {budget.name}"
                 )
         lanes = list(dict.fromkeys(lane for lane, _ in requests))
         token = secrets.token_hex(6)

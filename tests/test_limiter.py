@@ -151,6 +151,19 @@ async def test_cost_must_fit_the_budget(make_limiter: MakeLimiter, make_budget: 
         await make_limiter().acquire(make_budget(3), Lane.HIGH, cost=4)
 
 
+async def test_cost_must_fit_the_lanes_ceiling(
+    make_limiter: MakeLimiter, make_budget: MakeBudget
+) -> None:
+    """A cost the budget holds but the lane's ceiling does not (on low, more than its share
+    of the window) is refused with one clear line, before Redis: the script could never
+    place it (it used to fail inside the script)."""
+    limiter, budget = make_limiter(), make_budget(10)
+    room = min(check.cap for check in budget.checks(0.7))
+    with pytest.raises(ValueError, match=f"over the {room} the low lane may hold"):
+        await limiter.acquire(budget, Lane.LOW, cost=room + 1)
+    assert (await limiter.acquire(budget, Lane.LOW, cost=room)) is not None
+
+
 async def test_budget_keys_expire_on_their_own(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
