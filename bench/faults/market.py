@@ -18,6 +18,12 @@ __all__ = ["fault_market_app", "serve_market"]
 _FAULT = web.AppKey("fault", dict[str, Any])
 _EFFECTS = web.AppKey("effects", Counter[str])
 _RESULTS = web.AppKey("results", dict[str, list[float]])
+_STALLS = web.AppKey("stalls", list[tuple[float, float]])
+
+# The market's own loop is the arrival clock: a stall delays the stamps of everything that
+# arrived during it, so a refusal right after one may be the clock's, not the senders'.
+_TICK = 0.002
+_STALL = 0.010
 
 
 def fault_market_app(limit: int, seconds: float) -> web.Application:
@@ -30,6 +36,22 @@ def fault_market_app(limit: int, seconds: float) -> web.Application:
     app[_FAULT] = {}
     app[_EFFECTS] = Counter()
     app[_RESULTS] = {}
+    app[_STALLS] = []
+
+    async def watch_loop(app: web.Application) -> Any:
+        async def watch() -> None:
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(_TICK)
+                lag = time.monotonic() - before - _TICK
+                if lag > _STALL:
+                    app[_STALLS].append((time.time(), round(lag, 4)))
+
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(watch_loop)
 
     @web.middleware
     async def faults(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -67,6 +89,7 @@ def fault_market_app(limit: int, seconds: float) -> web.Application:
                 "effects": sum(effects.values()),
                 "twice": sorted(key for key, count in effects.items() if count > 1),
                 "results": request.app[_RESULTS],
+                "stalls": request.app[_STALLS],
             }
         )
 
