@@ -36,6 +36,7 @@ from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.demo.load import (
     LIMITS,
     MARKET_RATES,
@@ -109,6 +110,7 @@ async def main(seconds: float, screenshots: Path | None) -> None:
             }
         )  # fmt: skip
         settings = load_settings(
+            ApiSettings,
             config=work / "lanes.toml", redis_url=redis_server.url, sqs_endpoint_url=moto.url,
             queue_prefix="bench", api_keys=[KEY], results_url=f"file:{work / 'results.jsonl'}",
             wait_seconds=1, concurrency=16,

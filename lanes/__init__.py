@@ -14,12 +14,14 @@ from lanes.config import (
     read_toml,
 )
 from lanes.errors import BudgetTimeout, BudgetUnavailable, ConfigError, LanesError
-from lanes.limiter import BudgetUsage, Limiter
+from lanes.limiter import Limiter
 from lanes.logs import configure_logging, redact_secrets
+from lanes.pauses import Cooldown, Pauses
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies, LanePolicy
 from lanes.resource import AsyncResource
 from lanes.settings import Settings, load_settings
 from lanes.store import RedisStore
+from lanes.usage import BudgetUsage, Usage
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -32,6 +34,7 @@ __all__ = [
     "Check",
     "Config",
     "ConfigError",
+    "Cooldown",
     "EndpointConfig",
     "GroupConfig",
     "Lane",
@@ -40,9 +43,11 @@ __all__ = [
     "LanesError",
     "Limiter",
     "MarketConfig",
+    "Pauses",
     "RedisStore",
     "Scope",
     "Settings",
+    "Usage",
     "Window",
     "configure_logging",
     "load_settings",

@@ -37,11 +37,12 @@ from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 import markets
 from lanes.config import Config
 from lanes.errors import ConfigError, LanesError
-from lanes.limiter import Limiter
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings, unknown_variables
+from lanes.settings import load_settings, unknown_variables
 from lanes.store import RedisStore
+from lanes.usage import Usage
+from scripts.settings import CliSettings
 from scripts.tools.inputs import UsageError, parse_duration
 from scripts.tools.table import render_table
 from worker.queues import QueueName
@@ -57,7 +58,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, int]]
+Command = Callable[[argparse.Namespace, CliSettings, Config], Coroutine[Any, Any, int]]
 
 # The extra (pyproject.toml) each command needs beyond the core install, and the modules
 # whose presence shows it is installed (looked up, not imported: moto's server runs in a
@@ -97,7 +98,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _sqs(settings: Settings) -> SqsClient:
+def _sqs(settings: CliSettings) -> SqsClient:
     return SqsClient(endpoint_url=settings.sqs_endpoint_url)
 
 
@@ -120,7 +121,7 @@ async def _lane_urls(sqs: SqsClient, names: QueueName) -> tuple[str, str]:
 # --- commands -------------------------------------------------------------------------
 
 
-async def _provision(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _provision(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.provision import mark_redis, provision
 
     async with _sqs(settings) as sqs:
@@ -167,7 +168,7 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
     return jobs
 
 
-async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _send_jobs(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
     from scripts.tools.enqueue import EnqueueTarget, enqueue, file_jobs, readable_twice
     from scripts.tools.validate import JobValidator
@@ -198,7 +199,7 @@ async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Confi
     return 0
 
 
-async def _replay(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _replay(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.replay import ReplayFilter, replay
 
     config.market(args.market)
@@ -261,7 +262,7 @@ def _age(seconds: float) -> str:
     return f"{max(0.0, seconds):.0f}s"
 
 
-async def _status(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _status(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.status import render_snapshot, snapshot
 
     chosen = _markets(args, config)
@@ -269,13 +270,12 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
     async with (
         _sqs(settings) as sqs,
         RedisStore(settings.redis_url) as store,
-        Limiter(store.client, config.lanes) as limiter,
     ):
         while True:
             state = await snapshot(
                 sqs,
                 store.client,
-                limiter,
+                Usage(store.client),
                 config,
                 prefix=settings.queue_prefix,
                 markets=chosen,
@@ -291,7 +291,7 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
             await asyncio.sleep(args.watch)
 
 
-async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _api(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     import uvicorn
 
     from scripts.api.app import create_app
@@ -331,14 +331,14 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
-async def _schedule(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _schedule(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.schedule import run  # lazy: only this command needs it
 
     async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
         return await run(args, settings, config, store=store, sqs=sqs)
 
 
-async def _pause(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _pause(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     """`lanes pause` and `lanes resume`: the lane's flag that workers (and the board) read."""
     from worker.pauses import LanePauses
 
@@ -372,7 +372,7 @@ def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         parser.add_argument("--by", metavar="NAME", help="who (default: $USER)")
 
 
-async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _worker(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from worker.daemon import serve
 
     return await serve(settings, config, markets=args.market, concurrency=args.concurrency)
@@ -684,14 +684,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace) -> CliSettings:
     """`LANES_*` settings, with `--config` and `--log-level` winning over them."""
     overrides: dict[str, object] = {}
     if getattr(args, "config", None) is not None:
         overrides["config"] = Path(args.config)
     if getattr(args, "log_level", None) is not None:
         overrides["log_level"] = args.log_level
-    return load_settings(**overrides)
+    return load_settings(CliSettings, **overrides)
 
 
 def _needs_extra(command: str) -> str | None:
@@ -717,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
-        for warning in unknown_variables():
+        for warning in unknown_variables(CliSettings):
             print(f"lanes: warning: {warning}", file=sys.stderr)
         missing_extra = _needs_extra(args.command)
         if missing_extra is not None:

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lanes import Config, Lane, RedisStore, Settings
+from lanes import Config, Lane, RedisStore
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.local.services import RedisServer
 from scripts.tools.provision import provision
 from tests.fixtures_markets import COUPANG_KEYS, COUPANG_VENDOR, NAVER_APP, Running, markets_config
@@ -38,7 +39,7 @@ NAVER_ORDER = "2025000000000003"  # an orderId of the Naver simulator's default 
 
 @dataclass
 class ApiEnv:
-    settings: Settings
+    settings: ApiSettings
     config: Config
     sqs: SqsClient
 
@@ -69,7 +70,7 @@ async def api_env(
         sqs, prefix=prefix, markets=["coupang", "naver"],
         visibility_timeout=10,
     )  # fmt: skip
-    settings = Settings(
+    settings = ApiSettings(
         redis_url=redis_server.url,
         sqs_endpoint_url=sqs_endpoint,
         queue_prefix=prefix,

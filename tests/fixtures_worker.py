@@ -26,12 +26,12 @@ from aiohttp import web
 
 from lanes.config import Config, parse_config
 from lanes.policy import Lane
-from lanes.settings import Settings
 from scripts.local.services import MotoServer, RedisServer, free_port
 from worker.daemon import Dispatcher, build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
 _numbers = itertools.count()
@@ -251,10 +251,10 @@ async def lanes(sqs: SqsClient) -> Lanes:
 @pytest.fixture
 def make_settings(
     redis_server: RedisServer, moto_server: MotoServer, lanes: Lanes, tmp_path: Path
-) -> Callable[..., Settings]:
+) -> Callable[..., WorkerSettings]:
     """Factory: worker settings on the test Redis, moto and lanes, results in tmp_path."""
 
-    def make(**overrides: Any) -> Settings:
+    def make(**overrides: Any) -> WorkerSettings:
         values: dict[str, Any] = {
             "config": tmp_path / "lanes.toml",
             "redis_url": redis_server.url,
@@ -268,12 +268,12 @@ def make_settings(
             "results_url": f"file:{tmp_path / 'results.jsonl'}",
             **overrides,
         }
-        return Settings(**values)
+        return WorkerSettings(**values)
 
     return make
 
 
-def results(settings: Settings) -> list[dict[str, Any]]:
+def results(settings: WorkerSettings) -> list[dict[str, Any]]:
     path = Path(settings.results_url.removeprefix("file:"))
     if not path.exists():
         return []
@@ -301,7 +301,7 @@ async def start_worker(store: Any) -> AsyncIterator[Callable[..., Awaitable[Runn
     started: list[RunningWorker] = []
 
     async def start(
-        settings: Settings, config: Config, *, concurrency: int | None = None, **kw: Any
+        settings: WorkerSettings, config: Config, *, concurrency: int | None = None, **kw: Any
     ) -> RunningWorker:
         runtime = Runtime(settings, config)
         runtime.guard.restart_guard = False  # as make_runtime below
@@ -330,11 +330,11 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0)
 @pytest.fixture
 async def make_runtime(
     store: Any,
-) -> AsyncIterator[Callable[[Settings, Config], Awaitable[Runtime]]]:
+) -> AsyncIterator[Callable[[WorkerSettings, Config], Awaitable[Runtime]]]:
     """Factory: `await make_runtime(settings, config)`, an open `Runtime` closed after the test."""
     opened: list[Runtime] = []
 
-    async def make(settings: Settings, config: Config) -> Runtime:
+    async def make(settings: WorkerSettings, config: Config) -> Runtime:
         runtime = Runtime(settings, config)
         # This Redis is the tests' own and each test empties it: a budget's first window
         # would wait as if data were lost (rule 10, tested on its own in test_budget_rules).

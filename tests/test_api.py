@@ -12,12 +12,13 @@ import httpx
 import pytest
 import structlog
 
-from lanes import Config, Lane, Limiter, RedisStore, Settings
+from lanes import Config, Lane, Limiter, RedisStore
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
 from scripts.api import app as api
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.local.services import free_port
 from tests.fixtures_api import (
     COUPANG_ORDER,
@@ -277,12 +278,12 @@ async def test_a_slow_market_past_wait_is_queued_and_holds_no_budget(
     assert await api_env.depth("coupang", Lane.HIGH) == 1
     markets = Markets(api_env.config, api_env.settings, Limiter(store.client), store.client)
     budget = markets.client("coupang").budget("order_by_order_id", COUPANG_VENDOR)
-    usage = await Limiter(store.client).usage(budget)
+    usage = await Limiter(store.client).usage.read(budget)
     await markets.aclose()
     assert sum(usage.reserved.values()) == 0
 
 
-async def _worker(settings: Settings, config: Config) -> tuple[Runtime, Any]:
+async def _worker(settings: ApiSettings, config: Config) -> tuple[Runtime, Any]:
     """A real dispatcher in this event loop; its job tracker writes the status records."""
     runtime = await Runtime(settings, config).open()
     dispatcher = await build_dispatcher(runtime, markets=["coupang"])

@@ -125,7 +125,7 @@ async def test_429_is_rate_limited_and_cools_the_budget(
     with pytest.raises(RateLimited) as raised:
         await _send(client)
     assert raised.value.retry_after == pytest.approx(expected)
-    usage = await markets._limiter.usage(client.budget("answer", "s-1"))
+    usage = await markets._limiter.usage.read(client.budget("answer", "s-1"))
     assert 0 < usage.cooldown <= expected
 
 
@@ -190,7 +190,7 @@ async def test_advertised_limit_below_config_is_adopted(
     assert [(w["endpoint"], w["configured_rps"], w["advertised_rps"]) for w in warnings] == [
         ("origin_product", 5.0, 2.0)
     ]
-    usage = await markets._limiter.usage(markets.client("naver").budget("origin_product", "s"))
+    usage = await markets._limiter.usage.read(markets.client("naver").budget("origin_product", "s"))
     assert (usage.limit, usage.limit_source) == (2, "GNCP-GW-RateLimit")
 
 

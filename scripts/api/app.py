@@ -33,7 +33,7 @@ from lanes.config import Config
 from lanes.errors import BudgetUnavailable, ConfigError
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings
+from lanes.settings import load_settings
 from markets import Markets, PermanentError, RetryLater, TransientError
 from markets.registry import market_of
 from scripts.api.board import mount_board
@@ -65,6 +65,7 @@ from scripts.api.models import (
     Problem,
     SentJob,
 )
+from scripts.api.settings import ApiSettings
 from scripts.tools.status import snapshot
 from scripts.tools.validate import JobValidator
 from worker.envelope import Envelope
@@ -86,7 +87,7 @@ class ApiRuntime(Connections):
     """What the app holds open while it serves: the worker's connections (`Connections`),
     plus the markets, the checks and the sender."""
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    def __init__(self, settings: ApiSettings, config: Config) -> None:
         super().__init__(settings, config)
         self.markets = Markets(config, settings, self.limiter, self.store.client)
         self.validators = {name: JobValidator(config, name) for name in config.markets}
@@ -273,7 +274,7 @@ async def status(
     state = await snapshot(
         runtime.sqs,
         runtime.store.client,
-        runtime.limiter,
+        runtime.limiter.usage,
         runtime.config,
         prefix=runtime.settings.queue_prefix,
         markets=chosen,
@@ -443,7 +444,7 @@ def _routes(config: Config) -> APIRouter:
     return router
 
 
-def create_app(settings: Settings, config: Config, *, insecure_local: bool = False) -> FastAPI:
+def create_app(settings: ApiSettings, config: Config, *, insecure_local: bool = False) -> FastAPI:
     """The app; its lifespan opens an `ApiRuntime` (no keys and not `insecure_local`:
     `ConfigError`)."""
     keys = [key.get_secret_value().encode() for key in settings.api_keys]
@@ -488,7 +489,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point behind API Gateway (the same app, through Mangum)."""
     global _lambda
     if _lambda is None:
-        settings = load_settings()
+        settings = load_settings(ApiSettings)
         configure_logging(settings.log_level)
         config = markets.load_config(settings.config)
         app = create_app(settings, config)

@@ -174,7 +174,7 @@ class Feed:
         config = runtime.config
         names = sorted(config.markets)
         state = await snapshot(
-            runtime.sqs, runtime.store.client, runtime.limiter, config,
+            runtime.sqs, runtime.store.client, runtime.limiter.usage, config,
             prefix=runtime.settings.queue_prefix, markets=names,
         )  # fmt: skip
         state_error = state.budgets_error

@@ -29,8 +29,8 @@ from lanes.budget import Budget
 from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetUnavailable
 from lanes.lateness import read_lateness
-from lanes.limiter import Limiter
 from lanes.policy import Lane
+from lanes.usage import Usage
 from scripts.tools.table import render_table
 from worker.pauses import LanePauses
 from worker.queues import QueueName
@@ -202,25 +202,25 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
 
 
 async def _budget_rows(
-    redis: aioredis.Redis, limiter: Limiter, config: Config, markets: Iterable[str]
+    redis: aioredis.Redis, usage: Usage, config: Config, markets: Iterable[str]
 ) -> list[BudgetRow]:
     rows: list[BudgetRow] = []
     for market in markets:
         for budget in await budgets_of(redis, market, config.market(market)):
-            usage = await limiter.usage(budget)
+            now = await usage.read(budget)
             rows.append(
                 BudgetRow(
                     budget=budget.name,
-                    limit=usage.limit,
+                    limit=now.limit,
                     seconds=budget.shown[1],
-                    in_window={lane.value: usage.in_window[lane] for lane in Lane},
-                    reserved={lane.value: usage.reserved[lane] for lane in Lane},
-                    cooldown=usage.cooldown,
+                    in_window={lane.value: now.in_window[lane] for lane in Lane},
+                    reserved={lane.value: now.reserved[lane] for lane in Lane},
+                    cooldown=now.cooldown,
                     configured=budget.shown[0],
-                    limit_source=usage.limit_source,
-                    advertised_for=usage.advertised_for,
-                    level=usage.level,
-                    quota_pause=usage.quota_pause,
+                    limit_source=now.limit_source,
+                    advertised_for=now.advertised_for,
+                    level=now.level,
+                    quota_pause=now.quota_pause,
                 )
             )
     return rows
@@ -229,7 +229,7 @@ async def _budget_rows(
 async def snapshot(
     sqs: SqsClient,
     redis: aioredis.Redis,
-    limiter: Limiter,
+    usage: Usage,
     config: Config,
     *,
     prefix: str,
@@ -241,7 +241,7 @@ async def snapshot(
     nothing could be read), where it raises one-line `BudgetUnavailable`."""
     queues = await queue_depths(sqs, prefix, markets)
     try:
-        budgets = await _budget_rows(redis, limiter, config, markets)
+        budgets = await _budget_rows(redis, usage, config, markets)
         lateness = await read_lateness(redis)
         queues = await _with_ages(redis, queues)
         paused = await LanePauses(redis).all()
