@@ -15,7 +15,6 @@ lateness histogram of admitted requests that every worker shares.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from lanes.budget import Budget
+from lanes.budget import Budget, SellerStates
 from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
 from lanes.errors import BudgetUnavailable
 from lanes.lateness import read_lateness
@@ -46,8 +45,6 @@ __all__ = [
     "render_snapshot",
     "snapshot",
 ]
-
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 @dataclass(frozen=True)
@@ -179,14 +176,14 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
                 )
             )
             continue
-        head = f"lanes:{{{name}:{budget_name}:"
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:state"
+        states = SellerStates(name, budget_name)
         try:
-            keys = [key.decode() async for key in redis.scan_iter(match=pattern, count=1000)]
+            found = redis.scan_iter(match=states.pattern, count=1000)
+            keys = [key.decode() async for key in found]
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
         for key in sorted(keys):
-            seller = key[len(head) : -len("}:state")]
+            seller = states.seller(key)
             budgets.append(
                 Budget.for_endpoint(
                     name,
