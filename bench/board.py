@@ -42,10 +42,9 @@ from scripts.demo.load import (
     MARKET_RATES,
     MARKETS,
     config_text,
-    credential_variables,
     plan_burst,
 )
-from scripts.local.services import MotoServer, RedisServer, SimulatorServer
+from scripts.local.services import MotoServer, RedisServer, SimulatorServer, credential_variables
 from scripts.tools.provision import provision
 from worker.daemon import build_dispatcher
 from worker.queues import QueueName
@@ -104,7 +103,7 @@ async def main(seconds: float, screenshots: Path | None) -> None:
         (work / "lanes.toml").write_text(config_text({m: s.base_url for m, s in sims.items()}))
         os.environ.update(
             {
-                **credential_variables(),
+                **credential_variables(MARKETS),
                 "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                 "AWS_DEFAULT_REGION": "us-east-1", "LANES_LOG_LEVEL": "error",
             }

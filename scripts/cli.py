@@ -42,6 +42,7 @@ from lanes.policy import Lane
 from lanes.settings import load_settings, unknown_variables
 from lanes.store import RedisStore
 from lanes.usage import Usage
+from markets.simulators import local_ports
 from scripts.settings import CliSettings
 from scripts.tools.inputs import UsageError, parse_duration
 from scripts.tools.table import render_table
@@ -665,16 +666,19 @@ def build_parser() -> _Parser:
         "--board", type=_positive_int, metavar="PORT",
         help="also serve `lanes api` on PORT during the lanes run; prints the board's URL",
     )  # fmt: skip
+    ports = local_ports()  # the markets whose simulator `lanes services` starts
     services = _command(
         commands,
         "services",
         None,
-        "Start Redis, moto SQS and the Coupang and Naver simulators for running lanes by "
-        "hand; prints the export lines; Ctrl-C stops them.",
-        "  lanes services\n  lanes services --coupang-port 9081 --naver-port 9082\n",
+        f"Start Redis, moto SQS and the {' and '.join(map(str.capitalize, ports))} simulators "
+        "for running lanes by hand; prints the export lines; Ctrl-C stops them.",
+        "  lanes services\n  lanes services "
+        + " ".join(f"--{market}-port {port + 1000}" for market, port in ports.items())
+        + "\n",
     )
-    services.add_argument("--coupang-port", type=_positive_int, default=8081, metavar="PORT")
-    services.add_argument("--naver-port", type=_positive_int, default=8082, metavar="PORT")
+    for market, port in ports.items():
+        services.add_argument(f"--{market}-port", type=_positive_int, default=port, metavar="PORT")
     return parser
 
 
@@ -725,7 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "services":  # no settings needed
             from scripts.local.devservices import run_services
 
-            return run_services({"coupang": args.coupang_port, "naver": args.naver_port})
+            chosen = {market: getattr(args, f"{market}_port") for market in local_ports()}
+            return run_services(chosen)
         if args.command == "demo":  # the demo makes its own settings and services
             from scripts.demo.run import DemoOptions, run_demo
 
