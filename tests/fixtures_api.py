@@ -28,7 +28,7 @@ __all__ = [
     "NAVER_SELLER",
     "ApiEnv",
     "MakeClient",
-    "coupang_job",
+    "collect_job",
 ]
 
 KEY = "test-api-key-0f9e8d7c6b5a"
@@ -115,11 +115,12 @@ async def client(api_env: ApiEnv, make_client: MakeClient) -> httpx.AsyncClient:
     return await make_client(api_env)
 
 
-def coupang_job(number: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "collect_order",
-        "market": "coupang",
-        "seller": COUPANG_VENDOR,
-        "payload": {"shipment_box_id": 600_000_000 + number},
-        **extra,
-    }
+def collect_job(market: str, number: int, **extra: Any) -> dict[str, Any]:
+    """A `collect_order` job body, as the API takes it, of market "coupang" or "naver": the
+    test seller's order `number` (ids of the simulators' default data)."""
+    seller, payload = {
+        "coupang": (COUPANG_VENDOR, {"shipment_box_id": 600_000_000 + number}),
+        "naver": (NAVER_SELLER, {"order_id": str(int(NAVER_ORDER) + number)}),
+    }[market]
+    body = {"kind": "collect_order", "market": market, "seller": seller, "payload": payload}
+    return {**body, **extra}

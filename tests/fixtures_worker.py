@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lanes.config import Config, parse_config
+from lanes.config import Config
 from lanes.policy import Lane
 from scripts.local.services import MotoServer, RedisServer, free_port
+from tests.fixtures_markets import AcmeTable
 from worker.daemon import Dispatcher, build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import Delivery, QueueName
@@ -90,6 +91,12 @@ class AcmeMarket:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def table(self) -> AcmeTable:
+        """Its config: a GET `orders` and a POST `ship`, each at its `rps`."""
+        endpoints = {"orders": ("GET", "/orders"), "ship": ("POST", "/ship")}
+        return AcmeTable(self.url, endpoints, rps=self.rps, timeout=5.0)
+
     def calls(self, path: str | None = None) -> list[Arrival]:
         return [a for a in list(self.arrivals) if path is None or a.path == path]
 
@@ -148,38 +155,6 @@ def acme() -> Iterator[AcmeMarket]:
     market.start()
     yield market
     market.stop()
-
-
-def acme_config(
-    market: AcmeMarket, *, rps: int | None = None, timeout: float = 5.0, **lanes: Any
-) -> Config:
-    """The lanes config declaring market "acme" with a GET `orders` and a POST `ship`."""
-    limit = rps or market.rps
-    raw = {
-        "lanes": lanes,
-        "markets": {
-            "acme": {
-                "base_url": market.url,
-                "timeout": timeout,
-                "endpoints": {
-                    "orders": {"method": "GET", "path": "/orders", "rps": limit},
-                    "ship": {"method": "POST", "path": "/ship", "rps": limit},
-                },
-            }
-        },
-    }
-    return parse_config(raw, "test config")
-
-
-def acme_toml(market: AcmeMarket, path: Path, *, rps: int | None = None) -> Path:
-    """The same config as a TOML file, for worker subprocesses."""
-    limit = rps or market.rps
-    path.write_text(
-        f'[markets.acme]\nbase_url = "{market.url}"\ntimeout = 5.0\n'
-        f'[markets.acme.endpoints.orders]\nmethod = "GET"\npath = "/orders"\nrps = {limit}\n'
-        f'[markets.acme.endpoints.ship]\nmethod = "POST"\npath = "/ship"\nrps = {limit}\n'
-    )
-    return path
 
 
 def job(

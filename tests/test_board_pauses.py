@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from lanes import RedisStore
 from lanes.policy import Lane
+from tests.fixtures_markets import acme_config
 from tests.fixtures_scripts import CliRun, LanesEnv
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
 from worker.pauses import PAUSED_KEY, LanePauses
 from worker.settings import WorkerSettings
 

@@ -12,15 +12,8 @@ import pytest
 
 from lanes.policy import Lane
 from scripts.local.services import RedisServer
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    RunningWorker,
-    acme_config,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, results, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_FAILED_AT, ATTR_REASON
 from worker.settings import WorkerSettings
 

@@ -30,17 +30,10 @@ from tests.fixtures_markets import (
     NAVER_APP,
     Running,
     StartSimulator,
+    acme_config,
     markets_config,
 )
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    acme_config,
-    deliver,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_worker import AcmeMarket, Lanes, deliver, job, results, wait_until
 from tests.test_market_scenarios import (
     COUPANG_FAST,
     LOST,

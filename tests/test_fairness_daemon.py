@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from lanes.policy import Lane
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
 from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage
 

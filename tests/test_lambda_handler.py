@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from lanes.policy import Lane
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, acme_toml, job, results
+from tests.fixtures_markets import acme_config, acme_toml
+from tests.fixtures_worker import AcmeMarket, Lanes, job, results
 from worker import lambda_handler
 from worker.lambda_handler import handle_batch
 from worker.queues import ATTR_REASON

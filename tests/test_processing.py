@@ -12,10 +12,10 @@ import pytest
 
 from lanes.policy import Lane
 from scripts.local.services import RedisServer
+from tests.fixtures_markets import acme_config
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
-    acme_config,
     deliver,
     job,
     receive_deliveries,

@@ -16,8 +16,9 @@ import pytest
 
 from lanes.policy import Lane
 from scripts.tools.replay import DeadLetter, ReplayFilter, replay
+from tests.fixtures_markets import acme_config
 from tests.fixtures_scripts import CliRun, LanesEnv
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
 from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from lanes.policy import Lane
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, deliver, job
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, deliver, job
 from worker.runtime import TRACK_TTL, Runtime
 from worker.settings import WorkerSettings
 from worker.tracking import JobTracker, job_key, oldest_waiting, waiting_key

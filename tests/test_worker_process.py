@@ -18,16 +18,8 @@ import pytest
 
 from lanes.policy import Lane
 from scripts.local.services import free_port
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    RunningWorker,
-    acme_config,
-    acme_toml,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_markets import acme_config, acme_toml
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, results, wait_until
 from worker.queues import ATTR_REASON
 from worker.settings import WorkerSettings
 
