@@ -43,7 +43,7 @@ from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
 from scripts.api.gate import key_matches, problem
 from scripts.api.routes import control
-from scripts.api.runtime import ApiRuntime, runtime_of, unknown_market
+from scripts.api.runtime import ApiRuntime, check_market, runtime_of
 from scripts.tools.status import snapshot
 
 __all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
@@ -300,8 +300,7 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> Response:
         runtime = runtime_of(request)
-        if (refused := unknown_market(runtime, market)) is not None:
-            return refused
+        check_market(runtime, market)
         return JSONResponse(await runtime.tracker.recent(market, seller, limit=limit))
 
     return router

@@ -6,18 +6,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 
 from lanes.config import Config
 from markets import Markets
-from scripts.api.gate import problem
 from scripts.api.jobs import Sender, SendLog
 from scripts.api.settings import ApiSettings
 from scripts.tools.validate import JobValidator
 from worker.idempotency import IdempotencyGuard
 from worker.runtime import Connections
 
-__all__ = ["ApiRuntime", "NotFound", "Runtime", "runtime_of", "unknown_market"]
+__all__ = ["ApiRuntime", "NotFound", "Runtime", "check_market", "runtime_of"]
 
 _CLAIM_SECONDS = 30.0
 
@@ -54,8 +52,7 @@ class NotFound(LookupError):
         self.field = field
 
 
-def unknown_market(runtime: ApiRuntime, market: str) -> JSONResponse | None:
-    """The 404 for a market the config does not name (the board's answers), else None."""
-    if market in runtime.config.markets:
-        return None
-    return problem(404, f"unknown market {market!r}", "market")
+def check_market(runtime: ApiRuntime, market: str) -> None:
+    """`NotFound` (404, naming the field) for a market the config does not name."""
+    if market not in runtime.config.markets:
+        raise NotFound(f"unknown market {market!r}", field="market")

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from lanes.policy import Lane
-from scripts.api.runtime import ApiRuntime, runtime_of, unknown_market
+from scripts.api.runtime import ApiRuntime, check_market, runtime_of
 from scripts.tools.replay import DeadLetter, ReplayFilter, ReplayReport, replay
 from worker.pauses import LanePauses
 from worker.queues import ATTR_ERROR, ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, QueueName
@@ -118,8 +118,11 @@ class Replay(Pick):
     dry_run: bool = True
 
 
-def _urls(runtime: ApiRuntime, market: str, lane: Lane) -> QueueName:
-    return QueueName(runtime.settings.queue_prefix, market, lane)
+def _lane_of(request: Request, market: str, lane: Lane) -> tuple[ApiRuntime, QueueName]:
+    """The runtime and the lane's queue names (`NotFound` for a market not configured)."""
+    runtime = runtime_of(request)
+    check_market(runtime, market)
+    return runtime, QueueName(runtime.settings.queue_prefix, market, lane)
 
 
 async def _replay(
@@ -146,20 +149,14 @@ def router(sessions: Sessions, prefix: str) -> APIRouter:
     async def dead_letters(
         request: Request, market: Annotated[str, Query()], lane: Annotated[Lane, Query()]
     ) -> JSONResponse:
-        runtime = runtime_of(request)
-        if (refused := unknown_market(runtime, market)) is not None:
-            return refused
-        names = _urls(runtime, market, lane)
+        runtime, names = _lane_of(request, market, lane)
         report = await _replay(runtime, names, ReplayFilter(), LIST_MAX, dry_run=True)
         return JSONResponse(_report(report))
 
     @routes.post("/api/replay")
     async def replay_picked(request: Request, pick: Annotated[Replay, Body()]) -> JSONResponse:
         """A dry run lists what would move; the confirmed run moves exactly those ids."""
-        runtime = runtime_of(request)
-        if (refused := unknown_market(runtime, pick.market)) is not None:
-            return refused
-        names = _urls(runtime, pick.market, pick.lane)
+        runtime, names = _lane_of(request, pick.market, pick.lane)
         picked = Picked(ids=frozenset(pick.ids))
         report = await _replay(runtime, names, picked, len(pick.ids), dry_run=pick.dry_run)
         if report.moved:
@@ -170,10 +167,7 @@ def router(sessions: Sessions, prefix: str) -> APIRouter:
 
     @routes.post("/api/discard")
     async def discard_picked(request: Request, pick: Annotated[Pick, Body()]) -> JSONResponse:
-        runtime = runtime_of(request)
-        if (refused := unknown_market(runtime, pick.market)) is not None:
-            return refused
-        names = _urls(runtime, pick.market, pick.lane)
+        runtime, names = _lane_of(request, pick.market, pick.lane)
         url = await runtime.sqs.queue_url(names.dead_letter)
         deleted = await discard(runtime.sqs, url, frozenset(pick.ids))
         if deleted:
@@ -193,9 +187,7 @@ def router(sessions: Sessions, prefix: str) -> APIRouter:
         lane: Annotated[Lane, Path()],
         action: Annotated[str, Path(pattern="^(pause|resume)$")],
     ) -> Response:
-        runtime = runtime_of(request)
-        if (refused := unknown_market(runtime, market)) is not None:
-            return refused
+        runtime, _ = _lane_of(request, market, lane)
         pauses = LanePauses(runtime.store.client)
         if action == "pause":
             await pauses.pause(market, lane, by=sessions.operator(request))

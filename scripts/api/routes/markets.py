@@ -19,7 +19,7 @@ from scripts.api.errors import responses
 from scripts.api.gate import SECURED
 from scripts.api.jobs import check_jobs, new_job_id, send_jobs
 from scripts.api.models import Collected, CollectQueued, JobRecord, JobState
-from scripts.api.runtime import ApiRuntime, NotFound, Runtime
+from scripts.api.runtime import ApiRuntime, Runtime, check_market
 
 __all__ = ["DEFAULT_WAIT", "MAX_WAIT", "collect_order", "collect_product", "router"]
 
@@ -65,8 +65,7 @@ async def _collect(
 ) -> JSONResponse:
     """Run the job now through the budget in `lane`; past `wait`, enqueue it (202)."""
     market, seller, lane, wait = target.market, target.seller, target.lane, target.wait
-    if market not in runtime.validators:
-        raise NotFound(f"unknown market {market!r}", field="market")
+    check_market(runtime, market)
     job_id = new_job_id()
     body = {"kind": kind, "market": market, "seller": seller, "payload": payload, "id": job_id}
     (job,) = check_jobs([body], runtime.validators)

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from scripts.api.errors import responses
 from scripts.api.gate import SECURED
 from scripts.api.models import Health, JobRecord
-from scripts.api.runtime import NotFound, Runtime
+from scripts.api.runtime import NotFound, Runtime, check_market
 from scripts.tools.status import snapshot
 
 __all__ = ["healthz", "job_status", "router", "status"]
@@ -32,8 +32,7 @@ async def status(
     """What `lanes status --json` shows: queue depths and live budget usage."""
     chosen = market or sorted(runtime.config.markets)
     for name in chosen:
-        if name not in runtime.config.markets:
-            raise NotFound(f"unknown market {name!r}", field="market")
+        check_market(runtime, name)
     state = await snapshot(
         runtime.sqs,
         runtime.store.client,
