@@ -37,7 +37,7 @@ import redis
 from aiohttp import web
 
 from lanes import Lane, configure_logging
-from lanes.config import Config, parse_config
+from markets.config import Config, parse_config
 from scripts.local.moto_server import QuickMotoServer
 from scripts.local.services import RedisServer, free_port
 from scripts.tools.provision import provision

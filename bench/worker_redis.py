@@ -34,9 +34,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.client import Pipeline
 
-from lanes.config import parse_config
 from lanes.logs import configure_logging
 from lanes.policy import Lane
+from markets.config import parse_config
 from scripts.local.moto_server import QuickMotoServer
 from scripts.local.services import RedisServer, free_port
 from worker.daemon import build_dispatcher

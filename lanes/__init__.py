@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 from lanes.budget import Admission, Budget, Check
-from lanes.config import (
-    Config,
-    EndpointConfig,
-    GroupConfig,
-    MarketConfig,
-    Scope,
-    Window,
-    parse_config,
-    read_toml,
-)
+from lanes.config import Bucket, GroupConfig, Limits, Scope, Window
 from lanes.errors import BudgetTimeout, BudgetUnavailable, ConfigError, LanesError
 from lanes.limiter import Limiter
 from lanes.logs import configure_logging, redact_secrets
@@ -27,22 +18,21 @@ __all__ = [
     "DEFAULT_POLICIES",
     "Admission",
     "AsyncResource",
+    "Bucket",
     "Budget",
     "BudgetTimeout",
     "BudgetUnavailable",
     "BudgetUsage",
     "Check",
-    "Config",
     "ConfigError",
     "Cooldown",
-    "EndpointConfig",
     "GroupConfig",
     "Lane",
     "LanePolicies",
     "LanePolicy",
     "LanesError",
     "Limiter",
-    "MarketConfig",
+    "Limits",
     "Pauses",
     "RedisStore",
     "Scope",
@@ -51,7 +41,5 @@ __all__ = [
     "Window",
     "configure_logging",
     "load_settings",
-    "parse_config",
-    "read_toml",
     "redact_secrets",
 ]

@@ -19,9 +19,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lanes.config import MarketConfig
 from markets.auth import Auth
 from markets.client import MarketClient
+from markets.config import MarketConfig
 from markets.credentials import Credentials
 from markets.jobs import JobSpec
 

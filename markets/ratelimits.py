@@ -8,7 +8,7 @@
 - an advertised lower limit (`GNCP-GW-RateLimit-*`, `RateLimit-*`) is adopted by
   every worker for `advertised_ttl_seconds` (docs/DESIGN.md rule 5).
 
-Market options (all optional, checked at load by `lanes.config`):
+Market options (all optional, checked at load by `markets.config`):
 `cooldown_seconds` (1), `cooldown_max_seconds` (60), `quota_codes` (comma-separated),
 `quota_reset` (daily reset time, "HH:MM+09:00"), `quota_pause_seconds` (3600),
 `quota_period_header` (a header naming the quota's period: SECONDS, MINUTES, HOURS or
@@ -27,10 +27,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from lanes.budget import Budget
-from lanes.config import daily_reset
 from lanes.errors import BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
 from markets.advertised import read_advertised, read_bucket_level
+from markets.config import daily_reset
 from markets.errors import QuotaExhausted, RateLimited
 
 __all__ = ["RateLimits", "retry_after_seconds"]

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
 import markets
-from lanes.config import Config
 from lanes.errors import ConfigError, LanesError
 from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import load_settings, unknown_variables
 from lanes.store import RedisStore
 from lanes.usage import Usage
+from markets.config import Config
 from markets.simulators import local_ports
 from scripts.settings import CliSettings
 from scripts.tools.inputs import UsageError, parse_duration

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lanes import Config, Lane, RedisStore
+from lanes import Lane, RedisStore
+from markets.config import Config
 from scripts.api.app import create_app
 from scripts.api.settings import ApiSettings
 from scripts.local.services import RedisServer

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 import pytest
 from aiohttp import web
 
-from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
+from lanes import LanePolicies, Limiter, RedisStore, Settings
 from markets import Backoff, JobRequest, Markets
 from markets.catalogue import parse_with_catalogues
+from markets.config import Config
 from markets.coupang.simulator import coupang_app
 from markets.naver.auth import NaverAuth, NaverTokens
 from markets.naver.simulator import naver_app

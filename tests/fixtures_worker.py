@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lanes.config import Config
 from lanes.policy import Lane
+from markets.config import Config
 from scripts.local.services import MotoServer, RedisServer, free_port
 from tests.fixtures_markets import AcmeTable
 from worker.daemon import Dispatcher, build_dispatcher

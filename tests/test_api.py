@@ -12,10 +12,11 @@ import httpx
 import pytest
 import structlog
 
-from lanes import Config, Lane, Limiter, RedisStore
+from lanes import Lane, Limiter, RedisStore
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
+from markets.config import Config
 from scripts.api import app as api
 from scripts.api.app import create_app
 from scripts.api.settings import ApiSettings

@@ -12,9 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lanes import Lane, Limiter
-from lanes.config import EndpointConfig, MarketConfig, daily_reset
 from lanes.policy import LanePolicy
 from markets.client import Call, MarketClient
+from markets.config import EndpointConfig, MarketConfig, daily_reset
 from markets.errors import QuotaExhausted, RateLimited
 from markets.ratelimits import retry_after_seconds
 from worker.outcomes import Action, outcome_of_error

@@ -43,11 +43,11 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from lanes.config import Config
 from lanes.errors import ConfigError
 from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
 from markets import missing_credentials
+from markets.config import Config
 from worker.fairness import SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer

@@ -27,10 +27,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from lanes.config import Config
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
 from markets import load_config
+from markets.config import Config
 from worker.outcomes import Outcome
 from worker.queues import Delivery, lane_of_queue
 from worker.runtime import Runtime

@@ -10,12 +10,12 @@ from typing import Self
 
 import aiohttp
 
-from lanes.config import Config
 from lanes.limiter import Limiter
 from lanes.resource import AsyncResource
 from lanes.store import RedisStore
 from markets import Markets
 from markets.client import send_check_trace
+from markets.config import Config
 from worker.idempotency import IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import Settler

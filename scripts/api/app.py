@@ -24,10 +24,10 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 
 import markets
-from lanes.config import Config
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
+from markets.config import Config
 from scripts.api.board import mount_board
 from scripts.api.errors import add_error_handlers
 from scripts.api.gate import Gate

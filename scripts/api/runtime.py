@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from lanes.config import Config
 from markets import Markets
+from markets.config import Config
 from scripts.api.jobs import Sender, SendLog
 from scripts.api.settings import ApiSettings
 from scripts.tools.validate import JobValidator

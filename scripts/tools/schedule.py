@@ -33,13 +33,13 @@ from typing import Any
 
 import structlog
 
-from lanes.config import Config
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from lanes.policy import Lane
 from lanes.settings import load_settings
 from lanes.store import RedisStore
 from markets import load_config
+from markets.config import Config
 from markets.credentials import list_sellers
 from markets.service import credentials_source
 from scripts.settings import CliSettings

@@ -25,11 +25,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from lanes.budget import Budget, SellerStates
-from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
+from lanes.config import GroupConfig
 from lanes.errors import BudgetUnavailable
 from lanes.lateness import read_lateness
 from lanes.policy import Lane
 from lanes.usage import Usage
+from markets.config import Config, EndpointConfig, MarketConfig
 from scripts.tools.table import render_table
 from worker.pauses import LanePauses
 from worker.queues import QueueName

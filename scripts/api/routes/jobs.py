@@ -11,8 +11,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from lanes.config import Config
 from lanes.policy import Lane
+from markets.config import Config
 from scripts.api.errors import responses
 from scripts.api.gate import SECURED
 from scripts.api.jobs import (
