@@ -19,7 +19,7 @@ from fractions import Fraction
 from lanes.config import Bucket, Scope, Window
 from lanes.epoch import epoch_key
 
-__all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check", "SellerStates"]
+__all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check", "SellerStates", "split_name"]
 
 # Ceiling spans stay short enough to matter: 0.7 of 1/s is held as 7 per 10 s.
 _MAX_SPAN_MULTIPLE = 20
@@ -39,6 +39,13 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 def _name(market: str, endpoint: str, seller: str | None = None) -> str:
     """`market:endpoint` (app scope) or `market:endpoint:seller` (seller scope)."""
     return f"{market}:{endpoint}" + (f":{seller}" if seller is not None else "")
+
+
+def split_name(name: str) -> tuple[str, str, str | None]:
+    """A budget's name as (market, endpoint, seller or None); a seller may hold ':'."""
+    market, _, rest = name.partition(":")
+    endpoint, _, seller = rest.partition(":")
+    return market, endpoint, seller or None
 
 
 def _key(name: str, kind: str) -> str:

@@ -39,6 +39,7 @@ from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from lanes.budget import split_name
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
 from scripts.api.gate import key_matches, problem
@@ -133,13 +134,6 @@ def _cookies(header: str) -> dict[str, str]:
 # --- the shared snapshot ----------------------------------------------------------------
 
 
-def _split(budget: str) -> tuple[str, str, str | None]:
-    """`market:endpoint[:seller]` as its parts (a seller may hold ':')."""
-    market, _, rest = budget.partition(":")
-    endpoint, _, seller = rest.partition(":")
-    return market, endpoint, seller or None
-
-
 class Feed:
     """The one snapshot every page reads: refreshed when older than `interval`, by one
     reader at a time (the others wait for it and share its answer)."""
@@ -194,7 +188,7 @@ class Feed:
         apps: list[dict[str, Any]] = []
         sellers: list[dict[str, Any]] = []
         for row in data["budgets"]:
-            market, endpoint, seller = _split(row["budget"])
+            market, endpoint, seller = split_name(row["budget"])
             row.update(market=market, endpoint=endpoint, seller=seller)
             (sellers if seller else apps).append(row)
         sellers.sort(key=lambda row: (-row["used"], -row["cooldown"], row["budget"]))
