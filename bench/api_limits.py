@@ -27,9 +27,10 @@ import httpx
 import uvicorn
 
 import markets
-from lanes import Lane, Settings
+from lanes import Lane
 from lanes.logs import configure_logging
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.local.services import MotoServer, RedisServer, free_port
 from scripts.tools.provision import provision
 from worker.queues import QueueName
@@ -95,7 +96,7 @@ async def main(args: argparse.Namespace) -> None:
         prefix = "bench"
         async with SqsClient(endpoint_url=moto.url, region="us-east-1") as sqs:
             await provision(sqs, prefix=prefix, markets=["coupang"], visibility_timeout=30)
-            settings = Settings(redis_url=redis.url, sqs_endpoint_url=moto.url,
+            settings = ApiSettings(redis_url=redis.url, sqs_endpoint_url=moto.url,
                                 queue_prefix=prefix, api_keys=(KEY,),  # type: ignore[arg-type]
                                 api_deadline=args.deadline)  # fmt: skip
             app = create_app(settings, markets.load_config(EXAMPLES))

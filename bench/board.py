@@ -36,15 +36,15 @@ from bench.browser import chromium, served
 from lanes.logs import configure_logging
 from lanes.settings import load_settings
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.demo.load import (
     LIMITS,
     MARKET_RATES,
     MARKETS,
     config_text,
-    credential_variables,
     plan_burst,
 )
-from scripts.local.services import MotoServer, RedisServer, SimulatorServer
+from scripts.local.services import MotoServer, RedisServer, SimulatorServer, credential_variables
 from scripts.tools.provision import provision
 from worker.daemon import build_dispatcher
 from worker.queues import QueueName
@@ -103,12 +103,13 @@ async def main(seconds: float, screenshots: Path | None) -> None:
         (work / "lanes.toml").write_text(config_text({m: s.base_url for m, s in sims.items()}))
         os.environ.update(
             {
-                **credential_variables(),
+                **credential_variables(MARKETS),
                 "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                 "AWS_DEFAULT_REGION": "us-east-1", "LANES_LOG_LEVEL": "error",
             }
         )  # fmt: skip
         settings = load_settings(
+            ApiSettings,
             config=work / "lanes.toml", redis_url=redis_server.url, sqs_endpoint_url=moto.url,
             queue_prefix="bench", api_keys=[KEY], results_url=f"file:{work / 'results.jsonl'}",
             wait_seconds=1, concurrency=16,

@@ -35,9 +35,10 @@ import redis.asyncio as aioredis
 
 from bench.budget import http_json, warm
 from lanes import Lane, Limiter, Window, configure_logging
-from lanes.config import Bucket, EndpointConfig, MarketConfig
+from lanes.config import Bucket
 from lanes.policy import DEFAULT_POLICIES
 from markets.client import Call, MarketClient, send_check_trace
+from markets.config import EndpointConfig, MarketConfig
 from markets.errors import RateLimited
 from scripts.local.services import RedisServer, free_port
 

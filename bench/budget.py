@@ -58,9 +58,9 @@ import redis
 import redis.asyncio as aioredis
 
 from lanes import Budget, Lane, Limiter, Window, configure_logging
-from lanes.config import EndpointConfig, MarketConfig
 from lanes.limiter import Ticket
 from markets.client import Call, MarketClient, send_check_trace
+from markets.config import EndpointConfig, MarketConfig
 from markets.errors import LateSend, RateLimited
 from scripts.local.services import RedisServer, free_port
 

@@ -37,8 +37,7 @@ import redis
 from aiohttp import web
 
 from lanes import Lane, configure_logging
-from lanes.config import Config, parse_config
-from lanes.settings import Settings
+from markets.config import Config, parse_config
 from scripts.local.moto_server import QuickMotoServer
 from scripts.local.services import RedisServer, free_port
 from scripts.tools.provision import provision
@@ -47,6 +46,7 @@ from worker.daemon import build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient
 
 RUNS = ("fair", "fifo", "alone")
@@ -134,7 +134,7 @@ async def _run(run: str, args: argparse.Namespace, redis_url: str, moto_url: str
     config = _config(market, args.rps)
     prefix = f"f{uuid.uuid4().hex[:8]}"
     temp = Path(tempfile.mkdtemp(prefix="lanes-fairness-"))
-    settings = Settings(
+    settings = WorkerSettings(
         config=temp / "lanes.toml",
         redis_url=redis_url,
         sqs_endpoint_url=moto_url,

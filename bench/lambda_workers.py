@@ -17,6 +17,7 @@ import signal
 from lanes import Lane, load_settings
 from scripts.local.lambda_emulator import EventSource, LambdaEmulator
 from worker.queues import QueueName
+from worker.settings import WorkerSettings
 from worker.sqs import SqsClient
 
 __all__ = ["main"]
@@ -25,7 +26,7 @@ _MARKET = "acme"
 
 
 async def _run(function_timeout: float, concurrency: int, output: str) -> None:
-    settings = load_settings()
+    settings = load_settings(WorkerSettings)
     sources = [
         EventSource(
             QueueName(settings.queue_prefix, _MARKET, lane).queue,

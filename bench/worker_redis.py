@@ -34,16 +34,16 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.client import Pipeline
 
-from lanes.config import parse_config
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings
+from markets.config import parse_config
 from scripts.local.moto_server import QuickMotoServer
 from scripts.local.services import RedisServer, free_port
 from worker.daemon import build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient
 
 __all__ = ["Count", "main", "run"]
@@ -143,7 +143,7 @@ async def run(jobs: int, redis_url: str, sqs_url: str, workdir: Path) -> tuple[C
     }
     config = parse_config(raw, "bench config")
     results = workdir / "results.jsonl"
-    settings = Settings(
+    settings = WorkerSettings(
         redis_url=redis_url,
         sqs_endpoint_url=sqs_url,
         queue_prefix=prefix,

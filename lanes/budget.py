@@ -12,13 +12,14 @@ window, the ceiling is held over the shortest longer span in which it is whole
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from lanes.config import Bucket, Scope, Window
 from lanes.epoch import epoch_key
 
-__all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check"]
+__all__ = ["PACE_ABOVE", "PACE_BURST", "Admission", "Budget", "Check", "SellerStates", "split_name"]
 
 # Ceiling spans stay short enough to matter: 0.7 of 1/s is held as 7 per 10 s.
 _MAX_SPAN_MULTIPLE = 20
@@ -31,6 +32,25 @@ _MAX_SPAN_MULTIPLE = 20
 PACE_ABOVE = 20
 PACE_BURST = 5
 _US = 1_000_000
+# SCAN MATCH's special characters, escaped where a budget's name is matched literally.
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _name(market: str, endpoint: str, seller: str | None = None) -> str:
+    """`market:endpoint` (app scope) or `market:endpoint:seller` (seller scope)."""
+    return f"{market}:{endpoint}" + (f":{seller}" if seller is not None else "")
+
+
+def split_name(name: str) -> tuple[str, str, str | None]:
+    """A budget's name as (market, endpoint, seller or None); a seller may hold ':'."""
+    market, _, rest = name.partition(":")
+    endpoint, _, seller = rest.partition(":")
+    return market, endpoint, seller or None
+
+
+def _key(name: str, kind: str) -> str:
+    """Every key of a budget carries its name as one Cluster hash tag."""
+    return f"lanes:{{{name}}}:{kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +123,18 @@ class Budget:
         bucket: Bucket | None = None,
     ) -> Budget:
         """The budget of `endpoint` (or budget group): one per app, or one per seller."""
-        name = f"{market}:{endpoint}"
+        name = _name(market, endpoint)
         if scope == "seller":
             if not seller:
                 raise ValueError(f"budget {name!r} is counted per seller: a seller is needed")
-            name = f"{name}:{seller}"
+            name = _name(market, endpoint, seller)
         return cls(
             name=name, windows=windows, margin_ms=margin_ms, lend_idle=lend_idle, bucket=bucket
         )
 
     @property
     def log_key(self) -> str:
-        return f"lanes:{{{self.name}}}:log"
+        return _key(self.name, "log")
 
     @property
     def epoch_key(self) -> str:
@@ -124,17 +144,17 @@ class Budget:
     @property
     def demand_key(self) -> str:
         """Which lanes called lately (lending, docs/DESIGN.md rule 2): expires by itself."""
-        return f"lanes:{{{self.name}}}:demand"
+        return _key(self.name, "demand")
 
     @property
     def state_key(self) -> str:
         """The hash every worker shares: cooldown, quota pause, advertised limit, `known`."""
-        return f"lanes:{{{self.name}}}:state"
+        return _key(self.name, "state")
 
     @property
     def bucket_key(self) -> str:
         """The bucket's theoretical arrival time (`acquire.lua`, GCRA), where it has one."""
-        return f"lanes:{{{self.name}}}:bucket"
+        return _key(self.name, "bucket")
 
     def bucket_cap(self, ceiling: float) -> int:
         """The bucket's level (calls) a lane with this `ceiling` may fill it to: its share
@@ -259,3 +279,27 @@ def _window_checks(
     cap = max(1, math.floor(share * multiple))
     checks.append(Check(cap, round(seconds * multiple * _US) + margin_us, exact))
     return checks
+
+
+@dataclass(frozen=True, slots=True)
+class SellerStates:
+    """The state keys of an endpoint's (or group's) seller-scope budgets, one per seller
+    that has used it (`lanes status` finds them so): `pattern` for SCAN MATCH, and
+    `seller(key)`, the seller a key found is of."""
+
+    market: str
+    endpoint: str
+
+    def _parts(self) -> tuple[str, str]:
+        """The key before the seller, and after it."""
+        before, after = _key(_name(self.market, self.endpoint, "\0"), "state").split("\0")
+        return before, after
+
+    @property
+    def pattern(self) -> str:
+        before, after = self._parts()
+        return _GLOB_SPECIAL.sub(r"\\\1", before) + "*" + after
+
+    def seller(self, key: str) -> str:
+        before, after = self._parts()
+        return key[len(before) : -len(after)]

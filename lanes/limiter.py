@@ -1,4 +1,6 @@
-"""The budget's storage: runs `lanes.budget` checks atomically in Redis.
+"""Admission: runs `lanes.budget` checks atomically in Redis (`acquire.lua`, its
+ARGV built by `lanes.protocol`). The shared state's writes are `lanes.pauses`, its
+reads `lanes.usage`; a `Limiter` carries one of each (`pauses`, `usage`).
 
 One Lua script call (one round trip) per acquire, and in `admit` one per batch
 of this process's concurrent requests; a lane booked ahead is asked once per
@@ -20,31 +22,31 @@ import math
 import random
 import secrets
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from lanes.batcher import AcquireBatcher, Grant
-from lanes.budget import Admission, Budget, Check
+from lanes.budget import Admission, Budget
 from lanes.clock import ClockBounds
 from lanes.epoch import prepare as prepare_epochs
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.lateness import Lateness, WakeLead
+from lanes.pauses import Pauses
 from lanes.policy import DEFAULT_POLICIES, Lane, LanePolicies
+from lanes.protocol import US as _US
+from lanes.protocol import acquire_call, lane_checks, lua, member, unavailable
 from lanes.resource import AsyncResource
-from lanes.watch import CHANNEL, PauseWatch
+from lanes.usage import Usage
+from lanes.watch import PauseWatch
 
-__all__ = ["BudgetUsage", "Cooldown", "Limiter", "Ticket"]
+__all__ = ["Limiter", "Ticket"]
 
 log = structlog.get_logger("lanes.limiter")
 
-_US = 1_000_000
 # A refused acquire sleeps its exact wait plus up to this much, so that callers
 # refused at one moment do not all come back at one moment.
 _JITTER_S = 0.02
@@ -74,49 +76,6 @@ _KEEP_MOST_S = 0.2
 # Only lanes with a ceiling below the whole limit (their horizon one window) have rooms:
 # high's are booked up to the limiter's horizon ahead and its asks are few already, and
 # with rooms booking it only `keep` ahead loaded runs saw refusals not seen without.
-# A budget's state hash is kept a day past its last pause or advertised limit (as
-# `acquire.lua` and `pause.lua` keep it).
-_STATE_DAY_S = 86_400
-
-
-@contextmanager
-def _unavailable(budget: Budget) -> Iterator[None]:
-    """Every Redis failure is `BudgetUnavailable`: nothing is admitted without Redis."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise BudgetUnavailable(f"budget {budget.name}: redis unavailable: {exc}") from exc
-
-
-def _lua(name: str) -> str:
-    return resources.files("lanes").joinpath(name).read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetUsage:
-    """A budget's live state: requests in the trailing window and reservations ahead, by
-    lane; the 429 cooldown and quota pause left (s) and the cooldown level; the effective
-    limit of the first window and where it comes from ("configured" or an advertised
-    header family, `advertised_for` seconds more)."""
-
-    name: str
-    in_window: dict[Lane, int]
-    reserved: dict[Lane, int]
-    cooldown: float
-    quota_pause: float = 0.0
-    level: int = 0
-    limit: int = 0
-    limit_source: str = "configured"
-    advertised_for: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """What a 429 did: the pause left (s), the escalation level, whether it began a new one."""
-
-    left: float
-    level: int
-    new: bool
 
 
 @dataclass(slots=True)
@@ -209,15 +168,13 @@ class Limiter(AsyncResource):
         self._horizon = horizon
         self._restart_guard = restart_guard
         self._tolerance = tolerance
-        self._sources = tuple(
-            _lua(name) for name in ("acquire.lua", "pause.lua", "usage.lua", "bucket.lua")
-        )
-        self._acquire, self._pause, self._usage, self._bucket = map(
-            client.register_script, self._sources
-        )
+        self._acquire = client.register_script(lua("acquire.lua"))
         self._keep_us: dict[str, int] = {}
         self._batcher = AcquireBatcher(self._submit, self.release)
         self.watch = PauseWatch(client)
+        self.pauses = Pauses(client, self.watch)  # the shared state's writes
+        self.usage = Usage(client)  # and its reads
+        self._sources = (self._acquire.script, *self.pauses.sources, self.usage.source)
         self.lateness = Lateness()
         self.clock = ClockBounds()
         self._sharpening = asyncio.Lock()
@@ -314,78 +271,37 @@ class Limiter(AsyncResource):
                     f"cost {cost} outside 1..{budget.capacity} for budget {budget.name}"
                 )
             # A lane's ceiling may hold fewer than the budget: such a cost could never be placed.
-            checks = self._lane_checks(budget, lane, unpaced)
+            checks = lane_checks(budget, self._policies, lane, unpaced)
             room = min((check.cap for check in checks), default=cost)  # a bucket alone: none
             if cost > room:
                 raise ValueError(
                     f"cost {cost} over the {room} the {lane.value} lane may hold at once "
                     f"in budget {budget.name}"
                 )
-        lanes = list(dict.fromkeys(lane for lane, _ in requests))
         token = secrets.token_hex(6)
-        prune = int(random.randrange(_PRUNE_EVERY) == 0)
-        args: list[int | str] = [
-            token,
-            self._keep(budget),
-            prune,
-            int(self._restart_guard),
-            len(lanes),
-        ]
-        for lane in lanes:
-            checks = self._lane_checks(budget, lane, unpaced)
-            args += [lane.value, round(self._lane_horizon(budget, lane, max_wait) * _US)]
-            args.append(len(checks))
-            for check in checks:
-                args += [check.cap, check.span_us, int(check.exact)]
-        args.append(len(requests))
-        for lane, cost in requests:
-            args += [lanes.index(lane) + 1, cost]
-        args += [len(give_back), *give_back]
-        args += self._lend_args(budget, lanes, unpaced)
-        keys = [budget.log_key, budget.state_key, budget.epoch_key, budget.demand_key]
-        if budget.bucket is not None:  # acquire.lua's BUCKET block, last of ARGV and KEYS
-            interval_us = math.ceil(_US / budget.bucket.refill_per_second)
-            args += [1, interval_us, budget.bucket.size, round(budget.margin_ms * 1000)]
-            args += [budget.bucket_cap(self._policies[lane].ceiling) for lane in lanes]
-            keys.append(budget.bucket_key)
+        keys, args = acquire_call(
+            budget,
+            self._policies,
+            requests,
+            {lane: self._lane_horizon(budget, lane, max_wait) for lane, _ in requests},
+            token=token,
+            keep_us=self._keep(budget),
+            prune=random.randrange(_PRUNE_EVERY) == 0,
+            restart_guard=self._restart_guard,
+            give_back=give_back,
+            unpaced=unpaced,
+        )
         started = time.monotonic()
-        with _unavailable(budget):
+        with unavailable(budget):
             now_us, known, *flat = await self._acquire(keys=keys, args=args)
         self.clock.sample(started, time.monotonic(), int(now_us) / _US)
         grants = []
         for index, (lane, cost) in enumerate(requests):
             granted, wait_us, moment_us = flat[3 * index : 3 * index + 3]
-            members = tuple(
-                f"{lane.value}:{token}:{index + 1}:{unit}" for unit in range(1, cost + 1)
-            )
+            members = tuple(member(lane, token, index + 1, unit) for unit in range(1, cost + 1))
             admission = Admission(bool(granted), int(wait_us) / _US, int(moment_us) / _US)
             grants.append(Grant(admission, members if granted else (), int(known)))
         return grants
-
-    def _lend_args(self, budget: Budget, lanes: Sequence[Lane], unpaced: bool) -> list[int]:
-        """acquire.lua's lending block (docs/DESIGN.md rule 2, "Lending"): per lane its
-        ceiling, whether its calls mark demand (every lane above the lowest ceiling), and
-        which of its checks lending lifts."""
-        if not budget.lend_idle:
-            args = [0, 0, 0]
-            for lane in lanes:
-                checks = self._lane_checks(budget, lane, unpaced)
-                args += [0, 0, *(0 for _ in checks)]
-            return args
-        lowest = min(self._policies[lane].ceiling for lane in Lane)
-        args = [1, budget.lend_hold_us, budget.lend_reach_us]
-        for lane in lanes:
-            ceiling = self._policies[lane].ceiling
-            checks = self._lane_checks(budget, lane, unpaced)
-            args += [round(ceiling * _US), int(ceiling > lowest)]
-            args += [int(lent) for lent in budget.lent(ceiling, checks)]
-        return args
-
-    def _lane_checks(self, budget: Budget, lane: Lane, unpaced: bool) -> tuple[Check, ...]:
-        checks = budget.checks(self._policies[lane].ceiling)
-        if unpaced:
-            checks = tuple(check for check in checks if not check.pace)
-        return checks
 
     def _lane_horizon(self, budget: Budget, lane: Lane, max_wait: float | None) -> float:
         horizon = self._horizon
@@ -645,7 +561,7 @@ class Limiter(AsyncResource):
             return False
         if self.watch.live_since(asked) and self.watch.sees_flushes:
             return self.watch.paused(budget.name) == 0
-        with _unavailable(budget):
+        with unavailable(budget):
             cool, quota, known = await self._client.hmget(
                 budget.state_key, ["cool_until", "quota_until", "known"]
             )
@@ -679,7 +595,7 @@ class Limiter(AsyncResource):
                         if not self._too_uncertain(tolerance):
                             break
                         started = time.monotonic()
-                        with _unavailable(budget):
+                        with unavailable(budget):
                             seconds, micros = await self._client.time()
                         self.clock.sample(started, time.monotonic(), seconds + micros / _US)
             # Wake ahead by what this loop's wake-ups measured late (most of them), then
@@ -711,144 +627,3 @@ class Limiter(AsyncResource):
             await self._client.zrem(budget.log_key, *members)
         except (RedisError, OSError):
             return  # the reservation then only wastes its slot: never unsafe
-
-    async def cool_down(
-        self,
-        budget: Budget,
-        *,
-        asked: float | None,
-        base: float,
-        most: float,
-        admitted_at: float,
-        slowdown: float = 1.0,
-        slowdown_for: float = 0.0,
-    ) -> Cooldown:
-        """A 429 for the request admitted at `admitted_at` (Redis s): pause the budget for
-        every worker. `asked` is the market's Retry-After; without it base x 2^level.
-        Escalates once per cooldown, never past `most`; a new cooldown also multiplies the
-        budget's rate by `slowdown`, which doubles back every `slowdown_for` seconds from
-        the cooldown's end (see `lanes/pause.lua`)."""
-        asked_ms = -1 if asked is None else round(min(asked, most) * 1000)
-        # This process stops at once, before the round trip that tells the others.
-        self.watch.note(budget.name, min(base if asked is None else asked, most))
-        reply = await self._run_pause(
-            budget,
-            "rate",
-            asked_ms,
-            round(base * 1000),
-            round(most * 1000),
-            round(admitted_at * _US) if math.isfinite(admitted_at) else 2**62,
-            round(min(1.0, max(0.0, slowdown)) * _US),
-            round(slowdown_for * 1000),
-        )
-        left, level, new = (int(value) for value in reply)
-        return Cooldown(left / 1000, level, bool(new))
-
-    async def penalize(self, budget: Budget, seconds: float) -> float:
-        """Pause `budget` for every worker for `seconds` (a 429 with a known Retry-After)."""
-        cooled = await self.cool_down(
-            budget, asked=seconds, base=seconds, most=seconds, admitted_at=math.inf
-        )
-        return cooled.left
-
-    async def pause_for_quota(self, budget: Budget, seconds: float) -> float:
-        """The budget's quota is spent: no worker sends on it for `seconds`."""
-        reply = await self._run_pause(
-            budget, "quota", max(1, round(seconds * 1000)), 0, 0, 0, _US, 0
-        )
-        return int(reply[0]) / 1000
-
-    async def _run_pause(self, budget: Budget, kind: str, *numbers: int) -> list[int]:
-        asked, base, most, admitted, slowdown, slowdown_ms = numbers
-        with _unavailable(budget):
-            reply: list[int] = await self._pause(
-                keys=[budget.log_key, budget.state_key],
-                args=[kind, budget.name, CHANNEL, asked, base, most, admitted,
-                      round(budget.shortest_seconds * _US), slowdown, slowdown_ms],
-            )  # fmt: skip
-        self.watch.note(budget.name, int(reply[0]) / 1000)
-        return reply
-
-    async def advertise(self, budget: Budget, rate: float, source: str, ttl: float) -> bool:
-        """A market advertised `rate` (requests/s): below the configured rate, every
-        worker's budget adopts it for `ttl` seconds (a slowdown after a 429 still applies
-        where it is lower). Returns whether it was adopted."""
-        ratio = rate / budget.rate
-        if not math.isfinite(ratio) or ratio >= 1.0 or ratio <= 0:
-            return False
-        # The state outlives the advertised limit by a day, as a pause's does; a state this
-        # call makes (none yet: a budget that never acquired) gets that expiry too.
-        keep_ms = round((ttl + _STATE_DAY_S) * 1000)
-        with _unavailable(budget):
-            (seconds, micros) = await self._client.time()
-            until = seconds * _US + micros + round(ttl * _US)
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    budget.state_key,
-                    mapping={
-                        "adv_ppm": max(1, math.floor(ratio * _US)),
-                        "adv_until": until,
-                        "adv_source": source,
-                    },
-                )
-                pipe.pttl(budget.state_key)
-                _, left_ms = await pipe.execute()
-            if left_ms < keep_ms:  # never shortened: a long quota pause may need more
-                await self._client.pexpire(budget.state_key, keep_ms)
-        return True
-
-    async def observe_bucket(self, budget: Budget, used: int, size: int) -> float:
-        """The market told its bucket's level, `used` of `size` calls: where that is more
-        than this budget's bucket holds (another tool of the seller's), every worker's
-        bucket is raised by the difference (`lanes/bucket.lua`). Returns the calls added."""
-        if budget.bucket is None or size <= 0:
-            return 0.0
-        level = used * budget.bucket.size / size  # the market's size may differ from ours
-        interval_us = math.ceil(_US / budget.bucket.refill_per_second)
-        with _unavailable(budget):
-            added = await self._bucket(keys=[budget.bucket_key], args=[level, interval_us])
-        return int(added) / 1000
-
-    async def usage(self, budget: Budget) -> BudgetUsage:
-        """Requests in the budget's first window right now, reservations ahead by lane,
-        pauses, and the effective limit with its source."""
-        configured, seconds = budget.shown
-        span_us = round(seconds * _US)
-        with _unavailable(budget):
-            reply = await self._usage(keys=[budget.log_key, budget.state_key], args=[span_us])
-        now, flat_state, *flat = reply
-        now = int(now)
-        state = {
-            key.decode(): value.decode()
-            for key, value in zip(flat_state[::2], flat_state[1::2], strict=True)
-        }
-        in_window: Counter[Lane] = Counter()
-        reserved: Counter[Lane] = Counter()
-        for member, score in zip(flat[::2], flat[1::2], strict=True):
-            lane = Lane(member.decode().split(":", 1)[0])
-            (reserved if float(score) > now else in_window)[lane] += 1
-
-        def left(name: str) -> float:
-            return max(0, int(state.get(name, "0")) - now) / _US
-
-        limit, source, advertised_for = configured, "configured", left("adv_until")
-        if advertised_for > 0:
-            limit = max(1, math.floor(configured * int(state["adv_ppm"]) / _US))
-            source = state.get("adv_source", "advertised")
-        step = int(state.get("slow_step", "0"))
-        if step > 0:  # the slowdown after a 429, as lanes/acquire.lua grows it back
-            grown = 2 ** (max(0, now - int(state["slow_from"])) / step)
-            slowed = max(1, math.floor(configured * int(state["slow_ppm"]) / _US * grown))
-            if slowed < limit:
-                limit, source = slowed, "429"
-        return BudgetUsage(
-            name=budget.name,
-            in_window={lane: in_window[lane] for lane in Lane},
-            reserved={lane: reserved[lane] for lane in Lane},
-            cooldown=left("cool_until"),
-            quota_pause=left("quota_until"),
-            level=int(state.get("level", "0")),
-            limit=limit,
-            limit_source=source,
-            advertised_for=advertised_for,
-        )

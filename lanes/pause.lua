@@ -14,7 +14,8 @@
 -- cooldown's end the scale doubles every `slowdown_for` until it is whole again. A
 -- limit shared with other tools leaves less than configured; pausing longer and
 -- longer would not find the rate that is left, a lower rate does. acquire.lua
--- applies the same formula (`lanes status` shows the source "429").
+-- applies the same formula, and lanes/protocol.py `slow_scale` for `lanes status`
+-- (the source "429"): a change to it is made in all three.
 -- Quota: the budget is paused until the given moment; no escalation.
 -- Every worker is told at once on the pub/sub channel: "name<TAB>pause left (ms)".
 --
@@ -27,6 +28,7 @@
 -- ARGV[9]  slowdown (parts per million of the limit; 1000000: none)
 -- ARGV[10] slowdown_for: the scale's doubling time (ms)
 --
+-- Built by lanes/protocol.py `pause_call`.
 -- Returns {pause left (ms), level, 1 if this call started a new cooldown else 0}.
 
 local clock = redis.call('TIME')

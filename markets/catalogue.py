@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lanes.config import Config, parse_config, read_toml
 from lanes.errors import ConfigError
+from markets.config import Config, parse_config, read_toml
 from markets.credentials import check_spec
 from markets.registry import AUTH_MARKETS, AUTH_SCHEMES, built_in
 

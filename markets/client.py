@@ -23,11 +23,12 @@ import structlog
 from yarl import URL
 
 from lanes.budget import Budget
-from lanes.config import EndpointConfig, GroupConfig, MarketConfig
+from lanes.config import GroupConfig
 from lanes.errors import BudgetTimeout, BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
 from lanes.policy import Lane
 from markets.auth import Auth, NoAuth, Signer
+from markets.config import EndpointConfig, MarketConfig
 from markets.errors import (
     LateSend,
     NotSent,

@@ -19,9 +19,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lanes.config import MarketConfig
 from markets.auth import Auth
 from markets.client import MarketClient
+from markets.config import MarketConfig
 from markets.credentials import Credentials
 from markets.jobs import JobSpec
 
@@ -76,11 +76,17 @@ class SimulatorEntry:
     """The market's local simulator: `module` holds `make_app(rate, state)` and its
     `TEST_CREDENTIALS` (imported only when a simulator runs, so the worker never loads it);
     `rate` its default rate (what `rate` means is the simulator's: calls/s, a token refill,
-    a bucket's leak); `base_path` what follows `http://127.0.0.1:<port>` in its `base_url`."""
+    a bucket's leak); `base_path` what follows `http://127.0.0.1:<port>` in its `base_url`.
+    Like `module`, `demo` is imported only when the demo runs."""
 
     module: str
     rate: float
     base_path: str = ""
+    # `lanes services`' default port for it (`--<name>-port`); None: not started there.
+    port: int | None = None
+    # The module of its part in `lanes demo`'s burst (`DEMO`, a
+    # `markets.simulators.demo.DemoLoad`); None: not in the demo.
+    demo: str | None = None
 
 
 @dataclass(frozen=True)

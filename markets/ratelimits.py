@@ -8,7 +8,7 @@
 - an advertised lower limit (`GNCP-GW-RateLimit-*`, `RateLimit-*`) is adopted by
   every worker for `advertised_ttl_seconds` (docs/DESIGN.md rule 5).
 
-Market options (all optional, checked at load by `lanes.config`):
+Market options (all optional, checked at load by `markets.config`):
 `cooldown_seconds` (1), `cooldown_max_seconds` (60), `quota_codes` (comma-separated),
 `quota_reset` (daily reset time, "HH:MM+09:00"), `quota_pause_seconds` (3600),
 `quota_period_header` (a header naming the quota's period: SECONDS, MINUTES, HOURS or
@@ -27,10 +27,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from lanes.budget import Budget
-from lanes.config import daily_reset
 from lanes.errors import BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
 from markets.advertised import read_advertised, read_bucket_level
+from markets.config import daily_reset
 from markets.errors import QuotaExhausted, RateLimited
 
 __all__ = ["RateLimits", "retry_after_seconds"]
@@ -111,7 +111,7 @@ class RateLimits:
             seconds = self._quota_pause
         seconds = max(1.0, seconds)
         try:
-            await self._limiter.pause_for_quota(budget, seconds)
+            await self._limiter.pauses.pause_for_quota(budget, seconds)
         except BudgetUnavailable as exc:
             bound.warning("market.quota_pause_failed", error=str(exc))
         bound.warning("market.quota_exhausted", code=code, pause=round(seconds, 1))
@@ -135,7 +135,7 @@ class RateLimits:
         """Cool the budget down for every worker; the error to raise."""
         asked = retry_after_seconds(headers.get("Retry-After"))
         try:
-            cooled = await self._limiter.cool_down(
+            cooled = await self._limiter.pauses.cool_down(
                 budget,
                 asked=asked,
                 base=self._cooldown,
@@ -156,7 +156,7 @@ class RateLimits:
         if told is None:
             return
         try:
-            added = await self._limiter.observe_bucket(budget, *told)
+            added = await self._limiter.pauses.observe_bucket(budget, *told)
         except BudgetUnavailable as exc:
             bound.warning("market.bucket_level_not_shared", error=str(exc))
             return
@@ -178,7 +178,7 @@ class RateLimits:
         if previous is not None and previous[0] == advertised.rate and previous[1] > fresh:
             return
         try:
-            adopted = await self._limiter.advertise(
+            adopted = await self._limiter.pauses.advertise(
                 budget, advertised.rate, advertised.source, self._advertised_ttl
             )
         except BudgetUnavailable as exc:

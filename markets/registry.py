@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lanes.config import MarketConfig
 from lanes.errors import ConfigError
 from markets import cafe24, coupang, naver
 from markets.auth import Auth, NoAuth
+from markets.config import MarketConfig
 from markets.market import AuthFactory, AuthSetup, Market
 
 __all__ = ["AUTH_MARKETS", "AUTH_SCHEMES", "JOB_KINDS", "MARKETS", "built_in", "market_of"]

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
 
-from lanes.config import Config, MarketConfig, describe_validation_error
+from lanes.config import describe_validation_error
 from lanes.errors import ConfigError
 from lanes.limiter import Limiter
 from lanes.policy import Lane
@@ -21,6 +21,7 @@ from lanes.resource import AsyncResource
 from lanes.settings import Settings
 from markets.auth import Auth
 from markets.client import MarketClient, endpoint_limits, send_check_trace
+from markets.config import Config, MarketConfig
 from markets.credentials import (
     Credentials,
     CredentialSource,

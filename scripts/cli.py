@@ -35,13 +35,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from botocore.exceptions import NoRegionError  # type: ignore[import-untyped]
 
 import markets
-from lanes.config import Config
 from lanes.errors import ConfigError, LanesError
-from lanes.limiter import Limiter
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings, unknown_variables
+from lanes.settings import load_settings, unknown_variables
 from lanes.store import RedisStore
+from lanes.usage import Usage
+from markets.config import Config
+from markets.simulators import local_ports
+from scripts.settings import CliSettings
 from scripts.tools.inputs import UsageError, parse_duration
 from scripts.tools.table import render_table
 from worker.queues import QueueName
@@ -57,7 +59,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[argparse.Namespace, Settings, Config], Coroutine[Any, Any, int]]
+Command = Callable[[argparse.Namespace, CliSettings, Config], Coroutine[Any, Any, int]]
 
 # The extra (pyproject.toml) each command needs beyond the core install, and the modules
 # whose presence shows it is installed (looked up, not imported: moto's server runs in a
@@ -97,7 +99,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _sqs(settings: Settings) -> SqsClient:
+def _sqs(settings: CliSettings) -> SqsClient:
     return SqsClient(endpoint_url=settings.sqs_endpoint_url)
 
 
@@ -120,7 +122,7 @@ async def _lane_urls(sqs: SqsClient, names: QueueName) -> tuple[str, str]:
 # --- commands -------------------------------------------------------------------------
 
 
-async def _provision(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _provision(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.provision import mark_redis, provision
 
     async with _sqs(settings) as sqs:
@@ -167,7 +169,7 @@ def _backfill_source(args: argparse.Namespace, config: Config, ids: Path | None)
     return jobs
 
 
-async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _send_jobs(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     """`lanes enqueue` (JSON lines, or a backfill by its old flags) and `lanes backfill`."""
     from scripts.tools.enqueue import EnqueueTarget, enqueue, file_jobs, readable_twice
     from scripts.tools.validate import JobValidator
@@ -198,7 +200,7 @@ async def _send_jobs(args: argparse.Namespace, settings: Settings, config: Confi
     return 0
 
 
-async def _replay(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _replay(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.replay import ReplayFilter, replay
 
     config.market(args.market)
@@ -261,7 +263,7 @@ def _age(seconds: float) -> str:
     return f"{max(0.0, seconds):.0f}s"
 
 
-async def _status(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _status(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.status import render_snapshot, snapshot
 
     chosen = _markets(args, config)
@@ -269,13 +271,12 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
     async with (
         _sqs(settings) as sqs,
         RedisStore(settings.redis_url) as store,
-        Limiter(store.client, config.lanes) as limiter,
     ):
         while True:
             state = await snapshot(
                 sqs,
                 store.client,
-                limiter,
+                Usage(store.client),
                 config,
                 prefix=settings.queue_prefix,
                 markets=chosen,
@@ -291,7 +292,7 @@ async def _status(args: argparse.Namespace, settings: Settings, config: Config) 
             await asyncio.sleep(args.watch)
 
 
-async def _api(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _api(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     import uvicorn
 
     from scripts.api.app import create_app
@@ -331,14 +332,14 @@ def _add_api_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
-async def _schedule(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _schedule(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from scripts.tools.schedule import run  # lazy: only this command needs it
 
     async with _sqs(settings) as sqs, RedisStore(settings.redis_url) as store:
         return await run(args, settings, config, store=store, sqs=sqs)
 
 
-async def _pause(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _pause(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     """`lanes pause` and `lanes resume`: the lane's flag that workers (and the board) read."""
     from worker.pauses import LanePauses
 
@@ -372,7 +373,7 @@ def _add_pause_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
         parser.add_argument("--by", metavar="NAME", help="who (default: $USER)")
 
 
-async def _worker(args: argparse.Namespace, settings: Settings, config: Config) -> int:
+async def _worker(args: argparse.Namespace, settings: CliSettings, config: Config) -> int:
     from worker.daemon import serve
 
     return await serve(settings, config, markets=args.market, concurrency=args.concurrency)
@@ -665,16 +666,19 @@ def build_parser() -> _Parser:
         "--board", type=_positive_int, metavar="PORT",
         help="also serve `lanes api` on PORT during the lanes run; prints the board's URL",
     )  # fmt: skip
+    ports = local_ports()  # the markets whose simulator `lanes services` starts
     services = _command(
         commands,
         "services",
         None,
-        "Start Redis, moto SQS and the Coupang and Naver simulators for running lanes by "
-        "hand; prints the export lines; Ctrl-C stops them.",
-        "  lanes services\n  lanes services --coupang-port 9081 --naver-port 9082\n",
+        f"Start Redis, moto SQS and the {' and '.join(map(str.capitalize, ports))} simulators "
+        "for running lanes by hand; prints the export lines; Ctrl-C stops them.",
+        "  lanes services\n  lanes services "
+        + " ".join(f"--{market}-port {port + 1000}" for market, port in ports.items())
+        + "\n",
     )
-    services.add_argument("--coupang-port", type=_positive_int, default=8081, metavar="PORT")
-    services.add_argument("--naver-port", type=_positive_int, default=8082, metavar="PORT")
+    for market, port in ports.items():
+        services.add_argument(f"--{market}-port", type=_positive_int, default=port, metavar="PORT")
     return parser
 
 
@@ -684,14 +688,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace) -> CliSettings:
     """`LANES_*` settings, with `--config` and `--log-level` winning over them."""
     overrides: dict[str, object] = {}
     if getattr(args, "config", None) is not None:
         overrides["config"] = Path(args.config)
     if getattr(args, "log_level", None) is not None:
         overrides["log_level"] = args.log_level
-    return load_settings(**overrides)
+    return load_settings(CliSettings, **overrides)
 
 
 def _needs_extra(command: str) -> str | None:
@@ -717,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
     try:
         args = build_parser().parse_args(argv)
-        for warning in unknown_variables():
+        for warning in unknown_variables(CliSettings):
             print(f"lanes: warning: {warning}", file=sys.stderr)
         missing_extra = _needs_extra(args.command)
         if missing_extra is not None:
@@ -725,7 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "services":  # no settings needed
             from scripts.local.devservices import run_services
 
-            return run_services({"coupang": args.coupang_port, "naver": args.naver_port})
+            chosen = {market: getattr(args, f"{market}_port") for market in local_ports()}
+            return run_services(chosen)
         if args.command == "demo":  # the demo makes its own settings and services
             from scripts.demo.run import DemoOptions, run_demo
 

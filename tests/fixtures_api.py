@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from lanes import Config, Lane, RedisStore, Settings
+from lanes import Lane, RedisStore
+from markets.config import Config
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.local.services import RedisServer
 from scripts.tools.provision import provision
 from tests.fixtures_markets import COUPANG_KEYS, COUPANG_VENDOR, NAVER_APP, Running, markets_config
@@ -27,7 +29,7 @@ __all__ = [
     "NAVER_SELLER",
     "ApiEnv",
     "MakeClient",
-    "coupang_job",
+    "collect_job",
 ]
 
 KEY = "test-api-key-0f9e8d7c6b5a"
@@ -38,7 +40,7 @@ NAVER_ORDER = "2025000000000003"  # an orderId of the Naver simulator's default 
 
 @dataclass
 class ApiEnv:
-    settings: Settings
+    settings: ApiSettings
     config: Config
     sqs: SqsClient
 
@@ -69,7 +71,7 @@ async def api_env(
         sqs, prefix=prefix, markets=["coupang", "naver"],
         visibility_timeout=10,
     )  # fmt: skip
-    settings = Settings(
+    settings = ApiSettings(
         redis_url=redis_server.url,
         sqs_endpoint_url=sqs_endpoint,
         queue_prefix=prefix,
@@ -114,11 +116,12 @@ async def client(api_env: ApiEnv, make_client: MakeClient) -> httpx.AsyncClient:
     return await make_client(api_env)
 
 
-def coupang_job(number: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "collect_order",
-        "market": "coupang",
-        "seller": COUPANG_VENDOR,
-        "payload": {"shipment_box_id": 600_000_000 + number},
-        **extra,
-    }
+def collect_job(market: str, number: int, **extra: Any) -> dict[str, Any]:
+    """A `collect_order` job body, as the API takes it, of market "coupang" or "naver": the
+    test seller's order `number` (ids of the simulators' default data)."""
+    seller, payload = {
+        "coupang": (COUPANG_VENDOR, {"shipment_box_id": 600_000_000 + number}),
+        "naver": (NAVER_SELLER, {"order_id": str(int(NAVER_ORDER) + number)}),
+    }[market]
+    body = {"kind": "collect_order", "market": market, "seller": seller, "payload": payload}
+    return {**body, **extra}

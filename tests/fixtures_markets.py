@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
 
-from lanes import Config, LanePolicies, Limiter, RedisStore, Settings
+from lanes import LanePolicies, Limiter, RedisStore, Settings
 from markets import Backoff, JobRequest, Markets
 from markets.catalogue import parse_with_catalogues
+from markets.config import Config
 from markets.coupang.simulator import coupang_app
 from markets.naver.auth import NaverAuth, NaverTokens
 from markets.naver.simulator import naver_app
@@ -121,6 +124,10 @@ class Scripted:
     answers: list[tuple[int, dict[str, str], Any]]
     seen: list[str]
 
+    @property
+    def table(self) -> AcmeTable:
+        return scripted_table(self.url)
+
 
 def _scripted_app(
     answers: list[tuple[int, dict[str, str], Any]], seen: list[str]
@@ -152,20 +159,80 @@ async def scripted(exit_stack: AsyncExitStack) -> Scripted:
     return Scripted(url, answers, seen)
 
 
-def acme_config(url: str, *, rps: float = 50, lanes: dict[str, Any] | None = None) -> Config:
-    """A declared market `acme` (no catalogue, no auth) on the scripted server."""
-    table = {
-        "base_url": url,
-        "timeout": 0.5,
-        "options": {"cooldown_seconds": "0.5"},
-        "endpoints": {
-            "answer": {"path": "/answer", "rps": rps},
-            "post": {"method": "POST", "path": "/answer", "rps": rps},
-            "item": {"path": "/items/{item}", "rps": rps},
-            "slow": {"path": "/slow", "rps": rps},
+@dataclass(frozen=True)
+class AcmeTable:
+    """Market "acme" (declared: no catalogue, no auth) as one fake market serves it: its
+    URL, its endpoints (name: method, path), and the limit, timeout and options its
+    tests run with by default. `Scripted.table` and `AcmeMarket.table` are theirs."""
+
+    url: str
+    endpoints: Mapping[str, tuple[str, str]]
+    rps: float
+    timeout: float
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def raw(self, *, rps: float | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """The `[markets.acme]` table."""
+        limit = rps or self.rps
+        table: dict[str, Any] = {
+            "base_url": self.url,
+            "timeout": timeout or self.timeout,
+            "endpoints": {
+                name: {"method": method, "path": path, "rps": limit}
+                for name, (method, path) in self.endpoints.items()
+            },
+        }
+        if self.options:
+            table["options"] = dict(self.options)
+        return table
+
+
+def scripted_table(url: str) -> AcmeTable:
+    """Market "acme" on a `Scripted` server at `url`."""
+    return AcmeTable(
+        url,
+        {
+            "answer": ("GET", "/answer"),
+            "post": ("POST", "/answer"),
+            "item": ("GET", "/items/{item}"),
+            "slow": ("GET", "/slow"),
         },
-    }
-    return parse_with_catalogues({"lanes": lanes or {}, "markets": {"acme": table}}, "test")
+        rps=50,
+        timeout=0.5,
+        options={"cooldown_seconds": "0.5"},
+    )
+
+
+class ServesAcme(Protocol):
+    @property
+    def table(self) -> AcmeTable: ...
+
+
+def acme_config(
+    market: AcmeTable | ServesAcme,
+    *,
+    rps: float | None = None,
+    timeout: float | None = None,
+    lanes: dict[str, Any] | None = None,
+) -> Config:
+    """The config declaring market "acme" as `market` serves it."""
+    table = market if isinstance(market, AcmeTable) else market.table
+    raw = {"lanes": lanes or {}, "markets": {"acme": table.raw(rps=rps, timeout=timeout)}}
+    return parse_with_catalogues(raw, "test")
+
+
+def acme_toml(market: AcmeTable | ServesAcme, path: Path, *, rps: float | None = None) -> Path:
+    """The same config as a TOML file, for worker subprocesses."""
+    table = (market if isinstance(market, AcmeTable) else market.table).raw(rps=rps)
+    sections = {f"endpoints.{name}": fields for name, fields in table.pop("endpoints").items()}
+    if "options" in table:
+        sections["options"] = table.pop("options")
+    lines = ["[markets.acme]", *(f"{key} = {json.dumps(value)}" for key, value in table.items())]
+    for name, fields in sections.items():
+        lines.append(f"[markets.acme.{name}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in fields.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 MakeMarkets = Callable[..., Awaitable[Markets]]

@@ -24,14 +24,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lanes.config import Config, parse_config
 from lanes.policy import Lane
-from lanes.settings import Settings
+from markets.config import Config
 from scripts.local.services import MotoServer, RedisServer, free_port
+from tests.fixtures_markets import AcmeTable
 from worker.daemon import Dispatcher, build_dispatcher
 from worker.envelope import Envelope
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
 _numbers = itertools.count()
@@ -89,6 +90,12 @@ class AcmeMarket:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def table(self) -> AcmeTable:
+        """Its config: a GET `orders` and a POST `ship`, each at its `rps`."""
+        endpoints = {"orders": ("GET", "/orders"), "ship": ("POST", "/ship")}
+        return AcmeTable(self.url, endpoints, rps=self.rps, timeout=5.0)
 
     def calls(self, path: str | None = None) -> list[Arrival]:
         return [a for a in list(self.arrivals) if path is None or a.path == path]
@@ -148,38 +155,6 @@ def acme() -> Iterator[AcmeMarket]:
     market.start()
     yield market
     market.stop()
-
-
-def acme_config(
-    market: AcmeMarket, *, rps: int | None = None, timeout: float = 5.0, **lanes: Any
-) -> Config:
-    """The lanes config declaring market "acme" with a GET `orders` and a POST `ship`."""
-    limit = rps or market.rps
-    raw = {
-        "lanes": lanes,
-        "markets": {
-            "acme": {
-                "base_url": market.url,
-                "timeout": timeout,
-                "endpoints": {
-                    "orders": {"method": "GET", "path": "/orders", "rps": limit},
-                    "ship": {"method": "POST", "path": "/ship", "rps": limit},
-                },
-            }
-        },
-    }
-    return parse_config(raw, "test config")
-
-
-def acme_toml(market: AcmeMarket, path: Path, *, rps: int | None = None) -> Path:
-    """The same config as a TOML file, for worker subprocesses."""
-    limit = rps or market.rps
-    path.write_text(
-        f'[markets.acme]\nbase_url = "{market.url}"\ntimeout = 5.0\n'
-        f'[markets.acme.endpoints.orders]\nmethod = "GET"\npath = "/orders"\nrps = {limit}\n'
-        f'[markets.acme.endpoints.ship]\nmethod = "POST"\npath = "/ship"\nrps = {limit}\n'
-    )
-    return path
 
 
 def job(
@@ -251,10 +226,10 @@ async def lanes(sqs: SqsClient) -> Lanes:
 @pytest.fixture
 def make_settings(
     redis_server: RedisServer, moto_server: MotoServer, lanes: Lanes, tmp_path: Path
-) -> Callable[..., Settings]:
+) -> Callable[..., WorkerSettings]:
     """Factory: worker settings on the test Redis, moto and lanes, results in tmp_path."""
 
-    def make(**overrides: Any) -> Settings:
+    def make(**overrides: Any) -> WorkerSettings:
         values: dict[str, Any] = {
             "config": tmp_path / "lanes.toml",
             "redis_url": redis_server.url,
@@ -268,12 +243,12 @@ def make_settings(
             "results_url": f"file:{tmp_path / 'results.jsonl'}",
             **overrides,
         }
-        return Settings(**values)
+        return WorkerSettings(**values)
 
     return make
 
 
-def results(settings: Settings) -> list[dict[str, Any]]:
+def results(settings: WorkerSettings) -> list[dict[str, Any]]:
     path = Path(settings.results_url.removeprefix("file:"))
     if not path.exists():
         return []
@@ -301,7 +276,7 @@ async def start_worker(store: Any) -> AsyncIterator[Callable[..., Awaitable[Runn
     started: list[RunningWorker] = []
 
     async def start(
-        settings: Settings, config: Config, *, concurrency: int | None = None, **kw: Any
+        settings: WorkerSettings, config: Config, *, concurrency: int | None = None, **kw: Any
     ) -> RunningWorker:
         runtime = Runtime(settings, config)
         runtime.guard.restart_guard = False  # as make_runtime below
@@ -330,11 +305,11 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0)
 @pytest.fixture
 async def make_runtime(
     store: Any,
-) -> AsyncIterator[Callable[[Settings, Config], Awaitable[Runtime]]]:
+) -> AsyncIterator[Callable[[WorkerSettings, Config], Awaitable[Runtime]]]:
     """Factory: `await make_runtime(settings, config)`, an open `Runtime` closed after the test."""
     opened: list[Runtime] = []
 
-    async def make(settings: Settings, config: Config) -> Runtime:
+    async def make(settings: WorkerSettings, config: Config) -> Runtime:
         runtime = Runtime(settings, config)
         # This Redis is the tests' own and each test empties it: a budget's first window
         # would wait as if data were lost (rule 10, tested on its own in test_budget_rules).

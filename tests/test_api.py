@@ -12,12 +12,14 @@ import httpx
 import pytest
 import structlog
 
-from lanes import Config, Lane, Limiter, RedisStore, Settings
+from lanes import Lane, Limiter, RedisStore
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from markets import JobRequest, MarketError, Markets
+from markets.config import Config
 from scripts.api import app as api
 from scripts.api.app import create_app
+from scripts.api.settings import ApiSettings
 from scripts.local.services import free_port
 from tests.fixtures_api import (
     COUPANG_ORDER,
@@ -26,7 +28,7 @@ from tests.fixtures_api import (
     NAVER_SELLER,
     ApiEnv,
     MakeClient,
-    coupang_job,
+    collect_job,
 )
 from tests.fixtures_markets import (
     COUPANG_VENDOR,
@@ -47,7 +49,7 @@ async def test_batch_with_one_bad_job_is_refused_and_nothing_is_sent(
 ) -> None:
     """100 jobs, one with a bad payload: 422 naming its index, field and reason; no message
     reaches the queue."""
-    jobs = [coupang_job(i) for i in range(100)]
+    jobs = [collect_job("coupang", i) for i in range(100)]
     jobs[41]["payload"] = {"shipment_box_id": "not-a-number"}
     answer = await client.post("/v1/jobs", params={"lane": "low"}, json=jobs)
     assert answer.status_code == 422
@@ -65,7 +67,7 @@ async def test_a_batch_is_sent_in_chunks_and_answered_with_message_ids(
     request order, each job `queued` in its status record."""
     naver = {"kind": "collect_order", "market": "naver", "seller": NAVER_SELLER,
              "payload": {"order_id": NAVER_ORDER}, "id": "naver-1"}  # fmt: skip
-    jobs = [coupang_job(i) for i in range(99)] + [naver]
+    jobs = [collect_job("coupang", i) for i in range(99)] + [naver]
     answer = await client.post("/v1/jobs", params={"lane": "medium"}, json=jobs)
     assert answer.status_code == 202, answer.text
     body = answer.json()
@@ -85,18 +87,20 @@ async def test_a_batch_is_sent_in_chunks_and_answered_with_message_ids(
     ("job", "field", "reason"),
     [
         ("not an object", None, "JSON object"),
-        ({**coupang_job(1), "kind": "fly"}, "kind", "not offered"),
-        ({**coupang_job(1), "market": "acme"}, "market", "unknown market"),
-        ({**coupang_job(1), "extra": 1}, "extra", "Extra inputs"),
-        ({**coupang_job(1), "seller": ""}, "seller", "at least 1"),
-        ({**coupang_job(1), "payload": {}}, "payload", "exactly one"),
+        ({**collect_job("coupang", 1), "kind": "fly"}, "kind", "not offered"),
+        ({**collect_job("coupang", 1), "market": "acme"}, "market", "unknown market"),
+        ({**collect_job("coupang", 1), "extra": 1}, "extra", "Extra inputs"),
+        ({**collect_job("coupang", 1), "seller": ""}, "seller", "at least 1"),
+        ({**collect_job("coupang", 1), "payload": {}}, "payload", "exactly one"),
     ],
 )
 async def test_each_refusal_names_the_field(
     client: httpx.AsyncClient, job: Any, field: str | None, reason: str
 ) -> None:
     """The checks are `lanes enqueue`'s; the answer names the field where it can."""
-    answer = await client.post("/v1/jobs", params={"lane": "high"}, json=[coupang_job(0), job])
+    answer = await client.post(
+        "/v1/jobs", params={"lane": "high"}, json=[collect_job("coupang", 0), job]
+    )
     assert answer.status_code == 422
     (error,) = answer.json()["errors"]
     assert (error["index"], error["field"]) == (1, field)
@@ -108,7 +112,7 @@ async def test_a_repeat_with_its_key_returns_the_first_answer_and_sends_nothing(
 ) -> None:
     """Same Idempotency-Key, same request: the first answer again, marked replayed; two
     concurrent repeats with a new key send once; the key with another request is 409."""
-    jobs = [coupang_job(i) for i in range(100)]
+    jobs = [collect_job("coupang", i) for i in range(100)]
     headers = {"Idempotency-Key": "batch-2025-07-01"}
     first = await client.post("/v1/jobs", params={"lane": "low"}, json=jobs, headers=headers)
     again = await client.post("/v1/jobs", params={"lane": "low"}, json=jobs, headers=headers)
@@ -134,7 +138,7 @@ async def test_the_jobs_own_id_makes_a_repeat_harmless(
     api_env: ApiEnv, client: httpx.AsyncClient
 ) -> None:
     """No header: one job with an `id`, sent twice, is sent once."""
-    job = coupang_job(7, id="order-600000007")
+    job = collect_job("coupang", 7, id="order-600000007")
     first = await client.post("/v1/jobs", params={"lane": "high"}, json=job)
     again = await client.post("/v1/jobs", params={"lane": "high"}, json=job)
     assert again.json() == first.json()
@@ -147,7 +151,9 @@ async def test_without_key_or_ids_each_request_is_new(
 ) -> None:
     """No header and a job without `id`: sent each time, and nothing kept for it."""
     for _ in range(2):
-        answer = await client.post("/v1/jobs", params={"lane": "high"}, json=coupang_job(8))
+        answer = await client.post(
+            "/v1/jobs", params={"lane": "high"}, json=collect_job("coupang", 8)
+        )
         assert answer.status_code == 202
     assert await api_env.depth("coupang", Lane.HIGH) == 2
     assert [key async for key in store.client.scan_iter(match="lanes:idem:*")] == []
@@ -256,7 +262,7 @@ async def test_missing_queues_are_503_naming_the_fix(
 ) -> None:
     unprovisioned = api_env.settings.model_copy(update={"queue_prefix": "nowhere"})
     client = await make_client(ApiEnv(unprovisioned, api_env.config, api_env.sqs))
-    answer = await client.post("/v1/jobs", params={"lane": "low"}, json=coupang_job(1))
+    answer = await client.post("/v1/jobs", params={"lane": "low"}, json=collect_job("coupang", 1))
     assert answer.status_code == 503
     assert "lanes provision" in answer.json()["detail"]
 
@@ -277,12 +283,12 @@ async def test_a_slow_market_past_wait_is_queued_and_holds_no_budget(
     assert await api_env.depth("coupang", Lane.HIGH) == 1
     markets = Markets(api_env.config, api_env.settings, Limiter(store.client), store.client)
     budget = markets.client("coupang").budget("order_by_order_id", COUPANG_VENDOR)
-    usage = await Limiter(store.client).usage(budget)
+    usage = await Limiter(store.client).usage.read(budget)
     await markets.aclose()
     assert sum(usage.reserved.values()) == 0
 
 
-async def _worker(settings: Settings, config: Config) -> tuple[Runtime, Any]:
+async def _worker(settings: ApiSettings, config: Config) -> tuple[Runtime, Any]:
     """A real dispatcher in this event loop; its job tracker writes the status records."""
     runtime = await Runtime(settings, config).open()
     dispatcher = await build_dispatcher(runtime, markets=["coupang"])
@@ -382,7 +388,7 @@ async def test_wrong_or_missing_key_is_401_and_no_key_reaches_a_log(
         await anonymous.get("/v1/status"),
         await anonymous.get("/v1/status", headers={"X-API-Key": wrong}),
         await anonymous.get("/v1/status", headers={"Authorization": f"Bearer {wrong}"}),
-        await anonymous.post("/v1/jobs", params={"lane": "high"}, json=coupang_job(1)),
+        await anonymous.post("/v1/jobs", params={"lane": "high"}, json=collect_job("coupang", 1)),
     ]
     assert [a.status_code for a in answers] == [401] * 4
     good = [

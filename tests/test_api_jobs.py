@@ -5,24 +5,13 @@ server, the app through httpx."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from lanes import Lane
 from scripts.tools.provision import provision
-from tests.fixtures_api import NAVER_ORDER, NAVER_SELLER, ApiEnv, MakeClient, coupang_job
+from tests.fixtures_api import ApiEnv, MakeClient, collect_job
 from worker.queues import QueueName
 from worker.sqs import SqsClient
-
-
-def naver_job(number: int) -> dict[str, Any]:
-    return {
-        "kind": "collect_order",
-        "market": "naver",
-        "seller": NAVER_SELLER,
-        "payload": {"order_id": str(int(NAVER_ORDER) + number)},
-    }
 
 
 def _ids(answer: httpx.Response) -> list[tuple[int, str, str]]:
@@ -40,7 +29,9 @@ async def test_a_repeat_after_a_missing_queue_sends_each_job_once(
     await provision(sqs, prefix=prefix, markets=["coupang"], visibility_timeout=10)
     env = ApiEnv(api_env.settings.model_copy(update={"queue_prefix": prefix}), api_env.config, sqs)
     client = await make_client(env)
-    jobs = [coupang_job(i) for i in range(10)] + [naver_job(i) for i in range(10)]
+    jobs = [collect_job("coupang", i) for i in range(10)] + [
+        collect_job("naver", i) for i in range(10)
+    ]
     headers = {"Idempotency-Key": "two-markets"}
 
     first = await client.post("/v1/jobs", params={"lane": "high"}, json=jobs, headers=headers)
@@ -70,14 +61,16 @@ async def test_a_request_cut_by_sqs_is_207_and_its_repeat_sends_the_rest_under_t
     """Naver's queue is deleted after the app looked it up: the 15 Coupang jobs are sent,
     the 5 Naver ones are not (207, `unsent`, `stopped` naming SQS). Once the queue is back,
     the repeat sends the 5 only; the 15 keep their ids and message ids."""
-    warm = await client.post("/v1/jobs", params={"lane": "medium"}, json=naver_job(99))
+    warm = await client.post("/v1/jobs", params={"lane": "medium"}, json=collect_job("naver", 99))
     assert warm.status_code == 202  # the app now knows the queue's URL
     queue = QueueName(api_env.settings.queue_prefix, "naver", Lane.MEDIUM).queue
     url = await sqs.queue_url(queue)
     async with sqs._calling("DeleteQueue", queue) as raw:
         await raw.delete_queue(QueueUrl=url)
 
-    jobs = [coupang_job(i) for i in range(15)] + [naver_job(i) for i in range(5)]
+    jobs = [collect_job("coupang", i) for i in range(15)] + [
+        collect_job("naver", i) for i in range(5)
+    ]
     headers = {"Idempotency-Key": "cut-by-sqs"}
     first = await client.post("/v1/jobs", params={"lane": "medium"}, json=jobs, headers=headers)
     assert first.status_code == 207, first.text
@@ -105,7 +98,7 @@ async def test_past_the_deadline_each_repeat_sends_the_next_part(
     another request is 409 meanwhile; a repeat after the whole was sent replays it."""
     hurried = api_env.settings.model_copy(update={"api_deadline": 0.0})
     client = await make_client(ApiEnv(hurried, api_env.config, api_env.sqs))
-    jobs = [coupang_job(i) for i in range(25)]
+    jobs = [collect_job("coupang", i) for i in range(25)]
     headers = {"Idempotency-Key": "in-parts"}
 
     answers = []
@@ -141,7 +134,7 @@ async def test_without_a_key_a_cut_request_lists_what_it_did_not_send(
     hurried = api_env.settings.model_copy(update={"api_deadline": 0.0})
     client = await make_client(ApiEnv(hurried, api_env.config, api_env.sqs))
     answer = await client.post(
-        "/v1/jobs", params={"lane": "high"}, json=[coupang_job(i) for i in range(15)]
+        "/v1/jobs", params={"lane": "high"}, json=[collect_job("coupang", i) for i in range(15)]
     )
     assert answer.status_code == 207
     assert [job["index"] for job in answer.json()["jobs"]] == list(range(10))

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from lanes import Lane
-from lanes.config import MarketConfig
 from markets import JobRequest
 from markets.catalogue import parse_with_catalogues
+from markets.config import MarketConfig
 from markets.coupang.jobs import KST
 from markets.coupang.simulator import coupang_app
 from markets.naver.simulator import naver_app

@@ -23,7 +23,7 @@ from bench.browser import CHROMIUM, chromium
 from bench.browser import served as serve
 from lanes import Lane
 from scripts.api.app import create_app
-from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv, coupang_job
+from tests.fixtures_api import COUPANG_ORDER, KEY, ApiEnv, collect_job
 from tests.fixtures_markets import COUPANG_VENDOR, Running
 from tests.fixtures_worker import RunningWorker
 from worker.envelope import Envelope
@@ -111,7 +111,9 @@ async def test_usage_moves_by_lane_and_a_cooldown_appears_after_a_429(
     env = served.env
     backlog = {Lane.HIGH: 40, Lane.MEDIUM: 40, Lane.LOW: 160}
     for lane in Lane:
-        bodies = [Envelope.model_validate(coupang_job(n)).body() for n in range(backlog[lane])]
+        bodies = [
+            Envelope.model_validate(collect_job("coupang", n)).body() for n in range(backlog[lane])
+        ]
         url = await env.sqs.queue_url(QueueName(env.settings.queue_prefix, "coupang", lane).queue)
         for start in range(0, len(bodies), 10):
             await env.sqs.send_batch(

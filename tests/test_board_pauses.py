@@ -8,16 +8,17 @@ from collections.abc import Awaitable, Callable
 
 from lanes import RedisStore
 from lanes.policy import Lane
-from lanes.settings import Settings
+from tests.fixtures_markets import acme_config
 from tests.fixtures_scripts import CliRun, LanesEnv
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
 from worker.pauses import PAUSED_KEY, LanePauses
+from worker.settings import WorkerSettings
 
 
 async def test_a_paused_lane_is_not_received_until_resumed(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: Callable[..., Awaitable[RunningWorker]],
     store: RedisStore,
 ) -> None:

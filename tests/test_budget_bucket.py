@@ -137,7 +137,7 @@ async def test_a_bucket_alone_shows_its_size_over_its_drain(make_limiter: MakeLi
     window to show), with the calls of that span by lane."""
     limiter, budget = make_limiter(), _bucket()
     await limiter.acquire(budget, Lane.LOW)
-    usage = await limiter.usage(budget)
+    usage = await limiter.usage.read(budget)
     assert budget.shown == (4, 2.0)
     assert usage.limit == 4
     assert usage.in_window[Lane.LOW] == 1

@@ -151,7 +151,7 @@ async def test_cooldown_set_after_a_reservation_stops_its_send(
     await first.acquire(budget, Lane.HIGH)
     waiter = asyncio.create_task(first.admit(budget, Lane.HIGH))
     await asyncio.sleep(0.15)  # A sleeps on its reservation, and is subscribed
-    cooled = await second.cool_down(budget, asked=1.0, base=1.0, most=5.0, admitted_at=0.0)
+    cooled = await second.pauses.cool_down(budget, asked=1.0, base=1.0, most=5.0, admitted_at=0.0)
     assert cooled.new
     ends = int(await redis_client.hget(budget.state_key, "cool_until")) / 1_000_000
     ticket = await waiter
@@ -168,7 +168,7 @@ async def test_escalation_counts_once_per_cooldown_across_workers(
     budget = make_budget(100, 1.0)
     sent = await _redis_now(redis_client)
     replies = [
-        await worker.cool_down(budget, asked=None, base=0.2, most=0.5, admitted_at=sent)
+        await worker.pauses.cool_down(budget, asked=None, base=0.2, most=0.5, admitted_at=sent)
         for worker in workers
     ]
     assert [(reply.new, reply.level) for reply in replies] == [(True, 0), (False, 0), (False, 0)]
@@ -177,7 +177,7 @@ async def test_escalation_counts_once_per_cooldown_across_workers(
     for _ in range(3):
         await asyncio.sleep(0.25)  # the cooldown is over; a request sent now gets a 429
         after = await _redis_now(redis_client)
-        reply = await workers[1].cool_down(
+        reply = await workers[1].pauses.cool_down(
             budget, asked=None, base=0.2, most=0.5, admitted_at=after
         )
         levels.append(reply.level)
@@ -196,18 +196,18 @@ async def test_escalation_decays_after_a_window_served_without_a_429(
     admits a full window's count, so time tells it, not a count."""
     limiter, budget = make_limiter(), make_budget(50, 0.3)
     sent = await _redis_now(redis_client)
-    await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    await limiter.pauses.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     await asyncio.sleep(0.15)
     sent = await _redis_now(redis_client)
     assert (
-        await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+        await limiter.pauses.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     ).level == 1
     await asyncio.sleep(0.25)
     for _ in range(4):  # a few requests over more than a window: far below its count
         await limiter.wait(budget, Lane.HIGH)
         await asyncio.sleep(0.1)
     sent = await _redis_now(redis_client)
-    reply = await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    reply = await limiter.pauses.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     assert (reply.level, reply.left) == (0, pytest.approx(0.1, abs=0.01))
 
 
@@ -218,10 +218,10 @@ async def test_a_429_after_an_idle_spell_still_escalates(
     429 (the market's penalty outlasting ours) escalates however long ago it ended."""
     limiter, budget = make_limiter(), make_budget(50, 0.2)
     sent = await _redis_now(redis_client)
-    await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    await limiter.pauses.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     await asyncio.sleep(0.4)
     sent = await _redis_now(redis_client)
-    reply = await limiter.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
+    reply = await limiter.pauses.cool_down(budget, asked=None, base=0.1, most=10, admitted_at=sent)
     assert (reply.level, reply.left) == (1, pytest.approx(0.2, abs=0.01))
 
 
@@ -230,7 +230,7 @@ async def test_retry_after_is_kept_but_never_past_the_max(
 ) -> None:
     """The market's Retry-After sets the cooldown; cooldown_max_seconds bounds it."""
     limiter, budget = make_limiter(), make_budget()
-    reply = await limiter.cool_down(budget, asked=3600, base=1, most=2, admitted_at=0.0)
+    reply = await limiter.pauses.cool_down(budget, asked=3600, base=1, most=2, admitted_at=0.0)
     assert reply.left == pytest.approx(2.0, abs=0.01)
 
 
@@ -245,20 +245,22 @@ async def test_each_new_cooldown_slows_the_budget_for_every_worker(
     budget = make_budget(16, 1.0)
     sent = await _redis_now(redis_client)
     slow = {"slowdown": 0.5, "slowdown_for": 0.4}
-    await first.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
-    usage = await second.usage(budget)
+    await first.pauses.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
+    usage = await second.usage.read(budget)
     assert (usage.limit, usage.limit_source) == (8, "429")
-    await second.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
-    assert (await second.usage(budget)).limit == 8  # in flight when it began: once only
-    assert await second.advertise(budget, 12.0, "RateLimit", ttl=60)
-    assert (await second.usage(budget)).limit == 8
+    await second.pauses.cool_down(budget, asked=None, base=0.1, most=1, admitted_at=sent, **slow)
+    assert (await second.usage.read(budget)).limit == 8  # in flight when it began: once only
+    assert await second.pauses.advertise(budget, 12.0, "RateLimit", ttl=60)
+    assert (await second.usage.read(budget)).limit == 8
     sent = await _redis_now(redis_client)
-    await second.cool_down(budget, asked=0.05, base=0.1, most=1, admitted_at=sent + 1, **slow)
-    assert (await first.usage(budget)).limit == 4
+    await second.pauses.cool_down(
+        budget, asked=0.05, base=0.1, most=1, admitted_at=sent + 1, **slow
+    )
+    assert (await first.usage.read(budget)).limit == 4
     await asyncio.sleep(0.05 + 0.5)  # the cooldown, then a little over one doubling time
-    assert 8 <= (await first.usage(budget)).limit <= 10
+    assert 8 <= (await first.usage.read(budget)).limit <= 10
     await asyncio.sleep(0.5)
-    usage = await first.usage(budget)
+    usage = await first.usage.read(budget)
     assert (usage.limit, usage.limit_source) == (12, "RateLimit")
 
 
@@ -267,12 +269,12 @@ async def test_quota_pause_refuses_every_lane_until_it_ends(
 ) -> None:
     """A quota pause is a pause like a cooldown, but its own: no escalation, its length."""
     limiter, budget = make_limiter(), make_budget()
-    assert await limiter.pause_for_quota(budget, 120) == pytest.approx(120, abs=0.01)
+    assert await limiter.pauses.pause_for_quota(budget, 120) == pytest.approx(120, abs=0.01)
     for lane in Lane:
         refused = await limiter.acquire(budget, lane, max_wait=0)
         assert not refused.granted
         assert refused.wait > 119
-    usage = await limiter.usage(budget)
+    usage = await limiter.usage.read(budget)
     assert usage.quota_pause == pytest.approx(120, abs=0.5)
     assert usage.cooldown == 0
 
@@ -284,14 +286,14 @@ async def test_lower_advertised_limit_is_adopted_by_every_worker_then_expires(
     second until the advertisement expires; then the configured limit is back."""
     first, second = make_limiter(), make_limiter()
     budget = make_budget(10, 1.0)
-    assert await first.advertise(budget, 5.0, "X-Test", ttl=0.6)
+    assert await first.pauses.advertise(budget, 5.0, "X-Test", ttl=0.6)
     granted = [(await second.acquire(budget, Lane.HIGH, max_wait=0)).granted for _ in range(10)]
     assert granted.count(True) == 5
-    usage = await second.usage(budget)
+    usage = await second.usage.read(budget)
     assert (usage.limit, usage.limit_source) == (5, "X-Test")
     assert 0 < usage.advertised_for <= 0.6
     await asyncio.sleep(0.7)
-    usage = await second.usage(budget)
+    usage = await second.usage.read(budget)
     assert (usage.limit, usage.limit_source) == (10, "configured")
 
 
@@ -300,8 +302,8 @@ async def test_advertised_limit_above_the_configured_one_is_ignored(
 ) -> None:
     """Never above configured: a higher advertisement changes nothing."""
     limiter, budget = make_limiter(), make_budget(10, 1.0)
-    assert not await limiter.advertise(budget, 50.0, "X-Test", ttl=60)
-    assert (await limiter.usage(budget)).limit_source == "configured"
+    assert not await limiter.pauses.advertise(budget, 50.0, "X-Test", ttl=60)
+    assert (await limiter.usage.read(budget)).limit_source == "configured"
 
 
 @pytest.mark.slow
@@ -590,5 +592,5 @@ async def test_an_idle_budget_keeps_no_key_past_its_log(
     log_ms = await redis_client.pttl(budget.log_key)
     state_ms = await redis_client.pttl(budget.state_key)
     assert 0 < state_ms <= log_ms <= 7_000
-    await limiter.penalize(budget, 1.0)
+    await limiter.pauses.penalize(budget, 1.0)
     assert await redis_client.pttl(budget.state_key) > 86_400_000 - 60_000

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lanes import Config, Lane, RedisStore, Settings
+from lanes import Lane, RedisStore, Settings
 from lanes.errors import ConfigError
 from markets import JobRequest, Markets, PermanentError, RetryLater
 from markets.cafe24.auth import Cafe24Auth, Cafe24Tokens
 from markets.cafe24.simulator import DEFAULT_CAFE24_APP, DEFAULT_MALLS, cafe24_app, cafe24_malls
 from markets.catalogue import parse_with_catalogues
+from markets.config import Config
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator
 
 CLIENT_ID, CLIENT_SECRET = next(iter(DEFAULT_CAFE24_APP.items()))

@@ -25,7 +25,14 @@ from markets import (
 )
 from markets.client import retry_after_seconds, send_check_trace
 from markets.errors import NotSent
-from tests.fixtures_markets import MakeMarkets, Running, Scripted, acme_config, markets_config
+from tests.fixtures_markets import (
+    MakeMarkets,
+    Running,
+    Scripted,
+    acme_config,
+    markets_config,
+    scripted_table,
+)
 
 
 async def _send(
@@ -43,7 +50,7 @@ async def test_success_returns_the_parsed_body(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:
     """A 2xx answer is success; its JSON body comes back parsed."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     scripted.answers.append((201, {}, {"created": 1}))
     assert await _send(markets.client("acme")) == {"created": 1}
 
@@ -52,7 +59,7 @@ async def test_query_and_path_are_sent_as_given(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:
     """Params keep their order, None is left out, placeholders are filled and escaped."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     client = markets.client("acme")
     await _send(client, "item", path={"item": "a b/c"}, params={"b": 2, "a": None, "c": [1, 2]})
     assert scripted.seen == ["/items/a%20b%2Fc?b=2&c=1&c=2"]
@@ -62,7 +69,7 @@ async def test_a_missing_placeholder_is_permanent(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:
     """A path placeholder without a value is a PermanentError before anything is sent."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     with pytest.raises(PermanentError, match="needs 'item'"):
         await _send(markets.client("acme"), "item")
     assert scripted.seen == []
@@ -73,7 +80,7 @@ async def test_4xx_is_permanent_with_the_markets_code_and_message(
     scripted: Scripted, make_markets: MakeMarkets, status: int
 ) -> None:
     """Other 4xx answers are permanent and carry the market's own code and message."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     scripted.answers.append((status, {}, {"code": "BAD_PARAM", "message": "status is\nrequired"}))
     with pytest.raises(PermanentError) as raised:
         await _send(markets.client("acme"))
@@ -86,7 +93,7 @@ async def test_4xx_is_permanent_with_the_markets_code_and_message(
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 async def test_5xx_is_transient(scripted: Scripted, make_markets: MakeMarkets, status: int) -> None:
     """5xx (and 408) answers are transient, with the status kept."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     scripted.answers.append((status, {}, {"code": "GW.PROXY", "message": "upstream"}))
     with pytest.raises(TransientError) as raised:
         await _send(markets.client("acme"))
@@ -97,7 +104,7 @@ async def test_5xx_is_transient(scripted: Scripted, make_markets: MakeMarkets, s
 @pytest.mark.slow
 async def test_a_timeout_is_transient(scripted: Scripted, make_markets: MakeMarkets) -> None:
     """No answer within the market's timeout is transient."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     with pytest.raises(TransientError, match="no answer within"):
         await _send(markets.client("acme"), "slow")
 
@@ -106,7 +113,7 @@ async def test_a_refused_connection_is_transient(make_markets: MakeMarkets) -> N
     """A market that cannot be reached is transient, not permanent."""
     from scripts.local.services import free_port
 
-    markets = await make_markets(acme_config(f"http://127.0.0.1:{free_port()}"))
+    markets = await make_markets(acme_config(scripted_table(f"http://127.0.0.1:{free_port()}")))
     with pytest.raises(NotSent, match="cannot connect"):
         await _send(markets.client("acme"))
 
@@ -119,13 +126,13 @@ async def test_429_is_rate_limited_and_cools_the_budget(
     scripted: Scripted, make_markets: MakeMarkets, header: str | None, expected: float
 ) -> None:
     """A 429 is RateLimited and cools the budget for Retry-After (or the market's backoff)."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     scripted.answers.append((429, {"Retry-After": header} if header else {}, {"code": "SLOW"}))
     client = markets.client("acme")
     with pytest.raises(RateLimited) as raised:
         await _send(client)
     assert raised.value.retry_after == pytest.approx(expected)
-    usage = await markets._limiter.usage(client.budget("answer", "s-1"))
+    usage = await markets._limiter.usage.read(client.budget("answer", "s-1"))
     assert 0 < usage.cooldown <= expected
 
 
@@ -146,7 +153,7 @@ async def test_a_429_cools_the_budget_for_a_second_client(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:
     """After one worker's 429, another worker's call to that budget waits out the cooldown."""
-    config = acme_config(scripted.url)
+    config = acme_config(scripted)
     first, second = await make_markets(config), await make_markets(config)
     scripted.answers.append((429, {"Retry-After": "1"}, {}))
     request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
@@ -162,7 +169,7 @@ async def test_a_deadline_inside_the_cooldown_is_retry_later(
     scripted: Scripted, make_markets: MakeMarkets
 ) -> None:
     """A caller whose deadline ends inside a cooldown gets RetryLater, without sending."""
-    config = acme_config(scripted.url)
+    config = acme_config(scripted)
     first, second = await make_markets(config), await make_markets(config)
     scripted.answers.append((429, {"Retry-After": "30"}, {}))
     request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
@@ -190,7 +197,7 @@ async def test_advertised_limit_below_config_is_adopted(
     assert [(w["endpoint"], w["configured_rps"], w["advertised_rps"]) for w in warnings] == [
         ("origin_product", 5.0, 2.0)
     ]
-    usage = await markets._limiter.usage(markets.client("naver").budget("origin_product", "s"))
+    usage = await markets._limiter.usage.read(markets.client("naver").budget("origin_product", "s"))
     assert (usage.limit, usage.limit_source) == (2, "GNCP-GW-RateLimit")
 
 
@@ -203,7 +210,7 @@ async def _checked_client(
         aiohttp.ClientSession(trace_configs=[hook, send_check_trace()])
     )
     limiter = await exit_stack.enter_async_context(Limiter(store.client, restart_guard=False))
-    config = acme_config(scripted.url).markets["acme"].model_copy(update={"margin_ms": 25.0})
+    config = acme_config(scripted).markets["acme"].model_copy(update={"margin_ms": 25.0})
     return MarketClient("acme", config, session, limiter), limiter
 
 

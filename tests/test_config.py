@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lanes import Config, ConfigError, Lane, Window
+from lanes import ConfigError, Lane, Window
 from markets import load_config
+from markets.config import Config
 
 WriteToml = Callable[[str], Path]
 

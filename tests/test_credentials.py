@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from lanes import ConfigError
 from lanes.policy import Lane
-from lanes.settings import Settings
 from markets import PermanentError
 from markets.coupang.simulator import coupang_app
 from markets.credentials import Credentials, SettingsSource, credential_source
@@ -24,6 +23,7 @@ from tests.fixtures_markets import NAVER_APP, StartSimulator, markets_config
 from worker.outcomes import Action
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import SqsMessage
 
 
@@ -131,8 +131,8 @@ def _delivery(seller: str, market: str = "coupang", **payload: object) -> Delive
 
 async def test_a_seller_without_keys_is_a_dead_letter_and_nothing_is_signed_for_it(
     start_simulator: StartSimulator,
-    make_settings: Callable[..., Settings],
-    make_runtime: Callable[[Settings, Any], Awaitable[Runtime]],
+    make_settings: Callable[..., WorkerSettings],
+    make_runtime: Callable[[WorkerSettings, Any], Awaitable[Runtime]],
 ) -> None:
     """Issue 18: vendor A00099999 has no keys of its own while the market-wide keys and
     another vendor's are set (both valid at the market): its job is a dead letter naming
@@ -171,8 +171,8 @@ async def test_a_seller_without_keys_is_a_dead_letter_and_nothing_is_signed_for_
 
 async def test_a_naver_seller_without_its_account_id_asks_no_token(
     start_simulator: StartSimulator,
-    make_settings: Callable[..., Settings],
-    make_runtime: Callable[[Settings, Any], Awaitable[Runtime]],
+    make_settings: Callable[..., WorkerSettings],
+    make_runtime: Callable[[WorkerSettings, Any], Awaitable[Runtime]],
 ) -> None:
     """A solution app (token_type SELLER): a seller without its own `account_id` is a dead
     letter naming it; no token is asked for it (the old code asked one for its name)."""

@@ -11,18 +11,11 @@ from typing import Any
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
 from scripts.local.services import RedisServer
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    RunningWorker,
-    acme_config,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, results, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_FAILED_AT, ATTR_REASON
+from worker.settings import WorkerSettings
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 
@@ -31,7 +24,7 @@ StartWorker = Callable[..., Awaitable[RunningWorker]]
 async def test_mixed_load_drains_with_nothing_lost(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """A mixed load in every lane (successes, 5xx that pass on retry, 400s, a low message that
@@ -81,7 +74,7 @@ async def test_mixed_load_drains_with_nothing_lost(
 async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """Bad bodies go to their lane's DLQ (original body kept) and the worker goes on."""
@@ -107,7 +100,7 @@ async def test_poison_messages_land_in_the_dead_letter_queue_with_the_reason(
 async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """With every low slot busy and hundreds of low messages waiting, a high message starts
@@ -140,7 +133,7 @@ async def test_high_starts_within_a_second_behind_a_deep_low_backlog(
 async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
     redis_server: RedisServer,
 ) -> None:
@@ -180,7 +173,7 @@ async def test_redis_restart_loses_nothing_and_makes_no_unbudgeted_call(
 async def test_duplicate_ship_messages_call_the_market_once(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """Four copies of one ship message (same producer id), some processed at once: the market
@@ -204,7 +197,7 @@ async def test_duplicate_ship_messages_call_the_market_once(
 async def test_a_job_longer_than_the_visibility_timeout_runs_once(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """A 12 s job under a 10 s visibility timeout: the heartbeat keeps its message hidden, so
@@ -226,7 +219,7 @@ async def test_a_job_longer_than_the_visibility_timeout_runs_once(
 async def test_a_poll_in_flight_at_shutdown_is_finished_and_its_message_released(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """Issue 12 (11): stop() does not abandon a long poll in flight (its endpoint would hand

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
 from markets import JobRequest
 from markets.coupang.simulator import coupang_app
 from markets.naver.simulator import naver_app
@@ -31,17 +30,10 @@ from tests.fixtures_markets import (
     NAVER_APP,
     Running,
     StartSimulator,
+    acme_config,
     markets_config,
 )
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    acme_config,
-    deliver,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_worker import AcmeMarket, Lanes, deliver, job, results, wait_until
 from tests.test_market_scenarios import (
     COUPANG_FAST,
     LOST,
@@ -55,9 +47,10 @@ from worker.envelope import Envelope
 from worker.outcomes import Action, Outcome
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import SqsMessage
 
-MakeRuntime = Callable[[Settings, Any], Awaitable[Runtime]]
+MakeRuntime = Callable[[WorkerSettings, Any], Awaitable[Runtime]]
 _messages = itertools.count()
 
 
@@ -78,7 +71,7 @@ async def sims(start_simulator: StartSimulator) -> Simulators:
 
 @pytest.fixture
 async def runtime(
-    sims: Simulators, make_settings: Callable[..., Settings], make_runtime: MakeRuntime
+    sims: Simulators, make_settings: Callable[..., WorkerSettings], make_runtime: MakeRuntime
 ) -> Runtime:
     """A worker on both simulators (a lost answer: the client gives up after LOST s)."""
     lost = {"timeout": LOST}
@@ -277,7 +270,7 @@ async def test_a_reply_whose_answer_was_lost_is_resumed_by_the_redelivery(
 async def test_a_call_post_of_a_killed_worker_stops_for_a_person(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """A `call` POST: nothing can check what landed, so the resumed job is dead-lettered
@@ -298,7 +291,7 @@ async def test_a_redis_restart_mid_post_and_a_duplicate_delivery_post_once(
     acme: AcmeMarket,
     own_redis: OwnRedis,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """Issue 25 (2): Redis restarts empty while a worker's POST is in flight, and a duplicate

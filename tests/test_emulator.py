@@ -19,7 +19,8 @@ from scripts.local.lambda_emulator import (
     sqs_event,
 )
 from scripts.local.services import MotoServer, RedisServer
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_toml, job, wait_until
+from tests.fixtures_markets import acme_toml
+from tests.fixtures_worker import AcmeMarket, Lanes, job, wait_until
 from worker.sqs import SqsMessage
 
 

@@ -23,6 +23,7 @@ from scripts.tools.backfill import id_jobs
 from scripts.tools.enqueue import EnqueueTarget, enqueue
 from scripts.tools.validate import JobValidator
 from tests.fixtures_scripts import CliRun, LanesEnv
+from worker.settings import WorkerSettings
 from worker.sqs import SqsClient
 
 # moto takes O(queue length) per message sent or received: 10,000 take minutes on a small
@@ -158,7 +159,7 @@ async def test_a_large_backfill_arrives_complete_once_in_bounded_memory(
     lanes_env: LanesEnv, tmp_path: Path
 ) -> None:
     """A backfill of thousands of ids: every job arrives exactly once; peak memory stays small."""
-    settings = load_settings()
+    settings = load_settings(WorkerSettings)
     config = markets.load_config(settings.config)
     ids = tmp_path / "ids.txt"
     ids.write_text("".join(f"2025{number:08d}\n" for number in range(BACKFILL_SIZE)))

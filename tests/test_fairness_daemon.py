@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
@@ -19,7 +20,7 @@ QUIET = 20  # sellers, two jobs each
 
 
 async def _start_order(
-    acme: AcmeMarket, lanes: Lanes, settings: Settings, start_worker: StartWorker
+    acme: AcmeMarket, lanes: Lanes, settings: WorkerSettings, start_worker: StartWorker
 ) -> list[str]:
     """Enqueue the backlog, then the quiet sellers' jobs; the sellers in the order their jobs
     reached the market (each job is one call), once all ran."""
@@ -52,7 +53,7 @@ async def _start_order(
 async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_them(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """200 jobs of one seller are enqueued before 20 quiet sellers' 40: every quiet job starts
@@ -75,7 +76,7 @@ async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_th
 async def test_with_the_buffer_off_the_backlog_runs_first(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: StartWorker,
 ) -> None:
     """The same load with `LANES_SELLER_BUFFER=0` (the old FIFO): the quiet sellers wait for

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, acme_toml, job, results
+from tests.fixtures_markets import acme_config, acme_toml
+from tests.fixtures_worker import AcmeMarket, Lanes, job, results
 from worker import lambda_handler
 from worker.lambda_handler import handle_batch
 from worker.queues import ATTR_REASON
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import SqsClient, SqsMessage
 
-MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
+MakeRuntime = Callable[[WorkerSettings, object], Awaitable[Runtime]]
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def _event(lanes: Lanes, lane: Lane, bodies: list[str]) -> tuple[dict[str,
 async def test_returns_exactly_the_failed_records(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """Done and dead-lettered records succeed; a record that must come back is the only failure."""
@@ -92,7 +93,7 @@ async def test_returns_exactly_the_failed_records(
 async def test_unfinished_records_fail_before_time_runs_out(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """A record still running near the end is returned as a failure before the time is up."""
@@ -110,7 +111,7 @@ async def test_unfinished_records_fail_before_time_runs_out(
 def test_handler_entry_point_reads_settings_from_the_environment(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -156,7 +157,7 @@ def test_handler_entry_point_reads_settings_from_the_environment(
 async def test_a_job_that_overruns_is_cancelled_and_released(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -181,7 +182,7 @@ async def test_a_job_that_overruns_is_cancelled_and_released(
 async def test_a_hyphenated_prefix_is_parsed_and_metrics_are_printed_as_emf(
     acme: AcmeMarket,
     sqs: SqsClient,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

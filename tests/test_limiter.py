@@ -100,7 +100,7 @@ async def test_cooldown_pauses_every_lane_for_every_worker(
     """After penalize, any limiter on the budget is refused until the cooldown ends."""
     budget = make_budget(100, 1.0)
     one, other = make_limiter(), make_limiter()
-    assert await one.penalize(budget, 0.4) == pytest.approx(0.4)
+    assert await one.pauses.penalize(budget, 0.4) == pytest.approx(0.4)
     refused = await other.acquire(budget, Lane.HIGH)
     assert not refused.granted
     assert 0.3 < refused.wait <= 0.4
@@ -113,9 +113,9 @@ async def test_penalize_keeps_a_longer_cooldown(
 ) -> None:
     """A shorter penalty does not cut a longer running cooldown short."""
     limiter, budget = make_limiter(), make_budget()
-    await limiter.penalize(budget, 5.0)
-    assert await limiter.penalize(budget, 1.0) > 4.0
-    assert (await limiter.usage(budget)).cooldown > 4.0
+    await limiter.pauses.penalize(budget, 5.0)
+    assert await limiter.pauses.penalize(budget, 1.0) > 4.0
+    assert (await limiter.usage.read(budget)).cooldown > 4.0
 
 
 async def test_usage_counts_by_lane(make_limiter: MakeLimiter, make_budget: MakeBudget) -> None:
@@ -125,7 +125,7 @@ async def test_usage_counts_by_lane(make_limiter: MakeLimiter, make_budget: Make
     await limiter.acquire(budget, Lane.MEDIUM)
     await limiter.acquire(budget, Lane.HIGH)
     await limiter.acquire(budget, Lane.HIGH)
-    usage = await limiter.usage(budget)
+    usage = await limiter.usage.read(budget)
     assert usage.in_window == {Lane.HIGH: 1, Lane.MEDIUM: 1, Lane.LOW: 1}
     assert usage.reserved == {Lane.HIGH: 1, Lane.MEDIUM: 0, Lane.LOW: 0}
 
@@ -217,9 +217,11 @@ async def test_every_budget_key_expires_on_every_write_path(
     given_back = sellers[0]
     (grant,) = await limiter._submit(given_back, [(Lane.HIGH, 1)])
     await limiter._submit(given_back, [(Lane.HIGH, 1)], grant.members)  # in one round trip
-    await limiter.advertise(make_budget(10, 1.0, name="acme:advertised"), 5, "X-Test", ttl=60)
-    await limiter.pause_for_quota(make_budget(10, 1.0, name="acme:quota"), 1.0)
-    await limiter.cool_down(
+    await limiter.pauses.advertise(
+        make_budget(10, 1.0, name="acme:advertised"), 5, "X-Test", ttl=60
+    )
+    await limiter.pauses.pause_for_quota(make_budget(10, 1.0, name="acme:quota"), 1.0)
+    await limiter.pauses.cool_down(
         make_budget(10, 1.0, name="acme:cooled"), asked=None, base=0.1, most=1.0, admitted_at=0
     )
     assert await _keys_without_expiry(redis_client) == []
@@ -234,7 +236,7 @@ async def test_the_first_admit_warms_up_before_its_first_grant(
     limiter, budget = make_limiter(), make_budget(5, 1.0, margin_ms=25)
     ticket = await limiter.admit(budget, Lane.HIGH)
     assert ticket.may_send()
-    assert all(await redis_client.script_exists(limiter._acquire.sha, limiter._pause.sha))
+    assert all(await redis_client.script_exists(limiter._acquire.sha, limiter.pauses._pause.sha))
     low, high = limiter.clock.bounds()
     assert high - low <= limiter.tolerance(budget) / 2
 

@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from lanes.config import Config
 from lanes.limiter import Limiter
 from lanes.settings import Settings
 from markets import Call, Markets, registry
 from markets.auth import NoAuth
 from markets.catalogue import parse_with_catalogues
+from markets.config import Config
 from markets.market import Market, OrderShape, SimulatorEntry
 from markets.registry import MARKETS, market_of
 from markets.simulators import SimState, simulated, simulator_app

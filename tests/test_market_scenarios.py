@@ -25,6 +25,7 @@ from tests.fixtures_markets import (
     MakeMarkets,
     Running,
     StartSimulator,
+    coupang_job,
     market_settings,
     markets_config,
 )
@@ -45,10 +46,6 @@ NAVER_FAST: dict[str, Any] = {
 COUPANG_FAST: dict[str, Any] = {"groups": {"vendor": {"rps": 20}}}
 # A lost answer: the market acts, the client gives up after 0.3 s, the answer comes at 1 s.
 LOST = 0.3
-
-
-def coupang_job(kind: str, **payload: object) -> JobRequest:
-    return JobRequest(kind, "coupang", COUPANG_VENDOR, dict(payload))
 
 
 def invoice(index: int) -> dict[str, object]:

@@ -117,7 +117,7 @@ async def test_an_ageing_token_is_refreshed_once_and_takes_budget(
     await asyncio.gather(*(markets.run(request, Lane.HIGH) for _ in range(6)))
     assert sim.state.tokens_issued == 2
     budget = markets.client("naver").budget("token", None)
-    usage = await markets._limiter.usage(budget)
+    usage = await markets._limiter.usage.read(budget)
     assert usage.in_window[Lane.HIGH] >= 1
 
 

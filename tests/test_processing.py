@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
 from scripts.local.services import RedisServer
+from tests.fixtures_markets import acme_config
 from tests.fixtures_worker import (
     AcmeMarket,
     Lanes,
-    acme_config,
     deliver,
     job,
     receive_deliveries,
@@ -27,13 +26,14 @@ from worker.outcomes import Action
 from worker.processing import RUNNING_AFTER
 from worker.queues import Delivery
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 
-MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
+MakeRuntime = Callable[[WorkerSettings, object], Awaitable[Runtime]]
 
 
 @pytest.fixture
 async def runtime(
-    acme: AcmeMarket, make_settings: Callable[..., Settings], make_runtime: MakeRuntime
+    acme: AcmeMarket, make_settings: Callable[..., WorkerSettings], make_runtime: MakeRuntime
 ) -> Runtime:
     return await make_runtime(make_settings(), acme_config(acme))
 
@@ -175,7 +175,7 @@ async def test_waits_spend_no_attempt_and_no_receive(
 async def test_redis_outage_is_waited_out_holding_the_message(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
     redis_server: RedisServer,
 ) -> None:
@@ -199,7 +199,7 @@ async def test_redis_outage_is_waited_out_holding_the_message(
 async def test_sink_outage_keeps_the_result_and_never_reruns_the_job(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
     tmp_path: Path,
 ) -> None:
@@ -226,7 +226,7 @@ async def test_sink_outage_keeps_the_result_and_never_reruns_the_job(
 async def test_a_timed_out_post_is_never_sent_again_and_stops_for_a_person(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """Issue 12 (3): a ship whose POST timed out (the market may have acted) is not retried in

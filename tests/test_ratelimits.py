@@ -12,9 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lanes import Lane, Limiter
-from lanes.config import EndpointConfig, MarketConfig, daily_reset
 from lanes.policy import LanePolicy
 from markets.client import Call, MarketClient
+from markets.config import EndpointConfig, MarketConfig, daily_reset
 from markets.errors import QuotaExhausted, RateLimited
 from markets.ratelimits import retry_after_seconds
 from worker.outcomes import Action, outcome_of_error
@@ -69,7 +69,7 @@ async def test_quota_answer_pauses_the_budget_and_releases_with_its_reset(
         await client.send(Call("call"), Lane.HIGH, seller=None)
     assert caught.value.retry_after == pytest.approx(120, abs=1)
     assert caught.value.retry_at == pytest.approx(time.time() + 120, abs=2)
-    usage = await client._limiter.usage(client.budget("call", None))
+    usage = await client._limiter.usage.read(client.budget("call", None))
     assert usage.quota_pause == pytest.approx(120, abs=1)
     assert usage.cooldown == 0
     outcome = outcome_of_error(
@@ -102,7 +102,7 @@ async def test_429_cools_the_budget_and_retry_after_inf_does_not_crash(
     with pytest.raises(RateLimited) as caught:
         await client.send(Call("call"), Lane.HIGH, seller=None)
     assert caught.value.retry_after == pytest.approx(2, abs=0.01)
-    usage = await client._limiter.usage(client.budget("call", None))
+    usage = await client._limiter.usage.read(client.budget("call", None))
     assert usage.cooldown == pytest.approx(2, abs=0.1)
 
 
@@ -110,7 +110,7 @@ async def test_advertised_lower_limit_from_answers_is_adopted(make_client: MakeC
     """`RateLimit-Policy: q=20;w=10` (2/s) under a configured 10/s is adopted by the budget."""
     client = await make_client((200, {"RateLimit-Policy": '"default";q=20;w=10'}, {"ok": "1"}))
     await client.send(Call("call"), Lane.HIGH, seller=None)
-    usage = await client._limiter.usage(client.budget("call", None))
+    usage = await client._limiter.usage.read(client.budget("call", None))
     assert (usage.limit, usage.limit_source) == (2, "RateLimit")
 
 

@@ -32,11 +32,13 @@ async def _every_budget_script(limiter: Limiter, budget: Budget) -> None:
     ticket = await limiter.admit(budget, Lane.MEDIUM)
     assert ticket.may_send()
     await limiter.release(budget, ticket.members)
-    cooled = await limiter.cool_down(budget, asked=None, base=0.2, most=1.0, admitted_at=ticket.at)
+    cooled = await limiter.pauses.cool_down(
+        budget, asked=None, base=0.2, most=1.0, admitted_at=ticket.at
+    )
     assert cooled.new
-    assert await limiter.pause_for_quota(budget, 0.3) > 0
-    assert await limiter.advertise(budget, budget.rate / 2, "X-Test", ttl=5)
-    usage = await limiter.usage(budget)
+    assert await limiter.pauses.pause_for_quota(budget, 0.3) > 0
+    assert await limiter.pauses.advertise(budget, budget.rate / 2, "X-Test", ttl=5)
+    usage = await limiter.usage.read(budget)
     assert usage.limit_source == "X-Test"
     assert usage.cooldown > 0 or usage.quota_pause > 0
 

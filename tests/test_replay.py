@@ -15,11 +15,12 @@ from typing import Any, cast
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
 from scripts.tools.replay import DeadLetter, ReplayFilter, replay
+from tests.fixtures_markets import acme_config
 from tests.fixtures_scripts import CliRun, LanesEnv
-from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, acme_config, job, wait_until
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
 from worker.queues import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_FAILED_AT, ATTR_REASON
+from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage, SqsClient, SqsMessage
 
 
@@ -214,7 +215,7 @@ class _AfterTheWorker:
 async def test_a_replay_of_a_still_failing_dead_letter_ends_after_one_pass(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     start_worker: Callable[..., Any],
 ) -> None:
     """With a worker running and the cause not fixed (the market answers 400), the dead

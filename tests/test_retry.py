@@ -93,7 +93,7 @@ async def test_the_deadline_turns_retrying_into_retry_later(
 @pytest.mark.slow
 async def test_budget_waits_are_not_attempts(scripted: Scripted, make_markets: MakeMarkets) -> None:
     """Fourteen low jobs with one attempt each on a 10 rps budget: all wait, all succeed."""
-    markets = await make_markets(acme_config(scripted.url, rps=10))
+    markets = await make_markets(acme_config(scripted, rps=10))
     request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
     results = await asyncio.gather(
         *(markets.run(request, Lane.LOW, max_attempts=1) for _ in range(14))
@@ -107,7 +107,7 @@ async def test_a_redis_outage_is_waited_out_without_sending(
     scripted: Scripted, make_markets: MakeMarkets, redis_server: RedisServer
 ) -> None:
     """Redis down: no request goes out and no attempt is spent; when it is back the job runs."""
-    markets = await make_markets(acme_config(scripted.url))
+    markets = await make_markets(acme_config(scripted))
     request = JobRequest("call", "acme", "s-1", {"endpoint": "answer"})
     redis_server.stop()
     try:

@@ -14,8 +14,9 @@ from typing import cast
 import pytest
 
 import markets
-from lanes.settings import Settings, load_settings
+from lanes.settings import load_settings
 from lanes.store import RedisStore
+from scripts.settings import CliSettings
 from scripts.tools.enqueue import BadInput
 from scripts.tools.schedule import Plan, Scheduler, handler
 from tests.fixtures_scripts import CONFIG, CliRun, LanesEnv
@@ -39,7 +40,7 @@ async def _depths(sqs: SqsClient, url: str) -> tuple[int, int]:
     return int(found[names[0]]), int(found[names[1]])
 
 
-async def _tick_twice_at_once(settings: Settings, plan: Plan, at: float = TICK_AT) -> list[int]:
+async def _tick_twice_at_once(settings: CliSettings, plan: Plan, at: float = TICK_AT) -> list[int]:
     """Two schedulers, each with its own Redis and SQS connections, tick the same moment."""
     config = markets.load_config(settings.config)
 
@@ -61,7 +62,7 @@ async def test_a_tick_for_5000_sellers_enqueues_5000_jobs_once_with_two_schedule
     """Both schedulers tick the same moment: one sends all 5,000, the other none; the same
     tick again sends nothing. Spread over 300 s, a message is visible only once its delay
     (at most 17 sellers per second) has passed since it was sent."""
-    settings = load_settings()
+    settings = load_settings(CliSettings)
     plan = Plan("naver", spread=300, sellers_file=_sellers(tmp_path / "sellers.txt", 5000))
     async with SqsClient(endpoint_url=lanes_env.sqs_endpoint) as sqs:
         url = await _queue(lanes_env, sqs)
@@ -81,7 +82,7 @@ async def test_each_job_is_the_sellers_collection_from_its_watermark(
     """A job per seller: kind collect_orders with no window (the watermark says where to
     read from, so a missed tick loses nothing), MessageGroupId = seller, an id naming the
     tick; the next tick sends again."""
-    settings = load_settings()
+    settings = load_settings(CliSettings)
     plan = Plan("naver", spread=0, every=600, sellers_file=_sellers(tmp_path / "s.txt", 25))
     async with SqsClient(endpoint_url=lanes_env.sqs_endpoint) as sqs:
         url = await _queue(lanes_env, sqs)
@@ -105,7 +106,7 @@ def _offline(plan: Plan, tmp_path: Path) -> Scheduler:
     config.write_text(CONFIG)
     return Scheduler(
         plan,
-        settings=Settings(),
+        settings=CliSettings(),
         config=markets.load_config(config),
         store=cast(RedisStore, None),
         sqs=cast(SqsClient, None),

@@ -7,13 +7,13 @@ import pytest
 from lanes import Lane
 from markets import JOB_KINDS, JobRequest, Markets, PermanentError
 from markets.registry import MARKETS
-from tests.fixtures_markets import MakeMarkets, acme_config, markets_config
+from tests.fixtures_markets import MakeMarkets, acme_config, markets_config, scripted_table
 
 
 @pytest.fixture
 async def markets(make_markets: MakeMarkets) -> Markets:
     config = markets_config(coupang="http://127.0.0.1:9", naver="http://127.0.0.1:9")
-    extra = acme_config("http://127.0.0.1:9").markets
+    extra = acme_config(scripted_table("http://127.0.0.1:9")).markets
     return await make_markets(config.model_copy(update={"markets": {**config.markets, **extra}}))
 
 

@@ -8,13 +8,14 @@ import pytest
 
 from lanes import ConfigError, load_settings
 from lanes.settings import unknown_variables
+from scripts.settings import CliSettings
 
 
 def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unset variables give docs/DESIGN.md's defaults."""
     for name in ("LANES_CONFIG", "LANES_REDIS_URL", "LANES_SQS_ENDPOINT_URL", "LANES_QUEUE_PREFIX"):
         monkeypatch.delenv(name, raising=False)
-    settings = load_settings()
+    settings = load_settings(CliSettings)
     assert settings.config == Path("lanes.toml")
     assert settings.redis_url == "redis://localhost:6379/0"
     assert settings.sqs_endpoint_url is None
@@ -24,7 +25,7 @@ def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_credentials_are_nested_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """LANES_CREDENTIALS__MARKET__KEY becomes a SecretStr that does not print."""
     monkeypatch.setenv("LANES_CREDENTIALS__COUPANG__SECRET_KEY", "s3cr3t")
-    settings = load_settings()
+    settings = load_settings(CliSettings)
     secret = settings.credentials["coupang"]["secret_key"]
     assert secret.get_secret_value() == "s3cr3t"
     assert "s3cr3t" not in repr(settings)
@@ -34,7 +35,7 @@ def test_wrong_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """A malformed variable names the setting in one line."""
     monkeypatch.setenv("LANES_REDIS_URL", "http://nope")
     with pytest.raises(ConfigError, match=r"^settings \(LANES_\*\): redis_url: ") as caught:
-        load_settings()
+        load_settings(CliSettings)
     assert "\n" not in str(caught.value)
 
 
@@ -59,7 +60,7 @@ def test_each_setting_mistake_is_one_line(
     credentials that are not JSON: one line naming the setting, never a traceback."""
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as caught:
-        load_settings()
+        load_settings(CliSettings)
     assert "\n" not in str(caught.value)
     assert fragment in str(caught.value)
 
@@ -68,13 +69,14 @@ def test_an_unknown_variable_names_the_closest_setting() -> None:
     """`LANES_CONCURENCY` (a typo) is reported with the setting it probably meant; known
     variables, nested credentials and other prefixes are not."""
     warnings = unknown_variables(
+        CliSettings,
         {
             "LANES_CONCURENCY": "8",
             "LANES_CONCURRENCY": "8",
             "LANES_CREDENTIALS__COUPANG__SECRET_KEY": "x",
             "LANES_ZZZ": "1",
             "PATH": "/bin",
-        }
+        },
     )
     assert warnings == [
         "LANES_CONCURENCY is not a lanes setting (did you mean LANES_CONCURRENCY?); it is ignored",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lanes.config import Config
 from lanes.policy import Lane
 from lanes.settings import Settings
 from markets import load_config, missing_credentials
+from markets.config import Config
 from tests.fixtures_worker import AcmeMarket, Lanes, job
 
 # A vendor's keys are its own: none set, each is asked per seller.

@@ -40,10 +40,10 @@ async def _load(env: LanesEnv) -> None:
         await store.client.delete(earlier.log_key)
         changed = Budget.for_endpoint("naver", "changed_orders", (Window(limit=2, seconds=1),))
         assert (await limiter.acquire(changed, Lane.MEDIUM)).granted
-        await limiter.penalize(changed, 30)
+        await limiter.pauses.penalize(changed, 30)
         dispatch = Budget.for_endpoint("naver", "dispatch", (Window(limit=2, seconds=1),))
-        assert await limiter.advertise(dispatch, 1.0, "GNCP-GW-RateLimit", ttl=600)
-        await limiter.pause_for_quota(dispatch, 3600)
+        assert await limiter.pauses.advertise(dispatch, 1.0, "GNCP-GW-RateLimit", ttl=600)
+        await limiter.pauses.pause_for_quota(dispatch, 3600)
         limiter.lateness.record(0.003, on_time=True)
         limiter.lateness.record(0.2, on_time=False)
         await limiter.lateness.flush(store.client)

@@ -9,18 +9,19 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from lanes.policy import Lane
-from lanes.settings import Settings
-from tests.fixtures_worker import AcmeMarket, Lanes, acme_config, deliver, job
+from tests.fixtures_markets import acme_config
+from tests.fixtures_worker import AcmeMarket, Lanes, deliver, job
 from worker.runtime import TRACK_TTL, Runtime
+from worker.settings import WorkerSettings
 from worker.tracking import JobTracker, job_key, oldest_waiting, waiting_key
 
-MakeRuntime = Callable[[Settings, object], Awaitable[Runtime]]
+MakeRuntime = Callable[[WorkerSettings, object], Awaitable[Runtime]]
 
 
 async def test_status_records_follow_the_job_to_done_and_dead_letter(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
     redis_client: aioredis.Redis,
 ) -> None:
@@ -55,7 +56,7 @@ async def test_status_records_follow_the_job_to_done_and_dead_letter(
 async def test_a_failed_attempt_is_recorded_with_its_retry(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     make_runtime: MakeRuntime,
 ) -> None:
     """A low attempt that failed is `failed` with the error and when it runs again."""

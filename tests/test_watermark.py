@@ -12,7 +12,6 @@ import pytest
 
 from lanes import RedisStore
 from lanes.policy import Lane
-from lanes.settings import Settings
 from markets.coupang.simulator import coupang_app
 from markets.watermark import Watermarks
 from tests.fixtures_markets import COUPANG_KEYS, COUPANG_VENDOR, StartSimulator, markets_config
@@ -20,6 +19,7 @@ from tests.fixtures_worker import results
 from worker.outcomes import Action
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import SqsMessage
 
 
@@ -73,8 +73,8 @@ def _scheduled(job_id: str) -> Delivery:
 
 async def test_a_worker_killed_between_collection_and_delivery_loses_no_order(
     start_simulator: StartSimulator,
-    make_settings: Callable[..., Settings],
-    make_runtime: Callable[[Settings, Any], Awaitable[Runtime]],
+    make_settings: Callable[..., WorkerSettings],
+    make_runtime: Callable[[WorkerSettings, Any], Awaitable[Runtime]],
     store: RedisStore,
 ) -> None:
     """Issue 18: the first worker collects the seller's 50 orders of the last 10 days and is

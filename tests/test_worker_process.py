@@ -17,22 +17,14 @@ import aiohttp
 import pytest
 
 from lanes.policy import Lane
-from lanes.settings import Settings
 from scripts.local.services import free_port
-from tests.fixtures_worker import (
-    AcmeMarket,
-    Lanes,
-    RunningWorker,
-    acme_config,
-    acme_toml,
-    job,
-    results,
-    wait_until,
-)
+from tests.fixtures_markets import acme_config, acme_toml
+from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, results, wait_until
 from worker.queues import ATTR_REASON
+from worker.settings import WorkerSettings
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
-Spawn = Callable[[Settings], subprocess.Popen[bytes]]
+Spawn = Callable[[WorkerSettings], subprocess.Popen[bytes]]
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
     """Factory: start `python -m worker` with `settings` as LANES_* variables."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def spawn(settings: Settings) -> subprocess.Popen[bytes]:
+    def spawn(settings: WorkerSettings) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         for name, value in settings.model_dump(exclude={"credentials"}).items():
             if value is not None:
@@ -64,7 +56,7 @@ def spawn_worker(store: Any, tmp_path: Path) -> Iterator[Spawn]:
 async def test_sigterm_releases_everything_within_the_grace_period(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     spawn_worker: Spawn,
     tmp_path: Path,
 ) -> None:
@@ -108,7 +100,7 @@ async def test_sigterm_releases_everything_within_the_grace_period(
 async def test_sigkill_loses_nothing(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     spawn_worker: Spawn,
     start_worker: StartWorker,
     tmp_path: Path,
@@ -138,7 +130,7 @@ async def test_sigkill_loses_nothing(
 
 @pytest.mark.slow
 def test_missing_queues_fail_with_one_line(
-    acme: AcmeMarket, make_settings: Callable[..., Settings], tmp_path: Path
+    acme: AcmeMarket, make_settings: Callable[..., WorkerSettings], tmp_path: Path
 ) -> None:
     """Queues that were never provisioned: exit 2 with one line naming the queue, no traceback."""
     settings = make_settings(config=acme_toml(acme, tmp_path / "lanes.toml"), queue_prefix="nope")
@@ -158,7 +150,7 @@ def test_missing_queues_fail_with_one_line(
 async def test_metrics_of_a_running_worker_show_the_per_lane_series(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     spawn_worker: Spawn,
     tmp_path: Path,
 ) -> None:
@@ -210,7 +202,7 @@ async def test_metrics_of_a_running_worker_show_the_per_lane_series(
 async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
     acme: AcmeMarket,
     lanes: Lanes,
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., WorkerSettings],
     spawn_worker: Spawn,
     start_worker: StartWorker,
     tmp_path: Path,
@@ -248,7 +240,7 @@ async def test_sigkill_mid_post_stops_the_side_effect_for_a_person(
 
 @pytest.mark.slow
 def test_an_unreachable_redis_fails_at_start_up_with_one_line(
-    acme: AcmeMarket, lanes: Lanes, make_settings: Callable[..., Settings], tmp_path: Path
+    acme: AcmeMarket, lanes: Lanes, make_settings: Callable[..., WorkerSettings], tmp_path: Path
 ) -> None:
     """Issue 11: Redis that does not answer is a start-up error: exit 2, one line naming it
     (its password redacted), no traceback, no job dead-lettered."""

@@ -43,12 +43,11 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from lanes.config import Config
 from lanes.errors import ConfigError
 from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
-from lanes.settings import Settings
 from markets import missing_credentials
+from markets.config import Config
 from worker.fairness import SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
@@ -57,6 +56,7 @@ from worker.pauses import LanePauses
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError
 
 __all__ = [
@@ -471,7 +471,7 @@ async def _check_redis(runtime: Runtime) -> None:
         raise ConfigError(f"Redis at {where} does not answer: {exc}") from exc
 
 
-def _check_credentials(settings: Settings, config: Config, names: list[str]) -> None:
+def _check_credentials(settings: WorkerSettings, config: Config, names: list[str]) -> None:
     """Start-up check: each market's credentials are there (else one line and exit 2, not
     every job dead-lettered as permanent). Names where to set them, never a value."""
     for name in names:
@@ -481,7 +481,7 @@ def _check_credentials(settings: Settings, config: Config, names: list[str]) -> 
 
 
 async def serve(
-    settings: Settings,
+    settings: WorkerSettings,
     config: Config,
     *,
     markets: Sequence[str] | None = None,

@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lanes.config import Config, describe_validation_error
+from lanes.config import describe_validation_error
 from markets import JobRequest
+from markets.config import Config
 from markets.service import CheckedJob, validate_job
 from worker.queues import QueueName
 

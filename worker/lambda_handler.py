@@ -27,13 +27,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from lanes.config import Config
 from lanes.logs import configure_logging
-from lanes.settings import Settings, load_settings
+from lanes.settings import load_settings
 from markets import load_config
+from markets.config import Config
 from worker.outcomes import Outcome
 from worker.queues import Delivery, lane_of_queue
 from worker.runtime import Runtime
+from worker.settings import WorkerSettings
 from worker.sqs import SqsError, SqsMessage
 
 __all__ = ["LambdaContext", "LambdaWorker", "close", "handle_batch", "handler"]
@@ -132,7 +133,7 @@ async def handle_batch(
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
-async def _open_runtime(settings: Settings, config: Config) -> Runtime:
+async def _open_runtime(settings: WorkerSettings, config: Config) -> Runtime:
     """The runtime, made inside the loop that will use it (its HTTP session binds to it)."""
     return await Runtime(settings, config, lambda_mode=True).open()
 
@@ -140,7 +141,7 @@ async def _open_runtime(settings: Settings, config: Config) -> Runtime:
 class LambdaWorker:
     """One event loop and one `Runtime`, kept for the life of the Lambda container."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         configure_logging(settings.log_level)
         self.loop = asyncio.new_event_loop()
         config = load_config(settings.config)
@@ -172,7 +173,7 @@ def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The Lambda entry point (`worker.lambda_handler.handler`); settings from `LANES_*`."""
     global _worker
     if _worker is None:
-        _worker = LambdaWorker(load_settings())
+        _worker = LambdaWorker(load_settings(WorkerSettings))
     return _worker.handle(event, context)
 
 

@@ -10,17 +10,17 @@ from typing import Self
 
 import aiohttp
 
-from lanes.config import Config
 from lanes.limiter import Limiter
 from lanes.resource import AsyncResource
-from lanes.settings import Settings
 from lanes.store import RedisStore
 from markets import Markets
 from markets.client import send_check_trace
+from markets.config import Config
 from worker.idempotency import IdempotencyGuard
 from worker.metrics import Metrics
 from worker.outcomes import Settler
 from worker.processing import JobProcessor
+from worker.settings import WorkerSettings
 from worker.sinks import open_sink
 from worker.sqs import SqsClient
 from worker.tracking import Attempts, JobTracker
@@ -36,7 +36,7 @@ class Connections(AsyncResource):
     worker's `Runtime` and the HTTP API's runtime build on it. `aclose()` closes what was
     pushed on `_stack` (last first), safe twice."""
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    def __init__(self, settings: WorkerSettings, config: Config) -> None:
         self.settings = settings
         self.config = config
         self._stack = AsyncExitStack()
@@ -58,7 +58,9 @@ class Runtime(Connections):
     `lambda_mode` settles the Lambda event source's way (it deletes what succeeded).
     """
 
-    def __init__(self, settings: Settings, config: Config, *, lambda_mode: bool = False) -> None:
+    def __init__(
+        self, settings: WorkerSettings, config: Config, *, lambda_mode: bool = False
+    ) -> None:
         super().__init__(settings, config)
         self.metrics = Metrics()
         self.guard = IdempotencyGuard(

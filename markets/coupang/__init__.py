@@ -26,7 +26,9 @@ MARKET = Market(
     time_zone=KST,
     product_id_field="seller_product_id",
     seller_path="vendorId",
-    simulator=SimulatorEntry("markets.coupang.simulator", rate=10.0),
+    simulator=SimulatorEntry(
+        "markets.coupang.simulator", rate=10.0, port=8081, demo="markets.coupang.demo"
+    ),
     # Each vendor has its own keys; there are no application keys.
     seller_keys=lambda options: ("access_key", "secret_key"),
 )

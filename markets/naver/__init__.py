@@ -44,7 +44,13 @@ MARKET = Market(
     orders=ORDERS,
     time_zone=KST,
     product_id_field="origin_product_no",
-    simulator=SimulatorEntry("markets.naver.simulator", rate=2.0, base_path="/external"),
+    simulator=SimulatorEntry(
+        "markets.naver.simulator",
+        rate=2.0,
+        base_path="/external",
+        port=8082,
+        demo="markets.naver.demo",
+    ),
     # The application's keys; a solution app's (token_type SELLER) seller is named by
     # its own account_id.
     app_keys=("client_id", "client_secret"),

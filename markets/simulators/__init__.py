@@ -21,6 +21,7 @@ from markets.simulators.state import Faults, SimState, sim_state
 __all__ = [
     "Faults",
     "SimState",
+    "local_ports",
     "serve",
     "sim_state",
     "simulated",
@@ -44,6 +45,15 @@ def _module(name: str) -> _SimulatorModule:
 def simulated() -> dict[str, Market]:
     """The built-in markets that have a simulator, by name."""
     return {name: market for name, market in MARKETS.items() if market.simulator is not None}
+
+
+def local_ports() -> dict[str, int]:
+    """The markets `lanes services` starts a simulator for, with its default port."""
+    return {
+        name: market.simulator.port
+        for name, market in simulated().items()
+        if market.simulator is not None and market.simulator.port is not None
+    }
 
 
 def simulator_of(name: str) -> SimulatorEntry:

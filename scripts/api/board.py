@@ -15,9 +15,9 @@ inline SVG drawn by the page's own script), and JSON under `/board/api/`.
 - **Live data**: pages poll `/board/api/snapshot` every second; one shared snapshot
   (`Feed`) is read at most once per `INTERVAL` whatever the number of open pages, with
   the `lanes status` readers (`scripts.tools.status.snapshot`) and the pause flags.
-- **Actions** go through the code of the CLI: dead letters are listed and replayed by
-  `scripts.tools.replay.replay` (dry run first, then the confirmed move of exactly the
-  messages listed), lanes paused by `worker.pauses`, jobs read by `worker.tracking`.
+- **Reads** of jobs go through `worker.tracking`; the **actions** (dead letters
+  replayed or discarded, lanes paused) are `scripts.api.routes.control`'s router, which
+  this module mounts beside its own.
 """
 
 from __future__ import annotations
@@ -25,33 +25,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.resources import files
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import structlog
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from lanes.budget import split_name
 from lanes.errors import BudgetUnavailable
 from lanes.policy import Lane
 from scripts.api.gate import key_matches, problem
-from scripts.tools.replay import DeadLetter, ReplayFilter, ReplayReport, replay
+from scripts.api.routes import control
+from scripts.api.runtime import ApiRuntime, check_market, runtime_of
 from scripts.tools.status import snapshot
-from worker.pauses import LanePauses
-from worker.queues import ATTR_ERROR, ATTR_FAILED_AT, ATTR_FIRST_ATTEMPT_AT, QueueName
-from worker.sqs import SqsClient
-
-if TYPE_CHECKING:  # the API imports this module to mount it
-    from scripts.api.app import ApiRuntime
 
 __all__ = ["BOARD", "COOKIE", "INTERVAL", "SESSION_SECONDS", "Feed", "Sessions", "mount_board"]
 
@@ -64,7 +58,6 @@ INTERVAL = 1.0  # seconds between two reads of the shared snapshot
 HISTORY = 300  # snapshots of usage kept for the charts (5 minutes at INTERVAL)
 BUSIEST = 20  # per-seller budgets listed without a search
 CARDS = 6  # per-seller budgets in use drawn as cards beside the app budgets
-LIST_MAX = 500  # dead letters listed per lane at most
 # Outcomes counted per minute for a dead-letter queue, beside its dead_lettered (in).
 _DEAD_LETTER_OUTS = ("replayed", "discarded")
 _OPEN = frozenset({BOARD, f"{BOARD}/", f"{BOARD}/login", f"{BOARD}/logout"})
@@ -112,6 +105,10 @@ class Sessions:
         cookies = _cookies(headers.get("cookie", ""))
         return self.who(cookies.get(COOKIE))
 
+    def operator(self, request: Request) -> str:
+        """The name an action is recorded under: the session's, else "api key"."""
+        return self.of(request.headers) or "api key"
+
     def admits(self, scope: Scope) -> bool:
         """For the gate: the login page and static files always; `/board/api/` with a
         valid session cookie."""
@@ -135,13 +132,6 @@ def _cookies(header: str) -> dict[str, str]:
 
 
 # --- the shared snapshot ----------------------------------------------------------------
-
-
-def _split(budget: str) -> tuple[str, str, str | None]:
-    """`market:endpoint[:seller]` as its parts (a seller may hold ':')."""
-    market, _, rest = budget.partition(":")
-    endpoint, _, seller = rest.partition(":")
-    return market, endpoint, seller or None
 
 
 class Feed:
@@ -174,7 +164,7 @@ class Feed:
         config = runtime.config
         names = sorted(config.markets)
         state = await snapshot(
-            runtime.sqs, runtime.store.client, runtime.limiter, config,
+            runtime.sqs, runtime.store.client, runtime.limiter.usage, config,
             prefix=runtime.settings.queue_prefix, markets=names,
         )  # fmt: skip
         state_error = state.budgets_error
@@ -198,7 +188,7 @@ class Feed:
         apps: list[dict[str, Any]] = []
         sellers: list[dict[str, Any]] = []
         for row in data["budgets"]:
-            market, endpoint, seller = _split(row["budget"])
+            market, endpoint, seller = split_name(row["budget"])
             row.update(market=market, endpoint=endpoint, seller=seller)
             (sellers if seller else apps).append(row)
         sellers.sort(key=lambda row: (-row["used"], -row["cooldown"], row["budget"]))
@@ -226,92 +216,6 @@ class Feed:
         }
 
 
-# --- dead letters -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Picked(ReplayFilter):
-    """The dead letters an operator picked on the page, by message id."""
-
-    ids: frozenset[str] = frozenset()
-
-    def matches(self, dead: DeadLetter) -> bool:
-        return dead.message.message_id in self.ids and super().matches(dead)
-
-
-def _dead(dead: DeadLetter) -> dict[str, Any]:
-    attributes = dead.message.message_attributes
-    return {
-        "message_id": dead.message.message_id,
-        "kind": dead.kind,
-        "seller": dead.seller,
-        "reason": dead.reason,
-        "attempts": dead.attempts,
-        "age": round(dead.age.total_seconds(), 1),
-        # Set by lanes when it dead-letters; a message SQS redrove carries neither.
-        "first_attempt_at": attributes.get(ATTR_FIRST_ATTEMPT_AT),
-        "last_attempt_at": attributes.get(ATTR_FAILED_AT),
-        "error": attributes.get(ATTR_ERROR),
-    }
-
-
-def _groups(listed: list[DeadLetter]) -> list[dict[str, Any]]:
-    """Dead letters by reason, the largest group first."""
-    by_reason: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for dead in listed:
-        by_reason[dead.reason].append(_dead(dead))
-    return [
-        {"reason": reason, "count": len(jobs), "jobs": jobs}
-        for reason, jobs in sorted(by_reason.items(), key=lambda item: -len(item[1]))
-    ]
-
-
-def _report(report: ReplayReport) -> dict[str, Any]:
-    return {
-        "examined": report.examined,
-        "moved": report.moved,
-        "would_move": len(report.listed),
-        "groups": _groups(report.listed),
-        "came_back": dict(report.came_back),
-        "arrived": report.arrived,
-        "left_in_dead_letter": report.left_in_dead_letter,
-    }
-
-
-async def discard(sqs: SqsClient, url: str, ids: frozenset[str]) -> int:
-    """Delete the dead letters `ids` from the queue at `url`; the number deleted. Others
-    received meanwhile are held invisible until the end, so each is looked at once."""
-    left = set(ids)
-    held: list[str] = []
-    deleted = empty = 0
-    try:
-        while left and empty < 2:  # two empty polls: the rest is gone already
-            batch = await sqs.receive(url, max_messages=10, wait_seconds=1, visibility_timeout=60)
-            empty = 0 if batch else empty + 1
-            chosen = [message for message in batch if message.message_id in left]
-            held.extend(m.receipt_handle for m in batch if m.message_id not in left)
-            if chosen:
-                failed = await sqs.delete_batch(url, [m.receipt_handle for m in chosen])
-                deleted += len(chosen) - len(failed)
-                left.difference_update(m.message_id for m in chosen)
-    finally:
-        if held:
-            await sqs.change_visibility_batch(url, [(receipt, 0) for receipt in held])
-    return deleted
-
-
-class Pick(BaseModel):
-    """Dead letters of one lane's dead-letter queue, by message id."""
-
-    market: str
-    lane: Lane
-    ids: list[str] = Field(min_length=1, max_length=LIST_MAX)
-
-
-class Replay(Pick):
-    dry_run: bool = True
-
-
 # --- the routes -------------------------------------------------------------------------
 
 
@@ -322,42 +226,8 @@ def _page(name: str, status: int = 200, *, error: bool = False) -> HTMLResponse:
     return HTMLResponse(text, status_code=status, headers=_HEADERS)
 
 
-def _runtime(request: Request) -> ApiRuntime:
-    runtime: ApiRuntime = request.app.state.runtime
-    return runtime
-
-
-def _unknown_market(runtime: ApiRuntime, market: str) -> JSONResponse | None:
-    if market in runtime.config.markets:
-        return None
-    return problem(404, f"unknown market {market!r}", "market")
-
-
-def _urls(runtime: ApiRuntime, market: str, lane: Lane) -> QueueName:
-    return QueueName(runtime.settings.queue_prefix, market, lane)
-
-
-async def _replay(
-    runtime: ApiRuntime, names: QueueName, only: ReplayFilter, max_messages: int, *, dry_run: bool
-) -> ReplayReport:
-    """`names`' dead letters that `only` picks, moved back to its lane queue (a dry run
-    lists them); the listing and the confirmed move run the same replay."""
-    return await replay(
-        runtime.sqs,
-        dead_letter_url=await runtime.sqs.queue_url(names.dead_letter),
-        lane_url=await runtime.sqs.queue_url(names.queue),
-        only=only,
-        max_messages=max_messages,
-        dry_run=dry_run,
-        visibility=60,
-    )
-
-
 def _router(sessions: Sessions, feed: Feed) -> APIRouter:
     router = APIRouter(prefix=BOARD, include_in_schema=False)
-
-    def who(request: Request) -> str:
-        return sessions.of(request.headers) or "api key"
 
     @router.get("")
     async def to_page() -> Response:
@@ -396,8 +266,10 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
 
     @router.get("/api/snapshot")
     async def current(request: Request) -> JSONResponse:
-        data = await feed.current(_runtime(request))
-        return JSONResponse({**data, "who": who(request)}, headers={"Cache-Control": "no-store"})
+        data = await feed.current(runtime_of(request))
+        return JSONResponse(
+            {**data, "who": sessions.operator(request)}, headers={"Cache-Control": "no-store"}
+        )
 
     @router.get("/api/sellers")
     async def sellers(
@@ -405,50 +277,11 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         q: Annotated[str, Query(max_length=200)] = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
-        return await feed.sellers(_runtime(request), q, limit)
-
-    @router.get("/api/dead-letters")
-    async def dead_letters(
-        request: Request, market: Annotated[str, Query()], lane: Annotated[Lane, Query()]
-    ) -> JSONResponse:
-        runtime = _runtime(request)
-        if (refused := _unknown_market(runtime, market)) is not None:
-            return refused
-        names = _urls(runtime, market, lane)
-        report = await _replay(runtime, names, ReplayFilter(), LIST_MAX, dry_run=True)
-        return JSONResponse(_report(report))
-
-    @router.post("/api/replay")
-    async def replay_picked(request: Request, pick: Annotated[Replay, Body()]) -> JSONResponse:
-        """A dry run lists what would move; the confirmed run moves exactly those ids."""
-        runtime = _runtime(request)
-        if (refused := _unknown_market(runtime, pick.market)) is not None:
-            return refused
-        names = _urls(runtime, pick.market, pick.lane)
-        picked = Picked(ids=frozenset(pick.ids))
-        report = await _replay(runtime, names, picked, len(pick.ids), dry_run=pick.dry_run)
-        if report.moved:
-            await runtime.tracker.count(pick.market, pick.lane.value, "replayed", report.moved)
-        log.info("board.replay", who=who(request), queue=names.dead_letter,
-                 dry_run=pick.dry_run, moved=report.moved, listed=len(report.listed))  # fmt: skip
-        return JSONResponse(_report(report))
-
-    @router.post("/api/discard")
-    async def discard_picked(request: Request, pick: Annotated[Pick, Body()]) -> JSONResponse:
-        runtime = _runtime(request)
-        if (refused := _unknown_market(runtime, pick.market)) is not None:
-            return refused
-        names = _urls(runtime, pick.market, pick.lane)
-        url = await runtime.sqs.queue_url(names.dead_letter)
-        deleted = await discard(runtime.sqs, url, frozenset(pick.ids))
-        if deleted:
-            await runtime.tracker.count(pick.market, pick.lane.value, "discarded", deleted)
-        log.info("board.discard", who=who(request), queue=names.dead_letter, deleted=deleted)
-        return JSONResponse({"deleted": deleted})
+        return await feed.sellers(runtime_of(request), q, limit)
 
     @router.get("/api/jobs/{job_id}")
     async def job(request: Request, job_id: Annotated[str, Path(max_length=200)]) -> Response:
-        record = await _runtime(request).tracker.get(job_id)
+        record = await runtime_of(request).tracker.get(job_id)
         if record is None:
             return problem(404, f"no job {job_id!r} (unknown, or its record expired)", "job_id")
         return JSONResponse(record)
@@ -460,27 +293,9 @@ def _router(sessions: Sessions, feed: Feed) -> APIRouter:
         seller: Annotated[str, Path(max_length=200)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> Response:
-        runtime = _runtime(request)
-        if (refused := _unknown_market(runtime, market)) is not None:
-            return refused
+        runtime = runtime_of(request)
+        check_market(runtime, market)
         return JSONResponse(await runtime.tracker.recent(market, seller, limit=limit))
-
-    @router.post("/api/lanes/{market}/{lane}/{action}")
-    async def control(
-        request: Request,
-        market: Annotated[str, Path()],
-        lane: Annotated[Lane, Path()],
-        action: Annotated[str, Path(pattern="^(pause|resume)$")],
-    ) -> Response:
-        runtime = _runtime(request)
-        if (refused := _unknown_market(runtime, market)) is not None:
-            return refused
-        pauses = LanePauses(runtime.store.client)
-        if action == "pause":
-            await pauses.pause(market, lane, by=who(request))
-        else:
-            await pauses.resume(market, lane, by=who(request))
-        return JSONResponse({"paused": await pauses.all()})
 
     return router
 
@@ -491,6 +306,7 @@ def mount_board(app: FastAPI, keys: Sequence[bytes]) -> Callable[[Scope], bool]:
     sessions = Sessions(keys)
     app.state.board_feed = feed = Feed()
     app.include_router(_router(sessions, feed))
+    app.include_router(control.router(sessions, BOARD))
     app.mount(
         f"{BOARD}/static",
         StaticFiles(packages=[("scripts.api", "board_static")]),

@@ -15,6 +15,8 @@ import hmac
 from collections.abc import Callable, Sequence
 
 import structlog
+from fastapi import Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -22,12 +24,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scripts.api.models import FieldProblem, Problem
 
-__all__ = ["OPEN_PATHS", "BodyTooLarge", "Gate", "key_matches", "problem"]
+__all__ = ["OPEN_PATHS", "SECURED", "BodyTooLarge", "Gate", "key_matches", "problem"]
 
 log = structlog.get_logger("api")
 
 # Served without a key: the health probe and the API's own documentation.
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# The gate checks the key; a secured route's dependencies only put the two ways to send it
+# in the OpenAPI document.
+SECURED = [
+    Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+    Security(HTTPBearer(auto_error=False)),
+]
 
 
 def problem(status: int, detail: str, field: str | None, headers: dict[str, str] | None = None,

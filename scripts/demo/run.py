@@ -1,8 +1,9 @@
 """`lanes demo`: the whole system on one machine, with no AWS account and no Redis.
 
-Plays the burst of `scripts.demo.load` twice against the Coupang and Naver
-simulators, each time with a fresh Redis and fresh simulators, on one moto SQS
-server, all child processes this command starts and stops:
+Plays the burst of `scripts.demo.load` twice against the simulators of the markets
+that have a part in it (`markets/<name>/demo.py`), each time with a fresh Redis and
+fresh simulators, on one moto SQS server, all child processes this command starts and
+stops:
 
 1. with lanes: three lane queues per market, `--workers` worker processes
    (`lanes worker`, or with `--mode lambda` the handler behind the local event
@@ -39,13 +40,11 @@ import aiohttp
 from lanes.policy import Lane
 from scripts.demo.chart import write_chart
 from scripts.demo.load import (
-    COUPANG_VENDOR,
-    LIMITS,
+    LOADS,
     MARKET_RATES,
     MARKETS,
     Planned,
     config_text,
-    credential_variables,
     plan_burst,
 )
 from scripts.demo.measure import RunTally
@@ -53,7 +52,7 @@ from scripts.demo.sim import ARRIVALS_PATH
 from scripts.demo.view import LiveView, render_summary
 from scripts.local.lambda_emulator import EventSource, LambdaEmulator
 from scripts.local.moto_server import QuickMotoServer
-from scripts.local.services import RedisServer, SimulatorServer
+from scripts.local.services import RedisServer, SimulatorServer, credential_variables
 from scripts.tools.provision import provision
 from worker.queues import QueueName
 from worker.sqs import OutgoingMessage, SqsClient
@@ -112,7 +111,7 @@ def _environment(services: _Services, prefix: str, results: str) -> dict[str, st
         "LANES_VISIBILITY_TIMEOUT": str(_VISIBILITY),
         "LANES_CONCURRENCY": str(_WORKER_CONCURRENCY),
         **_AWS,
-        **credential_variables(),
+        **credential_variables(MARKETS),
     }
     return values
 
@@ -263,20 +262,16 @@ async def _warm_up(
     sqs: SqsClient, urls: Mapping[tuple[str, Lane], str], results: _Results, workers: int
 ) -> None:
     """Start the clock once workers answer: a few cheap reads (routes no lane claims)."""
-    today = datetime.now().date().isoformat()
-    params = {
-        # Coupang requires the vendorId in the query too.
-        "coupang": {"vendorId": COUPANG_VENDOR, "inquiryStartAt": today, "inquiryEndAt": today},
-        "naver": {"page": 1},
-    }
+    today = datetime.now().date()
     ids = set()
     for market in MARKETS:
+        seller, params = LOADS[market].warm_up(today)
         bodies = []
         for number in range(2 * workers):
             job_id = f"warm-up-{market}-{number}"
             ids.add(job_id)
-            payload = {"endpoint": "inquiries", "params": params[market]}
-            body = {"kind": "call", "market": market, "seller": COUPANG_VENDOR, "id": job_id}
+            payload = {"endpoint": "inquiries", "params": params}
+            body = {"kind": "call", "market": market, "seller": seller, "id": job_id}
             bodies.append(json.dumps({**body, "payload": payload}))
         await sqs.send_batch(urls[(market, Lane.HIGH)], [OutgoingMessage(body=b) for b in bodies])
     done: dict[str, float] = {}
@@ -425,9 +420,9 @@ def run_demo(options: DemoOptions | None = None, out: TextIO | None = None) -> i
     work = Path(tempfile.mkdtemp(prefix="lanes-demo-"))
     print(
         f"lanes demo: {options.duration:g} s burst, {options.sellers} sellers, "
-        f"budgets {LIMITS['coupang']:g}/s at Coupang (one vendor; the simulator blocks over "
-        f"{MARKET_RATES['coupang']:g}/s) and {LIMITS['naver']:g}/s at Naver (one app); "
-        f"starting moto, Redis and the simulators",
+        "budgets "
+        + " and ".join(f"{load.limit:g}/s at {load.shown}" for load in LOADS.values())
+        + "; starting moto, Redis and the simulators",
         file=out,
     )
     try:

@@ -1,6 +1,6 @@
 """A market simulator for `lanes demo` that also logs every arrival with its moment.
 
-`python -m scripts.demo.sim coupang --port P --rate R` serves the simulator of
+`python -m scripts.demo.sim MARKET --port P --rate R` serves the simulator of
 `markets.simulators` unchanged, with one outer middleware that notes
 (wall-clock time, route name, status) for each request before the simulator's
 gateway sees it and after it answered. `GET /_demo/arrivals?after=N` returns the

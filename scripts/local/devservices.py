@@ -22,9 +22,14 @@ from pathlib import Path
 from typing import TextIO
 
 from lanes.errors import LanesError
-from scripts.demo.load import MARKETS, credential_variables
+from markets.simulators import local_ports
 from scripts.local.moto_server import QuickMotoServer
-from scripts.local.services import RedisServer, SimulatorServer, port_in_use
+from scripts.local.services import (
+    RedisServer,
+    SimulatorServer,
+    credential_variables,
+    port_in_use,
+)
 from scripts.tools.inputs import UsageError
 
 __all__ = ["EXAMPLES", "export_lines", "run_services", "services_config"]
@@ -35,7 +40,7 @@ _WATCH_SECONDS = 0.5
 
 
 def export_lines(
-    redis_url: str, sqs_url: str, config: Path, markets: Sequence[str] = MARKETS
+    redis_url: str, sqs_url: str, config: Path, markets: Sequence[str] | None = None
 ) -> list[str]:
     values = {
         "LANES_CONFIG": str(config),
@@ -44,7 +49,7 @@ def export_lines(
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
-        **credential_variables(markets),
+        **credential_variables(list(local_ports()) if markets is None else markets),
     }
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
@@ -118,8 +123,8 @@ def run_services(ports: Mapping[str, int], out: TextIO | None = None) -> int:
                 "# "
                 + ", ".join(f"{each.market} {each.base_url}" for each in simulators)
                 + f" ({where})\n"
-                "# then: lanes provision && lanes enqueue --market coupang --lane high "
-                f"--file {EXAMPLES / 'jobs.jsonl'} && lanes worker\n"
+                f"# then: lanes provision && lanes enqueue --market {next(iter(ports))} "
+                f"--lane high --file {EXAMPLES / 'jobs.jsonl'} && lanes worker\n"
                 "# Ctrl-C here stops Redis, moto and the simulators.",
                 file=out,
                 flush=True,

@@ -20,7 +20,7 @@ kept warm: the handler's connections live across invocations in each of them;
 All of them start, and import the handler, before the first poll: on AWS a cold
 start runs on a host of its own, while here a process importing mid-run would take
 the CPU of the warm ones as they hold budget, so that their admitted requests reach
-the market late, bunched with the next ones (a Coupang vendor block in the demo).
+the market late, bunched with the next ones (a seller blocked by its market in the demo).
 Unlike AWS, an invocation that overruns its timeout is not killed; it is counted.
 """
 

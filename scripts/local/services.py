@@ -16,17 +16,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from lanes.errors import LanesError
-from markets.simulators import simulator_of
+from markets.simulators import simulator_credentials, simulator_of
 
 __all__ = [
     "MotoServer",
     "RedisServer",
     "SimulatorServer",
+    "credential_variables",
     "free_port",
     "port_in_use",
     "redis_server_binary",
@@ -261,3 +263,12 @@ class SimulatorServer(_ChildServer):
         except (OSError, ValueError):
             return False
         return True
+
+
+def credential_variables(markets: Sequence[str]) -> dict[str, str]:
+    """The simulators' test credentials as `LANES_CREDENTIALS__<MARKET>__<NAME>` variables."""
+    return {
+        f"LANES_CREDENTIALS__{market.upper()}__{name.upper()}": value
+        for market in markets
+        for name, value in simulator_credentials(market).items()
+    }

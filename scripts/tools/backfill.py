@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
-from lanes.config import MarketConfig
+from markets.config import MarketConfig
 from markets.market import Market
 from markets.paging import day_windows, windows
 from markets.registry import MARKETS, market_of

@@ -33,15 +33,16 @@ from typing import Any
 
 import structlog
 
-from lanes.config import Config
 from lanes.errors import ConfigError
 from lanes.logs import configure_logging
 from lanes.policy import Lane
-from lanes.settings import Settings, load_settings
+from lanes.settings import load_settings
 from lanes.store import RedisStore
 from markets import load_config
+from markets.config import Config
 from markets.credentials import list_sellers
 from markets.service import credentials_source
+from scripts.settings import CliSettings
 from scripts.tools.enqueue import BadInput
 from scripts.tools.inputs import UsageError, parse_duration
 from scripts.tools.sending import Progress, group_id, send_stream
@@ -105,7 +106,13 @@ class Scheduler:
     """Ticks of `plan`; Redis and SQS are borrowed, not owned."""
 
     def __init__(
-        self, plan: Plan, *, settings: Settings, config: Config, store: RedisStore, sqs: SqsClient
+        self,
+        plan: Plan,
+        *,
+        settings: CliSettings,
+        config: Config,
+        store: RedisStore,
+        sqs: SqsClient,
     ) -> None:
         self.plan = plan
         self._settings = settings
@@ -190,7 +197,7 @@ def _iso(tick: int) -> str:
     return datetime.fromtimestamp(tick, UTC).isoformat()
 
 
-def plan_of(args: argparse.Namespace, settings: Settings) -> Plan:
+def plan_of(args: argparse.Namespace, settings: CliSettings) -> Plan:
     """The plan `lanes schedule`'s options describe."""
     return Plan(
         market=args.market,
@@ -204,7 +211,7 @@ def plan_of(args: argparse.Namespace, settings: Settings) -> Plan:
 
 async def run(
     args: argparse.Namespace,
-    settings: Settings,
+    settings: CliSettings,
     config: Config,
     *,
     store: RedisStore,
@@ -249,7 +256,7 @@ def _seconds(every: object) -> int:
     return round(parse_duration(str(every)).total_seconds())
 
 
-async def _handle(event: Mapping[str, Any], settings: Settings) -> TickReport:
+async def _handle(event: Mapping[str, Any], settings: CliSettings) -> TickReport:
     config = load_config(settings.config)
     plan = Plan(
         market=str(event["market"]),
@@ -272,7 +279,7 @@ def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     `{"market": M, "every": "10m", "at": "<aws.scheduler.scheduled-time>"}` (and optionally
     `kind`, `lane`, `spread`, `sellers_file`). A bad event raises: the scheduler's retry
     policy and dead-letter queue keep it."""
-    settings = load_settings()
+    settings = load_settings(CliSettings)
     configure_logging(settings.log_level)
     try:
         report = asyncio.run(_handle(event, settings))

@@ -15,7 +15,6 @@ lateness histogram of admitted requests that every worker shares.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -25,12 +24,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from lanes.budget import Budget
-from lanes.config import Config, EndpointConfig, GroupConfig, MarketConfig
+from lanes.budget import Budget, SellerStates
+from lanes.config import GroupConfig
 from lanes.errors import BudgetUnavailable
 from lanes.lateness import read_lateness
-from lanes.limiter import Limiter
 from lanes.policy import Lane
+from lanes.usage import Usage
+from markets.config import Config, EndpointConfig, MarketConfig
 from scripts.tools.table import render_table
 from worker.pauses import LanePauses
 from worker.queues import QueueName
@@ -46,8 +46,6 @@ __all__ = [
     "render_snapshot",
     "snapshot",
 ]
-
-_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 @dataclass(frozen=True)
@@ -179,14 +177,14 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
                 )
             )
             continue
-        head = f"lanes:{{{name}:{budget_name}:"
-        pattern = _GLOB_SPECIAL.sub(r"\\\1", head) + "*}:state"
+        states = SellerStates(name, budget_name)
         try:
-            keys = [key.decode() async for key in redis.scan_iter(match=pattern, count=1000)]
+            found = redis.scan_iter(match=states.pattern, count=1000)
+            keys = [key.decode() async for key in found]
         except (RedisError, OSError) as exc:
             raise BudgetUnavailable(f"redis unavailable: {exc}") from exc
         for key in sorted(keys):
-            seller = key[len(head) : -len("}:state")]
+            seller = states.seller(key)
             budgets.append(
                 Budget.for_endpoint(
                     name,
@@ -202,25 +200,25 @@ async def budgets_of(redis: aioredis.Redis, name: str, market: MarketConfig) -> 
 
 
 async def _budget_rows(
-    redis: aioredis.Redis, limiter: Limiter, config: Config, markets: Iterable[str]
+    redis: aioredis.Redis, usage: Usage, config: Config, markets: Iterable[str]
 ) -> list[BudgetRow]:
     rows: list[BudgetRow] = []
     for market in markets:
         for budget in await budgets_of(redis, market, config.market(market)):
-            usage = await limiter.usage(budget)
+            now = await usage.read(budget)
             rows.append(
                 BudgetRow(
                     budget=budget.name,
-                    limit=usage.limit,
+                    limit=now.limit,
                     seconds=budget.shown[1],
-                    in_window={lane.value: usage.in_window[lane] for lane in Lane},
-                    reserved={lane.value: usage.reserved[lane] for lane in Lane},
-                    cooldown=usage.cooldown,
+                    in_window={lane.value: now.in_window[lane] for lane in Lane},
+                    reserved={lane.value: now.reserved[lane] for lane in Lane},
+                    cooldown=now.cooldown,
                     configured=budget.shown[0],
-                    limit_source=usage.limit_source,
-                    advertised_for=usage.advertised_for,
-                    level=usage.level,
-                    quota_pause=usage.quota_pause,
+                    limit_source=now.limit_source,
+                    advertised_for=now.advertised_for,
+                    level=now.level,
+                    quota_pause=now.quota_pause,
                 )
             )
     return rows
@@ -229,7 +227,7 @@ async def _budget_rows(
 async def snapshot(
     sqs: SqsClient,
     redis: aioredis.Redis,
-    limiter: Limiter,
+    usage: Usage,
     config: Config,
     *,
     prefix: str,
@@ -241,7 +239,7 @@ async def snapshot(
     nothing could be read), where it raises one-line `BudgetUnavailable`."""
     queues = await queue_depths(sqs, prefix, markets)
     try:
-        budgets = await _budget_rows(redis, limiter, config, markets)
+        budgets = await _budget_rows(redis, usage, config, markets)
         lateness = await read_lateness(redis)
         queues = await _with_ages(redis, queues)
         paused = await LanePauses(redis).all()

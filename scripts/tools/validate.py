@@ -3,8 +3,8 @@ SQS body limit. Pure: no Redis, no limiter, no HTTP session is made to check a l
 
 from __future__ import annotations
 
-from lanes.config import Config
 from markets import PermanentError
+from markets.config import Config
 from worker.envelope import (
     Envelope,
     PoisonMessage,
