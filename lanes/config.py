@@ -63,6 +63,7 @@ _SECONDS_OPTIONS = (
     "quota_pause_seconds",
     "advertised_ttl_seconds",
     "slowdown_seconds",
+    "usage_pause_seconds",
 )
 _RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)([+-])([01]\d):([0-5]\d)$")
 
@@ -241,6 +242,13 @@ def _check_options(options: dict[str, str]) -> None:
             factor = math.nan
         if not 0 < factor <= 1:
             raise ValueError("option slowdown_after_429 must be a number above 0, at most 1")
+    if "usage_pause_percent" in options:
+        try:
+            percent = float(options["usage_pause_percent"])
+        except ValueError:
+            percent = math.nan
+        if not 0 < percent <= 100:
+            raise ValueError("option usage_pause_percent must be a number above 0, at most 100")
     if seconds.get("cooldown_max_seconds", 60.0) < seconds.get("cooldown_seconds", 1.0):
         raise ValueError("option cooldown_max_seconds must not be below cooldown_seconds")
     if "quota_reset" in options:

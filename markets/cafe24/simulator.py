@@ -11,8 +11,9 @@ answers 404. Per mall:
   again (a new refresh token, the old ones void).
 - The bucket per mall and API (endpoint): `bucket` calls, leaking `leak` per second; every
   answer carries `X-Api-Call-Limit: used/size`; a full bucket answers 429. A mall-wide
-  usage limit (`usage_limit` calls, None: unlimited) adds `X-Cafe24-Call-Usage` (percent
-  used) and `X-Cafe24-Call-Remain` (calls left), and answers 429 once spent.
+  usage limit (`usage_limit` calls per `usage_period` seconds of the simulator's clock,
+  None: unlimited) adds `X-Cafe24-Call-Usage` (percent used) and `X-Cafe24-Call-Remain`
+  (calls left), and answers 429 once spent; it drains when its period ends.
 - Dates `YYYY-MM-DDTHH:MM:SS+09:00` only; an order search longer than `max_span`, ending
   before it starts, a `limit` past 1000 or an `offset` past 15000 answers 422.
 
@@ -93,7 +94,8 @@ class _Mall:
     orders: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
     shipments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    used: int = 0  # calls counted against the usage limit
+    used: int = 0  # calls counted against the usage limit in the period from `usage_from`
+    usage_from: datetime | None = None
 
 
 class Cafe24Malls:
@@ -110,6 +112,7 @@ class Cafe24Malls:
         bucket: int,
         leak: float,
         usage_limit: int | None,
+        usage_period: float,
         orders: int,
         begin: datetime,
         days: int,
@@ -122,6 +125,7 @@ class Cafe24Malls:
         self.bucket = bucket
         self.leak = leak
         self.usage_limit = usage_limit
+        self.usage_period = timedelta(seconds=usage_period)
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.access: dict[str, tuple[str, datetime]] = {}  # token -> (mall, expires)
         self.refused_refresh = 0  # refresh tokens refused (reused, expired, unknown)
@@ -154,6 +158,9 @@ class Cafe24Malls:
         bucket.level = max(0.0, bucket.level - (now - bucket.at) * self.leak)
         bucket.at = now
         state = self.malls[mall]
+        moment = self.sim.now()
+        if state.usage_from is None or moment - state.usage_from >= self.usage_period:
+            state.used, state.usage_from = 0, moment
         spent = self.usage_limit is not None and state.used >= self.usage_limit
         admitted = not spent and bucket.level + 1 <= self.bucket
         if admitted:
@@ -249,6 +256,7 @@ def cafe24_app(
     bucket: int = 40,
     leak: float = 2.0,
     usage_limit: int | None = None,
+    usage_period: float = 60.0,
     max_span: timedelta = timedelta(days=30),
     orders: int = 120,
     start: datetime | None = None,
@@ -269,6 +277,7 @@ def cafe24_app(
         bucket=bucket,
         leak=leak,
         usage_limit=usage_limit,
+        usage_period=usage_period,
         orders=orders,
         begin=begin,
         days=days,
