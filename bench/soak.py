@@ -2,8 +2,9 @@
 
 `python -m bench.soak` (`make soak`) sends `--jobs` POSTs (10,000), each a side effect
 whose JSON `key` is its job id, to the high lane of market `acme`, runs `--workers` (4)
-`lanes worker` processes with `--slots` (1,000) slots each and
-LANES_VISIBILITY_TIMEOUT=10 against the fault suite's rig (real redis-server, moto's SQS
+`lanes worker` processes with `--slots` (1,000) slots each and `--visibility`
+(LANES_VISIBILITY_TIMEOUT, the settings' default 120 s; the fault suite's many-slots row
+holds 1,000 slots at the lowest, 10 s) against the fault suite's rig (real redis-server, moto's SQS
 server, the counting market of `bench.faults`), restarts Redis empty `--restarts` (2)
 times spread over the run, waits for every job to be done or dead-lettered, and prints:
 side effects performed once, twice and never (at the market), dead letters (with and
@@ -26,6 +27,7 @@ from typing import Any
 import redis
 
 from bench.faults.rig import Run, drain_queue, http_json, running_rig
+from bench.faults.runner import explain_over
 
 __all__ = ["main", "soak"]
 
@@ -49,7 +51,14 @@ def _unexpiring(port: int) -> list[str]:
 
 
 def soak(
-    *, jobs: int, workers: int, slots: int, restarts: int, limit: int, timeout: float
+    *,
+    jobs: int,
+    workers: int,
+    slots: int,
+    visibility: int,
+    restarts: int,
+    limit: int,
+    timeout: float,
 ) -> dict[str, Any]:
     """One soak run; returns its counts."""
     with running_rig(limit) as rig:
@@ -63,14 +72,15 @@ def soak(
             for job_id in ids
         ]  # fmt: skip
         _send(sqs, urls["high"], bodies)
-        run = Run(rig, prefix, workers, env={"LANES_CONCURRENCY": str(slots)})
+        settings = {"LANES_CONCURRENCY": str(slots), "LANES_VISIBILITY_TIMEOUT": str(visibility)}
+        run = Run(rig, prefix, workers, env=settings)
         wanted = set(ids)
         dead: dict[str, dict[str, Any]] = {}
 
         def done() -> set[str]:
             return set(http_json(f"{rig.market_url}/report")["results"]) & wanted
 
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         restarted: list[float] = []
         try:
             for _ in range(workers):
@@ -95,6 +105,8 @@ def soak(
         seconds = time.monotonic() - started
         report = http_json(f"{rig.market_url}/report")
         stats = http_json(f"{rig.market_url}/stats")
+        if stats["refused"]:
+            explain_over(rig.market_url, started_wall)
         finished_ids = set(report["results"]) & wanted
         queued = {
             json.loads(message["Body"]).get("id") for message in drain_queue(sqs, urls["high"])
@@ -110,6 +122,7 @@ def soak(
             "jobs": jobs,
             "workers": workers,
             "slots": slots,
+            "visibility s": visibility,
             "limit/s": limit,
             "seconds": round(seconds, 1),
             "redis restarts at s": restarted,
@@ -124,6 +137,10 @@ def soak(
             "side effects never": jobs - len(effects),
             "over the limit": stats["refused"],
             "keys without expiry": _unexpiring(rig.redis.port),
+            "heartbeat may_run_twice": sum(
+                log.read_text(errors="replace").count("heartbeat.may_run_twice")
+                for log in rig.workdir.glob(f"{prefix}-worker-*.log")
+            ),
         }
 
 
@@ -137,12 +154,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slots", type=int, default=1000, help="LANES_CONCURRENCY per worker")
+    parser.add_argument(
+        "--visibility", type=int, default=120, help="LANES_VISIBILITY_TIMEOUT, seconds"
+    )
     parser.add_argument("--restarts", type=int, default=2, help="Redis restarted empty")
     parser.add_argument("--limit", type=int, default=40, help="the market's requests/s")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to drain")
     args = parser.parse_args()
     counts = soak(
-        jobs=args.jobs, workers=args.workers, slots=args.slots, restarts=args.restarts,
+        jobs=args.jobs, workers=args.workers, slots=args.slots, visibility=args.visibility,
+        restarts=args.restarts,
         limit=args.limit, timeout=args.timeout,
     )  # fmt: skip
     for name, value in counts.items():

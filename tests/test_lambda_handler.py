@@ -77,7 +77,7 @@ async def test_returns_exactly_the_failed_records(
     runtime = await make_runtime(make_settings(), acme_config(acme))
     bodies = [job(key="a"), job(key="b"), job(status="400"), "not json", job(status="503")]
     event, ids = await _event(lanes, Lane.HIGH, bodies)
-    answer = await handle_batch(runtime, event, FakeContext(4.0).get_remaining_time_in_millis)
+    answer = await handle_batch(runtime, event, FakeContext(8.0).get_remaining_time_in_millis)
     assert answer == {"batchItemFailures": [{"itemIdentifier": ids[4]}]}
     assert len(results(runtime.settings)) == 2
     reasons = sorted(
@@ -196,7 +196,7 @@ async def test_a_hyphenated_prefix_is_parsed_and_metrics_are_printed_as_emf(
     runtime = await make_runtime(make_settings(queue_prefix=prefix), acme_config(acme))
     event, _ids = await _event(hyphenated, Lane.HIGH, [job(key="a"), job(key="b")])
     capsys.readouterr()
-    answer = await handle_batch(runtime, event, FakeContext(5.0).get_remaining_time_in_millis)
+    answer = await handle_batch(runtime, event, FakeContext(30.0).get_remaining_time_in_millis)
     assert answer == {"batchItemFailures": []}
     assert len(results(runtime.settings)) == 2
     assert await hyphenated.take_all(Lane.HIGH, dead=True) == []

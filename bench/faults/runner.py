@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 import uuid
 from typing import Any
@@ -13,7 +14,7 @@ from bench.faults.definitions import Fault
 from bench.faults.report import RunReport
 from bench.faults.rig import PASSWORD, TOKEN, VISIBILITY, Rig, Run, drain_queue, http_json
 
-__all__ = ["run_fault"]
+__all__ = ["explain_over", "run_fault"]
 
 
 def _jobs(prefix: str, high: int, medium: int, low: int) -> dict[str, list[tuple[str, str]]]:
@@ -47,6 +48,24 @@ def _leaks(run: Run, dead: list[dict[str, Any]]) -> int:
     texts = [log.read_text(errors="replace") for log in logs]
     texts += [json.dumps(message.get("MessageAttributes", {})) for message in dead]
     return sum(text.count(PASSWORD) + text.count(TOKEN) for text in texts)
+
+
+def explain_over(market_url: str, since: float) -> None:
+    """Print each refusal with the arrivals the market counted in its trailing second and the
+    market loop's stalls around it: a stall delays the stamps of what arrived during it."""
+    answers = [(at, status) for at, status in http_json(f"{market_url}/log") if at >= since]
+    stalls = http_json(f"{market_url}/report")["stalls"]
+    for at, status in answers:
+        if status != 429:
+            continue
+        window = [round(at - t, 3) for t, s in answers if s == 200 and at - 1.0 < t <= at]
+        near = [(round(t - at, 3), lag) for t, lag in stalls if -2.0 <= t - at <= 0.5]
+        print(
+            f"over at {at:.3f}: {len(window)} accepted in the trailing second (ages {window}); "
+            f"market loop stalls near it (s from it, lag s): {near}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run_fault(
@@ -95,6 +114,7 @@ def run_fault(
                 dead.setdefault(json.loads(message["Body"]).get("id", "?"), message)
 
     drained = None
+    started_wall = time.time()
     if fault.before is not None:
         fault.before(run)
     try:
@@ -127,6 +147,8 @@ def run_fault(
             for url in urls.values()
             for message in drain_queue(sqs, url)
         }
+    if after["refused"] > before["refused"]:
+        explain_over(rig.market_url, started_wall)
     firsts = [min(times) for times in done.values() if max(times) >= healed_wall]
     after_heal = [moment - healed_wall for moment in firsts if moment >= healed_wall]
     dead_messages = list(dead.values())
