@@ -14,6 +14,8 @@ answers 404. Per mall:
   usage limit (`usage_limit` calls per `usage_period` seconds of the simulator's clock,
   None: unlimited) adds `X-Cafe24-Call-Usage` (percent used) and `X-Cafe24-Call-Remain`
   (calls left), and answers 429 once spent; it drains when its period ends.
+- Board 1 (the Q&A board) holds articles 1-10 per mall; a comment needs `content` and
+  `writer` (422 without), an unknown article is 404.
 - Dates `YYYY-MM-DDTHH:MM:SS+09:00` only; an order search longer than `max_span`, ending
   before it starts, a `limit` past 1000 or an `offset` past 15000 answers 422.
 
@@ -94,6 +96,10 @@ class _Mall:
     orders: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
     shipments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # (board_no, article_no) -> its comments: board 1 (the Q&A board) holds articles 1-10
+    comments: dict[tuple[int, int], list[dict[str, Any]]] = field(
+        default_factory=lambda: {(1, article): [] for article in range(1, 11)}
+    )
     used: int = 0  # calls counted against the usage limit in the period from `usage_from`
     usage_from: datetime | None = None
 
@@ -477,6 +483,39 @@ def cafe24_app(
             {"inventory": {"variant_code": variant["variant_code"], "quantity": quantity}}
         )
 
+    def article_comments(request: web.Request) -> list[dict[str, Any]] | None:
+        try:
+            key = (int(request.match_info["board_no"]), int(request.match_info["article_no"]))
+        except ValueError:
+            return None
+        return mall_of(request).comments.get(key)
+
+    async def add_comment(request: web.Request) -> web.Response:
+        comments = article_comments(request)
+        if comments is None:
+            return _error(404, "article not found")
+        wanted = ((await request.json()) or {}).get("request") or {}
+        if not wanted.get("content") or not wanted.get("writer"):
+            return _error(422, "request.content and request.writer are required")
+        comment = {
+            "shop_no": 1,
+            "comment_no": len(comments) + 1,
+            "board_no": int(request.match_info["board_no"]),
+            "article_no": int(request.match_info["article_no"]),
+            "content": wanted["content"],
+            "writer": wanted["writer"],
+            "created_date": _stamp(sim.now()),
+        }
+        comments.append(comment)
+        sim.effects[f"comment:{comment['board_no']}:{comment['article_no']}"] += 1
+        return web.json_response({"comment": comment}, status=201)
+
+    async def list_comments(request: web.Request) -> web.Response:
+        comments = article_comments(request)
+        if comments is None:
+            return _error(404, "article not found")
+        return web.json_response({"comments": comments})
+
     app = simulator_app(sim, _through_gateway)
     app[MALLS] = market
     base = "/{mall}/api/v2"
@@ -497,6 +536,9 @@ def cafe24_app(
         inventory,
         name="inventory",
     )
+    comments = f"{base}/admin/boards/{{board_no}}/articles/{{article_no}}/comments"
+    app.router.add_post(comments, add_comment, name="add_comment")
+    app.router.add_get(comments, list_comments, name="comments")
     return app
 
 
