@@ -240,6 +240,14 @@ def _products(mall: str, count: int) -> dict[int, dict[str, Any]]:
     }
 
 
+def _path_numbers(request: web.Request, *names: str) -> tuple[int, ...] | None:
+    """The path's numbers `names`; None where one is not a number (the route then 404s)."""
+    try:
+        return tuple(int(request.match_info[name]) for name in names)
+    except ValueError:
+        return None
+
+
 def _date(value: str | None, name: str) -> datetime | web.Response:
     if value is None or not _DATE.match(value):
         return _error(422, f"{name} must be YYYY-MM-DDTHH:MM:SS+09:00, not {value!r}")
@@ -449,11 +457,8 @@ def cafe24_app(
         )
 
     def find_product(request: web.Request) -> dict[str, Any] | None:
-        try:
-            number = int(request.match_info["product_no"])
-        except ValueError:
-            return None
-        return mall_of(request).products.get(number)
+        number = _path_numbers(request, "product_no")
+        return None if number is None else mall_of(request).products.get(number[0])
 
     async def product(request: web.Request) -> web.Response:
         found = find_product(request)
@@ -484,11 +489,8 @@ def cafe24_app(
         )
 
     def article_comments(request: web.Request) -> list[dict[str, Any]] | None:
-        try:
-            key = (int(request.match_info["board_no"]), int(request.match_info["article_no"]))
-        except ValueError:
-            return None
-        return mall_of(request).comments.get(key)
+        key = _path_numbers(request, "board_no", "article_no")
+        return None if key is None else mall_of(request).comments.get((key[0], key[1]))
 
     async def add_comment(request: web.Request) -> web.Response:
         comments = article_comments(request)
