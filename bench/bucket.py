@@ -5,8 +5,9 @@ P processes x C tasks (8 x 20) call a strict market (`bench.strict_market --buck
 one Redis: each lane alone and all three together (tasks round-robin over the lanes),
 once with the budget as the bucket (`bucket = {size = 40, refill_per_second = 2}`) and
 once as a sliding window of 40 per 20 s. Per row: calls the market served in the run,
-what the bucket allows the lane in that time (its share of the size at once, then the
-refill: `floor(ceiling x 40) + 2 x seconds`; all lanes together the whole 40), their
+what the bucket allows the lane in that time (its share of the size at once, then one
+call per refill moment inside the run: `floor(ceiling x 40) + ceil(2 x seconds) - 1`;
+all lanes together the whole 40), their
 ratio, and the market's refusals (429).
 
 The host is shared: numbers vary between runs. Run:
@@ -108,10 +109,13 @@ def process_main(run: Run) -> int:
     return asyncio.run(_process(run))
 
 
-def _allowed(lanes: tuple[Lane, ...], seconds: float) -> float:
-    """The most the market's bucket lets these lanes have in `seconds` from empty."""
+def _allowed(lanes: tuple[Lane, ...], seconds: float) -> int:
+    """The most the market's bucket lets these lanes have in `seconds` from empty, as the
+    run counts them (from its start, not its end: [start, start + seconds)): their share
+    at once, then one call at each refill moment k / refill inside the run, the last
+    at the end of the run excluded (40 + 59 in 30 s, not 40 + 60)."""
     ceiling = max(DEFAULT_POLICIES[lane].ceiling for lane in lanes)
-    return math.floor(ceiling * _SIZE) + _REFILL * seconds
+    return math.floor(ceiling * _SIZE) + math.ceil(_REFILL * seconds) - 1
 
 
 def main() -> None:

@@ -42,7 +42,8 @@
 --          emission interval T (us per call), the bucket's size (calls), the
 --          margin (us), then per lane (1..L): its cap (calls)
 -- KEYS[4]  the demand marks (hash: lane ceiling in ppm -> until, us; expires by itself)
--- KEYS[5]  the bucket's theoretical arrival time (string, us; with a bucket only)
+-- KEYS[5]  the bucket: its theoretical arrival time and its last raise by a market's
+--          header (string "tat:raised", us; with a bucket only; lanes/bucket.lua)
 --
 -- With a bucket, every request is granted now or refused with its exact wait.
 -- Returns Redis `now` (us) and `known` (us: which Redis dataset granted this, see
@@ -169,25 +170,61 @@ if lend then
 end
 -- -------------------------------------------------------------------------------
 
--- BUCKET: a call given back (it woke late, it never left) and asked for again is
--- moved, not spent twice: a call admitted at s that leaves now instead raises the
--- bucket's level by at most (now - s) / interval calls, not by a whole call. So each
--- given-back call lends the bucket interval - (now - s) (us), spent only by a request
--- of this round trip granted now (a reservation ahead would move it further: no
--- lending). Without it every late send would take a second call of the bucket.
--- Read before the entries are removed.
-local refunds = {}
+-- BUCKET: the moments of the calls given back (they woke late, they never left),
+-- read before their entries are removed; their room is returned below.
+local returned = {}
 if bucket and gives > 0 then
   for i = gives_from, gives_from + gives - 1 do
     local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]) or '')
-    if s ~= nil and s <= now and bucket.interval > now - s then
-      refunds[#refunds + 1] = math.floor(bucket.interval - (now - s))
+    if s ~= nil and s <= now then
+      returned[#returned + 1] = s
     end
   end
 end
 
 if gives > 0 then
   redis.call('ZREM', KEYS[1], unpack(ARGV, gives_from, gives_from + gives - 1))
+end
+
+-- BUCKET: `tat` (see the BUCKET block below) and when `lanes/bucket.lua` last raised
+-- it; stored as "tat:raised" (us). A call given back at s, after the last raise, is
+-- taken out of the level, every round trip, whether or not a call is granted:
+-- without it, the level minus one call, or the level the calls admitted after s
+-- alone would make, whichever is more. Removing one arrival lowers a leaky bucket's
+-- level by at most a call, and never below what the later arrivals make of it, so
+-- this is never below the bucket's level without the call (here `tat` per call is
+-- the market's interval, not the slowdown's step: less returned, never more). Only
+-- calls of the log's span can be given back (older entries are pruned), so every
+-- later call is in the log. A raise after s set the level to the market's, which
+-- never saw the call: returning it then would count it twice: nothing is returned.
+-- On a loaded host most of a burst can wake late; returning only what a move to now
+-- spent lost those calls (8 x 20 high callers: 60 of the 100 calls of 30 s).
+local tat, raised, changed = 0, 0, false
+if bucket then
+  local held = redis.call('GET', KEYS[5]) or '0:0'
+  local held_tat, held_raised = string.match(held, '^(%d+):?(%d*)$')
+  raised = tonumber(held_raised) or 0
+  local floor = known + bucket.size * bucket.interval
+  tat = math.max(tonumber(held_tat) or 0, floor)
+  for _, s in ipairs(returned) do
+    if s > raised then
+      local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. s, '+inf', 'WITHSCORES')
+      local alone = 0
+      for i = 2, #later, 2 do
+        alone = math.max(alone, tonumber(later[i])) + bucket.interval
+      end
+      local without = math.max(tat - bucket.interval, alone, floor)
+      changed = changed or without < tat
+      tat = without
+    end
+  end
+end
+local function store_bucket()
+  local left = math.ceil((tat + 5000000 - now) / 1000)
+  redis.call('SET', KEYS[5], string.format('%.0f:%.0f', tat, raised), 'PX', math.max(1, left))
+end
+if changed then
+  store_bucket()
 end
 
 local result = {now, known}
@@ -329,19 +366,17 @@ end
 -- by up to the margin cannot fill the market's bucket past its size. The lane's
 -- cap is its ceiling's share of the size. No lane reserves in a bucket: a
 -- reservation ahead raises the level now (eating the room the lanes above must
--- find), and a late wake from it could not give its call back (below). A caller
+-- find). A caller
 -- is granted now or told exactly when; high is told sooner than the lanes below
 -- (its cap is higher), so it takes the refill first while it waits. The 429
 -- slowdown and an advertised limit stretch the interval (a smaller scale). A
 -- lost state counts as full (rule 10): tat is at least `known` + size x interval,
 -- so a bucket whose past is unknown starts with no burst, at the refill rate. Its
--- key expires when the bucket would be empty. A given-back call is refunded only
--- as a move to now (`refunds`, above); otherwise one tat cannot tell which call it
--- was, so its room is wasted, never over.
-local tat = 0
+-- key expires when the bucket would be empty. `tat` was read, and the calls given
+-- back returned, after the give-backs (above): a late call moved to now costs only
+-- its move.
 local step = 0
 if bucket then
-  tat = math.max(tonumber(redis.call('GET', KEYS[5]) or '0'), known + bucket.size * bucket.interval)
   step = math.ceil(bucket.interval / scale)
 end
 
@@ -375,20 +410,6 @@ for r = 1, requests do
     end
   end
   if bucket then
-    if #refunds >= cost then
-      local credit = 0
-      for unit = 1, cost do
-        credit = credit + refunds[#refunds - unit + 1]
-      end
-      tat = tat - credit
-      if math.max(t, bucket_earliest(lane, cost)) == now and t == now then
-        for unit = 1, cost do
-          refunds[#refunds] = nil
-        end
-      else
-        tat = tat + credit
-      end
-    end
     t = math.max(t, bucket_earliest(lane, cost))
     horizon = 0
     -- Nothing is reserved in a bucket: the refusal's wait (t - now) is already exact.
@@ -460,6 +481,6 @@ if granted then
 end
 -- BUCKET: kept until it would be empty, with 5 s to spare (like the log).
 if granted and bucket then
-  redis.call('SET', KEYS[5], string.format('%.0f', tat), 'PX', math.ceil((tat + 5000000 - now) / 1000))
+  store_bucket()
 end
 return result

@@ -12,7 +12,8 @@
 -- flight, which the market has not seen yet. A tool using less than a call between
 -- two answers is not seen: a 429 then cools the budget as for any market.
 
--- KEYS[1]  the bucket (string: tat, us)
+-- KEYS[1]  the bucket (string "tat:raised", us: acquire.lua's BUCKET block; a raise
+--          is noted, so that a call given back from before it is not returned too)
 -- ARGV[1]  the market's level (calls, already scaled to the configured size)
 -- ARGV[2]  the emission interval (us per call)
 -- Returns the calls added (x 1000, an integer), 0 when lanes knew as much.
@@ -20,12 +21,13 @@
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[2])
-local tat = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local held = string.match(redis.call('GET', KEYS[1]) or '0', '^(%d+)')
+local tat = math.max(now, tonumber(held) or 0)
 local known = (tat - now) / interval  -- calls
 local excess = tonumber(ARGV[1]) - known
 if excess < 1 then
   return 0
 end
 tat = tat + math.ceil(excess * interval)
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat + 5000000 - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f:%.0f', tat, now), 'PX', math.ceil((tat + 5000000 - now) / 1000))
 return math.floor(excess * 1000)

@@ -18,12 +18,14 @@ through `lanes.watch`, so the confirm step costs no Redis command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -76,6 +78,9 @@ _KEEP_MOST_S = 0.2
 # Only lanes with a ceiling below the whole limit (their horizon one window) have rooms:
 # high's are booked up to the limiter's horizon ahead and its asks are few already, and
 # with rooms booking it only `keep` ahead loaded runs saw refusals not seen without.
+
+
+_Moved = tuple["Ticket | None", tuple[str, ...]]
 
 
 @dataclass(slots=True)
@@ -183,6 +188,7 @@ class Limiter(AsyncResource):
         self.wake_lead = WakeLead(most=_MOST_LEAD_S)
         self._slots: dict[str, list[_Slot]] = {}  # budget name -> reservations slept on
         self._rooms: dict[tuple[str, Lane, int], _Room] = {}  # (budget, lane, cost) refused
+        self._moves: set[asyncio.Future[Any]] = set()  # `renew`'s, finishing unwaited
 
     async def _close(self) -> None:
         for room in self._rooms.values():  # no timer outlives the limiter
@@ -521,12 +527,19 @@ class Limiter(AsyncResource):
         budget = ticket.budget
         tolerance = self.tolerance(budget)
         self.lateness.given_back()
+        move = asyncio.ensure_future(
+            self._move_to_now(budget, ticket.lane, len(ticket.members), ticket.members, tolerance)
+        )
         try:
             async with asyncio.timeout(tolerance if math.isfinite(tolerance) else None):
-                moved, unused = await self._move_to_now(
-                    budget, ticket.lane, len(ticket.members), ticket.members, tolerance
-                )
-        except (BudgetUnavailable, TimeoutError):
+                moved, unused = await asyncio.shield(move)
+        except TimeoutError:
+            # Not cut off: what Redis granted meanwhile is given back once it is known, or
+            # its room would be lost (a whole call of a bucket, on a loaded host often).
+            self._moves.add(move)
+            move.add_done_callback(lambda done: self._give_back_move(budget, done))
+            return False
+        except BudgetUnavailable:
             return False  # its entries then only waste their slots: never unsafe
         if moved is None:
             ticket.members = unused  # its holder gives them back, outside the request
@@ -619,9 +632,24 @@ class Limiter(AsyncResource):
                 await self.release(budget, members)
             raise
 
+    def _give_back_move(self, budget: Budget, move: asyncio.Future[_Moved]) -> None:
+        self._moves.discard(move)
+        if move.cancelled() or move.exception() is not None:
+            return
+        moved, unused = move.result()
+        members = moved.members if moved is not None else unused
+        if members:
+            self._moves.add(task := asyncio.ensure_future(self.release(budget, members)))
+            task.add_done_callback(self._moves.discard)
+
     async def release(self, budget: Budget, members: Sequence[str]) -> None:
-        """Hand back reservations that will not be used (best effort)."""
+        """Hand back reservations that will not be used (best effort); a bucket's through
+        the script, which returns their room to the bucket (`acquire.lua`)."""
         if not members:
+            return
+        if budget.bucket is not None:
+            with contextlib.suppress(BudgetUnavailable):
+                await self._submit(budget, [], members)
             return
         try:
             await self._client.zrem(budget.log_key, *members)

@@ -8,11 +8,12 @@ many APIs send `X-RateLimit-Limit/-Remaining/-Reset`; the IETF draft sends
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Advertised", "read_advertised", "read_bucket_level"]
+__all__ = ["Advertised", "read_advertised", "read_bucket_level", "read_usage_percent"]
 
 _USED_OF = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _PARAM = re.compile(r"(?:^|;)\s*([a-z]+)\s*=\s*([0-9.]+)")
@@ -96,3 +97,11 @@ def read_bucket_level(headers: Mapping[str, str]) -> tuple[int, int] | None:
     if found is None or int(found[2]) <= 0:
         return None
     return int(found[1]), int(found[2])
+
+
+def read_usage_percent(headers: Mapping[str, str], name: str) -> float | None:
+    """A usage limit's share spent, in percent, from the header `name` (Cafe24's
+    `X-Cafe24-Call-Usage: 93.5`); None where absent or not a number."""
+    value = headers.get(name)
+    used = _number(value.replace("%", "")) if value is not None else None
+    return used if used is not None and math.isfinite(used) else None

@@ -330,7 +330,7 @@ class MarketClient:
                         on_sent()
             # Late past its tolerance (docs/DESIGN.md rule 9): give the entry back, ask again.
             await self._limiter.release(budget, ticket.members)
-        return await self._sort(answer, call.endpoint, budget, ticket, bound)
+        return await self._sort(answer, call.endpoint, seller, budget, ticket, bound)
 
     async def _admit(
         self,
@@ -405,13 +405,36 @@ class MarketClient:
                 endpoint=call.endpoint,
             ) from exc
 
+    def seller_budgets(self, seller: str | None, budget: Budget) -> list[Budget]:
+        """Every budget of `seller`'s in this market (one per endpoint or group counted per
+        seller): what a seller-wide limit covers, Cafe24's mall-wide usage limit. Without
+        a seller, `budget` alone."""
+        if not seller:
+            return [budget]
+        found = {budget.name: budget}
+        for name, endpoint in self.config.endpoints.items():
+            limits = self.config.groups[endpoint.group] if endpoint.group else endpoint
+            if limits.scope == "seller":
+                each = self.budget(name, seller)
+                found.setdefault(each.name, each)
+        return list(found.values())
+
     async def _sort(
-        self, answer: Answer, endpoint: str, budget: Budget, ticket: Ticket, bound: Any
+        self,
+        answer: Answer,
+        endpoint: str,
+        seller: str | None,
+        budget: Budget,
+        ticket: Ticket,
+        bound: Any,
     ) -> Any:
         warning = answer.headers.get("X-CAG-Warnings")
         if warning:
             bound.warning("market.near_limit", warning=_one_line(warning))
         await self._limits.observe(answer.headers, budget, bound)
+        await self._limits.observe_usage(
+            answer.headers, lambda: self.seller_budgets(seller, budget), bound
+        )
         status = answer.status
         if 200 <= status < 300:
             return answer.body()

@@ -45,6 +45,7 @@ _SECONDS_OPTIONS = (
     "quota_pause_seconds",
     "advertised_ttl_seconds",
     "slowdown_seconds",
+    "usage_pause_seconds",
 )
 _RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)([+-])([01]\d):([0-5]\d)$")
 
@@ -132,6 +133,18 @@ class MarketConfig(BaseModel):
         return self
 
 
+def _check_share(options: dict[str, str], name: str, most: float) -> None:
+    """An option that is a share of something (a factor, a percent): above 0, at most `most`."""
+    if name not in options:
+        return
+    try:
+        value = float(options[name])
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= most:
+        raise ValueError(f"option {name} must be a number above 0, at most {most:g}")
+
+
 def _check_options(options: dict[str, str]) -> None:
     """The options the budget reads must be usable: one clear error at load, not per job."""
     seconds: dict[str, float] = {}
@@ -147,13 +160,8 @@ def _check_options(options: dict[str, str]) -> None:
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"option {name} must be a positive, finite number of seconds")
         seconds[name] = value
-    if "slowdown_after_429" in options:
-        try:
-            factor = float(options["slowdown_after_429"])
-        except ValueError:
-            factor = math.nan
-        if not 0 < factor <= 1:
-            raise ValueError("option slowdown_after_429 must be a number above 0, at most 1")
+    _check_share(options, "slowdown_after_429", 1)
+    _check_share(options, "usage_pause_percent", 100)
     if seconds.get("cooldown_max_seconds", 60.0) < seconds.get("cooldown_seconds", 1.0):
         raise ValueError("option cooldown_max_seconds must not be below cooldown_seconds")
     if "quota_reset" in options:

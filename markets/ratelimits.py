@@ -6,13 +6,18 @@
 - a quota answer (a code the market's options list in `quota_codes`) pauses the
   budget until the quota resets and raises `QuotaExhausted`;
 - an advertised lower limit (`GNCP-GW-RateLimit-*`, `RateLimit-*`) is adopted by
-  every worker for `advertised_ttl_seconds` (docs/DESIGN.md rule 5).
+  every worker for `advertised_ttl_seconds` (docs/DESIGN.md rule 5);
+- a usage limit near spent (the header `usage_header` names, percent used: Cafe24's
+  mall-wide `X-Cafe24-Call-Usage`) at or past `usage_pause_percent` pauses every budget
+  of the seller's, as a quota answer does, for `usage_pause_seconds`: the next calls
+  wait instead of being refused with 429; the answer itself is the caller's.
 
 Market options (all optional, checked at load by `markets.config`):
 `cooldown_seconds` (1), `cooldown_max_seconds` (60), `quota_codes` (comma-separated),
 `quota_reset` (daily reset time, "HH:MM+09:00"), `quota_pause_seconds` (3600),
 `quota_period_header` (a header naming the quota's period: SECONDS, MINUTES, HOURS or
-DAYS; the pause lasts one period), `advertised_ttl_seconds` (600), `denied_burst_text`
+DAYS; the pause lasts one period), `advertised_ttl_seconds` (600), `usage_header` (none),
+`usage_pause_percent` (90), `usage_pause_seconds` (10), `denied_burst_text`
 (a 403 whose body holds this text is the gateway's temporary block after a burst:
 cooled down like a 429, not a permanent refusal).
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,7 +34,7 @@ from typing import Any
 from lanes.budget import Budget
 from lanes.errors import BudgetUnavailable
 from lanes.limiter import Limiter, Ticket
-from markets.advertised import read_advertised, read_bucket_level
+from markets.advertised import read_advertised, read_bucket_level, read_usage_percent
 from markets.config import daily_reset
 from markets.errors import QuotaExhausted, RateLimited
 
@@ -75,6 +80,9 @@ class RateLimits:
         self._quota_period_header = options.get("quota_period_header")
         self._denied_burst = options.get("denied_burst_text")
         self._advertised_ttl = float(options.get("advertised_ttl_seconds", "600"))
+        self._usage_header = options.get("usage_header")
+        self._usage_at = float(options.get("usage_pause_percent", "90"))
+        self._usage_pause = float(options.get("usage_pause_seconds", "10"))
         self._slowdown = float(options.get("slowdown_after_429", "0.5"))
         self._slowdown_for = float(options.get("slowdown_seconds", "10"))
         self._adopted: dict[str, tuple[float, float]] = {}  # budget -> (rate, monotonic written)
@@ -122,6 +130,37 @@ class RateLimits:
             retry_at=time.time() + seconds,
             code=code,
         )
+
+    async def observe_usage(
+        self,
+        headers: Mapping[str, str],
+        budgets: Callable[[], Sequence[Budget]],
+        bound: Any,
+    ) -> None:
+        """A usage limit spent to `usage_pause_percent` or more pauses `budgets()` (every
+        budget the limit covers: a mall's, for Cafe24) for every worker, through the quota
+        pause, until it has drained: no call is sent into the 429 past it. A budget this
+        process knows paused for half the usage pause or more is left as it is (no round
+        trip per answer)."""
+        if not self._usage_header:
+            return
+        used = read_usage_percent(headers, self._usage_header)
+        if used is None or used < self._usage_at:
+            return
+        paused = 0
+        for budget in budgets():
+            if self._limiter.watch.paused(budget.name) >= self._usage_pause / 2:
+                continue
+            try:
+                await self._limiter.pauses.pause_for_quota(budget, self._usage_pause)
+            except BudgetUnavailable as exc:
+                bound.warning("market.usage_pause_failed", error=str(exc))
+                return
+            paused += 1
+        if paused:
+            bound.warning(
+                "market.usage_near_limit", used=used, budgets=paused, pause=self._usage_pause
+            )
 
     async def rate_limited(
         self,

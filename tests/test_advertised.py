@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from markets.advertised import Advertised, read_advertised, read_bucket_level
+from markets.advertised import Advertised, read_advertised, read_bucket_level, read_usage_percent
 
 
 def test_naver_gateway_headers() -> None:
@@ -50,3 +50,14 @@ def test_cafe24s_bucket_level_is_read_as_used_of_size() -> None:
     for wrong in ("12", "a/40", "3/0", "-1/40", ""):
         assert read_bucket_level({"X-Api-Call-Limit": wrong}) is None
     assert read_bucket_level({}) is None
+
+
+def test_a_usage_limit_is_read_as_percent_spent() -> None:
+    """Cafe24's `X-Cafe24-Call-Usage` (the mall-wide usage limit) is the share spent, in
+    percent; absent or not a number it is None."""
+    name = "X-Cafe24-Call-Usage"
+    assert read_usage_percent(CIMultiDict({"x-cafe24-call-usage": "93.50"}), name) == 93.5
+    assert read_usage_percent({name: "90%"}, name) == 90.0
+    for wrong in ("", "lots", "nan"):
+        assert read_usage_percent({name: wrong}, name) is None
+    assert read_usage_percent({}, name) is None

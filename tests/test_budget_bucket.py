@@ -132,6 +132,50 @@ async def test_a_late_call_moved_to_now_is_not_spent_twice(make_limiter: MakeLim
     assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
 
 
+async def test_a_late_call_that_cannot_move_returns_its_room(make_limiter: MakeLimiter) -> None:
+    """Low fills a bucket of 4 to its 2, high takes the other 2; low's tickets, found
+    late, cannot move (the level is past low's cap) but their calls never left: their
+    room goes back to the bucket, and high finds 2 calls at once (a burst that woke late
+    on a loaded host is not lost)."""
+    limiter, budget = make_limiter(tolerance=1.0), _bucket()
+    low = [await limiter.admit(budget, Lane.LOW) for _ in range(2)]
+    for _ in range(2):
+        assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+    for ticket in low:
+        assert not await ticket.renew()
+    for _ in range(2):
+        assert (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+    assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+
+
+async def test_a_returned_call_leaves_what_the_later_calls_make(
+    make_limiter: MakeLimiter, redis_client: aioredis.Redis
+) -> None:
+    """Taken out, a call leaves the level the calls after it make alone when that is
+    more than the level minus one call: a bucket that drained between them must not
+    count the later calls as drained too. With nothing draining (1 call per 1000 s),
+    the bucket then holds the 2 calls after it from the first of them."""
+    limiter, budget = make_limiter(tolerance=1.0), _bucket(refill=0.001)
+    ticket = await limiter.admit(budget, Lane.LOW)
+    later = [await limiter.acquire(budget, Lane.HIGH, max_wait=0) for _ in range(2)]
+    assert not await ticket.renew()  # low's 2 calls are taken: it cannot move
+    held = (await redis_client.get(budget.bucket_key)).decode()
+    interval_us = 1_000_000_000
+    assert int(held.split(":")[0]) == round(later[0].at * 1_000_000) + 2 * interval_us
+
+
+async def test_a_call_given_back_from_before_a_raise_returns_nothing(
+    make_limiter: MakeLimiter,
+) -> None:
+    """The market's header raised the level after a call was admitted: the market's level
+    never held that call, so giving it back returns nothing (it would count twice)."""
+    limiter, budget = make_limiter(tolerance=1.0), _bucket()
+    ticket = await limiter.admit(budget, Lane.LOW)
+    assert await limiter.observe_bucket(budget, 4, 4) > 0  # another tool's calls
+    assert not await ticket.renew()
+    assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
+
+
 async def test_a_bucket_alone_shows_its_size_over_its_drain(make_limiter: MakeLimiter) -> None:
     """`lanes status` reads a bucket-only budget as its size over its drain time (no
     window to show), with the calls of that span by lane."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from markets.cafe24 import simulator as cafe24_simulator
 from markets.cafe24.jobs import ORDERS, cafe24_time
 from markets.cafe24.simulator import DEFAULT_MALLS, cafe24_app, cafe24_malls
 from markets.client import Call, MarketClient
+from markets.errors import RetryLater
 from markets.registry import AUTH_SCHEMES, MARKETS, built_in
 from scripts.tools.backfill import window_jobs
 from tests.fixtures_markets import MakeMarkets, Running, StartSimulator
@@ -176,6 +178,25 @@ async def test_ship_order_registers_each_shipment_once(
     assert sim.state.items_posted == {code: 1 for code in codes}
 
 
+async def test_answer_inquiry_comments_on_the_board_post_once(
+    start_simulator: StartSimulator, make_markets: MakeMarkets, tmp_path: Path
+) -> None:
+    """answer_inquiry answers a Q&A board post with a comment; the same job again (resumed:
+    it may have landed) finds the answer among the post's comments and posts nothing; a
+    post the mall does not have is a permanent error."""
+    sim, app = await served(start_simulator)
+    markets = await _markets(sim, make_markets, tmp_path)
+    payload = {"board_no": 1, "article_no": 3, "content": "내일 출고됩니다.", "writer": "shop"}
+    result = await markets.run(_run("answer_inquiry", payload), Lane.HIGH)
+    assert result.data["answer"]["comment"]["content"] == "내일 출고됩니다."
+    again = await markets.run(_run("answer_inquiry", payload), Lane.HIGH, resumed=True)
+    assert again.data["answer"]["already_done"]
+    assert sim.state.effects["comment:1:3"] == 1
+    assert len(cafe24_malls(app).malls[MALL].comments[(1, 3)]) == 1
+    with pytest.raises(PermanentError, match="article not found"):
+        await markets.run(_run("answer_inquiry", {**payload, "article_no": 99}), Lane.HIGH)
+
+
 async def test_read_a_product_and_set_a_variants_stock(
     start_simulator: StartSimulator, make_markets: MakeMarkets, tmp_path: Path
 ) -> None:
@@ -250,7 +271,8 @@ async def test_a_bucket_fuller_than_lanes_knew_is_waited_for(
     markets = await _markets(sim, make_markets, tmp_path)
     await markets.run(_run("get_product", {"product_no": 1}), Lane.HIGH)
     seconds, micros = await redis_client.time()
-    tat = int(await redis_client.get(f"lanes:{{cafe24:product:{MALL}}}:bucket") or 0)
+    held = await redis_client.get(f"lanes:{{cafe24:product:{MALL}}}:bucket") or b"0"
+    tat = int(held.split(b":")[0])  # "tat:raised"
     assert (tat - seconds * 1_000_000 - micros) / 500_000 > 30  # calls lanes now counts
     for _ in range(4):
         await markets.run(_run("get_product", {"product_no": 1}), Lane.HIGH)
@@ -307,3 +329,31 @@ async def test_the_simulator_bucket_takes_40_then_refuses_with_its_headers(
             assert r.status == 400
             assert (await r.json())["error"] == "invalid_grant"
     assert malls.refused_refresh == 1
+
+
+async def test_the_usage_limit_near_spent_pauses_the_mall_without_a_429(
+    start_simulator: StartSimulator, make_markets: MakeMarkets, tmp_path: Path
+) -> None:
+    """The mall-wide usage limit at 90 % (X-Cafe24-Call-Usage, 9 of 10 calls) pauses every
+    budget of the mall, as a quota answer does: the next call of another API waits for
+    it (here past its deadline) and is never sent into the 429; another mall goes on."""
+    sim, app = await served(start_simulator, usage_limit=10)
+    malls = cafe24_malls(app)
+    markets = await _markets(sim, make_markets, tmp_path)
+    client = markets.client("cafe24")
+    product = Call("product", path={"product_no": 1})
+    for _ in range(9):
+        await client.send(product, Lane.HIGH, seller=MALL)
+    for endpoint in ("product", "variants", "orders", "inventory"):
+        usage = await markets._limiter.usage(client.budget(endpoint, MALL))
+        assert usage.quota_pause == pytest.approx(30, abs=1)
+    with pytest.raises(RetryLater):
+        await client.send(
+            Call("variants", path={"product_no": 1}),
+            Lane.HIGH,
+            seller=MALL,
+            deadline=time.monotonic() + 0.2,
+        )
+    await client.send(product, Lane.HIGH, seller=MALLS[1])
+    assert malls.refused_calls == 0
+    assert (await markets._limiter.usage(client.budget("product", MALLS[1]))).quota_pause == 0

@@ -154,6 +154,8 @@ OPTIONS = ACME.replace(
         (OPTIONS.replace("OPTION", 'quota_reset = "midnight"'), "not a daily time"),
         (OPTIONS.replace("OPTION", 'slowdown_after_429 = "2"'), "slowdown_after_429"),
         (OPTIONS.replace("OPTION", 'slowdown_after_429 = "half"'), "slowdown_after_429"),
+        (OPTIONS.replace("OPTION", 'usage_pause_percent = "120"'), "usage_pause_percent"),
+        (OPTIONS.replace("OPTION", 'usage_pause_seconds = "0"'), "usage_pause_seconds"),
         (OPTIONS.replace("OPTION", 'slowdown_seconds = "0"'), "slowdown_seconds"),
         (ACME.replace("endpoints.orders]", 'endpoints."or{ders}"]'), "braces"),
         (ACME.replace('"/api/orders"', '"/o/{"'), "path '/o/{' is not a path template"),

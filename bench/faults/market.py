@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections import Counter
@@ -13,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.strict_market import strict_market_app
+from bench.strict_market import first_in_line, strict_market_app
 
 __all__ = ["fault_market_app", "serve_market"]
 
@@ -106,32 +105,9 @@ def fault_market_app(limit: int, seconds: float) -> web.Application:
     return app
 
 
-def _first_in_line() -> str:
-    """Run this process ahead of the workers it measures, where the host allows it.
-
-    A market's clock is on another machine: what a worker sends is stamped when it arrives.
-    Here the market shares two cores with the workers, Redis and moto; under load its loop
-    stalled 40-90 ms at a time, and whatever arrived meanwhile was stamped when it resumed,
-    so an arrival from more than a second before a later one could be counted in that
-    one's trailing second (a refusal right after an 87 ms stall, its window's oldest
-    arrival stamped as the stall ended). Real-time priority (the market only answers and
-    sleeps in epoll) wakes it when bytes arrive; else a lower nice value; else as it is.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        return "real-time (SCHED_FIFO)"
-    except (AttributeError, PermissionError, OSError):
-        pass
-    try:
-        os.nice(-10)
-        return "nice -10"
-    except (AttributeError, PermissionError, OSError):
-        return "normal: its stamps may lag under load (the stalls are printed with a refusal)"
-
-
 def serve_market(port: int, limit: int) -> None:
     """Serve the market on `port` until terminated (the rig runs it in its own process)."""
-    print(f"fault market on {port}, scheduled {_first_in_line()}", file=sys.stderr, flush=True)
+    print(f"fault market on {port}, scheduled {first_in_line()}", file=sys.stderr, flush=True)
     web.run_app(
         fault_market_app(limit, 1.0), host="127.0.0.1", port=port, print=None, access_log=None
     )

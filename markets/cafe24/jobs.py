@@ -222,6 +222,34 @@ async def update_product(context: JobContext, payload: UpdateProduct) -> dict[st
     }
 
 
+class AnswerInquiry(Payload):
+    """Answer an inquiry posted on one of the mall's boards (its Q&A board) with a comment
+    on the post: Cafe24's way to answer a board inquiry through the API (each once: one
+    that may have landed is looked for among the post's comments first). `writer` is the
+    name shown beside the answer (Cafe24 requires one [?])."""
+
+    board_no: int = Field(gt=0)
+    article_no: int = Field(gt=0)
+    content: str = Field(min_length=1, max_length=5000)
+    writer: str = Field(default="admin", min_length=1, max_length=100)
+
+
+async def answer_inquiry(context: JobContext, payload: AnswerInquiry) -> dict[str, Any]:
+    market = context.client.name
+    path = {"board_no": payload.board_no, "article_no": payload.article_no}
+
+    async def answered() -> Any:
+        answer = await context.call("comments", path=path)
+        for found in expect_list(answer, market, "comments", "comments"):
+            if isinstance(found, dict) and found.get("content") == payload.content:
+                return {"comment": found, "already_done": True}
+        return NOT_LANDED
+
+    body = {"request": {"content": payload.content, "writer": payload.writer}}
+    done = await context.effect(Call("add_comment", path=path, json=body), landed=answered)
+    return {"board_no": payload.board_no, "article_no": payload.article_no, "answer": done}
+
+
 CAFE24_JOBS: dict[str, JobSpec] = {
     "collect_orders": JobSpec(
         CollectOrders, collect_orders, ("orders_count", "orders"), side_effect=False
@@ -232,4 +260,7 @@ CAFE24_JOBS: dict[str, JobSpec] = {
     ),
     "get_product": JobSpec(GetProduct, get_product, ("product", "variants"), side_effect=False),
     "update_product": JobSpec(UpdateProduct, update_product, ("inventory",), side_effect=True),
+    "answer_inquiry": JobSpec(
+        AnswerInquiry, answer_inquiry, ("add_comment", "comments"), side_effect=True
+    ),
 }

@@ -11,8 +11,11 @@ answers 404. Per mall:
   again (a new refresh token, the old ones void).
 - The bucket per mall and API (endpoint): `bucket` calls, leaking `leak` per second; every
   answer carries `X-Api-Call-Limit: used/size`; a full bucket answers 429. A mall-wide
-  usage limit (`usage_limit` calls, None: unlimited) adds `X-Cafe24-Call-Usage` (percent
-  used) and `X-Cafe24-Call-Remain` (calls left), and answers 429 once spent.
+  usage limit (`usage_limit` calls per `usage_period` seconds of the simulator's clock,
+  None: unlimited) adds `X-Cafe24-Call-Usage` (percent used) and `X-Cafe24-Call-Remain`
+  (calls left), and answers 429 once spent; it drains when its period ends.
+- Board 1 (the Q&A board) holds articles 1-10 per mall; a comment needs `content` and
+  `writer` (422 without), an unknown article is 404.
 - Dates `YYYY-MM-DDTHH:MM:SS+09:00` only; an order search longer than `max_span`, ending
   before it starts, a `limit` past 1000 or an `offset` past 15000 answers 422.
 
@@ -93,7 +96,12 @@ class _Mall:
     orders: list[dict[str, Any]]
     products: dict[int, dict[str, Any]]
     shipments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    used: int = 0  # calls counted against the usage limit
+    # (board_no, article_no) -> its comments: board 1 (the Q&A board) holds articles 1-10
+    comments: dict[tuple[int, int], list[dict[str, Any]]] = field(
+        default_factory=lambda: {(1, article): [] for article in range(1, 11)}
+    )
+    used: int = 0  # calls counted against the usage limit in the period from `usage_from`
+    usage_from: datetime | None = None
 
 
 class Cafe24Malls:
@@ -110,6 +118,7 @@ class Cafe24Malls:
         bucket: int,
         leak: float,
         usage_limit: int | None,
+        usage_period: float,
         orders: int,
         begin: datetime,
         days: int,
@@ -122,6 +131,7 @@ class Cafe24Malls:
         self.bucket = bucket
         self.leak = leak
         self.usage_limit = usage_limit
+        self.usage_period = timedelta(seconds=usage_period)
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.access: dict[str, tuple[str, datetime]] = {}  # token -> (mall, expires)
         self.refused_refresh = 0  # refresh tokens refused (reused, expired, unknown)
@@ -154,6 +164,9 @@ class Cafe24Malls:
         bucket.level = max(0.0, bucket.level - (now - bucket.at) * self.leak)
         bucket.at = now
         state = self.malls[mall]
+        moment = self.sim.now()
+        if state.usage_from is None or moment - state.usage_from >= self.usage_period:
+            state.used, state.usage_from = 0, moment
         spent = self.usage_limit is not None and state.used >= self.usage_limit
         admitted = not spent and bucket.level + 1 <= self.bucket
         if admitted:
@@ -227,6 +240,14 @@ def _products(mall: str, count: int) -> dict[int, dict[str, Any]]:
     }
 
 
+def _path_numbers(request: web.Request, *names: str) -> tuple[int, ...] | None:
+    """The path's numbers `names`; None where one is not a number (the route then 404s)."""
+    try:
+        return tuple(int(request.match_info[name]) for name in names)
+    except ValueError:
+        return None
+
+
 def _date(value: str | None, name: str) -> datetime | web.Response:
     if value is None or not _DATE.match(value):
         return _error(422, f"{name} must be YYYY-MM-DDTHH:MM:SS+09:00, not {value!r}")
@@ -249,6 +270,7 @@ def cafe24_app(
     bucket: int = 40,
     leak: float = 2.0,
     usage_limit: int | None = None,
+    usage_period: float = 60.0,
     max_span: timedelta = timedelta(days=30),
     orders: int = 120,
     start: datetime | None = None,
@@ -269,6 +291,7 @@ def cafe24_app(
         bucket=bucket,
         leak=leak,
         usage_limit=usage_limit,
+        usage_period=usage_period,
         orders=orders,
         begin=begin,
         days=days,
@@ -434,11 +457,8 @@ def cafe24_app(
         )
 
     def find_product(request: web.Request) -> dict[str, Any] | None:
-        try:
-            number = int(request.match_info["product_no"])
-        except ValueError:
-            return None
-        return mall_of(request).products.get(number)
+        number = _path_numbers(request, "product_no")
+        return None if number is None else mall_of(request).products.get(number[0])
 
     async def product(request: web.Request) -> web.Response:
         found = find_product(request)
@@ -468,6 +488,36 @@ def cafe24_app(
             {"inventory": {"variant_code": variant["variant_code"], "quantity": quantity}}
         )
 
+    def article_comments(request: web.Request) -> list[dict[str, Any]] | None:
+        key = _path_numbers(request, "board_no", "article_no")
+        return None if key is None else mall_of(request).comments.get((key[0], key[1]))
+
+    async def add_comment(request: web.Request) -> web.Response:
+        comments = article_comments(request)
+        if comments is None:
+            return _error(404, "article not found")
+        wanted = ((await request.json()) or {}).get("request") or {}
+        if not wanted.get("content") or not wanted.get("writer"):
+            return _error(422, "request.content and request.writer are required")
+        comment = {
+            "shop_no": 1,
+            "comment_no": len(comments) + 1,
+            "board_no": int(request.match_info["board_no"]),
+            "article_no": int(request.match_info["article_no"]),
+            "content": wanted["content"],
+            "writer": wanted["writer"],
+            "created_date": _stamp(sim.now()),
+        }
+        comments.append(comment)
+        sim.effects[f"comment:{comment['board_no']}:{comment['article_no']}"] += 1
+        return web.json_response({"comment": comment}, status=201)
+
+    async def list_comments(request: web.Request) -> web.Response:
+        comments = article_comments(request)
+        if comments is None:
+            return _error(404, "article not found")
+        return web.json_response({"comments": comments})
+
     app = simulator_app(sim, _through_gateway)
     app[MALLS] = market
     base = "/{mall}/api/v2"
@@ -488,6 +538,9 @@ def cafe24_app(
         inventory,
         name="inventory",
     )
+    comments = f"{base}/admin/boards/{{board_no}}/articles/{{article_no}}/comments"
+    app.router.add_post(comments, add_comment, name="add_comment")
+    app.router.add_get(comments, list_comments, name="comments")
     return app
 
 
