@@ -171,7 +171,7 @@ async def test_a_call_given_back_from_before_a_raise_returns_nothing(
     never held that call, so giving it back returns nothing (it would count twice)."""
     limiter, budget = make_limiter(tolerance=1.0), _bucket()
     ticket = await limiter.admit(budget, Lane.LOW)
-    assert await limiter.observe_bucket(budget, 4, 4) > 0  # another tool's calls
+    assert await limiter.pauses.observe_bucket(budget, 4, 4) > 0  # another tool's calls
     assert not await ticket.renew()
     assert not (await limiter.acquire(budget, Lane.HIGH, max_wait=0)).granted
 

@@ -345,7 +345,7 @@ async def test_the_usage_limit_near_spent_pauses_the_mall_without_a_429(
     for _ in range(9):
         await client.send(product, Lane.HIGH, seller=MALL)
     for endpoint in ("product", "variants", "orders", "inventory"):
-        usage = await markets._limiter.usage(client.budget(endpoint, MALL))
+        usage = await markets._limiter.usage.read(client.budget(endpoint, MALL))
         assert usage.quota_pause == pytest.approx(30, abs=1)
     with pytest.raises(RetryLater):
         await client.send(
@@ -356,4 +356,4 @@ async def test_the_usage_limit_near_spent_pauses_the_mall_without_a_429(
         )
     await client.send(product, Lane.HIGH, seller=MALLS[1])
     assert malls.refused_calls == 0
-    assert (await markets._limiter.usage(client.budget("product", MALLS[1]))).quota_pause == 0
+    assert (await markets._limiter.usage.read(client.budget("product", MALLS[1]))).quota_pause == 0
