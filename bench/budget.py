@@ -298,7 +298,7 @@ async def _storm_task(
             if status == 200:
                 report.sent_by_lane["high"] += 1
 
-    original = limiter.cool_down
+    original = limiter.pauses.cool_down
 
     async def noting(*args: Any, **options: Any) -> Any:
         came = time.time()  # the 429 reached the budget's owner here
@@ -307,7 +307,7 @@ async def _storm_task(
             report.cooldowns_began.append(came)
         return cooled
 
-    limiter.cool_down = noting  # type: ignore[method-assign]
+    limiter.pauses.cool_down = noting  # type: ignore[method-assign]
     return task
 
 
