@@ -49,10 +49,10 @@ from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
 from lanes.settings import Settings
 from markets import missing_credentials
-from worker.fairness import SellerBuffer
+from worker.fairness import ASIDE_TIMEOUTS, SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
-from worker.outcomes import Outcome, Settler
+from worker.outcomes import MAX_VISIBILITY, Outcome, Settler
 from worker.pauses import LanePauses
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
@@ -141,7 +141,7 @@ class Dispatcher:
                 seller_buffer,
                 floor=max(concurrency, 2 * BATCH_ENTRIES),
                 window=visibility_timeout,
-                max_aside=visibility_timeout,
+                max_aside=min(MAX_VISIBILITY // 2, ASIDE_TIMEOUTS * visibility_timeout),
             )
         floors = sum(source.policy.min_slots for source in sources)
         if floors < concurrency:

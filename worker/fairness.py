@@ -46,12 +46,15 @@ from collections import Counter, deque
 from worker.queues import Delivery
 from worker.sqs import SqsMessage
 
-__all__ = ["ASIDE_STEP", "KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
+__all__ = ["ASIDE_STEP", "ASIDE_TIMEOUTS", "KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
 
 # A message received this often is never set aside again.
 KEEP_AFTER_RECEIVES = 50
 # Seconds a seller's k-th set-aside message stays aside per k (at most the visibility timeout).
 ASIDE_STEP = 2.0
+# The longest a message is set aside, in visibility timeouts (what a dead worker's set-aside
+# messages wait at most; a live one recalls them when its lane has room).
+ASIDE_TIMEOUTS = 8
 
 
 def seller_of(message: SqsMessage) -> str:
@@ -80,6 +83,7 @@ class SellerBuffer:
         self._waiting: dict[str, deque[Delivery]] = {}
         self._count = 0
         self.running: Counter[str] = Counter()
+        self._busy = 0  # the running jobs of every seller
         self._starts: deque[list[int]] = deque()  # [second, starts in it], last `window` s
         # Seller -> its set-aside messages not yet due, (due, delivery) in the order set aside.
         self._aside: dict[str, deque[tuple[float, Delivery]]] = {}
@@ -127,25 +131,36 @@ class SellerBuffer:
         """Buffer `delivery`; or return the seconds to set it aside for (0: buffered)."""
         seller = self.key(delivery.message)
         held = self._waiting.get(seller)
-        if (
-            self.fair
-            and held is not None
-            and len(held) >= self.share(now)
-            and 2 * self._count >= self.limit(now)
-            and delivery.message.receive_count < KEEP_AFTER_RECEIVES
-        ):
+        receives = delivery.message.receive_count
+        if self.fair and receives < KEEP_AFTER_RECEIVES and self._surplus(seller, held, now):
             self.set_aside += 1
             aside = self._next_aside(seller, now) or self._aside.setdefault(seller, deque())
             # The k-th of a seller's messages set aside here: k x ASIDE_STEP s at most (due
             # times kept in order), so a quiet seller's few come back within seconds even if
-            # no recall reaches them, and a backlog's after the visibility timeout.
+            # no recall reaches them, and a backlog's after the visibility timeout; doubled
+            # for each receive before, so a backlog's surplus is not received over and over.
             last = aside[-1][0] if aside else now
-            due = min(now + self._max_aside, max(last, now + (len(aside) + 1) * ASIDE_STEP))
+            most = min(self._max_aside, self._window * 2 ** min(max(0, receives - 1), 16))
+            due = min(now + most, max(last, now + (len(aside) + 1) * ASIDE_STEP))
             aside.append((due, delivery))
             return math.ceil(due - now)
         self._waiting.setdefault(seller, deque()).append(delivery)
         self._count += 1
         return 0
+
+    def _surplus(self, seller: str, held: deque[Delivery] | None, now: float) -> bool:
+        """Whether `seller`'s next message is beyond its share here."""
+        buffered = len(held) if held else 0
+        if held and buffered >= self.share(now) and 2 * self._count >= self.limit(now):
+            return True
+        # A seller holding most of the lane's work here holds no more than its share of the
+        # slots, half full or not, so the poller reads on past its backlog.
+        mine = buffered + self.running[seller]
+        return 2 * mine > self._count + self._busy and mine >= self.slots_share()
+
+    def slots_share(self) -> int:
+        """What a dominant seller may hold here, buffered and running together."""
+        return max(1, self._floor // (self._active() + 1))
 
     def _next_aside(self, seller: str, now: float) -> deque[tuple[float, Delivery]] | None:
         """The seller's set-aside messages not yet due (those due are visible again and may
@@ -187,6 +202,7 @@ class SellerBuffer:
             self._waiting[seller] = held  # to the end of the rotation
         self._count -= 1
         self.running[seller] += 1
+        self._busy += 1
         second = int(now)
         if self._starts and self._starts[-1][0] == second:
             self._starts[-1][1] += 1
@@ -199,6 +215,7 @@ class SellerBuffer:
         set-aside message to make visible now if the seller has nothing left here (its next
         job may have gone to another worker, which knows nothing of these)."""
         self.running[seller] -= 1
+        self._busy -= 1
         if self.running[seller] > 0:
             return None
         del self.running[seller]
