@@ -39,6 +39,7 @@ the heartbeat) and starts them seller by seller:
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections import Counter, deque
@@ -46,15 +47,27 @@ from collections import Counter, deque
 from worker.queues import Delivery
 from worker.sqs import SqsMessage
 
-__all__ = ["ASIDE_STEP", "ASIDE_TIMEOUTS", "KEEP_AFTER_RECEIVES", "SellerBuffer", "seller_of"]
+__all__ = [
+    "ASIDE_BY_RECEIVE",
+    "ASIDE_STEP",
+    "ASIDE_TIMEOUTS",     "KEEP_AFTER_RECEIVES",
+    "SellerBuffer",
+    "seller_of",
+]
 
 # A message received this often is never set aside again.
 KEEP_AFTER_RECEIVES = 50
 # Seconds a seller's k-th set-aside message stays aside per k (at most the visibility timeout).
 ASIDE_STEP = 2.0
+# `SellerBuffer.add`: set aside, and the receive's own visibility does it (no call).
+ASIDE_BY_RECEIVE = -1
 # The longest a message is set aside, in visibility timeouts (what a dead worker's set-aside
 # messages wait at most; a live one recalls them when its lane has room).
 ASIDE_TIMEOUTS = 8
+
+
+def _due(item: tuple[float, Delivery]) -> float:
+    return item[0]
 
 
 def seller_of(message: SqsMessage) -> str:
@@ -127,8 +140,10 @@ class SellerBuffer:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def add(self, delivery: Delivery, now: float) -> int:
-        """Buffer `delivery`; or return the seconds to set it aside for (0: buffered)."""
+    def add(self, delivery: Delivery, now: float, *, invisible_until: float = -math.inf) -> int:
+        """Buffer `delivery` (0); or set it aside: the seconds to make it invisible for, or
+        `ASIDE_BY_RECEIVE` if the receive keeps it invisible until `invisible_until` and
+        that is where its set-aside time would end anyway (within one step): no call."""
         seller = self.key(delivery.message)
         held = self._waiting.get(seller)
         receives = delivery.message.receive_count
@@ -142,8 +157,11 @@ class SellerBuffer:
             last = aside[-1][0] if aside else now
             most = min(self._max_aside, self._window * 2 ** min(max(0, receives - 1), 16))
             due = min(now + most, max(last, now + (len(aside) + 1) * ASIDE_STEP))
-            aside.append((due, delivery))
-            return math.ceil(due - now)
+            by_receive = invisible_until <= due <= invisible_until + ASIDE_STEP
+            if by_receive:
+                due = invisible_until  # forgotten no later than it is visible again
+            bisect.insort(aside, (due, delivery), key=_due)  # kept in due order
+            return ASIDE_BY_RECEIVE if by_receive else math.ceil(due - now)
         self._waiting.setdefault(seller, deque()).append(delivery)
         self._count += 1
         return 0

@@ -1,21 +1,35 @@
-"""moto's SQS server with a cheaper clock, for queues of many thousand messages.
+"""moto's SQS server with a cheaper clock and one lock, for queues of many thousand messages.
 
 moto counts a queue's messages on every SendMessage (it builds all queue
 attributes) and on every ReceiveMessage, reading the clock through a
 datetime-based helper once per message per count: a queue of n messages costs
 O(n) slow clock reads per call. Reading `time.time()` instead keeps the same
-behaviour at a fraction of the cost. Run as `python -m scripts.local.moto_server -p PORT`.
+behaviour at a fraction of the cost.
+
+moto's server answers each request on its own thread, and its SQS backend
+is not thread-safe: DeleteMessage rebuilds a queue's message list from a copy
+(a message sent meanwhile is lost) and two ReceiveMessage calls at once can
+hand out one message twice. Here every backend call holds one lock (a long
+poll waits outside it, asking again every 50 ms), and DeleteMessage finds
+its message by receipt handle instead of scanning the queue twice.
+
+Run as `python -m scripts.local.moto_server -p PORT`.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
+import threading
 import time
 from datetime import datetime
+from typing import Any
 
 from scripts.local.services import MotoServer
 
-__all__ = ["QuickMotoServer", "patch_moto_clock"]
+__all__ = ["QuickMotoServer", "patch_moto_clock", "serialize_moto_sqs"]
+
+_POLL_AGAIN = 0.05  # seconds between the short polls of a long poll
 
 
 def patch_moto_clock() -> None:
@@ -27,6 +41,72 @@ def patch_moto_clock() -> None:
         return time.time() * 1000.0 if dt is None else float(slow(dt))
 
     sqs_models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
+
+    def messages(queue: Any) -> list[Any]:
+        # moto's own: visible and not delayed, the clock read once per call, not twice per message
+        now = time.time() * 1000.0
+        return [m for m in queue._messages if m.visible_at < now and not now < m.delayed_until]
+
+    sqs_models.Queue.messages = property(messages)  # type: ignore[attr-defined]
+
+
+def serialize_moto_sqs() -> None:
+    """One lock around every SQS backend call; deletes by a receipt-handle index."""
+    import moto.sqs.models as sqs_models
+
+    lock = threading.RLock()
+    backend = sqs_models.SQSBackend
+    for name, method in list(vars(backend).items()):
+        if inspect.isfunction(method) and not name.startswith("_") and name != "receive_message":
+            setattr(backend, name, _locked(lock, method))
+    receive = backend.receive_message
+
+    def receive_message(  # type: ignore[no-untyped-def]
+        self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs
+    ):
+        end = time.monotonic() + wait_seconds_timeout
+        while True:
+            with lock:
+                got = receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            if got or time.monotonic() >= end:
+                return got
+            time.sleep(_POLL_AGAIN)
+
+    backend.receive_message = receive_message  # type: ignore[method-assign]
+    _index_receipts(sqs_models)
+
+
+def _locked(lock: threading.RLock, method: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return call
+
+
+def _index_receipts(sqs_models: Any) -> None:
+    """moto's DeleteMessage scans every message of the queue twice per receipt handle."""
+    holder: dict[str, Any] = {}  # receipt handle -> its message (the handles are random)
+    mark_received = sqs_models.Message.mark_received
+
+    def marked(message: Any, *args: Any, **kwargs: Any) -> None:
+        mark_received(message, *args, **kwargs)
+        holder[message.receipt_handle] = message
+
+    def delete_message(queue: Any, receipt_handle: str) -> None:
+        if receipt_handle in queue.deleted_messages:
+            return
+        message = holder.get(receipt_handle)
+        if message is None or not any(m is message for m in queue._messages):
+            raise sqs_models.ReceiptHandleIsInvalid()
+        queue._messages = [m for m in queue._messages if m is not message]
+        queue.pending_messages.discard(message)
+        queue.deleted_messages.update(message.all_receipt_handles)
+        for handle in message.all_receipt_handles:
+            holder.pop(handle, None)
+
+    sqs_models.Message.mark_received = marked
+    sqs_models.Queue.delete_message = delete_message
 
 
 class QuickMotoServer(MotoServer):
@@ -46,6 +126,7 @@ class QuickMotoServer(MotoServer):
 
 if __name__ == "__main__":
     patch_moto_clock()
+    serialize_moto_sqs()
     from moto.server import main
 
     main()
