@@ -202,7 +202,17 @@ def _quantile(values: list[float], q: float) -> float:
 
 def _table(results: list[Result], expected: int) -> str:
     rows = [
-        ("run", "quiet done", "p50 s", "p95 s", "max s", "backlog before", "set aside", "twice", "run s")
+        (
+            "run",
+            "quiet done",
+            "p50 s",
+            "p95 s",
+            "max s",
+            "backlog before",
+            "set aside",
+            "twice",
+            "run s",
+        )
     ]
     for r in results:
         rows.append(

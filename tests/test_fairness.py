@@ -162,7 +162,8 @@ def test_a_seller_holding_most_of_the_lane_is_held_to_its_share_of_the_slots_at_
     for _ in range(4):
         buffer.pop(0.0)  # running now, still its work
     assert buffer.add(delivery("noisy"), 0.0) > 0
-    assert len(buffer) == 0 and buffer.limit(0.0) == 8
+    assert len(buffer) == 0
+    assert buffer.limit(0.0) == 8
     assert buffer.add(delivery("quiet"), 0.0) == 0
     buffer.finished("noisy", 0.0)
     assert buffer.add(delivery("noisy"), 0.0) > 0  # 3 of the 4 jobs here, share 8 // 3

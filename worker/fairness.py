@@ -12,14 +12,25 @@ the heartbeat) and starts them seller by seller:
 - **Share.** Once the buffer is half full, a seller may hold
   `limit // (active sellers + 1)` buffered messages (at least 1); the `+ 1`
   keeps room for a seller not seen yet. Below half full anyone may add, so
-  a few sellers' short runs of jobs are held whole.
+  a few sellers' short runs of jobs are held whole, except a seller holding
+  most of the lane's work here (buffered and running): from the start it may
+  hold `floor // (active sellers + 1)` of it, buffered and running together.
+  A lane bound by receiving (its jobs end before the next receive answers)
+  never fills to half, so without this its poller would read one seller's
+  backlog at the pace of its slots and never reach the sellers behind it.
 - **Set aside.** A message received beyond its seller's share is made
   invisible again, the seller's k-th here for k x `ASIDE_STEP` s (at most
-  `max_aside`, the visibility timeout), so the poller reaches the other
-  sellers' messages behind a backlog. No attempt is counted
-  (the job did not run); a message already received `KEEP_AFTER_RECEIVES`
-  times is buffered regardless, so setting aside never brings a message near
-  its queue's redrive count (1000).
+  the visibility timeout, doubled for each receive before, up to
+  `max_aside`), so the poller reads on past a backlog to the other sellers'
+  messages behind it: it receives while the buffer has room, not only while
+  slots are free. One whose set-aside time ends where the receive's own
+  visibility does (within a step) costs no call (`ASIDE_BY_RECEIVE`): a
+  backlog's surplus is passed over at the price of its receive. No attempt
+  is counted (the job did not run); a message already received
+  `KEEP_AFTER_RECEIVES` times is buffered regardless, so setting aside never
+  brings a message near its queue's redrive count (1000), and the doubling
+  keeps a backlog's surplus from being received over and over while the
+  poller is still passing it.
 - **Recall.** Set-aside messages are made visible again at once when they are
   wanted: a seller's next one when its last buffered message starts, and
   again when its last job here ends (it comes back near the head of the
@@ -29,7 +40,8 @@ the heartbeat) and starts them seller by seller:
   sellers' and would be received before them). Only the
   worker that set a message aside can recall it, so the step bounds what a
   seller whose jobs moved to other workers waits: a few jobs come back within
-  seconds, a backlog's after the visibility timeout.
+  seconds, a backlog's after the visibility timeout or longer (at most
+  `max_aside`, what the set-aside messages of a worker that died wait).
 - **Bound.** A lane holds at most what it started in the last visibility
   timeout (at least `floor`, the worker's slots), so a buffered message
   starts within about a visibility timeout.
@@ -50,7 +62,8 @@ from worker.sqs import SqsMessage
 __all__ = [
     "ASIDE_BY_RECEIVE",
     "ASIDE_STEP",
-    "ASIDE_TIMEOUTS",     "KEEP_AFTER_RECEIVES",
+    "ASIDE_TIMEOUTS",
+    "KEEP_AFTER_RECEIVES",
     "SellerBuffer",
     "seller_of",
 ]
@@ -203,11 +216,13 @@ class SellerBuffer:
 
     def recall_for(self, seller: str, now: float) -> Delivery | None:
         """`seller`'s next set-aside message, to make visible now, if it holds none buffered
-        (its turn has come, whatever the estimate said)."""
+        (its turn has come, whatever the estimate said). Not for a backlog (more set aside
+        here than the worker has slots): the poller is still reading past its messages, and a
+        recall would bring one back ahead of the sellers behind them, at every start."""
         if seller in self._waiting:
             return None
         aside = self._next_aside(seller, now)
-        return aside.popleft()[1] if aside else None
+        return aside.popleft()[1] if aside and len(aside) <= self._floor else None
 
     # -- starting --------------------------------------------------------------------------
 
