@@ -47,7 +47,7 @@ def patch_moto_clock() -> None:
         now = time.time() * 1000.0
         return [m for m in queue._messages if m.visible_at < now and not now < m.delayed_until]
 
-    sqs_models.Queue.messages = property(messages)  # type: ignore[attr-defined]
+    sqs_models.Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
 
 
 def serialize_moto_sqs() -> None:
