@@ -30,6 +30,7 @@ from scripts.local.services import MotoServer
 __all__ = ["QuickMotoServer", "patch_moto_clock", "serialize_moto_sqs"]
 
 _POLL_AGAIN = 0.05  # seconds between the short polls of a long poll
+_MAX_VISIBILITY_MS = 43_200_000  # SQS's 12 hours, as moto checks it
 
 
 def patch_moto_clock() -> None:
@@ -54,6 +55,7 @@ def serialize_moto_sqs() -> None:
     """One lock around every SQS backend call; deletes by a receipt-handle index."""
     import moto.sqs.models as sqs_models
 
+    _index_receipts(sqs_models)  # first: its methods are locked below too
     lock = threading.RLock()
     backend = sqs_models.SQSBackend
     for name, method in list(vars(backend).items()):
@@ -73,7 +75,6 @@ def serialize_moto_sqs() -> None:
             time.sleep(_POLL_AGAIN)
 
     backend.receive_message = receive_message  # type: ignore[method-assign]
-    _index_receipts(sqs_models)
 
 
 def _locked(lock: threading.RLock, method: Any) -> Any:
@@ -85,7 +86,9 @@ def _locked(lock: threading.RLock, method: Any) -> Any:
 
 
 def _index_receipts(sqs_models: Any) -> None:
-    """moto's DeleteMessage scans every message of the queue twice per receipt handle."""
+    """moto's DeleteMessage scans every message of the queue twice per receipt handle, its
+    ChangeMessageVisibility up to the message, and each receive builds the groups of every
+    message in flight (used by FIFO queues only)."""
     holder: dict[str, Any] = {}  # receipt handle -> its message (the handles are random)
     mark_received = sqs_models.Message.mark_received
 
@@ -105,8 +108,34 @@ def _index_receipts(sqs_models: Any) -> None:
         for handle in message.all_receipt_handles:
             holder.pop(handle, None)
 
+    def change_message_visibility(
+        backend: Any, queue_name: str, receipt_handle: str, visibility_timeout: int
+    ) -> None:
+        # moto's own, finding the message by its handle instead of scanning the queue
+        queue = backend.get_queue(queue_name)
+        message = holder.get(receipt_handle)
+        if message is None or not any(m is message for m in queue._messages):
+            raise sqs_models.ReceiptHandleIsInvalid
+        given = sqs_models.unix_time_millis() + int(visibility_timeout) * 1000
+        if given - message.sent_timestamp > _MAX_VISIBILITY_MS:
+            raise sqs_models.InvalidParameterValue(
+                f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. "
+                "Reason: Total VisibilityTimeout for the message is beyond the limit "
+                "[43200 seconds]"
+            )
+        message.change_visibility(visibility_timeout)
+        if message.visible and message in queue.pending_messages:
+            queue.pending_messages.remove(message)
+
+    def pending_message_groups(queue: Any) -> set[str]:
+        # only a FIFO queue uses them; moto built them from every message in flight per receive
+        return groups(queue) if queue.fifo_queue else set()
+
+    groups = sqs_models.Queue.pending_message_groups.fget
     sqs_models.Message.mark_received = marked
     sqs_models.Queue.delete_message = delete_message
+    sqs_models.Queue.pending_message_groups = property(pending_message_groups)
+    sqs_models.SQSBackend.change_message_visibility = change_message_visibility
 
 
 class QuickMotoServer(MotoServer):
