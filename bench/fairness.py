@@ -13,7 +13,8 @@ runs, one table:
   within 2x of this).
 
 A run ends when every quiet job has arrived (the rest of the backlog is not
-waited for). "twice" counts jobs that reached the market a second time. Numbers, not asserts; the host is shared, so say how loaded it was.
+waited for). "twice" counts jobs that reached the market a second time.
+Numbers, not asserts; the host is shared, so say how loaded it was.
 
     python -m bench.fairness                      # the load: minutes per run
     python -m bench.fairness --noisy 2000         # a quick run
