@@ -13,7 +13,8 @@ runs, one table:
   within 2x of this).
 
 A run ends when every quiet job has arrived (the rest of the backlog is not
-waited for). Numbers, not asserts; the host is shared, so say how loaded it was.
+waited for). "twice" counts jobs that reached the market a second time.
+Numbers, not asserts; the host is shared, so say how loaded it was.
 
     python -m bench.fairness                      # the load: minutes per run
     python -m bench.fairness --noisy 2000         # a quick run
@@ -61,6 +62,7 @@ class Market:
     dwell: dict[str, float] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     waiting: set[str] = field(default_factory=set)  # set before they are sent
+    twice: int = 0  # calls for a job that had arrived already (run twice)
     all_arrived: threading.Event = field(default_factory=threading.Event)
 
     async def _call(self, request: web.Request) -> web.Response:
@@ -71,6 +73,8 @@ class Market:
             self.waiting.discard(key)
             if not self.waiting:
                 self.all_arrived.set()
+        else:
+            self.twice += 1
         return web.json_response({"ok": True})
 
     def start(self) -> None:
@@ -125,6 +129,7 @@ class Result:
     noisy_before: int  # backlog jobs that reached the market before the last quiet one
     set_aside: int
     seconds: float
+    twice: int
 
 
 async def _run(run: str, args: argparse.Namespace, redis_url: str, moto_url: str) -> Result:
@@ -186,6 +191,7 @@ async def _run(run: str, args: argparse.Namespace, redis_url: str, moto_url: str
         noisy_before=sum(1 for key in order[:last_quiet] if key.startswith("noisy/")),
         set_aside=sum(s.buffer.set_aside for d in dispatchers for s in d.sources),
         seconds=seconds,
+        twice=market.twice,
     )
 
 
@@ -197,7 +203,17 @@ def _quantile(values: list[float], q: float) -> float:
 
 def _table(results: list[Result], expected: int) -> str:
     rows = [
-        ("run", "quiet done", "p50 s", "p95 s", "max s", "backlog before", "set aside", "run s")
+        (
+            "run",
+            "quiet done",
+            "p50 s",
+            "p95 s",
+            "max s",
+            "backlog before",
+            "set aside",
+            "twice",
+            "run s",
+        )
     ]
     for r in results:
         rows.append(
@@ -209,6 +225,7 @@ def _table(results: list[Result], expected: int) -> str:
                 f"{max(r.dwell, default=float('nan')):.1f}",
                 str(r.noisy_before),
                 str(r.set_aside),
+                str(r.twice),
                 f"{r.seconds:.0f}",
             )
         )

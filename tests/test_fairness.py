@@ -6,7 +6,13 @@ from __future__ import annotations
 import itertools
 
 from lanes.policy import Lane
-from worker.fairness import ASIDE_STEP, KEEP_AFTER_RECEIVES, SellerBuffer, seller_of
+from worker.fairness import (
+    ASIDE_BY_RECEIVE,
+    ASIDE_STEP,
+    KEEP_AFTER_RECEIVES,
+    SellerBuffer,
+    seller_of,
+)
 from worker.queues import Delivery, QueueName
 from worker.sqs import SqsMessage
 
@@ -145,3 +151,49 @@ def test_below_half_full_a_seller_may_hold_more_than_its_share() -> None:
     buffer = SellerBuffer(100, floor=100, window=60, max_aside=60)
     items = [delivery(f"q{s}") for s in range(3) for _ in range(5)]
     assert [buffer.add(item, 0.0) for item in items] == [0] * 15
+
+
+def test_a_seller_holding_most_of_the_lane_is_held_to_its_share_of_the_slots_at_once() -> None:
+    """Far below half full, a seller with most of the lane's work here (buffered and running)
+    holds at most floor // (active sellers + 1) of it: the rest is set aside, so the poller
+    reads on past its backlog to the sellers behind it, who still get in."""
+    buffer = SellerBuffer(1000, floor=8, window=60, max_aside=480)
+    assert [buffer.add(delivery("noisy"), 0.0) for _ in range(4)] == [0] * 4  # 8 // 2
+    for _ in range(4):
+        buffer.pop(0.0)  # running now, still its work
+    assert buffer.add(delivery("noisy"), 0.0) > 0
+    assert len(buffer) == 0
+    assert buffer.limit(0.0) == 8
+    assert buffer.add(delivery("quiet"), 0.0) == 0
+    buffer.finished("noisy", 0.0)
+    assert buffer.add(delivery("noisy"), 0.0) > 0  # 3 of the 4 jobs here, share 8 // 3
+
+
+def test_a_message_set_aside_again_waits_twice_as_long_each_time() -> None:
+    """A backlog's surplus that comes back before the poller is past it is not received over
+    and over: the most a message waits aside doubles with each receive before, up to
+    `max_aside`; recalls still take the earliest due first."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=200)
+    for _ in range(2):
+        buffer.add(delivery("noisy"), 0.0)
+    for _ in range(100):  # the seller's k-th here waits k x ASIDE_STEP: past the caps below
+        buffer.add(delivery("noisy"), 0.0)
+    again = [delivery("noisy", receives=n) for n in (4, 3, 2, 1)]
+    assert [buffer.add(item, 0.0) for item in again] == [200, 200, 120, 60]
+    assert buffer.recall(0.0, 1000)[-3:] == [again[2], again[0], again[1]]
+
+
+def test_a_set_aside_the_receive_already_made_costs_no_call() -> None:
+    """A backlog's surplus set aside for about as long as the receive keeps it invisible
+    anyway needs no visibility change; it counts as set aside until the receive's visibility
+    ends, not later (a recall after that could reach a message another worker holds)."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=480)
+    for _ in range(2):
+        buffer.add(delivery("noisy"), 0.0)
+    for _ in range(100):  # k x ASIDE_STEP up to the cap, 60 s
+        buffer.add(delivery("noisy"), 0.0, invisible_until=59.0)
+    first = delivery("noisy")
+    assert buffer.add(first, 1.0, invisible_until=59.0) == ASIDE_BY_RECEIVE  # due 61: a step
+    assert buffer.add(delivery("noisy", receives=2), 1.0, invisible_until=59.0) == 120
+    assert buffer.add(delivery("quiet"), 1.0, invisible_until=59.0) == 0
+    assert first not in buffer.recall(59.0, 200)  # its due is 59, not 61

@@ -20,10 +20,15 @@ QUIET = 20  # sellers, two jobs each
 
 
 async def _start_order(
-    acme: AcmeMarket, lanes: Lanes, settings: WorkerSettings, start_worker: StartWorker
-) -> list[str]:
+    acme: AcmeMarket,
+    lanes: Lanes,
+    settings: WorkerSettings,
+    start_worker: StartWorker,
+    *,
+    concurrency: int = 4,
+) -> tuple[list[str], int]:
     """Enqueue the backlog, then the quiet sellers' jobs; the sellers in the order their jobs
-    reached the market (each job is one call), once all ran."""
+    reached the market (each job is one call), once all ran, and the messages set aside."""
     noisy = [
         ("noisy", job(seller="noisy", key=f"noisy-{n}", sleep=JOB_SECONDS)) for n in range(NOISY)
     ]
@@ -38,14 +43,15 @@ async def _start_order(
             url,
             [OutgoingMessage(body=b, group_id=s) for s, b in (noisy + quiet)[batch : batch + 100]],
         )
-    worker = await start_worker(settings, acme_config(acme, rps=200), concurrency=4)
+    worker = await start_worker(settings, acme_config(acme, rps=200), concurrency=concurrency)
 
     async def all_ran() -> bool:
         return len(acme.calls()) >= NOISY + 2 * QUIET
 
     await wait_until(all_ran, within=120)
     await worker.stop()
-    return [arrival.query["key"].split("-")[0] for arrival in acme.calls()]
+    set_aside = sum(source.buffer.set_aside for source in worker.dispatcher.sources)
+    return [arrival.query["key"].split("-")[0] for arrival in acme.calls()], set_aside
 
 
 @pytest.mark.timeout(300)
@@ -59,7 +65,7 @@ async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_th
     """200 jobs of one seller are enqueued before 20 quiet sellers' 40: every quiet job starts
     before a third of the backlog has, and no quiet seller waits for another's second job."""
     acme.rps = 200
-    order = await _start_order(
+    order, _ = await _start_order(
         acme, lanes, make_settings(seller_buffer=40, visibility_timeout=30), start_worker
     )
     quiet_at = [n for n, seller in enumerate(order) if seller != "noisy"]
@@ -68,6 +74,28 @@ async def test_quiet_sellers_start_interleaved_with_a_backlog_received_before_th
     firsts = {seller: order.index(seller) for seller in set(order) if seller != "noisy"}
     seconds = {seller: len(order) - 1 - order[::-1].index(seller) for seller in firsts}
     assert max(firsts.values()) < min(seconds.values())  # round robin: all firsts, then seconds
+    assert acme.violations == 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_a_backlog_held_to_its_share_of_the_slots_loses_nothing_and_runs_nothing_twice(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., WorkerSettings],
+    start_worker: StartWorker,
+) -> None:
+    """32 slots and room for 1,000 messages: the buffer never fills to half, yet the backlog's
+    seller, holding most of the lane's work, is held to its share of the slots from its first
+    message and its surplus set aside (most of it by the receive's own visibility, no call).
+    Every job still reaches the market exactly once."""
+    acme.rps = 200
+    settings = make_settings(seller_buffer=1000, visibility_timeout=30)
+    order, set_aside = await _start_order(acme, lanes, settings, start_worker, concurrency=32)
+    assert set_aside > 0
+    keys = [arrival.query["key"] for arrival in acme.calls()]
+    assert len(order) == NOISY + 2 * QUIET
+    assert len(set(keys)) == len(keys)
     assert acme.violations == 0
 
 
@@ -82,6 +110,6 @@ async def test_with_the_buffer_off_the_backlog_runs_first(
     """The same load with `LANES_SELLER_BUFFER=0` (the old FIFO): the quiet sellers wait for
     nearly the whole backlog."""
     acme.rps = 200
-    order = await _start_order(acme, lanes, make_settings(seller_buffer=0), start_worker)
+    order, _ = await _start_order(acme, lanes, make_settings(seller_buffer=0), start_worker)
     first_quiet = next(n for n, seller in enumerate(order) if seller != "noisy")
     assert first_quiet > NOISY - 20

@@ -48,10 +48,10 @@ from lanes.logs import redact_url
 from lanes.policy import Lane, LanePolicy
 from markets import missing_credentials
 from markets.config import Config
-from worker.fairness import SellerBuffer
+from worker.fairness import ASIDE_TIMEOUTS, SellerBuffer
 from worker.heartbeat import Heartbeat
 from worker.metrics import Metrics, MetricsServer
-from worker.outcomes import Outcome, Settler
+from worker.outcomes import MAX_VISIBILITY, Outcome, Settler
 from worker.pauses import LanePauses
 from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
@@ -141,7 +141,7 @@ class Dispatcher:
                 seller_buffer,
                 floor=max(concurrency, 2 * BATCH_ENTRIES),
                 window=visibility_timeout,
-                max_aside=visibility_timeout,
+                max_aside=min(MAX_VISIBILITY // 2, ASIDE_TIMEOUTS * visibility_timeout),
             )
         floors = sum(source.policy.min_slots for source in sources)
         if floors < concurrency:
@@ -284,6 +284,7 @@ class Dispatcher:
             if self._pauses and await self._pauses.paused(lane.market, lane.lane):
                 await self._pause(_PAUSED_RECHECK)  # an operator paused it (`lanes pause`)
                 continue
+            asked = time.monotonic()
             try:
                 messages = await self._sqs.receive(
                     source.url,
@@ -310,13 +311,15 @@ class Dispatcher:
                 await asyncio.gather(*(self._release_unstarted(d) for d in received))
                 return
             now = time.monotonic()
+            invisible_until = asked + self._visibility_timeout  # what the receive set, at least
             for message in messages:
                 delivery = Delivery(message=message, queue=source.queue, url=source.url)
-                if seconds := source.buffer.add(delivery, now):
+                seconds = source.buffer.add(delivery, now, invisible_until=invisible_until)
+                if seconds > 0:
                     # Not awaited: the poller reaches further while the batch call goes out;
                     # a failed one returns on its own.
                     self._set_aside(delivery, seconds)
-                else:
+                elif seconds == 0:
                     self.heartbeat.track(delivery)
             await self._notify()
 
