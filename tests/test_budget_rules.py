@@ -94,10 +94,12 @@ async def test_a_late_caller_is_moved_to_now_where_the_market_windows_have_room(
     assert late.lateness.counts.get("given_back") == 1
     assert late.lateness.counts.get("moved") == 1
     assert ticket.at == pytest.approx(woke, abs=0.05)
-    moments = [
-        score for _, score in await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
-    ]
-    assert len(moments) == 91
+    log = await redis_client.zrange(budget.log_key, 0, -1, withscores=True)
+    moments = [score for _, score in log]
+    # The slot moved, not added: the ticket's entry is in the log, its old one gone (on a
+    # slow host the first of the 90 others' may have left the window meanwhile).
+    assert {member.encode() for member in ticket.members} <= {member for member, _ in log}
+    assert len(moments) <= 91
     assert max(moments) / 1e6 > ticket.at  # admitted before reservations already granted
     assert over_limit_windows([m / 1e6 for m in moments], Window(limit=100, seconds=1.0)) == 0
 
