@@ -78,7 +78,7 @@ def soak(
         dead: dict[str, dict[str, Any]] = {}
 
         def done() -> set[str]:
-            return set(http_json(f"{rig.market_url}/report")["results"]) & wanted
+            return set(http_json(f"{rig.market_url}/finished")) & wanted
 
         started, started_wall = time.monotonic(), time.time()
         restarted: list[float] = []
