@@ -122,6 +122,8 @@ async def handle_batch(
         _log.warning("lambda.out_of_time", unfinished=len(unfinished))
         await asyncio.wait(unfinished, timeout=_SETTLE_SECONDS)
     await runtime.settler.drain()
+    # Status writes of records cancelled out of time: sent before the container may freeze.
+    await runtime.tracker.flush()
     for line in runtime.metrics.emf_lines():
         print(line, flush=True)  # CloudWatch Embedded Metric Format: one JSON line each
     _log.info(

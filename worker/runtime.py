@@ -45,6 +45,8 @@ class Connections(AsyncResource):
         self.limiter = Limiter(self.store.client, config.lanes)
         self.tracker = JobTracker(self.store.client, ttl=TRACK_TTL)
         self._stack.push_async_callback(self.store.aclose)
+        # Before the Redis pool closes: status writes handed over are sent, not left behind.
+        self._stack.push_async_callback(self.tracker.flush)
         self._stack.push_async_callback(self.sqs.aclose)
         self._stack.push_async_callback(self.limiter.aclose)
 
