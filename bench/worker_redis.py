@@ -6,9 +6,11 @@ with a real redis-server, moto's SQS server and a market that answers at once, a
 prints the Redis commands per job the worker sent besides the budget's, by command,
 with the round trips they took. A command is what the client sends (a script call is
 one, a transaction's MULTI and EXEC are one each), counted in the client, no MONITOR:
-a command touching a job's record (`lanes:job:`), attempt count (`lanes:attempts:`),
-kept result (`lanes:result:`) or claim (`lanes:idem:`) is the job's; every other one is
-the budget's (admission, lateness, cooldown watch). The server's own count (INFO
+a round trip touching a job's record (`lanes:job:`), attempt count (`lanes:attempts:`),
+kept result (`lanes:result:`), claim (`lanes:idem:`) or the aggregates its records keep
+(seller index `lanes:seller-jobs:`, waiting sets `lanes:waiting:`, outcome counts
+`lanes:outcomes:`) is the job's, all of its commands; every other one is the budget's
+(admission, lateness, cooldown watch). The server's own count (INFO
 commandstats, commands inside scripts included) is printed beside it.
 
     python -m bench.worker_redis               # 3,000 jobs
@@ -48,7 +50,15 @@ from worker.sqs import OutgoingMessage, SqsClient
 
 __all__ = ["Count", "main", "run"]
 
-_JOB_KEYS = ("lanes:job:", "lanes:attempts:", "lanes:result:", "lanes:idem:")
+_JOB_KEYS = (
+    "lanes:job:",
+    "lanes:attempts:",
+    "lanes:result:",
+    "lanes:idem:",
+    "lanes:seller-jobs:",
+    "lanes:waiting:",
+    "lanes:outcomes:",
+)
 _SCRIPT_CALLS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"})
 
 
