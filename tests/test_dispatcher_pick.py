@@ -83,3 +83,32 @@ def test_floors_off_when_they_do_not_fit() -> None:
     dispatcher = _dispatcher(2, LanePolicies(), {Lane.HIGH: 5})
     assert [source.floor for source in dispatcher.sources] == [0, 0, 0]
     assert _picks(dispatcher, 1) == {"high": 1}
+
+
+def _received(message_id: str, receives: int) -> SqsMessage:
+    attributes = {"ApproximateReceiveCount": str(receives)}
+    return SqsMessage(message_id=message_id, receipt_handle="r", body="{}", attributes=attributes)
+
+
+def test_a_delivery_never_ran_only_while_each_before_it_was_set_aside_here() -> None:
+    """A first delivery never ran; a redelivery did not either when this worker set aside
+    every delivery before it; a delivery it did not see (a receive count skipped: another
+    worker's) or one it started breaks the chain, and so does a message forgotten."""
+    dispatcher = _dispatcher(4, _no_floors(), {})
+    source = dispatcher.sources[0]
+
+    def receive(message_id: str, receives: int, *, set_aside: bool) -> bool:
+        message = _received(message_id, receives)
+        delivery = dispatcher._delivery(source, message)
+        if set_aside and delivery.never_ran:
+            dispatcher._remember_unrun(message)
+        return delivery.never_ran
+
+    assert receive("a", 1, set_aside=True)
+    assert receive("a", 2, set_aside=True)
+    assert receive("a", 3, set_aside=False)  # started: not remembered
+    assert not receive("a", 4, set_aside=False)
+    assert receive("b", 1, set_aside=True)
+    assert not receive("b", 3, set_aside=True)  # its second delivery went elsewhere
+    assert not receive("b", 4, set_aside=False)
+    assert not receive("c", 2, set_aside=False)  # received before, not here

@@ -4,14 +4,17 @@ sellers of its lane (moto's SQS, which hands messages out in arrival order; real
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from lanes.policy import Lane
 from tests.fixtures_markets import acme_config
 from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
+from worker.queues import Delivery
 from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage
+from worker.tracking import Attempts
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 NOISY = 200
@@ -113,3 +116,43 @@ async def test_with_the_buffer_off_the_backlog_runs_first(
     order, _ = await _start_order(acme, lanes, make_settings(seller_buffer=0), start_worker)
     first_quiet = next(n for n, seller in enumerate(order) if seller != "noisy")
     assert first_quiet > NOISY - 20
+
+
+@pytest.mark.slow
+async def test_a_message_set_aside_here_is_spared_the_kept_result_read_when_it_returns(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., WorkerSettings],
+    start_worker: StartWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One seller's surplus is set aside and received again by the same worker: those
+    redeliveries never ran, so none reads Redis for a kept result; every job runs once."""
+    reads: list[str] = []
+    plain = Attempts.kept_result
+
+    async def kept_result(self: Attempts, delivery: Delivery) -> dict[str, Any] | None:
+        reads.append(delivery.message.message_id)
+        return await plain(self, delivery)
+
+    monkeypatch.setattr(Attempts, "kept_result", kept_result)
+    jobs = 30
+    await lanes.sqs.send_batch(
+        lanes.url(Lane.MEDIUM),
+        [
+            OutgoingMessage(body=job(seller="one", key=f"k-{n}"), group_id="one")
+            for n in range(jobs)
+        ],
+    )
+    settings = make_settings(seller_buffer=10, visibility_timeout=30)
+    worker = await start_worker(settings, acme_config(acme, rps=200), concurrency=2)
+
+    async def all_ran() -> bool:
+        return len(acme.calls()) >= jobs
+
+    await wait_until(all_ran, within=60)
+    await worker.stop()
+    assert sum(source.buffer.set_aside for source in worker.dispatcher.sources) > 0
+    assert reads == []
+    keys = [arrival.query["key"] for arrival in acme.calls()]
+    assert sorted(keys) == sorted(f"k-{n}" for n in range(jobs))

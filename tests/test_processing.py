@@ -6,7 +6,9 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,7 @@ from worker.processing import RUNNING_AFTER
 from worker.queues import Delivery
 from worker.runtime import Runtime
 from worker.settings import WorkerSettings
+from worker.tracking import Attempts
 
 MakeRuntime = Callable[[WorkerSettings, object], Awaitable[Runtime]]
 
@@ -287,3 +290,31 @@ async def test_a_job_is_recorded_running_only_once_it_has_run_a_while(
     assert (await runtime.tracker.get("slow") or {})["attempts"] == 1
     assert (await running).action is Action.DELETE
     assert RUNNING_AFTER <= 1.5
+
+
+async def test_a_redelivery_that_never_ran_reads_no_kept_result(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., WorkerSettings],
+    make_runtime: MakeRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A redelivery reads Redis for a result kept by an earlier run, unless the dispatcher
+    knows no earlier delivery ran (`never_ran`: each was set aside)."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+    reads: list[str] = []
+    plain = Attempts.kept_result
+
+    async def kept_result(self: Attempts, delivery: Delivery) -> dict[str, Any] | None:
+        reads.append(delivery.message.message_id)
+        return await plain(self, delivery)
+
+    monkeypatch.setattr(Attempts, "kept_result", kept_result)
+    (first,) = await deliver(lanes, Lane.HIGH, [job(key="aside")])
+    await lanes.sqs.change_visibility_batch(first.url, [(first.receipt, 0)])  # as set aside
+    again = await _redeliver(lanes, Lane.HIGH)
+    assert again.message.receive_count == 2
+    outcome = await runtime.processor.process(replace(again, never_ran=True), deadline=None)
+    assert (outcome.action, reads) == (Action.DELETE, [])
+    await runtime.processor.process(again, deadline=None)
+    assert reads == [again.message.message_id]

@@ -57,7 +57,7 @@ from worker.processing import JobProcessor
 from worker.queues import Delivery, QueueName
 from worker.runtime import Runtime
 from worker.settings import WorkerSettings
-from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError
+from worker.sqs import BATCH_ENTRIES, QueueMissing, SqsClient, SqsError, SqsMessage
 
 __all__ = [
     "DEFAULT_JOB_SECONDS",
@@ -77,6 +77,9 @@ _POLL_SLACK = 5.0
 _DEPTH_PERIOD = 15.0
 # A paused lane's poller looks at the flag again after this long.
 _PAUSED_RECHECK = 1.0
+# Set-aside messages remembered as never run (`Dispatcher._unrun`); beyond, the oldest
+# forgotten (its next delivery then reads for a kept result, as any redelivery).
+_UNRUN_KEPT = 50_000
 _DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 _log = structlog.get_logger("worker.daemon")
 
@@ -136,6 +139,10 @@ class Dispatcher:
         self._background: set[asyncio.Task[Any]] = set()
         # Set-aside visibility changes not yet answered, by delivery (see `_recall`).
         self._asides: dict[Delivery, asyncio.Task[Any]] = {}
+        # Message id -> the receive count of its delivery last set aside here, kept only
+        # while every delivery before it was set aside here too (oldest dropped first past
+        # `_UNRUN_KEPT`): its next delivery, if this worker receives it, never ran anywhere.
+        self._unrun: dict[str, int] = {}
         for source in sources if seller_buffer else ():
             source.buffer = SellerBuffer(
                 seller_buffer,
@@ -313,8 +320,10 @@ class Dispatcher:
             now = time.monotonic()
             invisible_until = asked + self._visibility_timeout  # what the receive set, at least
             for message in messages:
-                delivery = Delivery(message=message, queue=source.queue, url=source.url)
+                delivery = self._delivery(source, message)
                 seconds = source.buffer.add(delivery, now, invisible_until=invisible_until)
+                if seconds != 0 and delivery.never_ran:
+                    self._remember_unrun(message)
                 if seconds > 0:
                     # Not awaited: the poller reaches further while the batch call goes out;
                     # a failed one returns on its own.
@@ -322,6 +331,19 @@ class Dispatcher:
                 elif seconds == 0:
                     self.heartbeat.track(delivery)
             await self._notify()
+
+    def _delivery(self, source: LaneSource, message: SqsMessage) -> Delivery:
+        """The delivery of `message`, `never_ran` if its deliveries before were all set aside
+        here (the first one trivially). A rare duplicate delivery that ran elsewhere is
+        not seen: at worst its job runs again (a claimed side effect still does not)."""
+        last_aside = self._unrun.pop(message.message_id, 0)
+        never_ran = last_aside == message.receive_count - 1
+        return Delivery(message=message, queue=source.queue, url=source.url, never_ran=never_ran)
+
+    def _remember_unrun(self, message: SqsMessage) -> None:
+        self._unrun[message.message_id] = message.receive_count
+        if len(self._unrun) > _UNRUN_KEPT:  # set aside here, received by other workers
+            del self._unrun[next(iter(self._unrun))]
 
     async def _dispatch_forever(self) -> None:
         while True:

@@ -205,7 +205,9 @@ class JobProcessor:
         attempts = delivery.message.receive_count
         counted = False
         try:
-            if kept or delivery.message.receive_count > 1:
+            # A redelivery may find a result kept by a run before it; one that never ran
+            # (set aside by the seller buffer) cannot, and is spared the read.
+            if kept or (delivery.message.receive_count > 1 and not delivery.never_ran):
                 resent = await self._resend_kept(delivery, kept)
                 if resent is not None:
                     return resent

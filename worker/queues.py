@@ -70,11 +70,16 @@ def lane_of_queue(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Delivery:
-    """`message` as received from `queue` (whose URL is `url`); hashed by identity."""
+    """`message` as received from `queue` (whose URL is `url`); hashed by identity.
+
+    `never_ran`: every earlier delivery of the message was set aside unstarted by this
+    worker (the daemon's dispatcher remembers), so no result can be kept for it.
+    """
 
     message: SqsMessage
     queue: QueueName
     url: str
+    never_ran: bool = False
 
     @property
     def receipt(self) -> str:
