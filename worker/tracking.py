@@ -198,8 +198,9 @@ class JobTracker:
 
     **Expiry memo.** A seller index and an outcome hash only ever grow until they expire,
     so their EXPIRE is sent at most once per `period` s per key by this process, set to
-    `ttl + period`: an entry written at t follows an EXPIRE sent at e > t - period, so it
-    lives at least until e + ttl + period > t + ttl. The seller index is trimmed to its
+    their lifetime (`ttl`; an hour for outcome counts) + `period`: an entry written at t
+    follows an EXPIRE sent at e > t - period, so it lives at least until
+    e + ttl + period > t + ttl. The seller index is trimmed to its
     newest `SELLER_JOBS` with that EXPIRE (between trims it holds more; `recent` reads the
     newest). A waiting set can be emptied by removals, and so deleted: each round trip
     that adds to one also sends its EXPIRE (`ttl`), while its prune of entries older than
