@@ -426,3 +426,20 @@ async def test_a_waiting_set_emptied_and_made_anew_within_a_period_has_its_expir
     assert not await redis_client.exists(waiting)
     await tracker.update_many([_job("b", "queued")])
     assert 0 < await redis_client.ttl(waiting) <= 3600
+
+
+async def test_closing_the_runtime_sends_what_was_handed_over(
+    acme: AcmeMarket,
+    make_settings: Callable[..., WorkerSettings],
+    make_runtime: MakeRuntime,
+    redis_client: aioredis.Redis,
+) -> None:
+    """A record whose caller was cancelled before its round trip left is still written by
+    the time the runtime's `aclose` returns (before its Redis pool closes)."""
+    runtime = await make_runtime(make_settings(), acme_config(acme))
+    caller = asyncio.create_task(runtime.tracker.update("late", "queued"))
+    await asyncio.sleep(0)  # handed over; the drainer has not sent it yet
+    caller.cancel()
+    await runtime.aclose()
+    assert caller.cancelled()
+    assert await redis_client.get(job_key("late")) is not None
