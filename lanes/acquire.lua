@@ -136,12 +136,13 @@ if known == nil then
     redis.call('PEXPIRE', KEYS[2], math.ceil((longest + 5000000) / 1000))
   end
 end
--- A state that holds only `known` lives as long as the log (an idle budget leaves no
--- key; made anew, `known` comes back from the slot's epoch); one with a pause or an
--- advertised limit keeps the day its writer gave it (lanes/pause.lua, Limiter.advertise).
+-- A state that holds only `known` and the log's expiry memo lives as long as the log
+-- (an idle budget leaves no key; made anew, `known` comes back from the slot's epoch);
+-- one with a pause or an advertised limit keeps the day its writer gave it
+-- (lanes/pause.lua, Limiter.advertise).
 local plain_state = true
 for field in pairs(state) do
-  plain_state = plain_state and field == 'known'
+  plain_state = plain_state and (field == 'known' or field == 'log_until')
 end
 
 -- Lending: a lane may go past its lent ceilings while no lane above it has marked
@@ -466,17 +467,27 @@ if #added > 0 then
   redis.call('ZADD', KEYS[1], unpack(added))
 end
 -- The log forgets itself once its newest entry (perhaps an earlier caller's
--- reservation) has left every window; its expiry is set with 5 s to spare, at
--- every grant, never cached: a log emptied by a give-back is deleted with its
--- expiry, and made anew by the next ZADD without one. `newest` is the newest entry
--- of the whole log (every reservation lies after now - exact_span, in `scores`), so
--- setting it outright never shortens another caller's expiry, at one command
--- where reading it first (PTTL) took one or two.
+-- reservation) has left every window, with 5 s to spare. Setting that at every grant
+-- was two of a busy round trip's seven commands, so a grant sets it EXPIRY_SLACK
+-- past what it needs and remembers the moment in the state (`log_until`, us); the
+-- grants that moment still covers set nothing. `newest` is the newest entry of the
+-- whole log (every reservation lies after now - exact_span, in `scores`), so the
+-- moment never shortens another caller's expiry. A log emptied (a give-back, a
+-- prune, a release) is deleted with its expiry and made anew by a later ZADD
+-- without one: that round trip read no entry of the exact span before its ZADD
+-- (#flat == 0), and always sets the expiry, whatever the memo says.
+local EXPIRY_SLACK = 10000000  -- us
 if granted then
-  local keep = math.ceil((newest + longest + 5000000 - now) / 1000)
-  redis.call('PEXPIRE', KEYS[1], keep)
-  if plain_state then
-    redis.call('PEXPIRE', KEYS[2], keep)
+  local needed = newest + longest + 5000000
+  local memo = tonumber(state['log_until'] or '')
+  if #flat == 0 or memo == nil or memo < needed then
+    local log_until = needed + EXPIRY_SLACK
+    local keep = math.ceil((log_until - now) / 1000)
+    redis.call('PEXPIRE', KEYS[1], keep)
+    redis.call('HSET', KEYS[2], 'log_until', string.format('%.0f', log_until))
+    if plain_state then
+      redis.call('PEXPIRE', KEYS[2], keep)
+    end
   end
 end
 -- BUCKET: kept until it would be empty, with 5 s to spare (like the log).

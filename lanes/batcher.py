@@ -13,6 +13,10 @@ left 2 % of the budget unserved and 0.1 s about 1 % (0.8 commands per served
 request instead of 0.6), while at 50/s a shorter linger polls the lower lanes'
 refusals three times as often. An idle budget is asked at once.
 
+A round trip about to leave first asks `boarding` (the limiter's rooms whose exact
+wait has passed): callers it wakes join this round trip instead of the next one, so
+a lane refused at its ceiling asks again at no command of its own.
+
 The batcher never leaves a waiter hanging: whatever a round trip raises reaches
 every waiter of its batch (and anything unexpected is logged), and a drainer
 that stops for any reason fails the requests still queued.
@@ -51,6 +55,8 @@ class Grant:
 # (budget, (lane, cost) per request, entries to give back first) -> one grant per request
 Submit = Callable[[Budget, Sequence[tuple[Lane, int]], Sequence[str]], Awaitable[list[Grant]]]
 Release = Callable[[Budget, Sequence[str]], Awaitable[None]]
+# (budget) -> whether it woke callers that will ask now (they ride along)
+Boarding = Callable[[Budget], bool]
 
 
 @dataclass
@@ -70,9 +76,11 @@ class AcquireBatcher:
         *,
         max_batch: int = 64,
         max_linger: float = 0.5,
+        boarding: Boarding | None = None,
     ) -> None:
         self._submit = submit
         self._release = release
+        self._boarding = boarding
         self._max_batch = max_batch
         self._max_linger = max_linger
         self._queues: dict[str, _Queue] = {}
@@ -122,6 +130,8 @@ class AcquireBatcher:
             if linger > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(queue.urgent.wait(), linger)
+            if self._boarding is not None and self._boarding(budget):
+                await asyncio.sleep(0)  # the woken callers append to `pending` meanwhile
             queue.urgent.clear()
             batch = [item for item in queue.pending[: self._max_batch] if not item[2].done()]
             del queue.pending[: self._max_batch]

@@ -56,7 +56,7 @@ _JITTER_S = 0.02
 # and leaving its process; the rest covers the way from the process to the market.
 _TOLERANCE_SHARE = 0.6
 # Stale entries are pruned by about one acquire in this many (they are never read).
-_PRUNE_EVERY = 8
+_PRUNE_EVERY = 16
 # Before sleeping on a grant, the clock's uncertainty is brought under this share of
 # the tolerance with at most this many `TIME` round trips (see `_sleep_until`).
 _SHARP_SHARE = 0.5
@@ -175,11 +175,12 @@ class Limiter(AsyncResource):
         self._tolerance = tolerance
         self._acquire = client.register_script(lua("acquire.lua"))
         self._keep_us: dict[str, int] = {}
-        self._batcher = AcquireBatcher(self._submit, self.release)
+        self._batcher = AcquireBatcher(self._submit, self.release, boarding=self._board)
         self.watch = PauseWatch(client)
         self.pauses = Pauses(client, self.watch)  # the shared state's writes
         self.usage = Usage(client)  # and its reads
-        self._sources = (self._acquire.script, *self.pauses.sources, self.usage.source)
+        # What an admit runs; the bucket's and usage's scripts load on their first use.
+        self._sources = (self._acquire.script, self.pauses.cooldown_source)
         self.lateness = Lateness()
         self.clock = ClockBounds()
         self._sharpening = asyncio.Lock()
@@ -456,6 +457,19 @@ class Limiter(AsyncResource):
             if other[0] == key[0]:
                 room.open()
                 del self._rooms[other]  # its callers hold it; the next answer makes anew
+
+    def _board(self, budget: Budget) -> bool:
+        """A round trip of `budget` is about to leave: the rooms whose exact wait has
+        passed open now and their callers ride along (it would be asked for them a
+        moment later anyway, in a round trip of their own). Whether any opened."""
+        now = time.monotonic()
+        boarded = False
+        for key, room in list(self._rooms.items()):
+            if key[0] == budget.name and room.exact <= now:
+                room.open()
+                del self._rooms[key]
+                boarded = True
+        return boarded
 
     def _drop(self, budget: Budget, slot: _Slot) -> None:
         """The slot is its owner's now (or gone): no other caller may take it."""

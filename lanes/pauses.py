@@ -42,7 +42,7 @@ class Pauses:
         self._watch = watch
         self._pause = client.register_script(lua("pause.lua"))
         self._bucket = client.register_script(lua("bucket.lua"))
-        self.sources = (self._pause.script, self._bucket.script)
+        self.cooldown_source = self._pause.script
 
     async def cool_down(
         self,

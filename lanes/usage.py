@@ -40,7 +40,6 @@ class Usage:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._usage = client.register_script(lua("usage.lua"))
-        self.source = self._usage.script
 
     async def read(self, budget: Budget) -> BudgetUsage:
         """Requests in the budget's first window right now, reservations ahead by lane,

@@ -11,6 +11,7 @@ import structlog
 from lanes import Admission, Budget, BudgetUnavailable, Lane, Limiter, Window
 from lanes.batcher import AcquireBatcher, Grant
 from tests.conftest import OwnRedis
+from tests.waiting import soon
 from tests.windows import over_limit_windows
 
 MakeLimiter = Callable[..., Limiter]
@@ -105,3 +106,54 @@ async def test_one_round_trip_carries_every_lane_each_within_its_ceiling(
     everything = [moment for moments in by_lane.values() for moment in moments]
     assert over_limit_windows(everything, Window(limit=10, seconds=0.3)) == 0
     assert over_limit_windows(by_lane["low"], Window(limit=7, seconds=0.3)) == 0
+
+
+async def test_callers_woken_as_a_round_trip_leaves_ride_along(make_budget: MakeBudget) -> None:
+    """A round trip about to leave asks `boarding` first; the callers it wakes join that
+    round trip (one submit carries both) instead of asking in one of their own."""
+    carried: list[list[Lane]] = []
+    room = asyncio.Event()
+
+    async def submit(
+        budget: Budget, requests: Sequence[tuple[Lane, int]], give_back: Sequence[str]
+    ) -> list[Grant]:
+        carried.append([lane for lane, _ in requests])
+        return [Grant(Admission(True, 0.0, 0.0), ()) for _ in requests]
+
+    async def release(budget: Budget, members: Sequence[str]) -> None:
+        return None
+
+    def boarding(budget: Budget) -> bool:
+        if room.is_set():
+            return False
+        room.set()
+        return True
+
+    batcher = AcquireBatcher(submit, release, boarding=boarding)
+    budget = make_budget()
+
+    async def rider() -> Grant:
+        await room.wait()
+        return await batcher.request(budget, Lane.LOW, 1, at_once=True)
+
+    await asyncio.wait_for(
+        asyncio.gather(rider(), batcher.request(budget, Lane.HIGH, 1)), timeout=10
+    )
+    assert carried == [[Lane.HIGH, Lane.LOW]]
+
+
+async def test_a_lanes_room_rides_along_with_high_round_trips(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """Low booked a window ahead asks next in a room (at its booking less `keep`); its
+    callers meanwhile wait there. A high round trip leaving after the room's exact wait
+    carries them: one script call admits all three, where the room asks in a second."""
+    limiter, budget = make_limiter(), make_budget(10, 0.2)
+    await asyncio.gather(*(limiter.admit(budget, Lane.LOW) for _ in range(7)))  # low's 0.7
+    booked = asyncio.gather(*(limiter.admit(budget, Lane.LOW) for _ in range(3)))
+    assert await soon(lambda: limiter._rooms)  # the three are granted a window ahead
+    await redis_client.config_resetstat()
+    waiting = asyncio.gather(*(limiter.admit(budget, Lane.LOW) for _ in range(2)))
+    await asyncio.wait_for(asyncio.gather(limiter.admit(budget, Lane.HIGH), waiting), 10)
+    assert await _script_calls(redis_client) == 1
+    await booked

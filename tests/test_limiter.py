@@ -167,12 +167,29 @@ async def test_cost_must_fit_the_lanes_ceiling(
 async def test_budget_keys_expire_on_their_own(
     make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
 ) -> None:
-    """The log carries a TTL a little longer than its longest span (5 s to spare, so that
-    most acquires need not set it again): idle budgets vanish."""
+    """The log carries a TTL a little longer than its longest span (5 s to spare, and
+    10 s more so that the grants after it need not set it again): idle budgets vanish."""
     limiter, budget = make_limiter(), make_budget(1, 1.0)
     await limiter.acquire(budget, Lane.LOW)
     ttl = await redis_client.pttl(budget.log_key)
-    assert 10_000 < ttl <= 15_000  # low's span for 0.7 x 1/s is 10 s
+    assert 10_000 < ttl <= 25_000  # low's span for 0.7 x 1/s is 10 s
+    assert await redis_client.pttl(budget.state_key) == pytest.approx(ttl, abs=50)
+
+
+async def test_a_busy_budget_sets_its_expiry_once_per_slack(
+    make_limiter: MakeLimiter, make_budget: MakeBudget, redis_client: aioredis.Redis
+) -> None:
+    """A grant the remembered expiry (`log_until`) still covers sets none: twenty grants in
+    a row set the log's expiry once, and it still covers the newest entry's windows."""
+    limiter, budget = make_limiter(), make_budget(100, 1.0)
+    await limiter.acquire(budget, Lane.HIGH)
+    remembered = await redis_client.hget(budget.state_key, "log_until")
+    first_ttl = await redis_client.pttl(budget.log_key)
+    for _ in range(20):
+        assert (await limiter.acquire(budget, Lane.HIGH)).granted
+    assert await redis_client.hget(budget.state_key, "log_until") == remembered
+    ttl = await redis_client.pttl(budget.log_key)
+    assert 6_000 < ttl <= first_ttl  # the 1 s window plus 5 s past the newest entry
 
 
 async def test_redis_down_fails_closed_then_recovers(
