@@ -75,6 +75,8 @@ class Market:
                 self.all_arrived.set()
         else:
             self.twice += 1
+            again = time.time() - float(request.query.get("sent", "0"))
+            print(f"twice: {key}, {self.dwell[key]:.1f} s and {again:.1f} s after its enqueue")
         return web.json_response({"ok": True})
 
     def start(self) -> None:
@@ -245,9 +247,10 @@ def main() -> None:
     parser.add_argument("--buffer", type=int, default=100, help="LANES_SELLER_BUFFER (fair)")
     parser.add_argument("--rps", type=int, default=40, help="the market's limit")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per run at most")
+    parser.add_argument("--log-level", default="error", help="the workers' log level")
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated: " + ",".join(RUNS))
     args = parser.parse_args()
-    configure_logging("error")
+    configure_logging(args.log_level)
     # moto's SQS takes any credentials; never reach a real AWS account from here.
     for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "bench")):
         os.environ[name] = value

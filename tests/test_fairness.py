@@ -10,6 +10,7 @@ from worker.fairness import (
     ASIDE_BY_RECEIVE,
     ASIDE_STEP,
     KEEP_AFTER_RECEIVES,
+    RECALL_GUARD,
     SellerBuffer,
     seller_of,
 )
@@ -129,7 +130,8 @@ def test_a_sellers_next_set_aside_message_is_recalled_when_it_has_nothing_left_h
 
 def test_an_idle_lane_recalls_the_earliest_set_aside_messages() -> None:
     """With slots free and nothing buffered, the messages set aside come back earliest first,
-    across sellers; those already due are visible again anyway and are forgotten."""
+    across sellers; those due within RECALL_GUARD are (or soon will be) visible again anyway
+    and are forgotten."""
     buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
     for seller in ("a", "a"):
         buffer.add(delivery(seller), 0.0)
@@ -141,8 +143,36 @@ def test_an_idle_lane_recalls_the_earliest_set_aside_messages() -> None:
     for item in late:
         buffer.add(item, 1.0)
     # due at 2 (a), 3 (b: its first), 4 (a), 7 (a: its third here)
-    assert buffer.recall(1.5, 3) == [early[0], late[0], early[1]]
-    assert buffer.recall(7.0, 10) == []  # the last came back on its own
+    assert buffer.recall(1.5 - RECALL_GUARD, 3) == [early[0], late[0], early[1]]
+    assert buffer.recall(7.0 - RECALL_GUARD, 10) == []  # the last is about to come back
+
+
+def test_a_message_about_to_come_back_is_not_recalled() -> None:
+    """A recall that lands after the message is visible again could make visible a message
+    another worker has received since (a stale receipt handle SQS may accept): one due within
+    RECALL_GUARD is left to come back on its own."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    for _ in range(2):
+        buffer.add(delivery("q"), 0.0)
+    aside = delivery("q")
+    assert buffer.add(aside, 0.0) == ASIDE_STEP  # due at ASIDE_STEP
+    buffer.pop(0.0)
+    buffer.pop(0.0)
+    assert buffer.recall_for("q", ASIDE_STEP - RECALL_GUARD) is None
+    assert buffer.recall(ASIDE_STEP - RECALL_GUARD, 10) == []
+
+
+def test_a_message_whose_set_aside_failed_is_not_recalled() -> None:
+    """A set-aside change SQS refused leaves the message visible when its receive's visibility
+    ends, perhaps before its due here: it is forgotten, not recalled later."""
+    buffer = SellerBuffer(4, floor=4, window=60, max_aside=60)
+    for _ in range(2):
+        buffer.add(delivery("q"), 0.0)
+    failed, kept = delivery("q"), delivery("q")
+    assert buffer.add(failed, 0.0) > 0
+    assert buffer.add(kept, 0.0) > 0
+    buffer.forget(failed)
+    assert buffer.recall(0.0, 10) == [kept]
 
 
 def test_below_half_full_a_seller_may_hold_more_than_its_share() -> None:

@@ -327,7 +327,7 @@ class Dispatcher:
                 if seconds > 0:
                     # Not awaited: the poller reaches further while the batch call goes out;
                     # a failed one returns on its own.
-                    self._set_aside(delivery, seconds)
+                    self._set_aside(source, delivery, seconds)
                 elif seconds == 0:
                     self.heartbeat.track(delivery)
             await self._notify()
@@ -382,18 +382,27 @@ class Dispatcher:
         task.add_done_callback(self._background.discard)
         return task
 
-    def _set_aside(self, delivery: Delivery, seconds: int) -> None:
+    def _set_aside(self, source: LaneSource, delivery: Delivery, seconds: int) -> None:
         task = self._in_background(self._settler.release(delivery, seconds))
         self._asides[delivery] = task
-        task.add_done_callback(lambda _: self._asides.pop(delivery, None))
+
+        def answered(task: asyncio.Task[Any]) -> None:
+            self._asides.pop(delivery, None)
+            if _refused(task):
+                source.buffer.forget(delivery)  # back at its receive's end: not recalled
+
+        task.add_done_callback(answered)
 
     async def _recall(self, delivery: Delivery) -> None:
         """Make a set-aside message visible now, after its set-aside change was answered:
         the two in one batch call (one receipt twice) left it invisible for the whole
-        visibility timeout on moto."""
+        visibility timeout on moto. Not if that change failed: the message is visible again
+        when its receive's visibility ends, and then perhaps another worker's."""
         pending = self._asides.get(delivery)
         if pending is not None:
             await asyncio.wait([pending])
+            if _refused(pending):
+                return
         await self._settler.release(delivery, 0)
 
     async def _job(self, delivery: Delivery) -> None:
@@ -545,3 +554,8 @@ async def serve(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
     return 0
+
+
+def _refused(change: asyncio.Task[Any]) -> bool:
+    """Whether a visibility change did not take (failed, raised or was cancelled)."""
+    return change.cancelled() or change.exception() is not None or not change.result()

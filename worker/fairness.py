@@ -42,6 +42,10 @@ the heartbeat) and starts them seller by seller:
   seller whose jobs moved to other workers waits: a few jobs come back within
   seconds, a backlog's after the visibility timeout or longer (at most
   `max_aside`, what the set-aside messages of a worker that died wait).
+  A message within `RECALL_GUARD` of its due is not recalled but left to come
+  back on its own: a recall reaching SQS after it is visible again could
+  make visible a message another worker has received since (SQS may accept
+  the stale receipt handle; moto did), and it would run twice.
 - **Bound.** A lane holds at most what it started in the last visibility
   timeout (at least `floor`, the worker's slots), so a buffered message
   starts within about a visibility timeout.
@@ -64,6 +68,7 @@ __all__ = [
     "ASIDE_STEP",
     "ASIDE_TIMEOUTS",
     "KEEP_AFTER_RECEIVES",
+    "RECALL_GUARD",
     "SellerBuffer",
     "seller_of",
 ]
@@ -74,6 +79,9 @@ KEEP_AFTER_RECEIVES = 50
 ASIDE_STEP = 2.0
 # `SellerBuffer.add`: set aside, and the receive's own visibility does it (no call).
 ASIDE_BY_RECEIVE = -1
+# Seconds before its due a set-aside message is no longer recalled: more than a recall takes
+# to reach SQS (a batch's linger and one call, seconds under load), less than ASIDE_STEP.
+RECALL_GUARD = 1.0
 # The longest a message is set aside, in visibility timeouts (what a dead worker's set-aside
 # messages wait at most; a live one recalls them when its lane has room).
 ASIDE_TIMEOUTS = 8
@@ -195,7 +203,7 @@ class SellerBuffer:
 
     def _next_aside(self, seller: str, now: float) -> deque[tuple[float, Delivery]] | None:
         """The seller's set-aside messages not yet due (those due are visible again and may
-        be another worker's: forgotten), or None."""
+        be another worker's: forgotten), or None. A recall asks at `now + RECALL_GUARD`."""
         aside = self._aside.get(seller)
         while aside and aside[0][0] <= now:
             aside.popleft()
@@ -204,11 +212,22 @@ class SellerBuffer:
             return None
         return aside
 
+    def forget(self, delivery: Delivery) -> None:
+        """`delivery`'s set-aside change failed: it comes back when its receive's visibility
+        ends, maybe before its due here, so it is no longer recalled."""
+        aside = self._aside.get(self.key(delivery.message))
+        if aside is not None:
+            for index, (_, held) in enumerate(aside):
+                if held is delivery:
+                    del aside[index]
+                    break
+
     def recall(self, now: float, wanted: int) -> list[Delivery]:
         """Up to `wanted` set-aside messages to make visible now, earliest due first."""
         recalled: list[Delivery] = []
+        soon = now + RECALL_GUARD
         while len(recalled) < wanted:
-            heads = [(q[0][0], s) for s in list(self._aside) if (q := self._next_aside(s, now))]
+            heads = [(q[0][0], s) for s in list(self._aside) if (q := self._next_aside(s, soon))]
             if not heads:
                 break
             recalled.append(self._aside[min(heads)[1]].popleft()[1])
@@ -221,7 +240,7 @@ class SellerBuffer:
         recall would bring one back ahead of the sellers behind them, at every start."""
         if seller in self._waiting:
             return None
-        aside = self._next_aside(seller, now)
+        aside = self._next_aside(seller, now + RECALL_GUARD)
         return aside.popleft()[1] if aside and len(aside) <= self._floor else None
 
     # -- starting --------------------------------------------------------------------------
