@@ -11,6 +11,7 @@ import pytest
 from lanes.policy import Lane
 from tests.fixtures_markets import acme_config
 from tests.fixtures_worker import AcmeMarket, Lanes, RunningWorker, job, wait_until
+from worker.fairness import RECALL_GUARD
 from worker.queues import Delivery
 from worker.settings import WorkerSettings
 from worker.sqs import OutgoingMessage
@@ -156,3 +157,36 @@ async def test_a_message_set_aside_here_is_spared_the_kept_result_read_when_it_r
     assert reads == []
     keys = [arrival.query["key"] for arrival in acme.calls()]
     assert sorted(keys) == sorted(f"k-{n}" for n in range(jobs))
+
+
+@pytest.mark.slow
+async def test_a_worker_stopped_hands_back_what_it_set_aside(
+    acme: AcmeMarket,
+    lanes: Lanes,
+    make_settings: Callable[..., WorkerSettings],
+    start_worker: StartWorker,
+) -> None:
+    """A stop hands back the set-aside messages with the buffered ones: nothing this worker
+    received and did not run stays in flight (one about to return comes back on its own)."""
+    await lanes.sqs.send_batch(
+        lanes.url(Lane.MEDIUM),
+        [
+            OutgoingMessage(body=job(seller="one", key=f"k-{n}", sleep="2"), group_id="one")
+            for n in range(40)
+        ],
+    )
+    settings = make_settings(seller_buffer=100, visibility_timeout=30, grace_seconds=5.0)
+    worker = await start_worker(settings, acme_config(acme, rps=200), concurrency=2)
+
+    async def set_aside() -> bool:
+        return sum(source.buffer.set_aside for source in worker.dispatcher.sources) > 10
+
+    await wait_until(set_aside)
+    await worker.stop()
+
+    async def none_in_flight() -> bool:
+        return (await lanes.depth(Lane.MEDIUM))[1] == 0
+
+    await wait_until(none_in_flight, within=RECALL_GUARD + 1.0)
+    visible, _ = await lanes.depth(Lane.MEDIUM)
+    assert visible + len(acme.calls()) == 40

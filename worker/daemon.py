@@ -237,6 +237,8 @@ class Dispatcher:
             await self._release_buffered()
             await self._finish_jobs()
             await _cancel_all(helpers)
+            if self._background:  # recalls and set-asides under way: to SQS before the end
+                await asyncio.wait(list(self._background))
             await self._settler.drain()
             _log.info("worker.stopped", outcomes=self._settler.counts)
 
@@ -425,9 +427,16 @@ class Dispatcher:
         await self._settler.settle(delivery, outcome)
 
     async def _release_buffered(self) -> None:
+        """Hand back what was received and not started: buffered messages, and set-aside
+        ones (those within `RECALL_GUARD` of their return come back on their own)."""
+        now = time.monotonic()
         buffered = [delivery for source in self.sources for delivery in source.buffer.drain()]
+        aside = [delivery for source in self.sources for delivery in source.buffer.recall(now)]
         # Together, so the releases share batch calls.
-        await asyncio.gather(*(self._release_unstarted(delivery) for delivery in buffered))
+        await asyncio.gather(
+            *(self._release_unstarted(delivery) for delivery in buffered),
+            *(self._recall(delivery) for delivery in aside),
+        )
 
     async def _release_unstarted(self, delivery: Delivery) -> None:
         await self._settle(delivery, Outcome.release("shutdown", 0))

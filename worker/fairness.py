@@ -222,8 +222,9 @@ class SellerBuffer:
                     del aside[index]
                     break
 
-    def recall(self, now: float, wanted: int) -> list[Delivery]:
-        """Up to `wanted` set-aside messages to make visible now, earliest due first."""
+    def recall(self, now: float, wanted: float = math.inf) -> list[Delivery]:
+        """Up to `wanted` set-aside messages to make visible now (all by default, at
+        shutdown), earliest due first."""
         recalled: list[Delivery] = []
         soon = now + RECALL_GUARD
         while len(recalled) < wanted:
