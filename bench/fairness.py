@@ -67,16 +67,16 @@ class Market:
 
     async def _call(self, request: web.Request) -> web.Response:
         key = request.query.get("key", "")
+        dwell = time.time() - float(request.query.get("sent", "0"))
         if key not in self.dwell:
-            self.dwell[key] = time.time() - float(request.query.get("sent", "0"))
+            self.dwell[key] = dwell
             self.order.append(key)
             self.waiting.discard(key)
             if not self.waiting:
                 self.all_arrived.set()
         else:
             self.twice += 1
-            again = time.time() - float(request.query.get("sent", "0"))
-            print(f"twice: {key}, {self.dwell[key]:.1f} s and {again:.1f} s after its enqueue")
+            print(f"twice: {key}, {self.dwell[key]:.1f} s and {dwell:.1f} s after its enqueue")
         return web.json_response({"ok": True})
 
     def start(self) -> None:

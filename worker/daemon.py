@@ -450,6 +450,11 @@ class Dispatcher:
             await _cancel_all(list(pending))
 
 
+def _refused(change: asyncio.Task[Any]) -> bool:
+    """Whether a visibility change did not take (failed, raised or was cancelled)."""
+    return change.cancelled() or change.exception() is not None or not change.result()
+
+
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
@@ -564,7 +569,3 @@ async def serve(
                 loop.remove_signal_handler(signum)
     return 0
 
-
-def _refused(change: asyncio.Task[Any]) -> bool:
-    """Whether a visibility change did not take (failed, raised or was cancelled)."""
-    return change.cancelled() or change.exception() is not None or not change.result()
